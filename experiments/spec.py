@@ -1,0 +1,189 @@
+"""Study specifications: the YAML/JSON a user writes, validated with pydantic.
+
+Two stages, both user errors (never tracebacks):
+
+1. :func:`load_spec` / :func:`parse_spec` check the shape: unknown fields,
+   wrong types, a knob given both a range and choices, a constraint without a
+   bound. The message lists what is allowed.
+2. ``experiments.space.resolve`` checks the spec against this machine's knob
+   catalog (names, hard bounds, choices) and the metrics a workload reports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "BudgetSpec",
+    "ConstraintSpec",
+    "CostSpec",
+    "KnobSpec",
+    "SamplerSpec",
+    "SpecError",
+    "StudySpec",
+    "TrialSpec",
+    "WorkloadSpec",
+    "load_spec",
+    "parse_spec",
+]
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class SpecError(ValueError):
+    """A study spec is invalid; ``problems`` lists every problem found, one per line."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"invalid study spec {source}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KnobSpec(_Strict):
+    """Either a numeric range ``{low, high[, step, log]}`` or ``{choices: [...]}``."""
+
+    low: float | None = None
+    high: float | None = None
+    step: float | None = Field(default=None, gt=0)
+    log: bool = False
+    choices: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> KnobSpec:
+        numeric = self.low is not None or self.high is not None
+        if numeric and self.choices is not None:
+            raise ValueError("give either low/high or choices, not both")
+        if not numeric and self.choices is None:
+            raise ValueError("give a range {low, high} or {choices: [...]}")
+        if numeric and (self.low is None or self.high is None):
+            raise ValueError("a range needs both low and high")
+        if numeric and self.low > self.high:  # type: ignore[operator]
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+
+class ConstraintSpec(_Strict):
+    """An SLA threshold: the metric must stay at or below ``max`` / at or above ``min``."""
+
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ConstraintSpec:
+        if (self.max is None) == (self.min is None):
+            raise ValueError("give exactly one of max or min")
+        return self
+
+
+class TrialSpec(_Strict):
+    warmup_s: float = Field(default=2.0, ge=0, le=600)
+    measure_s: float = Field(default=6.0, gt=0, le=3600)
+    repeats: int = Field(default=1, ge=1, le=20)
+
+
+class BudgetSpec(_Strict):
+    trials: int = Field(default=18, ge=1, le=10_000)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class WorkloadSpec(_Strict):
+    """The built-in loopback OLTP service and its load generator."""
+
+    kind: Literal["oltp"] = "oltp"
+    workers: int = Field(default=2, ge=1, le=64)
+    clients: int = Field(default=8, ge=1, le=512)
+
+
+class CostSpec(_Strict):
+    """Unit prices from the packaged OpenCost catalog (see collectors/data/README.md)."""
+
+    profile: str = "opencost-builtin-default"
+    pricing_model: Literal["on_demand", "spot"] = "on_demand"
+    memory_gib: float = Field(default=1.0, ge=0, le=65536)
+
+
+class SamplerSpec(_Strict):
+    name: Literal["tpe", "random", "nsga2"] = "tpe"
+    seed: int | None = None
+
+
+class StudySpec(_Strict):
+    """What to tune, how to measure it and what counts as better."""
+
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    description: str = ""
+    workload: WorkloadSpec = WorkloadSpec()
+    knobs: dict[str, KnobSpec] = Field(min_length=1)
+    objectives: dict[str, Literal["maximize", "minimize"]] = Field(min_length=1, max_length=4)
+    constraints: dict[str, ConstraintSpec] = Field(default_factory=dict)
+    trial: TrialSpec = TrialSpec()
+    budget: BudgetSpec = BudgetSpec()
+    cost: CostSpec = CostSpec()
+    sampler: SamplerSpec = SamplerSpec()
+
+    @field_validator("knobs")
+    @classmethod
+    def _knob_names_are_plain(cls, v: dict[str, KnobSpec]) -> dict[str, KnobSpec]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9_.<>-]{1,128}", name) or ".." in name:
+                raise ValueError(f"knob name {name!r} has characters a knob name cannot have")
+        return v
+
+
+def _format_errors(err: ValidationError) -> list[str]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            parent = e["loc"][:-1]
+            model: Any = StudySpec
+            for p in parent:
+                field = model.model_fields.get(str(p)) if hasattr(model, "model_fields") else None
+                ann = getattr(field, "annotation", None)
+                model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else KnobSpec
+            allowed = ", ".join(model.model_fields)
+            msg = f"unknown field; allowed here: {allowed}"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        out.append(f"{loc}: {msg}")
+    return out
+
+
+def parse_spec(data: Any, *, source: str = "<spec>") -> StudySpec:
+    """Validate a decoded spec (a dict). Raises :class:`SpecError` listing every problem."""
+    if not isinstance(data, dict):
+        raise SpecError(source, [f"the spec must be a mapping of fields, got {type(data).__name__}"])
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(source, _format_errors(err)) from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read a ``.yaml``/``.yml``/``.json`` spec file. Raises :class:`SpecError`."""
+    p = Path(path)
+    src = str(p)
+    if p.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise SpecError(src, [f"unsupported file type {p.suffix or '(none)'!r}; use .yaml, .yml or .json"])
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(src, ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(src, [f"cannot read: {err}"]) from None
+    try:
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise SpecError(src, [f"not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: {err}"]) from None
+    return parse_spec(data, source=src)

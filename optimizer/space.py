@@ -1,0 +1,163 @@
+"""Search-space description: the optimizer's vocabulary for what may be tuned.
+
+A :class:`SearchSpace` is plain data (no I/O). ``experiments`` builds one from
+the knob catalog's domains intersected with a study spec's ranges; the optimizer
+turns it into Optuna suggestions. Ordering constraints between two numeric
+parameters (``vm.dirty_background_ratio < vm.dirty_ratio``) are honoured at
+sampling time, define-by-run, so an invalid combination is never proposed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "CategoricalParam",
+    "FloatParam",
+    "IntParam",
+    "LessThan",
+    "Param",
+    "SearchSpace",
+]
+
+
+@dataclass(frozen=True)
+class IntParam:
+    """An integer parameter in ``[low, high]`` (both inclusive)."""
+
+    name: str
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ValueError(f"{self.name}: low {self.low} > high {self.high}")
+        if self.step < 1:
+            raise ValueError(f"{self.name}: step must be >= 1, got {self.step}")
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int) and self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class FloatParam:
+    """A float parameter in ``[low, high]``; ``step`` discretises it."""
+
+    name: str
+    low: float
+    high: float
+    step: float | None = None
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"{self.name}: bounds must be finite")
+        if self.low > self.high:
+            raise ValueError(f"{self.name}: low {self.low} > high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"{self.name}: log scale needs low > 0")
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and self.low <= float(value) <= self.high
+
+
+@dataclass(frozen=True)
+class CategoricalParam:
+    """A parameter taking one of ``choices`` (strings)."""
+
+    name: str
+    choices: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.choices:
+            raise ValueError(f"{self.name}: no choices")
+        if len(set(self.choices)) != len(self.choices):
+            raise ValueError(f"{self.name}: duplicate choices {list(self.choices)}")
+
+    def contains(self, value: Any) -> bool:
+        return value in self.choices
+
+
+Param = Union[IntParam, FloatParam, CategoricalParam]
+
+
+@dataclass(frozen=True)
+class LessThan:
+    """``lower`` must stay strictly below ``upper`` (both numeric parameters)."""
+
+    lower: str
+    upper: str
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """An ordered set of parameters plus ordering constraints between them."""
+
+    params: tuple[Param, ...]
+    orderings: tuple[LessThan, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate parameter names in {names}")
+        by_name = {p.name: p for p in self.params}
+        for rule in self.orderings:
+            for n in (rule.lower, rule.upper):
+                p = by_name.get(n)
+                if p is None or isinstance(p, CategoricalParam):
+                    raise ValueError(f"ordering {rule} names {n!r}, which is not a numeric parameter")
+            lo, up = by_name[rule.lower], by_name[rule.upper]
+            if lo.low >= up.high:  # type: ignore[union-attr]
+                raise ValueError(
+                    f"{rule.lower} must be < {rule.upper}, but its lowest value {lo.low} "  # type: ignore[union-attr]
+                    f"is not below the highest {rule.upper} {up.high}"  # type: ignore[union-attr]
+                )
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def _sampling_order(self) -> list[Param]:
+        """Uppers before their lowers, so a lower's range can depend on its upper."""
+        uppers = {r.upper for r in self.orderings}
+        return sorted(self.params, key=lambda p: 0 if p.name in uppers else 1)
+
+    def is_valid(self, values: dict[str, Any]) -> bool:
+        """True when every value is in its parameter's range and every ordering holds."""
+        for p in self.params:
+            if p.name in values and not p.contains(values[p.name]):
+                return False
+        for r in self.orderings:
+            if r.lower in values and r.upper in values and not values[r.lower] < values[r.upper]:
+                return False
+        return True
+
+    def suggest(self, trial: optuna.trial.Trial) -> dict[str, Any]:
+        """Ask ``trial`` for one value per parameter, define-by-run.
+
+        A parameter that must stay below another is sampled after it, with its
+        upper bound lowered to keep the ordering: no invalid combination is ever
+        returned. Returns the values in the space's declared order.
+        """
+        chosen: dict[str, Any] = {}
+        for p in self._sampling_order():
+            if isinstance(p, CategoricalParam):
+                chosen[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+                continue
+            high = p.high
+            for r in self.orderings:
+                if r.lower == p.name and r.upper in chosen:
+                    cap = chosen[r.upper]
+                    high = min(high, cap - 1 if isinstance(p, IntParam) else math.nextafter(cap, -math.inf))
+            if isinstance(p, IntParam):
+                chosen[p.name] = trial.suggest_int(p.name, p.low, max(p.low, int(high)), step=p.step, log=p.log)
+            else:
+                chosen[p.name] = trial.suggest_float(p.name, p.low, max(p.low, high), step=p.step, log=p.log)
+        return {name: chosen[name] for name in self.names}
