@@ -1,0 +1,1 @@
+"""novatune collectors package."""

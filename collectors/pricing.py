@@ -1,0 +1,108 @@
+"""Per-resource unit prices (USD per vCPU-hour and per GiB-hour) for the cost objective.
+
+Prices come from the packaged snapshot ``collectors/data/unit-prices.csv``
+(a copy of ``shared/datasets/pricing/unit-prices.csv``: OpenCost default unit
+prices, see ``collectors/data/README.md`` for source, date and licence). These
+are list-price estimates for splitting cost between CPU and memory, not a quote.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from collectors.errors import CollectorError
+
+__all__ = ["UnitPrices", "load_unit_prices"]
+
+_REQUIRED = ("profile", "resource", "pricing_model", "usd_per_unit_hour", "unit")
+_UNITS = {"cpu": "vCPU-hour", "memory": "GiB-hour"}
+
+
+@dataclass(frozen=True)
+class UnitPrices:
+    """Unit prices of one profile and pricing model.
+
+    To price a container by its limits, per hour:
+    ``cpus * cpu_usd_per_vcpu_hour + memory_gib * memory_usd_per_gib_hour``.
+    ``source`` says where the figures come from (repository, path, commit, date).
+    """
+
+    cpu_usd_per_vcpu_hour: float
+    memory_usd_per_gib_hour: float
+    source: str
+
+
+def _read_rows(path: str | os.PathLike[str] | None) -> tuple[list[dict[str, str]], str]:
+    try:
+        if path is None:
+            text = resources.files("collectors").joinpath("data/unit-prices.csv").read_text(encoding="utf-8")
+            where = "collectors/data/unit-prices.csv"
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+            where = str(path)
+    except OSError as err:
+        raise CollectorError(f"cannot read unit prices from {path or 'the packaged CSV'}: {err}") from err
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in _REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise CollectorError(f"unit price file {where} lacks columns {missing}")
+    return list(reader), where
+
+
+def load_unit_prices(
+    *,
+    profile: str = "opencost-builtin-default",
+    model: str = "on_demand",
+    path: str | os.PathLike[str] | None = None,
+) -> UnitPrices:
+    """Load the CPU and memory unit prices of ``profile`` under pricing ``model``.
+
+    Args:
+        profile: a ``profile`` value of the CSV (e.g. ``opencost-builtin-default``,
+            ``opencost-default-json``, ``opencost-azure-json``, ``opencost-oracle-json``).
+        model: a ``pricing_model`` value (``on_demand``, ``spot``).
+        path: another CSV with the same columns (default: the packaged copy).
+
+    Raises:
+        ValueError: unknown profile, or a model the profile has no CPU and
+            memory price for (the message lists the allowed values).
+        CollectorError: the file cannot be read or is malformed.
+    """
+    rows, where = _read_rows(path)
+    profiles = sorted({r["profile"] for r in rows})
+    if profile not in profiles:
+        raise ValueError(f"unknown price profile {profile!r}; allowed: {', '.join(profiles)}")
+    mine = [r for r in rows if r["profile"] == profile]
+    found: dict[str, dict[str, str]] = {}
+    for r in mine:
+        if r["pricing_model"] == model and r["resource"] in _UNITS:
+            found[r["resource"]] = r
+    if set(found) != set(_UNITS):
+        models = sorted(
+            m for m in {r["pricing_model"] for r in mine}
+            if {r["resource"] for r in mine if r["pricing_model"] == m} >= set(_UNITS)
+        )
+        raise ValueError(
+            f"unknown pricing model {model!r} for profile {profile!r}; allowed: {', '.join(models) or '(none)'}"
+        )
+    prices: dict[str, float] = {}
+    for resource, row in found.items():
+        if row["unit"] != _UNITS[resource]:
+            raise CollectorError(f"{where}: {profile}/{resource} unit is {row['unit']!r}, expected {_UNITS[resource]!r}")
+        try:
+            prices[resource] = float(row["usd_per_unit_hour"])
+        except ValueError as err:
+            raise CollectorError(f"{where}: {profile}/{resource} price {row['usd_per_unit_hour']!r} is not a number") from err
+        if not prices[resource] >= 0:
+            raise CollectorError(f"{where}: {profile}/{resource} price must be >= 0, got {prices[resource]}")
+    cpu = found["cpu"]
+    source = (
+        f"{cpu.get('source_repo', '?')}:{cpu.get('source_path', '?')}@{cpu.get('source_commit', '?')[:12]}"
+        f" (profile {profile}, {model}, values dated {cpu.get('values_dated', '?')}; file {where})"
+    )
+    return UnitPrices(cpu_usd_per_vcpu_hour=prices["cpu"], memory_usd_per_gib_hour=prices["memory"], source=source)
