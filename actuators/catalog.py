@@ -1,0 +1,103 @@
+"""The knob catalog: the only way from a name to a knob.
+
+Names map through fixed tables to files; a block device name must be one of
+the entries of ``<root>/sys/block``. Anything else is :class:`UnknownKnob`,
+with the allowed names in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from actuators.affinity import AffinityKnob
+from actuators.base import Knob
+from actuators.block import BLOCK_LEAVES, block_knob
+from actuators.cgroup import VcpusKnob, WorkloadCgroup
+from actuators.errors import UnknownKnob
+from actuators.sysctl import SYSCTLS, sysctl_knob
+from actuators.sysroot import SysRoot
+from actuators.thp import THP, thp_knob
+
+__all__ = ["Catalog", "KnobContext"]
+
+_BLOCK_PREFIX = "block."
+
+
+@dataclass(frozen=True)
+class KnobContext:
+    """Binds cgroup- and process-scoped knobs to a run's workload."""
+
+    cgroup: WorkloadCgroup | None = None
+    pids: Callable[[], list[int]] | None = None
+
+
+class Catalog:
+    """Every knob novatune knows, bound to a root and a workload context."""
+
+    def __init__(self, root: SysRoot | None = None, context: KnobContext | None = None) -> None:
+        self.root = root if root is not None else SysRoot()
+        self.context = context if context is not None else KnobContext()
+
+    def patterns(self) -> list[str]:
+        """Allowed names; ``<dev>`` stands for an entry of ``/sys/block``."""
+        return [
+            *SYSCTLS,
+            *THP,
+            *(f"block.<dev>.{leaf}" for leaf in BLOCK_LEAVES),
+            "sizing.vcpus",
+            "affinity.cpus",
+        ]
+
+    def devices(self) -> list[str]:
+        """Entries of ``<root>/sys/block``."""
+        return self.root.listdir("sys/block")
+
+    def _unknown(self, name: object, why: str) -> UnknownKnob:
+        devs = ", ".join(self.devices()) or "none"
+        return UnknownKnob(
+            f"unknown knob {name!r} ({why}); allowed: {', '.join(self.patterns())} (devices here: {devs})"
+        )
+
+    def get(self, name: str) -> Knob:
+        """The concrete knob called ``name``.
+
+        Raises:
+            UnknownKnob: not a string, contains ``..``, ``/``, NUL or whitespace,
+                not in the catalog, or names a device not in ``sys/block``.
+        """
+        if not isinstance(name, str) or not name:
+            raise self._unknown(name, "not a name")
+        if ".." in name or "/" in name or "\x00" in name or any(c.isspace() for c in name):
+            raise self._unknown(name, "names may not contain '..', '/', NUL or whitespace")
+        if name in SYSCTLS:
+            return sysctl_knob(name, self.root)
+        if name in THP:
+            return thp_knob(name, self.root)
+        if name == "sizing.vcpus":
+            return VcpusKnob(cgroup=self.context.cgroup)
+        if name == "affinity.cpus":
+            return AffinityKnob(pids=self.context.pids)
+        if name.startswith(_BLOCK_PREFIX):
+            dev, _, leaf = name[len(_BLOCK_PREFIX):].rpartition(".")
+            if leaf not in BLOCK_LEAVES:
+                raise self._unknown(name, f"block knobs are {', '.join(BLOCK_LEAVES)}")
+            listed = {d: d for d in self.devices()}
+            if dev not in listed:
+                raise self._unknown(name, f"no block device {dev!r}")
+            return block_knob(listed[dev], leaf, self.root)
+        raise self._unknown(name, "not in the catalog")
+
+    def knobs(self) -> list[Knob]:
+        """Every concrete knob on this machine (block knobs only where the file exists).
+
+        Knobs that cannot be used here are included; ``available()`` says why.
+        """
+        out: list[Knob] = [self.get(n) for n in (*SYSCTLS, *THP)]
+        for dev in self.devices():
+            for leaf, rel in BLOCK_LEAVES.items():
+                if self.root.exists(f"sys/block/{dev}/{rel}"):
+                    out.append(block_knob(dev, leaf, self.root))
+        out.append(self.get("sizing.vcpus"))
+        out.append(self.get("affinity.cpus"))
+        return out

@@ -1,0 +1,259 @@
+"""The run's workload cgroup and the ``sizing.vcpus`` knob on it.
+
+cgroup v1 (``cpu`` controller, ``/sys/fs/cgroup/cpu/novatune-<name>``) is used
+when mounted, else cgroup v2 (``/sys/fs/cgroup/novatune-<name>``). The cgroup is
+journaled as the run's resource BEFORE mkdir, so ``recover`` can remove it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from actuators.base import Domain, Knob, Token
+from actuators.errors import ActuatorError, KnobUnavailable
+from actuators.journal import Journal
+from actuators.sysroot import SysRoot
+
+__all__ = ["VcpusKnob", "WorkloadCgroup", "kill_cgroup_tasks"]
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_V1_CPU = "sys/fs/cgroup/cpu"
+_V2 = "sys/fs/cgroup"
+
+
+def kill_cgroup_tasks(root: SysRoot, rel: str, *, timeout_s: float = 5.0) -> list[int]:
+    """SIGKILL every process of the cgroup ``rel`` and wait until it is empty.
+
+    Only on the real host: on a fake tree ``cgroup.procs`` is a plain file whose
+    pids mean nothing, so nothing is signalled.
+
+    Returns:
+        the pids signalled.
+    Raises:
+        ActuatorError: tasks remain after ``timeout_s``.
+    """
+    procs = f"{rel}/cgroup.procs"
+    if not root.is_host or not root.exists(procs):
+        return []
+    killed: list[int] = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pids = [int(x) for x in root.read(procs).split()]
+        if not pids:
+            return killed
+        if time.monotonic() > deadline:
+            raise ActuatorError(f"{root.path(rel)}: tasks {pids} still there after SIGKILL")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                if pid not in killed:
+                    killed.append(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+
+
+class WorkloadCgroup:
+    """A cgroup a run owns. Build it with :meth:`create`."""
+
+    def __init__(self, *, name: str, rel: str, version: int, root: SysRoot, journal: Journal, run_id: str) -> None:
+        self.name = name
+        self.rel = rel
+        self.version = version
+        self.root = root
+        self.journal = journal
+        self.run_id = run_id
+        self.removed = False
+        self.enabled_cpu_in_parent = False  # v2: we wrote +cpu to the parent's subtree_control
+
+    def __repr__(self) -> str:
+        return f"<WorkloadCgroup v{self.version} {self.path}>"
+
+    @classmethod
+    def create(
+        cls, name: str, *, journal: Journal, run_id: str, root: SysRoot | None = None
+    ) -> WorkloadCgroup:
+        """Create ``novatune-<name>``: journaled first, then mkdir.
+
+        Raises:
+            ActuatorError: invalid name (``[A-Za-z0-9_.-]{1,64}``), the cgroup
+                exists already (a killed run's? run ``novatune recover``), or mkdir failed.
+            KnobUnavailable: no usable cpu controller under the root.
+        """
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+            raise ActuatorError(f"invalid cgroup name {name!r}: allowed [A-Za-z0-9_.-]{{1,64}}")
+        root = root if root is not None else SysRoot()
+        if root.exists(f"{_V1_CPU}/cpu.cfs_quota_us"):
+            version, rel = 1, f"{_V1_CPU}/novatune-{name}"
+        elif "cpu" in _words(root, f"{_V2}/cgroup.controllers"):
+            version, rel = 2, f"{_V2}/novatune-{name}"
+        else:
+            raise KnobUnavailable(
+                f"no cgroup cpu controller under {root.root}: neither v1 {_V1_CPU} nor v2 with 'cpu' in cgroup.controllers"
+            )
+        path = root.path(rel)
+        if path.exists():
+            raise ActuatorError(f"{path} exists already (left by a killed run? run `novatune recover`)")
+        enabled = False
+        if version == 2 and "cpu" not in _words(root, f"{_V2}/cgroup.subtree_control"):
+            journal.record_cgroup(run_id, f"{_V2}/cgroup.subtree_control", root=str(root.root), version=2)
+            root.write(f"{_V2}/cgroup.subtree_control", "+cpu")
+            enabled = True
+        journal.record_cgroup(run_id, rel, root=str(root.root), version=version)
+        try:
+            os.mkdir(path, 0o755)
+        except OSError as err:
+            journal.release_cgroup(run_id, rel, note=f"mkdir failed: {err}")
+            raise ActuatorError(f"cannot create cgroup {path}: {err.strerror or err}") from err
+        cg = cls(name=name, rel=rel, version=version, root=root, journal=journal, run_id=run_id)
+        cg.enabled_cpu_in_parent = enabled
+        return cg
+
+    @property
+    def path(self) -> Path:
+        """The cgroup directory."""
+        return self.root.path(self.rel)
+
+    @property
+    def procs_file(self) -> Path:
+        """Write a pid here (e.g. in a preexec_fn) to move that process into the cgroup."""
+        return self.root.path(f"{self.rel}/cgroup.procs")
+
+    def attach(self, pid: int) -> None:
+        """Move process ``pid`` (all its threads) into the cgroup.
+
+        Raises:
+            ActuatorError: the kernel refused.
+        """
+        self.root.write(f"{self.rel}/cgroup.procs", str(int(pid)))
+
+    def pids(self) -> list[int]:
+        """Processes in the cgroup (``[]`` once removed)."""
+        if self.removed or not self.root.exists(f"{self.rel}/cgroup.procs"):
+            return []
+        return [int(x) for x in self.root.read(f"{self.rel}/cgroup.procs").split()]
+
+    def remove(self) -> None:
+        """SIGKILL remaining tasks, wait, rmdir, journal ``released``. Idempotent.
+
+        Raises:
+            ActuatorError: tasks do not go away or rmdir failed.
+        """
+        if self.removed:
+            return
+        if self.path.exists():
+            kill_cgroup_tasks(self.root, self.rel)
+            self.root.rmdir(self.rel)
+        self.journal.release_cgroup(self.run_id, self.rel)
+        self.removed = True
+        if self.enabled_cpu_in_parent:
+            control = f"{_V2}/cgroup.subtree_control"
+            try:
+                self.root.write(control, "-cpu")
+                note = "cpu disabled again"
+            except ActuatorError as err:  # another cgroup uses it now: leave it on
+                note = f"left enabled: {err}"
+            self.journal.release_cgroup(self.run_id, control, note=note)
+
+
+def _words(root: SysRoot, rel: str) -> list[str]:
+    try:
+        return root.read(rel).split() if root.exists(rel) else []
+    except ActuatorError:
+        return []
+
+
+class VcpusKnob(Knob):
+    """``sizing.vcpus``: CPU bandwidth of the workload cgroup, in vCPUs (float).
+
+    v1 writes ``cpu.cfs_quota_us = round(vcpus * cpu.cfs_period_us)`` (period
+    untouched); v2 writes ``cpu.max = "QUOTA PERIOD"``. No limit (``-1`` /
+    ``max``) reads as ``os.cpu_count()``.
+    """
+
+    def __init__(self, *, cgroup: WorkloadCgroup | None) -> None:
+        ncpu = os.cpu_count() or 1
+        super().__init__(
+            name="sizing.vcpus",
+            domain=Domain("float", 0.05, float(ncpu)),
+            risk="medium",
+            scope="cgroup",
+            needs_root=True,
+            unit="vCPU",
+            description="CPU quota of the workload cgroup, in vCPUs (CFS bandwidth).",
+        )
+        self.cgroup = cgroup
+
+    def _files(self) -> tuple[SysRoot, str, str | None]:
+        cg = self.cgroup
+        if cg is None:
+            raise KnobUnavailable(f"{self.name}: no workload cgroup in this context")
+        if cg.version == 1:
+            return cg.root, f"{cg.rel}/cpu.cfs_quota_us", f"{cg.rel}/cpu.cfs_period_us"
+        return cg.root, f"{cg.rel}/cpu.max", None
+
+    @property
+    def path(self) -> str | None:
+        """The quota file, None without a cgroup."""
+        if self.cgroup is None:
+            return None
+        root, rel, _ = self._files()
+        return str(root.path(rel))
+
+    def available(self) -> str | None:
+        if self.cgroup is None:
+            return "no workload cgroup in this context (sizing.* binds to the cgroup a run creates)"
+        if self.cgroup.removed:
+            return f"cgroup {self.cgroup.path} was removed"
+        root, rel, period = self._files()
+        for f in (rel, period):
+            if f is not None and not root.exists(f):
+                return f"{root.path(f)} does not exist"
+        if not root.writable(rel):
+            return f"{root.path(rel)} is not writable (needs root)"
+        return None
+
+    def _quota_period(self) -> tuple[int | None, int, str]:
+        root, rel, period_rel = self._files()
+        raw = root.read(rel)
+        try:
+            if period_rel is not None:
+                q = int(raw.split()[0])
+                p = int(root.read(period_rel).split()[0])
+                return (None if q < 0 else q), p, raw
+            qs, ps = raw.split()[:2]
+            return (None if qs == "max" else int(qs)), int(ps), raw
+        except (ValueError, IndexError) as err:
+            raise ActuatorError(f"{self.name}: cannot parse {raw!r} in {root.path(rel)}") from err
+
+    def read(self) -> float:
+        q, p, _ = self._quota_period()
+        return float(os.cpu_count() or 1) if q is None else q / p
+
+    def same(self, a: Any, b: Any) -> bool:
+        return abs(float(a) - float(b)) <= 1e-4
+
+    def prepare(self, value: Any) -> Token:
+        v = self.validate(value)
+        self.check_available()
+        root, rel, period_rel = self._files()
+        _, p, raw = self._quota_period()
+        quota = round(v * p)
+        new = str(quota) if period_rel is not None else f"{quota} {p}"
+        return Token(knob=self.name, scope=self.scope, target=rel, old=raw, new=new, value=v)
+
+    def commit(self, token: Token) -> None:
+        root, _, _ = self._files()
+        root.write(token.target, token.new)
+
+    def restore(self, token: Token) -> None:
+        root, _, _ = self._files()
+        root.restore(token.target, token.old)

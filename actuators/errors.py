@@ -1,0 +1,30 @@
+"""Exceptions of the actuators package.
+
+Every error an actuator raises on purpose derives from :class:`ActuatorError`,
+so a runner can catch the family with one clause. OS errors are translated at
+the boundary (``raise ActuatorError(...) from err``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["ActuatorError", "KnobUnavailable", "OutOfBounds", "UnknownKnob", "UnsafePath"]
+
+
+class ActuatorError(Exception):
+    """Base class: a change could not be planned, applied, verified or restored."""
+
+
+class UnknownKnob(ActuatorError, LookupError):
+    """A knob name that is not in the catalog; the message lists what is allowed."""
+
+
+class OutOfBounds(ActuatorError, ValueError):
+    """A value outside a knob's hard safety bounds (or of the wrong type); nothing was written."""
+
+
+class KnobUnavailable(ActuatorError):
+    """The knob exists but cannot be used here (missing file, no privilege, no cgroup, no pids)."""
+
+
+class UnsafePath(ActuatorError):
+    """A path that would leave the configured root or the allowed kernel trees."""

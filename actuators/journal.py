@@ -1,0 +1,295 @@
+"""The durable change journal: JSON lines, appended under ``flock``, fsynced.
+
+Model: Optuna's ``JournalFileBackend``. One object per line; every record is
+written and ``fsync``-ed BEFORE the change it describes, so a crash (even
+SIGKILL between the two) never leaves a change without a record.
+
+Record fields: ``seq`` (unique, increasing), ``time`` (epoch s), ``run``,
+``trial``, ``kind`` (``knob`` | ``process`` | ``cgroup`` | ``run``), ``event``
+(``intent`` | ``applied`` | ``restored`` | ``restore_failed`` | ``created`` |
+``released`` | ``begin`` | ``end``), ``knob``, ``scope``, ``target`` (file
+relative to ``root``, a pid, or ``pids:...``), ``old`` (raw, byte-exact content
+as read, or per-thread affinity entries), ``new``, ``root`` (the SysRoot the
+target is under), ``ref`` (the ``seq`` of the intent/creation a later record
+closes), ``owner_pid`` / ``owner_ctime`` (the writing process and its create
+time; a run is alive while an owner of its opening records is).
+
+An *open entry* is an ``intent`` with no later ``restored`` of the same seq
+(an intent never marked applied is still open: the write may have happened).
+A torn last line (crash mid-write) is skipped when reading, and the next
+append starts on a fresh line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from actuators.base import Token
+from actuators.errors import ActuatorError
+
+__all__ = ["Journal", "OPENING_EVENTS", "process_ctime"]
+
+log = logging.getLogger(__name__)
+
+#: events that open something (their writer is the run's owner)
+OPENING_EVENTS = frozenset({"begin", "intent", "created"})
+
+
+def process_ctime(pid: int) -> float | None:
+    """psutil create time of ``pid``; None when it does not exist (or is a zombie)."""
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return p.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+        return None
+
+
+class Journal:
+    """Append-only journal at ``path`` (created with its directory on first write).
+
+    Thread- and process-safe: each append takes an exclusive ``flock`` on the
+    file, allocates the next ``seq`` under it, writes one line and fsyncs.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._scanned = 0  # bytes of the file already scanned for seq
+        self._last_seq = 0
+        self._owner: tuple[int, float] | None = None
+        self.skipped_lines = 0  # undecodable lines seen by the last records()
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r})"
+
+    # -------------------------------------------------------------- low level
+    def _owner_id(self) -> tuple[int, float]:
+        pid = os.getpid()
+        if self._owner is None or self._owner[0] != pid:
+            self._owner = (pid, psutil.Process(pid).create_time())
+        return self._owner
+
+    def _scan_seq(self, fd: int, size: int) -> None:
+        if size < self._scanned:  # replaced or truncated: start over
+            self._scanned, self._last_seq = 0, 0
+        if size == self._scanned:
+            return
+        data = os.pread(fd, size - self._scanned, self._scanned)
+        end = data.rfind(b"\n") + 1  # a torn tail is rescanned next time
+        for line in data[:end].splitlines():
+            try:
+                seq = int(json.loads(line)["seq"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            self._last_seq = max(self._last_seq, seq)
+        self._scanned += end
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Add ``seq``, ``time`` and the owner to ``record``, write it and fsync.
+
+        Returns:
+            the record as written.
+        Raises:
+            ActuatorError: the journal cannot be written (then nothing may be changed).
+        """
+        pid, ctime = self._owner_id()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            new_file = not self.path.exists()
+            with self._lock:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    size = os.fstat(fd).st_size
+                    self._scan_seq(fd, size)
+                    prefix = b""
+                    if size and os.pread(fd, 1, size - 1) != b"\n":
+                        prefix = b"\n"  # a torn line from a crash: end it
+                    self._last_seq += 1
+                    full = {
+                        "seq": self._last_seq,
+                        "time": time.time(),
+                        "run": None,
+                        "trial": None,
+                        **record,
+                        "owner_pid": pid,
+                        "owner_ctime": ctime,
+                    }
+                    full["seq"] = self._last_seq
+                    data = prefix + json.dumps(full, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+                    written = 0
+                    while written < len(data):
+                        written += os.write(fd, data[written:])
+                    os.fsync(fd)
+                    self._scanned = size + len(data)
+                finally:
+                    os.close(fd)  # releases the flock
+            if new_file:
+                dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+        except OSError as err:
+            raise ActuatorError(f"cannot write the journal {self.path}: {err.strerror or err}") from err
+        return full
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every decodable record, in file order; undecodable (torn) lines are skipped.
+
+        Raises:
+            ActuatorError: the journal exists but cannot be read.
+        """
+        try:
+            with open(self.path, "rb") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise ActuatorError(f"cannot read the journal {self.path}: {err.strerror or err}") from err
+        out: list[dict[str, Any]] = []
+        skipped = 0
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                skipped += 1
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("seq"), int):
+                out.append(rec)
+            else:
+                skipped += 1
+        if skipped:
+            log.warning("journal %s: %d undecodable line(s) skipped (torn write?)", self.path, skipped)
+        self.skipped_lines = skipped
+        return out
+
+    # ------------------------------------------------------------------- runs
+    def begin(self, run_id: str, *, trial: int | None = None) -> dict[str, Any]:
+        """Record that ``run_id`` starts (its owner is this process)."""
+        return self.append({"run": run_id, "trial": trial, "kind": "run", "event": "begin"})
+
+    def end(self, run_id: str, *, trial: int | None = None, note: str | None = None) -> dict[str, Any]:
+        """Record that ``run_id`` ended."""
+        return self.append({"run": run_id, "trial": trial, "kind": "run", "event": "end", "note": note})
+
+    @contextmanager
+    def run(self, run_id: str) -> Iterator[Journal]:
+        """``begin`` on entry, ``end`` on exit (also on errors)."""
+        self.begin(run_id)
+        try:
+            yield self
+        finally:
+            self.end(run_id)
+
+    # ------------------------------------------------------------------ knobs
+    def intent(self, run_id: str, trial: int | None, token: Token, *, root: str) -> dict[str, Any]:
+        """Record a change about to be written; returns the record (its ``seq`` is the entry id)."""
+        return self.append(
+            {
+                "run": run_id,
+                "trial": trial,
+                "kind": "knob",
+                "event": "intent",
+                "knob": token.knob,
+                "scope": token.scope,
+                "target": token.target,
+                "restore": token.kind,
+                "old": token.old,
+                "new": token.new,
+                "value": token.value,
+                "root": root,
+            }
+        )
+
+    def close_entry(self, entry: dict[str, Any], event: str, *, error: str | None = None) -> dict[str, Any]:
+        """Record ``applied`` / ``restored`` / ``restore_failed`` for an intent record."""
+        rec = {
+            "run": entry.get("run"),
+            "trial": entry.get("trial"),
+            "kind": "knob",
+            "event": event,
+            "knob": entry.get("knob"),
+            "scope": entry.get("scope"),
+            "target": entry.get("target"),
+            "ref": entry["seq"],
+        }
+        if error is not None:
+            rec["error"] = error
+        return self.append(rec)
+
+    # -------------------------------------------------------------- processes
+    def record_process(self, run_id: str, pid: int, create_time: float | None = None) -> dict[str, Any]:
+        """Record a process the run spawned (recover kills it if the run dies).
+
+        ``create_time`` defaults to psutil's; it guards against pid reuse.
+
+        Raises:
+            ActuatorError: the process does not exist (and no create time was given).
+        """
+        if create_time is None:
+            create_time = process_ctime(pid)
+            if create_time is None:
+                raise ActuatorError(f"process {pid} does not exist")
+        return self.append(
+            {"run": run_id, "kind": "process", "event": "created", "target": int(pid), "ctime": create_time}
+        )
+
+    def release_process(self, run_id: str, pid: int, *, note: str | None = None) -> dict[str, Any]:
+        """Record that the run no longer owns process ``pid``."""
+        return self.append({"run": run_id, "kind": "process", "event": "released", "target": int(pid), "note": note})
+
+    # ---------------------------------------------------------------- cgroups
+    def record_cgroup(self, run_id: str, rel: str, *, root: str, version: int) -> dict[str, Any]:
+        """Record a cgroup directory the run is about to create (before mkdir)."""
+        return self.append(
+            {"run": run_id, "kind": "cgroup", "event": "created", "target": rel, "root": root, "version": version}
+        )
+
+    def release_cgroup(self, run_id: str, rel: str, *, note: str | None = None) -> dict[str, Any]:
+        """Record that the run's cgroup ``rel`` is gone."""
+        return self.append({"run": run_id, "kind": "cgroup", "event": "released", "target": rel, "note": note})
+
+    # ---------------------------------------------------------------- queries
+    @staticmethod
+    def open_entries(records: list[dict[str, Any]], run_id: str | None = None) -> list[dict[str, Any]]:
+        """Intents not followed by a ``restored`` record, in journal order."""
+        closed = {r.get("ref") for r in records if r.get("kind") == "knob" and r.get("event") == "restored"}
+        return [
+            r
+            for r in records
+            if r.get("kind") == "knob"
+            and r.get("event") == "intent"
+            and r["seq"] not in closed
+            and (run_id is None or r.get("run") == run_id)
+        ]
+
+    @staticmethod
+    def open_resources(records: list[dict[str, Any]], kind: str, run_id: str | None = None) -> list[dict[str, Any]]:
+        """``created`` processes/cgroups of ``kind`` with no later ``released`` for the same target."""
+        live: dict[Any, dict[str, Any]] = {}
+        for r in records:
+            if r.get("kind") != kind or (run_id is not None and r.get("run") != run_id):
+                continue
+            key = (r.get("run"), r.get("target"))
+            if r.get("event") == "created":
+                live[key] = r
+            elif r.get("event") == "released":
+                live.pop(key, None)
+        return list(live.values())

@@ -1,0 +1,162 @@
+"""ChangeSession: the only way a runner changes a knob.
+
+Per change: read the old state, journal the intent (fsynced), write, verify,
+journal ``applied``. ``restore_all`` undoes in reverse order, each step
+isolated; ``__exit__`` calls it, whatever way the block ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from actuators.base import Change, FileKnob, Knob, Token
+from actuators.cgroup import VcpusKnob
+from actuators.errors import ActuatorError, OutOfBounds
+from actuators.journal import Journal
+
+__all__ = ["ChangeSession"]
+
+log = logging.getLogger(__name__)
+
+
+def _root_of(knob: Knob) -> str | None:
+    if isinstance(knob, FileKnob):
+        return str(knob.root.root)
+    if isinstance(knob, VcpusKnob) and knob.cgroup is not None:
+        return str(knob.cgroup.root.root)
+    return None
+
+
+class ChangeSession:
+    """Journaled changes of one trial of one run.
+
+    Args:
+        journal: where intents are recorded before each write.
+        run_id: the run the changes belong to.
+        trial: the trial number, if any.
+
+    After ``restore_all`` (or ``__exit__``), ``failures`` lists what could not
+    be restored (those journal entries stay open for ``recover``).
+    """
+
+    def __init__(self, journal: Journal, *, run_id: str, trial: int | None) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.trial = trial
+        self._stack: list[tuple[Knob, Token, dict[str, Any]]] = []
+        self.failures: list[str] = []
+
+    def __enter__(self) -> ChangeSession:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        failures = self.restore_all()
+        if failures and exc_type is None:
+            raise ActuatorError("restore failed (journal entries left open for recover): " + "; ".join(failures))
+
+    @property
+    def changed(self) -> list[str]:
+        """Names of the knobs currently changed by this session, in apply order."""
+        return [k.name for k, _, _ in self._stack]
+
+    # ---------------------------------------------------------------- changes
+    def apply(self, knob: Knob, value: Any) -> Change:
+        """Change one knob (journal first); a no-op change writes and records nothing.
+
+        Raises:
+            OutOfBounds: before anything is written or journaled.
+            KnobUnavailable: the knob cannot be used here.
+            ActuatorError: the write failed or did not read back (that knob is
+                restored first, as far as possible).
+        """
+        token = knob.prepare(value)
+        old = knob.read()
+        change = Change(knob=knob.name, old=old, new=token.value, changes=not knob.same(old, token.value))
+        if not change.changes:
+            return change
+        entry = self.journal.intent(self.run_id, self.trial, token, root=_root_of(knob) or "")
+        try:
+            knob.commit(token)
+            ok = knob.verify(token.value)
+        except BaseException as err:
+            self._undo(knob, token, entry)
+            if isinstance(err, ActuatorError) or not isinstance(err, Exception):
+                raise
+            raise ActuatorError(f"{knob.name}: write failed: {err}") from err
+        if not ok:
+            self._undo(knob, token, entry)
+            raise ActuatorError(f"{knob.name}: wrote {token.new!r} but it reads back as {knob.read()!r}")
+        self.journal.close_entry(entry, "applied")
+        self._stack.append((knob, token, entry))
+        return change
+
+    def apply_many(self, values: Mapping[Knob, Any]) -> list[Change]:
+        """Apply a set, ordered so relations between knobs hold after every write.
+
+        The final state is validated first (each knob against the others' new
+        values); then knobs are applied in an order where each one validates
+        against what the system holds at that moment (e.g. ``vm.dirty_ratio``
+        is raised before ``vm.dirty_background_ratio`` when both go up).
+
+        Raises:
+            OutOfBounds: the set is invalid; nothing was written.
+            ActuatorError: see :meth:`apply` (knobs applied so far stay applied
+                until ``restore_all``).
+        """
+        final = {k.name: v for k, v in values.items()}
+        for knob, value in values.items():
+            knob.validate(value, assume=final)
+        pending = list(values.items())
+        changes: list[Change] = []
+        while pending:
+            for i, (knob, value) in enumerate(pending):
+                try:
+                    knob.validate(value)
+                except OutOfBounds:
+                    continue
+                changes.append(self.apply(knob, value))
+                del pending[i]
+                break
+            else:
+                names = ", ".join(k.name for k, _ in pending)
+                raise OutOfBounds(f"no order applies {names} keeping every relation between knobs")
+        return changes
+
+    # ---------------------------------------------------------------- restore
+    def _undo(self, knob: Knob, token: Token, entry: dict[str, Any]) -> str | None:
+        try:
+            knob.restore(token)
+        except Exception as err:  # noqa: BLE001 - isolated: recorded and reported
+            msg = f"{knob.name}: {err}"
+            log.error("restore failed: %s", msg)
+            self._close(entry, "restore_failed", error=str(err))
+            return msg
+        self._close(entry, "restored")
+        return None
+
+    def _close(self, entry: dict[str, Any], event: str, *, error: str | None = None) -> None:
+        try:
+            self.journal.close_entry(entry, event, error=error)
+        except ActuatorError as err:  # the entry stays open: recover redoes it, harmlessly
+            log.error("cannot journal %s of %s: %s", event, entry.get("knob"), err)
+
+    def restore_all(self) -> list[str]:
+        """Restore every change in reverse order; one failure does not stop the others.
+
+        Returns:
+            the failures (``"knob: reason"``), also kept in ``failures``; empty
+            when everything is back. Failed entries stay open in the journal.
+        """
+        failures: list[str] = []
+        while self._stack:
+            knob, token, entry = self._stack.pop()
+            msg = self._undo(knob, token, entry)
+            if msg is not None:
+                failures.append(msg)
+        self.failures.extend(failures)
+        return failures

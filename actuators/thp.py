@@ -1,0 +1,34 @@
+"""Transparent huge pages (TuneD's plugin_vm): ``thp.enabled``.
+
+The choices are the words of ``/sys/kernel/mm/transparent_hugepage/enabled``;
+the bracketed one is current; the bare word is written.
+"""
+
+from __future__ import annotations
+
+from actuators.base import Domain, SelectorKnob, selector_choices
+from actuators.sysroot import SysRoot
+
+__all__ = ["THP", "ThpKnob", "thp_knob"]
+
+#: name -> fixed relative file
+THP: dict[str, str] = {"thp.enabled": "sys/kernel/mm/transparent_hugepage/enabled"}
+
+
+class ThpKnob(SelectorKnob):
+    """A THP selector file."""
+
+
+def thp_knob(name: str, root: SysRoot) -> ThpKnob:
+    """The knob for a name of :data:`THP` (KeyError otherwise)."""
+    rel = THP[name]
+    return ThpKnob(
+        root=root,
+        rel=rel,
+        name=name,
+        domain=Domain("categorical", choices=selector_choices(root, rel)),
+        risk="medium",
+        scope="host",
+        needs_root=True,
+        description="Transparent huge pages for anonymous memory: always, madvise or never.",
+    )

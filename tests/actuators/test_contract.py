@@ -1,0 +1,271 @@
+"""The contract every knob family keeps, on the fake tree (TuneD-style shared suite)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actuators import (
+    Catalog,
+    Journal,
+    Knob,
+    KnobContext,
+    OutOfBounds,
+    SysRoot,
+    UnknownKnob,
+    WorkloadCgroup,
+)
+from tests.actuators.conftest import fake_cgroup_files, tree_bytes
+
+FAMILIES = {
+    "vm.swappiness": 35,
+    "vm.dirty_ratio": 30,
+    "vm.dirty_background_ratio": 5,
+    "thp.enabled": "never",
+    "block.loop0.read_ahead_kb": 256,
+    "block.vda.scheduler": "kyber",
+    "sizing.vcpus": 0.5,
+    "affinity.cpus": 1,
+}
+
+
+@dataclass
+class Case:
+    knob: Knob
+    new: Any
+    state: Callable[[], Any]
+
+
+@pytest.fixture(params=list(FAMILIES))
+def case(request: pytest.FixtureRequest, fake_root: SysRoot, journal: Journal) -> Iterator[Case]:
+    name = request.param
+    ctx = KnobContext()
+    child = None
+    cg = None
+    if name == "sizing.vcpus":
+        cg = WorkloadCgroup.create("contract", journal=journal, run_id="r", root=fake_root)
+        fake_cgroup_files(cg.path)
+        ctx = KnobContext(cgroup=cg)
+    if name == "affinity.cpus":
+        if len(os.sched_getaffinity(0)) < 2:
+            pytest.skip("affinity.cpus needs at least 2 allowed CPUs to make a change")
+        child = subprocess.Popen(["sleep", "60"])
+        ctx = KnobContext(pids=lambda: [child.pid])
+
+    def state() -> Any:
+        aff = sorted(os.sched_getaffinity(child.pid)) if child is not None else None
+        return tree_bytes(fake_root.root), aff
+
+    try:
+        yield Case(Catalog(fake_root, ctx).get(name), FAMILIES[name], state)
+    finally:
+        if child is not None:
+            child.kill()
+            child.wait()
+        if cg is not None:
+            cg.remove()
+
+
+def test_read_apply_verify_restore_is_byte_identical(case: Case) -> None:
+    knob = case.knob
+    before = case.state()
+    assert knob.available() is None
+    old = knob.read()
+    change = knob.plan(case.new)
+    assert change.changes and change.knob == knob.name and knob.same(change.old, old)
+    assert case.state() == before, "plan must not write"
+    token = knob.apply(case.new)
+    assert knob.verify(case.new)
+    assert knob.same(knob.read(), knob.normalise(case.new))
+    assert case.state() != before
+    knob.restore(token)
+    assert case.state() == before
+    assert knob.same(knob.read(), old)
+
+
+def _outside(knob: Knob) -> st.SearchStrategy[Any]:
+    d = knob.domain
+    if d.kind == "int":
+        return st.one_of(st.integers(max_value=int(d.low) - 1), st.integers(min_value=int(d.high) + 1))
+    return st.one_of(
+        st.floats(max_value=d.low, exclude_max=True, allow_nan=False),
+        st.floats(min_value=d.high, exclude_min=True, allow_nan=False),
+        st.just(math.nan),
+    )
+
+
+def test_out_of_bounds_refused_and_nothing_written(case: Case) -> None:
+    knob = case.knob
+    before = case.state()
+    if knob.domain.kind == "categorical":
+        for bad in ("bogus", "", "[none]", 1, None):
+            with pytest.raises(OutOfBounds, match=knob.name):
+                knob.apply(bad)
+        assert case.state() == before
+        return
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(value=_outside(knob))
+    def check(value: Any) -> None:
+        with pytest.raises(OutOfBounds) as err:
+            knob.apply(value)
+        assert knob.name in str(err.value)
+        assert case.state() == before
+
+    check()
+    for bad in (True, "x", None, [1]):
+        with pytest.raises(OutOfBounds):
+            knob.apply(bad)
+    assert case.state() == before
+
+
+def test_validate_never_writes(case: Case) -> None:
+    before = case.state()
+    assert case.knob.validate(case.new) == case.knob.normalise(case.new)
+    assert case.state() == before
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "vm/../../etc",
+        "vm.swappiness/../../etc/passwd",
+        "block.../scheduler",
+        "block.loop0/../x.scheduler",
+        "block..scheduler",
+        "block.loop0.nr_requests",
+        "block.sda.scheduler",
+        "block.loop0",
+        "vm.swappiness\x00",
+        "vm.swap piness",
+        " vm.swappiness",
+        "vm.overcommit_memory",
+        "kernel.sched_foo",
+        "",
+        "etc.passwd",
+    ],
+)
+def test_unknown_and_escaping_names_refused(fake_root: SysRoot, name: str) -> None:
+    with pytest.raises(UnknownKnob) as err:
+        Catalog(fake_root).get(name)
+    msg = str(err.value)
+    assert "allowed" in msg and "vm.swappiness" in msg and "block.<dev>.scheduler" in msg
+
+
+def test_catalog_lists_concrete_knobs(fake_root: SysRoot) -> None:
+    cat = Catalog(fake_root)
+    names = [k.name for k in cat.knobs()]
+    assert names == [
+        "vm.swappiness",
+        "vm.dirty_ratio",
+        "vm.dirty_background_ratio",
+        "thp.enabled",
+        "block.loop0.read_ahead_kb",
+        "block.loop0.scheduler",
+        "block.vda.read_ahead_kb",
+        "block.vda.scheduler",
+        "sizing.vcpus",
+        "affinity.cpus",
+    ]
+    assert cat.get("vm.swappiness").sysctl_key == "vm.swappiness"
+    assert cat.get("thp.enabled").sysctl_key is None
+    assert cat.get("block.vda.scheduler").domain.choices == ("none", "mq-deadline", "kyber", "bfq")
+    assert cat.get("block.vda.scheduler").read() == "mq-deadline"
+    assert cat.get("thp.enabled").read() == "madvise"
+    assert cat.get("sizing.vcpus").available() is not None
+    assert "no workload processes" in (cat.get("affinity.cpus").available() or "")
+    assert "block.<dev>.read_ahead_kb" in cat.patterns()
+
+
+def test_unavailable_reasons(fake_root: SysRoot) -> None:
+    (fake_root.root / "proc/sys/vm/swappiness").unlink()
+    knob = Catalog(fake_root).get("vm.swappiness")
+    assert "does not exist" in (knob.available() or "")
+    assert "no running process" in (Catalog(fake_root, KnobContext(pids=lambda: [])).get("affinity.cpus").available() or "")
+
+
+def test_sysroot_refuses_escapes(fake_root: SysRoot) -> None:
+    from actuators.errors import UnsafePath
+
+    os.symlink("/etc", fake_root.root / "proc/sys/vm/evil")
+    for rel in ("../x", "proc/../../etc/passwd", "proc/sys/vm/evil/passwd", "a\x00b", "", "/"):
+        with pytest.raises(UnsafePath):
+            fake_root.path(rel)
+    with pytest.raises(Exception):
+        fake_root.write("proc/sys/vm/does_not_exist", "1")
+    assert not (fake_root.root / "proc/sys/vm/does_not_exist").exists()
+
+
+def test_read_ahead_rounds_to_pages(fake_root: SysRoot) -> None:
+    knob = Catalog(fake_root).get("block.loop0.read_ahead_kb")
+    page = os.sysconf("SC_PAGE_SIZE") // 1024
+    assert knob.validate(page * 3 + 1) == page * 3
+
+
+def test_vcpus_v1_quota_math(fake_root: SysRoot, journal: Journal) -> None:
+    cg = WorkloadCgroup.create("math", journal=journal, run_id="r", root=fake_root)
+    fake_cgroup_files(cg.path)
+    knob = Catalog(fake_root, KnobContext(cgroup=cg)).get("sizing.vcpus")
+    assert knob.read() == float(os.cpu_count() or 1)  # -1: no limit
+    knob.apply(0.25)
+    assert (cg.path / "cpu.cfs_quota_us").read_text() == "25000"
+    assert (cg.path / "cpu.cfs_period_us").read_text() == "100000\n"
+    assert knob.read() == 0.25
+    cg.remove()
+    assert not cg.path.exists()
+    events = [(r["kind"], r["event"]) for r in journal.records()]
+    assert events == [("cgroup", "created"), ("cgroup", "released")]
+
+
+def test_cgroup_name_validated(fake_root: SysRoot, journal: Journal) -> None:
+    from actuators import ActuatorError
+
+    for bad in ("../x", "a/b", "", "x" * 65, "a b", ".."):
+        with pytest.raises(ActuatorError):
+            WorkloadCgroup.create(bad, journal=journal, run_id="r", root=fake_root)
+    assert journal.records() == []
+
+
+def test_vcpus_cgroup_v2(tmp_path: Path, journal: Journal) -> None:
+    base = tmp_path / "v2"
+    (base / "sys/fs/cgroup").mkdir(parents=True)
+    (base / "sys/fs/cgroup/cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (base / "sys/fs/cgroup/cgroup.subtree_control").write_text("memory\n")
+    root = SysRoot(base)
+    cg = WorkloadCgroup.create("v2", journal=journal, run_id="r", root=root)
+    assert cg.version == 2 and cg.path == root.root / "sys/fs/cgroup/novatune-v2"
+    assert (base / "sys/fs/cgroup/cgroup.subtree_control").read_text() == "+cpu"
+    (cg.path / "cpu.max").write_text("max 100000\n")
+    (cg.path / "cgroup.procs").write_text("")
+    knob = Catalog(root, KnobContext(cgroup=cg)).get("sizing.vcpus")
+    assert knob.read() == float(os.cpu_count() or 1)
+    token = knob.apply(0.5)
+    assert (cg.path / "cpu.max").read_text() == "50000 100000"
+    assert knob.verify(0.5)
+    knob.restore(token)
+    assert (cg.path / "cpu.max").read_text() == "max 100000\n"
+    cg.remove()
+    targets = [(r["event"], r["target"]) for r in journal.records()]
+    assert targets == [
+        ("created", "sys/fs/cgroup/cgroup.subtree_control"),
+        ("created", "sys/fs/cgroup/novatune-v2"),
+        ("released", "sys/fs/cgroup/novatune-v2"),
+        ("released", "sys/fs/cgroup/cgroup.subtree_control"),
+    ]
+    assert (base / "sys/fs/cgroup/cgroup.subtree_control").read_text() == "-cpu"  # plain file: what was written
+
+
+def test_no_cgroup_controller(tmp_path: Path, journal: Journal) -> None:
+    from actuators import KnobUnavailable
+
+    with pytest.raises(KnobUnavailable, match="no cgroup cpu controller"):
+        WorkloadCgroup.create("x", journal=journal, run_id="r", root=SysRoot(tmp_path))
