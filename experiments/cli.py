@@ -1,0 +1,385 @@
+"""The ``novatune`` command line (typer + rich).
+
+Every user error (bad spec, unknown knob, unknown study, bad export request)
+ends with a one-paragraph message naming what was wrong and what is allowed,
+and exit code 2; an interrupted study restores its knobs and exits 130. No
+traceback reaches the user unless ``NOVATUNE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find, apply and prove better Linux settings.")
+study_app = typer.Typer(no_args_is_help=True, help="Run, list, show and export studies.")
+knobs_app = typer.Typer(no_args_is_help=True, help="The knob catalog: what can be tuned here.")
+app.add_typer(study_app, name="study")
+app.add_typer(knobs_app, name="knobs")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback, exit 2."""
+
+
+def _paths():
+    from experiments.settings import Paths
+
+    return Paths.default()
+
+
+def _view(name: str):
+    """Load a study for a read-only command; a missing store means no studies, not an error trace."""
+    from experiments.store import StudyNotFound, load_view
+
+    paths = _paths()
+    if not paths.optuna_db.exists():
+        raise StudyNotFound(f"no study named {name!r}; no studies yet in {paths.home}")
+    return load_view(paths.optuna_url, name)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+# ------------------------------------------------------------------ studies
+def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick: bool) -> None:
+    from experiments.runner import StudyRunner
+
+    paths = _paths()
+    runner_box: dict[str, Any] = {}
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=err,
+        transient=False,
+    )
+    task_id: Any = None
+
+    def on_event(kind: str, **data: Any) -> None:
+        nonlocal task_id
+        if kind == "start":
+            runner_box["name"] = data["name"]
+            err.print(f"study [bold]{data['name']}[/]: {data['total']} trials; data in {paths.home}")
+            for knob, reason in data["skipped"].items():
+                err.print(f"[yellow]skipped[/] {knob}: {reason}")
+            progress.start()
+            task_id = progress.add_task("trials", total=data["total"], last="baseline first")
+        elif kind == "trial_end":
+            tr = data["report"]
+            if tr.state == "complete":
+                m = tr.metrics
+                last = (
+                    f"#{tr.number}: {m.get('throughput_rps', 0):.0f} req/s, p95 {m.get('latency_p95_ms', 0):.1f} ms, "
+                    f"${m.get('cost_usd_per_hour', 0):.4f}/h{'' if tr.feasible else ' (SLA violated)'}"
+                )
+            else:
+                last = f"#{tr.number}: failed: {tr.reason[:60]}"
+            progress.update(task_id, advance=1, last=last)
+        elif kind == "finish" and task_id is not None:
+            progress.stop()
+
+    runner = StudyRunner(spec, paths=paths, name=name, trials=trials, on_event=on_event, source=source)
+    try:
+        report = runner.run()
+    finally:
+        progress.stop()
+    _print_study_result(report, paths, quick=quick)
+
+
+def _print_study_result(report, paths, *, quick: bool) -> None:
+    from experiments.store import load_view
+
+    view = load_view(paths.optuna_url, report.name)
+    front = view.front_trials()
+    table = Table(title=f"Pareto front of {report.name} (feasible trials)")
+    table.add_column("trial", justify="right")
+    for o, d in zip(view.objectives, view.directions):
+        table.add_column(f"{o} ({'max' if d == 'maximize' else 'min'})", justify="right")
+    table.add_column("p95 ms", justify="right")
+    table.add_column("knobs")
+    for t in sorted(front, key=lambda t: t.values[0]):
+        mark = " (knee)" if t.number == report.knee else ""
+        table.add_row(
+            f"{t.number}{mark}",
+            *[f"{v:.6g}" for v in t.values],
+            f"{t.user_attrs.get('metrics', {}).get('latency_p95_ms', float('nan')):.1f}",
+            ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in view.knob_values(t).items()),
+        )
+    out.print(table)
+    done = sum(t.state == "complete" for t in report.trials)
+    out.print(
+        f"{len(report.trials)} trials ({done} complete, {sum(t.feasible for t in report.trials)} feasible) "
+        f"in {report.seconds:.0f} s; state: {report.state}"
+    )
+    if report.export_json:
+        out.print(f"\n[bold]Best configuration[/] (knee of the front), exported as JSON:")
+        out.print_json(report.export_json)
+        out.print(f"also as sysctl.d: novatune study export {report.name} --format sysctl")
+    else:
+        out.print("[yellow]no feasible trial: nothing to export[/]")
+    if report.restore_mismatches:
+        err.print("[red]NOT restored:[/] " + "; ".join(report.restore_mismatches) + " — run `novatune recover`")
+    else:
+        out.print("every tuned knob reads as before the study")
+    out.print(f"\nOpen the MLflow UI:  {paths.mlflow_ui_command()}   (or: novatune ui)")
+
+
+@app.command()
+def quickstart(
+    trials: Annotated[Optional[int], typer.Option(min=1, help="number of trials (default: the spec's 18)")] = None,
+    name: Annotated[Optional[str], typer.Option(help="study name (default quickstart, quickstart-2, ...)")] = None,
+) -> None:
+    """Tune the built-in loopback service on this machine (about 4 minutes)."""
+    from experiments.spec import load_spec
+
+    ref = resources.files("experiments") / "specs" / "quickstart.yaml"
+    with resources.as_file(ref) as path:
+        spec = load_spec(path)
+    if os.geteuid() != 0:
+        err.print("[yellow]not root:[/] only knobs that need no privilege are tuned (the others are listed as skipped)")
+    _run_spec(spec, source=str(ref), name=name, trials=trials, quick=True)
+
+
+@study_app.command("run")
+def study_run(
+    spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="study spec, .yaml or .json")],
+    name: Annotated[Optional[str], typer.Option(help="study name (default: the spec's)")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, help="override budget.trials")] = None,
+) -> None:
+    """Run a study from a spec file."""
+    from experiments.spec import load_spec
+
+    spec = load_spec(spec_file)
+    _run_spec(spec, source=str(spec_file), name=name, trials=trials, quick=False)
+
+
+@study_app.command("list")
+def study_list(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
+    """List the studies in the data directory."""
+    from experiments.store import list_studies
+
+    paths = _paths()
+    rows = list_studies(paths.optuna_url) if paths.optuna_db.exists() else []
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"studies in {paths.home}")
+    for col in ("name", "trials", "objectives", "state", "started"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], str(r["trials"]), ", ".join(r["objectives"]), r["state"], str(r["started"]))
+    out.print(table)
+
+
+@study_app.command("show")
+def study_show(
+    name: Annotated[str, typer.Argument(help="study name")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Show a study's trials, Pareto front and knee."""
+    view = _view(name)
+    knee = view.knee_trial()
+    front = {t.number for t in view.front_trials()}
+    rows = []
+    for t in view.trials:
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "feasible": view.is_feasible(t),
+                "pareto": t.number in front,
+                "knee": knee is not None and t.number == knee.number,
+                "values": dict(zip(view.objectives, t.values)) if t.values else None,
+                "knobs": view.knob_values(t),
+                "reason": t.user_attrs.get("reason"),
+            }
+        )
+    if as_json:
+        _print_json({"study": name, "objectives": view.objectives, "directions": view.directions,
+                     "state": view.attrs.get("state"), "skipped": view.attrs.get("skipped", {}), "trials": rows})
+        return
+    table = Table(title=f"{name} ({view.attrs.get('state', '?')})")
+    for col in ("trial", "state", *view.objectives, "flags", "knobs"):
+        table.add_column(col)
+    for r in rows:
+        flags = ("knee " if r["knee"] else "") + ("pareto " if r["pareto"] else "") + ("" if r["feasible"] else "infeasible")
+        vals = [f"{r['values'][o]:.6g}" if r["values"] else "-" for o in view.objectives]
+        table.add_row(str(r["trial"]), r["state"], *vals, flags.strip(), ", ".join(f"{k}={v}" for k, v in r["knobs"].items()))
+    out.print(table)
+
+
+@study_app.command("export")
+def study_export(
+    name: Annotated[str, typer.Argument(help="study name")],
+    fmt: Annotated[str, typer.Option("--format", help="json or sysctl")] = "json",
+    trial: Annotated[Optional[int], typer.Option(min=0, help="trial number (default: the knee of the Pareto front)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write to this file instead of stdout")] = None,
+) -> None:
+    """Export the chosen configuration (the knee by default) as JSON or a sysctl.d file."""
+    from experiments.export import render
+
+    text = render(_view(name), fmt, trial=trial)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+
+
+# -------------------------------------------------------------------- knobs
+def _knob_row(k) -> dict[str, Any]:
+    reason = k.available()
+    try:
+        current = k.read() if reason is None or os.path.exists(getattr(k, "path", "") or "/") else None
+    except Exception as e:  # noqa: BLE001 - a listing shows what it can
+        current = f"unreadable: {e}"
+    d = k.domain
+    return {
+        "name": k.name,
+        "available": reason is None,
+        "reason": reason,
+        "current": current,
+        "domain": {"kind": d.kind, "low": d.low, "high": d.high, "choices": list(d.choices) or None},
+        "risk": k.risk,
+        "scope": k.scope,
+        "needs_root": k.needs_root,
+        "description": k.description,
+    }
+
+
+@knobs_app.command("list")
+def knobs_list(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
+    """Every knob on this machine: available or not (and why), current value, bounds, risk."""
+    from actuators import Catalog
+
+    rows = [_knob_row(k) for k in Catalog().knobs()]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="knobs")
+    for col in ("name", "available", "current", "bounds", "risk", "scope"):
+        table.add_column(col)
+    for r in rows:
+        d = r["domain"]
+        bounds = ", ".join(d["choices"]) if d["choices"] else f"[{d['low']}, {d['high']}]"
+        table.add_row(r["name"], "yes" if r["available"] else f"no: {r['reason']}", str(r["current"]), bounds, r["risk"], r["scope"])
+    out.print(table)
+    out.print("patterns: sizing.* and affinity.* bind to the workload a study starts")
+
+
+@knobs_app.command("get")
+def knobs_get(
+    name: Annotated[str, typer.Argument(help="knob name, e.g. vm.swappiness")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """One knob: current value, domain, bounds, risk."""
+    from actuators import Catalog
+
+    row = _knob_row(Catalog().get(name))
+    if as_json:
+        _print_json(row)
+    else:
+        for k, v in row.items():
+            out.print(f"[bold]{k}[/]: {v}")
+
+
+# ----------------------------------------------------------------- recovery
+@app.command()
+def recover(
+    force: Annotated[bool, typer.Option(help="also restore runs whose process still looks alive")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Restore every knob a killed run left changed; remove its cgroups and processes."""
+    from actuators import Journal
+    from actuators import recover as do_recover
+
+    paths = _paths().ensure()
+    rep = do_recover(Journal(paths.journal), force=force)
+    data = rep.as_dict() if hasattr(rep, "as_dict") else rep.__dict__
+    if as_json:
+        _print_json(data)
+        return
+    for key, value in data.items():
+        out.print(f"{key}: {value}")
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(min=1, max=65535)] = 5000) -> None:
+    """Open the MLflow UI on the local store (127.0.0.1)."""
+    import shutil
+    import subprocess
+
+    paths = _paths()
+    exe = shutil.which("mlflow") or sys.executable
+    cmd = [exe] if exe.endswith("mlflow") else [exe, "-m", "mlflow"]
+    cmd += ["ui", "--backend-store-uri", paths.mlflow_uri, "--default-artifact-root", paths.artifacts.as_uri(),
+            "--host", "127.0.0.1", "--port", str(port)]
+    err.print("running: " + " ".join(cmd))
+    raise typer.Exit(subprocess.call(cmd))
+
+
+# --------------------------------------------------------------------- main
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from actuators import ActuatorError
+    from experiments.export import ExportError
+    from experiments.spec import SpecError
+    from experiments.store import StudyNotFound
+
+    return (UserError, SpecError, StudyNotFound, ExportError, ActuatorError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for user errors, 130 when interrupted)."""
+    try:
+        app(args=argv, standalone_mode=False)
+        return 0
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 130
+    except typer.TyperException as e:  # usage errors: missing argument, bad option value, ...
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"[red]error:[/] {e}")
+        return int(getattr(e, "exit_code", 2))
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: the trial's knobs were restored")
+        return 130
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - the one place that turns errors into exit codes
+        from experiments.runner import Interrupted
+
+        if isinstance(e, Interrupted):
+            err.print(f"[yellow]interrupted by {e}[/]: the trial's knobs were restored")
+            return 130
+        if isinstance(e, _user_errors()):
+            err.print(f"[red]error:[/] {e}", highlight=False)
+            return 2
+        if os.environ.get("NOVATUNE_DEBUG") == "1":
+            raise
+        err.print(f"[red]internal error:[/] {type(e).__name__}: {e}\n(run with NOVATUNE_DEBUG=1 for the traceback)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

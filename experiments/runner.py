@@ -1,0 +1,471 @@
+"""The trial loop: spec -> knobs -> apply (journaled) -> measure -> tell -> MLflow -> restore.
+
+One :class:`StudyRunner` runs one study to its end, in the calling thread. Every
+trial's changes go through an :class:`actuators.ChangeSession`, so the old
+values are journaled (fsynced) before any write and restored when the trial
+ends, whatever way it ends: success, error, Ctrl-C, SIGTERM. A SIGKILL leaves
+open journal entries that ``novatune recover`` (and the next run's start-up)
+restores.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from actuators import ActuatorError, Catalog, ChangeSession, Journal, KnobContext, WorkloadCgroup, recover
+from collectors.cgroupstats import CgroupCpuReader, cpu_delta
+from collectors.host import HostSampler
+from collectors.pricing import load_unit_prices
+from collectors.timeseries import reduce_window, trim_warmup
+from collectors.workloads.oltp import OltpWorkload, WorkloadError
+from experiments.plots import plot_convergence, plot_pareto
+from experiments.settings import Paths
+from experiments.space import Resolved, clamp_to_space, resolve
+from experiments.spec import SpecError, StudySpec
+from experiments.store import load_view
+from experiments import export
+from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
+from optimizer.stats import estimate
+
+__all__ = ["Interrupted", "RestoreFailed", "StudyReport", "StudyRunner", "TrialReport"]
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+WORKLOAD_KEYS = ("throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "error_rate")
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGHUP arrived; raised in the main thread so every ``finally`` runs."""
+
+
+class RestoreFailed(RuntimeError):
+    """A knob could not be put back; the study stops, ``novatune recover`` retries."""
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: the caller handles signals
+            pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+@dataclass
+class TrialReport:
+    number: int
+    params: dict[str, Any]
+    state: str  # "complete" | "fail"
+    metrics: dict[str, float] = field(default_factory=dict)
+    feasible: bool = False
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class StudyReport:
+    name: str
+    state: str
+    trials: list[TrialReport]
+    skipped: dict[str, str]
+    baseline: dict[str, Any]
+    objectives: list[str]
+    knee: int | None = None
+    front: list[int] = field(default_factory=list)
+    export_json: str | None = None
+    artifacts: list[Path] = field(default_factory=list)
+    restore_mismatches: list[str] = field(default_factory=list)
+    recovered_before: int = 0
+    seconds: float = 0.0
+
+
+Event = Callable[..., None]
+
+
+class StudyRunner:
+    """Runs one study of ``spec``.
+
+    Args:
+        spec: the validated study spec.
+        paths: the data directory.
+        name: study name (default: the spec's, with ``-N`` added if taken).
+        trials: overrides ``spec.budget.trials``.
+        on_event: called as ``on_event(kind, **data)`` for progress display;
+            kinds: ``start``, ``trial_start``, ``trial_end``, ``finish``.
+        tracking_uri: MLflow tracking URI (default: the local store).
+    """
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        *,
+        paths: Paths,
+        name: str | None = None,
+        trials: int | None = None,
+        on_event: Event | None = None,
+        tracking_uri: str | None = None,
+        source: str = "<spec>",
+    ) -> None:
+        self.spec = spec
+        self.paths = paths.ensure()
+        self.n_trials = trials if trials is not None else spec.budget.trials
+        if self.n_trials < 1:
+            raise SpecError(source, [f"--trials must be >= 1, got {self.n_trials}"])
+        self.explicit_name = name
+        self.on_event = on_event or (lambda kind, **data: None)
+        self.tracking_uri = tracking_uri or paths.mlflow_uri
+        self.source = source
+        self.objectives = list(spec.objectives)
+        self.directions = [spec.objectives[m] for m in self.objectives]
+        # checked now, before anything starts: names, bounds, metrics
+        resolve(spec, Catalog(), check_availability=False, source=source)
+        prices = load_unit_prices(profile=spec.cost.profile, model=spec.cost.pricing_model)
+        self.prices = prices
+
+    # ----------------------------------------------------------------- naming
+    def _study_name(self, storage: optuna.storages.BaseStorage) -> str:
+        existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+        if self.explicit_name is not None:
+            if self.explicit_name in existing:
+                raise SpecError(self.source, [f"a study named {self.explicit_name!r} exists already; choose another --name"])
+            return self.explicit_name
+        base, n = self.spec.name, 1
+        name = base
+        while name in existing:
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    # --------------------------------------------------------------- the loop
+    def run(self) -> StudyReport:
+        t_start = time.monotonic()
+        journal = Journal(self.paths.journal)
+        stale = recover(journal)  # what a killed earlier run left open
+        storage = optuna.storages.RDBStorage(self.paths.optuna_url)
+        name = self._study_name(storage)
+        self.name = name
+        run_id = f"{name}-{uuid.uuid4().hex[:8]}"
+        workdir = self.paths.study_dir(name)
+        (workdir / "trials").mkdir(parents=True, exist_ok=True)
+
+        report = StudyReport(name, "running", [], {}, {}, self.objectives, recovered_before=len(stale.restored))
+        cgroup: WorkloadCgroup | None = None
+        workload: OltpWorkload | None = None
+        tracker = None
+        study = None
+        with _signals_raise(), journal.run(run_id):
+            try:
+                cgroup_reason = None
+                if any(k.startswith("sizing.") for k in self.spec.knobs):
+                    try:
+                        cgroup = WorkloadCgroup.create(run_id, journal=journal, run_id=run_id)
+                    except (ActuatorError, OSError) as err:
+                        cgroup_reason = f"no workload cgroup: {err}"
+                w = self.spec.workload
+                workload = OltpWorkload(workdir / "work", workers=w.workers, clients=w.clients)
+                preexec = None
+                if cgroup is not None:
+                    procs = str(cgroup.procs_file)
+
+                    def preexec() -> None:
+                        with open(procs, "w") as f:
+                            f.write(str(os.getpid()))
+
+                workload.start(preexec_fn=preexec)
+                for pid in workload.pids():
+                    journal.record_process(run_id, pid)
+
+                catalog = Catalog(context=KnobContext(cgroup=cgroup, pids=workload.pids))
+                resolved = resolve(self.spec, catalog, source=self.source)
+                skipped = dict(resolved.skipped)
+                for k in skipped:
+                    if k.startswith("sizing.") and cgroup_reason:
+                        skipped[k] = cgroup_reason
+                report.skipped = skipped
+                baseline = {n: knob.read() for n, knob in resolved.knobs.items()}
+                report.baseline = baseline
+
+                sampler = self._sampler()
+                study = optuna.create_study(
+                    study_name=name, storage=storage, directions=self.directions, sampler=sampler
+                )
+                for key, value in {
+                    "objectives": self.objectives,
+                    "constraints": {m: c.model_dump(exclude_none=True) for m, c in self.spec.constraints.items()},
+                    "knobs": list(resolved.knobs),
+                    "sysctl_keys": {n: k.sysctl_key for n, k in resolved.knobs.items() if k.sysctl_key},
+                    "skipped": skipped,
+                    "baseline": baseline,
+                    "spec": self.spec.model_dump(mode="json"),
+                    "run_id": run_id,
+                    "state": "running",
+                }.items():
+                    study.set_user_attr(key, value)
+                study.enqueue_trial(clamp_to_space(baseline, resolved.space), user_attrs={"baseline": True})
+
+                tracker = self._tracker()
+                if tracker is not None:
+                    tracker.start_study(
+                        name,
+                        description=self.spec.description or f"novatune study of spec {self.spec.name}",
+                        tags={"novatune.study": name, "run_id": run_id, "skipped": str(skipped) or "none"},
+                    )
+                self.on_event("start", name=name, total=self.n_trials, skipped=skipped, baseline=baseline)
+                deadline = t_start + self.spec.budget.timeout_s if self.spec.budget.timeout_s else math.inf
+                for _ in range(self.n_trials):
+                    if time.monotonic() >= deadline:
+                        log.info("budget timeout reached")
+                        break
+                    trial = study.ask()
+                    params = resolved.space.suggest(trial)
+                    self.on_event("trial_start", number=trial.number, params=params)
+                    tr = self._run_trial(trial.number, params, resolved, journal, run_id, workload, cgroup, workdir)
+                    self._tell(study, trial, tr)
+                    report.trials.append(tr)
+                    if tracker is not None:
+                        self._log_trial(tracker, tr, workdir, baseline=trial.number == 0)
+                    self.on_event("trial_end", report=tr)
+                    if tr.reason.startswith("restore failed"):
+                        raise RestoreFailed(tr.reason)
+
+                report.restore_mismatches = [
+                    f"{n}: {knob.read()!r} != baseline {baseline[n]!r}"
+                    for n, knob in resolved.knobs.items()
+                    if knob.read() != baseline[n]
+                ]
+                report.state = "completed"
+            except (KeyboardInterrupt, Interrupted):
+                report.state = "interrupted"
+                raise
+            except BaseException:
+                report.state = "failed"
+                raise
+            finally:
+                if study is not None:
+                    study.set_user_attr("state", report.state)
+                    self._fail_running(study)
+                if workload is not None:
+                    workload.stop()
+                if cgroup is not None:
+                    cgroup.remove()
+                if study is not None:
+                    self._finish(report, tracker, workdir)
+                report.seconds = time.monotonic() - t_start
+                self.on_event("finish", report=report)
+        return report
+
+    # ------------------------------------------------------------- one trial
+    def _run_trial(
+        self,
+        number: int,
+        params: dict[str, Any],
+        resolved: Resolved,
+        journal: Journal,
+        run_id: str,
+        workload: OltpWorkload,
+        cgroup: WorkloadCgroup | None,
+        workdir: Path,
+    ) -> TrialReport:
+        t0 = time.monotonic()
+        tr = TrialReport(number, params, "fail")
+        ts_frames: list[pd.DataFrame] = []
+        session = ChangeSession(journal, run_id=run_id, trial=number)
+        try:
+            with session:
+                session.apply_many({resolved.knobs[n]: v for n, v in params.items()})
+                per_repeat: list[dict[str, float]] = []
+                for rep in range(self.spec.trial.repeats):
+                    per_repeat.append(self._measure(workload, cgroup, ts_frames, rep))
+                tr.metrics = self._reduce(per_repeat, params)
+                tr.state = "complete"
+        except (ActuatorError, WorkloadError, OSError, ValueError) as err:
+            tr.state, tr.reason = "fail", f"{type(err).__name__}: {err}"
+        failures = getattr(session, "failures", [])
+        if failures:
+            tr.state, tr.reason = "fail", "restore failed: " + "; ".join(map(str, failures))
+        if ts_frames:
+            path = workdir / "trials" / f"trial-{number:03d}.csv"
+            pd.concat(ts_frames).to_csv(path)
+        tr.seconds = time.monotonic() - t0
+        if tr.state == "complete":
+            tr.feasible = all(self._violation(m, tr.metrics) <= 0 for m in self.spec.constraints)
+        return tr
+
+    def _measure(
+        self, workload: OltpWorkload, cgroup: WorkloadCgroup | None, frames: list[pd.DataFrame], rep: int
+    ) -> dict[str, float]:
+        t = self.spec.trial
+        host = HostSampler(interval_s=0.5)
+        reader = CgroupCpuReader(cgroup.path) if cgroup is not None else None
+        before = reader.read() if reader is not None else None
+        host.start()
+        try:
+            res = workload.measure(warmup_s=t.warmup_s, measure_s=t.measure_s)
+        finally:
+            host_df = host.stop()
+        after = reader.read() if reader is not None else None
+        steady = trim_warmup(host_df, t.warmup_s)
+        host_stats = reduce_window(steady, stats=("mean",))
+        total = res.requests + res.errors
+        m = {
+            "throughput_rps": res.throughput_rps,
+            "latency_p50_ms": res.latency_p50_ms,
+            "latency_p95_ms": res.latency_p95_ms,
+            "latency_p99_ms": res.latency_p99_ms,
+            "error_rate": res.errors / total if total else 1.0,
+            "host_cpu_util_pct": host_stats.get("cpu_util_pct_mean", math.nan),
+            "host_cpu_iowait_pct": host_stats.get("cpu_iowait_pct_mean", math.nan),
+        }
+        if before is not None and after is not None:
+            m["cgroup_throttled_ratio"] = cpu_delta(before, after).throttled_ratio
+        frame = host_df.copy()
+        frame["repeat"] = rep
+        frames.append(frame)
+        tl = res.timeline.copy()
+        tl["repeat"] = rep
+        frames.append(tl)
+        return m
+
+    def _reduce(self, per_repeat: list[dict[str, float]], params: dict[str, Any]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for key in per_repeat[0]:
+            samples = [r[key] for r in per_repeat if key in r and math.isfinite(r[key])]
+            if not samples:
+                out[key] = math.nan
+                continue
+            est = estimate(samples)
+            out[key] = est.median
+            if est.n > 1:
+                out[f"{key}_ci_low"], out[f"{key}_ci_high"] = est.ci_low, est.ci_high
+        ncpu = float(os.cpu_count() or 1)
+        vcpus = min(float(params.get("sizing.vcpus", ncpu)), float(params.get("affinity.cpus", ncpu)))
+        out["effective_vcpus"] = vcpus
+        usd = hourly_cost(
+            Sizing(vcpus=vcpus, memory_gib=self.spec.cost.memory_gib),
+            cpu_usd_per_vcpu_hour=self.prices.cpu_usd_per_vcpu_hour,
+            memory_usd_per_gib_hour=self.prices.memory_usd_per_gib_hour,
+        )
+        out["cost_usd_per_hour"] = usd
+        out["cost_usd_per_1k_requests"] = cost_per_1k_requests(usd, out.get("throughput_rps", 0.0))
+        return out
+
+    def _violation(self, metric: str, metrics: dict[str, float]) -> float:
+        c = self.spec.constraints[metric]
+        v = metrics.get(metric, math.nan)
+        if not math.isfinite(v):
+            return math.inf
+        return v - c.max if c.max is not None else c.min - v  # type: ignore[operator]
+
+    def _tell(self, study: optuna.Study, trial: optuna.trial.Trial, tr: TrialReport) -> None:
+        values = [tr.metrics.get(m, math.nan) for m in self.objectives]
+        if tr.state == "complete" and not all(math.isfinite(v) for v in values):
+            tr.state, tr.reason = "fail", f"objective not measurable: {dict(zip(self.objectives, values))}"
+        trial.set_user_attr("metrics", {k: v for k, v in tr.metrics.items() if math.isfinite(v)})
+        if tr.state != "complete":
+            trial.set_user_attr("reason", tr.reason)
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        for m in self.spec.constraints:
+            viol = self._violation(m, tr.metrics)
+            trial.set_constraint(m, viol if math.isfinite(viol) else 1e12)
+        study.tell(trial, values)
+
+    @staticmethod
+    def _fail_running(study: optuna.Study) -> None:
+        """A trial still RUNNING (interrupted) is marked FAIL: never silently good."""
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study._storage.set_trial_user_attr(t._trial_id, "reason", "interrupted")
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+    # --------------------------------------------------------------- outputs
+    def _sampler(self) -> optuna.samplers.BaseSampler:
+        s = self.spec.sampler
+        if s.name == "random":
+            return optuna.samplers.RandomSampler(seed=s.seed)
+        if s.name == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(20, self.n_trials // 3)))
+        startup = max(4, min(10, self.n_trials // 3))
+        return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=startup, multivariate=True)
+
+    def _tracker(self):  # -> Tracker | None
+        from experiments.tracking import Tracker
+
+        return Tracker(self.tracking_uri, artifact_root=self.paths.artifacts)
+
+    def _log_trial(self, tracker: Any, tr: TrialReport, workdir: Path, *, baseline: bool) -> None:
+        ts = workdir / "trials" / f"trial-{tr.number:03d}.csv"
+        tags = {"state": tr.state, "feasible": str(tr.feasible).lower(), "baseline": str(baseline).lower()}
+        if tr.reason:
+            tags["failure_reason"] = tr.reason[:5000]
+        tracker.log_trial(
+            tr.number,
+            params=tr.params,
+            metrics={**tr.metrics, "trial_seconds": tr.seconds},
+            tags=tags,
+            artifacts=[ts] if ts.exists() else [],
+        )
+
+    def _finish(self, report: StudyReport, tracker: Any, workdir: Path) -> None:
+        """Pareto front, knee, plots and the knee's export; all logged to the study run."""
+        try:
+            view = load_view(self.paths.optuna_url, report.name)
+            info, done = view.pareto()
+            artifacts: list[Path] = []
+            hv: list[float] = []
+            if len(done):
+                names = self.objectives
+                artifacts.append(plot_pareto(info, names, workdir / "pareto_front.png", title=f"{report.name}: Pareto front"))
+                artifacts.append(plot_convergence(info, workdir / "convergence.png", title=f"{report.name}: hypervolume per trial"))
+                hv = [float(x) for x in info.hv_history]
+            if info.knee is not None:
+                report.knee = done[info.knee].number
+                report.front = [done[i].number for i in info.front]
+                report.export_json = export.render(view, "json")
+                p = workdir / "export-knee.json"
+                p.write_text(report.export_json)
+                artifacts.append(p)
+            report.artifacts = artifacts
+            if tracker is not None:
+                tracker.finish_study(
+                    metrics={
+                        "trials_complete": sum(t.state == "complete" for t in report.trials),
+                        "trials_feasible": sum(t.feasible for t in report.trials),
+                        "knee_trial": report.knee if report.knee is not None else math.nan,
+                        "hypervolume": hv[-1] if hv else math.nan,
+                    },
+                    step_metrics={"hypervolume_per_trial": hv},
+                    artifacts=artifacts,
+                    tags={
+                        "state": report.state,
+                        "knee_trial": str(report.knee),
+                        "pareto_trials": ",".join(map(str, report.front)),
+                        "restored_verified": str(not report.restore_mismatches).lower(),
+                    },
+                    status="FINISHED" if report.state == "completed" else "KILLED",
+                )
+        except Exception:  # reporting must never mask the study's own outcome
+            log.exception("could not finish the study report for %s", report.name)

@@ -1,0 +1,120 @@
+"""Resolve a study spec against this machine's knob catalog into a search space.
+
+This is where the two vocabularies meet: the catalog's hard bounds (actuators)
+and the optimizer's parameters. A spec range may narrow a knob's hard bounds,
+never widen them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from actuators import Catalog, Knob, UnknownKnob
+from experiments.metrics import TRIAL_METRICS
+from experiments.spec import KnobSpec, SpecError, StudySpec
+from optimizer.space import CategoricalParam, FloatParam, IntParam, LessThan, Param, SearchSpace
+
+__all__ = ["ORDERINGS", "Resolved", "resolve"]
+
+#: Pairs that must stay ordered whenever a study tunes both.
+ORDERINGS: tuple[LessThan, ...] = (LessThan("vm.dirty_background_ratio", "vm.dirty_ratio"),)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The knobs a study will really tune here, its space, and what it skipped and why."""
+
+    knobs: dict[str, Knob]
+    space: SearchSpace
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _param(name: str, ks: KnobSpec, knob: Knob, problems: list[str]) -> Param | None:
+    d = knob.domain
+    if d.kind == "categorical":
+        if ks.choices is None:
+            problems.append(f"knobs.{name}: takes choices, one of {list(d.choices)}; a range was given")
+            return None
+        bad = [c for c in ks.choices if c not in d.choices]
+        if bad:
+            problems.append(f"knobs.{name}: {bad} not allowed here; allowed choices: {list(d.choices)}")
+            return None
+        return CategoricalParam(name, tuple(dict.fromkeys(ks.choices)))
+    if ks.choices is not None:
+        problems.append(f"knobs.{name}: takes a range {{low, high}} within [{d.low}, {d.high}]; choices were given")
+        return None
+    low, high = float(ks.low), float(ks.high)  # type: ignore[arg-type]
+    if low < d.low or high > d.high:
+        problems.append(
+            f"knobs.{name}: range [{ks.low}, {ks.high}] is outside the hard safety bounds [{d.low}, {d.high}]"
+        )
+        return None
+    if d.kind == "int":
+        if not (low.is_integer() and high.is_integer()) or (ks.step is not None and not float(ks.step).is_integer()):
+            problems.append(f"knobs.{name}: an integer knob needs integer low/high/step, got {ks.low}, {ks.high}")
+            return None
+        return IntParam(name, int(low), int(high), step=int(ks.step or 1), log=ks.log)
+    if ks.log and low <= 0:
+        problems.append(f"knobs.{name}: log scale needs low > 0")
+        return None
+    return FloatParam(name, low, high, step=ks.step, log=ks.log)
+
+
+def resolve(spec: StudySpec, catalog: Catalog, *, check_availability: bool = True, source: str = "<spec>") -> Resolved:
+    """Map every spec knob to a catalog knob and a parameter.
+
+    Raises:
+        SpecError: unknown knobs, ranges outside hard bounds, unknown metrics.
+            Every problem is listed, with what is allowed.
+    Knobs that exist but cannot be used here (no privilege, no such file) are
+    not errors: they are returned in ``skipped`` with the reason.
+    """
+    problems: list[str] = []
+    knobs: dict[str, Knob] = {}
+    params: list[Param] = []
+    skipped: dict[str, str] = {}
+    for name, ks in spec.knobs.items():
+        try:
+            knob = catalog.get(name)
+        except UnknownKnob as err:
+            problems.append(f"knobs.{name}: {err}")
+            continue
+        p = _param(name, ks, knob, problems)
+        if p is None:
+            continue
+        if check_availability:
+            reason = knob.available()
+            if reason is not None:
+                skipped[name] = reason
+                continue
+        knobs[name] = knob
+        params.append(p)
+    allowed_metrics = ", ".join(TRIAL_METRICS)
+    for metric in list(spec.objectives) + list(spec.constraints):
+        if metric not in TRIAL_METRICS:
+            where = "objectives" if metric in spec.objectives else "constraints"
+            problems.append(f"{where}.{metric}: unknown metric; allowed: {allowed_metrics}")
+    if problems:
+        raise SpecError(source, problems)
+    if not params:
+        raise SpecError(source, [f"no knob of the spec can be tuned here: {skipped}"])
+    names = {p.name for p in params}
+    orderings = tuple(o for o in ORDERINGS if o.lower in names and o.upper in names)
+    try:
+        space = SearchSpace(tuple(params), orderings)
+    except ValueError as err:
+        raise SpecError(source, [str(err)]) from None
+    return Resolved(knobs, space, skipped)
+
+
+def clamp_to_space(values: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """The subset of ``values`` the baseline trial can use (finite, known names)."""
+    out = {}
+    for p in space.params:
+        v = values.get(p.name)
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            continue
+        out[p.name] = v
+    return out

@@ -1,0 +1,49 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Every kernel file the catalog's global knobs cover, read directly (not through novatune)
+GLOBAL_FILES = [
+    "/proc/sys/vm/swappiness",
+    "/proc/sys/vm/dirty_ratio",
+    "/proc/sys/vm/dirty_background_ratio",
+    "/sys/kernel/mm/transparent_hugepage/enabled",
+]
+
+
+def snapshot() -> dict[str, str]:
+    out = {}
+    for f in GLOBAL_FILES:
+        try:
+            out[f] = Path(f).read_text()
+        except OSError:
+            out[f] = "<missing>"
+    for ctl in ("cpu", "memory", "cpuset"):
+        base = Path("/sys/fs/cgroup") / ctl
+        if base.is_dir():
+            out[f"cgroups:{ctl}"] = " ".join(sorted(p.name for p in base.iterdir() if p.is_dir()))
+    return out
+
+
+def novatune(*args: str, home: Path, timeout: float = 300, check: bool = False, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NOVATUNE_HOME": str(home), "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, **kw,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"novatune {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture()
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changes kernel settings: needs root")
