@@ -18,7 +18,9 @@ def _plt():
     return plt
 
 
-def plot_pareto(info: ParetoInfo, names: list[str], path: Path, *, title: str) -> Path:
+def plot_pareto(
+    info: ParetoInfo, names: list[str], path: Path, *, title: str, trial_numbers: list[int] | None = None
+) -> Path:
     """Scatter of the first two objectives: feasible, infeasible, front, knee."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
@@ -32,7 +34,7 @@ def plot_pareto(info: ParetoInfo, names: list[str], path: Path, *, title: str) -
         ax.plot(vals[order, x], vals[order, y], "-o", color="#1f77b4", label="Pareto front")
     if info.knee is not None:
         ax.scatter([vals[info.knee, x]], [vals[info.knee, y]], s=220, facecolors="none", edgecolors="#e60",
-                   linewidths=2, label=f"knee (trial index {info.knee})")
+                   linewidths=2, label=f"knee (trial {trial_numbers[info.knee] if trial_numbers else info.knee})")
     ax.set_xlabel(f"{names[x]} ({info.directions[x]})")
     ax.set_ylabel(f"{names[y]} ({info.directions[y]})")
     ax.set_title(title)

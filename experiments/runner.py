@@ -196,6 +196,7 @@ class StudyRunner:
                             f.write(str(os.getpid()))
 
                 workload.start(preexec_fn=preexec)
+                reader = CgroupCpuReader(cgroup.path) if cgroup is not None else None  # one per run: gaps reported once
                 for pid in workload.pids():
                     journal.record_process(run_id, pid)
 
@@ -243,7 +244,7 @@ class StudyRunner:
                     trial = study.ask()
                     params = resolved.space.suggest(trial)
                     self.on_event("trial_start", number=trial.number, params=params)
-                    tr = self._run_trial(trial.number, params, resolved, journal, run_id, workload, cgroup, workdir)
+                    tr = self._run_trial(trial.number, params, resolved, journal, run_id, workload, reader, workdir)
                     self._tell(study, trial, tr)
                     report.trials.append(tr)
                     if tracker is not None:
@@ -287,7 +288,7 @@ class StudyRunner:
         journal: Journal,
         run_id: str,
         workload: OltpWorkload,
-        cgroup: WorkloadCgroup | None,
+        reader: CgroupCpuReader | None,
         workdir: Path,
     ) -> TrialReport:
         t0 = time.monotonic()
@@ -299,7 +300,7 @@ class StudyRunner:
                 session.apply_many({resolved.knobs[n]: v for n, v in params.items()})
                 per_repeat: list[dict[str, float]] = []
                 for rep in range(self.spec.trial.repeats):
-                    per_repeat.append(self._measure(workload, cgroup, ts_frames, rep))
+                    per_repeat.append(self._measure(workload, reader, ts_frames, rep))
                 tr.metrics = self._reduce(per_repeat, params)
                 tr.state = "complete"
         except (ActuatorError, WorkloadError, OSError, ValueError) as err:
@@ -316,11 +317,10 @@ class StudyRunner:
         return tr
 
     def _measure(
-        self, workload: OltpWorkload, cgroup: WorkloadCgroup | None, frames: list[pd.DataFrame], rep: int
+        self, workload: OltpWorkload, reader: CgroupCpuReader | None, frames: list[pd.DataFrame], rep: int
     ) -> dict[str, float]:
         t = self.spec.trial
         host = HostSampler(interval_s=0.5)
-        reader = CgroupCpuReader(cgroup.path) if cgroup is not None else None
         before = reader.read() if reader is not None else None
         host.start()
         try:
@@ -438,7 +438,8 @@ class StudyRunner:
             hv: list[float] = []
             if len(done):
                 names = self.objectives
-                artifacts.append(plot_pareto(info, names, workdir / "pareto_front.png", title=f"{report.name}: Pareto front"))
+                artifacts.append(plot_pareto(info, names, workdir / "pareto_front.png", title=f"{report.name}: Pareto front",
+                                             trial_numbers=[t.number for t in done]))
                 artifacts.append(plot_convergence(info, workdir / "convergence.png", title=f"{report.name}: hypervolume per trial"))
                 hv = [float(x) for x in info.hv_history]
             if info.knee is not None:
