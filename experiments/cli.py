@@ -245,10 +245,12 @@ def study_export(
 # -------------------------------------------------------------------- knobs
 def _knob_row(k) -> dict[str, Any]:
     reason = k.available()
-    try:
-        current = k.read() if reason is None or os.path.exists(getattr(k, "path", "") or "/") else None
-    except Exception as e:  # noqa: BLE001 - a listing shows what it can
-        current = f"unreadable: {e}"
+    current: Any = None
+    if reason is None:
+        try:
+            current = k.read()
+        except Exception as e:  # noqa: BLE001 - a listing shows what it can
+            current = f"unreadable: {e}"
     d = k.domain
     return {
         "name": k.name,
