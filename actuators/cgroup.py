@@ -1,8 +1,10 @@
 """The run's workload cgroup and the ``sizing.vcpus`` knob on it.
 
 cgroup v1 (``cpu`` controller, ``/sys/fs/cgroup/cpu/novatune-<name>``) is used
-when mounted, else cgroup v2 (``/sys/fs/cgroup/novatune-<name>``). The cgroup is
-journaled as the run's resource BEFORE mkdir, so ``recover`` can remove it.
+when mounted, else cgroup v2 (``/sys/fs/cgroup/novatune-<name>``). On v1 the
+``memory`` and ``cpuset`` controllers get a directory of the same name when
+asked for (``controllers=``). Every directory is journaled as the run's
+resource BEFORE mkdir, so ``recover`` can remove it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _V1_CPU = "sys/fs/cgroup/cpu"
 _V2 = "sys/fs/cgroup"
+#: v1 hierarchies a run may add beside ``cpu``, and a file that proves each is mounted
+_V1_EXTRA = {"memory": "memory.limit_in_bytes", "cpuset": "cpuset.cpus"}
 
 
 def kill_cgroup_tasks(root: SysRoot, rel: str, *, timeout_s: float = 5.0) -> list[int]:
@@ -73,15 +77,28 @@ class WorkloadCgroup:
         self.run_id = run_id
         self.removed = False
         self.enabled_cpu_in_parent = False  # v2: we wrote +cpu to the parent's subtree_control
+        #: controller -> root-relative directory; on v2 every controller shares ``rel``
+        self.dirs: dict[str, str] = {"cpu": rel}
 
     def __repr__(self) -> str:
         return f"<WorkloadCgroup v{self.version} {self.path}>"
 
     @classmethod
     def create(
-        cls, name: str, *, journal: Journal, run_id: str, root: SysRoot | None = None
+        cls,
+        name: str,
+        *,
+        journal: Journal,
+        run_id: str,
+        root: SysRoot | None = None,
+        controllers: tuple[str, ...] = ("cpu",),
     ) -> WorkloadCgroup:
         """Create ``novatune-<name>``: journaled first, then mkdir.
+
+        ``controllers`` may add ``"memory"`` and ``"cpuset"`` to ``"cpu"``: on
+        v1 each gets its own directory (a new cpuset starts with its parent's
+        CPUs and memory nodes); a v1 hierarchy that is not mounted is skipped
+        (:meth:`dir_for` then says so).
 
         Raises:
             ActuatorError: invalid name (``[A-Za-z0-9_.-]{1,64}``), the cgroup
@@ -115,7 +132,42 @@ class WorkloadCgroup:
             raise ActuatorError(f"cannot create cgroup {path}: {err.strerror or err}") from err
         cg = cls(name=name, rel=rel, version=version, root=root, journal=journal, run_id=run_id)
         cg.enabled_cpu_in_parent = enabled
+        if version == 1:
+            try:
+                for ctl in controllers:
+                    if ctl != "cpu":
+                        cg._add_v1(ctl)
+            except BaseException:
+                cg.remove()
+                raise
         return cg
+
+    def _add_v1(self, ctl: str) -> None:
+        if ctl not in _V1_EXTRA:
+            raise ActuatorError(f"unknown cgroup controller {ctl!r}; allowed: cpu, {', '.join(_V1_EXTRA)}")
+        base = f"sys/fs/cgroup/{ctl}"
+        if not self.root.exists(f"{base}/{_V1_EXTRA[ctl]}"):
+            return
+        rel = f"{base}/novatune-{self.name}"
+        path = self.root.path(rel)
+        if path.exists():
+            raise ActuatorError(f"{path} exists already (left by a killed run? run `novatune recover`)")
+        self.journal.record_cgroup(self.run_id, rel, root=str(self.root.root), version=1)
+        try:
+            os.mkdir(path, 0o755)
+        except OSError as err:
+            self.journal.release_cgroup(self.run_id, rel, note=f"mkdir failed: {err}")
+            raise ActuatorError(f"cannot create cgroup {path}: {err.strerror or err}") from err
+        self.dirs[ctl] = rel
+        if ctl == "cpuset":  # an empty cpuset cannot take tasks: start from the parent's
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                self.root.write(f"{rel}/{f}", self.root.read(f"{base}/{f}").strip() or "0")
+
+    def dir_for(self, controller: str) -> str | None:
+        """Root-relative directory holding ``controller``'s files, None when the run has none."""
+        if self.version == 2:
+            return self.rel
+        return self.dirs.get(controller)
 
     @property
     def path(self) -> Path:
@@ -124,16 +176,22 @@ class WorkloadCgroup:
 
     @property
     def procs_file(self) -> Path:
-        """Write a pid here (e.g. in a preexec_fn) to move that process into the cgroup."""
+        """The cpu controller's ``cgroup.procs`` (see :attr:`procs_files` for all of them)."""
         return self.root.path(f"{self.rel}/cgroup.procs")
 
+    @property
+    def procs_files(self) -> list[Path]:
+        """Write a pid into each (e.g. in a preexec_fn) to move that process into the cgroup."""
+        return [self.root.path(f"{d}/cgroup.procs") for d in dict.fromkeys(self.dirs.values())]
+
     def attach(self, pid: int) -> None:
-        """Move process ``pid`` (all its threads) into the cgroup.
+        """Move process ``pid`` (all its threads) into the cgroup, in every controller.
 
         Raises:
             ActuatorError: the kernel refused.
         """
-        self.root.write(f"{self.rel}/cgroup.procs", str(int(pid)))
+        for d in dict.fromkeys(self.dirs.values()):
+            self.root.write(f"{d}/cgroup.procs", str(int(pid)))
 
     def pids(self) -> list[int]:
         """Processes in the cgroup (``[]`` once removed)."""
@@ -149,10 +207,11 @@ class WorkloadCgroup:
         """
         if self.removed:
             return
-        if self.path.exists():
-            kill_cgroup_tasks(self.root, self.rel)
-            self.root.rmdir(self.rel)
-        self.journal.release_cgroup(self.run_id, self.rel)
+        for rel in reversed(list(dict.fromkeys(self.dirs.values()))):
+            if self.root.path(rel).exists():
+                kill_cgroup_tasks(self.root, rel)
+                self.root.rmdir(rel)
+            self.journal.release_cgroup(self.run_id, rel)
         self.removed = True
         if self.enabled_cpu_in_parent:
             control = f"{_V2}/cgroup.subtree_control"
