@@ -1,4 +1,8 @@
-"""Per-resource unit prices (USD per vCPU-hour and per GiB-hour) for the cost objective.
+"""Prices for the cost objective: per-resource unit prices and instance types.
+
+``load_unit_prices`` gives USD per vCPU-hour and per GiB-hour; ``load_instance_types``
+gives AWS EC2 instance types in us-east-1 with their on-demand price (a copy of
+``shared/datasets/pricing/aws-ec2-us-east-1.csv``, prices as of 2026-07-20).
 
 Prices come from the packaged snapshot ``collectors/data/unit-prices.csv``
 (a copy of ``shared/datasets/pricing/unit-prices.csv``: OpenCost default unit
@@ -17,9 +21,10 @@ from pathlib import Path
 
 from collectors.errors import CollectorError
 
-__all__ = ["UnitPrices", "load_unit_prices"]
+__all__ = ["InstanceType", "UnitPrices", "load_instance_types", "load_unit_prices"]
 
 _REQUIRED = ("profile", "resource", "pricing_model", "usd_per_unit_hour", "unit")
+_INSTANCE_COLUMNS = ("instance_type", "family", "generation", "vcpu", "memory_gib", "ondemand_usd_per_hour", "arch")
 _UNITS = {"cpu": "vCPU-hour", "memory": "GiB-hour"}
 
 
@@ -37,21 +42,56 @@ class UnitPrices:
     source: str
 
 
-def _read_rows(path: str | os.PathLike[str] | None) -> tuple[list[dict[str, str]], str]:
+def _read_rows(
+    path: str | os.PathLike[str] | None, *, packaged: str = "unit-prices.csv", required: tuple[str, ...] = _REQUIRED
+) -> tuple[list[dict[str, str]], str]:
     try:
         if path is None:
-            text = resources.files("collectors").joinpath("data/unit-prices.csv").read_text(encoding="utf-8")
-            where = "collectors/data/unit-prices.csv"
+            text = resources.files("collectors").joinpath(f"data/{packaged}").read_text(encoding="utf-8")
+            where = f"collectors/data/{packaged}"
         else:
             text = Path(path).read_text(encoding="utf-8")
             where = str(path)
     except OSError as err:
-        raise CollectorError(f"cannot read unit prices from {path or 'the packaged CSV'}: {err}") from err
+        raise CollectorError(f"cannot read prices from {path or packaged}: {err}") from err
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in _REQUIRED if c not in (reader.fieldnames or [])]
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
-        raise CollectorError(f"unit price file {where} lacks columns {missing}")
+        raise CollectorError(f"price file {where} lacks columns {missing}")
     return list(reader), where
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    """One instance type of the catalog: its size and on-demand price (USD/h)."""
+
+    name: str
+    family: str
+    generation: int
+    vcpus: int
+    memory_gib: float
+    usd_per_hour: float
+    arch: str
+
+
+def load_instance_types(*, path: str | os.PathLike[str] | None = None) -> dict[str, InstanceType]:
+    """Instance types by name, from the packaged AWS us-east-1 snapshot (or ``path``).
+
+    Raises:
+        CollectorError: the file cannot be read or a row is malformed.
+    """
+    rows, where = _read_rows(path, packaged="aws-ec2-us-east-1.csv", required=_INSTANCE_COLUMNS)
+    out: dict[str, InstanceType] = {}
+    for i, r in enumerate(rows, start=2):
+        try:
+            out[r["instance_type"]] = InstanceType(
+                name=r["instance_type"], family=r["family"], generation=int(r["generation"]),
+                vcpus=int(r["vcpu"]), memory_gib=float(r["memory_gib"]),
+                usd_per_hour=float(r["ondemand_usd_per_hour"]), arch=r["arch"],
+            )
+        except ValueError as err:
+            raise CollectorError(f"{where}:{i}: malformed row {r}: {err}") from err
+    return out
 
 
 def load_unit_prices(
