@@ -20,7 +20,7 @@ TRIAL_METRICS: dict[str, MetricDoc] = {
     "error_rate": MetricDoc("ratio", "failed or timed-out requests / all requests"),
     "cost_usd_per_hour": MetricDoc("USD/h", "unit prices x effective sizing (vCPUs, GiB)"),
     "cost_usd_per_1k_requests": MetricDoc("USD", "cost_usd_per_hour / (throughput x 3.6)"),
-    "effective_vcpus": MetricDoc("vCPU", "min(CPU quota, CPUs in the affinity mask)"),
+    "effective_vcpus": MetricDoc("vCPU", "min(CPU quota, CPUs in the affinity mask, CPUs in the cpuset)"),
     "host_cpu_util_pct": MetricDoc("%", "host CPU utilisation, mean over the window"),
     "host_cpu_iowait_pct": MetricDoc("%", "host CPU time in iowait, mean over the window"),
     "cgroup_throttled_ratio": MetricDoc("ratio", "CFS periods throttled / periods, workload cgroup"),

@@ -27,6 +27,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from actuators import ActuatorError, Catalog, ChangeSession, Journal, KnobContext, WorkloadCgroup, recover
+from actuators.sizing import parse_cpu_list
 from collectors.cgroupstats import CgroupCpuReader, cpu_delta
 from collectors.host import HostSampler
 from collectors.pricing import load_unit_prices
@@ -181,19 +182,27 @@ class StudyRunner:
             try:
                 cgroup_reason = None
                 if any(k.startswith("sizing.") for k in self.spec.knobs):
+                    controllers = ["cpu"]
+                    if "sizing.memory_gib" in self.spec.knobs:
+                        controllers.append("memory")
+                    if any(k.startswith("sizing.cpuset_") for k in self.spec.knobs):
+                        controllers.append("cpuset")
                     try:
-                        cgroup = WorkloadCgroup.create(run_id, journal=journal, run_id=run_id)
+                        cgroup = WorkloadCgroup.create(
+                            run_id, journal=journal, run_id=run_id, controllers=tuple(controllers)
+                        )
                     except (ActuatorError, OSError) as err:
                         cgroup_reason = f"no workload cgroup: {err}"
                 w = self.spec.workload
                 workload = OltpWorkload(workdir / "work", workers=w.workers, clients=w.clients)
                 preexec = None
                 if cgroup is not None:
-                    procs = str(cgroup.procs_file)
+                    procs_files = [str(p) for p in cgroup.procs_files]
 
                     def preexec() -> None:
-                        with open(procs, "w") as f:
-                            f.write(str(os.getpid()))
+                        for procs in procs_files:
+                            with open(procs, "w") as f:
+                                f.write(str(os.getpid()))
 
                 workload.start(preexec_fn=preexec)
                 reader = CgroupCpuReader(cgroup.path) if cgroup is not None else None  # one per run: gaps reported once
@@ -363,9 +372,12 @@ class StudyRunner:
                 out[f"{key}_ci_low"], out[f"{key}_ci_high"] = est.ci_low, est.ci_high
         ncpu = float(os.cpu_count() or 1)
         vcpus = min(float(params.get("sizing.vcpus", ncpu)), float(params.get("affinity.cpus", ncpu)))
+        if "sizing.cpuset_cpus" in params:
+            vcpus = min(vcpus, float(len(parse_cpu_list(str(params["sizing.cpuset_cpus"])))))
         out["effective_vcpus"] = vcpus
+        memory_gib = float(params.get("sizing.memory_gib", self.spec.cost.memory_gib))
         usd = hourly_cost(
-            Sizing(vcpus=vcpus, memory_gib=self.spec.cost.memory_gib),
+            Sizing(vcpus=vcpus, memory_gib=memory_gib),
             cpu_usd_per_vcpu_hour=self.prices.cpu_usd_per_vcpu_hour,
             memory_usd_per_gib_hour=self.prices.memory_usd_per_gib_hour,
         )

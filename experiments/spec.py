@@ -105,7 +105,11 @@ class WorkloadSpec(_Strict):
 
 
 class CostSpec(_Strict):
-    """Unit prices from the packaged OpenCost catalog (see collectors/data/README.md)."""
+    """Unit prices from the packaged OpenCost catalog (see collectors/data/README.md).
+
+    ``memory_gib`` is the memory priced when the study does not tune
+    ``sizing.memory_gib`` (then the tuned limit is priced).
+    """
 
     profile: str = "opencost-builtin-default"
     pricing_model: Literal["on_demand", "spot"] = "on_demand"
