@@ -22,7 +22,7 @@ __all__ = ["Change", "Domain", "FileKnob", "IntFileKnob", "Knob", "SelectorKnob"
 
 Kind = Literal["int", "float", "categorical"]
 Risk = Literal["low", "medium", "high"]
-Scope = Literal["host", "device", "cgroup", "process"]
+Scope = Literal["host", "device", "netns", "cgroup", "process"]
 
 
 def _as_number(value: Any) -> int | float | None:
@@ -97,8 +97,11 @@ class Change:
 class Token:
     """What restore needs, captured before the write.
 
-    ``target`` is the root-relative file (``proc/sys/vm/swappiness``) or, for
-    process knobs, ``"pids:<pid>,<pid>"``. ``old`` is the raw, byte-exact file
+    ``target`` is the root-relative file (``proc/sys/vm/swappiness``), for
+    process knobs ``"pids:<pid>,<pid>"``, for a knob bound to a network
+    namespace ``"netns:<name>:<rel>"`` and for a knob spread over several
+    files (``kind="files"``, e.g. one governor per CPU) ``"files:<rel>,<rel>"``
+    with ``old``/``new`` mapping each file to its content. ``old`` is the raw, byte-exact file
     content as read (or the per-thread affinity entries), ``new`` what is
     written, ``value`` the logical new value.
     """
@@ -109,13 +112,15 @@ class Token:
     old: Any
     new: Any
     value: Any
-    kind: Literal["file", "affinity"] = "file"
+    kind: Literal["file", "affinity", "files"] = "file"
 
 
 class Knob(ABC):
     """One concrete, bound knob (``block.loop0.scheduler``, not the pattern).
 
-    ``domain`` holds the hard bounds; nothing can widen them.
+    ``domain`` holds the hard bounds; nothing can widen them. ``reboot`` is
+    True for a knob that only takes effect after a reboot (none so far; ``plan``
+    reports it).
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class Knob(ABC):
         unit: str = "",
         description: str = "",
         sysctl_key: str | None = None,
+        reboot: bool = False,
     ) -> None:
         self.name = name
         self.domain = domain
@@ -138,6 +144,12 @@ class Knob(ABC):
         self.unit = unit
         self.description = description
         self.sysctl_key = sysctl_key
+        self.reboot = reboot
+
+    @property
+    def family(self) -> str:
+        """The name up to the first dot (``vm``, ``net``, ``block``, ...)."""
+        return self.name.split(".", 1)[0]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -7,15 +7,43 @@ catalog matches it against the listing); the leaf maps to a fixed file.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from actuators.base import Domain, IntFileKnob, SelectorKnob, selector_choices
+from actuators.base import Domain, IntFileKnob, Risk, SelectorKnob, selector_choices
 from actuators.sysroot import SysRoot
 
-__all__ = ["BLOCK_LEAVES", "ReadAheadKnob", "SchedulerKnob", "block_knob"]
+__all__ = ["BLOCK_LEAVES", "BlockIntKnob", "ReadAheadKnob", "SchedulerKnob", "block_knob"]
 
 #: leaf -> file under sys/block/<dev>/
-BLOCK_LEAVES: dict[str, str] = {"read_ahead_kb": "queue/read_ahead_kb", "scheduler": "queue/scheduler"}
+BLOCK_LEAVES: dict[str, str] = {
+    "read_ahead_kb": "queue/read_ahead_kb",
+    "scheduler": "queue/scheduler",
+    "nr_requests": "queue/nr_requests",
+    "rq_affinity": "queue/rq_affinity",
+    "nomerges": "queue/nomerges",
+    "wbt_lat_usec": "queue/wbt_lat_usec",
+}
+
+
+@dataclass(frozen=True)
+class _IntLeaf:
+    low: int
+    high: int
+    risk: Risk
+    unit: str
+    description: str
+
+
+#: integer leaves: hard bounds (the kernel may refuse more, e.g. nr_requests above the tag depth)
+_INT_LEAVES: dict[str, _IntLeaf] = {
+    "nr_requests": _IntLeaf(4, 4096, "medium", "", "Request queue depth of {dev} (the device may refuse more than its tags)."),
+    "rq_affinity": _IntLeaf(0, 2, "low", "", "Completion CPU of {dev}: 0 any, 1 same group, 2 the submitting CPU."),
+    "nomerges": _IntLeaf(0, 2, "low", "", "Request merging of {dev}: 0 all, 1 simple only, 2 none."),
+    "wbt_lat_usec": _IntLeaf(
+        0, 1_000_000, "low", "us", "Writeback throttling latency target of {dev} in microseconds (0 disables)."
+    ),
+}
 
 
 def _page_kib() -> int:
@@ -28,6 +56,10 @@ class ReadAheadKnob(IntFileKnob):
     def normalise(self, value: Any) -> int:
         v = int(super().normalise(value))
         return v - v % _page_kib()
+
+
+class BlockIntKnob(IntFileKnob):
+    """An integer queue attribute (``nr_requests``, ``rq_affinity``, ``nomerges``, ``wbt_lat_usec``)."""
 
 
 class SchedulerKnob(SelectorKnob):
@@ -53,6 +85,19 @@ def block_knob(dev: str, leaf: str, root: SysRoot) -> IntFileKnob | SelectorKnob
             needs_root=True,
             unit="KiB",
             description=f"Read-ahead of {dev} in KiB (rounded down to whole pages).",
+        )
+    if leaf in _INT_LEAVES:
+        spec = _INT_LEAVES[leaf]
+        return BlockIntKnob(
+            root=root,
+            rel=rel,
+            name=name,
+            domain=Domain("int", spec.low, spec.high, step=1),
+            risk=spec.risk,
+            scope="device",
+            needs_root=True,
+            unit=spec.unit,
+            description=spec.description.format(dev=dev),
         )
     return SchedulerKnob(
         root=root,

@@ -1,7 +1,8 @@
 """The knob catalog: the only way from a name to a knob.
 
 Names map through fixed tables to files; a block device name must be one of
-the entries of ``<root>/sys/block``. Anything else is :class:`UnknownKnob`,
+the entries of ``<root>/sys/block``, an IRQ number one of ``<root>/proc/irq``,
+a network namespace one of ``<root>/run/netns``. Anything else is :class:`UnknownKnob`,
 with the allowed names in the message.
 """
 
@@ -14,7 +15,12 @@ from actuators.affinity import AffinityKnob
 from actuators.base import Knob
 from actuators.block import BLOCK_LEAVES, block_knob
 from actuators.cgroup import VcpusKnob, WorkloadCgroup
+from actuators.cpu import CPUFREQ, cpufreq_knob
 from actuators.errors import UnknownKnob
+from actuators.irq import irq_affinity_knob, irq_default_knob, irq_numbers
+from actuators.kernel import KERNEL, kernel_knob
+from actuators.memory import KSM, ksm_knob
+from actuators.net import NET_NAMES, net_knob, netns_root
 from actuators.sysctl import SYSCTLS, sysctl_knob
 from actuators.sysroot import SysRoot
 from actuators.thp import THP, thp_knob
@@ -22,14 +28,22 @@ from actuators.thp import THP, thp_knob
 __all__ = ["Catalog", "KnobContext"]
 
 _BLOCK_PREFIX = "block."
+_IRQ_PREFIX = "irq."
+_IRQ_DEFAULT = "irq.default_affinity"
 
 
 @dataclass(frozen=True)
 class KnobContext:
-    """Binds cgroup- and process-scoped knobs to a run's workload."""
+    """Binds cgroup- and process-scoped knobs to a run's workload.
+
+    ``netns``: the name of a network namespace (``ip netns add NAME``); the
+    per-namespace ``net.*`` knobs then act inside it, the host-wide ones are
+    unavailable. None: the namespace of this process.
+    """
 
     cgroup: WorkloadCgroup | None = None
     pids: Callable[[], list[int]] | None = None
+    netns: str | None = None
 
 
 class Catalog:
@@ -40,11 +54,17 @@ class Catalog:
         self.context = context if context is not None else KnobContext()
 
     def patterns(self) -> list[str]:
-        """Allowed names; ``<dev>`` stands for an entry of ``/sys/block``."""
+        """Allowed names; ``<dev>`` stands for an entry of ``/sys/block``, ``<n>`` for one of ``/proc/irq``."""
         return [
             *SYSCTLS,
+            *KERNEL,
+            *NET_NAMES,
             *THP,
+            *KSM,
             *(f"block.<dev>.{leaf}" for leaf in BLOCK_LEAVES),
+            *CPUFREQ,
+            _IRQ_DEFAULT,
+            "irq.<n>.affinity",
             "sizing.vcpus",
             "affinity.cpus",
         ]
@@ -72,8 +92,27 @@ class Catalog:
             raise self._unknown(name, "names may not contain '..', '/', NUL or whitespace")
         if name in SYSCTLS:
             return sysctl_knob(name, self.root)
+        if name in KERNEL:
+            return kernel_knob(name, self.root)
+        if name in NET_NAMES:
+            ns = self.context.netns
+            return net_knob(name, self.root if ns is None else netns_root(self.root, ns))
         if name in THP:
             return thp_knob(name, self.root)
+        if name in KSM:
+            return ksm_knob(name, self.root)
+        if name in CPUFREQ:
+            return cpufreq_knob(name, self.root)
+        if name == _IRQ_DEFAULT:
+            return irq_default_knob(self.root)
+        if name.startswith(_IRQ_PREFIX):
+            irq, _, leaf = name[len(_IRQ_PREFIX):].partition(".")
+            if leaf != "affinity":
+                raise self._unknown(name, "IRQ knobs are irq.default_affinity and irq.<n>.affinity")
+            listed = {n: n for n in irq_numbers(self.root)}
+            if irq not in listed:
+                raise self._unknown(name, f"no IRQ {irq!r} in /proc/irq")
+            return irq_affinity_knob(listed[irq], self.root)
         if name == "sizing.vcpus":
             return VcpusKnob(cgroup=self.context.cgroup)
         if name == "affinity.cpus":
@@ -89,15 +128,18 @@ class Catalog:
         raise self._unknown(name, "not in the catalog")
 
     def knobs(self) -> list[Knob]:
-        """Every concrete knob on this machine (block knobs only where the file exists).
+        """Every concrete knob on this machine (block knobs only where the file exists, one per numbered IRQ).
 
         Knobs that cannot be used here are included; ``available()`` says why.
         """
-        out: list[Knob] = [self.get(n) for n in (*SYSCTLS, *THP)]
+        out: list[Knob] = [self.get(n) for n in (*SYSCTLS, *KERNEL, *NET_NAMES, *THP, *KSM)]
         for dev in self.devices():
             for leaf, rel in BLOCK_LEAVES.items():
                 if self.root.exists(f"sys/block/{dev}/{rel}"):
                     out.append(block_knob(dev, leaf, self.root))
+        out.extend(self.get(n) for n in CPUFREQ)
+        out.append(self.get(_IRQ_DEFAULT))
+        out.extend(irq_affinity_knob(n, self.root) for n in irq_numbers(self.root))
         out.append(self.get("sizing.vcpus"))
         out.append(self.get("affinity.cpus"))
         return out

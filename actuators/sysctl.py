@@ -1,5 +1,13 @@
 """``vm.*`` sysctls under ``/proc/sys/vm`` (TuneD's plugin_sysctl / plugin_vm).
 
+:class:`SysctlKnob` and :func:`int_sysctl` also serve the other sysctl
+families (:mod:`actuators.kernel`, :mod:`actuators.net`).
+
+``vm.min_free_kbytes`` has bounds computed from ``MemTotal`` (under the root):
+never below half the kernel's own default (``sqrt(16 * MemTotal_kB)`` clamped
+to [128, 262144]) nor above 5 % of RAM: too little reserve risks atomic
+allocation failures, too much an early OOM.
+
 The dirty ratios are related: ``vm.dirty_background_ratio`` must stay below
 ``vm.dirty_ratio``. Each ratio validates against the other's current value (or
 the value a batch will give it: ``assume``); ``ChangeSession.apply_many``
@@ -8,15 +16,16 @@ orders a batch so the relation holds after every single write.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actuators.base import Domain, IntFileKnob
+from actuators.base import Domain, IntFileKnob, Risk, Scope
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.sysroot import SysRoot
 
-__all__ = ["SYSCTLS", "SysctlKnob", "DirtyRatioKnob", "sysctl_knob"]
+__all__ = ["SYSCTLS", "DirtyRatioKnob", "MinFreeKbytesKnob", "SysctlKnob", "int_sysctl", "min_free_bounds", "sysctl_knob"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,29 @@ SYSCTLS: dict[str, _Spec] = {
     "vm.dirty_background_ratio": _Spec(
         "proc/sys/vm/dirty_background_ratio", 1, 50, "medium",
         "Percent of reclaimable memory dirty before background writeback starts; below vm.dirty_ratio.",
+    ),
+    "vm.dirty_expire_centisecs": _Spec(
+        "proc/sys/vm/dirty_expire_centisecs", 100, 6000, "low",
+        "Age (1/100 s) after which dirty data is old enough to be written back.",
+    ),
+    "vm.dirty_writeback_centisecs": _Spec(
+        "proc/sys/vm/dirty_writeback_centisecs", 100, 6000, "low",
+        "Interval (1/100 s) between writeback flusher wake-ups (0, which disables them, is refused).",
+    ),
+    "vm.vfs_cache_pressure": _Spec(
+        "proc/sys/vm/vfs_cache_pressure", 10, 1000, "low",
+        "Preference for reclaiming dentry/inode caches vs page cache (100 = fair; 0 is refused).",
+    ),
+    "vm.min_free_kbytes": _Spec(
+        "proc/sys/vm/min_free_kbytes", 128, 262144, "high",
+        "Memory (KiB) kept free for atomic allocations; bounds follow MemTotal (see module docs).",
+    ),
+    "vm.zone_reclaim_mode": _Spec(
+        "proc/sys/vm/zone_reclaim_mode", 0, 1, "medium",
+        "1: reclaim on the local NUMA node before allocating remotely (write/swap modes are refused).",
+    ),
+    "vm.stat_interval": _Spec(
+        "proc/sys/vm/stat_interval", 1, 10, "low", "Seconds between VM statistics updates."
     ),
 }
 
@@ -81,19 +113,66 @@ class DirtyRatioKnob(SysctlKnob):
         return v
 
 
+class MinFreeKbytesKnob(SysctlKnob):
+    """``vm.min_free_kbytes``: unavailable when ``MemTotal`` cannot be read (no safe bounds then)."""
+
+    def available(self) -> str | None:
+        if min_free_bounds(self.root) is None:
+            return f"cannot read MemTotal from {self.root.path('proc/meminfo')}: no safe bounds"
+        return super().available()
+
+
+def min_free_bounds(root: SysRoot) -> tuple[int, int] | None:
+    """``(low, high)`` for ``vm.min_free_kbytes`` from ``MemTotal``, or None if unknown."""
+    try:
+        for line in root.read("proc/meminfo").splitlines():
+            if line.startswith("MemTotal:"):
+                total = int(line.split()[1])
+                break
+        else:
+            return None
+    except (ActuatorError, ValueError, IndexError):
+        return None
+    default = min(max(math.isqrt(total * 16), 128), 262144)
+    low, high = max(default // 2, 128), total * 5 // 100
+    return (low, high) if high > low else None
+
+
+def int_sysctl(
+    cls: type[SysctlKnob], *, name: str, rel: str, low: int, high: int, risk: Risk, scope: Scope,
+    description: str, unit: str = "", root: SysRoot,
+) -> SysctlKnob:
+    """An integer sysctl knob; ``sysctl_key`` is its name."""
+    return cls(
+        root=root,
+        rel=rel,
+        name=name,
+        domain=Domain("int", low, high, step=1),
+        risk=risk,
+        scope=scope,
+        needs_root=True,
+        unit=unit,
+        description=description,
+        sysctl_key=name,
+    )
+
+
 def sysctl_knob(name: str, root: SysRoot) -> SysctlKnob:
     """The knob for a name of :data:`SYSCTLS` (KeyError otherwise)."""
     spec = SYSCTLS[name]
-    cls = DirtyRatioKnob if name in (_LOWER, _UPPER) else SysctlKnob
-    return cls(
-        root=root,
-        rel=spec.rel,
-        name=name,
-        domain=Domain("int", spec.low, spec.high, step=1),
-        risk=spec.risk,  # type: ignore[arg-type]
-        scope="host",
-        needs_root=True,
-        unit="%" if "ratio" in name else "",
-        description=spec.description,
-        sysctl_key=name,
+    cls: type[SysctlKnob] = DirtyRatioKnob if name in (_LOWER, _UPPER) else SysctlKnob
+    low, high = spec.low, spec.high
+    if name == "vm.min_free_kbytes":
+        cls = MinFreeKbytesKnob
+        bounds = min_free_bounds(root)
+        if bounds is not None:
+            low, high = bounds
+    unit = {"vm.min_free_kbytes": "KiB", "vm.stat_interval": "s"}.get(name, "")
+    if "ratio" in name:
+        unit = "%"
+    elif "centisecs" in name:
+        unit = "cs"
+    return int_sysctl(
+        cls, name=name, rel=spec.rel, low=low, high=high, risk=spec.risk,  # type: ignore[arg-type]
+        scope="host", description=spec.description, unit=unit, root=root,
     )

@@ -1,4 +1,4 @@
-"""Transparent huge pages (TuneD's plugin_vm): ``thp.enabled``.
+"""Transparent huge pages (TuneD's plugin_vm): ``thp.enabled``, ``thp.defrag``.
 
 The choices are the words of ``/sys/kernel/mm/transparent_hugepage/enabled``;
 the bracketed one is current; the bare word is written.
@@ -12,7 +12,15 @@ from actuators.sysroot import SysRoot
 __all__ = ["THP", "ThpKnob", "thp_knob"]
 
 #: name -> fixed relative file
-THP: dict[str, str] = {"thp.enabled": "sys/kernel/mm/transparent_hugepage/enabled"}
+THP: dict[str, str] = {
+    "thp.enabled": "sys/kernel/mm/transparent_hugepage/enabled",
+    "thp.defrag": "sys/kernel/mm/transparent_hugepage/defrag",
+}
+
+_DESCRIPTIONS: dict[str, str] = {
+    "thp.enabled": "Transparent huge pages for anonymous memory: always, madvise or never.",
+    "thp.defrag": "How hard a huge-page fault compacts memory: always, defer, defer+madvise, madvise, never.",
+}
 
 
 class ThpKnob(SelectorKnob):
@@ -30,5 +38,5 @@ def thp_knob(name: str, root: SysRoot) -> ThpKnob:
         risk="medium",
         scope="host",
         needs_root=True,
-        description="Transparent huge pages for anonymous memory: always, madvise or never.",
+        description=_DESCRIPTIONS[name],
     )

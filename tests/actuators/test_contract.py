@@ -26,13 +26,51 @@ from actuators import (
 )
 from tests.actuators.conftest import fake_cgroup_files, tree_bytes
 
+#: every knob of the fake tree's catalog (all families) -> a value that changes it
 FAMILIES = {
     "vm.swappiness": 35,
     "vm.dirty_ratio": 30,
     "vm.dirty_background_ratio": 5,
+    "vm.dirty_expire_centisecs": 1500,
+    "vm.dirty_writeback_centisecs": 1000,
+    "vm.vfs_cache_pressure": 50,
+    "vm.min_free_kbytes": 90112,
+    "vm.zone_reclaim_mode": 1,
+    "vm.stat_interval": 2,
+    "kernel.sched_autogroup_enabled": 0,
+    "kernel.numa_balancing": 1,
+    "kernel.timer_migration": 0,
+    "net.core.somaxconn": 8192,
+    "net.core.netdev_max_backlog": 5000,
+    "net.core.rmem_max": 8388608,
+    "net.core.wmem_max": 8388608,
+    "net.core.busy_poll": 50,
+    "net.core.busy_read": 50,
+    "net.ipv4.tcp_rmem": (4096, 262144, 16777216),
+    "net.ipv4.tcp_wmem": "4096 65536 16777216",
+    "net.ipv4.tcp_congestion_control": "reno",
+    "net.ipv4.tcp_slow_start_after_idle": 0,
+    "net.ipv4.tcp_notsent_lowat": 131072,
+    "net.ipv4.tcp_autocorking": 0,
+    "net.ipv4.tcp_fastopen": 3,
     "thp.enabled": "never",
+    "thp.defrag": "defer",
+    "ksm.run": 1,
     "block.loop0.read_ahead_kb": 256,
+    "block.loop0.scheduler": "mq-deadline",
+    "block.loop0.nr_requests": 64,
+    "block.loop0.rq_affinity": 2,
+    "block.loop0.nomerges": 1,
+    "block.loop0.wbt_lat_usec": 4000,
     "block.vda.scheduler": "kyber",
+    "block.vda.read_ahead_kb": 4096,
+    "block.vda.nr_requests": 128,
+    "block.vda.wbt_lat_usec": 0,
+    "cpufreq.governor": "performance",
+    "cpufreq.epp": "power",
+    "irq.default_affinity": "1",
+    "irq.24.affinity": "0",
+    "irq.25.affinity": [1],
     "sizing.vcpus": 0.5,
     "affinity.cpus": 1,
 }
@@ -142,7 +180,18 @@ def test_validate_never_writes(case: Case) -> None:
         "block.../scheduler",
         "block.loop0/../x.scheduler",
         "block..scheduler",
-        "block.loop0.nr_requests",
+        "block.loop0.nr_bogus",
+        "block.loop0.queue/nr_requests",
+        "irq.999.affinity",
+        "irq.24.smp_affinity",
+        "irq.24",
+        "irq.-1.affinity",
+        "irq.default_smp_affinity",
+        "net.core.bogus",
+        "net.ipv4.tcp_rmem.max",
+        "cpufreq.cpu0.governor",
+        "ksm.pages_to_scan",
+        "kernel.panic",
         "block.sda.scheduler",
         "block.loop0",
         "vm.swappiness\x00",
@@ -164,18 +213,22 @@ def test_unknown_and_escaping_names_refused(fake_root: SysRoot, name: str) -> No
 def test_catalog_lists_concrete_knobs(fake_root: SysRoot) -> None:
     cat = Catalog(fake_root)
     names = [k.name for k in cat.knobs()]
-    assert names == [
-        "vm.swappiness",
-        "vm.dirty_ratio",
-        "vm.dirty_background_ratio",
-        "thp.enabled",
+    assert names[:3] == ["vm.swappiness", "vm.dirty_ratio", "vm.dirty_background_ratio"]
+    assert sorted(names) == sorted(FAMILIES), "every knob of the fake tree is in the contract table"
+    blocks = [n for n in names if n.startswith("block.")]
+    assert blocks == [
         "block.loop0.read_ahead_kb",
         "block.loop0.scheduler",
+        "block.loop0.nr_requests",
+        "block.loop0.rq_affinity",
+        "block.loop0.nomerges",
+        "block.loop0.wbt_lat_usec",
         "block.vda.read_ahead_kb",
         "block.vda.scheduler",
-        "sizing.vcpus",
-        "affinity.cpus",
+        "block.vda.nr_requests",
+        "block.vda.wbt_lat_usec",
     ]
+    assert names[-2:] == ["sizing.vcpus", "affinity.cpus"]
     assert cat.get("vm.swappiness").sysctl_key == "vm.swappiness"
     assert cat.get("thp.enabled").sysctl_key is None
     assert cat.get("block.vda.scheduler").domain.choices == ("none", "mq-deadline", "kyber", "bfq")

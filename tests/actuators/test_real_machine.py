@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,111 @@ def test_swappiness_through_the_journal(journal: Journal) -> None:
         if _raw(path) != before:  # belt and braces: the journal knows the old value
             recover(journal, root=SysRoot("/"), force=True)
     assert _raw(path) == before
+
+
+def _host_net() -> dict[str, bytes]:
+    out = {}
+    for d in ("/proc/sys/net/core", "/proc/sys/net/ipv4"):
+        for f in sorted(os.listdir(d)):
+            p = os.path.join(d, f)
+            try:
+                out[p] = _raw(p)
+            except OSError:
+                continue
+    return out
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a network namespace")
+    if shutil.which("ip") is None:
+        pytest.skip("no ip(8)")
+    name = f"novatune-test-{os.getpid()}-{os.urandom(3).hex()}"
+    res = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"ip netns add failed: {res.stderr.strip()}")
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _in_ns(name: str, path: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", name, "cat", path], capture_output=True, text=True, check=True).stdout
+
+
+@needs_root
+def test_net_knobs_inside_a_namespace_only(netns: str, journal: Journal) -> None:
+    host_before = _host_net()
+    cat = Catalog(context=KnobContext(netns=netns))
+    somax = cat.get("net.core.somaxconn")
+    rmem = cat.get("net.ipv4.tcp_rmem")
+    cc = cat.get("net.ipv4.tcp_congestion_control")
+    ssai = cat.get("net.ipv4.tcp_slow_start_after_idle")
+    for k in (somax, rmem, cc, ssai):
+        assert k.available() is None, k.available()
+    assert "host-wide" in (cat.get("net.core.busy_poll").available() or "")
+    ns_before = {k.name: _in_ns(netns, k.path) for k in (somax, rmem, cc, ssai)}
+    other_cc = next((c for c in cc.domain.choices if c != cc.read()), None)
+    new_somax = 8192 if somax.read() != 8192 else 4096
+    new_rmem = (4096, 65536, 8388608) if rmem.read() != (4096, 65536, 8388608) else (4096, 131072, 8388608)
+    values: dict[Any, Any] = {somax: new_somax, rmem: new_rmem, ssai: 1 - ssai.read()}
+    if other_cc is not None:
+        values[cc] = other_cc
+    with ChangeSession(journal, run_id="real-netns", trial=0) as s:
+        s.apply_many(values)
+        for k, v in values.items():
+            assert k.verify(v), k.name
+        assert int(_in_ns(netns, somax.path)) == new_somax
+        assert _host_net() == host_before, "the host's own net.* values must not change"
+    assert {k.name: _in_ns(netns, k.path) for k in (somax, rmem, cc, ssai)} == ns_before
+    assert _host_net() == host_before
+    assert Journal.open_entries(journal.records()) == []
+
+
+@needs_root
+def test_loop_device_queue_integers(loop_dev: str, journal: Journal) -> None:
+    cat = Catalog()
+    values = {"nr_requests": 64, "rq_affinity": 2, "nomerges": 1, "wbt_lat_usec": 4000}
+    knobs = {}
+    for leaf, v in values.items():
+        k = cat.get(f"block.{loop_dev}.{leaf}")
+        if k.available() is None and k.read() != v:
+            knobs[k] = v
+    if not knobs:
+        pytest.skip("no queue integer to change on the loop device")
+    before = {k.path: _raw(k.path) for k in knobs}
+    with ChangeSession(journal, run_id="real-loopq", trial=0) as s:
+        s.apply_many(knobs)
+        for k, v in knobs.items():
+            assert k.read() == v, k.name
+    assert {k.path: _raw(k.path) for k in knobs} == before
+
+
+@needs_root
+def test_irq_default_affinity_read_and_noop(journal: Journal) -> None:
+    _require("/proc/irq/default_smp_affinity")
+    before = _raw("/proc/irq/default_smp_affinity")
+    knob = Catalog().get("irq.default_affinity")
+    current = knob.read()
+    assert current and knob.validate(current) == current
+    with ChangeSession(journal, run_id="real-irq", trial=0) as s:
+        s.apply(knob, current)  # same set: nothing is written
+    assert _raw("/proc/irq/default_smp_affinity") == before
+
+
+def test_real_catalog_breadth_and_reasons() -> None:
+    from collections import Counter
+
+    knobs = Catalog().knobs()
+    families = Counter(k.family for k in knobs)
+    assert len(knobs) >= 30 and len(families) >= 8, families
+    for k in knobs:
+        reason = k.available()
+        assert reason is None or (isinstance(reason, str) and reason.strip()), k.name
+        if reason is None and k.family not in ("sizing", "affinity"):
+            k.read()  # every usable knob reads
+    if not os.path.isdir("/sys/devices/system/cpu/cpu0/cpufreq"):
+        gov = Catalog().get("cpufreq.governor")
+        assert gov.available() == "no cpufreq driver (/sys/devices/system/cpu/cpu0/cpufreq missing)"
