@@ -22,7 +22,7 @@ __all__ = ["Change", "Domain", "FileKnob", "IntFileKnob", "Knob", "SelectorKnob"
 
 Kind = Literal["int", "float", "categorical"]
 Risk = Literal["low", "medium", "high"]
-Scope = Literal["host", "device", "netns", "cgroup", "process"]
+Scope = Literal["host", "device", "netns", "cgroup", "process", "vm"]
 
 
 def _as_number(value: Any) -> int | float | None:
@@ -112,7 +112,7 @@ class Token:
     old: Any
     new: Any
     value: Any
-    kind: Literal["file", "affinity", "files"] = "file"
+    kind: Literal["file", "affinity", "files", "process", "nic"] = "file"
 
 
 class Knob(ABC):

@@ -17,10 +17,14 @@ from actuators.block import BLOCK_LEAVES, block_knob
 from actuators.cgroup import VcpusKnob, WorkloadCgroup
 from actuators.cpu import CPUFREQ, cpufreq_knob
 from actuators.errors import UnknownKnob
+from actuators.instance import InstanceTypeKnob
 from actuators.irq import irq_affinity_knob, irq_default_knob, irq_numbers
 from actuators.kernel import KERNEL, kernel_knob
 from actuators.memory import KSM, ksm_knob
 from actuators.net import NET_NAMES, net_knob, netns_root
+from actuators.nic import NIC_LEAVES, interfaces, nic_knob
+from actuators.process import PROCESS, process_knob
+from actuators.sizing import SIZING, sizing_knob
 from actuators.sysctl import SYSCTLS, sysctl_knob
 from actuators.sysroot import SysRoot
 from actuators.thp import THP, thp_knob
@@ -30,6 +34,8 @@ __all__ = ["Catalog", "KnobContext"]
 _BLOCK_PREFIX = "block."
 _IRQ_PREFIX = "irq."
 _IRQ_DEFAULT = "irq.default_affinity"
+_NIC_PREFIX = "nic."
+_INSTANCE = "instance.type"
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,8 @@ class KnobContext:
     cgroup: WorkloadCgroup | None = None
     pids: Callable[[], list[int]] | None = None
     netns: str | None = None
+    #: instance types a plan may choose (the priced catalogue, given by the caller)
+    instance_types: tuple[str, ...] = ()
 
 
 class Catalog:
@@ -66,7 +74,11 @@ class Catalog:
             _IRQ_DEFAULT,
             "irq.<n>.affinity",
             "sizing.vcpus",
+            *SIZING,
             "affinity.cpus",
+            *PROCESS,
+            *(f"nic.<iface>.{leaf}" for leaf in NIC_LEAVES),
+            _INSTANCE,
         ]
 
     def devices(self) -> list[str]:
@@ -115,8 +127,20 @@ class Catalog:
             return irq_affinity_knob(listed[irq], self.root)
         if name == "sizing.vcpus":
             return VcpusKnob(cgroup=self.context.cgroup)
+        if name in SIZING:
+            return sizing_knob(name, self.context.cgroup)
         if name == "affinity.cpus":
             return AffinityKnob(pids=self.context.pids)
+        if name in PROCESS:
+            return process_knob(name, self.context.pids)
+        if name == _INSTANCE:
+            return InstanceTypeKnob(choices=self.context.instance_types)
+        if name.startswith(_NIC_PREFIX):
+            iface, _, leaf = name[len(_NIC_PREFIX):].rpartition(".")
+            try:
+                return nic_knob(iface, leaf, netns=self.context.netns)
+            except UnknownKnob as err:
+                raise self._unknown(name, str(err)) from None
         if name.startswith(_BLOCK_PREFIX):
             dev, _, leaf = name[len(_BLOCK_PREFIX):].rpartition(".")
             if leaf not in BLOCK_LEAVES:
@@ -140,6 +164,8 @@ class Catalog:
         out.extend(self.get(n) for n in CPUFREQ)
         out.append(self.get(_IRQ_DEFAULT))
         out.extend(irq_affinity_knob(n, self.root) for n in irq_numbers(self.root))
-        out.append(self.get("sizing.vcpus"))
-        out.append(self.get("affinity.cpus"))
+        out.extend(self.get(n) for n in ("sizing.vcpus", *SIZING, "affinity.cpus", *PROCESS))
+        if self.root.is_host:
+            out.extend(nic_knob(i, leaf, netns=self.context.netns) for i in interfaces(self.context.netns) for leaf in NIC_LEAVES)
+        out.append(self.get(_INSTANCE))
         return out

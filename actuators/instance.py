@@ -66,7 +66,7 @@ class InstanceTypeKnob(Knob):
             name="instance.type",
             domain=Domain("categorical", choices=choices),
             risk="high",
-            scope="vm",  # type: ignore[arg-type]
+            scope="vm",
             needs_root=False,
             description="Instance type / VM size (plan only: the price delta of a resize).",
         )

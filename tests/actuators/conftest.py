@@ -68,6 +68,12 @@ FAKE_FILES: dict[str, str] = {
     "sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1\n",
     "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n",
     "sys/fs/cgroup/cpu/cgroup.procs": "1\n",
+    "sys/fs/cgroup/cpu/cpu.shares": "1024\n",
+    "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n",
+    "sys/fs/cgroup/memory/cgroup.procs": "1\n",
+    "sys/fs/cgroup/cpuset/cpuset.cpus": "0-1\n",
+    "sys/fs/cgroup/cpuset/cpuset.mems": "0-1\n",
+    "sys/fs/cgroup/cpuset/cgroup.procs": "1\n",
     "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",  # a file no knob may reach
 }
 
@@ -79,6 +85,30 @@ FAKE_LINKS: dict[str, str] = {
 
 #: what the fake "kernel" puts in a new cgroup v1 cpu directory
 CGROUP_V1_FILES: dict[str, str] = {"cpu.cfs_quota_us": "-1\n", "cpu.cfs_period_us": "100000\n", "cgroup.procs": ""}
+#: ... and in a new directory of each v1 hierarchy, for :func:`kernel_mkdir`
+CGROUP_V1_NEW_DIR: dict[str, dict[str, str]] = {
+    "cpu": {**CGROUP_V1_FILES, "cpu.shares": "1024\n"},
+    "memory": {
+        "memory.limit_in_bytes": "9223372036854771712\n",
+        "memory.usage_in_bytes": f"{200 * 1024**2}\n",
+        "memory.stat": f"cache 0\ntotal_inactive_file {40 * 1024**2}\n",
+        "cgroup.procs": "",
+    },
+    "cpuset": {"cpuset.cpus": "\n", "cpuset.mems": "\n", "cgroup.procs": ""},
+}
+
+
+@pytest.fixture
+def kernel_mkdir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Play the kernel: a new directory under a fake v1 hierarchy comes with that controller's files."""
+    real_mkdir = os.mkdir
+
+    def mkdir(path, mode=0o777, **kw):  # type: ignore[no-untyped-def]
+        real_mkdir(path, mode, **kw)
+        for name, text in CGROUP_V1_NEW_DIR.get(Path(path).parent.name, {}).items():
+            (Path(path) / name).write_text(text)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
 
 
 def build_fake_tree(base: Path) -> Path:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +74,21 @@ FAMILIES = {
     "irq.24.affinity": "0",
     "irq.25.affinity": [1],
     "sizing.vcpus": 0.5,
+    "sizing.cpu_weight": 50,
+    "sizing.memory_gib": 0.5,
+    "sizing.cpuset_cpus": "0",
+    "sizing.cpuset_mems": "0",
     "affinity.cpus": 1,
+    "sched.policy": "batch",
+    "sched.nice": 5,
+    "ioprio.class": "idle",
+    "ioprio.level": 4,
 }
+#: families that act on something a fake tree cannot hold: run on a target the test owns
+OWNED_TARGETS = {
+    "nic.nva.gro": "on",  # a veth pair in a network namespace the test creates
+}
+PROCESS_KNOBS = ("affinity.cpus", "sched.policy", "sched.nice", "ioprio.class", "ioprio.level")
 
 
 @dataclass
@@ -83,34 +98,62 @@ class Case:
     state: Callable[[], Any]
 
 
-@pytest.fixture(params=list(FAMILIES))
-def case(request: pytest.FixtureRequest, fake_root: SysRoot, journal: Journal) -> Iterator[Case]:
+def _thread_settings(pid: int) -> Any:
+    import psutil
+
+    return (
+        sorted(os.sched_getaffinity(pid)),
+        os.sched_getscheduler(pid),
+        os.getpriority(os.PRIO_PROCESS, pid),
+        tuple(int(x) for x in psutil.Process(pid).ionice()),
+    )
+
+
+@pytest.fixture(params=[*FAMILIES, *OWNED_TARGETS])
+def case(request: pytest.FixtureRequest, fake_root: SysRoot, journal: Journal, kernel_mkdir: None) -> Iterator[Case]:
     name = request.param
     ctx = KnobContext()
     child = None
     cg = None
+    netns = None
     if name == "sizing.vcpus":
         cg = WorkloadCgroup.create("contract", journal=journal, run_id="r", root=fake_root)
-        fake_cgroup_files(cg.path)
         ctx = KnobContext(cgroup=cg)
-    if name == "affinity.cpus":
-        if len(os.sched_getaffinity(0)) < 2:
+    elif name.startswith("sizing."):
+        cg = WorkloadCgroup.create("contract", journal=journal, run_id="r", root=fake_root,
+                                   controllers=("cpu", "memory", "cpuset"))
+        ctx = KnobContext(cgroup=cg)
+    if name in PROCESS_KNOBS:
+        if name == "affinity.cpus" and len(os.sched_getaffinity(0)) < 2:
             pytest.skip("affinity.cpus needs at least 2 allowed CPUs to make a change")
         child = subprocess.Popen(["sleep", "60"])
         ctx = KnobContext(pids=lambda: [child.pid])
+    if name.startswith("nic."):
+        if os.geteuid() != 0 or shutil.which("ethtool") is None or shutil.which("ip") is None:
+            pytest.skip("nic.* runs on a veth pair in a private namespace: needs root, ip and ethtool")
+        netns = f"novatune-contract-{uuid.uuid4().hex[:6]}"
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        subprocess.run(["ip", "-n", netns, "link", "add", "nva", "type", "veth", "peer", "name", "nvb"], check=True)
+        ctx = KnobContext(netns=netns)
 
     def state() -> Any:
-        aff = sorted(os.sched_getaffinity(child.pid)) if child is not None else None
-        return tree_bytes(fake_root.root), aff
+        procs = _thread_settings(child.pid) if child is not None else None
+        nic = None
+        if netns is not None:
+            nic = subprocess.run(["ip", "netns", "exec", netns, "ethtool", "-k", "nva"],
+                                 capture_output=True, text=True, check=True).stdout
+        return tree_bytes(fake_root.root), procs, nic
 
     try:
-        yield Case(Catalog(fake_root, ctx).get(name), FAMILIES[name], state)
+        yield Case(Catalog(fake_root, ctx).get(name), {**FAMILIES, **OWNED_TARGETS}[name], state)
     finally:
         if child is not None:
             child.kill()
             child.wait()
         if cg is not None:
             cg.remove()
+        if netns is not None:
+            subprocess.run(["ip", "netns", "del", netns], check=False)
 
 
 def test_read_apply_verify_restore_is_byte_identical(case: Case) -> None:
@@ -214,7 +257,9 @@ def test_catalog_lists_concrete_knobs(fake_root: SysRoot) -> None:
     cat = Catalog(fake_root)
     names = [k.name for k in cat.knobs()]
     assert names[:3] == ["vm.swappiness", "vm.dirty_ratio", "vm.dirty_background_ratio"]
-    assert sorted(names) == sorted(FAMILIES), "every knob of the fake tree is in the contract table"
+    assert sorted(n for n in names if n != "instance.type") == sorted(FAMILIES), (
+        "every knob of the fake tree is in the contract table"
+    )
     blocks = [n for n in names if n.startswith("block.")]
     assert blocks == [
         "block.loop0.read_ahead_kb",
@@ -228,7 +273,7 @@ def test_catalog_lists_concrete_knobs(fake_root: SysRoot) -> None:
         "block.vda.nr_requests",
         "block.vda.wbt_lat_usec",
     ]
-    assert names[-2:] == ["sizing.vcpus", "affinity.cpus"]
+    assert names[-1] == "instance.type"  # plan only: see test_plan_only_family
     assert cat.get("vm.swappiness").sysctl_key == "vm.swappiness"
     assert cat.get("thp.enabled").sysctl_key is None
     assert cat.get("block.vda.scheduler").domain.choices == ("none", "mq-deadline", "kyber", "bfq")
@@ -322,3 +367,17 @@ def test_no_cgroup_controller(tmp_path: Path, journal: Journal) -> None:
 
     with pytest.raises(KnobUnavailable, match="no cgroup cpu controller"):
         WorkloadCgroup.create("x", journal=journal, run_id="r", root=SysRoot(tmp_path))
+
+
+def test_plan_only_family_never_writes(fake_root: SysRoot) -> None:
+    """instance.type is the one family that is never applied: it refuses, and writes nothing."""
+    from actuators import KnobUnavailable
+
+    knob = Catalog(fake_root, KnobContext(instance_types=("m5.large", "c5.large"))).get("instance.type")
+    before = tree_bytes(fake_root.root)
+    assert "plan only" in (knob.available() or "")
+    with pytest.raises(OutOfBounds):
+        knob.apply("z9.huge")
+    with pytest.raises(KnobUnavailable, match="plan only"):
+        knob.apply("c5.large")
+    assert tree_bytes(fake_root.root) == before

@@ -22,7 +22,7 @@ def test_catalog_offers_families_with_full_metadata(fake_root: SysRoot) -> None:
     families = Counter(k.family for k in knobs)
     assert len(knobs) >= 30 and len(families) >= 8, families
     for k in knobs:
-        assert k.scope in ("host", "device", "netns", "cgroup", "process")
+        assert k.scope in ("host", "device", "netns", "cgroup", "process", "vm")
         assert k.risk in ("low", "medium", "high")
         assert k.reboot is False and isinstance(k.needs_root, bool)
         assert k.domain.kind in ("int", "float", "categorical")
