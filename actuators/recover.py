@@ -9,6 +9,7 @@ nothing open.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -37,7 +38,10 @@ class RecoverReport:
     ``restored``/``failed``/``skipped`` name journal entries (``run: knob target``);
     ``skipped_live`` lists runs whose owner is still alive (not touched without
     ``force``); ``killed`` the pids killed; ``cgroups_removed`` the cgroup
-    directories removed; ``runs`` the runs recovered.
+    directories removed; ``runs`` the runs recovered. ``knobs`` has one dict
+    per open knob entry, in the order handled: ``run``, ``knob``, ``target``,
+    ``seq``, ``outcome`` (``restored`` | ``gone`` | ``failed`` | ``skipped``)
+    and ``detail``.
     """
 
     restored: list[str] = field(default_factory=list)
@@ -47,6 +51,7 @@ class RecoverReport:
     killed: list[int] = field(default_factory=list)
     cgroups_removed: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    knobs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -105,35 +110,73 @@ def _kill(pid: int, *, timeout_s: float = 5.0) -> bool:
     return True
 
 
+def _rmdir_cgroup(root: SysRoot, rel: str, *, timeout_s: float = 5.0) -> None:
+    """rmdir a cgroup, retrying while the kernel still holds it (EBUSY).
+
+    Killed tasks leave ``cgroup.procs`` before the kernel drops their last
+    reference to the cgroup, so an rmdir right after can fail with EBUSY.
+
+    Raises:
+        ActuatorError: still failing after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            root.rmdir(rel)
+            return
+        except ActuatorError as err:
+            cause = err.__cause__
+            busy = isinstance(cause, OSError) and cause.errno == errno.EBUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _close(journal: Journal, e: dict[str, Any], event: str, *, error: str | None = None) -> None:
+    try:
+        journal.close_entry(e, event, error=error)
+    except ActuatorError as err:  # the entry stays open: a later recover redoes it, harmlessly
+        log.error("cannot journal %s of %s: %s", event, e.get("knob"), err)
+
+
 def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = False) -> RecoverReport:
     """Restore every open entry of every dead run (or of all runs, with ``force``).
 
-    Per run: kills the processes it recorded (only when pid AND create time
-    match, so a reused pid is never killed), restores open entries in reverse
-    order (each isolated), removes the cgroups it created, and journals each
-    step. Entries recorded under another root are skipped and reported.
+    First kills the processes of those runs (only when pid AND create time
+    match, so a reused pid is never killed); then restores the open entries
+    of all of them newest first, in global journal order (when two dead runs
+    changed the same file, the older run's saved value is written last), each
+    isolated; then removes the cgroups they created, newest first. Every step
+    is journaled; a ``restored`` record is written only after the write
+    succeeded. Entries recorded under another root are skipped and reported.
+    ``report.knobs`` gives the outcome per knob entry.
 
     Raises:
-        ActuatorError: the journal cannot be read or written.
+        ActuatorError: the journal cannot be read.
     """
     root = root if root is not None else SysRoot()
     report = RecoverReport()
     records = journal.records()
     runs: list[str] = list(dict.fromkeys(r["run"] for r in records if r.get("run") is not None))
     me = os.getpid()
+    todo: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = []
+    entries: list[dict[str, Any]] = []
     for run in runs:
         rr = [r for r in records if r.get("run") == run]
-        entries = Journal.open_entries(rr)
+        open_entries = Journal.open_entries(rr)
         procs = Journal.open_resources(rr, "process")
         cgroups = Journal.open_resources(rr, "cgroup")
-        if not (entries or procs or cgroups):
+        if not (open_entries or procs or cgroups):
             continue
         owners = {(r.get("owner_pid"), r.get("owner_ctime")) for r in rr if r.get("event") in OPENING_EVENTS}
         if any(pid is not None and _same_process(pid, ct) for pid, ct in owners) and not force:
             report.skipped_live.append(run)
             continue
         report.runs.append(run)
-        # 1. the run's processes
+        todo.append((run, procs, cgroups))
+        entries.extend(open_entries)
+    # 1. the runs' processes, so nothing changes a setting back under us
+    for run, procs, _ in todo:
         for p in procs:
             pid = int(p["target"])
             note = "gone"
@@ -142,21 +185,28 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
                     report.killed.append(pid)
                     note = "killed"
             journal.release_process(run, pid, note=f"recover: {note}")
-        # 2. knob entries, newest first, each isolated
-        for e in reversed(entries):
-            label = f"{run}: {e.get('knob')} {e.get('target')}"
-            try:
-                how = _restore_entry(e, root)
-            except _Skip as why:
-                report.skipped.append(f"{label} ({why})")
-                continue
-            except (ActuatorError, OSError) as err:
-                report.failed.append(f"{label}: {err}")
-                journal.close_entry(e, "restore_failed", error=str(err))
-                continue
-            report.restored.append(label if how == "ok" else f"{label} ({how})")
-            journal.close_entry(e, "restored")
-        # 3. cgroups, newest first
+    # 2. knob entries of all those runs, newest first, each isolated
+    for e in sorted(entries, key=lambda r: r["seq"], reverse=True):
+        run = str(e.get("run"))
+        label = f"{run}: {e.get('knob')} {e.get('target')}"
+        row: dict[str, Any] = {"run": run, "knob": e.get("knob"), "target": e.get("target"), "seq": e["seq"]}
+        try:
+            how = _restore_entry(e, root)
+        except _Skip as why:
+            report.skipped.append(f"{label} ({why})")
+            report.knobs.append({**row, "outcome": "skipped", "detail": str(why)})
+            continue
+        except (ActuatorError, OSError) as err:
+            report.failed.append(f"{label}: {err}")
+            report.knobs.append({**row, "outcome": "failed", "detail": str(err)})
+            _close(journal, e, "restore_failed", error=str(err))
+            continue
+        report.restored.append(label if how == "ok" else f"{label} ({how})")
+        gone = how == "gone"
+        report.knobs.append({**row, "outcome": "gone" if gone else "restored", "detail": how if how != "ok" else ""})
+        _close(journal, e, "restored")
+    # 3. cgroups, newest first
+    for run, _, cgroups in todo:
         for c in reversed(cgroups):
             rel = str(c["target"])
             try:
@@ -170,7 +220,7 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
                         log.info("leaving cpu enabled in %s: %s", rel, err)
                 elif root.path(rel).is_dir():
                     report.killed.extend(kill_cgroup_tasks(root, rel))
-                    root.rmdir(rel)
+                    _rmdir_cgroup(root, rel)
                     report.cgroups_removed.append(rel)
             except _Skip as why:
                 report.skipped.append(f"{run}: cgroup {rel} ({why})")

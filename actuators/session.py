@@ -91,8 +91,11 @@ class ChangeSession:
         if not ok:
             self._undo(knob, token, entry)
             raise ActuatorError(f"{knob.name}: wrote {token.new!r} but it reads back as {knob.read()!r}")
-        self.journal.close_entry(entry, "applied")
+        # on the stack BEFORE the ``applied`` record: if that record cannot be
+        # written, the change is still undone by ``restore_all`` (and the open
+        # intent lets ``recover`` undo it after a crash)
         self._stack.append((knob, token, entry))
+        self.journal.close_entry(entry, "applied")
         return change
 
     def apply_many(self, values: Mapping[Knob, Any]) -> list[Change]:
@@ -129,6 +132,9 @@ class ChangeSession:
 
     # ---------------------------------------------------------------- restore
     def _undo(self, knob: Knob, token: Token, entry: dict[str, Any]) -> str | None:
+        # ``restored`` is journaled only AFTER the write succeeded: a crash in
+        # between leaves the intent open and ``recover`` writes the old value
+        # again (idempotent)
         try:
             knob.restore(token)
         except Exception as err:  # noqa: BLE001 - isolated: recorded and reported
@@ -153,10 +159,18 @@ class ChangeSession:
             when everything is back. Failed entries stay open in the journal.
         """
         failures: list[str] = []
+        interrupted: BaseException | None = None
         while self._stack:
-            knob, token, entry = self._stack.pop()
-            msg = self._undo(knob, token, entry)
+            knob, token, entry = self._stack[-1]
+            try:
+                msg = self._undo(knob, token, entry)
+            except BaseException as err:  # a signal mid-restore: finish the others, then re-raise
+                msg = f"{knob.name}: interrupted: {type(err).__name__}"
+                interrupted = interrupted or err
+            self._stack.pop()
             if msg is not None:
                 failures.append(msg)
         self.failures.extend(failures)
+        if interrupted is not None:
+            raise interrupted
         return failures

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -301,6 +302,106 @@ def knobs_get(
             out.print(f"[bold]{k}[/]: {v}")
 
 
+# ------------------------------------------------------------ plan / verify
+RootOpt = Annotated[
+    Optional[Path],
+    typer.Option("--root", help="where proc/, sys/ and etc/ live (default /; a copy of a machine's tree for offline checks)"),
+]
+
+
+def _bound(root: Optional[Path]):
+    from actuators import Catalog, SysRoot
+    from actuators.conflicts import ConflictFinder
+
+    base = "/" if root is None else str(root)
+    if root is not None and not root.is_dir():
+        raise UserError(f"--root {root}: not a directory")
+    return Catalog(SysRoot(base)), ConflictFinder(base)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+@app.command("plan")
+def plan_cmd(
+    config: Annotated[Path, typer.Argument(metavar="CONFIG|SPEC", help="exported configuration (JSON) or study spec")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    root: RootOpt = None,
+) -> None:
+    """What applying a configuration would change, per knob; nothing is written.
+
+    Exit 2 when a knob is unknown or a value/range is outside its hard bounds.
+    """
+    from experiments.config import load_config, plan
+
+    cfg = load_config(config)
+    catalog, finder = _bound(root)
+    result = plan(cfg, catalog, finder)
+    if as_json:
+        _print_json(result.as_dict())
+    else:
+        table = Table(title=f"plan for {cfg.source} ({'study spec: ranges' if cfg.kind == 'spec' else 'configuration'})")
+        for col in ("knob", "current", "new" if cfg.kind == "config" else "range", "change", "risk", "reboot",
+                    "available", "conflicts"):
+            table.add_column(col, overflow="fold")
+        for r in result.rows:
+            if cfg.kind == "config":
+                target = _fmt(r.new)
+            elif r.range is None:
+                target = "-"
+            elif "choices" in r.range:
+                target = "{" + ", ".join(r.range["choices"]) + "}"
+            else:
+                target = f"[{_fmt(r.range['low'])}, {_fmt(r.range['high'])}]"
+            change = "INVALID" if not r.valid else ("-" if r.changes is None else ("yes" if r.changes else "no"))
+            conflicts = "\n".join(escape(c["describe"]) for c in r.conflicts) or "-"
+            table.add_row(r.knob, escape(_fmt(r.current)), escape(target), change, r.risk or "-", "yes" if r.reboot else "no",
+                          "yes" if r.available else escape(f"no: {r.reason}"), conflicts)
+        out.print(table)
+        if any(r.conflicts for r in result.rows):
+            out.print("[yellow]conflicts:[/] another configuration sets these settings; it wins at boot "
+                      "(or when TuneD re-applies its profile)")
+    bad = [r for r in result.rows if not r.valid]
+    if bad:
+        for r in bad:
+            extra = f" (allowed: {r.allowed})" if r.allowed and r.allowed not in (r.error or "") else ""
+            err.print(f"[red]invalid:[/] {escape(str(r.error))}{escape(extra)}", highlight=False)
+        raise typer.Exit(2)
+
+
+@app.command("verify")
+def verify_cmd(
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="exported configuration (novatune.config/v1)")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    root: RootOpt = None,
+) -> None:
+    """Compare the live settings with an exported configuration.
+
+    Exit 0 when nothing drifted, 1 when some knob differs, 2 on bad input.
+    """
+    from experiments.config import load_config, verify
+
+    cfg = load_config(config)
+    catalog, _ = _bound(root)
+    result = verify(cfg, catalog)
+    if as_json:
+        _print_json(result.as_dict())
+    else:
+        table = Table(title=f"verify {cfg.source}")
+        for col in ("knob", "expected", "actual", "ok", "note"):
+            table.add_column(col, overflow="fold")
+        for r in result.rows:
+            ok = "skipped" if r.ok is None else ("ok" if r.ok else "DRIFT")
+            table.add_row(r.knob, escape(_fmt(r.expected)), escape(_fmt(r.actual)), ok, escape(r.note or ""))
+        out.print(table)
+        out.print("no drift" if not result.drift else f"[red]drift:[/] {', '.join(result.drift)}")
+    if result.drift:
+        raise typer.Exit(1)
+
+
 # ----------------------------------------------------------------- recovery
 @app.command()
 def recover(
@@ -316,9 +417,28 @@ def recover(
     data = rep.as_dict() if hasattr(rep, "as_dict") else rep.__dict__
     if as_json:
         _print_json(data)
+        if not rep.ok:
+            raise typer.Exit(1)
         return
-    for key, value in data.items():
-        out.print(f"{key}: {value}")
+    if rep.knobs:
+        table = Table(title="recovered knobs (newest change first)")
+        for col in ("run", "knob", "target", "outcome", "detail"):
+            table.add_column(col, overflow="fold")
+        for k in rep.knobs:
+            style = {"failed": "red", "skipped": "yellow"}.get(k["outcome"], "")
+            outcome = f"[{style}]{k['outcome']}[/]" if style else k["outcome"]
+            table.add_row(escape(str(k["run"])), str(k["knob"]), str(k["target"]), outcome, escape(k["detail"] or ""))
+        out.print(table)
+    for key in ("runs", "skipped_live", "killed", "cgroups_removed"):
+        if data.get(key):
+            out.print(f"{key.replace('_', ' ')}: {', '.join(map(str, data[key]))}")
+    cg_failed = [f for f in rep.failed if ": cgroup " in f]
+    for f in cg_failed:
+        err.print(f"[red]failed:[/] {f}", highlight=False)
+    if not (rep.knobs or rep.runs or rep.skipped_live):
+        out.print("nothing to recover: no open journal entries")
+    if not rep.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -339,18 +459,20 @@ def ui(port: Annotated[int, typer.Option(min=1, max=65535)] = 5000) -> None:
 # --------------------------------------------------------------------- main
 def _user_errors() -> tuple[type[BaseException], ...]:
     from actuators import ActuatorError
+    from experiments.config import ConfigError
     from experiments.export import ExportError
     from experiments.spec import SpecError
     from experiments.store import StudyNotFound
 
-    return (UserError, SpecError, StudyNotFound, ExportError, ActuatorError)
+    return (UserError, SpecError, StudyNotFound, ExportError, ActuatorError, ConfigError)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for user errors, 130 when interrupted)."""
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        rv = app(args=argv, standalone_mode=False)
+        # click returns a command's ``typer.Exit(code)`` instead of raising it
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
@@ -375,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
             err.print(f"[yellow]interrupted by {e}[/]: the trial's knobs were restored")
             return 130
         if isinstance(e, _user_errors()):
-            err.print(f"[red]error:[/] {e}", highlight=False)
+            err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
             return 2
         if os.environ.get("NOVATUNE_DEBUG") == "1":
             raise

@@ -1,0 +1,298 @@
+"""Configurations to apply or check: an exported JSON, or a study spec.
+
+:func:`load_config` reads either an export (``format: novatune.config/v1``,
+see :mod:`experiments.export`: ``knobs`` maps names to values) or a study
+spec (YAML/JSON, :mod:`experiments.spec`: ``knobs`` maps names to ranges).
+:func:`plan` says, per knob, what applying it would do (nothing is written);
+:func:`verify` compares the live state with an export (like ``tuned-adm verify``).
+Bad files are :class:`ConfigError` (a user error: exit 2, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from actuators import ActuatorError, Catalog, Knob, OutOfBounds, UnknownKnob
+from actuators.conflicts import ConflictFinder
+from experiments.space import _param
+from experiments.spec import KnobSpec, SpecError, StudySpec, parse_spec
+
+__all__ = ["CONFIG_FORMAT", "ConfigError", "ConfigFile", "Plan", "PlanRow", "Verification", "VerifyRow",
+           "load_config", "plan", "verify"]
+
+CONFIG_FORMAT = "novatune.config/v1"
+#: top-level fields of an export (experiments.export._document)
+_CONFIG_FIELDS = ("format", "study", "trial", "chosen_by", "knobs", "objectives", "metrics", "exported_at")
+#: knobs bound to a run's workload: they cannot drift outside a run
+_RUN_SCOPES = ("cgroup", "process")
+
+
+class ConfigError(ValueError):
+    """A configuration file is invalid; the message says what is wrong and what is allowed."""
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A loaded configuration: ``values`` for an export, ``ranges`` (and ``spec``) for a study spec."""
+
+    source: str
+    kind: Literal["config", "spec"]
+    values: dict[str, Any] = field(default_factory=dict)
+    ranges: dict[str, KnobSpec] = field(default_factory=dict)
+    spec: StudySpec | None = None
+    study: str | None = None
+
+
+def _decode(path: Path) -> Any:
+    src = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".yaml", ".yml"):
+        raise ConfigError(f"{src}: unsupported file type {path.suffix or '(none)'!r}; use .json, .yaml or .yml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{src}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{src}: is a directory, not a configuration file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{src}: cannot read: {err}") from None
+    try:
+        return json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{src}: not valid {'JSON' if suffix == '.json' else 'YAML'}: {err}") from None
+
+
+def _config_values(data: dict[str, Any], src: str) -> dict[str, Any]:
+    problems = []
+    unknown = [k for k in data if k not in _CONFIG_FIELDS]
+    if unknown:
+        problems.append(f"unknown field(s) {unknown}; allowed: {', '.join(_CONFIG_FIELDS)}")
+    knobs = data.get("knobs")
+    if not isinstance(knobs, dict) or not knobs:
+        problems.append("knobs: required, a non-empty mapping of knob name -> value")
+        knobs = {}
+    for name, value in knobs.items():
+        if not isinstance(name, str):
+            problems.append(f"knobs: {name!r} is not a knob name")
+        elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            problems.append(f"knobs.{name}: {value!r} is not a value; a number or a string is allowed")
+    if problems:
+        raise ConfigError(f"invalid configuration {src}:\n" + "\n".join(f"  - {p}" for p in problems))
+    return dict(knobs)
+
+
+def load_config(path: str | Path) -> ConfigFile:
+    """Read an export (``format: novatune.config/v1``) or a study spec.
+
+    A mapping with a ``format`` field is an export; any other mapping is
+    validated as a study spec.
+
+    Raises:
+        ConfigError: missing/unreadable file, bad syntax, unknown format, bad
+            fields (export), or an invalid spec (the spec's problems listed).
+    """
+    p = Path(path)
+    src = str(p)
+    data = _decode(p)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{src}: expected a mapping (an exported configuration or a study spec), got {type(data).__name__}"
+        )
+    if "format" in data:
+        if data["format"] != CONFIG_FORMAT:
+            raise ConfigError(f"{src}: unknown format {data['format']!r}; allowed: {CONFIG_FORMAT}")
+        study = data.get("study")
+        return ConfigFile(source=src, kind="config", values=_config_values(data, src),
+                          study=study if isinstance(study, str) else None)
+    try:
+        spec = parse_spec(data, source=src)
+    except SpecError as err:
+        raise ConfigError(
+            f"{err}\n(a file without 'format: {CONFIG_FORMAT}' is read as a study spec)"
+        ) from None
+    return ConfigFile(source=src, kind="spec", ranges=dict(spec.knobs), spec=spec, study=spec.name)
+
+
+# ---------------------------------------------------------------------- plan
+@dataclass
+class PlanRow:
+    """What applying one knob of a configuration would do.
+
+    ``new`` is the normalised value (export) and ``range`` the allowed range
+    or choices (spec); ``changes`` is None when unknown (spec, unreadable).
+    ``valid`` is False when the value/range is refused: ``error`` says why and
+    ``allowed`` gives the knob's hard bounds.
+    """
+
+    knob: str
+    current: Any = None
+    new: Any = None
+    range: dict[str, Any] | None = None
+    changes: bool | None = None
+    risk: str | None = None
+    reboot: bool = False
+    available: bool = False
+    reason: str | None = None
+    valid: bool = True
+    error: str | None = None
+    allowed: str | None = None
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """The plan of a whole configuration; ``invalid`` lists the refused knobs."""
+
+    source: str
+    kind: str
+    rows: list[PlanRow]
+
+    @property
+    def invalid(self) -> list[str]:
+        return [r.knob for r in self.rows if not r.valid]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "kind": self.kind, "invalid": self.invalid,
+                "knobs": [asdict(r) for r in self.rows]}
+
+
+def _allowed(knob: Knob) -> str:
+    d = knob.domain
+    if d.kind == "categorical":
+        return "choices: " + ", ".join(d.choices) if d.choices else "choices: (none readable here)"
+    return f"{'integers' if d.kind == 'int' else 'numbers'} in [{d.low}, {d.high}]"
+
+
+def _range(ks: KnobSpec) -> dict[str, Any]:
+    if ks.choices is not None:
+        return {"choices": list(ks.choices)}
+    return {"low": ks.low, "high": ks.high, **({"step": ks.step} if ks.step else {}), **({"log": True} if ks.log else {})}
+
+
+def _differs(knob: Knob, value: str, new: Any) -> bool | None:
+    try:
+        return not knob.same(knob.normalise(value.split()[0] if value.split() else value), new)
+    except (OutOfBounds, ActuatorError, ValueError, TypeError):
+        return None
+
+
+def plan(cfg: ConfigFile, catalog: Catalog, conflicts: ConflictFinder | None = None) -> Plan:
+    """Per knob: current -> new (or the spec's range), change, risk, reboot, availability, conflicts.
+
+    Never writes. Unknown knobs and refused values become rows with
+    ``valid=False`` (the caller exits 2), never exceptions.
+    """
+    finder = conflicts if conflicts is not None else ConflictFinder()
+    names = list(cfg.values) if cfg.kind == "config" else list(cfg.ranges)
+    rows: list[PlanRow] = []
+    for name in names:
+        row = PlanRow(knob=name)
+        rows.append(row)
+        try:
+            knob = catalog.get(name)
+        except UnknownKnob as err:
+            row.valid, row.error = False, str(err)
+            continue
+        row.risk = knob.risk
+        row.reboot = bool(getattr(knob, "reboot", False))
+        row.allowed = _allowed(knob)
+        reason = knob.available()
+        row.available, row.reason = reason is None, reason
+        try:
+            row.current = knob.read()
+        except (ActuatorError, OSError) as err:
+            row.current = None
+            if row.reason is None:
+                row.reason = f"cannot read: {err}"
+        if cfg.kind == "config":
+            try:
+                row.new = knob.validate(cfg.values[name], assume=cfg.values)
+            except OutOfBounds as err:
+                row.valid, row.error, row.new = False, str(err), cfg.values[name]
+            except ActuatorError as err:
+                row.valid, row.error, row.new = False, f"{name}: {err}", cfg.values[name]
+            if row.valid and row.current is not None:
+                row.changes = not knob.same(row.current, row.new)
+        else:
+            ks = cfg.ranges[name]
+            row.range = _range(ks)
+            problems: list[str] = []
+            if _param(name, ks, knob, problems) is None:
+                row.valid, row.error = False, "; ".join(p.removeprefix("knobs.") for p in problems)
+        for c in finder.for_knob(knob):
+            d = c.as_dict()
+            d["describe"] = c.describe()
+            d["differs"] = _differs(knob, c.value, row.new) if cfg.kind == "config" and row.valid else None
+            row.conflicts.append(d)
+    return Plan(source=cfg.source, kind=cfg.kind, rows=rows)
+
+
+# -------------------------------------------------------------------- verify
+@dataclass
+class VerifyRow:
+    """One knob: ``ok`` True (as expected), False (drift) or None (not checkable here: ``note``)."""
+
+    knob: str
+    expected: Any
+    actual: Any = None
+    ok: bool | None = None
+    note: str | None = None
+
+
+@dataclass
+class Verification:
+    source: str
+    rows: list[VerifyRow]
+
+    @property
+    def drift(self) -> list[str]:
+        return [r.knob for r in self.rows if r.ok is False]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "drift": self.drift, "knobs": [asdict(r) for r in self.rows]}
+
+
+def verify(cfg: ConfigFile, catalog: Catalog) -> Verification:
+    """Compare the live value of every knob of an export with its expected value.
+
+    A knob that cannot be read counts as drift; knobs bound to a run's
+    workload (cgroup/process scope) are not checkable outside a run (``ok`` None).
+
+    Raises:
+        ConfigError: ``cfg`` is a spec, names unknown knobs or holds refused values.
+    """
+    if cfg.kind != "config":
+        raise ConfigError(
+            f"{cfg.source}: verify needs an exported configuration (format: {CONFIG_FORMAT}), not a study spec "
+            "(a spec gives ranges, not values; use `novatune plan` for it)"
+        )
+    problems: list[str] = []
+    pairs: list[tuple[Knob, Any]] = []
+    for name, value in cfg.values.items():
+        try:
+            knob = catalog.get(name)
+            pairs.append((knob, knob.normalise(value)))
+        except (UnknownKnob, OutOfBounds) as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError(f"invalid configuration {cfg.source}:\n" + "\n".join(f"  - {p}" for p in problems))
+    rows: list[VerifyRow] = []
+    for knob, want in pairs:
+        row = VerifyRow(knob=knob.name, expected=want)
+        rows.append(row)
+        reason = knob.available()
+        if reason is not None and knob.scope in _RUN_SCOPES:
+            row.note = f"not checkable outside a run: {reason}"
+            continue
+        try:
+            row.actual = knob.read()
+        except (ActuatorError, OSError) as err:
+            row.ok, row.note = False, f"cannot read: {err}"
+            continue
+        row.ok = bool(knob.same(row.actual, want))
+    return Verification(source=cfg.source, rows=rows)
