@@ -22,6 +22,9 @@ from actuators.affinity import restore_affinity
 from actuators.cgroup import kill_cgroup_tasks
 from actuators.errors import ActuatorError, UnsafePath
 from actuators.journal import OPENING_EVENTS, Journal, process_ctime
+from actuators.net import netns_root
+from actuators.nic import restore_nic
+from actuators.process import restore_process
 from actuators.sysroot import RESTORABLE_PREFIXES, SysRoot
 
 __all__ = ["RecoverReport", "recover"]
@@ -78,14 +81,44 @@ def _check_root(rec: dict[str, Any], root: SysRoot) -> None:
         raise _Skip(f"recorded under root {recorded}, recovering {root.root}")
 
 
-def _restore_entry(e: dict[str, Any], root: SysRoot) -> str:
-    if e.get("restore") == "affinity":
-        n = restore_affinity(list(e.get("old") or []))
-        return f"{n} thread(s)"
-    _check_root(e, root)
-    target = e.get("target")
+def _check_target(target: Any) -> str:
     if not isinstance(target, str) or not target.startswith(RESTORABLE_PREFIXES):
         raise UnsafePath(f"refused target {target!r}: outside {', '.join(RESTORABLE_PREFIXES)}")
+    return target
+
+
+def _restore_entry(e: dict[str, Any], root: SysRoot) -> str:
+    kind = e.get("restore")
+    if kind == "affinity":
+        n = restore_affinity(list(e.get("old") or []))
+        return f"{n} thread(s)"
+    if kind == "process":
+        n = restore_process(str(e.get("knob")), list(e.get("old") or []))
+        return f"{n} thread(s)"
+    if kind == "nic":
+        target = str(e.get("target"))
+        ns = target.split(":", 1)[0]
+        if ns and ns not in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else []):
+            return "gone"  # the namespace, and its interfaces, are gone
+        restore_nic(target, e.get("old"))
+        return "ok"
+    _check_root(e, root)
+    if kind == "files":
+        old = e.get("old")
+        if not isinstance(old, dict):
+            raise ActuatorError(f"no raw old contents recorded for {e.get('target')}")
+        for rel, raw in reversed(list(old.items())):
+            root.restore(_check_target(rel), raw)
+        return "ok"
+    target = e.get("target")
+    if isinstance(target, str) and target.startswith("netns:"):
+        _, ns, rel = target.split(":", 2)
+        ns_root = netns_root(root, ns)
+        if ns_root.nsfile is None:
+            return "gone"  # the namespace, and its settings, are gone
+        ns_root.restore(_check_target(rel), str(e.get("old")))
+        return "ok"
+    target = _check_target(target)
     old = e.get("old")
     if not isinstance(old, str):
         raise ActuatorError(f"no raw old content recorded for {target}")
@@ -108,28 +141,6 @@ def _kill(pid: int, *, timeout_s: float = 5.0) -> bool:
     while process_ctime(pid) is not None and time.monotonic() < deadline:
         time.sleep(0.02)
     return True
-
-
-def _rmdir_cgroup(root: SysRoot, rel: str, *, timeout_s: float = 5.0) -> None:
-    """rmdir a cgroup, retrying while the kernel still holds it (EBUSY).
-
-    Killed tasks leave ``cgroup.procs`` before the kernel drops their last
-    reference to the cgroup, so an rmdir right after can fail with EBUSY.
-
-    Raises:
-        ActuatorError: still failing after ``timeout_s``.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            root.rmdir(rel)
-            return
-        except ActuatorError as err:
-            cause = err.__cause__
-            busy = isinstance(cause, OSError) and cause.errno == errno.EBUSY
-            if not busy or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def _close(journal: Journal, e: dict[str, Any], event: str, *, error: str | None = None) -> None:
@@ -220,7 +231,7 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
                         log.info("leaving cpu enabled in %s: %s", rel, err)
                 elif root.path(rel).is_dir():
                     report.killed.extend(kill_cgroup_tasks(root, rel))
-                    _rmdir_cgroup(root, rel)
+                    root.rmdir(rel)
                     report.cgroups_removed.append(rel)
             except _Skip as why:
                 report.skipped.append(f"{run}: cgroup {rel} ({why})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import time
 from pathlib import Path
 
 from actuators.errors import ActuatorError, UnsafePath
@@ -19,7 +20,9 @@ from actuators.errors import ActuatorError, UnsafePath
 __all__ = ["RESTORABLE_PREFIXES", "SysRoot", "bracketed", "selector_value"]
 
 #: Trees under the root that a journal entry may point into (for ``recover``).
-RESTORABLE_PREFIXES: tuple[str, ...] = ("proc/sys/", "sys/kernel/mm/", "sys/block/", "sys/fs/cgroup/")
+RESTORABLE_PREFIXES: tuple[str, ...] = (
+    "proc/sys/", "proc/irq/", "sys/kernel/mm/", "sys/block/", "sys/fs/cgroup/", "sys/devices/system/cpu/",
+)
 
 _BRACKET = re.compile(r"\[([^\[\]\s]+)\]")
 
@@ -176,17 +179,28 @@ class SysRoot:
         if now != raw and (word is None or bracketed(now) != word):
             raise ActuatorError(f"{self.path(rel)} reads {now!r} after restore, expected {raw!r}")
 
-    def rmdir(self, rel: str) -> None:
+    def rmdir(self, rel: str, *, busy_timeout_s: float = 5.0) -> None:
         """Remove a (cgroup) directory.
 
-        On a real cgroupfs the control files vanish with the directory. On a
-        fake tree (root other than ``/``) they are plain files, which are
-        removed first so the fake behaves like the kernel.
+        On a real cgroupfs the control files vanish with the directory; right
+        after its tasks are killed the kernel may still hold the cgroup
+        (EBUSY), so that is retried for up to ``busy_timeout_s``. On a fake
+        tree (root other than ``/``) the control files are plain files, which
+        are removed first so the fake behaves like the kernel.
 
         Raises:
             ActuatorError: the directory could not be removed.
         """
         p = self.path(rel)
+        deadline = time.monotonic() + busy_timeout_s
+        while True:
+            try:
+                os.rmdir(p)
+                return
+            except OSError as err:
+                if err.errno != errno.EBUSY or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
         try:
             os.rmdir(p)
         except OSError as err:
