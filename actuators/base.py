@@ -64,7 +64,9 @@ class Domain:
         """
         if self.kind == "categorical":
             if not isinstance(value, str) or value not in self.choices:
-                raise OutOfBounds(f"{name}: {value!r} is not allowed; choices: {list(self.choices)}")
+                shown = list(self.choices) if len(self.choices) <= 20 else [*self.choices[:10], "..."]
+                more = "" if len(self.choices) <= 20 else f" ({len(self.choices)} in all: `novatune knobs get {name}`)"
+                raise OutOfBounds(f"{name}: {value!r} is not allowed; choices: {shown}{more}")
             return value
         num = _as_number(value)
         allowed = f"allowed: {'integers' if self.kind == 'int' else 'numbers'} in [{self.low}, {self.high}]"

@@ -17,7 +17,7 @@ from actuators.block import BLOCK_LEAVES, block_knob
 from actuators.cgroup import VcpusKnob, WorkloadCgroup
 from actuators.cpu import CPUFREQ, cpufreq_knob
 from actuators.errors import UnknownKnob
-from actuators.instance import InstanceTypeKnob
+from actuators.instance import DmiAdapter, InstanceTypeKnob
 from actuators.irq import irq_affinity_knob, irq_default_knob, irq_numbers
 from actuators.kernel import KERNEL, kernel_knob
 from actuators.memory import KSM, ksm_knob
@@ -134,7 +134,7 @@ class Catalog:
         if name in PROCESS:
             return process_knob(name, self.context.pids)
         if name == _INSTANCE:
-            return InstanceTypeKnob(choices=self.context.instance_types)
+            return InstanceTypeKnob(adapter=DmiAdapter(self.root), choices=self.context.instance_types)
         if name.startswith(_NIC_PREFIX):
             iface, _, leaf = name[len(_NIC_PREFIX):].rpartition(".")
             try:

@@ -310,13 +310,14 @@ RootOpt = Annotated[
 
 
 def _bound(root: Optional[Path]):
-    from actuators import Catalog, SysRoot
+    from actuators import Catalog, KnobContext, SysRoot
     from actuators.conflicts import ConflictFinder
+    from experiments.config import instance_types
 
     base = "/" if root is None else str(root)
     if root is not None and not root.is_dir():
         raise UserError(f"--root {root}: not a directory")
-    return Catalog(SysRoot(base)), ConflictFinder(base)
+    return Catalog(SysRoot(base), KnobContext(instance_types=instance_types())), ConflictFinder(base)
 
 
 def _fmt(v: Any) -> str:
@@ -361,6 +362,16 @@ def plan_cmd(
             table.add_row(r.knob, escape(_fmt(r.current)), escape(target), change, r.risk or "-", "yes" if r.reboot else "no",
                           "yes" if r.available else escape(f"no: {r.reason}"), conflicts)
         out.print(table)
+        for r in result.rows:
+            if r.price is not None:
+                p, d = r.price, r.price["delta"]
+                line = f"instance.type -> {p['target']}: {p['vcpus']} vCPU, {p['memory_gib']:g} GiB, ${p['usd_per_hour']:.4f}/h"
+                if d is not None:
+                    line += (f"; from {d['current']}: {d['vcpus_delta']:+d} vCPU, {d['memory_gib_delta']:+g} GiB, "
+                             f"{d['usd_per_hour_delta']:+.4f} $/h ({d['usd_per_month_delta']:+.2f} $/month)")
+                else:
+                    line += f"; {p['note']}"
+                out.print(escape(line + f" [{p['source']}]"))
         if any(r.conflicts for r in result.rows):
             out.print("[yellow]conflicts:[/] another configuration sets these settings; it wins at boot "
                       "(or when TuneD re-applies its profile)")

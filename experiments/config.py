@@ -142,6 +142,36 @@ class PlanRow:
     error: str | None = None
     allowed: str | None = None
     conflicts: list[dict[str, Any]] = field(default_factory=list)
+    #: instance.type only: what the resize changes and costs (see :func:`instance_price`)
+    price: dict[str, Any] | None = None
+
+
+def instance_price(current: str | None, target: str) -> dict[str, Any]:
+    """Size and price of ``target`` and, when ``current`` is known, the deltas of the move.
+
+    Prices: the packaged AWS us-east-1 on-demand snapshot (collectors/data/README.md).
+    """
+    from collectors.pricing import load_instance_types
+    from optimizer.instance import HOURS_PER_MONTH, plan_resize
+
+    types = load_instance_types()
+    t = types[target]
+    out: dict[str, Any] = {"target": target, "vcpus": t.vcpus, "memory_gib": t.memory_gib,
+                           "usd_per_hour": t.usd_per_hour, "usd_per_month": t.usd_per_hour * HOURS_PER_MONTH,
+                           "source": "AWS us-east-1 on-demand, prices of 2026-07-20"}
+    if current in types:
+        out["delta"] = asdict(plan_resize(types[current], t))
+    else:
+        out["delta"] = None
+        out["note"] = "the current instance type is unknown here (not an EC2 instance, or no DMI product name)"
+    return out
+
+
+def instance_types() -> tuple[str, ...]:
+    """The instance types a plan may name (the priced catalogue)."""
+    from collectors.pricing import load_instance_types
+
+    return tuple(sorted(load_instance_types()))
 
 
 @dataclass
@@ -164,7 +194,11 @@ class Plan:
 def _allowed(knob: Knob) -> str:
     d = knob.domain
     if d.kind == "categorical":
-        return "choices: " + ", ".join(d.choices) if d.choices else "choices: (none readable here)"
+        if not d.choices:
+            return "choices: (none readable here)"
+        if len(d.choices) > 20:
+            return f"choices: {', '.join(d.choices[:10])}, ... ({len(d.choices)} in all: `novatune knobs get {knob.name}`)"
+        return "choices: " + ", ".join(d.choices)
     return f"{'integers' if d.kind == 'int' else 'numbers'} in [{d.low}, {d.high}]"
 
 
@@ -218,6 +252,9 @@ def plan(cfg: ConfigFile, catalog: Catalog, conflicts: ConflictFinder | None = N
                 row.valid, row.error, row.new = False, f"{name}: {err}", cfg.values[name]
             if row.valid and row.current is not None:
                 row.changes = not knob.same(row.current, row.new)
+            if row.valid and name == "instance.type":
+                row.price = instance_price(row.current, row.new)
+                row.changes = row.current != row.new
         else:
             ks = cfg.ranges[name]
             row.range = _range(ks)
