@@ -259,8 +259,10 @@ def _knob_row(k) -> dict[str, Any]:
         "reason": reason,
         "current": current,
         "domain": {"kind": d.kind, "low": d.low, "high": d.high, "choices": list(d.choices) or None},
+        "family": k.name.split(".", 1)[0],
         "risk": k.risk,
         "scope": k.scope,
+        "reboot": bool(getattr(k, "reboot", False)),
         "needs_root": k.needs_root,
         "description": k.description,
     }
@@ -269,9 +271,7 @@ def _knob_row(k) -> dict[str, Any]:
 @knobs_app.command("list")
 def knobs_list(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
     """Every knob on this machine: available or not (and why), current value, bounds, risk."""
-    from actuators import Catalog
-
-    rows = [_knob_row(k) for k in Catalog().knobs()]
+    rows = [_knob_row(k) for k in _bound(None)[0].knobs()]
     if as_json:
         _print_json(rows)
         return
@@ -280,7 +280,9 @@ def knobs_list(as_json: Annotated[bool, typer.Option("--json", help="JSON output
         table.add_column(col)
     for r in rows:
         d = r["domain"]
-        bounds = ", ".join(d["choices"]) if d["choices"] else f"[{d['low']}, {d['high']}]"
+        choices = d["choices"] or []
+        shown = choices if len(choices) <= 8 else [*choices[:5], f"... ({len(choices)} in all)"]
+        bounds = ", ".join(shown) if choices else f"[{d['low']}, {d['high']}]"
         table.add_row(r["name"], "yes" if r["available"] else f"no: {r['reason']}", str(r["current"]), bounds, r["risk"], r["scope"])
     out.print(table)
     out.print("patterns: sizing.* and affinity.* bind to the workload a study starts")
@@ -292,9 +294,7 @@ def knobs_get(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """One knob: current value, domain, bounds, risk."""
-    from actuators import Catalog
-
-    row = _knob_row(Catalog().get(name))
+    row = _knob_row(_bound(None)[0].get(name))
     if as_json:
         _print_json(row)
     else:
