@@ -16,7 +16,74 @@ from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.journal import process_ctime
 
-__all__ = ["AffinityKnob", "restore_affinity", "threads_of"]
+__all__ = ["PLACEMENTS", "AffinityKnob", "PlacementKnob", "cpu_topology", "layout", "restore_affinity", "threads_of"]
+
+#: how a CPU count becomes a CPU list (see :func:`layout`)
+PLACEMENTS = ("compact", "spread", "smt-siblings")
+
+
+def cpu_topology(root: Any = None) -> dict[int, tuple[int, int]]:
+    """CPU -> (package, core) from ``<root>/sys/devices/system/cpu/cpu*/topology``.
+
+    A CPU without topology files counts as its own core on package 0.
+    """
+    from actuators.sysroot import SysRoot
+
+    root = root if root is not None else SysRoot()
+    base = "sys/devices/system/cpu"
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        names = root.listdir(base)
+    except ActuatorError:
+        names = []
+    for name in names:
+        if not (name.startswith("cpu") and name[3:].isdigit()):
+            continue
+        cpu = int(name[3:])
+        try:
+            pkg = int(root.read(f"{base}/{name}/topology/physical_package_id"))
+            core = int(root.read(f"{base}/{name}/topology/core_id"))
+        except (ActuatorError, ValueError):
+            pkg, core = 0, cpu
+        out[cpu] = (pkg, core)
+    return out
+
+
+def layout(n: int, placement: str, allowed: list[int], topology: dict[int, tuple[int, int]]) -> list[int]:
+    """The ``n`` CPUs of ``allowed`` that ``placement`` picks.
+
+    * ``compact``: the lowest-numbered CPUs.
+    * ``smt-siblings``: whole cores first, both hardware threads of a core
+      together (shares L1/L2), cores in package order.
+    * ``spread``: one thread per core, round-robin over packages (more cache
+      and memory bandwidth), second threads only once every core has one.
+
+    Raises:
+        ValueError: unknown placement or ``n`` outside 1..len(allowed).
+    """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown placement {placement!r}; allowed: {', '.join(PLACEMENTS)}")
+    if not 1 <= n <= len(allowed):
+        raise ValueError(f"{n} CPUs asked, {len(allowed)} allowed")
+    cpus = sorted(allowed)
+    if placement == "compact":
+        return cpus[:n]
+    topo = {c: topology.get(c, (0, c)) for c in cpus}
+    if placement == "smt-siblings":
+        return sorted(sorted(cpus, key=lambda c: (topo[c], c))[:n])
+    by_core: dict[tuple[int, int], list[int]] = {}
+    for c in cpus:
+        by_core.setdefault(topo[c], []).append(c)
+    rank = {}
+    for core, members in by_core.items():  # thread index within its core
+        for i, c in enumerate(sorted(members)):
+            rank[c] = i
+    packages = sorted({p for p, _ in topo.values()})
+    core_index = {}
+    for p in packages:  # the k-th core of each package
+        for k, core in enumerate(sorted(core for core in by_core if core[0] == p)):
+            core_index[core] = k
+    return sorted(sorted(cpus, key=lambda c: (rank[c], core_index[topo[c]], packages.index(topo[c][0]), c))[:n])
 
 
 def threads_of(pid: int) -> list[int]:
@@ -59,7 +126,7 @@ def restore_affinity(entries: list[dict[str, Any]]) -> int:
 class AffinityKnob(Knob):
     """``affinity.cpus`` bound to the pids of a run's workload."""
 
-    def __init__(self, *, pids: Callable[[], list[int]] | None) -> None:
+    def __init__(self, *, pids: Callable[[], list[int]] | None, root: Any = None) -> None:
         super().__init__(
             name="affinity.cpus",
             domain=Domain("int", 1, os.cpu_count() or 1, step=1),
@@ -67,18 +134,46 @@ class AffinityKnob(Knob):
             scope="process",
             needs_root=False,
             unit="CPUs",
-            description="Number of CPUs the workload may run on (compact: the lowest allowed CPUs).",
+            description="Number of CPUs the workload may run on, laid out by affinity.placement (compact by default).",
         )
         self._pids = pids
+        self._root = root
+        self._topo: dict[int, tuple[int, int]] | None = None
+
+    @property
+    def topology(self) -> dict[int, tuple[int, int]]:
+        if self._topo is None:
+            self._topo = cpu_topology(self._root)
+        return self._topo
+
+    def current_mask(self) -> list[int]:
+        """The CPU list of the first workload process."""
+        pids = self.pids()
+        if not pids:
+            raise ActuatorError(f"{self.name}: no workload process to read")
+        try:
+            return sorted(os.sched_getaffinity(pids[0]))
+        except OSError as err:
+            raise ActuatorError(f"{self.name}: cannot read affinity of {pids[0]}: {err}") from err
+
+    def placement_of(self, mask: list[int]) -> str:
+        """The placement that lays ``len(mask)`` CPUs out as ``mask``; ``custom`` when none does."""
+        allowed = self.allowed()
+        for p in PLACEMENTS:
+            if len(mask) <= len(allowed) and layout(len(mask), p, allowed, self.topology) == sorted(mask):
+                return p
+        return "custom"
+
+    def target_mask(self, value: Any) -> list[int]:
+        """The CPU list a (normalised) value means now."""
+        p = self.placement_of(self.current_mask()) if self.pids() else "compact"
+        return layout(int(value), "compact" if p == "custom" else p, self.allowed(), self.topology)
 
     @staticmethod
     def allowed() -> list[int]:
         """CPUs this process may use, sorted (the pool placement picks from)."""
         return sorted(os.sched_getaffinity(0))
 
-    def cpus_for(self, n: int) -> list[int]:
-        """The compact set of ``n`` CPUs."""
-        return self.allowed()[:n]
 
     def pids(self) -> list[int]:
         """Workload pids (``[]`` without a context)."""
@@ -97,14 +192,8 @@ class AffinityKnob(Knob):
             raise OutOfBounds(f"{self.name}: {value!r} CPUs, but only {len(self.allowed())} are allowed here")
         return n
 
-    def read(self) -> int:
-        pids = self.pids()
-        if not pids:
-            raise ActuatorError(f"{self.name}: no workload process to read")
-        try:
-            return len(os.sched_getaffinity(pids[0]))
-        except OSError as err:
-            raise ActuatorError(f"{self.name}: cannot read affinity of {pids[0]}: {err}") from err
+    def read(self) -> Any:
+        return len(self.current_mask())
 
     def prepare(self, value: Any) -> Token:
         n = self.validate(value)
@@ -123,7 +212,7 @@ class AffinityKnob(Knob):
             scope=self.scope,
             target="pids:" + ",".join(map(str, pids)),
             old=entries,
-            new=self.cpus_for(n),
+            new=self.target_mask(n),
             value=n,
             kind="affinity",
         )
@@ -141,7 +230,7 @@ class AffinityKnob(Knob):
             raise ActuatorError(f"{self.name}: " + "; ".join(errors))
 
     def verify(self, value: Any) -> bool:
-        want = set(self.cpus_for(self.normalise(value)))
+        want = set(self.target_mask(self.normalise(value)))
         seen = 0
         for pid in self.pids():
             for tid in threads_of(pid):
@@ -157,3 +246,38 @@ class AffinityKnob(Knob):
 
     def restore(self, token: Token) -> None:
         restore_affinity(token.old)
+
+
+class PlacementKnob(AffinityKnob):
+    """``affinity.placement``: how the workload's current CPU count is laid out on the topology.
+
+    Applied after ``affinity.cpus`` in a set (``apply_order``), so the pair means
+    "N CPUs, placed this way" whatever order a study lists them in.
+    """
+
+    apply_order = 1
+
+    def __init__(self, *, pids: Callable[[], list[int]] | None, root: Any = None) -> None:
+        super().__init__(pids=pids, root=root)
+        Knob.__init__(
+            self,
+            name="affinity.placement",
+            domain=Domain("categorical", choices=PLACEMENTS),
+            risk="low",
+            scope="process",
+            needs_root=False,
+            description="compact (lowest CPUs), spread (one thread per core across packages) "
+            "or smt-siblings (both threads of a core together).",
+        )
+
+    def normalise(self, value: Any) -> Any:
+        return Knob.normalise(self, value)
+
+    def read(self) -> str:
+        return self.placement_of(self.current_mask())
+
+    def same(self, a: Any, b: Any) -> bool:
+        return a == b
+
+    def target_mask(self, value: Any) -> list[int]:
+        return layout(len(self.current_mask()), str(value), self.allowed(), self.topology)

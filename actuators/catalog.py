@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actuators.affinity import AffinityKnob
+from actuators.affinity import AffinityKnob, PlacementKnob
 from actuators.base import Knob
 from actuators.block import BLOCK_LEAVES, block_knob
 from actuators.cgroup import VcpusKnob, WorkloadCgroup
@@ -76,6 +76,7 @@ class Catalog:
             "sizing.vcpus",
             *SIZING,
             "affinity.cpus",
+            "affinity.placement",
             *PROCESS,
             *(f"nic.<iface>.{leaf}" for leaf in NIC_LEAVES),
             _INSTANCE,
@@ -130,7 +131,9 @@ class Catalog:
         if name in SIZING:
             return sizing_knob(name, self.context.cgroup)
         if name == "affinity.cpus":
-            return AffinityKnob(pids=self.context.pids)
+            return AffinityKnob(pids=self.context.pids, root=self.root)
+        if name == "affinity.placement":
+            return PlacementKnob(pids=self.context.pids, root=self.root)
         if name in PROCESS:
             return process_knob(name, self.context.pids)
         if name == _INSTANCE:
@@ -164,7 +167,7 @@ class Catalog:
         out.extend(self.get(n) for n in CPUFREQ)
         out.append(self.get(_IRQ_DEFAULT))
         out.extend(irq_affinity_knob(n, self.root) for n in irq_numbers(self.root))
-        out.extend(self.get(n) for n in ("sizing.vcpus", *SIZING, "affinity.cpus", *PROCESS))
+        out.extend(self.get(n) for n in ("sizing.vcpus", *SIZING, "affinity.cpus", "affinity.placement", *PROCESS))
         if self.root.is_host:
             out.extend(nic_knob(i, leaf, netns=self.context.netns) for i in interfaces(self.context.netns) for leaf in NIC_LEAVES)
         out.append(self.get(_INSTANCE))

@@ -114,7 +114,8 @@ class ChangeSession:
         final = {k.name: v for k, v in values.items()}
         for knob, value in values.items():
             knob.validate(value, assume=final)
-        pending = list(values.items())
+        # knobs that build on others' values go last (``apply_order``, e.g. affinity.placement)
+        pending = sorted(values.items(), key=lambda kv: getattr(kv[0], "apply_order", 0))
         changes: list[Change] = []
         while pending:
             for i, (knob, value) in enumerate(pending):
