@@ -16,7 +16,10 @@ from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.journal import process_ctime
 
-__all__ = ["PLACEMENTS", "AffinityKnob", "PlacementKnob", "cpu_topology", "layout", "restore_affinity", "threads_of"]
+__all__ = [
+    "PLACEMENTS", "AffinityKnob", "PlacementKnob", "cpu_topology", "layout", "restore_affinity", "same_thread",
+    "threads_of",
+]
 
 #: how a CPU count becomes a CPU list (see :func:`layout`)
 PLACEMENTS = ("compact", "spread", "smt-siblings")
@@ -94,7 +97,8 @@ def threads_of(pid: int) -> list[int]:
         return []
 
 
-def _same_thread(entry: dict[str, Any]) -> bool:
+def same_thread(entry: dict[str, Any]) -> bool:
+    """The recorded ``tid`` still runs and is the same thread (its create time matches)."""
     now = process_ctime(int(entry["tid"]))
     return now is not None and entry.get("ctime") is not None and abs(now - float(entry["ctime"])) < 0.05
 
@@ -109,7 +113,7 @@ def restore_affinity(entries: list[dict[str, Any]]) -> int:
     """
     done, errors = 0, []
     for e in entries:
-        if not _same_thread(e):
+        if not same_thread(e):
             continue
         try:
             os.sched_setaffinity(int(e["tid"]), [int(c) for c in e["cpus"]])

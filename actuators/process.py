@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from actuators.affinity import threads_of
+from actuators.affinity import same_thread, threads_of
 from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError
 from actuators.journal import process_ctime
@@ -86,9 +86,26 @@ PROCESS = tuple(_SPECS)
 _SETTERS = {name: spec[2] for name, spec in _SPECS.items()}
 
 
-def _same_thread(e: dict[str, Any]) -> bool:
-    now = process_ctime(int(e["tid"]))
-    return now is not None and e.get("ctime") is not None and abs(now - float(e["ctime"])) < 0.05
+def _each_thread(entries: list[dict[str, Any]], set_one: Callable[[dict[str, Any]], None], what: str) -> int:
+    """``set_one(entry)`` for every recorded thread; ended threads are skipped, failures collected.
+
+    Returns:
+        how many threads were set.
+    Raises:
+        ActuatorError: a live thread refused (all the others were still done).
+    """
+    done, errors = 0, []
+    for e in entries:
+        try:
+            set_one(e)
+            done += 1
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+        except (OSError, psutil.Error) as err:
+            errors.append(f"tid {e['tid']}: {err}")
+    if errors:
+        raise ActuatorError(f"{what}: " + "; ".join(errors))
+    return done
 
 
 def restore_process(knob: str, entries: list[dict[str, Any]]) -> int:
@@ -102,20 +119,8 @@ def restore_process(knob: str, entries: list[dict[str, Any]]) -> int:
     setter = _SETTERS.get(knob)
     if setter is None:
         raise ActuatorError(f"no process restore for {knob!r}; known: {', '.join(PROCESS)}")
-    done, errors = 0, []
-    for e in entries:
-        if not _same_thread(e):
-            continue
-        try:
-            setter(int(e["tid"]), e["raw"])
-            done += 1
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            continue
-        except (OSError, psutil.Error) as err:
-            errors.append(f"tid {e['tid']}: {err}")
-    if errors:
-        raise ActuatorError(f"{knob} restore failed: " + "; ".join(errors))
-    return done
+    live = [e for e in entries if same_thread(e)]
+    return _each_thread(live, lambda e: setter(int(e["tid"]), e["raw"]), f"{knob} restore failed")
 
 
 class ProcessKnob(Knob):
@@ -174,16 +179,7 @@ class ProcessKnob(Knob):
                      old=entries, new=v, value=v, kind="process")
 
     def commit(self, token: Token) -> None:
-        errors = []
-        for e in token.old:
-            try:
-                self._set(int(e["tid"]), self._raw_for(token.value, e["raw"]))
-            except (ProcessLookupError, psutil.NoSuchProcess):
-                continue
-            except (OSError, psutil.Error) as err:
-                errors.append(f"tid {e['tid']}: {err}")
-        if errors:
-            raise ActuatorError(f"{self.name}: " + "; ".join(errors))
+        _each_thread(token.old, lambda e: self._set(int(e["tid"]), self._raw_for(token.value, e["raw"])), self.name)
 
     def verify(self, value: Any) -> bool:
         want = self.normalise(value)
