@@ -76,7 +76,8 @@ class WorkloadCgroup:
         self.journal = journal
         self.run_id = run_id
         self.removed = False
-        self.enabled_cpu_in_parent = False  # v2: we wrote +cpu to the parent's subtree_control
+        #: v2: the controllers this run enabled in the parent's subtree_control (disabled again on remove)
+        self.enabled_in_parent: list[str] = []
         #: controller -> root-relative directory; on v2 every controller shares ``rel``
         self.dirs: dict[str, str] = {"cpu": rel}
 
@@ -119,11 +120,16 @@ class WorkloadCgroup:
         path = root.path(rel)
         if path.exists():
             raise ActuatorError(f"{path} exists already (left by a killed run? run `novatune recover`)")
-        enabled = False
-        if version == 2 and "cpu" not in _words(root, f"{_V2}/cgroup.subtree_control"):
-            journal.record_cgroup(run_id, f"{_V2}/cgroup.subtree_control", root=str(root.root), version=2)
-            root.write(f"{_V2}/cgroup.subtree_control", "+cpu")
-            enabled = True
+        enabled: list[str] = []
+        if version == 2:
+            control = f"{_V2}/cgroup.subtree_control"
+            offered = _words(root, f"{_V2}/cgroup.controllers")
+            active = [w.lstrip("+") for w in _words(root, control)]
+            enabled = [c for c in dict.fromkeys(("cpu", *controllers)) if c in offered and c not in active]
+            if enabled:
+                journal.record_cgroup(run_id, control, root=str(root.root), version=2, controllers=enabled)
+                for c in enabled:
+                    root.write(control, f"+{c}")
         journal.record_cgroup(run_id, rel, root=str(root.root), version=version)
         try:
             os.mkdir(path, 0o755)
@@ -131,7 +137,7 @@ class WorkloadCgroup:
             journal.release_cgroup(run_id, rel, note=f"mkdir failed: {err}")
             raise ActuatorError(f"cannot create cgroup {path}: {err.strerror or err}") from err
         cg = cls(name=name, rel=rel, version=version, root=root, journal=journal, run_id=run_id)
-        cg.enabled_cpu_in_parent = enabled
+        cg.enabled_in_parent = enabled
         if version == 1:
             try:
                 for ctl in controllers:
@@ -213,14 +219,16 @@ class WorkloadCgroup:
                 self.root.rmdir(rel)
             self.journal.release_cgroup(self.run_id, rel)
         self.removed = True
-        if self.enabled_cpu_in_parent:
+        if self.enabled_in_parent:
             control = f"{_V2}/cgroup.subtree_control"
-            try:
-                self.root.write(control, "-cpu")
-                note = "cpu disabled again"
-            except ActuatorError as err:  # another cgroup uses it now: leave it on
-                note = f"left enabled: {err}"
-            self.journal.release_cgroup(self.run_id, control, note=note)
+            notes = []
+            for c in reversed(self.enabled_in_parent):
+                try:
+                    self.root.write(control, f"-{c}")
+                    notes.append(f"{c} disabled again")
+                except ActuatorError as err:  # another cgroup uses it now: leave it on
+                    notes.append(f"{c} left enabled: {err}")
+            self.journal.release_cgroup(self.run_id, control, note="; ".join(notes))
 
 
 def _words(root: SysRoot, rel: str) -> list[str]:

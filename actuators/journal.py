@@ -256,11 +256,18 @@ class Journal:
         return self.append({"run": run_id, "kind": "process", "event": "released", "target": int(pid), "note": note})
 
     # ---------------------------------------------------------------- cgroups
-    def record_cgroup(self, run_id: str, rel: str, *, root: str, version: int) -> dict[str, Any]:
-        """Record a cgroup directory the run is about to create (before mkdir)."""
-        return self.append(
-            {"run": run_id, "kind": "cgroup", "event": "created", "target": rel, "root": root, "version": version}
-        )
+    def record_cgroup(
+        self, run_id: str, rel: str, *, root: str, version: int, controllers: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Record a cgroup directory the run is about to create (before mkdir).
+
+        For a v2 ``cgroup.subtree_control``, ``controllers`` lists the ones the
+        run is about to enable there (recover disables them again).
+        """
+        rec = {"run": run_id, "kind": "cgroup", "event": "created", "target": rel, "root": root, "version": version}
+        if controllers is not None:
+            rec["controllers"] = list(controllers)
+        return self.append(rec)
 
     def release_cgroup(self, run_id: str, rel: str, *, note: str | None = None) -> dict[str, Any]:
         """Record that the run's cgroup ``rel`` is gone."""

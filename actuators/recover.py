@@ -225,10 +225,13 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
                 if not rel.startswith("sys/fs/cgroup/"):
                     raise UnsafePath(f"refused cgroup {rel!r}")
                 if rel.endswith("/cgroup.subtree_control"):
-                    try:
-                        root.write(rel, "-cpu")
-                    except ActuatorError as err:  # still used by others: leave it
-                        log.info("leaving cpu enabled in %s: %s", rel, err)
+                    for ctl in reversed(list(c.get("controllers") or ["cpu"])):
+                        if ctl not in ("cpu", "memory", "cpuset"):
+                            raise UnsafePath(f"refused controller {ctl!r} in {rel}")
+                        try:
+                            root.write(rel, f"-{ctl}")
+                        except ActuatorError as err:  # still used by others: leave it
+                            log.info("leaving %s enabled in %s: %s", ctl, rel, err)
                 elif root.path(rel).is_dir():
                     report.killed.extend(kill_cgroup_tasks(root, rel))
                     root.rmdir(rel)

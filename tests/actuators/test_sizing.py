@@ -176,3 +176,52 @@ def test_real_cgroup_memory_weight_cpuset(tmp_path):
         proc.wait(timeout=10)
     for ctl in ("cpu", "memory", "cpuset"):
         assert not Path(f"/sys/fs/cgroup/{ctl}/novatune-{name}").exists()
+
+
+def test_cgroup_v2_enables_and_disables_the_controllers_it_needs(tmp_path):
+    from actuators import Catalog, KnobContext, recover
+
+    base = tmp_path / "v2"
+    (base / "sys/fs/cgroup").mkdir(parents=True)
+    (base / "proc").mkdir()
+    (base / "proc/meminfo").write_text("MemTotal:       16384000 kB\n")
+    (base / "sys/fs/cgroup/cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (base / "sys/fs/cgroup/cgroup.subtree_control").write_text("cpu\n")  # cpu on already: not ours to disable
+    (base / "sys/fs/cgroup/cpuset.cpus.effective").write_text("0-1\n")
+    root = SysRoot(base)
+    journal = Journal(tmp_path / "j.jsonl")
+    cg = WorkloadCgroup.create("v2", journal=journal, run_id="r", root=root, controllers=("cpu", "memory", "cpuset"))
+    assert cg.enabled_in_parent == ["memory", "cpuset"]
+    for name, text in {"memory.max": "max\n", "memory.current": f"{100 * 1024**2}\n", "memory.stat": "inactive_file 0\n",
+                       "cpu.weight": "100\n", "cpuset.cpus": "\n", "cgroup.procs": ""}.items():
+        (cg.path / name).write_text(text)
+    cat = Catalog(root, KnobContext(cgroup=cg))
+    mem, weight = cat.get("sizing.memory_gib"), cat.get("sizing.cpu_weight")
+    assert mem.read() == pytest.approx(16384000 / 1024**2) and weight.read() == 100
+    with ChangeSession(journal, run_id="r", trial=0) as s:
+        s.apply(mem, 1.0)
+        s.apply(weight, 300)
+        assert (cg.path / "memory.max").read_text() == str(GIB) and (cg.path / "cpu.weight").read_text() == "300"
+    assert (cg.path / "memory.max").read_text() == "max\n"
+    cg.remove()
+    assert (base / "sys/fs/cgroup/cgroup.subtree_control").read_text() == "-memory"  # plain file: the last write
+    rec = [r for r in journal.records() if r["target"] == "sys/fs/cgroup/cgroup.subtree_control"]
+    assert rec[0]["controllers"] == ["memory", "cpuset"] and rec[-1]["event"] == "released"
+    assert recover(journal, root=root, force=True).cgroups_removed == []  # nothing left open
+
+
+def test_recover_disables_v2_controllers_a_killed_run_enabled(tmp_path):
+    from actuators import recover
+
+    base = tmp_path / "v2"
+    (base / "sys/fs/cgroup").mkdir(parents=True)
+    (base / "sys/fs/cgroup/cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (base / "sys/fs/cgroup/cgroup.subtree_control").write_text("\n")
+    root = SysRoot(base)
+    journal = Journal(tmp_path / "j.jsonl")
+    WorkloadCgroup.create("dead", journal=journal, run_id="dead", root=root, controllers=("cpu", "memory"))
+    # the run "dies" here: its cgroup and the controllers it enabled stay
+    report = recover(journal, root=root, force=True)
+    assert report.cgroups_removed == ["sys/fs/cgroup/novatune-dead"] and report.failed == []
+    assert not (base / "sys/fs/cgroup/novatune-dead").exists()
+    assert (base / "sys/fs/cgroup/cgroup.subtree_control").read_text() == "-cpu"  # -memory, then -cpu: reverse order
