@@ -467,6 +467,54 @@ def ui(port: Annotated[int, typer.Option(min=1, max=65535)] = 5000) -> None:
     raise typer.Exit(subprocess.call(cmd))
 
 
+# ------------------------------------------------------------------ metrics
+@app.command("metrics")
+def metrics_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    once: Annotated[bool, typer.Option("--once", help="one reading (two samples --interval apart, for rates)")] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.05, max=3600, help="seconds between samples")] = 1.0,
+    count: Annotated[int, typer.Option("--count", min=1, max=100000, help="samples to print (without --once)")] = 5,
+    target: Annotated[
+        Optional[list[str]], typer.Option("--target", help="a PID (the process and its descendants) or a cgroup directory; repeatable")
+    ] = None,
+) -> None:
+    """Host and per-target metrics from /proc and /sys (units, kind, source); rates need two samples."""
+    import time
+
+    from collectors.errors import CollectorError
+    from collectors.metrics import MetricsSampler
+
+    try:
+        sampler = MetricsSampler(targets=target or [])
+    except CollectorError as e:
+        raise UserError(str(e)) from None
+
+    def reading(values: dict[str, float]) -> dict[str, Any]:
+        rows = [
+            {"name": m.name, "value": values[m.name], "unit": m.unit, "kind": m.kind, "source": m.source}
+            for m in sampler.metrics()
+            if m.name in values
+        ]
+        return {"time": time.time(), "interval_s": interval, "metrics": rows, "gaps": dict(sampler.gaps)}
+
+    def show(r: dict[str, Any]) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(r, indent=2 if once else None) + "\n")
+            sys.stdout.flush()
+            return
+        table = Table("metric", "value", "unit", "kind", "source")
+        for m in r["metrics"]:
+            table.add_row(m["name"], _fmt(m["value"]), m["unit"], m["kind"], m["source"])
+        out.print(table)
+        for name, why in r["gaps"].items():
+            err.print(f"[yellow]missing[/] {name}: {escape(why)}", highlight=False)
+
+    sampler.sample()  # primes the counters
+    for _ in range(1 if once else count):
+        time.sleep(interval)
+        show(reading(sampler.sample()))
+
+
 # --------------------------------------------------------------------- main
 def _user_errors() -> tuple[type[BaseException], ...]:
     from actuators import ActuatorError
