@@ -60,7 +60,6 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
     from experiments.runner import StudyRunner
 
     paths = _paths()
-    runner_box: dict[str, Any] = {}
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -75,7 +74,6 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
     def on_event(kind: str, **data: Any) -> None:
         nonlocal task_id
         if kind == "start":
-            runner_box["name"] = data["name"]
             err.print(f"study [bold]{data['name']}[/]: {data['total']} trials; data in {paths.home}")
             for knob, reason in data["skipped"].items():
                 err.print(f"[yellow]skipped[/] {knob}: {reason}")
@@ -513,6 +511,60 @@ def metrics_cmd(
     for _ in range(1 if once else count):
         time.sleep(interval)
         show(reading(sampler.sample()))
+
+
+# ----------------------------------------------------------------- topology
+@app.command("topology")
+def topology_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    root: RootOpt = None,
+) -> None:
+    """CPUs, SMT siblings, caches, NUMA nodes, disks and NICs as /sys shows them (read-only)."""
+    from collectors.errors import CollectorError
+    from collectors.topology import read_topology
+
+    if root is not None and not root.is_dir():
+        raise UserError(f"--root {root}: not a directory")
+    try:
+        topo = read_topology(root=root or "/")
+    except CollectorError as e:
+        raise UserError(str(e)) from None
+    if as_json:
+        _print_json(topo.as_dict())
+        return
+    mib = 1 << 20
+    out.print(f"[bold]CPUs[/] {len(topo.cpus)} online in {len(topo.packages())} package(s), "
+              f"{len(topo.cores())} cores, {sum(len(c.siblings or ()) > 1 for c in topo.cpus)} with an SMT sibling")
+    caches = {(k.level, k.type, k.size_bytes, k.shared_cpus) for c in topo.cpus for k in c.caches}
+    for level, typ in sorted({(k[0] or 0, k[1] or "?") for k in caches}):
+        group = [k for k in caches if (k[0] or 0, k[1] or "?") == (level, typ)]
+        sizes = sorted({k[2] for k in group if k[2] is not None})
+        width = max((len(k[3] or ()) for k in group), default=0)
+        out.print(f"  L{level} {typ}: {len(group)} x {', '.join(f'{s // 1024} KiB' for s in sizes) or '?'}"
+                  f", each shared by {width} CPU(s)")
+    for n in topo.nodes:
+        mem = "?" if n.mem_total_bytes is None else f"{n.mem_total_bytes / mib / 1024:.1f} GiB"
+        out.print(f"[bold]node{n.node}[/] cpus {_fmt(n.cpus and ','.join(map(str, n.cpus)))}, {mem}, "
+                  f"distances {_fmt(n.distances and ' '.join(map(str, n.distances)))}")
+    table = Table("disk", "type", "size", "scheduler", "choices", "read-ahead KiB", "model", title="block devices")
+    empty = [d.name for d in topo.disks if d.size_bytes == 0]
+    for d in topo.disks:
+        if d.size_bytes == 0:
+            continue
+        kind = "nvme" if d.nvme else {True: "rotational", False: "ssd/virtual", None: "?"}[d.rotational]
+        size = "-" if d.size_bytes is None else f"{d.size_bytes / mib / 1024:.1f} GiB"
+        table.add_row(d.name, kind, size, _fmt(d.scheduler), " ".join(d.schedulers or ()) or "-",
+                      _fmt(d.read_ahead_kb), escape(_fmt(d.model)))
+    out.print(table)
+    if empty:
+        out.print(f"empty devices not shown (in --json): {', '.join(empty)}")
+    table = Table("nic", "speed Mb/s", "driver", "rx/tx queues", "mtu", "state", title="network interfaces")
+    for n in topo.nics:
+        table.add_row(n.name, "unknown" if n.speed_mbps is None else str(n.speed_mbps), _fmt(n.driver),
+                      f"{_fmt(n.rx_queues)}/{_fmt(n.tx_queues)}", _fmt(n.mtu), _fmt(n.operstate))
+    out.print(table)
+    for g in topo.gaps:
+        err.print(f"[yellow]missing[/] {escape(g)}", highlight=False)
 
 
 # --------------------------------------------------------------------- main
