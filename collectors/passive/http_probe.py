@@ -18,7 +18,7 @@ import numpy as np
 
 from collectors.errors import CollectorError
 
-__all__ = ["ProbeResult", "probe"]
+__all__ = ["ProbeResult", "check_http_url", "probe"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,13 @@ class ProbeResult:
         }
 
 
+def check_http_url(url: str, shape: str) -> None:
+    """Raises :class:`CollectorError` unless ``url`` is http(s) with a host (``shape`` goes in the message)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CollectorError(f"{shape}, got {url!r}")
+
+
 def probe(
     url: str, *, count: int = 50, duration_s: float = 10.0, interval_s: float = 0.0, timeout_s: float = 2.0
 ) -> ProbeResult:
@@ -57,9 +64,7 @@ def probe(
     Raises:
         CollectorError: not an http(s) URL, or bounds outside 1..100000 requests / (0, 3600] s.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CollectorError(f"probe URL must be http(s)://HOST[:PORT]/PATH, got {url!r}")
+    check_http_url(url, "probe URL must be http(s)://HOST[:PORT]/PATH")
     if not 1 <= count <= 100_000:
         raise CollectorError(f"probe count must be in 1..100000, got {count}")
     if not 0 < duration_s <= 3600 or not 0 < timeout_s <= 60 or interval_s < 0:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
 
 from collectors.errors import CollectorError
+from collectors.passive.http_probe import check_http_url
 
 __all__ = ["parse_exposition", "scrape"]
 
@@ -38,9 +38,7 @@ def scrape(url: str, *, timeout_s: float = 5.0, include: tuple[str, ...] = ()) -
     Raises:
         CollectorError: bad URL, the endpoint cannot be reached or answers non-2xx, or the body is not an exposition.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CollectorError(f"scrape URL must be http(s)://HOST[:PORT]/metrics, got {url!r}")
+    check_http_url(url, "scrape URL must be http(s)://HOST[:PORT]/metrics")
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - scheme checked above
             body = resp.read().decode("utf-8", errors="replace")
