@@ -7,34 +7,23 @@ has no file; the knob is then listed as unavailable with that reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from actuators.sysctl import SysctlKnob, int_sysctl
+from actuators.sysctl import SysctlKnob, SysctlSpec, int_sysctl
 from actuators.sysroot import SysRoot
 
 __all__ = ["KERNEL", "kernel_knob"]
 
 
-@dataclass(frozen=True)
-class _Spec:
-    rel: str
-    low: int
-    high: int
-    risk: str
-    description: str
-
-
 #: name -> fixed relative file and hard bounds. Names never become paths.
-KERNEL: dict[str, _Spec] = {
-    "kernel.sched_autogroup_enabled": _Spec(
+KERNEL: dict[str, SysctlSpec] = {
+    "kernel.sched_autogroup_enabled": SysctlSpec(
         "proc/sys/kernel/sched_autogroup_enabled", 0, 1, "low",
         "1: group tasks by session for CFS fairness (desktop); 0: per-task fairness (servers).",
     ),
-    "kernel.numa_balancing": _Spec(
+    "kernel.numa_balancing": SysctlSpec(
         "proc/sys/kernel/numa_balancing", 0, 1, "medium",
         "Automatic NUMA page migration (0 off, 1 on; tiering modes refused).",
     ),
-    "kernel.timer_migration": _Spec(
+    "kernel.timer_migration": SysctlSpec(
         "proc/sys/kernel/timer_migration", 0, 1, "low",
         "1: timers may move to a busy CPU so idle CPUs stay idle; 0: keep timers where armed.",
     ),

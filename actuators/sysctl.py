@@ -25,11 +25,16 @@ from actuators.base import Domain, IntFileKnob, Risk, Scope
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.sysroot import SysRoot
 
-__all__ = ["SYSCTLS", "DirtyRatioKnob", "MinFreeKbytesKnob", "SysctlKnob", "int_sysctl", "min_free_bounds", "sysctl_knob"]
+__all__ = [
+    "SYSCTLS", "DirtyRatioKnob", "MinFreeKbytesKnob", "SysctlKnob", "SysctlSpec", "int_sysctl", "min_free_bounds",
+    "sysctl_knob",
+]
 
 
 @dataclass(frozen=True)
-class _Spec:
+class SysctlSpec:
+    """Where an integer sysctl lives, its hard bounds, risk and meaning."""
+
     rel: str
     low: int
     high: int
@@ -38,39 +43,39 @@ class _Spec:
 
 
 #: name -> fixed relative file and hard bounds. Names never become paths.
-SYSCTLS: dict[str, _Spec] = {
-    "vm.swappiness": _Spec(
+SYSCTLS: dict[str, SysctlSpec] = {
+    "vm.swappiness": SysctlSpec(
         "proc/sys/vm/swappiness", 0, 200, "low", "How eagerly the kernel swaps anonymous memory (0-200)."
     ),
-    "vm.dirty_ratio": _Spec(
+    "vm.dirty_ratio": SysctlSpec(
         "proc/sys/vm/dirty_ratio", 5, 80, "medium",
         "Percent of reclaimable memory that may be dirty before writers are throttled.",
     ),
-    "vm.dirty_background_ratio": _Spec(
+    "vm.dirty_background_ratio": SysctlSpec(
         "proc/sys/vm/dirty_background_ratio", 1, 50, "medium",
         "Percent of reclaimable memory dirty before background writeback starts; below vm.dirty_ratio.",
     ),
-    "vm.dirty_expire_centisecs": _Spec(
+    "vm.dirty_expire_centisecs": SysctlSpec(
         "proc/sys/vm/dirty_expire_centisecs", 100, 6000, "low",
         "Age (1/100 s) after which dirty data is old enough to be written back.",
     ),
-    "vm.dirty_writeback_centisecs": _Spec(
+    "vm.dirty_writeback_centisecs": SysctlSpec(
         "proc/sys/vm/dirty_writeback_centisecs", 100, 6000, "low",
         "Interval (1/100 s) between writeback flusher wake-ups (0, which disables them, is refused).",
     ),
-    "vm.vfs_cache_pressure": _Spec(
+    "vm.vfs_cache_pressure": SysctlSpec(
         "proc/sys/vm/vfs_cache_pressure", 10, 1000, "low",
         "Preference for reclaiming dentry/inode caches vs page cache (100 = fair; 0 is refused).",
     ),
-    "vm.min_free_kbytes": _Spec(
+    "vm.min_free_kbytes": SysctlSpec(
         "proc/sys/vm/min_free_kbytes", 128, 262144, "high",
         "Memory (KiB) kept free for atomic allocations; bounds follow MemTotal (see module docs).",
     ),
-    "vm.zone_reclaim_mode": _Spec(
+    "vm.zone_reclaim_mode": SysctlSpec(
         "proc/sys/vm/zone_reclaim_mode", 0, 1, "medium",
         "1: reclaim on the local NUMA node before allocating remotely (write/swap modes are refused).",
     ),
-    "vm.stat_interval": _Spec(
+    "vm.stat_interval": SysctlSpec(
         "proc/sys/vm/stat_interval", 1, 10, "low", "Seconds between VM statistics updates."
     ),
 }
