@@ -1,10 +1,8 @@
-"""Prometheus exposition of host metrics and tuner state (``prometheus-client``).
+"""Prometheus exposition of host metrics (``prometheus-client``).
 
 Usage::
 
-    registry = build_registry(sampler=MetricsSampler(), studies=lambda: [
-        {"study": "oltp-1", "state": "running", "trials": 12, "best_value": 812.5, "objective": "throughput_rps"},
-    ])
+    registry = build_registry(sampler=MetricsSampler())
     body = render(registry)   # bytes, text format 0.0.4
 
 Host metrics (:class:`HostCollector`): every scrape calls ``sampler.sample()``
@@ -31,30 +29,33 @@ out before summing), ``disk.<dev>.*`` -> ``{device}``, ``net.<if>.*`` ->
 ``load.<N>m`` -> ``novatune_load<N>``. HELP gives the metric pattern, a
 description and the unit.
 
-Tuner state (:class:`StudyCollector`) from plain dicts (``study`` required;
-``state``, ``trials``, ``best_value``, ``objective`` optional):
-``novatune_study_info{study,state} 1``, ``novatune_study_trials_total{study}``
-(a counter: trials only accumulate), ``novatune_study_best_value{study,objective}``
-(omitted while there is no finite best value).
+Tuner state (studies, trials, best values) is the service's: see
+``experiments.service.metrics``, which registers this module's
+:class:`HostCollector` next to its own collectors.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:  # no import-time dependency on the sampler module
     from collectors.metrics import MetricInfo, MetricsSampler
 
 __all__ = [
-    "PREFIX", "PromName", "prom_name", "host_families", "study_families",
-    "HostCollector", "StudyCollector", "build_registry", "render",
+    "PREFIX",
+    "HostCollector",
+    "PromName",
+    "build_registry",
+    "host_families",
+    "prom_name",
+    "render",
 ]
 
 PREFIX = "novatune"
@@ -174,32 +175,6 @@ def _finite(x: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def study_families(studies: Iterable[Mapping[str, Any]]) -> list[Metric]:
-    """Tuner-state families from plain dicts (see module doc).
-
-    Raises:
-        ValueError: a dict without a non-empty ``study``.
-    """
-    info = GaugeMetricFamily(f"{PREFIX}_study_info", "novatune study and its state (value always 1)",
-                             labels=["study", "state"])
-    trials = CounterMetricFamily(f"{PREFIX}_study_trials", "trials started in the novatune study",
-                                 labels=["study"])
-    best = GaugeMetricFamily(f"{PREFIX}_study_best_value",
-                             "best objective value of the novatune study so far (objective's own unit)",
-                             labels=["study", "objective"])
-    for s in studies:
-        study = str(s.get("study") or "")
-        if not study:
-            raise ValueError(f"study entry without a 'study' name: {dict(s)!r}")
-        info.add_metric([study, str(s.get("state") or "unknown")], 1.0)
-        n = _finite(s.get("trials", 0))
-        trials.add_metric([study], n if n is not None and n >= 0 else 0.0)
-        b = _finite(s.get("best_value"))
-        if b is not None:
-            best.add_metric([study, str(s.get("objective") or "objective")], b)
-    return [info, trials, best]
-
-
 class HostCollector:
     """Custom collector: samples ``sampler`` on every scrape (see module doc)."""
 
@@ -211,28 +186,14 @@ class HostCollector:
         yield from host_families(values, self.sampler.metrics())
 
 
-class StudyCollector:
-    """Custom collector over study dicts (a list, or a callable returning one, read per scrape)."""
-
-    def __init__(self, studies: Iterable[Mapping[str, Any]] | Callable[[], Iterable[Mapping[str, Any]]]) -> None:
-        self._studies = studies if callable(studies) else list(studies)
-
-    def collect(self) -> Iterator[Metric]:
-        studies = self._studies() if callable(self._studies) else self._studies
-        yield from study_families(studies)
-
-
 def build_registry(
     *,
     sampler: MetricsSampler | None = None,
-    studies: Iterable[Mapping[str, Any]] | Callable[[], Iterable[Mapping[str, Any]]] | None = None,
 ) -> CollectorRegistry:
     """A fresh :class:`CollectorRegistry` (never the global one) with the given collectors."""
     registry = CollectorRegistry(auto_describe=False)
     if sampler is not None:
         registry.register(HostCollector(sampler))
-    if studies is not None:
-        registry.register(StudyCollector(studies))
     return registry
 
 

@@ -567,6 +567,72 @@ def topology_cmd(
         err.print(f"[yellow]missing[/] {escape(g)}", highlight=False)
 
 
+# -------------------------------------------------------------------- serve
+class _Stopped(Exception):
+    """SIGTERM after uvicorn's graceful shutdown: a normal stop (exit 0)."""
+
+
+def _listen_socket(host: str, port: int):
+    """A bound socket for ``host:port`` (uvicorn listens on it); UserError when that is impossible."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise UserError(f"--host {host!r}: not an address this machine can bind ({e.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn; a live listener still refuses
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        hint = "; choose another --port or stop the process using it" if e.errno == errno.EADDRINUSE else ""
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
+    return sock
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind (keep 127.0.0.1 unless a proxy with auth is in front)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8080,
+) -> None:
+    """Run the HTTP service: /healthz, /metrics (Prometheus), OpenAPI at /docs."""
+    import signal
+
+    import uvicorn
+
+    from experiments.service import create_app
+
+    paths = _paths()
+    sock = _listen_socket(host, port)  # before building the app: a taken port fails fast and clearly
+    try:
+        server = uvicorn.Server(uvicorn.Config(create_app(paths), log_level="info"))
+        shown = f"[{host}]" if ":" in host else host
+        err.print(f"novatune serving on http://{shown}:{port} (API docs /docs, metrics /metrics); data in {paths.home}")
+
+        def stopped(_signum: int, _frame: Any) -> None:
+            raise _Stopped
+
+        # uvicorn handles SIGTERM itself (graceful shutdown), then re-raises it: land here, exit 0
+        try:
+            old = signal.signal(signal.SIGTERM, stopped)
+        except ValueError:  # not the main thread: uvicorn does not handle signals either
+            old = None
+        try:
+            server.run(sockets=[sock])
+        except _Stopped:
+            pass
+        except KeyboardInterrupt:
+            err.print("stopped")
+            raise typer.Exit(130) from None
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+    finally:
+        sock.close()
+
+
 # --------------------------------------------------------------------- main
 def _user_errors() -> tuple[type[BaseException], ...]:
     from actuators import ActuatorError

@@ -1,10 +1,9 @@
 """collectors.prometheus: exposition of the recorded /proc fixtures (tests/collectors/data/proc-t0,
-proc-t1) and of study state; parsed back with prometheus_client and, when available, checked
+proc-t1); parsed back with prometheus_client and, when available, checked
 by ``promtool check metrics`` (PROMTOOL=/path/to/promtool overrides the PATH lookup)."""
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import subprocess
@@ -13,20 +12,14 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("prometheus_client")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.metrics import MetricsSampler  # noqa: E402
-from collectors.prometheus import build_registry, prom_name, render  # noqa: E402
+from collectors.metrics import MetricsSampler
+from collectors.prometheus import build_registry, prom_name, render
 
 DATA = Path(__file__).parent / "data"
 T0, T1 = DATA / "proc-t0", DATA / "proc-t1"
 PID = 2601
-STUDIES = [
-    {"study": "oltp-a", "state": "running", "trials": 12, "best_value": 812.5, "objective": "throughput_rps"},
-    {"study": "oltp-b", "state": "finished", "trials": 3, "best_value": None},
-]
-
-
 class SwappingSampler:
     """A real MetricsSampler whose root flips from t0 to t1 after the first sample."""
 
@@ -61,7 +54,7 @@ def samples(fams, name):
 @pytest.fixture
 def exposition(tmp_path) -> bytes:
     sampler = SwappingSampler(tmp_path)
-    reg = build_registry(sampler=sampler, studies=STUDIES)
+    reg = build_registry(sampler=sampler)
     render(reg)  # first scrape primes the counters: gauges only
     return render(reg)
 
@@ -71,7 +64,7 @@ def test_exposition_parses_with_units_and_labels(exposition):
     for name, fam in fams.items():
         assert name.startswith("novatune_"), name
         assert fam.documentation, name
-    assert {f.type for n, f in fams.items() if not n.startswith("novatune_study")} == {"gauge"}
+    assert {f.type for f in fams.values()} == {"gauge"}
     util = samples(fams, "novatune_cpu_util_ratio")
     # /proc/stat over the 1 s: 206 jiffies, idle 141, iowait 1 (see test_metrics)
     assert util[(("cpu", "all"),)] == pytest.approx((206 - 141 - 1) / 206)
@@ -90,26 +83,6 @@ def test_exposition_parses_with_units_and_labels(exposition):
     for name in fams:
         parts = name.split("_")
         assert not {"pct", "ms", "s", "iops"} & set(parts), name
-
-
-def test_study_state(exposition):
-    fams = families(exposition)
-    assert samples(fams, "novatune_study_info") == {
-        (("state", "running"), ("study", "oltp-a")): 1.0,
-        (("state", "finished"), ("study", "oltp-b")): 1.0,
-    }
-    assert fams["novatune_study_trials"].type == "counter"
-    assert samples(fams, "novatune_study_trials_total") == {(("study", "oltp-a"),): 12.0, (("study", "oltp-b"),): 3.0}
-    assert samples(fams, "novatune_study_best_value") == {
-        (("objective", "throughput_rps"), ("study", "oltp-a")): 812.5}  # no best yet for oltp-b
-
-
-def test_study_only_registry_and_errors():
-    body = render(build_registry(studies=lambda: [{"study": 'we"ird\nname', "trials": math.nan}]))
-    fams = families(body)
-    assert samples(fams, "novatune_study_trials_total") == {(("study", 'we"ird\nname'),): 0.0}
-    with pytest.raises(ValueError, match="study"):
-        render(build_registry(studies=[{"state": "running"}]))
 
 
 def test_prom_name_mapping():
