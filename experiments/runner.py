@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
@@ -29,15 +30,19 @@ from optuna.trial import TrialState
 from actuators import ActuatorError, Catalog, ChangeSession, Journal, KnobContext, WorkloadCgroup, recover
 from actuators.sizing import parse_cpu_list
 from collectors.cgroupstats import CgroupCpuReader, cpu_delta
-from collectors.host import HostSampler
+from collectors.errors import CollectorError, WorkloadError
+from collectors.metrics import MetricsSampler, Target, parse_target
 from collectors.pricing import load_unit_prices
-from collectors.timeseries import reduce_window, trim_warmup
-from collectors.workloads.oltp import OltpWorkload, WorkloadError
+from collectors.recorder import Recorder
+from collectors.timeseries import steady_window, trim_warmup
+from collectors.workloads.base import Workload
+from experiments.metrics import SERIES_METRICS, allowed_metrics
 from experiments.plots import plot_convergence, plot_pareto
 from experiments.settings import Paths
 from experiments.space import Resolved, clamp_to_space, resolve
 from experiments.spec import SpecError, StudySpec
 from experiments.store import load_view
+from experiments.workloads import build_workload
 from experiments import export
 from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
 from optimizer.stats import estimate
@@ -47,7 +52,7 @@ __all__ = ["Interrupted", "RestoreFailed", "StudyReport", "StudyRunner", "TrialR
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-WORKLOAD_KEYS = ("throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "error_rate")
+_OPS_UNITS = ("req/s", "requests/s", "ops/s", "tx/s", "tps", "op/s")
 
 
 class Interrupted(BaseException):
@@ -142,8 +147,13 @@ class StudyRunner:
         self.source = source
         self.objectives = list(spec.objectives)
         self.directions = [spec.objectives[m] for m in self.objectives]
-        # checked now, before anything starts: names, bounds, metrics
-        resolve(spec, Catalog(), check_availability=False, source=source)
+        # checked now, before anything starts: workload options, names, bounds, metrics
+        try:
+            probe = build_workload(spec.workload, self.paths.home / "runs" / ".check")
+        except (WorkloadError, CollectorError, ValueError, TypeError) as err:
+            raise SpecError(source, [f"workload ({spec.workload.kind}): {err}"]) from None
+        self.metric_names = allowed_metrics(probe.metric_names())
+        resolve(spec, Catalog(), check_availability=False, source=source, metrics=self.metric_names)
         prices = load_unit_prices(profile=spec.cost.profile, model=spec.cost.pricing_model)
         self.prices = prices
 
@@ -175,13 +185,17 @@ class StudyRunner:
 
         report = StudyReport(name, "running", [], {}, {}, self.objectives, recovered_before=len(stale.restored))
         cgroup: WorkloadCgroup | None = None
-        workload: OltpWorkload | None = None
+        workload: Workload | None = None
         tracker = None
         study = None
         with _signals_raise(), journal.run(run_id):
             try:
                 cgroup_reason = None
-                if any(k.startswith("sizing.") for k in self.spec.knobs):
+                passive = self.spec.workload.kind == "passive"
+                if passive:
+                    cgroup_reason = ("passive workload: novatune does not move processes it did not start into "
+                                     "a cgroup, so sizing knobs do not apply")
+                elif any(k.startswith("sizing.") for k in self.spec.knobs):
                     controllers = ["cpu"]
                     if "sizing.memory_gib" in self.spec.knobs:
                         controllers.append("memory")
@@ -193,8 +207,7 @@ class StudyRunner:
                         )
                     except (ActuatorError, OSError) as err:
                         cgroup_reason = f"no workload cgroup: {err}"
-                w = self.spec.workload
-                workload = OltpWorkload(workdir / "work", workers=w.workers, clients=w.clients)
+                workload = build_workload(self.spec.workload, workdir / "work")
                 preexec = None
                 if cgroup is not None:
                     procs_files = [str(p) for p in cgroup.procs_files]
@@ -206,11 +219,12 @@ class StudyRunner:
 
                 workload.start(preexec_fn=preexec)
                 reader = CgroupCpuReader(cgroup.path) if cgroup is not None else None  # one per run: gaps reported once
-                for pid in workload.pids():
-                    journal.record_process(run_id, pid)
+                if not passive:  # recover kills what a killed run started, never what it only observed
+                    for pid in workload.pids():
+                        journal.record_process(run_id, pid)
 
                 catalog = Catalog(context=KnobContext(cgroup=cgroup, pids=workload.pids))
-                resolved = resolve(self.spec, catalog, source=self.source)
+                resolved = resolve(self.spec, catalog, source=self.source, metrics=self.metric_names)
                 skipped = dict(resolved.skipped)
                 for k in skipped:
                     if k.startswith("sizing.") and cgroup_reason:
@@ -233,6 +247,7 @@ class StudyRunner:
                     "spec": self.spec.model_dump(mode="json"),
                     "run_id": run_id,
                     "state": "running",
+                    "workload": self.spec.workload.kind,
                 }.items():
                     study.set_user_attr(key, value)
                 study.enqueue_trial(clamp_to_space(baseline, resolved.space), user_attrs={"baseline": True})
@@ -296,68 +311,119 @@ class StudyRunner:
         resolved: Resolved,
         journal: Journal,
         run_id: str,
-        workload: OltpWorkload,
+        workload: Workload,
         reader: CgroupCpuReader | None,
         workdir: Path,
     ) -> TrialReport:
         t0 = time.monotonic()
         tr = TrialReport(number, params, "fail")
-        ts_frames: list[pd.DataFrame] = []
+        series: list[pd.DataFrame] = []
+        timelines: list[pd.DataFrame] = []
         session = ChangeSession(journal, run_id=run_id, trial=number)
         try:
             with session:
                 session.apply_many({resolved.knobs[n]: v for n, v in params.items()})
                 per_repeat: list[dict[str, float]] = []
                 for rep in range(self.spec.trial.repeats):
-                    per_repeat.append(self._measure(workload, reader, ts_frames, rep))
+                    per_repeat.append(self._measure(workload, reader, series, timelines, rep))
                 tr.metrics = self._reduce(per_repeat, params)
                 tr.state = "complete"
-        except (ActuatorError, WorkloadError, OSError, ValueError) as err:
+        except (ActuatorError, WorkloadError, CollectorError, OSError, ValueError) as err:
             tr.state, tr.reason = "fail", f"{type(err).__name__}: {err}"
         failures = getattr(session, "failures", [])
         if failures:
             tr.state, tr.reason = "fail", "restore failed: " + "; ".join(map(str, failures))
-        if ts_frames:
-            path = workdir / "trials" / f"trial-{number:03d}.csv"
-            pd.concat(ts_frames).to_csv(path)
+        self._save_series(workdir, number, series, timelines)
         tr.seconds = time.monotonic() - t0
         if tr.state == "complete":
             tr.feasible = all(self._violation(m, tr.metrics) <= 0 for m in self.spec.constraints)
         return tr
 
+    def _targets(self, workload: Workload, reader: CgroupCpuReader | None) -> dict[str, Target]:
+        """What the collector watches: ``"p"`` the tuned pid tree (its first pid and descendants),
+        ``"c"`` the workload cgroup (or a passive workload's cgroup); none when nothing is tuned."""
+        out: dict[str, Target] = {}
+        pids = workload.pids()
+        if pids:
+            out["p"] = Target(label=f"pid{pids[0]}", pid=pids[0])
+        w = self.spec.workload
+        if reader is not None:
+            out["c"] = parse_target(str(reader.path))
+        elif w.kind == "passive" and getattr(w, "cgroup", None):
+            out["c"] = parse_target(w.cgroup)  # type: ignore[arg-type]
+        return out
+
     def _measure(
-        self, workload: OltpWorkload, reader: CgroupCpuReader | None, frames: list[pd.DataFrame], rep: int
+        self,
+        workload: Workload,
+        reader: CgroupCpuReader | None,
+        series: list[pd.DataFrame],
+        timelines: list[pd.DataFrame],
+        rep: int,
     ) -> dict[str, float]:
         t = self.spec.trial
-        host = HostSampler(interval_s=0.5)
+        targets = self._targets(workload, reader)
+        recorder = Recorder(MetricsSampler(targets=list(targets.values())), interval_s=t.sample_interval_s)
         before = reader.read() if reader is not None else None
-        host.start()
+        recorder.start()
         try:
             res = workload.measure(warmup_s=t.warmup_s, measure_s=t.measure_s)
         finally:
-            host_df = host.stop()
+            frame = recorder.stop()
         after = reader.read() if reader is not None else None
-        steady = trim_warmup(host_df, t.warmup_s)
-        host_stats = reduce_window(steady, stats=("mean",))
-        total = res.requests + res.errors
-        m = {
-            "throughput_rps": res.throughput_rps,
-            "latency_p50_ms": res.latency_p50_ms,
-            "latency_p95_ms": res.latency_p95_ms,
-            "latency_p99_ms": res.latency_p99_ms,
-            "error_rate": res.errors / total if total else 1.0,
-            "host_cpu_util_pct": host_stats.get("cpu_util_pct_mean", math.nan),
-            "host_cpu_iowait_pct": host_stats.get("cpu_iowait_pct_mean", math.nan),
-        }
+        if frame.attrs.get("vanished"):
+            raise WorkloadError("target vanished during the window: " + "; ".join(frame.attrs["vanished"].values()))
+        m = {k: float(v) for k, v in res.metrics.items()}
+        m.update(self._series_metrics(frame, targets))
         if before is not None and after is not None:
             m["cgroup_throttled_ratio"] = cpu_delta(before, after).throttled_ratio
-        frame = host_df.copy()
+        self._throughput_unit = res.units.get("throughput", "")
+        frame = frame.copy()
         frame["repeat"] = rep
-        frames.append(frame)
-        tl = res.timeline.copy()
-        tl["repeat"] = rep
-        frames.append(tl)
+        series.append(frame)
+        if res.timeline is not None and len(res.timeline):
+            tl = res.timeline.copy()
+            tl["repeat"] = rep
+            timelines.append(tl)
         return m
+
+    def _series_metrics(self, frame: pd.DataFrame, targets: dict[str, Target]) -> dict[str, float]:
+        """Means of the series metrics over the steady part of the window (see ``trial.steady``)."""
+        t = self.spec.trial
+        labels = {k: targets[k].label if k in targets else "-" for k in ("p", "c")}
+        cols: dict[str, str] = {}
+        for name, candidates in SERIES_METRICS.items():
+            found = [c.format(**labels) for c in candidates if c.format(**labels) in frame]
+            if found:
+                cols[name] = found[0]
+        if t.steady is not None and t.steady.metric in cols:
+            window = steady_window(frame, cols[t.steady.metric], warmup_s=t.warmup_s,
+                                   window_s=t.steady.window_s, max_cv=t.steady.max_cv)
+            out = {"window_stable": 1.0 if window.attrs.get("stable") else 0.0}
+        else:
+            window = trim_warmup(frame, t.warmup_s) if len(frame) else frame
+            out = {}
+        out["window_samples"] = float(len(window))
+        for name, col in cols.items():
+            if col in window:
+                vals = window[col].to_numpy(dtype=float)
+                vals = vals[np.isfinite(vals)]
+                if vals.size:
+                    out[name] = float(vals.mean())
+        return out
+
+    @staticmethod
+    def _save_series(workdir: Path, number: int, series: list[pd.DataFrame], timelines: list[pd.DataFrame]) -> None:
+        """Persist a trial's collector series and workload timeline (CSV; units in ``series-units.csv``)."""
+        base = workdir / "trials"
+        if series:
+            frame = pd.concat(series)
+            frame.to_csv(base / f"trial-{number:03d}-series.csv", index_label="time")
+            units = workdir / "series-units.csv"
+            if not units.exists():
+                pd.Series(series[0].attrs.get("units", {}), name="unit").rename_axis("metric").to_csv(units)
+        if timelines:
+            pd.concat(timelines).to_csv(base / f"trial-{number:03d}-workload.csv")
 
     def _reduce(self, per_repeat: list[dict[str, float]], params: dict[str, Any]) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -382,7 +448,10 @@ class StudyRunner:
             memory_usd_per_gib_hour=self.prices.memory_usd_per_gib_hour,
         )
         out["cost_usd_per_hour"] = usd
-        out["cost_usd_per_1k_requests"] = cost_per_1k_requests(usd, out.get("throughput_rps", 0.0))
+        unit = getattr(self, "_throughput_unit", "")
+        rate = out.get("throughput_rps", out.get("throughput", math.nan) if unit in _OPS_UNITS else math.nan)
+        if math.isfinite(rate):
+            out["cost_usd_per_1k_requests"] = cost_per_1k_requests(usd, rate)
         return out
 
     def _violation(self, metric: str, metrics: dict[str, float]) -> float:
@@ -429,7 +498,7 @@ class StudyRunner:
         return Tracker(self.tracking_uri, artifact_root=self.paths.artifacts)
 
     def _log_trial(self, tracker: Any, tr: TrialReport, workdir: Path, *, baseline: bool) -> None:
-        ts = workdir / "trials" / f"trial-{tr.number:03d}.csv"
+        files = [workdir / "trials" / f"trial-{tr.number:03d}-{part}.csv" for part in ("series", "workload")]
         tags = {"state": tr.state, "feasible": str(tr.feasible).lower(), "baseline": str(baseline).lower()}
         if tr.reason:
             tags["failure_reason"] = tr.reason[:5000]
@@ -438,7 +507,7 @@ class StudyRunner:
             params=tr.params,
             metrics={**tr.metrics, "trial_seconds": tr.seconds},
             tags=tags,
-            artifacts=[ts] if ts.exists() else [],
+            artifacts=[f for f in files if f.exists()],
         )
 
     def _finish(self, report: StudyReport, tracker: Any, workdir: Path) -> None:

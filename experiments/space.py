@@ -62,12 +62,21 @@ def _param(name: str, ks: KnobSpec, knob: Knob, problems: list[str]) -> Param | 
     return FloatParam(name, low, high, step=ks.step, log=ks.log)
 
 
-def resolve(spec: StudySpec, catalog: Catalog, *, check_availability: bool = True, source: str = "<spec>") -> Resolved:
+def resolve(
+    spec: StudySpec,
+    catalog: Catalog,
+    *,
+    check_availability: bool = True,
+    source: str = "<spec>",
+    metrics: list[str] | tuple[str, ...] | None = None,
+) -> Resolved:
     """Map every spec knob to a catalog knob and a parameter.
 
     Raises:
         SpecError: unknown knobs, ranges outside hard bounds, unknown metrics.
             Every problem is listed, with what is allowed.
+    ``metrics`` are the names objectives and constraints may use (default:
+    the built-in OLTP workload's, :data:`TRIAL_METRICS`).
     Knobs that exist but cannot be used here (no privilege, no such file) are
     not errors: they are returned in ``skipped`` with the reason.
     """
@@ -91,9 +100,10 @@ def resolve(spec: StudySpec, catalog: Catalog, *, check_availability: bool = Tru
                 continue
         knobs[name] = knob
         params.append(p)
-    allowed_metrics = ", ".join(TRIAL_METRICS)
+    known = list(metrics) if metrics is not None else list(TRIAL_METRICS)
+    allowed_metrics = ", ".join(known)
     for metric in list(spec.objectives) + list(spec.constraints):
-        if metric not in TRIAL_METRICS:
+        if metric not in known:
             where = "objectives" if metric in spec.objectives else "constraints"
             problems.append(f"{where}.{metric}: unknown metric; allowed: {allowed_metrics}")
     if problems:

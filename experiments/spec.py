@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 __all__ = [
     "BudgetSpec",
@@ -26,8 +26,10 @@ __all__ = [
     "KnobSpec",
     "SamplerSpec",
     "SpecError",
+    "SteadySpec",
     "StudySpec",
     "TrialSpec",
+    "WORKLOAD_SPECS",
     "WorkloadSpec",
     "load_spec",
     "parse_spec",
@@ -85,10 +87,33 @@ class ConstraintSpec(_Strict):
         return self
 
 
+class SteadySpec(_Strict):
+    """Score a trial on its steady part: the longest stretch where ``metric`` varies by at most ``max_cv``.
+
+    ``metric`` is a series metric of the trial (see ``experiments.metrics.SERIES_METRICS``);
+    the coefficient of variation is taken over a sliding ``window_s``.
+    """
+
+    metric: str = "host_cpu_util_pct"
+    window_s: float = Field(default=3.0, gt=0, le=3600)
+    max_cv: float = Field(default=0.25, gt=0, le=10)
+
+    @field_validator("metric")
+    @classmethod
+    def _series_metric(cls, v: str) -> str:
+        from experiments.metrics import SERIES_METRICS
+
+        if v not in SERIES_METRICS:
+            raise ValueError(f"unknown series metric {v!r}; allowed: {', '.join(SERIES_METRICS)}")
+        return v
+
+
 class TrialSpec(_Strict):
     warmup_s: float = Field(default=2.0, ge=0, le=600)
     measure_s: float = Field(default=6.0, gt=0, le=3600)
     repeats: int = Field(default=1, ge=1, le=20)
+    sample_interval_s: float = Field(default=1.0, ge=0.1, le=60)
+    steady: SteadySpec | None = None
 
 
 class BudgetSpec(_Strict):
@@ -97,11 +122,105 @@ class BudgetSpec(_Strict):
 
 
 class WorkloadSpec(_Strict):
-    """The built-in loopback OLTP service and its load generator."""
+    """The built-in loopback OLTP service and its load generator (``kind: oltp``)."""
 
     kind: Literal["oltp"] = "oltp"
     workers: int = Field(default=2, ge=1, le=64)
     clients: int = Field(default=8, ge=1, le=512)
+
+
+class FioWorkloadSpec(_Strict):
+    """fio on a file in the study's work directory (or a file/loop device you name)."""
+
+    kind: Literal["fio"]
+    rw: str = "randread"
+    bs: str = "4k"
+    iodepth: int = Field(default=4, ge=1, le=1024)
+    size: str = "32M"
+    direct: bool = False
+    ioengine: str = "psync"
+    filename: str | None = None
+
+
+class PgbenchWorkloadSpec(_Strict):
+    """pgbench against a throwaway PostgreSQL cluster the study starts (needs root and user postgres)."""
+
+    kind: Literal["pgbench"]
+    clients: int = Field(default=2, ge=1, le=256)
+    threads: int = Field(default=1, ge=1, le=64)
+    scale: int = Field(default=1, ge=1, le=100)
+
+
+class RedisBenchmarkWorkloadSpec(_Strict):
+    """redis-benchmark against a redis-server (no persistence) the study starts."""
+
+    kind: Literal["redis-benchmark"]
+    requests: int = Field(default=20000, ge=100, le=1_000_000)
+    clients: int = Field(default=10, ge=1, le=1000)
+    tests: list[str] = Field(default_factory=lambda: ["set", "get"], min_length=1)
+
+
+class WrkWorkloadSpec(_Strict):
+    """wrk against ``url`` (loopback), or against a small static HTTP server the study starts."""
+
+    kind: Literal["wrk"]
+    url: str | None = None
+    threads: int = Field(default=1, ge=1, le=64)
+    connections: int = Field(default=4, ge=1, le=10_000)
+
+
+class Iperf3WorkloadSpec(_Strict):
+    """iperf3 client against an ``iperf3 -s`` the study starts on 127.0.0.1."""
+
+    kind: Literal["iperf3"]
+    streams: int = Field(default=1, ge=1, le=128)
+
+
+class StressNgWorkloadSpec(_Strict):
+    """One stress-ng stressor; bogo-ops/s is the throughput."""
+
+    kind: Literal["stress-ng"]
+    stressor: str = "cpu"
+    workers: int = Field(default=1, ge=1, le=256)
+
+
+class PassiveWorkloadSpec(_Strict):
+    """Observe something already running: pids or a cgroup, an HTTP probe, a Prometheus scrape."""
+
+    kind: Literal["passive"]
+    pids: list[int] | None = None
+    cgroup: str | None = None
+    probe_url: str | None = None
+    probe_interval_s: float = Field(default=0.1, ge=0, le=60)
+    probe_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    scrape_url: str | None = None
+    throughput_counter: str | None = None
+    error_counter: str | None = None
+
+
+def _workload_kind(value: Any) -> str:
+    """The tag of a workload: its ``kind``, ``oltp`` when omitted (specs written before other kinds existed)."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "oltp"))
+    return str(getattr(value, "kind", "oltp"))
+
+
+AnyWorkloadSpec = Annotated[
+    Annotated[WorkloadSpec, Tag("oltp")]
+    | Annotated[FioWorkloadSpec, Tag("fio")]
+    | Annotated[PgbenchWorkloadSpec, Tag("pgbench")]
+    | Annotated[RedisBenchmarkWorkloadSpec, Tag("redis-benchmark")]
+    | Annotated[WrkWorkloadSpec, Tag("wrk")]
+    | Annotated[Iperf3WorkloadSpec, Tag("iperf3")]
+    | Annotated[StressNgWorkloadSpec, Tag("stress-ng")]
+    | Annotated[PassiveWorkloadSpec, Tag("passive")],
+    Discriminator(_workload_kind),
+]
+WORKLOAD_SPECS: dict[str, type[BaseModel]] = {
+    m.model_fields["kind"].annotation.__args__[0]: m  # type: ignore[union-attr]
+    for m in (WorkloadSpec, FioWorkloadSpec, PgbenchWorkloadSpec, RedisBenchmarkWorkloadSpec, WrkWorkloadSpec,
+              Iperf3WorkloadSpec, StressNgWorkloadSpec, PassiveWorkloadSpec)
+}
 
 
 class CostSpec(_Strict):
@@ -126,7 +245,7 @@ class StudySpec(_Strict):
 
     name: Annotated[str, Field(pattern=NAME_RE)]
     description: str = ""
-    workload: WorkloadSpec = WorkloadSpec()
+    workload: AnyWorkloadSpec = WorkloadSpec()
     knobs: dict[str, KnobSpec] = Field(min_length=1)
     objectives: dict[str, Literal["maximize", "minimize"]] = Field(min_length=1, max_length=4)
     constraints: dict[str, ConstraintSpec] = Field(default_factory=dict)
@@ -144,20 +263,36 @@ class StudySpec(_Strict):
         return v
 
 
+_WORKLOAD_UNION = object()  # marker while walking an error location through the workload union
+
+
 def _format_errors(err: ValidationError) -> list[str]:
     out = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        parts = [str(p) for p in e["loc"]]
+        if len(parts) >= 2 and parts[0] == "workload" and parts[1] in WORKLOAD_SPECS:
+            parts.pop(1)  # the union's tag: "workload.fio.rw" reads "workload.rw"
+        loc = ".".join(parts) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             parent = e["loc"][:-1]
             model: Any = StudySpec
             for p in parent:
+                if model is _WORKLOAD_UNION and str(p) in WORKLOAD_SPECS:
+                    model = WORKLOAD_SPECS[str(p)]
+                    continue
                 field = model.model_fields.get(str(p)) if hasattr(model, "model_fields") else None
                 ann = getattr(field, "annotation", None)
-                model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else KnobSpec
+                if str(p) == "workload" and model is StudySpec:
+                    model = _WORKLOAD_UNION
+                    continue
+                models = [a for a in (ann, *get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)]
+                model = models[0] if models else KnobSpec
             allowed = ", ".join(model.model_fields)
             msg = f"unknown field; allowed here: {allowed}"
+        elif e["type"] == "union_tag_invalid":
+            got = e["input"].get("kind") if isinstance(e["input"], dict) else e["input"]
+            msg = f"unknown workload kind {got!r}; allowed: {', '.join(WORKLOAD_SPECS)}"
         elif e["type"] == "missing":
             msg = "required field is missing"
         out.append(f"{loc}: {msg}")

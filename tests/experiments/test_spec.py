@@ -101,3 +101,53 @@ def test_files(tmp_path):
     lst.write_text("- 1\n- 2\n")
     with pytest.raises(SpecError, match="must be a mapping"):
         load_spec(lst)
+
+
+# ---------------------------------------------------------------- workload kinds
+def test_workload_kind_defaults_to_oltp_when_omitted():
+    assert parse_spec(_base(workload={"workers": 3})).workload.kind == "oltp"
+    assert parse_spec(_base()).workload.kind == "oltp"
+
+
+@pytest.mark.parametrize(
+    "kind, extra",
+    [("fio", {"rw": "randwrite", "bs": "8k"}), ("pgbench", {"clients": 4}), ("redis-benchmark", {"requests": 500}),
+     ("wrk", {"connections": 8}), ("iperf3", {"streams": 2}), ("stress-ng", {"stressor": "matrix"}),
+     ("passive", {"pids": [1]})],
+)
+def test_every_workload_kind_parses_with_its_options(kind, extra):
+    w = parse_spec(_base(workload={"kind": kind, **extra})).workload
+    assert w.kind == kind
+    for k, v in extra.items():
+        assert getattr(w, k) == v
+
+
+def test_unknown_workload_kind_lists_the_kinds():
+    with pytest.raises(SpecError) as e:
+        parse_spec(_base(workload={"kind": "jmeter"}))
+    msg = str(e.value)
+    assert "unknown workload kind 'jmeter'" in msg
+    assert "oltp, fio, pgbench, redis-benchmark, wrk, iperf3, stress-ng, passive" in msg
+
+
+def test_unknown_workload_option_names_the_options_of_that_kind():
+    with pytest.raises(SpecError) as e:
+        parse_spec(_base(workload={"kind": "fio", "runtime": 3}))
+    assert "workload.runtime: unknown field; allowed here: kind, rw, bs, iodepth, size" in str(e.value)
+
+
+def test_bad_workload_option_value_is_located():
+    with pytest.raises(SpecError) as e:
+        parse_spec(_base(workload={"kind": "pgbench", "clients": 0}))
+    assert "workload.clients:" in str(e.value) and "greater than or equal to 1" in str(e.value)
+
+
+def test_steady_metric_must_be_a_series_metric():
+    spec = parse_spec(_base(trial={"steady": {"metric": "target_cpu_cores", "max_cv": 0.1}}))
+    assert spec.trial.steady.metric == "target_cpu_cores" and spec.trial.steady.window_s == 3.0
+    with pytest.raises(SpecError) as e:
+        parse_spec(_base(trial={"steady": {"metric": "throughput"}}))
+    assert "unknown series metric 'throughput'; allowed: host_cpu_util_pct" in str(e.value)
+    with pytest.raises(SpecError) as e:
+        parse_spec(_base(trial={"steady": {"window": 3}}))
+    assert "trial.steady.window: unknown field; allowed here: metric, window_s, max_cv" in str(e.value)
