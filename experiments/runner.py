@@ -374,7 +374,8 @@ class StudyRunner:
         if frame.attrs.get("vanished"):
             raise WorkloadError("target vanished during the window: " + "; ".join(frame.attrs["vanished"].values()))
         m = {k: float(v) for k, v in res.metrics.items()}
-        m.update(self._series_metrics(frame, targets))
+        for key, value in self._series_metrics(frame, targets).items():
+            m.setdefault(key, value)  # what the workload measured itself wins
         if before is not None and after is not None:
             m["cgroup_throttled_ratio"] = cpu_delta(before, after).throttled_ratio
         self._throughput_unit = res.units.get("throughput", "")
@@ -530,6 +531,9 @@ class StudyRunner:
                 p = workdir / "export-knee.json"
                 p.write_text(report.export_json)
                 artifacts.append(p)
+            units = workdir / "series-units.csv"
+            if units.exists():
+                artifacts.append(units)
             report.artifacts = artifacts
             if tracker is not None:
                 tracker.finish_study(

@@ -196,6 +196,8 @@ class PassiveWorkloadSpec(_Strict):
     scrape_url: str | None = None
     throughput_counter: str | None = None
     error_counter: str | None = None
+    scrape_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    sample_interval_s: float = Field(default=0.5, ge=0.1, le=10)
 
 
 def _workload_kind(value: Any) -> str:

@@ -2,4 +2,6 @@
 
 * :mod:`collectors.passive.http_probe` — latency percentiles of an HTTP endpoint.
 * :mod:`collectors.passive.scrape` — a target's own Prometheus metrics.
+* :mod:`collectors.passive.target` — :class:`PassiveWorkload`: pids or a cgroup,
+  a probe and a scrape together, as a study's workload (``kind: passive``).
 """

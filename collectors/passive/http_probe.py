@@ -84,15 +84,15 @@ def probe(
         except urllib.error.HTTPError as err:
             status, last_error = err.code, f"HTTP {err.code}"
         except (urllib.error.URLError, OSError, TimeoutError) as err:
-            errors += 1
-            last_error = str(getattr(err, "reason", err))
-            continue
-        if 200 <= status < 400:
+            status, last_error = None, str(getattr(err, "reason", err))
+        if status is not None and 200 <= status < 400:
             lat.append((time.perf_counter() - t0) * 1000.0)
         else:
             errors += 1
-        if interval_s:
-            time.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
+        # a refused connection returns at once: pace it (>= 50 ms) instead of spinning through the count
+        pause = interval_s if status is not None else max(interval_s, 0.05)
+        if pause:
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
     arr = np.asarray(lat)
     pct = [float(np.percentile(arr, q)) if arr.size else math.nan for q in (50, 95, 99)]
     return ProbeResult(url, len(lat), errors, time.monotonic() - start, *pct, last_error)

@@ -71,6 +71,13 @@ def test_probe_of_nothing_listening_reports_errors():
     assert r.requests == 0 and r.errors == 3 and r.last_error
 
 
+def test_probe_of_a_refused_port_is_paced_not_a_busy_loop():
+    t0 = time.monotonic()
+    r = probe("http://127.0.0.1:9/", count=100_000, duration_s=0.5, timeout_s=0.5)
+    assert r.requests == 0 and 1 <= r.errors <= 15, r.errors  # >= 50 ms between attempts
+    assert time.monotonic() - t0 < 2
+
+
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "127.0.0.1:80", "http:///x"])
 def test_bad_urls_are_refused(url):
     with pytest.raises(CollectorError, match="URL"):
