@@ -77,3 +77,18 @@ def test_study_end_to_end(tmp_path, home):
     assert {"pareto_front.png", "convergence.png", "export-knee.json"} <= names
     history = client.get_metric_history(parent, "hypervolume_per_trial")
     assert len(history) == 4
+
+    # each trial's collector series (>= 40 named metrics) and workload timeline are artifacts of its run
+    assert "series-units.csv" in names
+    import pandas as pd
+
+    for r in trial_runs:
+        arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        n = int(r.data.tags["trial"]) if "trial" in r.data.tags else None
+        series = [a for a in arts if a.endswith("-series.csv")]
+        assert len(series) == 1 and any(a.endswith("-workload.csv") for a in arts), arts
+        assert n is None or series[0] == f"trial-{n:03d}-series.csv"
+        frame = pd.read_csv(client.download_artifacts(r.info.run_id, series[0], str(tmp_path)), index_col="time")
+        assert frame.shape[1] >= 40 and len(frame) >= 2
+        assert r.data.metrics["window_samples"] >= 1
+        assert r.data.metrics["target_cpu_cores"] > 0  # the workload's own CPU, from its pid tree
