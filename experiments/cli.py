@@ -82,11 +82,9 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
         elif kind == "trial_end":
             tr = data["report"]
             if tr.state == "complete":
-                m = tr.metrics
-                last = (
-                    f"#{tr.number}: {m.get('throughput_rps', 0):.0f} req/s, p95 {m.get('latency_p95_ms', 0):.1f} ms, "
-                    f"${m.get('cost_usd_per_hour', 0):.4f}/h{'' if tr.feasible else ' (SLA violated)'}"
-                )
+                shown = [*spec.objectives, *(c for c in spec.constraints if c not in spec.objectives)]
+                figures = ", ".join(f"{k} {tr.metrics.get(k, float('nan')):.4g}" for k in shown)
+                last = f"#{tr.number}: {figures}{'' if tr.feasible else ' (SLA violated)'}"
             else:
                 last = f"#{tr.number}: failed: {tr.reason[:60]}"
             progress.update(task_id, advance=1, last=last)
@@ -110,14 +108,16 @@ def _print_study_result(report, paths, *, quick: bool) -> None:
     table.add_column("trial", justify="right")
     for o, d in zip(view.objectives, view.directions):
         table.add_column(f"{o} ({'max' if d == 'maximize' else 'min'})", justify="right")
-    table.add_column("p95 ms", justify="right")
+    constraints = [c for c in (view.attrs.get("constraints") or {}) if c not in view.objectives]
+    for c in constraints:
+        table.add_column(c, justify="right")
     table.add_column("knobs")
     for t in sorted(front, key=lambda t: t.values[0]):
         mark = " (knee)" if t.number == report.knee else ""
         table.add_row(
             f"{t.number}{mark}",
             *[f"{v:.6g}" for v in t.values],
-            f"{t.user_attrs.get('metrics', {}).get('latency_p95_ms', float('nan')):.1f}",
+            *[f"{t.user_attrs.get('metrics', {}).get(c, float('nan')):.4g}" for c in constraints],
             ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in view.knob_values(t).items()),
         )
     out.print(table)
@@ -636,12 +636,13 @@ def serve(
 # --------------------------------------------------------------------- main
 def _user_errors() -> tuple[type[BaseException], ...]:
     from actuators import ActuatorError
+    from collectors.errors import CollectorError
     from experiments.config import ConfigError
     from experiments.export import ExportError
     from experiments.spec import SpecError
     from experiments.store import StudyNotFound
 
-    return (UserError, SpecError, StudyNotFound, ExportError, ActuatorError, ConfigError)
+    return (UserError, SpecError, StudyNotFound, ExportError, ActuatorError, ConfigError, CollectorError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,15 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from actuators import ActuatorError, Catalog, ChangeSession, Journal, KnobContext, WorkloadCgroup, recover
+from actuators import (
+    ActuatorError,
+    Catalog,
+    ChangeSession,
+    Journal,
+    KnobContext,
+    WorkloadCgroup,
+    recover,
+)
 from actuators.sizing import parse_cpu_list
 from collectors.cgroupstats import CgroupCpuReader, cpu_delta
 from collectors.errors import CollectorError, WorkloadError
@@ -36,6 +44,7 @@ from collectors.pricing import load_unit_prices
 from collectors.recorder import Recorder
 from collectors.timeseries import steady_window, trim_warmup
 from collectors.workloads.base import Workload
+from experiments import export
 from experiments.metrics import SERIES_METRICS, allowed_metrics
 from experiments.plots import plot_convergence, plot_pareto
 from experiments.settings import Paths
@@ -43,7 +52,6 @@ from experiments.space import Resolved, clamp_to_space, resolve
 from experiments.spec import SpecError, StudySpec
 from experiments.store import load_view
 from experiments.workloads import build_workload
-from experiments import export
 from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
 from optimizer.stats import estimate
 
@@ -217,7 +225,10 @@ class StudyRunner:
                             with open(procs, "w") as f:
                                 f.write(str(os.getpid()))
 
-                workload.start(preexec_fn=preexec)
+                try:
+                    workload.start(preexec_fn=preexec)
+                except (WorkloadError, CollectorError) as err:
+                    raise WorkloadError(f"the {workload.kind} workload could not start: {err}") from err
                 reader = CgroupCpuReader(cgroup.path) if cgroup is not None else None  # one per run: gaps reported once
                 if not passive:  # recover kills what a killed run started, never what it only observed
                     for pid in workload.pids():

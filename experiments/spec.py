@@ -17,9 +17,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
+    "WORKLOAD_SPECS",
     "BudgetSpec",
     "ConstraintSpec",
     "CostSpec",
@@ -29,7 +39,6 @@ __all__ = [
     "SteadySpec",
     "StudySpec",
     "TrialSpec",
-    "WORKLOAD_SPECS",
     "WorkloadSpec",
     "load_spec",
     "parse_spec",
@@ -135,9 +144,10 @@ class FioWorkloadSpec(_Strict):
     kind: Literal["fio"]
     rw: str = "randread"
     bs: str = "4k"
-    iodepth: int = Field(default=4, ge=1, le=1024)
+    iodepth: int = Field(default=1, ge=1, le=1024)
     size: str = "32M"
     direct: bool = False
+    numjobs: int = Field(default=1, ge=1, le=64)
     ioengine: str = "psync"
     filename: str | None = None
 
@@ -155,7 +165,7 @@ class RedisBenchmarkWorkloadSpec(_Strict):
     """redis-benchmark against a redis-server (no persistence) the study starts."""
 
     kind: Literal["redis-benchmark"]
-    requests: int = Field(default=20000, ge=100, le=1_000_000)
+    requests: int = Field(default=5000, ge=100, le=1_000_000)
     clients: int = Field(default=10, ge=1, le=1000)
     tests: list[str] = Field(default_factory=lambda: ["set", "get"], min_length=1)
 
@@ -167,6 +177,7 @@ class WrkWorkloadSpec(_Strict):
     url: str | None = None
     threads: int = Field(default=1, ge=1, le=64)
     connections: int = Field(default=4, ge=1, le=10_000)
+    file_bytes: int = Field(default=1024, ge=1, le=64 * 1024 * 1024)
 
 
 class Iperf3WorkloadSpec(_Strict):

@@ -33,11 +33,14 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "pgbench": "postgresql-contrib",
     "initdb": "postgresql",
     "postgres": "postgresql",
+    "pg_isready": "postgresql",
     "redis-benchmark": "redis-tools",
     "redis-server": "redis-server",
     "wrk": "wrk",
     "iperf3": "iperf3",
     "stress-ng": "stress-ng",
+    "sleep": "coreutils",
+    "test": "coreutils",
 }
 
 _NAN = math.nan

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from collectors.workloads.adapters._base import AdapterError, AdapterResult, check_count, to_float
 
-__all__ = ["RedisBenchmarkAdapter", "parse_redis_benchmark"]
+__all__ = ["TESTS", "RedisBenchmarkAdapter", "parse_redis_benchmark"]
 
 TOOL = "redis-benchmark"
-_TESTS = ("ping_inline", "ping_mbulk", "set", "get", "incr", "lpush", "rpush", "lpop", "rpop",
+TESTS = ("ping_inline", "ping_mbulk", "set", "get", "incr", "lpush", "rpush", "lpop", "rpop",
           "sadd", "hset", "spop", "zadd", "zpopmin", "lrange", "mset")
 _LAT = {"latency_p50_ms": "p50_latency_ms", "latency_p95_ms": "p95_latency_ms", "latency_p99_ms": "p99_latency_ms",
         "latency_avg_ms": "avg_latency_ms"}
@@ -40,9 +40,9 @@ class RedisBenchmarkAdapter:
         check_count(TOOL, "port", self.port, high=65535)
         check_count(TOOL, "requests", self.requests, high=1_000_000)
         check_count(TOOL, "clients", self.clients, high=1000)
-        bad = [t for t in self.tests if t not in _TESTS]
+        bad = [t for t in self.tests if t not in TESTS]
         if not self.tests or bad:
-            raise AdapterError(TOOL, f"tests must be a non-empty subset of {list(_TESTS)}, got {list(self.tests)}")
+            raise AdapterError(TOOL, f"tests must be a non-empty subset of {list(TESTS)}, got {list(self.tests)}")
         return [
             "redis-benchmark", "-h", self.host, "-p", str(self.port), "-n", str(self.requests),
             "-c", str(self.clients), "-t", ",".join(self.tests), "--csv",

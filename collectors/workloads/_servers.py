@@ -1,0 +1,64 @@
+"""Small servers the tool workloads start themselves (standard library only).
+
+``python -m collectors.workloads._servers http --root DIR [--host H] [--port P]``
+serves the files of ``DIR`` over HTTP/1.1 (keep-alive, so that ``wrk``'s
+connections stay open), logs nothing per request, and prints one JSON line
+``{"event": "ready", "port": N}`` on stdout once it listens (``--port 0``
+picks a free port, so there is no race between choosing and binding it).
+It is the tuned process of :class:`collectors.workloads.tools.WrkWorkload`
+when no URL is given. It runs until it is signalled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["main", "serve_http"]
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: SimpleHTTPRequestHandler sends Content-Length
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
+
+    def log_message(self, format: str, *args: object) -> None:
+        """No per-request log line (a long wrk run would otherwise fill the log)."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def serve_http(root: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    """Serve ``root`` on ``host:port`` until killed; print the ready line first."""
+    handler = functools.partial(_QuietHandler, directory=root)
+    with _Server((host, port), handler) as srv:
+        print(json.dumps({"event": "ready", "port": srv.server_address[1]}), flush=True)
+        srv.serve_forever(poll_interval=0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m collectors.workloads._servers")
+    sub = parser.add_subparsers(dest="server", required=True)
+    http = sub.add_parser("http", help="static HTTP/1.1 file server")
+    http.add_argument("--root", required=True)
+    http.add_argument("--host", default="127.0.0.1")
+    http.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        serve_http(args.root, args.host, args.port)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as err:
+        print(f"http server: {err}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
