@@ -27,7 +27,7 @@ _PCT = re.compile(r"^p(\d+(?:\.\d+)?)$")
 def trim_warmup(df: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
     """Drop the rows of the first ``warmup_s`` seconds of ``df``.
 
-    The clock is the index: a ``DatetimeIndex`` (e.g. :class:`HostSampler`
+    The clock is the index: a ``DatetimeIndex`` (e.g. :class:`collectors.recorder.Recorder`
     output) or a numeric index in seconds (e.g. a workload timeline's
     ``t_s``). Rows whose index is earlier than ``first index + warmup_s`` are
     dropped; the rest is returned as a new frame (the input is not changed).
