@@ -30,7 +30,14 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _V1_CPU = "sys/fs/cgroup/cpu"
 _V2 = "sys/fs/cgroup"
 #: v1 hierarchies a run may add beside ``cpu``, and a file that proves each is mounted
-_V1_EXTRA = {"memory": "memory.limit_in_bytes", "cpuset": "cpuset.cpus"}
+#: v1 controller -> a file that shows the hierarchy is mounted. cpuacct and blkio only account
+#: (no knob writes them): a run asks for them so the collector can read its CPU and IO bytes.
+_V1_EXTRA = {
+    "memory": "memory.limit_in_bytes",
+    "cpuset": "cpuset.cpus",
+    "cpuacct": "cpuacct.usage",
+    "blkio": "blkio.throttle.io_service_bytes",
+}
 
 
 def kill_cgroup_tasks(root: SysRoot, rel: str, *, timeout_s: float = 5.0) -> list[int]:
@@ -96,8 +103,9 @@ class WorkloadCgroup:
     ) -> WorkloadCgroup:
         """Create ``novatune-<name>``: journaled first, then mkdir.
 
-        ``controllers`` may add ``"memory"`` and ``"cpuset"`` to ``"cpu"``: on
-        v1 each gets its own directory (a new cpuset starts with its parent's
+        ``controllers`` may add ``"memory"``, ``"cpuset"``, ``"cpuacct"`` and
+        ``"blkio"`` to ``"cpu"`` (the last two for accounting only): on
+        v1 each gets its own directory (unless co-mounted with ``cpu``) (a new cpuset starts with its parent's
         CPUs and memory nodes); a v1 hierarchy that is not mounted is skipped
         (:meth:`dir_for` then says so).
 
@@ -153,6 +161,9 @@ class WorkloadCgroup:
             raise ActuatorError(f"unknown cgroup controller {ctl!r}; allowed: cpu, {', '.join(_V1_EXTRA)}")
         base = f"sys/fs/cgroup/{ctl}"
         if not self.root.exists(f"{base}/{_V1_EXTRA[ctl]}"):
+            return
+        if os.path.realpath(self.root.path(base)) == os.path.realpath(self.root.path(_V1_CPU)):
+            self.dirs[ctl] = self.rel  # co-mounted with cpu (e.g. cpu,cpuacct): the same directory
             return
         rel = f"{base}/novatune-{self.name}"
         path = self.root.path(rel)

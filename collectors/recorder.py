@@ -8,7 +8,10 @@ One :class:`Recorder` per measurement window::
     frame = rec.stop()        # DatetimeIndex "time", one column per metric, attrs["units"]
 
 Memory is bounded by ``max_rows`` (the store is a ring buffer: a long window
-keeps its newest samples and counts the dropped ones). The sampler's gaps
+keeps its newest samples and counts the dropped ones). The partial interval
+before :meth:`Recorder.stop` is sampled too, so a window shorter than the
+interval still yields one row; ``frame.attrs["started"]`` is when sampling
+began (UTC), for trimming a warm-up by wall time. The sampler's gaps
 (files missing or unreadable, a target that vanished) are reported once, by
 the sampler, and are copied into ``frame.attrs["gaps"]``; a target that
 vanished also sets ``frame.attrs["vanished"]`` so the caller can end the
@@ -51,22 +54,28 @@ class Recorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.cpu_s = 0.0  # the recorder thread's own CPU time (overhead accounting)
+        self.started: pd.Timestamp | None = None
 
     def _loop(self) -> None:
         t_cpu = time.thread_time()
         self.sampler.sample()  # prime the counters
         next_t = time.monotonic() + self.interval_s
+        last = time.monotonic()
         while not self._stop.wait(max(0.0, next_t - time.monotonic())):
             self.store.append(self.sampler.sample())
+            last = time.monotonic()
             next_t += self.interval_s
             if next_t < time.monotonic():  # fell behind (suspended VM): do not burst
                 next_t = time.monotonic() + self.interval_s
+        if time.monotonic() - last >= min(0.1, self.interval_s / 2):
+            self.store.append(self.sampler.sample())  # the partial last interval: a short window still gets a sample
         self.cpu_s = time.thread_time() - t_cpu
 
     def start(self) -> None:
         """Start sampling. Raises RuntimeError when already running."""
         if self._thread is not None:
             raise RuntimeError("Recorder already started")
+        self.started = pd.Timestamp.now(tz="UTC")
         self._thread = threading.Thread(target=self._loop, name="novatune-recorder", daemon=True)
         self._thread.start()
 
@@ -81,4 +90,5 @@ class Recorder:
         labels = {f"target.{t.label}" for t in self.sampler.targets}
         frame.attrs["vanished"] = {k: v for k, v in gaps.items() if k in labels}
         frame.attrs["dropped"] = self.store.dropped
+        frame.attrs["started"] = self.started
         return frame

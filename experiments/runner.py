@@ -42,7 +42,7 @@ from collectors.errors import CollectorError, WorkloadError
 from collectors.metrics import MetricsSampler, Target, parse_target
 from collectors.pricing import load_unit_prices
 from collectors.recorder import Recorder
-from collectors.timeseries import steady_window, trim_warmup
+from collectors.timeseries import steady_window
 from collectors.workloads.base import Workload
 from experiments import export
 from experiments.metrics import SERIES_METRICS, allowed_metrics
@@ -204,9 +204,9 @@ class StudyRunner:
                     cgroup_reason = ("passive workload: novatune does not move processes it did not start into "
                                      "a cgroup, so sizing knobs do not apply")
                 elif any(k.startswith("sizing.") for k in self.spec.knobs):
-                    controllers = ["cpu"]
-                    if "sizing.memory_gib" in self.spec.knobs:
-                        controllers.append("memory")
+                    # memory, cpuacct and blkio also for accounting: the collector reads the cgroup's CPU,
+                    # memory and IO bytes (v1 keeps them in separate hierarchies)
+                    controllers = ["cpu", "cpuacct", "memory", "blkio"]
                     if any(k.startswith("sizing.cpuset_") for k in self.spec.knobs):
                         controllers.append("cpuset")
                     try:
@@ -229,7 +229,13 @@ class StudyRunner:
                     workload.start(preexec_fn=preexec)
                 except (WorkloadError, CollectorError) as err:
                     raise WorkloadError(f"the {workload.kind} workload could not start: {err}") from err
-                reader = CgroupCpuReader(cgroup.path) if cgroup is not None else None  # one per run: gaps reported once
+                reader = None
+                if cgroup is not None:  # one per run: gaps reported once
+                    acct = cgroup.dir_for("cpuacct")
+                    reader = CgroupCpuReader(cgroup.path, cpuacct_path=cgroup.root.path(acct) if acct else None)
+                # one sampler per run too: a missing file is reported once per study, not once per window
+                self._watched = self._targets(workload, reader)
+                self._collector = MetricsSampler(targets=list(self._watched.values()))
                 if not passive:  # recover kills what a killed run started, never what it only observed
                     for pid in workload.pids():
                         journal.record_process(run_id, pid)
@@ -373,8 +379,8 @@ class StudyRunner:
         rep: int,
     ) -> dict[str, float]:
         t = self.spec.trial
-        targets = self._targets(workload, reader)
-        recorder = Recorder(MetricsSampler(targets=list(targets.values())), interval_s=t.sample_interval_s)
+        targets = self._watched
+        recorder = Recorder(self._collector, interval_s=t.sample_interval_s)
         before = reader.read() if reader is not None else None
         recorder.start()
         try:
@@ -413,7 +419,11 @@ class StudyRunner:
                                    window_s=t.steady.window_s, max_cv=t.steady.max_cv)
             out = {"window_stable": 1.0 if window.attrs.get("stable") else 0.0}
         else:
-            window = trim_warmup(frame, t.warmup_s) if len(frame) else frame
+            started = frame.attrs.get("started")
+            window = frame
+            if started is not None and len(frame):
+                trimmed = frame[frame.index >= started + pd.Timedelta(seconds=t.warmup_s)]
+                window = trimmed if len(trimmed) else frame  # a count-bound run can end before warmup_s
             out = {}
         out["window_samples"] = float(len(window))
         for name, col in cols.items():

@@ -69,6 +69,35 @@ def test_cgroup_has_a_directory_per_controller(fake_cgroup):
     assert not any((base / "sys/fs/cgroup" / c / "novatune-t").exists() for c in ("cpu", "memory", "cpuset"))
 
 
+@pytest.mark.parametrize("comounted", [False, True])
+def test_accounting_controllers_get_a_directory_unless_comounted_with_cpu(tmp_path, comounted):
+    base = _tree(tmp_path / "root")
+    cg_root = base / "sys/fs/cgroup"
+    if comounted:  # the usual systemd layout: cpu and cpuacct -> cpu,cpuacct
+        (cg_root / "cpu").rename(cg_root / "cpu,cpuacct")
+        (cg_root / "cpu,cpuacct" / "cpuacct.usage").write_text("0\n")
+        (cg_root / "cpu").symlink_to("cpu,cpuacct")
+        (cg_root / "cpuacct").symlink_to("cpu,cpuacct")
+    else:
+        (cg_root / "cpuacct").mkdir()
+        (cg_root / "cpuacct/cpuacct.usage").write_text("0\n")
+    (cg_root / "blkio").mkdir()
+    (cg_root / "blkio/blkio.throttle.io_service_bytes").write_text("Total 0\n")
+    journal = Journal(tmp_path / "journal.jsonl")
+    cg = WorkloadCgroup.create("acct", journal=journal, run_id="r", root=SysRoot(base),
+                               controllers=("cpu", "cpuacct", "blkio"))
+    assert cg.dir_for("blkio") == "sys/fs/cgroup/blkio/novatune-acct"
+    if comounted:
+        assert cg.dir_for("cpuacct") == cg.dir_for("cpu")
+        assert len(cg.procs_files) == 2
+    else:
+        assert cg.dir_for("cpuacct") == "sys/fs/cgroup/cpuacct/novatune-acct"
+        assert (cg_root / "cpuacct/novatune-acct").is_dir() and len(cg.procs_files) == 3
+    cg.remove()
+    assert not [p for p in cg_root.rglob("novatune-acct")]
+    assert Journal.open_resources(journal.records(), "cgroup") == []  # every directory journaled and released
+
+
 @pytest.mark.parametrize(
     "name, value, written",
     [

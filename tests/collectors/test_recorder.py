@@ -54,3 +54,12 @@ def test_a_vanished_target_is_reported_not_raised():
 def test_bad_interval_is_refused(interval):
     with pytest.raises(ValueError, match="interval_s must be in"):
         Recorder(MetricsSampler(), interval_s=interval)
+
+
+def test_a_window_shorter_than_the_interval_still_gets_one_sample():
+    rec = Recorder(MetricsSampler(), interval_s=5.0)
+    rec.start()
+    time.sleep(0.4)
+    df = rec.stop()
+    assert len(df) == 1 and df["cpu.util_pct"].notna().all()  # the partial interval, as a rate
+    assert df.attrs["started"] <= df.index[0]
