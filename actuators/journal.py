@@ -38,7 +38,7 @@ import psutil
 from actuators.base import Token
 from actuators.errors import ActuatorError
 
-__all__ = ["Journal", "OPENING_EVENTS", "process_ctime"]
+__all__ = ["OPENING_EVENTS", "Journal", "process_ctime"]
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,16 @@ class Journal:
     def release_process(self, run_id: str, pid: int, *, note: str | None = None) -> dict[str, Any]:
         """Record that the run no longer owns process ``pid``."""
         return self.append({"run": run_id, "kind": "process", "event": "released", "target": int(pid), "note": note})
+
+    # ---------------------------------------------------------------- scratch directories
+    def record_scratch(self, run_id: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Record a scratch directory a workload of the run created outside the data directory
+        (e.g. a throwaway database cluster under the system temp dir); recover deletes it."""
+        return self.append({"run": run_id, "kind": "scratch", "event": "created", "target": str(path)})
+
+    def release_scratch(self, run_id: str, path: str | os.PathLike[str], *, note: str | None = None) -> dict[str, Any]:
+        """Record that the scratch directory ``path`` is gone."""
+        return self.append({"run": run_id, "kind": "scratch", "event": "released", "target": str(path), "note": note})
 
     # ---------------------------------------------------------------- cgroups
     def record_cgroup(

@@ -9,10 +9,11 @@ nothing open.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ class RecoverReport:
     ``restored``/``failed``/``skipped`` name journal entries (``run: knob target``);
     ``skipped_live`` lists runs whose owner is still alive (not touched without
     ``force``); ``killed`` the pids killed; ``cgroups_removed`` the cgroup
-    directories removed; ``runs`` the runs recovered. ``knobs`` has one dict
+    directories removed; ``scratch_removed`` the scratch directories deleted; ``runs`` the runs recovered. ``knobs`` has one dict
     per open knob entry, in the order handled: ``run``, ``knob``, ``target``,
     ``seq``, ``outcome`` (``restored`` | ``gone`` | ``failed`` | ``skipped``)
     and ``detail``.
@@ -53,6 +54,7 @@ class RecoverReport:
     skipped_live: list[str] = field(default_factory=list)
     killed: list[int] = field(default_factory=list)
     cgroups_removed: list[str] = field(default_factory=list)
+    scratch_removed: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     knobs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -171,13 +173,15 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
     runs: list[str] = list(dict.fromkeys(r["run"] for r in records if r.get("run") is not None))
     me = os.getpid()
     todo: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = []
+    scratch_todo: list[tuple[str, list[dict[str, Any]]]] = []
     entries: list[dict[str, Any]] = []
     for run in runs:
         rr = [r for r in records if r.get("run") == run]
         open_entries = Journal.open_entries(rr)
         procs = Journal.open_resources(rr, "process")
         cgroups = Journal.open_resources(rr, "cgroup")
-        if not (open_entries or procs or cgroups):
+        scratch = Journal.open_resources(rr, "scratch")
+        if not (open_entries or procs or cgroups or scratch):
             continue
         owners = {(r.get("owner_pid"), r.get("owner_ctime")) for r in rr if r.get("event") in OPENING_EVENTS}
         if any(pid is not None and _same_process(pid, ct) for pid, ct in owners) and not force:
@@ -185,6 +189,7 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
             continue
         report.runs.append(run)
         todo.append((run, procs, cgroups))
+        scratch_todo.append((run, scratch))
         entries.extend(open_entries)
     # 1. the runs' processes, so nothing changes a setting back under us
     for run, procs, _ in todo:
@@ -243,5 +248,22 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
                 report.failed.append(f"{run}: cgroup {rel}: {err}")
                 continue
             journal.release_cgroup(run, rel, note="recover")
+    # 4. scratch directories (only novatune-* directly under the system temp dir, never through a symlink)
+    for run, scratch in scratch_todo:
+        for d in scratch:
+            path = Path(str(d["target"]))
+            try:
+                if path.parent != Path(tempfile.gettempdir()) or not path.name.startswith("novatune-"):
+                    raise UnsafePath(f"refused scratch directory {path}: not novatune-* in {tempfile.gettempdir()}")
+                if path.is_symlink():
+                    raise UnsafePath(f"refused scratch directory {path}: a symlink")
+                if path.is_dir():
+                    shutil.rmtree(path)
+                    report.scratch_removed.append(str(path))
+            except (ActuatorError, OSError) as err:
+                report.failed.append(f"{run}: scratch {path}: {err}")
+                continue
+            journal.release_scratch(run, path, note="recover")
+    for run, _, _ in todo:
         journal.end(run, note="recovered")
     return report

@@ -438,10 +438,10 @@ def recover(
             outcome = f"[{style}]{k['outcome']}[/]" if style else k["outcome"]
             table.add_row(escape(str(k["run"])), str(k["knob"]), str(k["target"]), outcome, escape(k["detail"] or ""))
         out.print(table)
-    for key in ("runs", "skipped_live", "killed", "cgroups_removed"):
+    for key in ("runs", "skipped_live", "killed", "cgroups_removed", "scratch_removed"):
         if data.get(key):
             out.print(f"{key.replace('_', ' ')}: {', '.join(map(str, data[key]))}")
-    cg_failed = [f for f in rep.failed if ": cgroup " in f]
+    cg_failed = [f for f in rep.failed if ": cgroup " in f or ": scratch " in f]
     for f in cg_failed:
         err.print(f"[red]failed:[/] {f}", highlight=False)
     if not (rep.knobs or rep.runs or rep.skipped_live):

@@ -194,6 +194,7 @@ class StudyRunner:
         report = StudyReport(name, "running", [], {}, {}, self.objectives, recovered_before=len(stale.restored))
         cgroup: WorkloadCgroup | None = None
         workload: Workload | None = None
+        scratch: list[Path] = []
         tracker = None
         study = None
         with _signals_raise(), journal.run(run_id):
@@ -239,6 +240,9 @@ class StudyRunner:
                 if not passive:  # recover kills what a killed run started, never what it only observed
                     for pid in workload.pids():
                         journal.record_process(run_id, pid)
+                scratch = list(getattr(workload, "scratch_dirs", list)())
+                for d in scratch:
+                    journal.record_scratch(run_id, d)
 
                 catalog = Catalog(context=KnobContext(cgroup=cgroup, pids=workload.pids))
                 resolved = resolve(self.spec, catalog, source=self.source, metrics=self.metric_names)
@@ -312,6 +316,9 @@ class StudyRunner:
                     self._fail_running(study)
                 if workload is not None:
                     workload.stop()
+                    for d in scratch:
+                        if not Path(d).exists():
+                            journal.release_scratch(run_id, d, note="deleted by the workload")
                 if cgroup is not None:
                     cgroup.remove()
                 if study is not None:

@@ -19,6 +19,11 @@ them). ``measure()`` runs one bounded window and returns a
 :class:`Measurement`; ``stop()`` stops and reaps everything ``start`` started
 and is safe to call twice.
 
+A workload that creates directories outside its workdir (pgbench's throwaway
+PostgreSQL cluster under the system temp dir) also offers ``scratch_dirs() ->
+list[Path]``; the trial loop journals them so that ``novatune recover`` deletes
+them after a ``kill -9``.
+
 Metric names are shared across workloads where the meaning is the same:
 ``throughput`` (the tool's main rate, unit in :attr:`Measurement.units`),
 ``latency_p50_ms`` / ``latency_p95_ms`` / ``latency_p99_ms`` /

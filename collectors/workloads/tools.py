@@ -939,6 +939,10 @@ class PgbenchWorkload(_ToolWorkload):
             self._check_alive("during pgbench -i")
             raise WorkloadError(f"pgbench -i failed ({proc.returncode}); stderr: {_tail(proc.stderr)}")
 
+    def scratch_dirs(self) -> list[Path]:
+        """Directories outside the workdir that :meth:`stop` deletes (the cluster), for the crash journal."""
+        return [self.cluster_dir] if self.cluster_dir is not None else []
+
     def stop(self) -> None:
         """Fast shutdown (SIGINT), reap every backend, then delete the throwaway cluster. Idempotent."""
         super().stop()

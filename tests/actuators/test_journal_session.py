@@ -196,3 +196,30 @@ def test_recover_skips_entries_of_another_root(tmp_path: Path, fake_root: SysRoo
     rep = recover(journal, root=fake_root, force=True)
     assert len(rep.restored) == 1
     assert (fake_root.root / "proc/sys/vm/swappiness").read_text() == "60\n"
+
+
+def test_recover_deletes_a_dead_runs_scratch_directory_and_nothing_else(tmp_path: Path, journal: Journal) -> None:
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="novatune-pg-"))
+    (scratch / "data").mkdir()
+    (scratch / "data" / "PG_VERSION").write_text("15\n")
+    outside = tmp_path / "novatune-keep"  # not directly under the system temp dir
+    outside.mkdir()
+    victim = tmp_path / "precious"
+    victim.mkdir()
+    link = Path(tempfile.gettempdir()) / f"novatune-link-{os.getpid()}"
+    link.symlink_to(victim)
+    try:
+        for p in (scratch, outside, link):
+            journal.record_scratch("dead", p)
+        rep = recover(journal, force=True)
+        assert rep.scratch_removed == [str(scratch)] and not scratch.exists()
+        assert outside.is_dir() and victim.is_dir() and link.is_symlink()
+        assert len([f for f in rep.failed if "refused scratch" in f]) == 2
+        assert recover(journal, force=True).scratch_removed == []  # journaled as released: idempotent
+    finally:
+        link.unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -29,7 +29,7 @@ def _start(tmp_path, home, name):
     )
 
 
-def _wait_mid_trial(home, proc, *, trial: int, timeout: float = 150) -> None:
+def _wait_mid_trial(home, proc, *, trial: int, timeout: float = 150, knobs: int = 4) -> None:
     """Until the journal shows trial `trial`'s knobs applied (the workload is then measuring)."""
     journal = home / "journal.jsonl"
     deadline = time.monotonic() + timeout
@@ -38,7 +38,7 @@ def _wait_mid_trial(home, proc, *, trial: int, timeout: float = 150) -> None:
         if journal.exists():
             recs = [json.loads(line) for line in journal.read_text().splitlines() if line.strip().endswith("}")]
             applied = [r for r in recs if r.get("event") == "applied" and r.get("trial") == trial]
-            if len(applied) >= 4:  # several knobs applied: we are in the measurement window
+            if len(applied) >= knobs:  # the trial's knobs applied: we are in the measurement window
                 time.sleep(1.0)
                 return
         time.sleep(0.2)
@@ -96,3 +96,42 @@ def test_sigterm_mid_trial_restores_without_recover(tmp_path, home):
     assert shown["state"] == "interrupted"
     t1 = shown["trials"][1]
     assert t1["state"] == "fail" and t1["reason"] == "interrupted"
+
+
+def test_kill_9_of_a_pgbench_study_then_recover_leaves_no_server_and_no_cluster(tmp_path, home):
+    """A tool workload's server and its scratch cluster (under /tmp) are journaled: recover removes both."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if shutil.which("pgbench") is None or not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("pgbench/initdb not installed (Debian packages: postgresql-contrib, postgresql)")
+    spec = yaml.safe_load((REPO / "experiments/specs/pgbench.yaml").read_text())
+    spec.update(name="crash-pg", trial={"warmup_s": 1, "measure_s": 20}, budget={"trials": 3})
+    path = tmp_path / "crash-pg.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    before = snapshot()
+    clusters_before = set(Path(tempfile.gettempdir()).glob("novatune-pg-*"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments", "study", "run", str(path)], cwd=REPO,
+        env={**os.environ, "NOVATUNE_HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_mid_trial(home, proc, trial=1, knobs=len(spec["knobs"]))
+        clusters = set(Path(tempfile.gettempdir()).glob("novatune-pg-*")) - clusters_before
+        assert len(clusters) == 1, clusters
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.5)
+    report = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
+    assert report["failed"] == [], report
+    assert report["scratch_removed"] == [str(c) for c in clusters]
+    assert not any(c.exists() for c in clusters)
+    assert snapshot() == before
+    deadline = time.monotonic() + 15
+    while any("novatune-pg-" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
+        assert time.monotonic() < deadline, "a postgres of the killed run survived recover"
+        time.sleep(0.2)
