@@ -21,6 +21,27 @@ Names are dotted: ``cpu.<mode>_pct`` (all CPUs) and ``cpu.<n>.<mode>_pct``,
 ``disk.<dev>.*``, ``net.<iface>.*``, ``tcp.*``, ``target.<label>.*`` where
 label is ``pid<N>`` (the process and its descendants) or ``cgroup:<dir>``.
 
+Per-target cgroup metrics (``target.cgroup:<dir>.*``):
+
+* both versions: ``cpu_s_per_s``, ``throttled_pct``, ``throttled_s_per_s``,
+  ``threads``, ``memory_bytes`` (gauge), ``read_bytes_per_s``,
+  ``write_bytes_per_s``, ``oom_kills_per_s``;
+* v2 (one directory): ``memory.current``, ``io.stat`` (rbytes/wbytes summed over
+  devices), ``memory.events`` -> ``memory_high_events_per_s``,
+  ``memory_max_events_per_s``, ``oom_kills_per_s``; ``memory.pressure`` (the
+  cgroup's PSI) ``some avg10`` -> ``memory_pressure_pct`` (gauge);
+* v1 (each controller its own hierarchy): CPU from ``cpu``/``cpuacct``; the
+  cgroup at the same relative path in the ``memory`` hierarchy gives
+  ``memory.usage_in_bytes`` -> ``memory_bytes``, ``memory.failcnt`` ->
+  ``memory_failcnt_per_s`` (times the limit was hit) and ``memory.oom_control``
+  ``oom_kill`` -> ``oom_kills_per_s`` (kernels >= 4.13); the one in the
+  ``blkio`` hierarchy gives ``blkio.throttle.io_service_bytes`` (Read / Write
+  summed over devices, ``Total`` not added) -> ``read/write_bytes_per_s``.
+  Those throttle counters are kept by the block throttling layer: on recent
+  kernels (seen on 6.18 with no ``blkio.throttle.*`` limit set anywhere) they
+  stay 0, so 0 there means "not counted" as much as "no IO". A peer directory
+  that does not exist is one gap (``target.<label>.memory`` / ``.blkio``).
+
 Missing or unreadable files and fields are reported ONCE (a warning on the
 ``collectors.metrics`` logger and an entry in :attr:`MetricsSampler.gaps`),
 never per sample and never as an exception. A target pid or cgroup that
@@ -41,7 +62,7 @@ from pathlib import Path
 from collectors.cgroupstats import CgroupCpuReader
 from collectors.errors import CollectorError
 
-__all__ = ["MetricInfo", "MetricsSampler", "Target", "parse_target", "KINDS"]
+__all__ = ["KINDS", "MetricInfo", "MetricsSampler", "Target", "parse_target"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +124,10 @@ class Target:
     pid: int | None = None
     cgroup: Path | None = None
     cpuacct: Path | None = None  # v1: the matching cpuacct directory when mounted apart from cpu
+    # v1 only: the cgroup at the same relative path in the ``memory`` / ``blkio`` hierarchy (``cgroup``
+    # itself when co-mounted; may not exist: a gap then). None: v2, or that hierarchy is not mounted.
+    memory: Path | None = None
+    blkio: Path | None = None
 
 
 @dataclass
@@ -155,16 +180,35 @@ def parse_target(spec: str | int, *, root: str | os.PathLike[str] = "/") -> Targ
     candidates += [rootp / "sys/fs/cgroup" / rel, rootp / "sys/fs/cgroup/cpu" / rel]
     for c in candidates:
         if c.is_dir() and (c / "cgroup.procs").exists():
-            acct: Path | None = None
-            cg = rootp / "sys/fs/cgroup"
-            if c.is_relative_to(cg / "cpu") and not (c / "cpuacct.usage").exists():
-                other = cg / "cpuacct" / c.relative_to(cg / "cpu")
-                acct = other if other.is_dir() else None
-            return Target(label=f"cgroup:{text}", cgroup=c, cpuacct=acct)
+            label = f"cgroup:{text}"
+            if (c / "cgroup.controllers").exists():
+                return Target(label=label, cgroup=c)  # v2: one directory holds every controller
+            acct = _v1_peer(rootp, c, "cpuacct")
+            if acct is not None and ((c / "cpuacct.usage").exists() or not acct.is_dir()):
+                acct = None  # co-mounted with cpu, or no such cgroup there: read c's own files
+            return Target(label=label, cgroup=c, cpuacct=acct,
+                          memory=_v1_peer(rootp, c, "memory"), blkio=_v1_peer(rootp, c, "blkio"))
     raise CollectorError(
         f"--target {text!r}: not a pid and not a cgroup directory (looked for cgroup.procs in "
         + ", ".join(str(c) for c in candidates) + ")"
     )
+
+
+def _v1_peer(rootp: Path, cgroup: Path, controller: str) -> Path | None:
+    """The cgroup at ``cgroup``'s relative path in the v1 hierarchy of ``controller``.
+
+    ``cgroup`` itself when its hierarchy carries ``controller`` (co-mounted, e.g.
+    ``cpu,cpuacct``); None when ``cgroup`` is not under ``<root>/sys/fs/cgroup/<hierarchy>``
+    or no hierarchy for ``controller`` is mounted there. The result may not exist.
+    """
+    base = rootp / "sys/fs/cgroup"
+    if not cgroup.is_relative_to(base) or cgroup == base:
+        return None
+    hierarchy, *rest = cgroup.relative_to(base).parts
+    if controller in hierarchy.split(","):
+        return cgroup
+    mount = base / controller  # also the usual symlink to a co-mounted "cpu,cpuacct"
+    return mount.joinpath(*rest) if mount.is_dir() else None
 
 
 class MetricsSampler:
@@ -537,13 +581,21 @@ class MetricsSampler:
         cs = reader.read()
         n, src = f"target.{t.label}", str(path / "cpu.stat")
         if cs.usage_ns is not None:
-            s.rate(f"{n}.cpu_s_per_s", cs.usage_ns, "s/s", src, "CPU seconds per second", scale=1e-9)
+            usage_src = src if cs.version == 2 else str(reader.cpuacct_path / "cpuacct.usage")
+            s.rate(f"{n}.cpu_s_per_s", cs.usage_ns, "s/s", usage_src, "CPU seconds per second", scale=1e-9)
+        else:  # CgroupCpuReader only logs this: make it a gap here
+            self._gap(f"{n}.cpu_s_per_s", self._usage_missing(reader, t))
         if cs.nr_periods is not None and cs.nr_throttled is not None:
             s.raw[f"{n}:periods"], s.raw[f"{n}:throttled"] = cs.nr_periods, cs.nr_throttled
             s.ratio(f"{n}.throttled_pct", f"{n}:throttled", f"{n}:periods", 100.0, "%", src,
                     "throttled periods / enforcement periods")
+        else:
+            self._gap(f"{n}.throttled_pct", f"{src}: no nr_periods/nr_throttled (cpu controller not enabled?)")
         if cs.throttled_ns is not None:
             s.rate(f"{n}.throttled_s_per_s", cs.throttled_ns, "s/s", src, "time throttled per second", scale=1e-9)
+        else:
+            field = "throttled_usec" if cs.version == 2 else "throttled_time"
+            self._gap(f"{n}.throttled_s_per_s", f"{src}: no {field}")
         tasks = path / ("cgroup.threads" if cs.version == 2 else "tasks")
         try:
             with open(tasks, encoding="ascii") as f:
@@ -554,19 +606,122 @@ class MetricsSampler:
                 return
             self._gap(f"{n}.threads", f"{tasks}: {err.strerror or err}")
         if cs.version == 2:
-            mem = self._read_abs(path / "memory.current", f"{n}.memory_bytes")
-            if mem is not None:
-                s.gauge(f"{n}.memory_bytes", float(mem), "bytes", str(path / "memory.current"), "memory charged")
-            io = self._read_abs(path / "io.stat", f"{n}.io")
-            if io is not None:
-                rb = wb = 0.0
-                for line in io.splitlines():
-                    for kv in line.split()[1:]:
-                        k, _, v = kv.partition("=")
-                        rb += float(v) if k == "rbytes" else 0.0
-                        wb += float(v) if k == "wbytes" else 0.0
-                s.rate(f"{n}.read_bytes_per_s", rb, "bytes/s", str(path / "io.stat"), "bytes read")
-                s.rate(f"{n}.write_bytes_per_s", wb, "bytes/s", str(path / "io.stat"), "bytes written")
+            self._cgroup_v2_memory_io(s, n, path)
+        else:
+            self._cgroup_v1_memory(s, n, t)
+            self._cgroup_v1_blkio(s, n, t)
+
+    def _usage_missing(self, reader: CgroupCpuReader, t: Target) -> str:
+        """Why a cgroup has no CPU usage counter (for the gap)."""
+        if reader.version == 2:
+            return f"{reader.path / 'cpu.stat'}: no usage_usec"
+        usage = reader.cpuacct_path / "cpuacct.usage"
+        try:
+            os.stat(usage)
+            why = "unreadable or not a number"
+        except OSError as err:
+            why = str(err.strerror or err)
+        hint = "" if t.cpuacct is not None else " (and no cgroup at the same path in a separate cpuacct hierarchy)"
+        return f"{usage}: {why}{hint}"
+
+    def _cgroup_v2_memory_io(self, s: _Snap, n: str, path: Path) -> None:
+        mem = self._number(path / "memory.current", f"{n}.memory_bytes")
+        if mem is not None:
+            s.gauge(f"{n}.memory_bytes", mem, "bytes", str(path / "memory.current"), "memory charged")
+        events = self._read_abs(path / "memory.events", f"{n}.memory_events")
+        if events is not None:
+            kv = _kv(events)
+            src = str(path / "memory.events")
+            for key, leaf, desc in (
+                ("high", "memory_high_events_per_s", "times usage went over memory.high (reclaim throttling)"),
+                ("max", "memory_max_events_per_s", "times usage hit memory.max (allocation had to reclaim or OOM)"),
+                ("oom_kill", "oom_kills_per_s", "processes killed by the OOM killer in the cgroup"),
+            ):
+                if key in kv:
+                    s.rate(f"{n}.{leaf}", kv[key], "1/s", src, desc)
+                else:
+                    self._gap(f"{n}.{leaf}", f"{src} has no {key}")
+        psi = self._read_abs(path / "memory.pressure", f"{n}.memory_pressure_pct")
+        if psi is not None:
+            avg10 = _psi_some_avg10(psi)
+            if avg10 is None:
+                self._gap(f"{n}.memory_pressure_pct", f"{path / 'memory.pressure'}: no 'some avg10='")
+            else:
+                s.gauge(f"{n}.memory_pressure_pct", avg10, "%", str(path / "memory.pressure"),
+                        "PSI of the cgroup: some tasks stalled on memory, 10 s average")
+        io = self._read_abs(path / "io.stat", f"{n}.io")
+        if io is not None:
+            rb = wb = 0.0
+            for line in io.splitlines():
+                for kv_text in line.split()[1:]:
+                    k, _, v = kv_text.partition("=")
+                    rb += float(v) if k == "rbytes" else 0.0
+                    wb += float(v) if k == "wbytes" else 0.0
+            s.rate(f"{n}.read_bytes_per_s", rb, "bytes/s", str(path / "io.stat"), "bytes read")
+            s.rate(f"{n}.write_bytes_per_s", wb, "bytes/s", str(path / "io.stat"), "bytes written")
+
+    def _v1_dir(self, n: str, d: Path | None, controller: str, files: str) -> bool:
+        """Whether the v1 ``controller`` peer directory is there; else a gap ``<n>.<controller>`` (once)."""
+        if d is None:
+            self._gap(f"{n}.{controller}", f"no cgroup v1 {controller} hierarchy for this cgroup "
+                                           f"(looked under {self.root / 'sys/fs/cgroup' / controller}); "
+                                           f"{files} not read")
+            return False
+        if not d.is_dir():
+            self._gap(f"{n}.{controller}", f"{d}: no such cgroup in the v1 {controller} hierarchy; {files} not read")
+            return False
+        return True
+
+    def _cgroup_v1_memory(self, s: _Snap, n: str, t: Target) -> None:
+        d = t.memory
+        if not self._v1_dir(n, d, "memory", "memory.usage_in_bytes, memory.failcnt, memory.oom_control"):
+            return
+        assert d is not None
+        mem = self._number(d / "memory.usage_in_bytes", f"{n}.memory_bytes")
+        if mem is not None:
+            s.gauge(f"{n}.memory_bytes", mem, "bytes", str(d / "memory.usage_in_bytes"),
+                    "memory charged (v1 usage_in_bytes: anon + page cache)")
+        fails = self._number(d / "memory.failcnt", f"{n}.memory_failcnt_per_s")
+        if fails is not None:
+            s.rate(f"{n}.memory_failcnt_per_s", fails, "1/s", str(d / "memory.failcnt"),
+                   "times usage hit memory.limit_in_bytes")
+        oom = self._read_abs(d / "memory.oom_control", f"{n}.oom_kills_per_s")
+        if oom is not None:
+            kv = _kv(oom)
+            if "oom_kill" in kv:
+                s.rate(f"{n}.oom_kills_per_s", kv["oom_kill"], "1/s", str(d / "memory.oom_control"),
+                       "processes killed by the OOM killer in the cgroup")
+            else:
+                self._gap(f"{n}.oom_kills_per_s", f"{d / 'memory.oom_control'} has no oom_kill (kernel < 4.13)")
+
+    def _cgroup_v1_blkio(self, s: _Snap, n: str, t: Target) -> None:
+        d = t.blkio
+        if not self._v1_dir(n, d, "blkio", "blkio.throttle.io_service_bytes"):
+            return
+        assert d is not None
+        f = d / "blkio.throttle.io_service_bytes"
+        text = self._read_abs(f, f"{n}.io")
+        if text is None:
+            return
+        rb = wb = 0.0
+        for line in text.splitlines():
+            parts = line.split()  # "MAJ:MIN Read|Write|Sync|Async|Discard|Total N", last line "Total N"
+            if len(parts) == 3 and parts[1] in ("Read", "Write") and parts[2].isdigit():
+                rb += float(parts[2]) if parts[1] == "Read" else 0.0
+                wb += float(parts[2]) if parts[1] == "Write" else 0.0
+        note = " (v1 blkio throttle accounting, see module doc)"
+        s.rate(f"{n}.read_bytes_per_s", rb, "bytes/s", str(f), "bytes read" + note)
+        s.rate(f"{n}.write_bytes_per_s", wb, "bytes/s", str(f), "bytes written" + note)
+
+    def _number(self, path: Path, gap: str) -> float | None:
+        text = self._read_abs(path, gap)
+        if text is None:
+            return None
+        try:
+            return float(text.strip())
+        except ValueError:
+            self._gap(gap, f"{path}: not a number ({text[:40]!r})")
+            return None
 
     def _read_abs(self, path: Path, gap: str) -> str | None:
         try:
@@ -574,3 +729,28 @@ class MetricsSampler:
         except OSError as err:
             self._gap(gap, f"{path}: {err.strerror or err}")
             return None
+
+
+def _kv(text: str) -> dict[str, float]:
+    """``key value`` lines (memory.events, memory.oom_control) -> {key: value}; other lines skipped."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = float(parts[1])
+            except ValueError:
+                continue
+    return out
+
+
+def _psi_some_avg10(text: str) -> float | None:
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "some":
+            kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+            try:
+                return float(kv["avg10"])
+            except (KeyError, ValueError):
+                return None
+    return None

@@ -34,7 +34,9 @@ SERIES_METRICS: dict[str, tuple[str, ...]] = {
     "target_threads": ("target.{p}.threads", "target.{c}.threads"),
     "target_rss_bytes": ("target.{p}.rss_bytes", "target.{c}.memory_bytes"),
     "target_ctx_switches_per_s": ("target.{p}.ctx_switches_per_s",),
-    "target_io_bytes_per_s": ("target.{p}.read_bytes_per_s",),
+    "target_io_bytes_per_s": ("target.{p}.read_bytes_per_s", "target.{c}.read_bytes_per_s"),
+    "target_write_bytes_per_s": ("target.{p}.write_bytes_per_s", "target.{c}.write_bytes_per_s"),
+    "target_memory_failcnt_per_s": ("target.{c}.memory_failcnt_per_s", "target.{c}.memory_max_events_per_s"),
     "target_throttled_pct": ("target.{c}.throttled_pct",),
 }
 
@@ -53,9 +55,12 @@ RUNNER_METRICS: dict[str, MetricDoc] = {
     "host_tcp_retrans_pct": MetricDoc("%", "TCP segments retransmitted / sent, mean"),
     "target_cpu_cores": MetricDoc("cores", "CPU seconds per second used by the tuned processes (cgroup or pid tree)"),
     "target_threads": MetricDoc("1", "threads of the tuned processes, mean"),
-    "target_rss_bytes": MetricDoc("bytes", "resident memory of the tuned pid tree (cgroup v2: memory charged), mean"),
+    "target_rss_bytes": MetricDoc("bytes", "resident memory of the tuned pid tree (else the cgroup's memory charged), mean"),
     "target_ctx_switches_per_s": MetricDoc("1/s", "context switches of the tuned pid tree per second, mean"),
-    "target_io_bytes_per_s": MetricDoc("bytes/s", "storage bytes read by the tuned pid tree per second, mean"),
+    "target_io_bytes_per_s": MetricDoc("bytes/s", "storage bytes read by the tuned processes per second, mean"),
+    "target_write_bytes_per_s": MetricDoc("bytes/s", "storage bytes written by the tuned processes per second, mean"),
+    "target_memory_failcnt_per_s": MetricDoc(
+        "1/s", "times per second the workload cgroup hit its memory limit (v1 failcnt, v2 max events), mean"),
     "target_throttled_pct": MetricDoc("%", "CFS periods throttled / periods of the workload cgroup, mean"),
     "cgroup_throttled_ratio": MetricDoc("ratio", "CFS periods throttled / periods, workload cgroup, whole window"),
     "window_stable": MetricDoc("1", "1 when a stable stretch of trial.steady.metric was found, else 0"),

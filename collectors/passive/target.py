@@ -30,9 +30,11 @@ Metrics (see :meth:`PassiveWorkload.metric_names`; NaN where unavailable):
   ``target_read_bytes_per_s``, ``target_write_bytes_per_s``;
 * target (cgroup): ``target_cpu_pct``, ``target_throttled_pct``,
   ``target_throttled_s_per_s``, ``target_threads``, ``target_memory_bytes``,
-  ``target_read_bytes_per_s``, ``target_write_bytes_per_s`` (on cgroup v1 the
-  memory and IO figures come from the ``memory`` and ``blkio`` hierarchies at
-  the same relative path, when they exist there);
+  ``target_read_bytes_per_s``, ``target_write_bytes_per_s`` -- all read by
+  :class:`~collectors.metrics.MetricsSampler` (on cgroup v1 memory and IO come
+  from the ``memory`` and ``blkio`` hierarchies at the same relative path, when
+  the cgroup exists there; v1 blkio bytes may stay 0 on recent kernels, see
+  :mod:`collectors.metrics`);
 * probe: ``latency_p50_ms``, ``latency_p95_ms``, ``latency_p99_ms``,
   ``latency_avg_ms``, ``probe_requests`` (answered 2xx/3xx), ``probe_errors``,
   ``probe_error_rate``;
@@ -80,7 +82,6 @@ __all__ = ["PassiveWorkload"]
 
 MAX_WINDOW_S = 3600.0
 MAX_PROBES = 100_000
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
 _COUNTER_NAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*$")
 _STEP_S = 0.1  # granularity of waits (liveness checks during warm-up)
 _ERROR_PAUSE_S = 0.05  # least pause after a failed probe request
@@ -369,7 +370,6 @@ class PassiveWorkload:
             prober.start()
         rows: list[dict[str, float]] = []
         index: list[float] = []
-        extra = _V1Extras(self._target, notes) if self._target is not None else None
         gone_msg: str | None = None
         try:
             if sampler is not None:
@@ -385,8 +385,6 @@ class PassiveWorkload:
                         break
                     try:
                         row = self._row(sampler.sample())
-                        if extra is not None:
-                            row.update(extra.read())
                     except (CollectorError, OSError, ValueError) as err:  # a file vanishing while read
                         gone_msg = self._vanished() or f"the target could not be read ({type(err).__name__}: {err})"
                         break
@@ -635,65 +633,3 @@ def _sum_counter(values: dict[str, float], name: str) -> tuple[float, bool]:
         if candidate.endswith("_total"):
             break
     return 0.0, False
-
-
-class _V1Extras:
-    """cgroup v1 only: memory (``memory.usage_in_bytes``) and IO bytes (``blkio.throttle.io_service_bytes``)
-    from the ``memory`` and ``blkio`` hierarchies at the cgroup's relative path; nothing on v2."""
-
-    def __init__(self, target: Target, notes: list[str]) -> None:
-        self.notes = notes
-        self.mem: Path | None = None
-        self.blkio: Path | None = None
-        self._prev: tuple[float, float, float] | None = None
-        self._reported: set[str] = set()
-        path = target.cgroup
-        if path is None or (path / "cgroup.controllers").exists():
-            return  # v2: MetricsSampler reads memory.current and io.stat itself
-        try:
-            rel = path.relative_to(_CGROUP_ROOT)
-        except ValueError:
-            return
-        if len(rel.parts) < 1:
-            return
-        sub = Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path()
-        for attr, hierarchy, name in (("mem", "memory", "memory.usage_in_bytes"),
-                                      ("blkio", "blkio", "blkio.throttle.io_service_bytes")):
-            candidate = _CGROUP_ROOT / hierarchy / sub / name
-            if candidate.exists():
-                setattr(self, attr, candidate)
-            else:
-                notes.append(f"unavailable on cgroup v1: {candidate} does not exist "
-                             f"({'target_memory_bytes' if attr == 'mem' else 'target_read_bytes_per_s, target_write_bytes_per_s'} "
-                             "NaN)")
-
-    def _read(self, path: Path) -> str | None:
-        try:
-            return path.read_text(encoding="ascii")
-        except OSError as err:
-            if str(path) not in self._reported:
-                self._reported.add(str(path))
-                self.notes.append(f"unreadable: {path}: {err.strerror or err}")
-            return None
-
-    def read(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        if self.mem is not None:
-            text = self._read(self.mem)
-            if text is not None and text.strip().isdigit():
-                out["target_memory_bytes"] = float(text)
-        if self.blkio is not None:
-            text = self._read(self.blkio)
-            if text is not None:
-                rb = wb = 0.0
-                for line in text.splitlines():
-                    parts = line.split()
-                    if len(parts) == 3 and parts[2].isdigit():
-                        rb += float(parts[2]) if parts[1] == "Read" else 0.0
-                        wb += float(parts[2]) if parts[1] == "Write" else 0.0
-                now = time.monotonic()
-                prev, self._prev = self._prev, (now, rb, wb)
-                if prev is not None and now > prev[0] and rb >= prev[1] and wb >= prev[2]:
-                    out["target_read_bytes_per_s"] = (rb - prev[1]) / (now - prev[0])
-                    out["target_write_bytes_per_s"] = (wb - prev[2]) / (now - prev[0])
-        return out
