@@ -21,7 +21,7 @@ def _no_traceback(proc):
         ({"name": "x", "knobs": {"thp.enabled": {"choices": ["sometimes"]}}, "objectives": {"throughput_rps": "maximize"}},
          "allowed choices"),
         ({"name": "x", "knobs": {"vm.swappiness": {"low": 1, "high": 2}}, "objectives": {"speed": "maximize"}},
-         "unknown metric; allowed: throughput_rps"),
+         "unknown metric; allowed: throughput, throughput_rps, latency_p50_ms"),
         ({"name": "x", "knobs": {"vm.swappiness": {"low": 1, "high": 2}}, "objectives": {"throughput_rps": "maximize"},
           "colour": "blue"}, "colour: unknown field"),
     ],

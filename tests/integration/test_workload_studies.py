@@ -161,11 +161,12 @@ def test_example_spec_runs_as_a_real_study(example: str, home: Path) -> None:
             pytest.skip(f"{binary} not installed (Debian package: {DEBIAN_PACKAGES.get(binary, '?')})")
     spec = REPO / "experiments" / "specs" / f"{example}.yaml"
     before = snapshot()
+    clusters = set(Path("/tmp").glob("novatune-pg-*"))
     proc = novatune("study", "run", str(spec), "--trials", "2", home=home, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert snapshot() == before, "a knob or cgroup was left changed"
     assert _leftovers(home) == []
-    assert not list(Path("/tmp").glob("novatune-pg-*"))
+    assert set(Path("/tmp").glob("novatune-pg-*")) == clusters  # pgbench's cluster deleted
     name = yaml.safe_load(spec.read_text())["name"]
     shown = json.loads(novatune("study", "show", name, "--json", home=home, check=True).stdout)
     assert [t["state"] for t in shown["trials"]] == ["complete", "complete"], shown["trials"]
