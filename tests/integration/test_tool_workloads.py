@@ -139,7 +139,7 @@ def test_tool_workload_round_trip(tool: str, workdir: Path, tmp_path: Path) -> N
     assert isinstance(wl, Workload)
     try:
         pids = wl.start(preexec_fn=preexec)
-        assert pids and all(alive(p) for p in pids)
+        assert pids and alive(pids[0])  # the server (its children may include a backend that just exited)
         assert wl.pids()[0] == pids[0]
         assert marker_pids(marker) == [pids[0]]  # the caller's preexec ran in the tuned process
         with pytest.raises(WorkloadError, match="already started"):
