@@ -75,6 +75,8 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
         nonlocal task_id
         if kind == "start":
             err.print(f"study [bold]{data['name']}[/]: {data['total']} trials; data in {paths.home}")
+            if data.get("sampler"):
+                err.print(f"sampler: {data['sampler']}")
             for knob, reason in data["skipped"].items():
                 err.print(f"[yellow]skipped[/] {knob}: {reason}")
             progress.start()

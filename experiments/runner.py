@@ -47,6 +47,7 @@ from collectors.workloads.base import Workload
 from experiments import export
 from experiments.metrics import SERIES_METRICS, allowed_metrics
 from experiments.plots import plot_convergence, plot_pareto
+from experiments.samplers import SamplerChoice, build_sampler
 from experiments.settings import Paths
 from experiments.space import Resolved, clamp_to_space, resolve
 from experiments.spec import SpecError, StudySpec
@@ -254,9 +255,9 @@ class StudyRunner:
                 baseline = {n: knob.read() for n, knob in resolved.knobs.items()}
                 report.baseline = baseline
 
-                sampler = self._sampler()
+                choice = self._sampler(resolved.space)
                 study = optuna.create_study(
-                    study_name=name, storage=storage, directions=self.directions, sampler=sampler
+                    study_name=name, storage=storage, directions=self.directions, sampler=choice.sampler
                 )
                 for key, value in {
                     "objectives": self.objectives,
@@ -269,18 +270,24 @@ class StudyRunner:
                     "run_id": run_id,
                     "state": "running",
                     "workload": self.spec.workload.kind,
+                    "sampler": choice.name,
+                    "sampler_reason": choice.reason,
                 }.items():
                     study.set_user_attr(key, value)
                 study.enqueue_trial(clamp_to_space(baseline, resolved.space), user_attrs={"baseline": True})
+                for point in choice.enqueue[: max(0, self.n_trials - 1)]:
+                    study.enqueue_trial(point)
 
                 tracker = self._tracker()
                 if tracker is not None:
                     tracker.start_study(
                         name,
                         description=self.spec.description or f"novatune study of spec {self.spec.name}",
-                        tags={"novatune.study": name, "run_id": run_id, "skipped": str(skipped) or "none"},
+                        tags={"novatune.study": name, "run_id": run_id, "skipped": str(skipped) or "none",
+                              "sampler": choice.name, "sampler_reason": choice.reason},
                     )
-                self.on_event("start", name=name, total=self.n_trials, skipped=skipped, baseline=baseline)
+                self.on_event("start", name=name, total=self.n_trials, skipped=skipped, baseline=baseline,
+                              sampler=choice.reason)
                 deadline = t_start + self.spec.budget.timeout_s if self.spec.budget.timeout_s else math.inf
                 for _ in range(self.n_trials):
                     if time.monotonic() >= deadline:
@@ -288,6 +295,7 @@ class StudyRunner:
                         break
                     trial = study.ask()
                     params = resolved.space.suggest(trial)
+                    trial.set_user_attr("applied", params)  # the proposal after ordering repair
                     self.on_event("trial_start", number=trial.number, params=params)
                     tr = self._run_trial(trial.number, params, resolved, journal, run_id, workload, reader, workdir)
                     self._tell(study, trial, tr)
@@ -344,6 +352,10 @@ class StudyRunner:
         series: list[pd.DataFrame] = []
         timelines: list[pd.DataFrame] = []
         session = ChangeSession(journal, run_id=run_id, trial=number)
+        if not resolved.space.is_valid(params):  # e.g. an enqueued point: never reaches an actuator
+            tr.reason = f"invalid combination (outside a range or breaking a knob ordering): {params}"
+            tr.seconds = time.monotonic() - t0
+            return tr
         try:
             with session:
                 session.apply_many({resolved.knobs[n]: v for n, v in params.items()})
@@ -512,14 +524,12 @@ class StudyRunner:
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
 
     # --------------------------------------------------------------- outputs
-    def _sampler(self) -> optuna.samplers.BaseSampler:
+    def _sampler(self, space: Any) -> SamplerChoice:
         s = self.spec.sampler
-        if s.name == "random":
-            return optuna.samplers.RandomSampler(seed=s.seed)
-        if s.name == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(20, self.n_trials // 3)))
-        startup = max(4, min(10, self.n_trials // 3))
-        return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=startup, multivariate=True)
+        try:
+            return build_sampler(s.name, space, n_objectives=len(self.objectives), budget=self.n_trials, seed=s.seed)
+        except ValueError as err:
+            raise SpecError(self.source, [f"sampler.name: {err}"]) from None
 
     def _tracker(self):  # -> Tracker | None
         from experiments.tracking import Tracker

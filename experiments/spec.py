@@ -249,7 +249,9 @@ class CostSpec(_Strict):
 
 
 class SamplerSpec(_Strict):
-    name: Literal["tpe", "random", "nsga2"] = "tpe"
+    """``auto`` picks by the space and the budget; the others are Optuna's (``gp`` needs the ``gp`` extra)."""
+
+    name: Literal["auto", "random", "tpe", "gp", "nsga2", "cmaes", "grid"] = "auto"
     seed: int | None = None
 
 

@@ -82,7 +82,10 @@ class StudyView:
         return _feasible(t)
 
     def knob_values(self, t: FrozenTrial) -> dict[str, Any]:
-        return {k: t.params[k] for k in self.attrs.get("knobs", list(t.params)) if k in t.params}
+        """What the trial applied: its ``applied`` user attribute (the sampler's proposal after
+        ordering repair, see ``SearchSpace.repair``), else its params."""
+        values = {**t.params, **(t.user_attrs.get("applied") or {})}
+        return {k: values[k] for k in self.attrs.get("knobs", list(values)) if k in values}
 
 
 def load_view(url: str, name: str) -> StudyView:

@@ -5,8 +5,22 @@ data, so it can be tested and replayed offline.
 """
 
 from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
-from optimizer.pareto import ParetoInfo, hypervolume, hypervolume_history, knee_index, pareto_info, pareto_mask
-from optimizer.space import CategoricalParam, FloatParam, IntParam, LessThan, Param, SearchSpace
+from optimizer.pareto import (
+    ParetoInfo,
+    hypervolume,
+    hypervolume_history,
+    knee_index,
+    pareto_info,
+    pareto_mask,
+)
+from optimizer.space import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    LessThan,
+    Param,
+    SearchSpace,
+)
 from optimizer.stats import Estimate, estimate
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Sizing", "hourly_cost", "cost_per_1k_requests"]
+__all__ = ["Sizing", "cost_per_1k_requests", "hourly_cost"]
 
 
 @dataclass(frozen=True)

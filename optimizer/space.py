@@ -139,25 +139,46 @@ class SearchSpace:
                 return False
         return True
 
-    def suggest(self, trial: optuna.trial.Trial) -> dict[str, Any]:
-        """Ask ``trial`` for one value per parameter, define-by-run.
+    def repair(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with every ordering made to hold by the smallest change.
 
-        A parameter that must stay below another is sampled after it, with its
-        upper bound lowered to keep the ordering: no invalid combination is ever
-        returned. Returns the values in the space's declared order.
+        For ``lower < upper`` broken, ``lower`` is lowered to just below
+        ``upper`` (one step for integers) when its range allows, else ``upper``
+        is raised just above ``lower``. The map is deterministic, so an
+        objective measured on the repaired values is still a function of the
+        proposal, which is what a model-based sampler learns.
+        """
+        out = dict(values)
+        by_name = {p.name: p for p in self.params}
+        for r in self.orderings:
+            if r.lower not in out or r.upper not in out or out[r.lower] < out[r.upper]:
+                continue
+            lo, up = by_name[r.lower], by_name[r.upper]
+            gap = 1 if isinstance(lo, IntParam) else 0.0
+            below = out[r.upper] - gap if gap else math.nextafter(out[r.upper], -math.inf)
+            if below >= lo.low:  # type: ignore[union-attr]
+                out[r.lower] = type(out[r.lower])(below)
+            else:
+                above = out[r.lower] + (1 if isinstance(up, IntParam) else 0.0)
+                out[r.upper] = above if isinstance(up, IntParam) else math.nextafter(out[r.lower], math.inf)
+        return out
+
+    def suggest(self, trial: optuna.trial.Trial) -> dict[str, Any]:
+        """Ask ``trial`` for one value per parameter, each from its own fixed distribution.
+
+        The distributions never depend on other values (a dynamic search space
+        would make Optuna's model-based samplers fall back to random sampling
+        for those parameters); a proposal that breaks an ordering is repaired
+        with :meth:`repair`, so no invalid combination is ever returned. The
+        trial's params keep the proposal; the returned values (what is applied)
+        are stored by the caller. Returns the values in the space's declared order.
         """
         chosen: dict[str, Any] = {}
-        for p in self._sampling_order():
+        for p in self.params:
             if isinstance(p, CategoricalParam):
                 chosen[p.name] = trial.suggest_categorical(p.name, list(p.choices))
-                continue
-            high = p.high
-            for r in self.orderings:
-                if r.lower == p.name and r.upper in chosen:
-                    cap = chosen[r.upper]
-                    high = min(high, cap - 1 if isinstance(p, IntParam) else math.nextafter(cap, -math.inf))
-            if isinstance(p, IntParam):
-                chosen[p.name] = trial.suggest_int(p.name, p.low, max(p.low, int(high)), step=p.step, log=p.log)
+            elif isinstance(p, IntParam):
+                chosen[p.name] = trial.suggest_int(p.name, p.low, p.high, step=p.step, log=p.log)
             else:
-                chosen[p.name] = trial.suggest_float(p.name, p.low, max(p.low, high), step=p.step, log=p.log)
-        return {name: chosen[name] for name in self.names}
+                chosen[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+        return self.repair(chosen)

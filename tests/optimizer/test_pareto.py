@@ -48,7 +48,7 @@ def test_hypervolume_3d_known_value():
     assert hypervolume(pts, np.array([2.0, 2.0, 2.0])) == pytest.approx(5.0)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(st.floats(0, 10), st.floats(0, 10)), min_size=1, max_size=12))
 def test_hypervolume_2d_matches_grid_count(points):
     pts = np.array(points)
@@ -57,7 +57,7 @@ def test_hypervolume_2d_matches_grid_count(points):
     # Monte-Carlo-free check: the 3-D slicer on a constant third axis equals 2-D x depth
     pts3 = np.c_[pts, np.zeros(len(pts))]
     assert hypervolume(pts3, np.array([10.0, 10.0, 2.0])) == pytest.approx(2 * exact)
-    assert 0 <= exact <= 100
+    assert 0 <= exact <= 100 * (1 + 1e-12)  # float sums of slabs may round just past the box
 
 
 def test_history_is_monotone_and_skips_infeasible():

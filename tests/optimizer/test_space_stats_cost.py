@@ -32,6 +32,45 @@ def test_suggest_never_breaks_an_ordering():
         study.tell(trial, 0.0)
 
 
+def test_distributions_are_static_so_model_based_samplers_stay_relative():
+    """A dynamic range would make TPE/GP sample the ordered knobs independently (at random)."""
+    space = _space()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    dists = set()
+    for _ in range(50):
+        trial = study.ask()
+        space.suggest(trial)
+        dists.add(repr(trial.distributions["vm.dirty_background_ratio"]))
+        study.tell(trial, 0.0)
+    assert len(dists) == 1
+    sampler = optuna.samplers.TPESampler(seed=0, multivariate=True)
+    assert set(sampler.infer_relative_search_space(study, study.trials[-1])) == set(space.names)
+
+
+@pytest.mark.parametrize(
+    "proposal, applied",
+    [
+        ({"vm.dirty_background_ratio": 30, "vm.dirty_ratio": 20}, {"vm.dirty_background_ratio": 19, "vm.dirty_ratio": 20}),
+        ({"vm.dirty_background_ratio": 20, "vm.dirty_ratio": 20}, {"vm.dirty_background_ratio": 19, "vm.dirty_ratio": 20}),
+        ({"vm.dirty_background_ratio": 5, "vm.dirty_ratio": 5}, {"vm.dirty_background_ratio": 4, "vm.dirty_ratio": 5}),
+        ({"vm.dirty_background_ratio": 3, "vm.dirty_ratio": 40}, {"vm.dirty_background_ratio": 3, "vm.dirty_ratio": 40}),
+    ],
+)
+def test_repair_moves_the_lower_knob_just_below_the_upper(proposal, applied):
+    space = _space()
+    assert space.repair(proposal) == applied
+    assert space.is_valid(space.repair(proposal))
+
+
+def test_repair_raises_the_upper_when_the_lower_cannot_go_lower():
+    space = SearchSpace(
+        (IntParam("vm.dirty_background_ratio", 10, 30), IntParam("vm.dirty_ratio", 5, 60)),
+        orderings=(LessThan("vm.dirty_background_ratio", "vm.dirty_ratio"),),
+    )
+    assert space.repair({"vm.dirty_background_ratio": 10, "vm.dirty_ratio": 7}) == {
+        "vm.dirty_background_ratio": 10, "vm.dirty_ratio": 11}
+
+
 def test_is_valid_rejects_out_of_range_and_bad_order():
     space = _space()
     ok = {"vm.dirty_background_ratio": 10, "vm.dirty_ratio": 20, "sizing.vcpus": 1.0, "thp.enabled": "never"}
