@@ -128,8 +128,10 @@ def _print_study_result(report, paths, *, quick: bool) -> None:
         f"{len(report.trials)} trials ({done} complete, {sum(t.feasible for t in report.trials)} feasible) "
         f"in {report.seconds:.0f} s; state: {report.state}"
     )
+    if report.stop_reason:
+        out.print(f"stopped: {escape(report.stop_reason)}", highlight=False)
     if report.export_json:
-        out.print(f"\n[bold]Best configuration[/] (knee of the front), exported as JSON:")
+        out.print(f"\n[bold]Chosen configuration[/] ({escape(report.choice_reason or 'knee of the front')}), exported as JSON:")
         out.print_json(report.export_json)
         out.print(f"also as sysctl.d: novatune study export {report.name} --format sysctl")
     else:
@@ -211,9 +213,17 @@ def study_show(
                 "reason": t.user_attrs.get("reason"),
             }
         )
+    summary = {
+        "sampler": view.attrs.get("sampler_reason") or view.attrs.get("sampler"),
+        "stop_reason": view.attrs.get("stop_reason"),
+        "convergence": view.attrs.get("convergence"),
+        "choice": view.attrs.get("choice"),
+        "importance": view.attrs.get("importance"),
+    }
     if as_json:
         _print_json({"study": name, "objectives": view.objectives, "directions": view.directions,
-                     "state": view.attrs.get("state"), "skipped": view.attrs.get("skipped", {}), "trials": rows})
+                     "state": view.attrs.get("state"), "skipped": view.attrs.get("skipped", {}), **summary,
+                     "trials": rows})
         return
     table = Table(title=f"{name} ({view.attrs.get('state', '?')})")
     for col in ("trial", "state", *view.objectives, "flags", "knobs"):
@@ -223,6 +233,13 @@ def study_show(
         vals = [f"{r['values'][o]:.6g}" if r["values"] else "-" for o in view.objectives]
         table.add_row(str(r["trial"]), r["state"], *vals, flags.strip(), ", ".join(f"{k}={v}" for k, v in r["knobs"].items()))
     out.print(table)
+    conv = summary["convergence"] or {}
+    for label, text in (("sampler", summary["sampler"]), ("stopped", summary["stop_reason"]),
+                        ("convergence", conv.get("reason")), ("chosen", (summary["choice"] or {}).get("reason"))):
+        if text:
+            out.print(f"[bold]{label}:[/] {escape(str(text))}", highlight=False)
+    if (summary["choice"] or {}).get("equivalent"):
+        out.print(f"[bold]within the noise of the chosen trial:[/] {summary['choice']['equivalent']}")
 
 
 @study_app.command("export")

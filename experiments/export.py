@@ -21,7 +21,8 @@ class ExportError(ValueError):
 
 
 def choose_trial(view: StudyView, trial: int | None = None) -> tuple[Any, str]:
-    """The trial to export and how it was chosen: ``--trial N`` or the knee of the front."""
+    """The trial to export and how it was chosen: ``--trial N``, else the study's ``choose`` rule
+    (the knee of the front by default) on pooled medians (:meth:`StudyView.decide`)."""
     if trial is not None:
         try:
             t = view.trial(trial)
@@ -32,10 +33,15 @@ def choose_trial(view: StudyView, trial: int | None = None) -> tuple[Any, str]:
         if not view.is_feasible(t):
             raise ExportError(f"trial {trial} of {view.name!r} violates the study's constraints; choose a feasible trial")
         return t, f"trial {trial} (chosen by the user)"
-    t = view.knee_trial()
-    if t is None:
-        raise ExportError(f"study {view.name!r} has no feasible complete trial yet: nothing to export")
-    return t, f"trial {t.number} (knee of the Pareto front)"
+    try:
+        decision = view.decide()
+    except ValueError as err:
+        raise ExportError(f"study {view.name!r}: nothing to export: {err}") from None
+    t = decision.trial
+    how = decision.reason
+    if decision.equivalent:
+        how += f"; not significantly different from trial(s) {', '.join(map(str, decision.equivalent))}"
+    return t, how
 
 
 def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:

@@ -59,3 +59,23 @@ def plot_convergence(info: ParetoInfo, path: Path, *, title: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_importance(importance: dict[str, dict[str, float]], path: Path, *, title: str) -> Path:
+    """Horizontal bars: each knob's importance for each objective (fANOVA, sums to 1 per objective)."""
+    plt = _plt()
+    knobs = sorted({k for d in importance.values() for k in d}, key=lambda k: -max(d.get(k, 0) for d in importance.values()))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(knobs) + 1.5))
+    height = 0.8 / max(1, len(importance))
+    for j, (objective, d) in enumerate(importance.items()):
+        ys = [i + j * height for i in range(len(knobs))]
+        ax.barh(ys, [d.get(k, 0.0) for k in knobs], height=height, label=objective)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(knobs))], knobs)
+    ax.invert_yaxis()
+    ax.set_xlabel("importance (share of the objective's variance explained)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -10,9 +10,11 @@ restores.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import socket
 import signal
 import time
 import uuid
@@ -46,15 +48,18 @@ from collectors.timeseries import steady_window
 from collectors.workloads.base import Workload
 from experiments import export
 from experiments.metrics import SERIES_METRICS, allowed_metrics
-from experiments.plots import plot_convergence, plot_pareto
+from experiments.plots import plot_convergence, plot_importance, plot_pareto
 from experiments.samplers import SamplerChoice, build_sampler
 from experiments.settings import Paths
 from experiments.space import Resolved, clamp_to_space, resolve
 from experiments.spec import SpecError, StudySpec
 from experiments.store import load_view
 from experiments.workloads import build_workload
+from optimizer.convergence import ConvergenceMonitor, terminator_says_stop
 from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
+from optimizer.noise import TrialEstimate, remeasure_candidates
 from optimizer.stats import estimate
+from optimizer.trust import TrustRegion
 
 __all__ = ["Interrupted", "RestoreFailed", "StudyReport", "StudyRunner", "TrialReport"]
 
@@ -99,6 +104,7 @@ class TrialReport:
     feasible: bool = False
     reason: str = ""
     seconds: float = 0.0
+    samples: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -116,6 +122,8 @@ class StudyReport:
     restore_mismatches: list[str] = field(default_factory=list)
     recovered_before: int = 0
     seconds: float = 0.0
+    stop_reason: str = ""
+    choice_reason: str = ""
 
 
 Event = Callable[..., None]
@@ -272,11 +280,14 @@ class StudyRunner:
                     "workload": self.spec.workload.kind,
                     "sampler": choice.name,
                     "sampler_reason": choice.reason,
+                    "target": self.target_key,
                 }.items():
                     study.set_user_attr(key, value)
                 study.enqueue_trial(clamp_to_space(baseline, resolved.space), user_attrs={"baseline": True})
-                for point in choice.enqueue[: max(0, self.n_trials - 1)]:
-                    study.enqueue_trial(point)
+                warm = self._warm_start(storage, name, resolved, baseline) if not choice.enqueue else []
+                for point in (choice.enqueue or warm)[: max(0, self.n_trials - 1)]:
+                    study.enqueue_trial(point, user_attrs={"warm_start": True} if warm else None)
+                study.set_user_attr("warm_start", warm)
 
                 tracker = self._tracker()
                 if tracker is not None:
@@ -289,13 +300,20 @@ class StudyRunner:
                 self.on_event("start", name=name, total=self.n_trials, skipped=skipped, baseline=baseline,
                               sampler=choice.reason)
                 deadline = t_start + self.spec.budget.timeout_s if self.spec.budget.timeout_s else math.inf
-                for _ in range(self.n_trials):
-                    if time.monotonic() >= deadline:
-                        log.info("budget timeout reached")
-                        break
-                    trial = study.ask()
-                    params = resolved.space.suggest(trial)
-                    trial.set_user_attr("applied", params)  # the proposal after ordering repair
+                conv = self.spec.convergence
+                monitor = ConvergenceMonitor(
+                    self.directions,
+                    patience=conv.patience if conv else 8,
+                    min_rel_improvement=conv.min_improvement if conv else 0.01,
+                    min_trials=conv.min_trials if conv else None,
+                )
+                region = self._trust_region(resolved, baseline)
+                report.stop_reason = f"budget of {self.n_trials} trials used"
+
+                def one(trial: optuna.trial.Trial, params: dict[str, Any], **attrs: Any) -> TrialReport:
+                    trial.set_user_attr("applied", params)  # the proposal after ordering repair (and trust region)
+                    for k, v in attrs.items():
+                        trial.set_user_attr(k, v)
                     self.on_event("trial_start", number=trial.number, params=params)
                     tr = self._run_trial(trial.number, params, resolved, journal, run_id, workload, reader, workdir)
                     self._tell(study, trial, tr)
@@ -305,7 +323,40 @@ class StudyRunner:
                     self.on_event("trial_end", report=tr)
                     if tr.reason.startswith("restore failed"):
                         raise RestoreFailed(tr.reason)
+                    return tr
 
+                for _ in range(self.n_trials):
+                    if time.monotonic() >= deadline:
+                        report.stop_reason = f"budget timeout of {self.spec.budget.timeout_s:g} s reached"
+                        break
+                    trial = study.ask()
+                    params = resolved.space.suggest(trial)
+                    extra = {}
+                    if region is not None:
+                        params = region.clamp(params)
+                        extra["trust_center"] = region.center  # what this trial's steps are measured from
+                    tr = one(trial, params, **extra)
+                    state = self._converge(study, trial.number, monitor, tracker)
+                    if region is not None and tr.feasible and state.improved_at == trial.number:
+                        region = region.move(params)  # the region follows the improvements
+                        study.set_user_attr("trust_center", region.center)
+                    if conv is not None and state.converged:
+                        report.stop_reason = f"converged: {state.reason}"
+                        break
+                # noise: re-measure promising and duplicate configurations (each a trial of its own)
+                for _ in range(self.spec.noise.remeasure):
+                    if time.monotonic() >= deadline:
+                        break
+                    target = self._remeasure_target(study)
+                    if target is None:
+                        break
+                    params = dict(target.user_attrs.get("applied") or target.params)
+                    study.enqueue_trial(clamp_to_space(params, resolved.space),
+                                        user_attrs={"remeasure_of": target.number})
+                    trial = study.ask()
+                    resolved.space.suggest(trial)  # the enqueued params come back
+                    one(trial, params)
+                study.set_user_attr("stop_reason", report.stop_reason)
                 report.restore_mismatches = [
                     f"{n}: {knob.read()!r} != baseline {baseline[n]!r}"
                     for n, knob in resolved.knobs.items()
@@ -335,6 +386,97 @@ class StudyRunner:
                 self.on_event("finish", report=report)
         return report
 
+    # ------------------------------------------------------- search control
+    def _converge(self, study: optuna.Study, number: int, monitor: ConvergenceMonitor, tracker: Any) -> Any:
+        """Feed trial ``number`` to the convergence monitor; record the state (study attrs, MLflow)."""
+        frozen = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+            study._study_id, number))
+        conv = self.spec.convergence
+        terminator = None
+        if conv is not None and conv.terminator and len(self.directions) == 1:
+            terminator = terminator_says_stop(study, evaluator="stagnation")
+        state = monitor.update_from_trial(frozen, terminator=terminator)
+        study.set_user_attr("convergence", {
+            "converged": state.converged, "reason": state.reason, "trials_since_improvement":
+            state.trials_since_improvement, "improved_at": state.improved_at,
+            "history": [x if math.isfinite(x) else None for x in state.history],
+            "stops_study": conv is not None,
+        })
+        if tracker is not None:
+            progress = state.history[-1] if state.history else math.nan
+            tracker.log_study_step({"convergence_progress": progress,
+                                    "trials_since_improvement": float(state.trials_since_improvement)}, step=number)
+        return state
+
+    def _trust_region(self, resolved: Resolved, baseline: dict[str, Any]) -> TrustRegion | None:
+        tr = self.spec.trust_region
+        if tr is None:
+            return None
+        center = clamp_to_space(baseline, resolved.space)
+        for p in resolved.space.params:  # a baseline outside the spec's range starts at the nearest edge
+            if p.name in center and not isinstance(center[p.name], str):
+                center[p.name] = min(max(center[p.name], p.low), p.high)  # type: ignore[union-attr]
+        missing = [n for n in resolved.space.names if n not in center]
+        if missing:
+            raise SpecError(self.source, [f"trust_region: the current value of {missing} cannot be read"])
+        try:
+            return TrustRegion(resolved.space.repair(center), tr.max_step, resolved.space,
+                               max_categorical_changes=tr.max_categorical_changes)
+        except ValueError as err:
+            raise SpecError(self.source, [f"trust_region: {err}"]) from None
+
+    @property
+    def target_key(self) -> str:
+        """What "the same target" means for warm starts: the workload as specified, on this host."""
+        return f"{socket.gethostname()}:{json.dumps(self.spec.workload.model_dump(mode='json'), sort_keys=True)}"
+
+    def _warm_start(
+        self, storage: optuna.storages.BaseStorage, name: str, resolved: Resolved, baseline: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The best configurations of earlier studies of the same target, for this space: the
+        chosen one of each study first, then its noise-aware front; distinct, valid, not the baseline."""
+        ws = self.spec.warm_start
+        if not ws.enabled or ws.top == 0:
+            return []
+        points: list[dict[str, Any]] = []
+        seen = {json.dumps(clamp_to_space(baseline, resolved.space), sort_keys=True, default=str)}
+        summaries = sorted(optuna.get_all_study_summaries(storage, include_best_trial=False),
+                           key=lambda s: s.datetime_start.timestamp() if s.datetime_start else 0.0,
+                           reverse=True)  # newest first
+        for summary in summaries:
+            if summary.study_name == name or summary.user_attrs.get("target") != self.target_key:
+                continue
+            try:
+                view = load_view(self.paths.optuna_url, summary.study_name)
+                decision = view.decide()
+            except (ValueError, LookupError):
+                continue
+            for number in [decision.trial.number, *decision.noisy_front]:
+                values = clamp_to_space(view.knob_values(view.trial(number)), resolved.space)
+                if set(values) != set(resolved.space.names) or not resolved.space.is_valid(values):
+                    continue  # the earlier study tuned other knobs, or other ranges
+                key = json.dumps(values, sort_keys=True, default=str)
+                if key not in seen:
+                    seen.add(key)
+                    points.append(values)
+                if len(points) >= ws.top:
+                    return points
+        return points
+
+    def _remeasure_target(self, study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+        """The complete trial whose configuration most deserves another measurement, or None."""
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        if not done:
+            return None
+        n = self.spec.noise
+        estimates = [TrialEstimate.from_samples(t.user_attrs.get("samples") or [list(t.values)],
+                                                confidence=n.confidence) for t in done]
+        params = [t.user_attrs.get("applied") or t.params for t in done]
+        feasible = [all(v <= 0 for v in t.constraints.values()) for t in done]
+        picks = remeasure_candidates(estimates, params, self.directions, max_n=1, target_n=n.target_repeats,
+                                     max_rel_ci=n.max_rel_ci, feasible=feasible)
+        return done[picks[0]] if picks else None
+
     # ------------------------------------------------------------- one trial
     def _run_trial(
         self,
@@ -363,6 +505,8 @@ class StudyRunner:
                 for rep in range(self.spec.trial.repeats):
                     per_repeat.append(self._measure(workload, reader, series, timelines, rep))
                 tr.metrics = self._reduce(per_repeat, params)
+                # per-repeat objective values (derived ones such as cost from the trial's figures)
+                tr.samples = [[r.get(o, tr.metrics.get(o, math.nan)) for o in self.objectives] for r in per_repeat]
                 tr.state = "complete"
         except (ActuatorError, WorkloadError, CollectorError, OSError, ValueError) as err:
             tr.state, tr.reason = "fail", f"{type(err).__name__}: {err}"
@@ -507,6 +651,8 @@ class StudyRunner:
         if tr.state == "complete" and not all(math.isfinite(v) for v in values):
             tr.state, tr.reason = "fail", f"objective not measurable: {dict(zip(self.objectives, values))}"
         trial.set_user_attr("metrics", {k: v for k, v in tr.metrics.items() if math.isfinite(v)})
+        if tr.samples and all(math.isfinite(x) for row in tr.samples for x in row):
+            trial.set_user_attr("samples", tr.samples)
         if tr.state != "complete":
             trial.set_user_attr("reason", tr.reason)
             study.tell(trial, state=TrialState.FAIL)
@@ -549,6 +695,30 @@ class StudyRunner:
             artifacts=[f for f in files if f.exists()],
         )
 
+    def _importance(self, name: str, workdir: Path) -> tuple[dict[str, float], Path] | None:
+        """Knob importance per objective (Optuna's fANOVA over complete trials): MLflow metrics
+        ``importance.<objective>.<knob>`` and a bar chart. None when too few trials vary."""
+        study = optuna.load_study(study_name=name, storage=self.paths.optuna_url)
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(done) < 4:
+            return None
+        out: dict[str, dict[str, float]] = {}
+        for i, objective in enumerate(self.objectives):
+            try:
+                imp = optuna.importance.get_param_importances(
+                    study, target=lambda t, i=i: t.values[i],
+                    evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+            except (RuntimeError, ValueError) as err:  # e.g. every trial has the same params
+                log.info("no importance for %s: %s", objective, err)
+                continue
+            out[objective] = {k: float(v) for k, v in imp.items()}
+        if not out:
+            return None
+        study.set_user_attr("importance", out)
+        path = plot_importance(out, workdir / "importance.png", title=f"{name}: knob importance (fANOVA)")
+        flat = {f"importance.{o}.{k}": v for o, d in out.items() for k, v in d.items()}
+        return flat, path
+
     def _finish(self, report: StudyReport, tracker: Any, workdir: Path) -> None:
         """Pareto front, knee, plots and the knee's export; all logged to the study run."""
         try:
@@ -562,13 +732,28 @@ class StudyRunner:
                                              trial_numbers=[t.number for t in done]))
                 artifacts.append(plot_convergence(info, workdir / "convergence.png", title=f"{report.name}: hypervolume per trial"))
                 hv = [float(x) for x in info.hv_history]
+            decision = None
             if info.knee is not None:
-                report.knee = done[info.knee].number
                 report.front = [done[i].number for i in info.front]
+                try:
+                    decision = view.decide()
+                except ValueError as err:
+                    log.warning("no configuration to export: %s", err)
+            if decision is not None:
+                report.knee = decision.trial.number
+                report.choice_reason = decision.reason
                 report.export_json = export.render(view, "json")
                 p = workdir / "export-knee.json"
                 p.write_text(report.export_json)
                 artifacts.append(p)
+                study_attrs = {"choice": {"trial": decision.trial.number, "rule": decision.rule,
+                                          "reason": decision.reason, "equivalent": decision.equivalent,
+                                          "noisy_front": decision.noisy_front}}
+                optuna.load_study(study_name=report.name, storage=self.paths.optuna_url).set_user_attr(
+                    "choice", study_attrs["choice"])
+            importance = self._importance(report.name, workdir)
+            if importance:
+                artifacts.append(importance[1])
             units = workdir / "series-units.csv"
             if units.exists():
                 artifacts.append(units)
@@ -576,6 +761,7 @@ class StudyRunner:
             if tracker is not None:
                 tracker.finish_study(
                     metrics={
+                        **(importance[0] if importance else {}),
                         "trials_complete": sum(t.state == "complete" for t in report.trials),
                         "trials_feasible": sum(t.feasible for t in report.trials),
                         "knee_trial": report.knee if report.knee is not None else math.nan,
@@ -588,6 +774,11 @@ class StudyRunner:
                         "knee_trial": str(report.knee),
                         "pareto_trials": ",".join(map(str, report.front)),
                         "restored_verified": str(not report.restore_mismatches).lower(),
+                        "stop_reason": report.stop_reason or report.state,
+                        "convergence": (view.attrs.get("convergence") or {}).get("reason", ""),
+                        "choice": report.choice_reason,
+                        "noise_equivalent_trials": ",".join(map(str, decision.equivalent)) if decision else "",
+                        "noisy_pareto_trials": ",".join(map(str, decision.noisy_front)) if decision else "",
                     },
                     status="FINISHED" if report.state == "completed" else "KILLED",
                 )

@@ -31,14 +31,19 @@ from pydantic import (
 __all__ = [
     "WORKLOAD_SPECS",
     "BudgetSpec",
+    "ChooseSpec",
     "ConstraintSpec",
+    "ConvergenceSpec",
     "CostSpec",
     "KnobSpec",
+    "NoiseSpec",
     "SamplerSpec",
     "SpecError",
     "SteadySpec",
     "StudySpec",
     "TrialSpec",
+    "TrustRegionSpec",
+    "WarmStartSpec",
     "WorkloadSpec",
     "load_spec",
     "parse_spec",
@@ -255,6 +260,58 @@ class SamplerSpec(_Strict):
     seed: int | None = None
 
 
+class ConvergenceSpec(_Strict):
+    """Stop early: the hypervolume (several objectives) or the best value (one) has not improved
+    by more than ``min_improvement`` (relative) for ``patience`` trials, or Optuna's terminator
+    (``terminator: true``, one objective) says so. Without this section the state is tracked and
+    reported, and the study runs its whole budget."""
+
+    patience: int = Field(default=8, ge=1, le=1000)
+    min_improvement: float = Field(default=0.01, ge=0, le=1)
+    min_trials: int | None = Field(default=None, ge=1, le=10_000)
+    terminator: bool = False
+
+
+class NoiseSpec(_Strict):
+    """Re-measure up to ``remeasure`` promising or duplicate configurations after the budget
+    (each a trial of its own), until they have ``target_repeats`` measurements or their
+    confidence interval is narrower than ``max_rel_ci``; the Pareto front and the choice then
+    treat differences inside the noise as ties."""
+
+    remeasure: int = Field(default=0, ge=0, le=100)
+    target_repeats: int = Field(default=3, ge=2, le=50)
+    max_rel_ci: float = Field(default=0.05, gt=0, le=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
+class TrustRegionSpec(_Strict):
+    """Safe gradual tuning: each trial moves every numeric knob by at most ``max_step`` from the
+    current configuration (a fraction of its range, or ``{knob: absolute step}``) and changes at
+    most ``max_categorical_changes`` categorical knobs; the region follows the improvements."""
+
+    max_step: float | dict[str, float] = 0.1
+    max_categorical_changes: int = Field(default=1, ge=0, le=100)
+
+
+class WarmStartSpec(_Strict):
+    """Enqueue the best configurations (the knee first, then the feasible front) of up to ``top``
+    trials from earlier studies of the same target (same workload, same host), after the baseline."""
+
+    enabled: bool = True
+    top: int = Field(default=3, ge=0, le=50)
+
+
+class ChooseSpec(_Strict):
+    """Which trial the study exports: ``knee`` of the front, ``max-perf-under-budget``
+    (``budget: {cost_usd_per_hour: 0.03}``), ``min-cost-under-sla`` (``sla: {latency_p95_ms:
+    {max: 20}}``) or ``best`` (of ``target``)."""
+
+    rule: Literal["knee", "max-perf-under-budget", "min-cost-under-sla", "best"] = "knee"
+    budget: dict[str, float] = Field(default_factory=dict)
+    sla: dict[str, ConstraintSpec] = Field(default_factory=dict)
+    target: str | None = None
+
+
 class StudySpec(_Strict):
     """What to tune, how to measure it and what counts as better."""
 
@@ -268,6 +325,11 @@ class StudySpec(_Strict):
     budget: BudgetSpec = BudgetSpec()
     cost: CostSpec = CostSpec()
     sampler: SamplerSpec = SamplerSpec()
+    convergence: ConvergenceSpec | None = None
+    noise: NoiseSpec = NoiseSpec()
+    trust_region: TrustRegionSpec | None = None
+    warm_start: WarmStartSpec = WarmStartSpec()
+    choose: ChooseSpec = ChooseSpec()
 
     @field_validator("knobs")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,9 +10,11 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from optimizer.choose import choose
+from optimizer.noise import TrialEstimate, merge_duplicates, noisy_pareto_mask, pooled_noise, significantly_better
 from optimizer.pareto import ParetoInfo, pareto_info
 
-__all__ = ["StudyNotFound", "StudyView", "list_studies", "load_view"]
+__all__ = ["Configuration", "Decision", "StudyNotFound", "StudyView", "list_studies", "load_view"]
 
 
 class StudyNotFound(LookupError):
@@ -44,6 +47,33 @@ def _feasible(t: FrozenTrial) -> bool:
 
 
 @dataclass(frozen=True)
+class Configuration:
+    """One applied configuration: its first trial, every trial that measured it, the pooled estimate."""
+
+    trial: FrozenTrial
+    members: list[FrozenTrial]
+    estimate: TrialEstimate | None
+    feasible: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What :meth:`StudyView.decide` chose and why."""
+
+    trial: FrozenTrial
+    reason: str
+    rule: str
+    equivalent: list[int]  # front configurations not significantly different from the chosen one
+    noisy_front: list[int]  # first trial of each configuration on the noise-aware front
+    measured_by: list[int]  # every trial that measured the chosen configuration
+
+
+def _nz(noise: np.ndarray, j: int) -> float | None:
+    v = float(noise[j]) if j < len(noise) else math.nan
+    return v if math.isfinite(v) else None
+
+
+@dataclass(frozen=True)
 class StudyView:
     """A finished or running study as the CLI and exports see it."""
 
@@ -71,6 +101,70 @@ class StudyView:
     def front_trials(self) -> list[FrozenTrial]:
         info, done = self.pareto()
         return [done[i] for i in info.front]
+
+    # ------------------------------------------------ noise-aware decision
+    def samples(self, t: FrozenTrial) -> list[list[float]]:
+        """The trial's per-repeat objective values (its median values when none were stored)."""
+        return [list(map(float, row)) for row in (t.user_attrs.get("samples") or [t.values])]
+
+    def configurations(self) -> list[Configuration]:
+        """Complete trials grouped by the configuration they applied (re-measurements and duplicates
+        pooled), each with the median and confidence interval of its pooled measurements."""
+        done = self.complete
+        groups = merge_duplicates([self.knob_values(t) for t in done], [self.samples(t) for t in done])
+        out = []
+        for g in groups:
+            members = [done[i] for i in g.indices]
+            est = TrialEstimate.from_samples(g.samples) if len(g.samples) else None
+            out.append(Configuration(members[0], members, est, all(_feasible(t) for t in members)))
+        return out
+
+    def decide(
+        self,
+        *,
+        rule: str | None = None,
+        budget: dict[str, float] | None = None,
+        sla: dict[str, tuple[str, float]] | None = None,
+        target: str | None = None,
+    ) -> Decision:
+        """The configuration to ship, by the study's ``choose`` rule (or the one given), judged on
+        pooled medians; with the other front configurations that are not significantly different
+        from it (inside each other's confidence intervals) and the noise-aware front.
+
+        Raises:
+            ValueError: no configuration qualifies (the message names the closest one).
+        """
+        spec = (self.attrs.get("spec") or {}).get("choose") or {}
+        rule = rule or spec.get("rule") or "knee"
+        budget = budget if budget is not None else spec.get("budget") or {}
+        if sla is None:
+            sla = {k: ("<=", v["max"]) if v.get("max") is not None else (">=", v["min"])
+                   for k, v in (spec.get("sla") or {}).items()}
+        target = target or spec.get("target")
+        configs = [c for c in self.configurations() if c.estimate is not None and c.estimate.finite]
+        if not configs:
+            raise ValueError(f"study {self.name!r} has no complete trial to choose from")
+        values = np.array([c.estimate.values for c in configs], dtype=float)  # type: ignore[union-attr]
+        feasible = [c.feasible for c in configs]
+        metrics = [c.trial.user_attrs.get("metrics", {}) for c in configs]
+        picked = choose(values, feasible, self.directions, self.objectives, rule=rule, budget=budget, sla=sla,
+                        metrics=metrics, target=target, trial_numbers=[c.trial.number for c in configs])
+        ests = [c.estimate for c in configs]
+        noise = pooled_noise(ests)  # type: ignore[arg-type]
+        mask = noisy_pareto_mask(ests, self.directions, feasible=feasible, rel_noise=noise)  # type: ignore[arg-type]
+        chosen = configs[picked.index]
+        equivalent = []
+        for i, c in enumerate(configs):
+            if i == picked.index or not mask[i]:
+                continue
+            better = any(significantly_better(c.estimate, chosen.estimate, d, objective=j, rel_noise=_nz(noise, j))
+                         or significantly_better(chosen.estimate, c.estimate, d, objective=j, rel_noise=_nz(noise, j))
+                         for j, d in enumerate(self.directions))
+            if not better:
+                equivalent.append(c.trial.number)
+        front = [c.trial.number for c, m in zip(configs, mask) if m]
+        return Decision(chosen.trial, picked.reason, rule, equivalent, front,
+                        [t.number for t in chosen.members])
 
     def trial(self, number: int) -> FrozenTrial:
         for t in self.trials:

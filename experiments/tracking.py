@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,23 @@ class Tracker:
         status = "FAILED" if tags.get("state") == "fail" else "FINISHED"
         self.client.set_terminated(rid, status=status)
         return rid
+
+    def log_study_step(self, metrics: dict[str, Any], *, step: int) -> None:
+        """Step metrics on the study run while it runs (e.g. convergence progress per trial)."""
+        from mlflow.entities import Metric
+
+        if self.parent_run_id is None:
+            return
+        ts = int(time.time() * 1000)
+        batch = [Metric(k, v, ts, step) for k, v in _finite(metrics).items()]
+        if batch:
+            self.client.log_batch(self.parent_run_id, metrics=batch)
+
+    def set_study_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        if self.parent_run_id is not None and tags:
+            self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
     def finish_study(
         self,
