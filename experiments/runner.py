@@ -10,12 +10,13 @@ restores.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
-import socket
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -58,6 +59,7 @@ from experiments.workloads import build_workload
 from optimizer.convergence import ConvergenceMonitor, terminator_says_stop
 from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
 from optimizer.noise import TrialEstimate, remeasure_candidates
+from optimizer.space import CategoricalParam
 from optimizer.stats import estimate
 from optimizer.trust import TrustRegion
 
@@ -263,6 +265,7 @@ class StudyRunner:
                 baseline = {n: knob.read() for n, knob in resolved.knobs.items()}
                 report.baseline = baseline
 
+                region = self._trust_region(resolved, baseline)  # checked before the study exists
                 choice = self._sampler(resolved.space)
                 study = optuna.create_study(
                     study_name=name, storage=storage, directions=self.directions, sampler=choice.sampler
@@ -307,7 +310,6 @@ class StudyRunner:
                     min_rel_improvement=conv.min_improvement if conv else 0.01,
                     min_trials=conv.min_trials if conv else None,
                 )
-                region = self._trust_region(resolved, baseline)
                 report.stop_reason = f"budget of {self.n_trials} trials used"
 
                 def one(trial: optuna.trial.Trial, params: dict[str, Any], **attrs: Any) -> TrialReport:
@@ -333,12 +335,12 @@ class StudyRunner:
                     params = resolved.space.suggest(trial)
                     extra = {}
                     if region is not None:
-                        params = region.clamp(params)
+                        params = resolved.space.active(region.clamp(params))
                         extra["trust_center"] = region.center  # what this trial's steps are measured from
                     tr = one(trial, params, **extra)
                     state = self._converge(study, trial.number, monitor, tracker)
                     if region is not None and tr.feasible and state.improved_at == trial.number:
-                        region = region.move(params)  # the region follows the improvements
+                        region = region.move({**region.center, **params})  # the region follows the improvements
                         study.set_user_attr("trust_center", region.center)
                     if conv is not None and state.converged:
                         report.stop_reason = f"converged: {state.reason}"
@@ -412,15 +414,23 @@ class StudyRunner:
         tr = self.spec.trust_region
         if tr is None:
             return None
-        center = clamp_to_space(baseline, resolved.space)
+        # the region works on every knob (conditions apply after each clamp, see the loop)
+        space = dataclasses.replace(resolved.space, conditions=())
+        center = clamp_to_space(baseline, space)
+        outside = [f"{p.name} ({center[p.name]!r} not in {list(p.choices)})" for p in space.params
+                   if isinstance(p, CategoricalParam) and p.name in center and center[p.name] not in p.choices]
+        if outside:
+            raise SpecError(self.source, [
+                "trust_region: a trust region starts from the current configuration, but the current value of "
+                + ", ".join(outside) + " is not among the spec's choices; add it to the choices"])
         for p in resolved.space.params:  # a baseline outside the spec's range starts at the nearest edge
             if p.name in center and not isinstance(center[p.name], str):
                 center[p.name] = min(max(center[p.name], p.low), p.high)  # type: ignore[union-attr]
-        missing = [n for n in resolved.space.names if n not in center]
+        missing = [n for n in space.names if n not in center]
         if missing:
             raise SpecError(self.source, [f"trust_region: the current value of {missing} cannot be read"])
         try:
-            return TrustRegion(resolved.space.repair(center), tr.max_step, resolved.space,
+            return TrustRegion(space.repair(center), tr.max_step, space,
                                max_categorical_changes=tr.max_categorical_changes)
         except ValueError as err:
             raise SpecError(self.source, [f"trust_region: {err}"]) from None
@@ -453,7 +463,8 @@ class StudyRunner:
                 continue
             for number in [decision.trial.number, *decision.noisy_front]:
                 values = clamp_to_space(view.knob_values(view.trial(number)), resolved.space)
-                if set(values) != set(resolved.space.names) or not resolved.space.is_valid(values):
+                conditional = {c.param for c in resolved.space.conditions}
+                if not set(resolved.space.names) - conditional <= set(values) or not resolved.space.is_valid(values):
                     continue  # the earlier study tuned other knobs, or other ranges
                 key = json.dumps(values, sort_keys=True, default=str)
                 if key not in seen:

@@ -14,12 +14,26 @@ from typing import Any
 from actuators import Catalog, Knob, UnknownKnob
 from experiments.metrics import TRIAL_METRICS
 from experiments.spec import KnobSpec, SpecError, StudySpec
-from optimizer.space import CategoricalParam, FloatParam, IntParam, LessThan, Param, SearchSpace
+from optimizer.space import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    LessThan,
+    Param,
+    SearchSpace,
+    When,
+)
 
-__all__ = ["ORDERINGS", "Resolved", "resolve"]
+__all__ = ["CONDITIONS", "ORDERINGS", "Resolved", "clamp_to_space", "resolve"]
 
 #: Pairs that must stay ordered whenever a study tunes both.
 ORDERINGS: tuple[LessThan, ...] = (LessThan("vm.dirty_background_ratio", "vm.dirty_ratio"),)
+#: knobs that only apply while another knob has certain values: not proposed otherwise
+CONDITIONS: tuple[When, ...] = (
+    When("thp.defrag", "thp.enabled", ("always", "madvise")),   # no huge pages: nothing to defragment
+    When("cpufreq.epp", "cpufreq.governor", ("powersave",)),     # EPP is read by intel_pstate's powersave
+    When("ioprio.level", "ioprio.class", ("best-effort",)),      # the idle class has no level
+)
 
 
 @dataclass(frozen=True)
@@ -112,19 +126,24 @@ def resolve(
         raise SpecError(source, [f"no knob of the spec can be tuned here: {skipped}"])
     names = {p.name for p in params}
     orderings = tuple(o for o in ORDERINGS if o.lower in names and o.upper in names)
+    by_name = {p.name: p for p in params}
+    conditions = tuple(
+        When(c.param, c.parent, tuple(v for v in c.values if v in by_name[c.parent].choices))  # type: ignore[union-attr]
+        for c in CONDITIONS if c.param in names and c.parent in names
+    )
     try:
-        space = SearchSpace(tuple(params), orderings)
+        space = SearchSpace(tuple(params), orderings, conditions)
     except ValueError as err:
         raise SpecError(source, [str(err)]) from None
     return Resolved(knobs, space, skipped)
 
 
 def clamp_to_space(values: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
-    """The subset of ``values`` the baseline trial can use (finite, known names)."""
+    """The subset of ``values`` the baseline trial can use (finite, known names, conditions holding)."""
     out = {}
     for p in space.params:
         v = values.get(p.name)
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
             continue
         out[p.name] = v
-    return out
+    return space.active(out)

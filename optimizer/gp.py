@@ -90,7 +90,7 @@ class BoundedGPSampler(optuna.samplers.GPSampler):
     """
 
     def __init__(
-        self, *, max_trials: int = 200, n_local_search: int = 4, n_preliminary_samples: int = 512, **kwargs: Any
+        self, *, max_trials: int = 200, n_local_search: int = 2, n_preliminary_samples: int = 256, **kwargs: Any
     ) -> None:
         kwargs.setdefault("warn_independent_sampling", False)
         super().__init__(**kwargs)

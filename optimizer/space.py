@@ -23,6 +23,7 @@ __all__ = [
     "LessThan",
     "Param",
     "SearchSpace",
+    "When",
 ]
 
 
@@ -97,17 +98,34 @@ class LessThan:
 
 
 @dataclass(frozen=True)
+class When:
+    """``param`` applies only while ``parent`` takes one of ``values`` (e.g. ``thp.defrag`` only
+    while ``thp.enabled`` is ``always`` or ``madvise``); otherwise it is not proposed and the
+    knob stays as it is."""
+
+    param: str
+    parent: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class SearchSpace:
-    """An ordered set of parameters plus ordering constraints between them."""
+    """An ordered set of parameters plus ordering constraints and conditions between them."""
 
     params: tuple[Param, ...]
     orderings: tuple[LessThan, ...] = field(default=())
+    conditions: tuple[When, ...] = field(default=())
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate parameter names in {names}")
         by_name = {p.name: p for p in self.params}
+        for c in self.conditions:
+            if c.param not in by_name or c.parent not in by_name or c.param == c.parent:
+                raise ValueError(f"condition {c} names a parameter that is not in the space")
+            if not isinstance(by_name[c.parent], CategoricalParam):
+                raise ValueError(f"condition {c}: the parent must be categorical")
         for rule in self.orderings:
             for n in (rule.lower, rule.upper):
                 p = by_name.get(n)
@@ -119,6 +137,14 @@ class SearchSpace:
                     f"{rule.lower} must be < {rule.upper}, but its lowest value {lo.low} "  # type: ignore[union-attr]
                     f"is not below the highest {rule.upper} {up.high}"  # type: ignore[union-attr]
                 )
+
+    def active(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` without the parameters whose condition does not hold (see :class:`When`)."""
+        out = dict(values)
+        for c in self.conditions:
+            if c.param in out and (c.parent not in out or out[c.parent] not in c.values):
+                del out[c.param]
+        return out
 
     @property
     def names(self) -> list[str]:
@@ -137,7 +163,7 @@ class SearchSpace:
         for r in self.orderings:
             if r.lower in values and r.upper in values and not values[r.lower] < values[r.upper]:
                 return False
-        return True
+        return self.active(values) == dict(values)  # no parameter whose condition does not hold
 
     def repair(self, values: dict[str, Any]) -> dict[str, Any]:
         """``values`` with every ordering made to hold by the smallest change.
@@ -174,11 +200,16 @@ class SearchSpace:
         are stored by the caller. Returns the values in the space's declared order.
         """
         chosen: dict[str, Any] = {}
-        for p in self.params:
+        children = {c.param: c for c in self.conditions}
+        for p in sorted(self.params, key=lambda q: q.name in children):  # parents before the knobs they gate
+            cond = children.get(p.name)
+            if cond is not None and chosen.get(cond.parent) not in cond.values:
+                continue  # does not apply to this configuration: not proposed, the knob stays as it is
             if isinstance(p, CategoricalParam):
                 chosen[p.name] = trial.suggest_categorical(p.name, list(p.choices))
             elif isinstance(p, IntParam):
                 chosen[p.name] = trial.suggest_int(p.name, p.low, p.high, step=p.step, log=p.log)
             else:
                 chosen[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
-        return self.repair(chosen)
+        repaired = self.repair(chosen)
+        return {n: repaired[n] for n in self.names if n in repaired}

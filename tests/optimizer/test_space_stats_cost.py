@@ -114,3 +114,28 @@ def test_cost_model():
     assert cost_per_1k_requests(1.0, 0.0) == math.inf
     with pytest.raises(ValueError):
         Sizing(vcpus=0, memory_gib=1)
+
+
+def test_a_conditional_knob_is_proposed_only_while_its_condition_holds():
+    from optimizer.space import When
+
+    space = SearchSpace(
+        (CategoricalParam("thp.enabled", ("always", "madvise", "never")),
+         CategoricalParam("thp.defrag", ("always", "defer", "never")), IntParam("vm.swappiness", 1, 100)),
+        conditions=(When("thp.defrag", "thp.enabled", ("always", "madvise")),),
+    )
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, group=True))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        values = space.suggest(trial)
+        seen.add(values["thp.enabled"])
+        assert ("thp.defrag" in values) == (values["thp.enabled"] != "never"), values
+        assert space.is_valid(values)
+        study.tell(trial, float(values["vm.swappiness"]))
+    assert seen == {"always", "madvise", "never"}
+    assert not space.is_valid({"thp.enabled": "never", "thp.defrag": "defer", "vm.swappiness": 5})
+    assert space.active({"thp.enabled": "never", "thp.defrag": "defer", "vm.swappiness": 5}) == {
+        "thp.enabled": "never", "vm.swappiness": 5}
+    with pytest.raises(ValueError, match="parent must be categorical"):
+        SearchSpace(space.params, conditions=(When("thp.defrag", "vm.swappiness", (1,)),))
