@@ -34,13 +34,15 @@ workload never reports is refused before anything starts.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
+import psutil
 
-__all__ = ["COMMON_METRICS", "Measurement", "Workload"]
+__all__ = ["COMMON_METRICS", "Measurement", "Workload", "process_tree"]
 
 #: name -> (unit, description) of the metrics most workloads report.
 COMMON_METRICS: dict[str, tuple[str, str]] = {
@@ -98,3 +100,15 @@ class Workload(Protocol):
     def stop(self) -> None:
         """Stop and reap everything :meth:`start` started; idempotent."""
         ...
+
+
+def process_tree(proc: subprocess.Popen | None) -> list[int]:  # type: ignore[type-arg]
+    """``proc`` and its live descendants, parent first ([] when it is not running)."""
+    if proc is None or proc.poll() is not None:
+        return []
+    try:
+        parent = psutil.Process(proc.pid)
+        children = parent.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [parent.pid, *(c.pid for c in children if c.is_running())]

@@ -34,6 +34,7 @@ import pandas as pd
 import psutil
 
 from collectors.errors import WorkloadError
+from collectors.workloads.base import process_tree
 from collectors.workloads.oltp_server import DEFAULT_CPU_ITERATIONS, DEFAULT_ROWS
 
 __all__ = ["OltpWorkload", "WorkloadResult", "WorkloadError", "parse_loadgen_output"]
@@ -345,14 +346,7 @@ class OltpWorkload:
 
     def pids(self) -> list[int]:
         """Every live process of the server: the parent first, then its workers ([] if not running)."""
-        if self._proc is None or self._proc.poll() is not None:
-            return []
-        try:
-            parent = psutil.Process(self._proc.pid)
-            children = parent.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        return [parent.pid, *(c.pid for c in children if c.is_running())]
+        return process_tree(self._proc)
 
     def measure(self, *, warmup_s: float, measure_s: float) -> WorkloadResult:
         """Run the load generator for ``warmup_s + measure_s`` and return its result.

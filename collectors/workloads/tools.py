@@ -85,7 +85,7 @@ from collectors.workloads.adapters.redis_benchmark import TESTS as _REDIS_TESTS
 from collectors.workloads.adapters.redis_benchmark import RedisBenchmarkAdapter
 from collectors.workloads.adapters.stress_ng import StressNgAdapter
 from collectors.workloads.adapters.wrk import WrkAdapter
-from collectors.workloads.base import Measurement
+from collectors.workloads.base import Measurement, process_tree
 
 __all__ = [
     "TOOL_WORKLOADS",
@@ -347,14 +347,7 @@ class _ToolWorkload:
 
     def pids(self) -> list[int]:
         """The tuned process and its descendants, parent first ([] when none runs)."""
-        if self._proc is None or self._proc.poll() is not None:
-            return []
-        try:
-            parent = psutil.Process(self._proc.pid)
-            children = parent.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        return [parent.pid, *(c.pid for c in children if c.is_running())]
+        return process_tree(self._proc)
 
     def measure(self, *, warmup_s: float, measure_s: float) -> Measurement:
         """Warm up (discarded), then measure one window with the tool.
@@ -528,6 +521,17 @@ class _ToolWorkload:
             set_parent_death_signal(signal.SIGKILL)
 
         return _pre
+
+    def _warm_then_measure(self, warmup_s: float, measure_s: float) -> tuple[AdapterResult, list[str]]:
+        """A discarded warm-up run of ``warmup_s`` (when > 0), then a run of ``measure_s``; both rounded
+        to whole seconds (the tools take no fractions), which the notes say."""
+        notes = []
+        if warmup_s > 0:
+            self._run(self._adapter(float(_whole_seconds(warmup_s))))
+        secs = _whole_seconds(measure_s)
+        if secs != measure_s:
+            notes.append(f"{self.kind} runs whole seconds: measure_s={measure_s:g} ran {secs} s")
+        return self._run(self._adapter(float(secs))), notes
 
     def _run(self, adapter: Any, *, extra_args: tuple[str, ...] = (), timeout_s: float | None = None) -> AdapterResult:
         """Run one tool invocation like :func:`run_adapter`, with this workload's preexec.
@@ -952,13 +956,7 @@ class PgbenchWorkload(_ToolWorkload):
             self.cluster_dir = None
 
     def _measure(self, warmup_s: float, measure_s: float) -> tuple[AdapterResult, pd.DataFrame | None, list[str]]:
-        notes = []
-        if warmup_s > 0:
-            self._run(self._adapter(float(_whole_seconds(warmup_s))))
-        secs = _whole_seconds(measure_s)
-        if secs != measure_s:
-            notes.append(f"pgbench runs whole seconds: measure_s={measure_s:g} ran {secs} s")
-        result = self._run(self._adapter(float(secs)))
+        result, notes = self._warm_then_measure(warmup_s, measure_s)
         progress = result.raw.get("progress") or []
         timeline = None
         if progress:
@@ -1180,13 +1178,8 @@ class WrkWorkload(_ToolWorkload):
         self.url = None
 
     def _measure(self, warmup_s: float, measure_s: float) -> tuple[AdapterResult, pd.DataFrame | None, list[str]]:
-        notes = []
-        if warmup_s > 0:
-            self._run(self._adapter(float(_whole_seconds(warmup_s))))
-        secs = _whole_seconds(measure_s)
-        if secs != measure_s:
-            notes.append(f"wrk runs whole seconds: measure_s={measure_s:g} ran {secs} s")
-        return self._run(self._adapter(float(secs))), None, notes
+        result, notes = self._warm_then_measure(warmup_s, measure_s)
+        return result, None, notes
 
     def _operations(self, result: AdapterResult) -> float:
         return result.extra.get("requests", math.nan)
@@ -1237,13 +1230,7 @@ class Iperf3Workload(_ToolWorkload):
         self.port = None
 
     def _measure(self, warmup_s: float, measure_s: float) -> tuple[AdapterResult, pd.DataFrame | None, list[str]]:
-        notes = []
-        if warmup_s > 0:
-            self._run(self._adapter(float(_whole_seconds(warmup_s))))
-        secs = _whole_seconds(measure_s)
-        if secs != measure_s:
-            notes.append(f"iperf3 runs whole seconds: measure_s={measure_s:g} ran {secs} s")
-        result = self._run(self._adapter(float(secs)))
+        result, notes = self._warm_then_measure(warmup_s, measure_s)
         rows = []
         for iv in result.raw.get("intervals") or []:
             s = iv.get("sum") if isinstance(iv, dict) else None
