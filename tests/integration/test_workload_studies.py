@@ -80,22 +80,43 @@ def test_passive_study_tunes_a_running_service_and_leaves_it_running(tmp_path: P
         server.wait(timeout=10)
 
 
+def _running_trial(home: Path, name: str) -> bool:
+    import optuna
+
+    if not (home / "optuna.db").exists():
+        return False
+    try:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'optuna.db'}")
+    except KeyError:
+        return False
+    return any(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
+
+
 def test_passive_study_of_a_vanishing_process_fails_the_trial_with_the_reason(tmp_path: Path, home: Path) -> None:
-    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(8)"])  # outlives the start-up
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         spec = {
             "name": "passive-gone",
             "workload": {"kind": "passive", "pids": [victim.pid]},
             "knobs": {"affinity.cpus": {"low": 1, "high": 2}},
             "objectives": {"target_cpu_pct": "minimize"},
-            "trial": {"warmup_s": 0.1, "measure_s": 20},
+            "trial": {"warmup_s": 0.1, "measure_s": 30},
             "budget": {"trials": 1},
         }
         path = tmp_path / "gone.yaml"
         path.write_text(yaml.safe_dump(spec))
-        proc = novatune("study", "run", str(path), home=home, timeout=120)
-        out = proc.stdout + proc.stderr
-        assert "Traceback" not in out and victim.poll() is not None
+        study = subprocess.Popen([sys.executable, "-m", "experiments", "study", "run", str(path)], cwd=REPO,
+                                 env={**os.environ, "NOVATUNE_HOME": str(home)},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not _running_trial(home, "passive-gone"):  # trial 0 is measuring
+            assert study.poll() is None and time.monotonic() < deadline, study.communicate()
+            time.sleep(0.3)
+        time.sleep(1.5)
+        victim.kill()  # the observed process goes away in the middle of the window
+        victim.wait()
+        out, errs = study.communicate(timeout=90)
+        assert "Traceback" not in out + errs
         shown = json.loads(novatune("study", "show", "passive-gone", "--json", home=home, check=True).stdout)
         (trial,) = shown["trials"]
         assert trial["state"] == "fail"
