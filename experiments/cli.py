@@ -586,6 +586,47 @@ def topology_cmd(
         err.print(f"[yellow]missing[/] {escape(g)}", highlight=False)
 
 
+# ------------------------------------------------------------------- replay
+@app.command("replay")
+def replay_cmd(
+    table_file: Annotated[Path, typer.Argument(metavar="TABLE.csv", help="CSV of measured configurations")],
+    group: Annotated[str, typer.Option("--group", help="column naming the group (e.g. workload)")],
+    knobs: Annotated[str, typer.Option("--knobs", help="knob columns, comma-separated (blank cell = not applicable)")],
+    objective: Annotated[list[str], typer.Option("--objective", help="COLUMN:min|max; once, or twice for a front")],
+    budget: Annotated[int, typer.Option("--budget", help="evaluations per search (>= 1)")],
+    seeds: Annotated[int, typer.Option("--seeds", help="searches per group (>= 1)")],
+    feasible: Annotated[str | None, typer.Option("--feasible", help="true/false, 1/0, yes/no or ok/error-text column")] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="auto, random, tpe, gp, nsga2, cmaes, grid")] = "auto",
+    trace: Annotated[Path | None, typer.Option("--trace", help="write one CSV row per evaluation here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    transfer: Annotated[bool, typer.Option("--transfer", help="learn from the other groups (never the tuned one)")] = False,
+) -> None:
+    """Judge a sampler on a table of measured configurations, beside random search (docs/replay.md)."""
+    from experiments.replay import ReplayError, load_table, render_text, write_trace
+    from experiments.replay import replay as run
+
+    try:
+        if budget < 1:
+            raise ReplayError(f"--budget {budget}: must be at least 1")
+        if seeds < 1:
+            raise ReplayError(f"--seeds {seeds}: must be at least 1")
+        tbl = load_table(table_file, group=group, knobs=knobs, objectives=objective, feasible=feasible)
+        result = run(tbl, budget=budget, seeds=seeds, sampler=sampler, transfer=transfer)
+        if trace is not None:
+            write_trace(result, tbl, trace)
+    except (ReplayError, OSError) as e:
+        raise UserError(str(e)) from None
+    if as_json:
+        _print_json(result.summary)
+        return
+    table = Table(title=f"replay: {sampler}{' + transfer' if transfer else ''}, budget {budget}, {seeds} seeds")
+    for col in ("group", "objective", "p_within_10pct", "random", "mean_regret", "random"):
+        table.add_column(col)
+    for row in render_text(result.summary):
+        table.add_row(*(escape(c) for c in row))
+    out.print(table)
+
+
 # -------------------------------------------------------------------- serve
 class _Stopped(Exception):
     """SIGTERM after uvicorn's graceful shutdown: a normal stop (exit 0)."""
