@@ -137,6 +137,21 @@ def _maximin(X_seen: np.ndarray, X_candidates: np.ndarray, rng: np.random.Genera
     return int(rng.choice(best))
 
 
+#: weight of the trend model in the surrogate mix (0: one plain GP); measured on the multicloud replay,
+#: see docs/replay.md
+TREND_WEIGHT = 0.5
+TREND_LAMBDA = 0.3
+
+
+def _trend(X: np.ndarray, y: np.ndarray, X_at: np.ndarray) -> np.ndarray:
+    """A ridge linear fit of ``y`` on ``X`` (intercept unpenalised), evaluated at ``X_at``."""
+    A = np.column_stack([X, np.ones(len(X))])
+    lam = TREND_LAMBDA * np.eye(A.shape[1])
+    lam[-1, -1] = 0.0
+    coef = np.linalg.solve(A.T @ A + lam, A.T @ y)
+    return np.column_stack([X_at, np.ones(len(X_at))]) @ coef
+
+
 def propose(
     X_seen: np.ndarray,
     y_seen: np.ndarray,
@@ -192,8 +207,19 @@ def propose(
         Xc = np.column_stack([Xc, prior_weight * prior_candidates])
     if groups is not None and has_prior:
         groups = np.append(np.asarray(groups), 0)  # the prior shares the numeric length scale
-    gp = fit_surrogate(Xs, y, seed=int(rng.integers(2**31 - 1)), groups=groups)
+    seed = int(rng.integers(2**31 - 1))
+    gp = fit_surrogate(Xs, y, seed=seed, groups=groups)
     mu, sd = gp.predict(Xc, return_std=True)
+    if TREND_WEIGHT > 0 and len(Xs) >= 4:
+        # average with a GP over the residuals of a ridge linear trend (monotone effects such as
+        # "more nodes run faster" are learnt from few points); the spread covers both models
+        t_s, t_c = _trend(Xs, y, Xs), _trend(Xs, y, Xc)
+        mu2, sd2 = fit_surrogate(Xs, y - t_s, seed=seed, groups=groups).predict(Xc, return_std=True)
+        mu2 = mu2 + t_c
+        w = TREND_WEIGHT
+        mix = (1 - w) * mu + w * mu2
+        sd = np.sqrt((1 - w) * (sd**2 + (mu - mix) ** 2) + w * (sd2**2 + (mu2 - mix) ** 2))
+        mu = mix
     best_y = y[feasible_seen].min()
     ei = expected_improvement(mu, sd, best_y, xi=xi)
     top = np.flatnonzero(ei >= ei.max() - 1e-15 * max(1.0, abs(ei.max())))
