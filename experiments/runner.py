@@ -504,6 +504,7 @@ class StudyRunner:
         tr = TrialReport(number, params, "fail")
         series: list[pd.DataFrame] = []
         timelines: list[pd.DataFrame] = []
+        units: dict[str, str] = {}  # metric -> unit, as the workload reports them
         session = ChangeSession(journal, run_id=run_id, trial=number)
         if not resolved.space.is_valid(params):  # e.g. an enqueued point: never reaches an actuator
             tr.reason = f"invalid combination (outside a range or breaking a knob ordering): {params}"
@@ -514,8 +515,8 @@ class StudyRunner:
                 session.apply_many({resolved.knobs[n]: v for n, v in params.items()})
                 per_repeat: list[dict[str, float]] = []
                 for rep in range(self.spec.trial.repeats):
-                    per_repeat.append(self._measure(workload, reader, series, timelines, rep))
-                tr.metrics = self._reduce(per_repeat, params)
+                    per_repeat.append(self._measure(workload, reader, series, timelines, units, rep))
+                tr.metrics = self._reduce(per_repeat, params, throughput_unit=units.get("throughput", ""))
                 # per-repeat objective values (derived ones such as cost from the trial's figures)
                 tr.samples = [[r.get(o, tr.metrics.get(o, math.nan)) for o in self.objectives] for r in per_repeat]
                 tr.state = "complete"
@@ -550,6 +551,7 @@ class StudyRunner:
         reader: CgroupCpuReader | None,
         series: list[pd.DataFrame],
         timelines: list[pd.DataFrame],
+        units: dict[str, str],
         rep: int,
     ) -> dict[str, float]:
         t = self.spec.trial
@@ -569,7 +571,7 @@ class StudyRunner:
             m.setdefault(key, value)  # what the workload measured itself wins
         if before is not None and after is not None:
             m["cgroup_throttled_ratio"] = cpu_delta(before, after).throttled_ratio
-        self._throughput_unit = res.units.get("throughput", "")
+        units.update(res.units)
         frame = frame.copy()
         frame["repeat"] = rep
         series.append(frame)
@@ -621,7 +623,9 @@ class StudyRunner:
         if timelines:
             pd.concat(timelines).to_csv(base / f"trial-{number:03d}-workload.csv")
 
-    def _reduce(self, per_repeat: list[dict[str, float]], params: dict[str, Any]) -> dict[str, float]:
+    def _reduce(
+        self, per_repeat: list[dict[str, float]], params: dict[str, Any], *, throughput_unit: str = ""
+    ) -> dict[str, float]:
         out: dict[str, float] = {}
         for key in per_repeat[0]:
             samples = [r[key] for r in per_repeat if key in r and math.isfinite(r[key])]
@@ -644,8 +648,8 @@ class StudyRunner:
             memory_usd_per_gib_hour=self.prices.memory_usd_per_gib_hour,
         )
         out["cost_usd_per_hour"] = usd
-        unit = getattr(self, "_throughput_unit", "")
-        rate = out.get("throughput_rps", out.get("throughput", math.nan) if unit in _OPS_UNITS else math.nan)
+        ops_like = throughput_unit in _OPS_UNITS
+        rate = out.get("throughput_rps", out.get("throughput", math.nan) if ops_like else math.nan)
         if math.isfinite(rate):
             out["cost_usd_per_1k_requests"] = cost_per_1k_requests(usd, rate)
         return out
