@@ -81,15 +81,20 @@ def test_passive_study_tunes_a_running_service_and_leaves_it_running(tmp_path: P
 
 
 def _running_trial(home: Path, name: str) -> bool:
-    import optuna
+    """Read-only look into the study store: never initialise its schema beside the running study."""
+    import sqlite3
 
-    if not (home / "optuna.db").exists():
+    db = home / "optuna.db"
+    if not db.exists():
         return False
     try:
-        study = optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'optuna.db'}")
-    except KeyError:
-        return False
-    return any(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            row = con.execute(
+                "select count(*) from trials t join studies s on s.study_id = t.study_id "
+                "where s.study_name = ? and t.state = 'RUNNING'", (name,)).fetchone()
+    except sqlite3.Error:
+        return False  # the schema is still being created
+    return bool(row and row[0])
 
 
 def test_passive_study_of_a_vanishing_process_fails_the_trial_with_the_reason(tmp_path: Path, home: Path) -> None:
