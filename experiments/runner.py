@@ -71,6 +71,16 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 _OPS_UNITS = ("req/s", "requests/s", "ops/s", "tx/s", "tps", "op/s")
 
 
+INTERRUPTED_BY_CRASH = "interrupted: the process running this trial died; recover restored its knobs"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` via a temporary file and rename: readers see old or new, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    os.replace(tmp, path)
+
+
 class Interrupted(BaseException):
     """SIGTERM/SIGHUP arrived; raised in the main thread so every ``finally`` runs."""
 
@@ -142,6 +152,9 @@ class StudyRunner:
         on_event: called as ``on_event(kind, **data)`` for progress display;
             kinds: ``start``, ``trial_start``, ``trial_end``, ``finish``.
         tracking_uri: MLflow tracking URI (default: the local store).
+        resume: continue the existing study ``name`` (after a crash or a service
+            restart): a trial left RUNNING is marked failed (its knobs were
+            restored by ``recover``), the budget counts the trials already run.
     """
 
     def __init__(
@@ -154,8 +167,12 @@ class StudyRunner:
         on_event: Event | None = None,
         tracking_uri: str | None = None,
         source: str = "<spec>",
+        resume: bool = False,
     ) -> None:
         self.spec = spec
+        self.resume = resume
+        if resume and not name:
+            raise ValueError("resume needs the name of the study to continue")
         self.paths = paths.ensure()
         self.n_trials = trials if trials is not None else spec.budget.trials
         if self.n_trials < 1:
@@ -179,6 +196,10 @@ class StudyRunner:
     # ----------------------------------------------------------------- naming
     def _study_name(self, storage: optuna.storages.BaseStorage) -> str:
         existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+        if self.resume:
+            if self.explicit_name not in existing:
+                raise SpecError(self.source, [f"no study named {self.explicit_name!r} to resume"])
+            return self.explicit_name
         if self.explicit_name is not None:
             if self.explicit_name in existing:
                 raise SpecError(self.source, [f"a study named {self.explicit_name!r} exists already; choose another --name"])
@@ -267,33 +288,51 @@ class StudyRunner:
 
                 region = self._trust_region(resolved, baseline)  # checked before the study exists
                 choice = self._sampler(resolved.space)
-                study = optuna.create_study(
-                    study_name=name, storage=storage, directions=self.directions, sampler=choice.sampler
-                )
-                for key, value in {
-                    "objectives": self.objectives,
-                    "constraints": {m: c.model_dump(exclude_none=True) for m, c in self.spec.constraints.items()},
-                    "knobs": list(resolved.knobs),
-                    "sysctl_keys": {n: k.sysctl_key for n, k in resolved.knobs.items() if k.sysctl_key},
-                    "skipped": skipped,
-                    "baseline": baseline,
-                    "spec": self.spec.model_dump(mode="json"),
-                    "run_id": run_id,
-                    "state": "running",
-                    "workload": self.spec.workload.kind,
-                    "sampler": choice.name,
-                    "sampler_reason": choice.reason,
-                    "target": self.target_key,
-                }.items():
-                    study.set_user_attr(key, value)
-                study.enqueue_trial(clamp_to_space(baseline, resolved.space), user_attrs={"baseline": True})
-                warm = self._warm_start(storage, name, resolved, baseline) if not choice.enqueue else []
-                for point in (choice.enqueue or warm)[: max(0, self.n_trials - 1)]:
-                    study.enqueue_trial(point, user_attrs={"warm_start": True} if warm else None)
-                study.set_user_attr("warm_start", warm)
-
+                done_before = remeasured_before = 0
+                if self.resume:
+                    study = optuna.load_study(study_name=name, storage=storage, sampler=choice.sampler)
+                    self._fail_running(study, reason=INTERRUPTED_BY_CRASH)
+                    baseline = dict(study.user_attrs.get("baseline") or baseline)  # the values before the study
+                    report.baseline = baseline
+                    earlier = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL,
+                                                                       TrialState.PRUNED))
+                    done_before = len(earlier)
+                    remeasured_before = sum("remeasure_of" in t.user_attrs for t in earlier)
+                    study.set_user_attr("run_id", run_id)
+                    study.set_user_attr("state", "running")
+                    study.set_user_attr("resumed", int(study.user_attrs.get("resumed", 0)) + 1)
+                    if region is not None and study.user_attrs.get("trust_center"):
+                        region = region.move(study.user_attrs["trust_center"])
+                else:
+                    study = optuna.create_study(
+                        study_name=name, storage=storage, directions=self.directions, sampler=choice.sampler
+                    )
+                    for key, value in {
+                        "objectives": self.objectives,
+                        "constraints": {m: c.model_dump(exclude_none=True) for m, c in self.spec.constraints.items()},
+                        "knobs": list(resolved.knobs),
+                        "sysctl_keys": {n: k.sysctl_key for n, k in resolved.knobs.items() if k.sysctl_key},
+                        "skipped": skipped,
+                        "baseline": baseline,
+                        "spec": self.spec.model_dump(mode="json"),
+                        "run_id": run_id,
+                        "state": "running",
+                        "workload": self.spec.workload.kind,
+                        "sampler": choice.name,
+                        "sampler_reason": choice.reason,
+                        "target": self.target_key,
+                    }.items():
+                        study.set_user_attr(key, value)
+                    study.enqueue_trial(clamp_to_space(baseline, resolved.space), user_attrs={"baseline": True})
+                    warm = self._warm_start(storage, name, resolved, baseline) if not choice.enqueue else []
+                    for point in (choice.enqueue or warm)[: max(0, self.n_trials - 1)]:
+                        study.enqueue_trial(point, user_attrs={"warm_start": True} if warm else None)
+                    study.set_user_attr("warm_start", warm)
                 tracker = self._tracker()
-                if tracker is not None:
+                resumed_run = False
+                if tracker is not None and self.resume and hasattr(tracker, "resume_study"):
+                    resumed_run = tracker.resume_study(name, tags={"run_id": run_id})
+                if tracker is not None and not resumed_run:
                     tracker.start_study(
                         name,
                         description=self.spec.description or f"novatune study of spec {self.spec.name}",
@@ -311,23 +350,28 @@ class StudyRunner:
                     min_trials=conv.min_trials if conv else None,
                 )
                 report.stop_reason = f"budget of {self.n_trials} trials used"
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+                    monitor.update_from_trial(t)  # a resumed study carries on from where it was
+                self._write_status(study, report, workdir)
 
                 def one(trial: optuna.trial.Trial, params: dict[str, Any], **attrs: Any) -> TrialReport:
                     trial.set_user_attr("applied", params)  # the proposal after ordering repair (and trust region)
                     for k, v in attrs.items():
                         trial.set_user_attr(k, v)
                     self.on_event("trial_start", number=trial.number, params=params)
+                    self._write_status(study, report, workdir)  # shows the trial in progress
                     tr = self._run_trial(trial.number, params, resolved, journal, run_id, workload, reader, workdir)
                     self._tell(study, trial, tr)
                     report.trials.append(tr)
                     if tracker is not None:
                         self._log_trial(tracker, tr, workdir, baseline=trial.number == 0)
+                    self._write_status(study, report, workdir)
                     self.on_event("trial_end", report=tr)
                     if tr.reason.startswith("restore failed"):
                         raise RestoreFailed(tr.reason)
                     return tr
 
-                for _ in range(self.n_trials):
+                for _ in range(max(0, self.n_trials - done_before)):
                     if time.monotonic() >= deadline:
                         report.stop_reason = f"budget timeout of {self.spec.budget.timeout_s:g} s reached"
                         break
@@ -346,7 +390,7 @@ class StudyRunner:
                         report.stop_reason = f"converged: {state.reason}"
                         break
                 # noise: re-measure promising and duplicate configurations (each a trial of its own)
-                for _ in range(self.spec.noise.remeasure):
+                for _ in range(max(0, self.spec.noise.remeasure - remeasured_before)):
                     if time.monotonic() >= deadline:
                         break
                     target = self._remeasure_target(study)
@@ -384,6 +428,7 @@ class StudyRunner:
                     cgroup.remove()
                 if study is not None:
                     self._finish(report, tracker, workdir)
+                    self._write_status(study, report, workdir)
                 report.seconds = time.monotonic() - t_start
                 self.on_event("finish", report=report)
         return report
@@ -678,11 +723,48 @@ class StudyRunner:
         study.tell(trial, values)
 
     @staticmethod
-    def _fail_running(study: optuna.Study) -> None:
+    def _fail_running(study: optuna.Study, reason: str = "interrupted") -> None:
         """A trial still RUNNING (interrupted) is marked FAIL: never silently good."""
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study._storage.set_trial_user_attr(t._trial_id, "reason", "interrupted")
+            study._storage.set_trial_user_attr(t._trial_id, "reason", reason)
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+    def _write_status(self, study: optuna.Study, report: StudyReport, workdir: Path) -> None:
+        """``status.json`` beside the study's files: what the API and ``study list`` show without
+        opening the Optuna store (written atomically after every trial)."""
+        try:
+            trials = study.get_trials(deepcopy=False)
+            done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)]
+            feasible = [t for t in done if t.state == TrialState.COMPLETE
+                        and all(v <= 0 for v in t.constraints.values())]
+            best = {}
+            for i, (m, d) in enumerate(zip(self.objectives, self.directions)):
+                if feasible:
+                    pick = (max if d == "maximize" else min)(feasible, key=lambda t: t.values[i])
+                    best[m] = {"value": pick.values[i], "trial": pick.number}
+            attrs = study.user_attrs
+            write_json_atomic(workdir / "status.json", {
+                "name": study.study_name,
+                "state": report.state,
+                "objectives": dict(zip(self.objectives, self.directions)),
+                "trials_total": self.n_trials,
+                "trials_done": len(done),
+                "trials_failed": sum(t.state == TrialState.FAIL for t in done),
+                "trials_feasible": len(feasible),
+                "running_trial": next((t.number for t in trials if t.state == TrialState.RUNNING), None),
+                "best": best,
+                "choice": attrs.get("choice"),
+                "convergence": attrs.get("convergence"),
+                "stop_reason": report.stop_reason if report.state != "running" else None,
+                "sampler": attrs.get("sampler"),
+                "workload": self.spec.workload.kind,
+                "knobs": attrs.get("knobs", []),
+                "resumed": attrs.get("resumed", 0),
+                "pid": os.getpid(),
+                "updated": time.time(),
+            })
+        except Exception:  # a status file must never stop a study
+            log.exception("could not write the status of %s", study.study_name)
 
     # --------------------------------------------------------------- outputs
     def _sampler(self, space: Any) -> SamplerChoice:
@@ -705,14 +787,16 @@ class StudyRunner:
         tracker.log_trial(
             tr.number,
             params=tr.params,
-            metrics={**tr.metrics, "trial_seconds": tr.seconds},
+            # medians over the repeats, <metric>_ci_low/_ci_high when there were several (see _reduce)
+            metrics={**tr.metrics, "trial_seconds": tr.seconds, "repeats": float(len(tr.samples))},
             tags=tags,
             artifacts=[f for f in files if f.exists()],
         )
 
-    def _importance(self, name: str, workdir: Path) -> tuple[dict[str, float], Path] | None:
+    def _importance(self, name: str, workdir: Path) -> tuple[dict[str, float], list[Path]] | None:
         """Knob importance per objective (Optuna's fANOVA over complete trials): MLflow metrics
-        ``importance.<objective>.<knob>`` and a bar chart. None when too few trials vary."""
+        ``importance.<objective>.<knob>`` and a bar chart, ``importance.png`` first, then
+        ``plots/importance.html`` (interactive). None when too few trials vary."""
         study = optuna.load_study(study_name=name, storage=self.paths.optuna_url)
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(done) < 4:
@@ -731,15 +815,25 @@ class StudyRunner:
             return None
         study.set_user_attr("importance", out)
         path = plot_importance(out, workdir / "importance.png", title=f"{name}: knob importance (fANOVA)")
+        paths = [path]
+        try:
+            from experiments.plots import plot_importance_html
+
+            (workdir / "plots").mkdir(exist_ok=True)
+            paths.append(plot_importance_html(out, workdir / "plots" / "importance.html",
+                                              title=f"{name}: knob importance (fANOVA)"))
+        except Exception as err:  # noqa: BLE001 - the PNG and the metrics still count
+            log.warning("no interactive importance plot for %s: %s", name, err)
         flat = {f"importance.{o}.{k}": v for o, d in out.items() for k, v in d.items()}
-        return flat, path
+        return flat, paths
 
     def _finish(self, report: StudyReport, tracker: Any, workdir: Path) -> None:
         """Pareto front, knee, plots and the knee's export; all logged to the study run."""
         try:
             view = load_view(self.paths.optuna_url, report.name)
             info, done = view.pareto()
-            artifacts: list[Path] = []
+            artifacts: list[Any] = []  # Path (run root) or (Path, artifact dir), see tracking.Artifact
+            not_plotted: dict[str, str] = {}
             hv: list[float] = []
             if len(done):
                 names = self.objectives
@@ -761,6 +855,32 @@ class StudyRunner:
                 p = workdir / "export-knee.json"
                 p.write_text(report.export_json)
                 artifacts.append(p)
+                # every deployable format of the chosen configuration, under export/ (one failing
+                # format does not stop the others); write_export where export.py has it
+                export_dir = workdir / "export"
+                if export_dir.is_dir():  # a resumed study: no stale file of an earlier choice
+                    import shutil
+
+                    shutil.rmtree(export_dir)
+                export_dir.mkdir()
+                write_export = getattr(export, "write_export", None)
+                filenames = {"json": "novatune.json", "sysctl": "90-novatune.conf", **getattr(export, "FILENAMES", {})}
+                profile = "novatune-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in report.name)
+                for fmt in export.FORMATS:  # one folder per format: sysctl and systemd share a file name
+                    try:
+                        dest = export_dir / fmt / profile if fmt == "tuned" else export_dir / fmt
+                        dest.mkdir(parents=True, exist_ok=True)
+                        if write_export is not None:
+                            write_export(view, fmt, dest)
+                        else:
+                            (dest / filenames.get(fmt, f"novatune.{fmt}")).write_text(export.render(view, fmt))
+                    except Exception as err:  # noqa: BLE001
+                        log.warning("could not export %s as %s: %s", report.name, fmt, err)
+                for d in sorted(export_dir.rglob("*"), reverse=True):  # no empty folder of a failed format
+                    if d.is_dir() and not any(d.iterdir()):
+                        d.rmdir()
+                if any(export_dir.iterdir()):
+                    artifacts.append((export_dir, "export"))
                 study_attrs = {"choice": {"trial": decision.trial.number, "rule": decision.rule,
                                           "reason": decision.reason, "equivalent": decision.equivalent,
                                           "noisy_front": decision.noisy_front}}
@@ -768,11 +888,26 @@ class StudyRunner:
                     "choice", study_attrs["choice"])
             importance = self._importance(report.name, workdir)
             if importance:
-                artifacts.append(importance[1])
+                artifacts.append(importance[1][0])  # importance.png at the root, as before
+                artifacts += [(f, "plots") for f in importance[1][1:]]
+            else:
+                not_plotted["importance"] = "fewer than 4 complete trials, or no knob varied"
+            try:  # one parallel-coordinate plot per objective, HTML and PNG, under plots/
+                from experiments.plots import plot_parallel_coordinates
+
+                files, skipped = plot_parallel_coordinates(
+                    optuna.load_study(study_name=report.name, storage=self.paths.optuna_url),
+                    self.objectives, workdir / "plots", title=report.name)
+                artifacts += [(f, "plots") for f in files]
+                not_plotted.update(skipped)
+            except Exception as err:  # noqa: BLE001 - plots never cost the study its report
+                not_plotted["parallel_coordinate"] = f"{type(err).__name__}: {err}"
+            for what, why in not_plotted.items():
+                log.info("%s: no %s plot: %s", report.name, what, why)
             units = workdir / "series-units.csv"
             if units.exists():
                 artifacts.append(units)
-            report.artifacts = artifacts
+            report.artifacts = [a[0] if isinstance(a, tuple) else a for a in artifacts]
             if tracker is not None:
                 tracker.finish_study(
                     metrics={
@@ -794,6 +929,7 @@ class StudyRunner:
                         "choice": report.choice_reason,
                         "noise_equivalent_trials": ",".join(map(str, decision.equivalent)) if decision else "",
                         "noisy_pareto_trials": ",".join(map(str, decision.noisy_front)) if decision else "",
+                        "plots_skipped": "; ".join(f"{k}: {v}" for k, v in not_plotted.items()) or "none",
                     },
                     status="FINISHED" if report.state == "completed" else "KILLED",
                 )
