@@ -69,3 +69,92 @@ class Paths:
             f"mlflow ui --backend-store-uri {self.mlflow_uri} "
             f"--default-artifact-root {self.artifacts.as_uri()} --host 127.0.0.1 --port 5000"
         )
+
+
+# ------------------------------------------------------------------ settings
+import secrets  # noqa: E402
+from typing import Literal  # noqa: E402
+
+from pydantic import Field, SecretStr, ValidationError  # noqa: E402
+from pydantic_settings import (  # noqa: E402
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+#: settings the API may change while the service runs (none of them weakens a safety bound)
+RUNTIME_SETTINGS = ("max_running_studies", "stop_timeout_s", "require_token_for_reads", "log_level")
+
+
+class SettingsError(ValueError):
+    """The settings file or a NOVATUNE_* variable is invalid; the message names it and what is allowed."""
+
+
+def config_file() -> Path:
+    """``$NOVATUNE_CONFIG`` if set, else ``config.yaml`` in the data directory."""
+    env = os.environ.get("NOVATUNE_CONFIG")
+    return Path(env).expanduser() if env else data_dir() / "config.yaml"
+
+
+class Settings(BaseSettings):
+    """novatune's settings: ``NOVATUNE_*`` environment variables win over the YAML config file
+    (:func:`config_file`), which wins over these defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="NOVATUNE_", extra="forbid", validate_assignment=True)
+
+    api_token: SecretStr | None = Field(default=None, description="bearer token for the API (generated if unset)")
+    require_token_for_reads: bool = Field(default=False, description="GET requests need the token too")
+    host: str = Field(default="127.0.0.1", description="address `novatune serve` binds")
+    port: int = Field(default=8080, ge=1, le=65535)
+    mlflow_tracking_uri: str | None = Field(default=None, description="an MLflow server (default: the local store)")
+    max_running_studies: int = Field(default=2, ge=1, le=16, description="studies running at once")
+    stop_timeout_s: float = Field(default=60.0, ge=1, le=3600, description="a stop waits this long, then kills")
+    max_resumes: int = Field(default=3, ge=0, le=100, description="resumes of a study whose worker died")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=config_file()))
+
+    @classmethod
+    def load(cls) -> Settings:
+        """The settings now; :class:`SettingsError` names every bad value and where it came from."""
+        try:
+            return cls()
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in err.errors(include_url=False)
+            )
+            raise SettingsError(
+                f"invalid settings (NOVATUNE_* variables or {config_file()}): {problems}"
+            ) from None
+        except Exception as err:  # noqa: BLE001 - e.g. the YAML file does not parse
+            raise SettingsError(f"cannot read the settings file {config_file()}: {err}") from None
+
+
+def token_file(paths: Paths) -> Path:
+    return paths.home / "api-token"
+
+
+def api_token(settings: Settings, paths: Paths) -> tuple[str, str]:
+    """The API's bearer token and where it comes from: the setting, else the token file in the data
+    directory, else a new random token written there (mode 0600) -- source ``generated``."""
+    if settings.api_token is not None and settings.api_token.get_secret_value():
+        return settings.api_token.get_secret_value(), "setting"
+    f = token_file(paths)
+    if f.exists():
+        return f.read_text().strip(), str(f)
+    paths.home.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token, "generated"

@@ -1,0 +1,68 @@
+"""The process that runs one background study: ``python -m experiments.worker NAME``.
+
+Started by :class:`experiments.manager.StudyManager` in a session of its own.
+SIGTERM (a stop, or the service shutting down) raises in the runner, which
+restores the trial's knobs in its ``finally`` blocks; only then does this
+process record the study's end state in the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from experiments.manager import StudyManager
+from experiments.settings import Paths
+
+
+def main(argv: list[str]) -> int:
+    from experiments.runner import Interrupted, StudyRunner
+    from experiments.spec import parse_spec
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if len(argv) != 1:
+        print("usage: python -m experiments.worker STUDY", file=sys.stderr)
+        return 2
+    name = argv[0]
+    paths = Paths.default()
+    mgr = StudyManager(paths)
+    rec = mgr.record(name)
+    if rec is None:
+        print(f"no registered study {name!r}", file=sys.stderr)
+        return 2
+    state, reason = "failed", None
+    try:
+        spec = parse_spec(rec.spec, source=f"study {name}")
+        resume = paths.optuna_db.exists() and _exists(paths, name)
+        runner = StudyRunner(spec, paths=paths, name=name, trials=rec.trials, resume=resume, source=f"study {name}",
+                             tracking_uri=os.environ.get("NOVATUNE_MLFLOW_TRACKING_URI") or None)
+        mgr.update(name, state="running")
+        report = runner.run()
+        state, reason = report.state, report.stop_reason or None
+        if report.restore_mismatches:
+            state, reason = "failed", "not restored: " + "; ".join(report.restore_mismatches)
+    except Interrupted as sig:
+        state, reason = "interrupted", f"interrupted by {sig}; the trial's knobs were restored"
+    except KeyboardInterrupt:
+        state, reason = "interrupted", "interrupted; the trial's knobs were restored"
+    except BaseException as err:  # noqa: BLE001 - the worker's one job is to record how the study ended
+        logging.exception("study %s failed", name)
+        state, reason = "failed", f"{type(err).__name__}: {err}"
+    finally:
+        mgr.worker_finished(name, state, reason)
+    return 0 if state in ("completed", "interrupted") else 1
+
+
+def _exists(paths: Paths, name: str) -> bool:
+    import optuna
+
+    try:
+        optuna.load_study(study_name=name, storage=paths.optuna_url)
+    except KeyError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
