@@ -23,7 +23,7 @@ from experiments.space import _param
 from experiments.spec import KnobSpec, SpecError, StudySpec, parse_spec
 
 __all__ = ["CONFIG_FORMAT", "ConfigError", "ConfigFile", "Plan", "PlanRow", "Verification", "VerifyRow",
-           "load_config", "plan", "verify"]
+           "knob_info", "load_config", "plan", "verify"]
 
 CONFIG_FORMAT = "novatune.config/v1"
 #: top-level fields of an export (experiments.export._document)
@@ -333,3 +333,28 @@ def verify(cfg: ConfigFile, catalog: Catalog) -> Verification:
             continue
         row.ok = bool(knob.same(row.actual, want))
     return Verification(source=cfg.source, rows=rows)
+
+
+def knob_info(k: Knob) -> dict[str, Any]:
+    """A knob as listings show it: availability (and why not), current value, domain, risk, scope."""
+    reason = k.available()
+    current: Any = None
+    if reason is None:
+        try:
+            current = k.read()
+        except Exception as e:  # noqa: BLE001 - a listing shows what it can
+            current = f"unreadable: {e}"
+    d = k.domain
+    return {
+        "name": k.name,
+        "available": reason is None,
+        "reason": reason,
+        "current": current,
+        "domain": {"kind": d.kind, "low": d.low, "high": d.high, "choices": list(d.choices) or None},
+        "family": k.name.split(".", 1)[0],
+        "risk": k.risk,
+        "scope": k.scope,
+        "reboot": bool(getattr(k, "reboot", False)),
+        "needs_root": k.needs_root,
+        "description": k.description,
+    }

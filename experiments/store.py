@@ -166,6 +166,39 @@ class StudyView:
         return Decision(chosen.trial, picked.reason, rule, equivalent, front,
                         [t.number for t in chosen.members])
 
+    # ------------------------------------------------------- read models
+    def trial_rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready row per trial (``study show --json``, ``GET /studies/{id}/trials``)."""
+        knee = self.knee_trial()
+        front = {t.number for t in self.front_trials()}
+        rows = []
+        for t in self.trials:
+            metrics = t.user_attrs.get("metrics", {})
+            rows.append({
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "feasible": _feasible(t),
+                "pareto": t.number in front,
+                "knee": knee is not None and t.number == knee.number,
+                "values": dict(zip(self.objectives, t.values)) if t.values else None,
+                "knobs": self.knob_values(t),
+                "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+                "reason": t.user_attrs.get("reason"),
+                "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+                "finished": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
+            })
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        """How the search went: sampler, why it stopped, convergence, the choice, knob importance."""
+        return {
+            "sampler": self.attrs.get("sampler_reason") or self.attrs.get("sampler"),
+            "stop_reason": self.attrs.get("stop_reason"),
+            "convergence": self.attrs.get("convergence"),
+            "choice": self.attrs.get("choice"),
+            "importance": self.attrs.get("importance"),
+        }
+
     def trial(self, number: int) -> FrozenTrial:
         for t in self.trials:
             if t.number == number:

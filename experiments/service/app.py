@@ -1,26 +1,40 @@
 """The FastAPI application factory.
 
-``create_app(paths)`` builds a fresh app with its own metrics registry and host
-sampler (kept on ``app.state``); nothing is built at import time. Endpoints:
+``create_app(paths, settings)`` builds a fresh app (nothing is built at import
+time) with, on ``app.state``: the settings, the API token, the
+:class:`~experiments.manager.StudyManager` of background studies, the cached
+:class:`~experiments.service.views.StudyIndex` and the metrics registry.
+At start-up the manager reconciles the registry (live workers are adopted,
+studies whose worker died are resumed) and a watcher thread keeps doing so
+every second; at shutdown the workers restore their knobs and stop, to resume
+at the next start.
 
-- ``GET /healthz``: ``{"status": "ok", "version": ..., "data_dir": ...}``
-- ``GET /metrics``: Prometheus text exposition (see :mod:`experiments.service.metrics`)
-- ``GET /openapi.json``, ``GET /docs``: the OpenAPI schema and its UI
-
-Routes are plain ``def``: they read ``/proc``, ``/sys`` and the SQLite study
-store, so FastAPI runs them in its thread pool, off the event loop.
+Endpoints: ``/studies...`` (:mod:`.studies`), ``/tuning/...``, ``/knobs``,
+``/settings`` (:mod:`.tuning`), ``/healthz``, ``/metrics``, ``/openapi.json``, ``/docs``.
+Routes that read files or the SQLite stores are plain ``def`` (the thread pool);
+the two cached study reads are ``async``.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
+from experiments.manager import StudyManager
+from experiments.service import errors
+from experiments.service.auth import read_access
 from experiments.service.metrics import ServiceMetrics
-from experiments.settings import Paths
+from experiments.service.studies import router as studies_router
+from experiments.service.tuning import router as tuning_router
+from experiments.service.views import StudyIndex
+from experiments.settings import Paths, Settings, api_token
 
 __all__ = ["Health", "create_app", "package_version"]
 
@@ -50,6 +64,7 @@ def healthz(request: Request) -> Health:
 
 @ops.get(
     "/metrics",
+    dependencies=[Depends(read_access)],
     response_class=Response,
     summary="Prometheus metrics: host, tuner state, build info",
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text exposition"}},
@@ -58,19 +73,66 @@ def metrics(request: Request) -> Response:
     return Response(content=request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(paths: Paths | None = None) -> FastAPI:
-    """A new novatune app over the data directory ``paths`` (default: ``Paths.default()``, resolved now)."""
-    paths = paths if paths is not None else Paths.default()
+log = logging.getLogger(__name__)
+
+#: seconds between two looks of the watcher at the background studies
+WATCH_INTERVAL_S = 1.0
+
+
+def _watch(app: FastAPI, stop: threading.Event) -> None:
+    while not stop.wait(WATCH_INTERVAL_S):
+        try:
+            for line in app.state.manager.reconcile():
+                log.info("%s", line)
+        except Exception:  # the watcher must outlive a bad moment (a locked database, ...)
+            log.exception("watching the background studies failed; retrying")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    manager: StudyManager = app.state.manager
+    for line in manager.reconcile():
+        log.info("%s", line)
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(app, stop), name="novatune-watcher", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+        manager.shutdown()
+
+
+def create_app(paths: Paths | None = None, settings: Settings | None = None) -> FastAPI:
+    """A new novatune app over the data directory ``paths`` (default: ``Paths.default()``, resolved now)
+    with ``settings`` (default: :meth:`Settings.load`)."""
+    paths = (paths if paths is not None else Paths.default()).ensure()
+    settings = settings if settings is not None else Settings.load()
     ver = package_version()
     app = FastAPI(
         title="novatune",
         version=ver,
-        description="Find, apply and prove better settings for Linux hosts, VMs and containers.",
+        description=(
+            "Find, apply and prove better settings for Linux hosts, VMs and containers.\n\n"
+            "Requests that change something need `Authorization: Bearer <token>` (the token is printed by "
+            "`novatune serve`); reads need it too when `require_token_for_reads` is set."
+        ),
         openapi_url="/openapi.json",
         docs_url="/docs",
+        lifespan=_lifespan,
     )
     app.state.paths = paths
     app.state.version = ver
+    app.state.settings = settings
+    app.state.token, app.state.token_source = api_token(settings, paths)
+    app.state.manager = StudyManager(paths, max_running=settings.max_running_studies,
+                                     stop_timeout_s=settings.stop_timeout_s, max_resumes=settings.max_resumes,
+                                     tracking_uri=settings.mlflow_tracking_uri)
+    app.state.index = StudyIndex(paths, app.state.manager)
     app.state.metrics = ServiceMetrics(paths, version=ver)
+    errors.install(app)
     app.include_router(ops)
+    app.include_router(studies_router)
+    app.include_router(tuning_router)
     return app

@@ -1,0 +1,189 @@
+"""What ``GET /studies`` and ``GET /studies/{id}`` answer, kept ready between changes.
+
+A study's summary comes from three places: the registry (who runs it, its
+state), the ``status.json`` its runner rewrites after every trial (progress,
+best so far, convergence) and, for studies run before status files existed,
+the Optuna store. Requests only ``stat`` those files; the summaries are rebuilt
+when one changed, and the serialized JSON is reused as is, so listing studies
+stays cheap while a study runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from experiments.manager import StudyManager
+from experiments.settings import Paths
+
+__all__ = ["Best", "StudyIndex", "StudySummary"]
+
+#: the Optuna store is listed again at most this often (for studies without a status file)
+LEGACY_REFRESH_S = 2.0
+
+
+class Best(BaseModel):
+    value: float
+    trial: int
+
+
+class StudySummary(BaseModel):
+    """A study's state and progress."""
+
+    name: str = Field(description="the study's id")
+    state: str = Field(description="starting, running, stopping, stopped, completed, failed or interrupted")
+    managed: bool = Field(description="launched in the background (API or `study start`), not a foreground run")
+    pid: int | None = None
+    trials_total: int | None = None
+    trials_done: int = 0
+    trials_failed: int = 0
+    trials_feasible: int = 0
+    running_trial: int | None = None
+    objectives: dict[str, str] = Field(default_factory=dict, description="objective -> maximize|minimize")
+    best: dict[str, Best] = Field(default_factory=dict, description="best feasible value so far, per objective")
+    choice: dict[str, Any] | None = Field(default=None, description="the configuration chosen for export")
+    convergence: dict[str, Any] | None = None
+    stop_reason: str | None = None
+    reason: str | None = Field(default=None, description="why the state is what it is (failures, resumes)")
+    knobs: list[str] = Field(default_factory=list)
+    workload: str | None = None
+    sampler: str | None = None
+    resumes: int = 0
+    created: float | None = None
+    updated: float | None = None
+
+
+class StudyIndex:
+    """Summaries of every study in the data directory, rebuilt when the files behind them change."""
+
+    def __init__(self, paths: Paths, manager: StudyManager) -> None:
+        self.paths = paths
+        self.manager = manager
+        self._lock = threading.Lock()
+        self._key: Any = None
+        self._status: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._legacy: dict[str, dict[str, Any]] = {}
+        self._legacy_key: tuple[Any, float] = (-1, 0.0)
+        self._summaries: dict[str, bytes] = {}
+        self._listing = b"[]"
+
+    @staticmethod
+    def _mtime(path: Path) -> tuple[int, int, int] | None:
+        """What changes when the file does: a status file is replaced (new inode), the registry is
+        written in place (mtime, size); mtimes alone are too coarse (one clock tick, ~4 ms)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _status_files(self) -> dict[str, tuple[int, int, int]]:
+        out = {}
+        try:
+            with os.scandir(self.paths.runs) as it:
+                for entry in it:
+                    if entry.is_dir():
+                        m = self._mtime(Path(entry.path) / "status.json")
+                        if m:
+                            out[entry.name] = m
+        except OSError:
+            pass
+        return out
+
+    def _current_key(self) -> tuple[Any, ...]:
+        optuna_m = self._mtime(self.paths.optuna_db)
+        legacy_due = optuna_m != self._legacy_key[0] and time.monotonic() - self._legacy_key[1] >= LEGACY_REFRESH_S
+        # the time bucket: a registry update inside the same clock tick as the last one is seen within 0.5 s
+        return (self._mtime(self.manager.db), int(time.monotonic() * 2), tuple(sorted(self._status_files().items())),
+                optuna_m if legacy_due or self._key is None else self._legacy_key[0])
+
+    def _rebuild(self, key: tuple[Any, ...]) -> None:
+        statuses = dict(key[2])
+        for name, m in statuses.items():
+            if self._status.get(name, (None,))[0] != m:
+                try:
+                    data = json.loads((self.paths.study_dir(name) / "status.json").read_text())
+                except (OSError, ValueError):
+                    continue  # being replaced right now: the next request reads it
+                self._status[name] = (m, data)
+        for name in list(self._status):
+            if name not in statuses:
+                del self._status[name]
+        if key[3] != self._legacy_key[0]:
+            self._legacy = self._list_legacy()
+            self._legacy_key = (key[3], time.monotonic())
+        records = {r.name: r for r in self.manager.records()}
+        names = list(dict.fromkeys([*self._legacy, *records, *self._status]))
+        summaries = {}
+        for name in names:
+            summaries[name] = self._summary(name, records.get(name), self._status.get(name, (0, None))[1],
+                                            self._legacy.get(name))
+        order = sorted(summaries.values(), key=lambda s: s.created or 0)
+        self._summaries = {s.name: s.model_dump_json().encode() for s in order}
+        self._listing = b"[" + b",".join(self._summaries[s.name] for s in order) + b"]"
+        self._key = key
+
+    def _list_legacy(self) -> dict[str, dict[str, Any]]:
+        if not self.paths.optuna_db.exists():
+            return {}
+        from experiments.store import list_studies
+
+        return {s["name"]: s for s in list_studies(self.paths.optuna_url)}
+
+    @staticmethod
+    def _summary(name: str, rec: Any, status: dict[str, Any] | None, legacy: dict[str, Any] | None) -> StudySummary:
+        st = status or {}
+        created = rec.created if rec else None
+        if created is None and legacy and legacy.get("started"):
+            from datetime import datetime
+
+            created = datetime.fromisoformat(legacy["started"]).timestamp()
+        state = rec.state if rec else st.get("state") or (legacy or {}).get("state", "unknown")
+        objectives = st.get("objectives") or (
+            dict(zip(legacy.get("objectives", []), legacy.get("directions", []))) if legacy else {})
+        return StudySummary(
+            name=name,
+            state=state,
+            managed=bool(rec and rec.managed),
+            pid=(rec.pid if rec else None) if state in ("starting", "running", "stopping") else None,
+            trials_total=rec.trials if rec else st.get("trials_total"),
+            trials_done=st.get("trials_done", (legacy or {}).get("trials", 0)),
+            trials_failed=st.get("trials_failed", 0),
+            trials_feasible=st.get("trials_feasible", 0),
+            running_trial=st.get("running_trial") if state in ("running", "stopping") else None,
+            objectives=objectives,
+            best=st.get("best") or {},
+            choice=st.get("choice"),
+            convergence=st.get("convergence"),
+            stop_reason=st.get("stop_reason"),
+            reason=rec.reason if rec else None,
+            knobs=(rec.knobs if rec else None) or st.get("knobs") or [],
+            workload=st.get("workload") or ((rec.spec.get("workload") or {}).get("kind") if rec else None),
+            sampler=st.get("sampler"),
+            resumes=rec.resumes if rec else st.get("resumed", 0),
+            created=created,
+            updated=max(filter(None, [rec.updated if rec else None, st.get("updated")]), default=None),
+        )
+
+    def _fresh(self) -> None:
+        key = self._current_key()
+        if key != self._key:
+            with self._lock:
+                if key != self._key:
+                    self._rebuild(key)
+
+    def listing(self) -> bytes:
+        """``GET /studies``: a JSON array of :class:`StudySummary`, oldest first."""
+        self._fresh()
+        return self._listing
+
+    def summary(self, name: str) -> bytes | None:
+        """``GET /studies/{name}``: one :class:`StudySummary` as JSON, or None."""
+        self._fresh()
+        return self._summaries.get(name)
