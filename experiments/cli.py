@@ -93,11 +93,25 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
         elif kind == "finish" and task_id is not None:
             progress.stop()
 
-    runner = StudyRunner(spec, paths=paths, name=name, trials=trials, on_event=on_event, source=source)
+    runner = StudyRunner(spec, paths=paths, name=name, trials=trials, on_event=on_event, source=source,
+                         tracking_uri=_settings().mlflow_tracking_uri)  # checks the spec before anything is claimed
+    manager = _manager()
+    # registered like a background study: a study started through the service never tunes the same knobs
+    rec = manager.claim(spec, name=name, trials=trials, managed=False, pid=os.getpid(), source=source)
+    runner.explicit_name = rec.name
+    state, reason = "failed", None
     try:
         report = runner.run()
+        state, reason = report.state, report.stop_reason or None
+    except BaseException as e:
+        from experiments.runner import Interrupted
+
+        state = "stopped" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
+        reason = f"{type(e).__name__}: {e}" if state == "failed" else f"interrupted ({e or 'Ctrl-C'}); knobs restored"
+        raise
     finally:
         progress.stop()
+        manager.worker_finished(rec.name, state, reason)
     _print_study_result(report, paths, quick=quick)
 
 
@@ -172,21 +186,202 @@ def study_run(
     _run_spec(spec, source=str(spec_file), name=name, trials=trials, quick=False)
 
 
-@study_app.command("list")
-def study_list(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
-    """List the studies in the data directory."""
-    from experiments.store import list_studies
+def _index():
+    from experiments.manager import StudyManager
+    from experiments.service.views import StudyIndex
 
     paths = _paths()
-    rows = list_studies(paths.optuna_url) if paths.optuna_db.exists() else []
+    return StudyIndex(paths, StudyManager(paths))
+
+
+def _manager():
+    from experiments.manager import StudyManager
+
+    settings = _settings()
+    return StudyManager(_paths(), max_running=settings.max_running_studies, stop_timeout_s=settings.stop_timeout_s,
+                        max_resumes=settings.max_resumes, tracking_uri=settings.mlflow_tracking_uri)
+
+
+def _settings():
+    from experiments.settings import Settings
+
+    return Settings.load()
+
+
+def _summary(name: str) -> dict[str, Any]:
+    from experiments.store import StudyNotFound
+
+    body = _index().summary(name)
+    if body is None:
+        raise StudyNotFound(f"no study named {name!r}; `novatune study list` shows them")
+    return json.loads(body)
+
+
+@study_app.command("list")
+def study_list(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
+    """List the studies in the data directory: state, progress, best so far."""
+    paths = _paths()
+    rows = json.loads(_index().listing())
     if as_json:
         _print_json(rows)
         return
     table = Table(title=f"studies in {paths.home}")
-    for col in ("name", "trials", "objectives", "state", "started"):
+    for col in ("name", "state", "trials", "feasible", "objectives", "best so far"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], str(r["trials"]), ", ".join(r["objectives"]), r["state"], str(r["started"]))
+        total = r["trials_total"] if r["trials_total"] is not None else "?"
+        best = ", ".join(f"{k}={v['value']:.4g} (#{v['trial']})" for k, v in r["best"].items())
+        table.add_row(r["name"], r["state"], f"{r['trials_done']}/{total}", str(r["trials_feasible"]),
+                      ", ".join(f"{k} ({d[:3]})" for k, d in r["objectives"].items()), best or "-")
+    out.print(table)
+
+
+@study_app.command("start")
+def study_start(
+    spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="study spec, .yaml or .json")],
+    name: Annotated[Optional[str], typer.Option(help="study name (default: the spec's)")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, help="override budget.trials")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="show progress until the study ends")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Start a study in the background (as POST /studies does); `study watch` follows it."""
+    from experiments.spec import load_spec
+
+    spec = load_spec(spec_file)
+    rec = _manager().submit(spec, name=name, trials=trials, source=str(spec_file))
+    if as_json and not wait:
+        _print_json(_summary(rec.name))
+        return
+    err.print(f"study [bold]{rec.name}[/] started in the background (pid {rec.pid}); "
+              f"follow it with: novatune study watch {rec.name}")
+    if wait:
+        study_watch(rec.name, as_json=as_json)
+
+
+@study_app.command("watch")
+def study_watch(
+    name: Annotated[str, typer.Argument(help="study name")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the final summary as JSON")] = False,
+    timeout: Annotated[float, typer.Option(min=1, help="give up after this many seconds")] = 24 * 3600,
+) -> None:
+    """Follow a background study with a progress bar until it ends."""
+    import time
+
+    from experiments.manager import FINAL
+
+    index = _index()
+    summary = _summary(name)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.fields[last]}"), console=err)
+    deadline = time.monotonic() + timeout
+    with progress:
+        task = progress.add_task(name, total=summary["trials_total"], last=summary["state"])
+        while True:
+            summary = json.loads(index.summary(name) or b"{}") or summary
+            best = ", ".join(f"{k} {v['value']:.4g}" for k, v in summary["best"].items())
+            progress.update(task, completed=summary["trials_done"], total=summary["trials_total"],
+                            last=f"{summary['state']}" + (f"; best {best}" if best else ""))
+            if summary["state"] in FINAL or summary["state"] == "interrupted" or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+    if as_json:
+        _print_json(summary)
+    else:
+        out.print(f"{name}: {summary['state']} after {summary['trials_done']} trials"
+                  + (f" ({escape(summary['stop_reason'] or summary['reason'] or '')})" if summary["state"] != "running" else ""))
+    if summary["state"] not in FINAL and summary["state"] != "interrupted":
+        raise UserError(f"study {name!r} is still {summary['state']} after {timeout:g} s")
+
+
+@study_app.command("stop")
+def study_stop(
+    name: Annotated[str, typer.Argument(help="study name")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Stop a background study: its knobs are restored first, then its state becomes `stopped`."""
+    _manager().stop(name)
+    summary = _summary(name)
+    if as_json:
+        _print_json(summary)
+    else:
+        out.print(f"{name}: {summary['state']} ({escape(summary['reason'] or '')})")
+
+
+@study_app.command("delete")
+def study_delete(
+    name: Annotated[str, typer.Argument(help="study name")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Delete a study (stopped first if it runs); its MLflow experiment is kept."""
+    if not yes and not typer.confirm(f"delete study {name!r} and its trials?", default=False):
+        raise typer.Exit(1)
+    result = _manager().delete(name)
+    if as_json:
+        _print_json(result)
+    else:
+        out.print(f"deleted {name}; MLflow experiment {result['mlflow_experiment']}")
+
+
+@study_app.command("trials")
+def study_trials(
+    name: Annotated[str, typer.Argument(help="study name")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Every trial of a study (as GET /studies/{id}/trials); `study show` adds the summary."""
+    if as_json:
+        _print_json(_view(name).trial_rows())
+    else:
+        study_show(name, as_json=False)
+
+
+@study_app.command("pareto")
+def study_pareto(
+    name: Annotated[str, typer.Argument(help="study name")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """The Pareto front of feasible trials and the chosen configuration."""
+    view = _view(name)
+    front = [r for r in view.trial_rows() if r["pareto"]]
+    try:
+        d = view.decide()
+        choice = {"trial": d.trial.number, "rule": d.rule, "reason": d.reason, "equivalent": d.equivalent}
+    except ValueError as e:
+        choice = {"trial": None, "reason": str(e)}
+    if as_json:
+        _print_json({"study": name, "objectives": dict(zip(view.objectives, view.directions)), "front": front,
+                     "choice": choice})
+        return
+    table = Table(title=f"Pareto front of {name}")
+    for col in ("trial", *view.objectives, "knobs"):
+        table.add_column(col)
+    for r in front:
+        mark = " (chosen)" if r["trial"] == choice["trial"] else ""
+        table.add_row(f"{r['trial']}{mark}", *[f"{r['values'][o]:.6g}" for o in view.objectives],
+                      ", ".join(f"{k}={v}" for k, v in r["knobs"].items()))
+    out.print(table)
+    out.print(f"chosen: {escape(str(choice['reason']))}", highlight=False)
+
+
+@app.command("convergence")
+def convergence_cmd(
+    name: Annotated[Optional[str], typer.Argument(help="only this study")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Each study's convergence state and why it stopped (as GET /tuning/convergence)."""
+    from experiments.store import StudyNotFound
+
+    rows = [{k: s.get(k) for k in ("name", "state", "trials_done", "trials_total", "convergence", "stop_reason")}
+            for s in json.loads(_index().listing()) if name is None or s["name"] == name]
+    if name is not None and not rows:
+        raise StudyNotFound(f"no study named {name!r}")
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("study", "state", "trials", "convergence", "stopped because", title="convergence")
+    for r in rows:
+        table.add_row(r["name"], r["state"], f"{r['trials_done']}/{r['trials_total']}",
+                      escape((r["convergence"] or {}).get("reason") or "-"), escape(r["stop_reason"] or "-"))
     out.print(table)
 
 
@@ -197,29 +392,8 @@ def study_show(
 ) -> None:
     """Show a study's trials, Pareto front and knee."""
     view = _view(name)
-    knee = view.knee_trial()
-    front = {t.number for t in view.front_trials()}
-    rows = []
-    for t in view.trials:
-        rows.append(
-            {
-                "trial": t.number,
-                "state": t.state.name.lower(),
-                "feasible": view.is_feasible(t),
-                "pareto": t.number in front,
-                "knee": knee is not None and t.number == knee.number,
-                "values": dict(zip(view.objectives, t.values)) if t.values else None,
-                "knobs": view.knob_values(t),
-                "reason": t.user_attrs.get("reason"),
-            }
-        )
-    summary = {
-        "sampler": view.attrs.get("sampler_reason") or view.attrs.get("sampler"),
-        "stop_reason": view.attrs.get("stop_reason"),
-        "convergence": view.attrs.get("convergence"),
-        "choice": view.attrs.get("choice"),
-        "importance": view.attrs.get("importance"),
-    }
+    rows = view.trial_rows()
+    summary = view.summary()
     if as_json:
         _print_json({"study": name, "objectives": view.objectives, "directions": view.directions,
                      "state": view.attrs.get("state"), "skipped": view.attrs.get("skipped", {}), **summary,
@@ -245,50 +419,30 @@ def study_show(
 @study_app.command("export")
 def study_export(
     name: Annotated[str, typer.Argument(help="study name")],
-    fmt: Annotated[str, typer.Option("--format", help="json or sysctl")] = "json",
+    fmt: Annotated[str, typer.Option("--format", help="json, yaml, sysctl, tuned, systemd or shell")] = "json",
     trial: Annotated[Optional[int], typer.Option(min=0, help="trial number (default: the knee of the Pareto front)")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write to this file instead of stdout")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write here (tuned: a profile directory) "
+                                                                           "instead of stdout")] = None,
 ) -> None:
-    """Export the chosen configuration (the knee by default) as JSON or a sysctl.d file."""
-    from experiments.export import render
+    """Export the chosen configuration (the knee by default) for sysctl.d, TuneD, systemd, a shell script,
+    or as JSON/YAML for `novatune apply` and `novatune verify`."""
+    from experiments import export
 
-    text = render(_view(name), fmt, trial=trial)
+    view = _view(name)
     if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text)
-        err.print(f"wrote {output}")
+        sys.stdout.write(export.render(view, fmt, trial=trial))
+        return
+    for path in export.write_export(view, fmt, output, trial=trial):
+        err.print(f"wrote {path}")
 
 
 # -------------------------------------------------------------------- knobs
-def _knob_row(k) -> dict[str, Any]:
-    reason = k.available()
-    current: Any = None
-    if reason is None:
-        try:
-            current = k.read()
-        except Exception as e:  # noqa: BLE001 - a listing shows what it can
-            current = f"unreadable: {e}"
-    d = k.domain
-    return {
-        "name": k.name,
-        "available": reason is None,
-        "reason": reason,
-        "current": current,
-        "domain": {"kind": d.kind, "low": d.low, "high": d.high, "choices": list(d.choices) or None},
-        "family": k.name.split(".", 1)[0],
-        "risk": k.risk,
-        "scope": k.scope,
-        "reboot": bool(getattr(k, "reboot", False)),
-        "needs_root": k.needs_root,
-        "description": k.description,
-    }
-
-
 @knobs_app.command("list")
 def knobs_list(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
     """Every knob on this machine: available or not (and why), current value, bounds, risk."""
-    rows = [_knob_row(k) for k in _bound(None)[0].knobs()]
+    from experiments.config import knob_info
+
+    rows = [knob_info(k) for k in _bound(None)[0].knobs()]
     if as_json:
         _print_json(rows)
         return
@@ -311,7 +465,9 @@ def knobs_get(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """One knob: current value, domain, bounds, risk."""
-    row = _knob_row(_bound(None)[0].get(name))
+    from experiments.config import knob_info
+
+    row = knob_info(_bound(None)[0].get(name))
     if as_json:
         _print_json(row)
     else:
@@ -654,21 +810,31 @@ def _listen_socket(host: str, port: int):
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="address to bind (keep 127.0.0.1 unless a proxy with auth is in front)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8080,
+    host: Annotated[Optional[str], typer.Option(help="address to bind (default 127.0.0.1; keep it unless a proxy with "
+                                                     "auth is in front)")] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="TCP port (default 8080)")] = None,
 ) -> None:
-    """Run the HTTP service: /healthz, /metrics (Prometheus), OpenAPI at /docs."""
+    """Run the HTTP API: studies in the background, exports, apply/rollback, /metrics; OpenAPI at /docs."""
     import signal
 
     import uvicorn
 
     from experiments.service import create_app
+    from experiments.settings import token_file
 
-    paths = _paths()
+    paths = _paths().ensure()
+    settings = _settings()
+    host = host or settings.host
+    port = port or settings.port
     sock = _listen_socket(host, port)  # before building the app: a taken port fails fast and clearly
     try:
-        server = uvicorn.Server(uvicorn.Config(create_app(paths), log_level="info"))
+        app_ = create_app(paths, settings)
+        server = uvicorn.Server(uvicorn.Config(app_, log_level=settings.log_level))
         shown = f"[{host}]" if ":" in host else host
+        if app_.state.token_source == "generated":
+            err.print(f"API token (generated now, kept in {token_file(paths)}, mode 0600):\n  {app_.state.token}")
+        else:
+            err.print(f"API token: from {'NOVATUNE_API_TOKEN / the settings file' if app_.state.token_source == 'setting' else app_.state.token_source}")
         err.print(f"novatune serving on http://{shown}:{port} (API docs /docs, metrics /metrics); data in {paths.home}")
 
         def stopped(_signum: int, _frame: Any) -> None:
@@ -693,16 +859,107 @@ def serve(
         sock.close()
 
 
+# ----------------------------------------------------------------- settings
+settings_app = typer.Typer(no_args_is_help=True, help="Show settings; change safe ones in the running service.")
+app.add_typer(settings_app, name="settings")
+
+
+def _api(method: str, path: str, **kw: Any) -> Any:
+    """One request to the running service (host/port from the settings), with the API token."""
+    import httpx
+
+    from experiments.settings import api_token
+
+    settings = _settings()
+    token, _ = api_token(settings, _paths())
+    url = f"http://{settings.host}:{settings.port}{path}"
+    try:
+        r = httpx.request(method, url, headers={"Authorization": f"Bearer {token}"}, timeout=30, **kw)
+    except httpx.HTTPError as e:
+        raise UserError(f"cannot reach the service at {url}: {e}; is `novatune serve` running?") from None
+    if r.status_code >= 400:
+        try:
+            detail = r.json().get("detail")
+        except ValueError:
+            detail = r.text
+        raise UserError(f"{method} {path}: {r.status_code}: {detail}")
+    return r.json()
+
+
+@settings_app.command("show")
+def settings_show(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    live: Annotated[bool, typer.Option("--live", help="ask the running service (GET /settings)")] = False,
+) -> None:
+    """The settings: NOVATUNE_* variables, then the config file, then defaults (the token is never shown)."""
+    from experiments.settings import RUNTIME_SETTINGS, config_file
+
+    if live:
+        data = _api("GET", "/settings")
+    else:
+        s = _settings()
+        data = {**s.model_dump(mode="json", exclude={"api_token"}),
+                "api_token": "set" if s.api_token else "not set (generated by `novatune serve`)",
+                "config_file": str(config_file()), "runtime_changeable": list(RUNTIME_SETTINGS)}
+    if as_json:
+        _print_json(data)
+        return
+    for k, v in data.items():
+        out.print(f"[bold]{k}[/]: {escape(str(v))}", highlight=False)
+
+
+@settings_app.command("set")
+def settings_set(
+    pairs: Annotated[list[str], typer.Argument(metavar="KEY=VALUE...", help="e.g. max_running_studies=1")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Change safe settings in the running service (PATCH /settings); not persisted across restarts."""
+    from experiments.settings import RUNTIME_SETTINGS
+
+    body: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in RUNTIME_SETTINGS:
+            raise UserError(f"{pair!r}: expected KEY=VALUE with KEY one of {', '.join(RUNTIME_SETTINGS)}")
+        body[key] = value
+    data = _api("PATCH", "/settings", json=body)
+    if as_json:
+        _print_json(data)
+    else:
+        out.print("; ".join(f"{k}={data[k]}" for k in body))
+
+
+@app.command("health")
+def health_cmd(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
+    """Ask the running service whether it answers (GET /healthz)."""
+    data = _api("GET", "/healthz")
+    if as_json:
+        _print_json(data)
+    else:
+        out.print(f"{data['status']}: novatune {data['version']}, data in {data['data_dir']}")
+
+
 # --------------------------------------------------------------------- main
 def _user_errors() -> tuple[type[BaseException], ...]:
     from actuators import ActuatorError
     from collectors.errors import CollectorError
     from experiments.config import ConfigError
     from experiments.export import ExportError
+    from experiments.manager import StudyConflict, StudyStateError
+    from experiments.settings import SettingsError
     from experiments.spec import SpecError
     from experiments.store import StudyNotFound
 
-    return (UserError, SpecError, StudyNotFound, ExportError, ActuatorError, ConfigError, CollectorError)
+    errors: tuple[type[BaseException], ...] = (UserError, SpecError, StudyNotFound, ExportError, ActuatorError,
+                                               ConfigError, CollectorError, SettingsError, StudyConflict,
+                                               StudyStateError)
+    try:
+        from experiments.apply import ApplicationNotFound, ApplyError
+
+        errors += (ApplyError, ApplicationNotFound)
+    except ImportError:  # pragma: no cover
+        pass
+    return errors
 
 
 def main(argv: list[str] | None = None) -> int:

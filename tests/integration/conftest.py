@@ -12,6 +12,8 @@ GLOBAL_FILES = [
     "/proc/sys/vm/swappiness",
     "/proc/sys/vm/dirty_ratio",
     "/proc/sys/vm/dirty_background_ratio",
+    "/proc/sys/vm/vfs_cache_pressure",
+    "/proc/sys/vm/dirty_expire_centisecs",
     "/sys/kernel/mm/transparent_hugepage/enabled",
 ]
 
