@@ -7,7 +7,7 @@ SIGKILL between the two) never leaves a change without a record.
 Record fields: ``seq`` (unique, increasing), ``time`` (epoch s), ``run``,
 ``trial``, ``kind`` (``knob`` | ``process`` | ``cgroup`` | ``run``), ``event``
 (``intent`` | ``applied`` | ``restored`` | ``restore_failed`` | ``created`` |
-``released`` | ``begin`` | ``end``), ``knob``, ``scope``, ``target`` (file
+``released`` | ``begin`` | ``end`` | ``kept``), ``knob``, ``scope``, ``target`` (file
 relative to ``root``, a pid, or ``pids:...``), ``old`` (raw, byte-exact content
 as read, or per-thread affinity entries), ``new``, ``root`` (the SysRoot the
 target is under), ``ref`` (the ``seq`` of the intent/creation a later record
@@ -18,6 +18,13 @@ An *open entry* is an ``intent`` with no later ``restored`` of the same seq
 (an intent never marked applied is still open: the write may have happened).
 A torn last line (crash mid-write) is skipped when reading, and the next
 append starts on a fresh line.
+
+*Kept runs* (``novatune apply``): a run with a ``kind: run, event: kept``
+record (:data:`KEPT_EVENT`, written after every change of the run was
+applied and read back) changed the system *to stay*: its open entries remain
+open on purpose (they hold the values to roll back to) and :func:`recover`
+leaves them alone. A run that dies before its ``kept`` record is an ordinary
+dead run: recover undoes it.
 """
 
 from __future__ import annotations
@@ -38,12 +45,14 @@ import psutil
 from actuators.base import Token
 from actuators.errors import ActuatorError
 
-__all__ = ["OPENING_EVENTS", "Journal", "process_ctime"]
+__all__ = ["KEPT_EVENT", "OPENING_EVENTS", "Journal", "process_ctime"]
 
 log = logging.getLogger(__name__)
 
 #: events that open something (their writer is the run's owner)
 OPENING_EVENTS = frozenset({"begin", "intent", "created"})
+#: the ``event`` of the ``kind: run`` record that marks a run's changes as kept (applied to stay)
+KEPT_EVENT = "kept"
 
 
 def process_ctime(pid: int) -> float | None:
@@ -296,6 +305,12 @@ class Journal:
             and r["seq"] not in closed
             and (run_id is None or r.get("run") == run_id)
         ]
+
+    @staticmethod
+    def kept_runs(records: list[dict[str, Any]]) -> set[str]:
+        """Runs marked kept (a ``kind: run``, ``event: kept`` record): recover never restores them."""
+        return {str(r["run"]) for r in records
+                if r.get("kind") == "run" and r.get("event") == KEPT_EVENT and r.get("run") is not None}
 
     @staticmethod
     def open_resources(records: list[dict[str, Any]], kind: str, run_id: str | None = None) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ Works from the journal alone, without a catalog: each open entry records the
 file (relative to a root) and its raw old content, or the per-thread affinity
 masks. Targets outside ``/proc/sys``, ``/sys/kernel/mm``, ``/sys/block`` and
 ``/sys/fs/cgroup`` under the root are refused. Idempotent: a second call finds
-nothing open.
+nothing open. Runs marked kept (applied to stay, see :mod:`actuators.journal`)
+are never restored here, not even with ``force``: ``novatune rollback`` undoes them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class RecoverReport:
 
     ``restored``/``failed``/``skipped`` name journal entries (``run: knob target``);
     ``skipped_live`` lists runs whose owner is still alive (not touched without
-    ``force``); ``killed`` the pids killed; ``cgroups_removed`` the cgroup
+    ``force``); ``kept`` the runs with open entries left alone because they were
+    applied to stay; ``killed`` the pids killed; ``cgroups_removed`` the cgroup
     directories removed; ``scratch_removed`` the scratch directories deleted; ``runs`` the runs recovered. ``knobs`` has one dict
     per open knob entry, in the order handled: ``run``, ``knob``, ``target``,
     ``seq``, ``outcome`` (``restored`` | ``gone`` | ``failed`` | ``skipped``)
@@ -57,6 +59,7 @@ class RecoverReport:
     scratch_removed: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     knobs: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -171,6 +174,7 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
     report = RecoverReport()
     records = journal.records()
     runs: list[str] = list(dict.fromkeys(r["run"] for r in records if r.get("run") is not None))
+    kept = Journal.kept_runs(records)
     me = os.getpid()
     todo: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = []
     scratch_todo: list[tuple[str, list[dict[str, Any]]]] = []
@@ -182,6 +186,9 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
         cgroups = Journal.open_resources(rr, "cgroup")
         scratch = Journal.open_resources(rr, "scratch")
         if not (open_entries or procs or cgroups or scratch):
+            continue
+        if run in kept:  # applied to stay: only a rollback undoes it
+            report.kept.append(run)
             continue
         owners = {(r.get("owner_pid"), r.get("owner_ctime")) for r in rr if r.get("event") in OPENING_EVENTS}
         if any(pid is not None and _same_process(pid, ct) for pid, ct in owners) and not force:

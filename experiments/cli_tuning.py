@@ -1,0 +1,160 @@
+"""``novatune apply|rollback|history|status``: apply a configuration to stay, and undo it.
+
+Thin faces over :mod:`experiments.apply`. User errors are raised as
+:class:`~experiments.apply.ApplyError`, :class:`~experiments.apply.ApplicationNotFound`
+or :class:`~experiments.config.ConfigError` (``cli.main`` prints them on one
+line, exit 2). ``status`` exits 1 when an applied knob drifted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = ["register"]
+
+_out = Console()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output")]
+
+
+def _paths():
+    from experiments.settings import Paths
+
+    return Paths.default()
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _knob_table(title: str, knobs: list[Any], *, live: bool = False) -> Table:
+    table = Table(title=title)
+    cols = ["knob", "old", "new", "change"] + (["live", "drift"] if live else [])
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for k in knobs:
+        d = k if isinstance(k, dict) else asdict(k)
+        row = [d["knob"], escape(_fmt(d["old"])), escape(_fmt(d["new"])), "yes" if d["changes"] else "no"]
+        if live:
+            drift = d["drift"]
+            row += [escape(_fmt(d["live"])), "-" if drift is None else ("[red]DRIFT[/]" if drift else "ok")]
+        table.add_row(*row)
+    return table
+
+
+def apply_cmd(
+    config: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="exported configuration (novatune.config/v1, JSON or YAML)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would change; write nothing")] = False,
+    study: Annotated[str | None, typer.Option("--study", help="apply a trial of this study instead of a file")] = None,
+    trial: Annotated[int | None, typer.Option("--trial", min=0, help="with --study: the trial (default: the study's choice)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply a configuration to stay (journaled; `novatune rollback` undoes it, `recover` does not)."""
+    from experiments.apply import ApplyError, apply_config, apply_trial
+    from experiments.config import load_config
+
+    paths = _paths()
+    if (config is None) == (study is None):
+        raise ApplyError("give either CONFIG or --study NAME [--trial N]")
+    if trial is not None and study is None:
+        raise ApplyError("--trial needs --study NAME")
+    if study is not None:
+        app = apply_trial(study, trial, paths=paths, dry_run=dry_run)
+    else:
+        cfg = load_config(config)
+        app = apply_config(cfg, paths=paths, dry_run=dry_run, source=cfg.source)
+    if as_json:
+        _print_json(app.as_dict())
+        return
+    title = {"dry_run": f"dry run: {app.source} (nothing written)",
+             "unchanged": f"{app.source}: every knob already has its value (nothing written)"}.get(
+        app.state, f"applied {app.id} from {app.source}")
+    _out.print(_knob_table(title, app.knobs))
+    for k in app.knobs:
+        if k.held_by:
+            _out.print(f"[yellow]{k.knob}:[/] {escape(k.held_by)}")
+    if app.state == "applied":
+        _out.print(f"kept: `novatune rollback {app.id}` puts back the old values "
+                   "(note: a reboot resets them; persist with `novatune study export --format sysctl`)")
+
+
+def rollback_cmd(
+    app_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="application id (default: the latest active one)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="restore even knobs changed since the application")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put back the values an application replaced and close its journal entries."""
+    from experiments.apply import rollback
+
+    rb = rollback(app_id, paths=_paths(), force=force)
+    if as_json:
+        _print_json(rb.as_dict())
+        return
+    table = Table(title=f"rolled back {rb.id} ({rb.source})" + (" [forced over drift]" if rb.forced else ""))
+    for col in ("knob", "was (applied)", "found", "restored to"):
+        table.add_column(col, overflow="fold")
+    for k in rb.knobs:
+        found = _fmt(k.live) + (" (drift)" if k.drift else "")
+        table.add_row(k.knob, escape(_fmt(k.new)), escape(found), escape(_fmt(k.old)))
+    _out.print(table)
+
+
+def history_cmd(as_json: JsonOpt = False) -> None:
+    """Every application, newest first."""
+    from experiments.apply import history
+
+    apps = history(_paths())
+    if as_json:
+        _print_json([a.as_dict() for a in apps])
+        return
+    if not apps:
+        _out.print("no applications yet")
+        return
+    table = Table(title="applications (newest first)")
+    for col in ("id", "time", "source", "state", "knobs (old -> new)", "rolled back at"):
+        table.add_column(col, overflow="fold")
+    for a in apps:
+        knobs = "\n".join(f"{k.knob}: {_fmt(k.old)} -> {_fmt(k.new)}" for k in a.knobs if k.changes) or "-"
+        state = {"applied": "[green]applied[/]", "failed": "[red]failed[/]"}.get(a.state, a.state)
+        table.add_row(a.id, a.time, escape(a.source), state, escape(knobs), a.rolled_back_at or "-")
+    _out.print(table)
+
+
+def status_cmd(as_json: JsonOpt = False) -> None:
+    """The active applications and whether their knobs still hold the applied values (exit 1 on drift)."""
+    from experiments.apply import status
+
+    st = status(_paths())
+    if as_json:
+        _print_json(st)
+    elif not st["active"]:
+        _out.print("no active application")
+    else:
+        for a in st["active"]:
+            _out.print(_knob_table(f"{a['id']} ({a['source']}, applied {a['time']})", a["knobs"], live=True))
+        _out.print("no drift" if not st["drift"] else f"[red]drift:[/] {', '.join(st['drift'])}")
+    if st["drift"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``apply``, ``rollback``, ``history`` and ``status`` to ``app``."""
+    app.command("apply")(apply_cmd)
+    app.command("rollback")(rollback_cmd)
+    app.command("history")(history_cmd)
+    app.command("status")(status_cmd)
