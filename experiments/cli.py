@@ -18,7 +18,13 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find, apply and prove better Linux settings.")
@@ -613,7 +619,7 @@ def recover(
             outcome = f"[{style}]{k['outcome']}[/]" if style else k["outcome"]
             table.add_row(escape(str(k["run"])), str(k["knob"]), str(k["target"]), outcome, escape(k["detail"] or ""))
         out.print(table)
-    for key in ("runs", "skipped_live", "killed", "cgroups_removed", "scratch_removed"):
+    for key in ("runs", "skipped_live", "killed", "cgroups_removed", "scratch_removed", "kept"):
         if data.get(key):
             out.print(f"{key.replace('_', ' ')}: {', '.join(map(str, data[key]))}")
     cg_failed = [f for f in rep.failed if ": cgroup " in f or ": scratch " in f]
@@ -939,6 +945,11 @@ def health_cmd(as_json: Annotated[bool, typer.Option("--json", help="JSON output
         out.print(f"{data['status']}: novatune {data['version']}, data in {data['data_dir']}")
 
 
+from experiments.cli_tuning import register as _register_tuning
+
+_register_tuning(app)
+
+
 # --------------------------------------------------------------------- main
 def _user_errors() -> tuple[type[BaseException], ...]:
     from actuators import ActuatorError
@@ -985,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit:
         raise
-    except BaseException as e:  # noqa: BLE001 - the one place that turns errors into exit codes
+    except BaseException as e:
         from experiments.runner import Interrupted
 
         if isinstance(e, Interrupted):

@@ -31,7 +31,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from actuators import Catalog, Journal, UnknownKnob, recover
@@ -183,7 +182,7 @@ class StudyManager:
         fields["updated"] = time.time()
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self._conn() as c:
-            c.execute(f"UPDATE studies SET {cols} WHERE name = ?", (*fields.values(), name))  # noqa: S608 - our keys
+            c.execute(f"UPDATE studies SET {cols} WHERE name = ?", (*fields.values(), name))
 
     def _existing_names(self, c: sqlite3.Connection) -> set[str]:
         names = {r["name"] for r in c.execute("SELECT name FROM studies")}

@@ -72,11 +72,11 @@ class Paths:
 
 
 # ------------------------------------------------------------------ settings
-import secrets  # noqa: E402
-from typing import Literal  # noqa: E402
+import secrets
+from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError  # noqa: E402
-from pydantic_settings import (  # noqa: E402
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -136,7 +136,7 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"invalid settings (NOVATUNE_* variables or {config_file()}): {problems}"
             ) from None
-        except Exception as err:  # noqa: BLE001 - e.g. the YAML file does not parse
+        except Exception as err:
             raise SettingsError(f"cannot read the settings file {config_file()}: {err}") from None
 
 

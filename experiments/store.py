@@ -11,7 +11,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optimizer.choose import choose
-from optimizer.noise import TrialEstimate, merge_duplicates, noisy_pareto_mask, pooled_noise, significantly_better
+from optimizer.noise import (
+    TrialEstimate,
+    merge_duplicates,
+    noisy_pareto_mask,
+    pooled_noise,
+    significantly_better,
+)
 from optimizer.pareto import ParetoInfo, pareto_info
 
 __all__ = ["Configuration", "Decision", "StudyNotFound", "StudyView", "list_studies", "load_view"]

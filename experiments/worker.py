@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         state, reason = "interrupted", f"interrupted by {sig}; the trial's knobs were restored"
     except KeyboardInterrupt:
         state, reason = "interrupted", "interrupted; the trial's knobs were restored"
-    except BaseException as err:  # noqa: BLE001 - the worker's one job is to record how the study ended
+    except BaseException as err:
         logging.exception("study %s failed", name)
         state, reason = "failed", f"{type(err).__name__}: {err}"
     finally:

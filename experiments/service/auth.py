@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -24,10 +25,13 @@ def _check(request: Request, creds: HTTPAuthorizationCredentials | None) -> None
         raise HTTPException(401, "wrong API token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
-def write_access(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def write_access(request: Request, creds: Credentials) -> None:
     _check(request, creds)
 
 
-def read_access(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+def read_access(request: Request, creds: Credentials) -> None:
     if request.app.state.settings.require_token_for_reads:
         _check(request, creds)

@@ -42,9 +42,9 @@ def status_map() -> list[tuple[type[BaseException], int]]:
         (ActuatorError, 422),
     ]
     try:  # apply/rollback (experiments.apply)
-        from experiments.apply import ApplicationNotFound, ApplyError
+        from experiments.apply import ApplicationNotFound, ApplyConflict, ApplyError
 
-        pairs[:0] = [(ApplicationNotFound, 404)]
+        pairs[:0] = [(ApplicationNotFound, 404), (ApplyConflict, 409)]
         pairs.append((ApplyError, 422))
     except ImportError:  # pragma: no cover - the module ships with the package
         pass

@@ -116,7 +116,7 @@ class StudyStateCollector:
                                "1 if the study store could be read on this scrape (or does not exist yet), else 0")
         try:
             views = self._views()
-        except Exception as err:  # noqa: BLE001 - a broken store must not take the host metrics down
+        except Exception as err:
             self._storage = None
             text = f"{type(err).__name__}: {err}"
             if text != self._last_error:

@@ -129,7 +129,7 @@ def study_pareto(request: Request, study_id: StudyId) -> dict[str, Any]:
 def study_export(
     request: Request,
     study_id: StudyId,
-    format: Annotated[ExportFormat, Query(description="output format")] = "json",  # noqa: A002 - the API's word
+    format: Annotated[ExportFormat, Query(description="output format")] = "json",
     trial: Annotated[int | None, Query(ge=0, le=1_000_000, description="trial number (default: the chosen one)")] = None,
 ) -> Response:
     view = _view(request, study_id)
