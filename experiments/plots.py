@@ -1,12 +1,31 @@
-"""Rendering of optimizer results (matplotlib, headless). Reads ParetoInfo, computes nothing."""
+"""Rendering of optimizer results, headless: PNG (matplotlib) and self-contained HTML (plotly).
+
+Reads ParetoInfo, an Optuna study or an importance table; computes nothing of its own.
+The HTML files embed plotly.js (about 4.7 MB each) so they open offline and inside
+the MLflow UI's artifact viewer, which does not load scripts from relative paths.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+import warnings
 from pathlib import Path
+from typing import Any
 
 from optimizer.pareto import ParetoInfo
 
-__all__ = ["plot_convergence", "plot_pareto"]
+__all__ = [
+    "plot_convergence",
+    "plot_importance",
+    "plot_importance_html",
+    "plot_parallel_coordinates",
+    "plot_pareto",
+    "write_html",
+]
+
+log = logging.getLogger(__name__)
 
 
 def _plt():
@@ -79,3 +98,114 @@ def plot_importance(importance: dict[str, dict[str, float]], path: Path, *, titl
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------ interactive (plotly)
+def _slug(name: str) -> str:
+    """A file-name-safe form of an objective or knob name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "objective"
+
+
+def write_html(fig: Any, path: Path) -> Path:
+    """Write a plotly figure as one self-contained HTML file (plotly.js embedded: works offline)."""
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    return path
+
+
+def plot_importance_html(importance: dict[str, dict[str, float]], path: Path, *, title: str) -> Path:
+    """Interactive twin of :func:`plot_importance`: grouped horizontal bars, one colour per objective."""
+    import plotly.graph_objects as go
+
+    knobs = sorted({k for d in importance.values() for k in d}, key=lambda k: max(d.get(k, 0) for d in importance.values()))
+    fig = go.Figure()
+    for objective, d in importance.items():
+        fig.add_trace(go.Bar(
+            x=[d.get(k, 0.0) for k in knobs], y=knobs, orientation="h", name=objective,
+            hovertemplate="%{y}: %{x:.3f}<extra>" + objective + "</extra>",
+        ))
+    fig.update_layout(
+        title=title, barmode="group", height=max(320, 60 + 36 * len(knobs) * max(1, len(importance))),
+        xaxis_title="importance (share of the objective's variance explained)", template="plotly_white",
+    )
+    return write_html(fig, path)
+
+
+def _applied_study(study: Any) -> Any:
+    """An in-memory copy of ``study`` whose trials carry the knob values actually applied (the
+    ``applied`` user attribute: the sampler's proposal after ordering repair), so that the plots
+    show what ran. A trial whose applied values do not fit its distributions keeps its params."""
+    import optuna
+
+    copy = optuna.create_study(directions=study.directions)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        applied = t.user_attrs.get("applied") or {}
+        params = {k: applied.get(k, v) for k, v in t.params.items()}
+        try:
+            copy.add_trial(optuna.trial.create_trial(
+                params=params, distributions=t.distributions, values=t.values, user_attrs=t.user_attrs))
+        except (ValueError, TypeError):
+            copy.add_trial(optuna.trial.create_trial(
+                params=t.params, distributions=t.distributions, values=t.values, user_attrs=t.user_attrs))
+    return copy
+
+
+def plot_parallel_coordinates(
+    study: Any, objectives: list[str], outdir: Path, *, title: str
+) -> tuple[list[Path], dict[str, str]]:
+    """One parallel-coordinate plot per objective, as ``parallel_coordinate-<objective>.html``
+    (plotly, interactive) and ``.png`` (matplotlib), from the study's complete trials.
+
+    Returns the files written and, for each plot not made, the reason (too few complete trials,
+    no tuned knobs, a plotting error). Never raises for a study that is merely small or odd.
+    """
+    import optuna
+
+    plt = _plt()  # the Agg backend before Optuna's matplotlib module touches pyplot
+    from optuna.visualization import plot_parallel_coordinate as pc_plotly
+    from optuna.visualization.matplotlib import plot_parallel_coordinate as pc_mpl
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    skipped: dict[str, str] = {}
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    knobs = sorted({k for t in done for k in t.params})
+    if len(done) < 2 or not knobs:
+        why = f"{len(done)} complete trial(s)" if len(done) < 2 else "no tuned knobs"
+        for objective in objectives:
+            skipped[f"parallel_coordinate-{_slug(objective)}"] = f"not plotted: {why}"
+        return files, skipped
+    view = _applied_study(study)
+    for i, objective in enumerate(objectives):
+        stem = f"parallel_coordinate-{_slug(objective)}"
+        values = [t.values[i] for t in done if t.values is not None and len(t.values) > i]
+        if not any(math.isfinite(v) for v in values):
+            skipped[stem] = "not plotted: no finite value"
+            continue
+
+        def target(t: Any, i: int = i) -> float:
+            return t.values[i]
+
+        try:
+            fig = pc_plotly(view, target=target, target_name=objective)
+            fig.update_layout(title=f"{title}: {objective}")
+            files.append(write_html(fig, outdir / f"{stem}.html"))
+        except Exception as err:  # noqa: BLE001 - a plot must never stop the study report
+            skipped[f"{stem}.html"] = f"{type(err).__name__}: {err}"
+            log.warning("no %s.html: %s", stem, err)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna's matplotlib backend is "experimental"
+                ax = pc_mpl(view, target=target, target_name=objective)
+            fig_m = ax.figure
+            try:
+                fig_m.set_size_inches(max(7.0, 1.6 * (len(knobs) + 1)), 5.0)
+                ax.set_title(f"{title}: {objective}")
+                fig_m.tight_layout()
+                fig_m.savefig(outdir / f"{stem}.png", dpi=110)
+                files.append(outdir / f"{stem}.png")
+            finally:
+                plt.close(fig_m)
+        except Exception as err:  # noqa: BLE001
+            skipped[f"{stem}.png"] = f"{type(err).__name__}: {err}"
+            log.warning("no %s.png: %s", stem, err)
+    return files, skipped

@@ -2,7 +2,13 @@
 
 Uses :class:`mlflow.MlflowClient` explicitly (no fluent global state), so the
 service and several studies can share a process. The tracking URI is the local
-SQLite store under the data directory by default, or any MLflow server.
+SQLite store under the data directory by default, or any MLflow server
+(``http(s)://``), whose own artifact store then holds the artifacts.
+
+Layout: experiment ``novatune/<study>`` (description in ``mlflow.note.content``),
+one parent run tagged ``novatune.kind=study``, one nested run per trial tagged
+``novatune.kind=trial`` and ``mlflow.parentRunId``. A study resumed in a new
+process (:meth:`Tracker.resume_study`) reopens the same parent run.
 """
 
 from __future__ import annotations
@@ -10,10 +16,21 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Tracker"]
+__all__ = ["Artifact", "Tracker", "is_remote_uri"]
+
+#: a file or directory logged at the run's root, or ``(path, artifact_dir)`` logged under ``artifact_dir``
+Artifact = Path | tuple[Path, str]
+
+_REMOTE_SCHEMES = ("http://", "https://", "databricks")
+
+
+def is_remote_uri(uri: str) -> bool:
+    """True for a tracking server (``http(s)://``, Databricks): it chooses where artifacts go."""
+    return uri.strip().lower().startswith(_REMOTE_SCHEMES)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +49,10 @@ class Tracker:
     Args:
         tracking_uri: e.g. ``sqlite:////home/u/.local/share/novatune/mlflow.db``
             or ``http://127.0.0.1:5000``.
-        artifact_root: folder for the study's artifacts when the store is local.
+        artifact_root: folder for the study's artifacts when the store is local; ignored for
+            a remote server (``http(s)://``), which keeps artifacts in its own default
+            location (``--default-artifact-root`` / ``--artifacts-destination``), since a
+            path on this host means nothing to the server or to other clients.
     """
 
     def __init__(self, tracking_uri: str, *, artifact_root: Path | None = None) -> None:
@@ -49,7 +69,8 @@ class Tracker:
         name = f"novatune/{study}"
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
-            location = (self.artifact_root / study).as_uri() if self.artifact_root else None
+            local = self.artifact_root is not None and not is_remote_uri(self.tracking_uri)
+            location = (self.artifact_root / study).as_uri() if local else None  # type: ignore[operator]
             self.experiment_id = self.client.create_experiment(
                 name,
                 artifact_location=location,
@@ -63,6 +84,56 @@ class Tracker:
         self.parent_run_id = run.info.run_id
         return self.parent_run_id
 
+    def resume_study(self, study: str, *, tags: dict[str, str]) -> bool:
+        """Reopen the parent run of study ``study`` (an interrupted study continued by a new process).
+
+        Finds experiment ``novatune/<study>`` and its newest active run tagged
+        ``novatune.kind=study``, sets it back to RUNNING, adds ``tags`` (plus
+        ``novatune.resumed=<count>``) and makes it the run later calls log to. Returns False,
+        changing nothing, when there is no such experiment or run (or the experiment was
+        deleted): the caller then calls :meth:`start_study`.
+        """
+        from mlflow.entities import RunTag, ViewType
+
+        exp = self.client.get_experiment_by_name(f"novatune/{study}")
+        if exp is None or exp.lifecycle_stage != "active":
+            return False
+        runs = self.client.search_runs(
+            [exp.experiment_id],
+            filter_string="tags.`novatune.kind` = 'study'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        if not runs:
+            return False
+        run = runs[0]
+        rid = run.info.run_id
+        resumed = int(run.data.tags.get("novatune.resumed", "0") or 0) + 1
+        self.client.update_run(rid, status="RUNNING")
+        batch = {**tags, "novatune.resumed": str(resumed)}
+        self.client.log_batch(rid, tags=[RunTag(k, str(v)[:5000]) for k, v in batch.items()])
+        self.experiment_id = exp.experiment_id
+        self.parent_run_id = rid
+        log.info("resumed MLflow run %s of study %s (resume #%d)", rid, study, resumed)
+        return True
+
+    def _log_artifacts(self, run_id: str, artifacts: Sequence[Artifact]) -> list[str]:
+        """Log each file or directory; one that fails is reported, the others are still logged."""
+        failed = []
+        for item in artifacts:
+            path, under = (item if isinstance(item, tuple) else (item, None))
+            path = Path(path)
+            try:
+                if path.is_dir():
+                    self.client.log_artifacts(run_id, str(path), artifact_path=under)
+                else:
+                    self.client.log_artifact(run_id, str(path), artifact_path=under)
+            except Exception as err:  # noqa: BLE001 - an artifact must not lose the run's status
+                log.warning("could not log artifact %s to run %s: %s", path, run_id, err)
+                failed.append(str(path))
+        return failed
+
     def log_trial(
         self,
         number: int,
@@ -70,9 +141,12 @@ class Tracker:
         params: dict[str, Any],
         metrics: dict[str, Any],
         tags: dict[str, str],
-        artifacts: list[Path] = (),  # type: ignore[assignment]
+        artifacts: Sequence[Artifact] = (),
     ) -> str:
-        """One finished run per trial, nested under the study run."""
+        """One finished run per trial, nested under the study run: ``params`` (knob values),
+        ``metrics`` (medians, ``<metric>_ci_low/_ci_high`` ...; non-finite values dropped),
+        ``tags`` (``state``, ``failure_reason`` ...), ``artifacts`` (see :data:`Artifact`).
+        The run is FAILED when ``tags["state"] == "fail"``, else FINISHED."""
         from mlflow.entities import Metric, Param, RunTag
 
         assert self.experiment_id is not None and self.parent_run_id is not None, "start_study first"
@@ -86,11 +160,10 @@ class Tracker:
         self.client.log_batch(
             rid,
             metrics=[Metric(k, v, ts, 0) for k, v in _finite(metrics).items()],
-            params=[Param(k, str(v)) for k, v in params.items()],
-            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()],
         )
-        for path in artifacts:
-            self.client.log_artifact(rid, str(path))
+        self._log_artifacts(rid, artifacts)
         status = "FAILED" if tags.get("state") == "fail" else "FINISHED"
         self.client.set_terminated(rid, status=status)
         return rid
@@ -117,10 +190,13 @@ class Tracker:
         *,
         metrics: dict[str, Any],
         step_metrics: dict[str, list[float]],
-        artifacts: list[Path],
+        artifacts: Sequence[Artifact],
         tags: dict[str, str],
         status: str = "FINISHED",
     ) -> None:
+        """Final metrics, step series, tags and artifacts (files, directories, or ``(path,
+        artifact_dir)``) on the study run, then its status. An artifact that cannot be logged is
+        reported and skipped; the status is set in any case."""
         from mlflow.entities import Metric, RunTag
 
         rid = self.parent_run_id
@@ -129,9 +205,10 @@ class Tracker:
         batch = [Metric(k, v, 0, 0) for k, v in _finite(metrics).items()]
         for key, series in step_metrics.items():
             batch += [Metric(key, float(v), 0, i) for i, v in enumerate(series) if math.isfinite(float(v))]
-        for i in range(0, len(batch), 900):
-            self.client.log_batch(rid, metrics=batch[i : i + 900])
-        self.client.log_batch(rid, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        for path in artifacts:
-            self.client.log_artifact(rid, str(path))
-        self.client.set_terminated(rid, status=status)
+        try:
+            for i in range(0, len(batch), 900):
+                self.client.log_batch(rid, metrics=batch[i : i + 900])
+            self.client.log_batch(rid, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+            self._log_artifacts(rid, artifacts)
+        finally:
+            self.client.set_terminated(rid, status=status)
