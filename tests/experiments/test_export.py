@@ -1,11 +1,14 @@
 """Exports and study views on a real Optuna SQLite storage (no machine changes)."""
 
+import configparser
 import json
+import stat
 
 import optuna
 import pytest
+import yaml
 
-from experiments.export import ExportError, render
+from experiments.export import FILENAMES, FORMATS, ExportError, render, write_export
 from experiments.store import StudyNotFound, load_view
 
 
@@ -60,7 +63,7 @@ def test_sysctl_export_only_has_sysctl_lines(url):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"fmt": "toml"}, "unknown format 'toml'; allowed: json, sysctl"),
+        ({"fmt": "toml"}, "unknown format 'toml'; allowed: json, yaml, sysctl, tuned, systemd, shell"),
         ({"fmt": "json", "trial": 3}, "violates the study's constraints"),
         ({"fmt": "json", "trial": 4}, "is fail, not complete"),
         ({"fmt": "json", "trial": 99}, "has no trial 99"),
@@ -124,3 +127,170 @@ def test_the_study_choose_rule_drives_the_export(tmp_path):
     assert doc["trial"] == 1 and "cost_usd_per_hour <= 0.04" in doc["chosen_by"]
     with pytest.raises(ValueError, match="no feasible trial has cost_usd_per_hour <= 0.001; closest is trial 2"):
         _ = view.decide(rule="max-perf-under-budget", budget={"cost_usd_per_hour": 0.001})
+
+
+# ---------------------------------------------------------------- every format, every knob family
+#: one value per knob family of the catalog (tests/integration/test_export_tools.py uses it too)
+RICH_KNOBS = {
+    "vm.swappiness": 30, "vm.dirty_ratio": 25, "kernel.sched_autogroup_enabled": 0, "kernel.numa_balancing": 0,
+    "net.core.somaxconn": 1024, "net.ipv4.tcp_fin_timeout": 30, "net.ipv4.tcp_rmem": [4096, 131072, 8388608],
+    "net.ipv4.tcp_wmem": 6291456,  # the max only: not one sysctl line
+    "thp.enabled": "madvise", "thp.defrag": "defer+madvise", "ksm.run": 0,
+    "block.vda.read_ahead_kb": 256, "block.vda.scheduler": "mq-deadline", "block.vda.nr_requests": 64,
+    "block.vdb.scheduler": "none",
+    "cpufreq.governor": "performance", "cpufreq.epp": "balance_performance",
+    "irq.24.affinity": "0", "irq.default_affinity": "0-1", "nic.eth0.tso": "off", "nic.eth0.gro": "on",
+    "sizing.vcpus": 1.5, "sizing.cpu_weight": 200, "sizing.memory_gib": 2.5, "sizing.cpuset_cpus": "0-1",
+    "sizing.cpuset_mems": "0", "affinity.cpus": 2, "affinity.placement": "compact", "sched.policy": "batch",
+    "sched.nice": -5, "ioprio.class": "best-effort", "ioprio.level": 4, "instance.type": "m5.large",
+}
+SYSCTL_PREFIXES = ("vm.", "kernel.", "net.")
+
+
+def make_view(tmp_path, knobs, name="rich"):
+    """A one-trial study whose trial applied ``knobs``; sysctl_keys as the runner records them."""
+    url = f"sqlite:///{tmp_path / f'{name}.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=name, storage=url, directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["throughput_rps", "cost_usd_per_hour"])
+    study.set_user_attr("knobs", list(knobs))
+    study.set_user_attr("sysctl_keys", {k: k for k in knobs if k.startswith(SYSCTL_PREFIXES)})
+    t = study.ask()
+    t.set_user_attr("applied", dict(knobs))
+    study.tell(t, [300.0, 0.05])
+    return load_view(url, name)
+
+
+@pytest.fixture()
+def rich(tmp_path):
+    return make_view(tmp_path, RICH_KNOBS)
+
+
+def _body(text):
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "json"])
+def test_every_text_format_has_the_header(rich, fmt):
+    text = render(rich, fmt, trial=0)
+    head = text.splitlines()[:7]
+    assert any("study 'rich', trial 0" in line for line in head)
+    assert any(line.startswith("# chosen by: trial 0 (chosen by the user)") for line in head)
+    assert any("throughput_rps=300, cost_usd_per_hour=0.05" in line for line in head)
+
+
+def test_yaml_is_the_json_document(rich):
+    doc = yaml.safe_load(render(rich, "yaml", trial=0))
+    ref = json.loads(render(rich, "json", trial=0))
+    doc.pop("exported_at"), ref.pop("exported_at")
+    assert doc == ref and doc["format"] == "novatune.config/v1"
+
+
+def test_sysctl_lists_what_it_cannot_carry(rich):
+    text = render(rich, "sysctl", trial=0)
+    assert "net.ipv4.tcp_rmem = 4096 131072 8388608" in _body(text)
+    assert not any(line.startswith(("net.ipv4.tcp_wmem", "thp.", "sizing.")) for line in _body(text))
+    (note,) = [line for line in text.splitlines() if line.startswith("# not expressible here:")]
+    for item in ("net.ipv4.tcp_wmem=6291456 (max only", "thp.enabled=madvise", "sizing.vcpus=1.5",
+                 "instance.type=m5.large", "irq.24.affinity=0"):
+        assert item in note
+    assert "see the JSON export" in note
+
+
+def _tuned(text):
+    cp = configparser.ConfigParser(delimiters=("=",), inline_comment_prefixes=("#",), strict=True)
+    cp.optionxform = str
+    cp.read_string(text)
+    return {s: dict(cp[s]) for s in cp.sections()}
+
+
+def test_tuned_profile_sections(rich):
+    text = render(rich, "tuned", trial=0, include="throughput-performance")
+    conf = _tuned(text)
+    assert conf["main"] == {"summary": "novatune: study rich trial 0", "include": "throughput-performance"}
+    assert conf["sysctl"]["vm.swappiness"] == "30" and conf["sysctl"]["kernel.numa_balancing"] == "0"
+    assert conf["sysctl"]["net.ipv4.tcp_rmem"] == "4096 131072 8388608" and "net.ipv4.tcp_wmem" not in conf["sysctl"]
+    assert conf["vm"] == {"transparent_hugepages": "madvise", "transparent_hugepage.defrag": "defer+madvise"}
+    # two devices with different settings: one disk unit each
+    assert conf["disk_vda"] == {"type": "disk", "devices": "vda", "elevator": "mq-deadline", "readahead": "256"}
+    assert conf["disk_vdb"] == {"type": "disk", "devices": "vdb", "elevator": "none"}
+    assert conf["sysfs"] == {"/sys/kernel/mm/ksm/run": "0", "/sys/block/vda/queue/nr_requests": "64"}
+    assert conf["cpu"] == {"governor": "performance", "energy_performance_preference": "balance_performance"}
+    assert conf["net"] == {"devices": "eth0", "features": "tso off gro on"}
+    (note,) = [line for line in text.splitlines() if line.startswith("# not expressible here:")]
+    assert "irq.default_affinity=0-1" in note and "sizing.memory_gib=2.5" in note and "systemd export" in note
+
+
+def test_tuned_one_disk_unit_without_include(tmp_path):
+    view = make_view(tmp_path, {"block.vda.scheduler": "none", "block.vdb.scheduler": "none", "vm.swappiness": 5})
+    conf = _tuned(render(view, "tuned", trial=0))
+    assert "include" not in conf["main"]
+    assert conf["disk"] == {"devices": "vda,vdb", "elevator": "none"}
+
+
+@pytest.mark.parametrize("bad", ["../etc", "/usr/lib/tuned/balanced", "a b", "", ".hidden", "x;y", "a,b"])
+def test_tuned_include_must_be_a_profile_name(rich, bad):
+    with pytest.raises(ExportError, match="not a plain TuneD profile name"):
+        render(rich, "tuned", trial=0, include=bad)
+
+
+def test_include_is_for_tuned_only(rich):
+    with pytest.raises(ExportError, match="tuned format only"):
+        render(rich, "sysctl", trial=0, include="balanced")
+
+
+def test_systemd_drop_in(rich):
+    text = render(rich, "systemd", trial=0)
+    body = _body(text)
+    assert body[0] == "[Service]"
+    assert set(body[1:]) == {
+        "CPUQuota=150%", "CPUWeight=200", f"MemoryMax={int(2.5 * 1024**3)}", "AllowedCPUs=0-1",
+        "AllowedMemoryNodes=0", "CPUAffinity=0-1", "CPUSchedulingPolicy=batch", "Nice=-5",
+        "IOSchedulingClass=best-effort", "IOSchedulingPriority=4",
+    }
+    (note,) = [line for line in text.splitlines() if line.startswith("# not expressible here:")]
+    assert "vm.swappiness=30" in note and "thp.enabled=madvise" in note and "sysctl, tuned or shell export" in note
+    assert "sizing." not in note and "sched." not in note
+
+
+def test_systemd_spread_placement_is_not_guessed(tmp_path):
+    view = make_view(tmp_path, {"affinity.cpus": 1, "affinity.placement": "spread", "sizing.vcpus": 0.05})
+    text = render(view, "systemd", trial=0)
+    assert "CPUQuota=5%" in _body(text) and not any(line.startswith("CPUAffinity") for line in _body(text))
+    assert "affinity.cpus=1" in text and "affinity.placement=spread" in text
+
+
+def test_shell_script_writes_and_notes(rich):
+    text = render(rich, "shell", trial=0)
+    assert text.startswith("#!/bin/bash\n") and "\nset -eu\n" in text
+    assert "emit /proc/sys/vm/swappiness 30" in text
+    assert "emit /proc/sys/net/ipv4/tcp_rmem '4096 131072 8388608'" in text
+    assert "emit /sys/kernel/mm/transparent_hugepage/defrag defer+madvise" in text
+    assert "emit /proc/irq/default_smp_affinity 3" in text  # the CPU list as the file's hex mask
+    assert "emit /proc/irq/24/smp_affinity_list 0" in text
+    assert "/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor" in text
+    # the block scheduler is written before the queue size it resets
+    assert text.index("/sys/block/vda/queue/scheduler") < text.index("/sys/block/vda/queue/nr_requests")
+    for word in ("apply)", "rollback)", "check)", "status)", "NOVATUNE_STATE_FILE", "sync"):
+        assert word in text
+    (note,) = [line for line in text.splitlines() if line.startswith("# not expressible here:")]
+    assert "nic.eth0.tso=off" in note and "sched.nice=-5" in note
+
+
+def test_write_export_file_names(rich, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for fmt in FORMATS:
+        dest = out / "profile" if fmt == "tuned" else out / fmt
+        dest.mkdir()
+        (path,) = write_export(rich, fmt, dest, trial=0)
+        assert path == dest / FILENAMES[fmt]
+        assert path.read_text().strip()
+    (script,) = write_export(rich, "shell", tmp_path / "x.sh", trial=0)
+    assert script == tmp_path / "x.sh" and script.stat().st_mode & stat.S_IXUSR
+    assert FILENAMES == {"json": "novatune.json", "yaml": "novatune.yaml", "sysctl": "90-novatune.conf",
+                         "tuned": "tuned.conf", "systemd": "90-novatune.conf", "shell": "novatune-apply.sh"}
+    (tuned,) = write_export(rich, "tuned", tmp_path / "new" / "novatune", trial=0, include="balanced")
+    assert tuned == tmp_path / "new" / "novatune" / "tuned.conf" and "include=balanced" in tuned.read_text()
+    with pytest.raises(ExportError, match="is a file"):
+        write_export(rich, "tuned", script, trial=0)
