@@ -153,7 +153,7 @@ def _print_study_result(report, paths, *, quick: bool) -> None:
     if report.export_json:
         out.print(f"\n[bold]Chosen configuration[/] ({escape(report.choice_reason or 'knee of the front')}), exported as JSON:")
         out.print_json(report.export_json)
-        out.print(f"also as sysctl.d: novatune study export {report.name} --format sysctl")
+        out.print(f"also as yaml, sysctl, tuned, systemd or shell: novatune study export {report.name} --format FORMAT")
     else:
         out.print("[yellow]no feasible trial: nothing to export[/]")
     if report.restore_mismatches:
@@ -429,6 +429,8 @@ def study_export(
     trial: Annotated[Optional[int], typer.Option(min=0, help="trial number (default: the knee of the Pareto front)")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write here (tuned: a profile directory) "
                                                                            "instead of stdout")] = None,
+    include: Annotated[Optional[str], typer.Option(help="tuned: a stock profile to include, e.g. "
+                                                        "throughput-performance")] = None,
 ) -> None:
     """Export the chosen configuration (the knee by default) for sysctl.d, TuneD, systemd, a shell script,
     or as JSON/YAML for `novatune apply` and `novatune verify`."""
@@ -436,9 +438,9 @@ def study_export(
 
     view = _view(name)
     if output is None:
-        sys.stdout.write(export.render(view, fmt, trial=trial))
+        sys.stdout.write(export.render(view, fmt, trial=trial, include=include))
         return
-    for path in export.write_export(view, fmt, output, trial=trial):
+    for path in export.write_export(view, fmt, output, trial=trial, include=include):
         err.print(f"wrote {path}")
 
 

@@ -23,7 +23,7 @@ def status_map() -> list[tuple[type[BaseException], int]]:
     from actuators import ActuatorError, UnknownKnob
     from collectors.errors import CollectorError
     from experiments.config import ConfigError
-    from experiments.export import ExportError
+    from experiments.export import ExportError, ExportRequestError
     from experiments.manager import StudyConflict, StudyStateError
     from experiments.settings import SettingsError
     from experiments.spec import SpecError
@@ -35,6 +35,7 @@ def status_map() -> list[tuple[type[BaseException], int]]:
         (StudyConflict, 409),
         (StudyStateError, 409),
         (ExportError, 409),  # the study has nothing to export yet, or the trial is not exportable
+        (ExportRequestError, 422),  # unknown format, bad include
         (SpecError, 422),
         (ConfigError, 422),
         (SettingsError, 422),

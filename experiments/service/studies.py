@@ -131,6 +131,7 @@ def study_export(
     study_id: StudyId,
     format: Annotated[ExportFormat, Query(description="output format")] = "json",
     trial: Annotated[int | None, Query(ge=0, le=1_000_000, description="trial number (default: the chosen one)")] = None,
+    include: Annotated[str | None, Query(max_length=64, description="tuned: a stock profile to include")] = None,
 ) -> Response:
     view = _view(request, study_id)
     if trial is not None:
@@ -138,7 +139,6 @@ def study_export(
             view.trial(trial)
         except LookupError as err:
             return JSONResponse({"detail": str(err), "error": "TrialNotFound"}, status_code=404)
-    text = export.render(view, format, trial=trial)
-    filename = getattr(export, "FILENAMES", {}).get(format)
-    headers = {"Content-Disposition": f'inline; filename="{filename}"'} if filename else None
+    text = export.render(view, format, trial=trial, include=include)
+    headers = {"Content-Disposition": f'inline; filename="{export.FILENAMES[format]}"'}
     return Response(content=text, media_type=_MEDIA.get(format, "text/plain"), headers=headers)

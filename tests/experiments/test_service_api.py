@@ -131,6 +131,9 @@ def test_an_export_of_a_study_without_a_feasible_trial_is_409(client, paths):
     r = client.get("/studies/empty/export", params={"format": "sysctl"})
     assert r.status_code == 409 and "nothing to export" in r.json()["detail"]
     assert [s["name"] for s in client.get("/studies").json()] == ["empty"]  # a study the CLI ran shows too
+    for params in ({"format": "sysctl", "include": "throughput-performance"}, {"format": "tuned", "include": "../x"}):
+        bad = client.get("/studies/empty/export", params=params)
+        assert bad.status_code == 422 and "include" in bad.json()["detail"], bad.text
 
 
 def test_the_schema_has_every_endpoint(client):
