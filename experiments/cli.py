@@ -837,7 +837,9 @@ def serve(
     sock = _listen_socket(host, port)  # before building the app: a taken port fails fast and clearly
     try:
         app_ = create_app(paths, settings)
-        server = uvicorn.Server(uvicorn.Config(app_, log_level=settings.log_level))
+        # the access log costs ~5 % of a busy service's CPU: on with log_level debug
+        server = uvicorn.Server(uvicorn.Config(app_, log_level=settings.log_level,
+                                               access_log=settings.log_level == "debug"))
         shown = f"[{host}]" if ":" in host else host
         if app_.state.token_source == "generated":
             err.print(f"API token (generated now, kept in {token_file(paths)}, mode 0600):\n  {app_.state.token}")

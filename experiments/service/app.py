@@ -121,6 +121,8 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None) -> 
         openapi_url="/openapi.json",
         docs_url="/docs",
         lifespan=_lifespan,
+        responses={401: {"description": "no or wrong bearer token (writes; reads when require_token_for_reads)"},
+                   400: {"description": "the body is not decodable"}},
     )
     app.state.paths = paths
     app.state.version = ver

@@ -28,10 +28,10 @@ def _check(request: Request, creds: HTTPAuthorizationCredentials | None) -> None
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def write_access(request: Request, creds: Credentials) -> None:
+async def write_access(request: Request, creds: Credentials) -> None:
     _check(request, creds)
 
 
-def read_access(request: Request, creds: Credentials) -> None:
+async def read_access(request: Request, creds: Credentials) -> None:
     if request.app.state.settings.require_token_for_reads:
         _check(request, creds)

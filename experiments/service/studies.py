@@ -32,7 +32,9 @@ def _json(body: bytes, status: int = 200) -> Response:
     return Response(content=body, media_type="application/json", status_code=status)
 
 
-def _summary(request: Request, name: str) -> bytes:
+def _summary(request: Request, name: str, *, changed: bool = False) -> bytes:
+    if changed:
+        request.app.state.index.invalidate()
     body = request.app.state.index.summary(name)
     if body is None:
         raise StudyNotFound(f"no study named {name!r}; GET /studies lists them")
@@ -68,7 +70,7 @@ def create_study(
     trials: Annotated[int | None, Query(ge=1, le=10_000, description="override budget.trials")] = None,
 ) -> Response:
     rec = request.app.state.manager.submit(spec, name=name, trials=trials, source="POST /studies")
-    return _json(_summary(request, rec.name), 201)
+    return _json(_summary(request, rec.name, changed=True), 201)
 
 
 @router.get("", response_model=list[StudySummary], dependencies=[Depends(read_access)], summary="Every study")
@@ -87,13 +89,16 @@ async def get_study(request: Request, study_id: StudyId) -> Response:
              summary="Stop a running study: its knobs are restored, then its state is `stopped`")
 def stop_study(request: Request, study_id: StudyId) -> Response:
     request.app.state.manager.stop(study_id)
-    return _json(_summary(request, study_id))
+    return _json(_summary(request, study_id, changed=True))
 
 
 @router.delete("/{study_id}", dependencies=[Depends(write_access)], responses=_NOT_FOUND,
                summary="Delete a study (stopped first if it runs); its MLflow experiment is kept")
 def delete_study(request: Request, study_id: StudyId) -> dict[str, Any]:
-    return request.app.state.manager.delete(study_id)
+    try:
+        return request.app.state.manager.delete(study_id)
+    finally:
+        request.app.state.index.invalidate()
 
 
 @router.get("/{study_id}/trials", dependencies=[Depends(read_access)], responses=_NOT_FOUND,

@@ -52,6 +52,7 @@ def tuning_history(request: Request,
 
 
 @router.get("/tuning/convergence", tags=["tuning"], dependencies=[Depends(read_access)],
+            responses={404: {"description": "no study of that name"}},
             summary="Each study's convergence state and why it stopped")
 def tuning_convergence(request: Request,
                        study: Annotated[str | None, Query(max_length=64, description="only this study")] = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -24,8 +25,8 @@ from experiments.settings import Paths
 
 __all__ = ["Best", "StudyIndex", "StudySummary"]
 
-#: the Optuna store is listed again at most this often (for studies without a status file)
-LEGACY_REFRESH_S = 2.0
+#: reads look at the files at most this often (each look is a few stat calls)
+CHECK_INTERVAL_S = 0.1
 
 
 class Best(BaseModel):
@@ -69,7 +70,12 @@ class StudyIndex:
         self._key: Any = None
         self._status: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._legacy: dict[str, dict[str, Any]] = {}
-        self._legacy_key: tuple[Any, float] = (-1, 0.0)
+        self._legacy_names: tuple[str, ...] | None = None
+        self._names_stamp: Any = -1
+        self._names: tuple[str, ...] = ()
+        self._registered: frozenset[str] = frozenset()
+        self._checked = -1.0
+        self._dirty = True
         self._summaries: dict[str, bytes] = {}
         self._listing = b"[]"
 
@@ -96,29 +102,51 @@ class StudyIndex:
             pass
         return out
 
+    def _optuna_names(self) -> tuple[str, ...]:
+        """The study names in the Optuna store, read with one SELECT when the file changed (listing
+        the studies through Optuna takes 40-130 ms: done only when a study without a status file appears)."""
+        stamp = self._mtime(self.paths.optuna_db)
+        if stamp != self._names_stamp:
+            names: tuple[str, ...] = ()
+            if stamp is not None:
+                try:
+                    con = sqlite3.connect(f"{self.paths.optuna_db.as_uri()}?mode=ro", uri=True, timeout=5)
+                    try:
+                        names = tuple(sorted(r[0] for r in con.execute("SELECT study_name FROM studies")))
+                    finally:
+                        con.close()
+                except sqlite3.Error:  # no schema yet, or a schema Optuna changed: list through Optuna
+                    names = tuple(sorted(self._list_legacy()))
+            self._names_stamp, self._names = stamp, names
+        return self._names
+
     def _current_key(self) -> tuple[Any, ...]:
-        optuna_m = self._mtime(self.paths.optuna_db)
-        legacy_due = optuna_m != self._legacy_key[0] and time.monotonic() - self._legacy_key[1] >= LEGACY_REFRESH_S
+        statuses = self._status_files()
+        registry_stamp = self._mtime(self.manager.db)
+        # studies with neither a status file nor a registry row (run before status files existed)
+        legacy = tuple(n for n in self._optuna_names() if n not in statuses and n not in self._registered)
         # the time bucket: a registry update inside the same clock tick as the last one is seen within 0.5 s
-        return (self._mtime(self.manager.db), int(time.monotonic() * 2), tuple(sorted(self._status_files().items())),
-                optuna_m if legacy_due or self._key is None else self._legacy_key[0])
+        return (registry_stamp, int(time.monotonic() * 2), tuple(sorted(statuses.items())), legacy)
 
     def _rebuild(self, key: tuple[Any, ...]) -> None:
         statuses = dict(key[2])
+        complete = True
         for name, m in statuses.items():
             if self._status.get(name, (None,))[0] != m:
                 try:
                     data = json.loads((self.paths.study_dir(name) / "status.json").read_text())
                 except (OSError, ValueError):
-                    continue  # being replaced right now: the next request reads it
+                    complete = False  # being replaced right now: the next look reads it
+                    continue
                 self._status[name] = (m, data)
         for name in list(self._status):
             if name not in statuses:
                 del self._status[name]
-        if key[3] != self._legacy_key[0]:
-            self._legacy = self._list_legacy()
-            self._legacy_key = (key[3], time.monotonic())
+        if key[3] != self._legacy_names:
+            self._legacy = {n: s for n, s in self._list_legacy().items() if n in key[3]} if key[3] else {}
+            self._legacy_names = key[3]
         records = {r.name: r for r in self.manager.records()}
+        self._registered = frozenset(records)
         names = list(dict.fromkeys([*self._legacy, *records, *self._status]))
         summaries = {}
         for name in names:
@@ -127,7 +155,7 @@ class StudyIndex:
         order = sorted(summaries.values(), key=lambda s: s.created or 0)
         self._summaries = {s.name: s.model_dump_json().encode() for s in order}
         self._listing = b"[" + b",".join(self._summaries[s.name] for s in order) + b"]"
-        self._key = key
+        self._key = key if complete else None
 
     def _list_legacy(self) -> dict[str, dict[str, Any]]:
         if not self.paths.optuna_db.exists():
@@ -172,11 +200,19 @@ class StudyIndex:
         )
 
     def _fresh(self) -> None:
-        key = self._current_key()
-        if key != self._key:
-            with self._lock:
-                if key != self._key:
-                    self._rebuild(key)
+        now = time.monotonic()
+        if not self._dirty and now - self._checked < CHECK_INTERVAL_S:
+            return
+        with self._lock:
+            self._dirty = False
+            self._checked = now
+            key = self._current_key()
+            if key != self._key:
+                self._rebuild(key)
+
+    def invalidate(self) -> None:
+        """Look at the files at the next read (after a write through this process: launch, stop, delete)."""
+        self._dirty = True
 
     def listing(self) -> bytes:
         """``GET /studies``: a JSON array of :class:`StudySummary`, oldest first."""
