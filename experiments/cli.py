@@ -348,15 +348,10 @@ def study_pareto(
 ) -> None:
     """The Pareto front of feasible trials and the chosen configuration."""
     view = _view(name)
-    front = [r for r in view.trial_rows() if r["pareto"]]
-    try:
-        d = view.decide()
-        choice = {"trial": d.trial.number, "rule": d.rule, "reason": d.reason, "equivalent": d.equivalent}
-    except ValueError as e:
-        choice = {"trial": None, "reason": str(e)}
+    report = view.pareto_report()
+    front, choice = report["front"], report["choice"]
     if as_json:
-        _print_json({"study": name, "objectives": dict(zip(view.objectives, view.directions)), "front": front,
-                     "choice": choice})
+        _print_json(report)
         return
     table = Table(title=f"Pareto front of {name}")
     for col in ("trial", *view.objectives, "knobs"):
@@ -375,12 +370,7 @@ def convergence_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """Each study's convergence state and why it stopped (as GET /tuning/convergence)."""
-    from experiments.store import StudyNotFound
-
-    rows = [{k: s.get(k) for k in ("name", "state", "trials_done", "trials_total", "convergence", "stop_reason")}
-            for s in json.loads(_index().listing()) if name is None or s["name"] == name]
-    if name is not None and not rows:
-        raise StudyNotFound(f"no study named {name!r}")
+    rows = _index().convergence(name)
     if as_json:
         _print_json(rows)
         return
@@ -566,11 +556,12 @@ def plan_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="exported configuration (novatune.config/v1)")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="an export: JSON/YAML (novatune.config/v1), a "
+                                                                  "sysctl.d .conf file or a TuneD profile")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
     root: RootOpt = None,
 ) -> None:
-    """Compare the live settings with an exported configuration.
+    """Compare the live settings with an exported configuration (JSON/YAML, sysctl.d file or TuneD profile).
 
     Exit 0 when nothing drifted, 1 when some knob differs, 2 on bad input.
     """
@@ -590,6 +581,8 @@ def verify_cmd(
             table.add_row(r.knob, escape(_fmt(r.expected)), escape(_fmt(r.actual)), ok, escape(r.note or ""))
         out.print(table)
         out.print("no drift" if not result.drift else f"[red]drift:[/] {', '.join(result.drift)}")
+        if result.unchecked:
+            out.print(f"[yellow]not checked:[/] {escape(', '.join(result.unchecked))}", highlight=False)
     if result.drift:
         raise typer.Exit(1)
 
@@ -874,26 +867,29 @@ settings_app = typer.Typer(no_args_is_help=True, help="Show settings; change saf
 app.add_typer(settings_app, name="settings")
 
 
-def _api(method: str, path: str, **kw: Any) -> Any:
+def _api(method: str, path: str, body: Any = None) -> Any:
     """One request to the running service (host/port from the settings), with the API token."""
-    import httpx
+    import urllib.error
+    import urllib.request
 
     from experiments.settings import api_token
 
     settings = _settings()
     token, _ = api_token(settings, _paths())
     url = f"http://{settings.host}:{settings.port}{path}"
+    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:
-        r = httpx.request(method, url, headers={"Authorization": f"Bearer {token}"}, timeout=30, **kw)
-    except httpx.HTTPError as e:
-        raise UserError(f"cannot reach the service at {url}: {e}; is `novatune serve` running?") from None
-    if r.status_code >= 400:
+        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - http on the configured host
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
         try:
-            detail = r.json().get("detail")
+            detail = json.loads(e.read()).get("detail")
         except ValueError:
-            detail = r.text
-        raise UserError(f"{method} {path}: {r.status_code}: {detail}")
-    return r.json()
+            detail = e.reason
+        raise UserError(f"{method} {path}: {e.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise UserError(f"cannot reach the service at {url}: {e}; is `novatune serve` running?") from None
 
 
 @settings_app.command("show")
@@ -932,7 +928,7 @@ def settings_set(
         if not sep or key not in RUNTIME_SETTINGS:
             raise UserError(f"{pair!r}: expected KEY=VALUE with KEY one of {', '.join(RUNTIME_SETTINGS)}")
         body[key] = value
-    data = _api("PATCH", "/settings", json=body)
+    data = _api("PATCH", "/settings", body)
     if as_json:
         _print_json(data)
     else:

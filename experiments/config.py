@@ -46,6 +46,7 @@ class ConfigFile:
     ranges: dict[str, KnobSpec] = field(default_factory=dict)
     spec: StudySpec | None = None
     study: str | None = None
+    unchecked: list[str] = field(default_factory=list)  # what a deployed file sets that verify cannot check
 
 
 def _decode(path: Path) -> Any:
@@ -86,8 +87,29 @@ def _config_values(data: dict[str, Any], src: str) -> dict[str, Any]:
     return dict(knobs)
 
 
+def _deployed(p: Path) -> ConfigFile:
+    """A sysctl.d file or a TuneD profile (directory or ``tuned.conf``), read back into knob values."""
+    from actuators import Catalog
+    from experiments.export import ExportError, read_deployed
+
+    if p.is_dir() and not (p / "tuned.conf").is_file():
+        raise ConfigError(f"{p}: a directory without tuned.conf; a TuneD profile directory, a sysctl.d .conf file, "
+                          "or a .json/.yaml export is allowed")
+    if not p.exists():
+        raise ConfigError(f"{p}: file not found")
+    names = {k.sysctl_key: k.name for k in Catalog().knobs() if k.sysctl_key}
+    try:
+        values, unchecked = read_deployed(p, names)
+    except ExportError as err:
+        raise ConfigError(str(err)) from None
+    if not values:
+        raise ConfigError(f"{p}: sets no knob novatune knows")
+    return ConfigFile(source=str(p), kind="config", values=values, unchecked=unchecked)
+
+
 def load_config(path: str | Path) -> ConfigFile:
-    """Read an export (``format: novatune.config/v1``) or a study spec.
+    """Read an export (``format: novatune.config/v1``, JSON or YAML), a deployed export (a sysctl.d
+    ``.conf`` file or a TuneD profile: its directory or ``tuned.conf``) or a study spec.
 
     A mapping with a ``format`` field is an export; any other mapping is
     validated as a study spec.
@@ -98,6 +120,8 @@ def load_config(path: str | Path) -> ConfigFile:
     """
     p = Path(path)
     src = str(p)
+    if p.is_dir() or p.name == "tuned.conf" or p.suffix.lower() == ".conf":
+        return _deployed(p)
     data = _decode(p)
     if not isinstance(data, dict):
         raise ConfigError(
@@ -285,13 +309,15 @@ class VerifyRow:
 class Verification:
     source: str
     rows: list[VerifyRow]
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def drift(self) -> list[str]:
         return [r.knob for r in self.rows if r.ok is False]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "drift": self.drift, "knobs": [asdict(r) for r in self.rows]}
+        return {"source": self.source, "drift": self.drift, "knobs": [asdict(r) for r in self.rows],
+                "unchecked": self.unchecked}
 
 
 def verify(cfg: ConfigFile, catalog: Catalog) -> Verification:
@@ -332,7 +358,7 @@ def verify(cfg: ConfigFile, catalog: Catalog) -> Verification:
             row.ok, row.note = False, f"cannot read: {err}"
             continue
         row.ok = bool(knob.same(row.actual, want))
-    return Verification(source=cfg.source, rows=rows)
+    return Verification(source=cfg.source, rows=rows, unchecked=list(cfg.unchecked))
 
 
 def knob_info(k: Knob) -> dict[str, Any]:

@@ -42,7 +42,8 @@ from actuators.irq import parse_cpulist
 from actuators.net import NET_TRIPLETS
 from experiments.store import StudyView
 
-__all__ = ["FILENAMES", "FORMATS", "ExportError", "ExportRequestError", "choose_trial", "render", "write_export"]
+__all__ = ["FILENAMES", "FORMATS", "ExportError", "ExportRequestError", "choose_trial", "read_deployed", "render",
+           "write_export"]
 
 FORMATS = ("json", "yaml", "sysctl", "tuned", "systemd", "shell")
 Format = Literal["json", "yaml", "sysctl", "tuned", "systemd", "shell"]
@@ -611,3 +612,96 @@ def write_export(
     except OSError as err:
         raise ExportError(f"cannot write the {fmt} export to {dest}: {err}") from None
     return [path]
+
+
+# ----------------------------------------------------- reading them back
+def read_deployed(path: Path, sysctl_names: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The knob values a sysctl.d file or a TuneD profile (its directory or ``tuned.conf``) sets, as
+    text, and what in it cannot be checked -- the inverse of the ``sysctl`` and ``tuned`` exports, so
+    that ``novatune verify`` compares an installed file with the live state.
+
+    ``sysctl_names`` maps sysctl keys to knob names (the catalog's). Raises :class:`ExportError` for a
+    file that is neither, or a setting novatune has no knob for.
+    """
+    if path.is_dir():
+        path = path / "tuned.conf"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ExportError(f"{path}: cannot read: {err}") from None
+    values: dict[str, str] = {}
+    unchecked: list[str] = []
+    unknown: list[str] = []
+
+    def sysctl(key: str, value: str) -> None:
+        name = sysctl_names.get(key.strip().replace("/", "."))
+        if name is None:
+            unknown.append(f"sysctl {key.strip()}")
+        else:
+            values[name] = value.strip()
+
+    if path.name != "tuned.conf":  # a sysctl.d file: key = value, '#'/';' comments, '-' ignores errors
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line[0] in "#;":
+                continue
+            key, sep, value = line.lstrip("-").partition("=")
+            if not sep:
+                raise ExportError(f"{path}:{n}: not a 'key = value' line: {line!r}")
+            sysctl(key, value)
+    else:
+        import configparser
+
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        try:
+            parser.read_string(text, source=str(path))
+        except configparser.Error as err:
+            raise ExportError(f"{path}: not a TuneD profile: {err}") from None
+        cpu = {v: k for k, v in _TUNED_CPU.items()}
+        sysfs = {v: k for k, v in _KSM.items()}
+        block = {v: k for k, v in _BLOCK_FILES.items()}
+        for section in parser.sections():
+            opts = dict(parser[section])
+            kind = opts.pop("type", section.split("_", 1)[0] if section.startswith(("disk_", "net_")) else section)
+            if kind == "main":
+                if "include" in opts:
+                    unchecked.append(f"the settings of the included profile {opts['include']!r}")
+            elif kind == "sysctl":
+                for key, value in opts.items():
+                    sysctl(key, value)
+            elif kind == "vm":
+                for key, value in opts.items():
+                    name = {"transparent_hugepages": "thp.enabled", "transparent_hugepage.defrag": "thp.defrag"}.get(key)
+                    if name:
+                        values[name] = value
+                    else:
+                        unchecked.append(f"[{section}] {key}")
+            elif kind == "cpu":
+                for key, value in opts.items():
+                    if key in cpu:
+                        values[cpu[key]] = value
+                    else:
+                        unchecked.append(f"[{section}] {key}")
+            elif kind == "disk":
+                devices = [d.strip() for d in opts.pop("devices", "").split(",") if d.strip()]
+                for key, value in opts.items():
+                    leaf = {"elevator": "scheduler", "readahead": "read_ahead_kb"}.get(key)
+                    if leaf is None or not devices:
+                        unchecked.append(f"[{section}] {key}")
+                    for dev in devices if leaf else ():
+                        values[f"block.{dev}.{leaf}"] = value
+            elif kind == "sysfs":
+                for key, value in opts.items():
+                    m = re.fullmatch(r"/sys/block/([^/]+)/(queue/[a-z_]+)", key)
+                    if key in sysfs:
+                        values[sysfs[key]] = value
+                    elif m and m.group(2) in block:
+                        values[f"block.{m.group(1)}.{block[m.group(2)]}"] = value
+                    else:
+                        unknown.append(f"[{section}] {key}")
+            else:  # [net] (ethtool settings) and plugins novatune does not tune
+                unchecked.append(f"[{section}]")
+    if unknown:
+        raise ExportError(f"{path}: no novatune knob for: {', '.join(unknown)}")
+    return values, unchecked

@@ -195,6 +195,19 @@ class StudyView:
             })
         return rows
 
+    def pareto_report(self) -> dict[str, Any]:
+        """The feasible Pareto front (trial rows) and the chosen configuration, or why there is none
+        (``study pareto --json``, ``GET /studies/{id}/pareto``)."""
+        front = [r for r in self.trial_rows() if r["pareto"]]
+        try:
+            d = self.decide()
+            choice: dict[str, Any] = {"trial": d.trial.number, "rule": d.rule, "reason": d.reason,
+                                      "equivalent": d.equivalent, "noisy_front": d.noisy_front}
+        except ValueError as err:
+            choice = {"trial": None, "reason": str(err)}
+        return {"study": self.name, "objectives": dict(zip(self.objectives, self.directions)), "front": front,
+                "choice": choice}
+
     def summary(self) -> dict[str, Any]:
         """How the search went: sampler, why it stopped, convergence, the choice, knob importance."""
         return {

@@ -110,16 +110,7 @@ def study_trials(request: Request, study_id: StudyId) -> list[dict[str, Any]]:
 @router.get("/{study_id}/pareto", dependencies=[Depends(read_access)], responses=_NOT_FOUND,
             summary="The Pareto front of feasible trials and the chosen configuration")
 def study_pareto(request: Request, study_id: StudyId) -> dict[str, Any]:
-    view = _view(request, study_id)
-    front = [r for r in view.trial_rows() if r["pareto"]]
-    try:
-        d = view.decide()
-        choice = {"trial": d.trial.number, "rule": d.rule, "reason": d.reason, "equivalent": d.equivalent,
-                  "noisy_front": d.noisy_front}
-    except ValueError as err:
-        choice = {"trial": None, "reason": str(err)}
-    return {"study": study_id, "objectives": dict(zip(view.objectives, view.directions)), "front": front,
-            "choice": choice}
+    return _view(request, study_id).pareto_report()
 
 
 @router.get(

@@ -57,13 +57,7 @@ def tuning_history(request: Request,
 def tuning_convergence(request: Request,
                        study: Annotated[str | None, Query(max_length=64, description="only this study")] = None
                        ) -> list[dict[str, Any]]:
-    rows = [{k: s.get(k) for k in ("name", "state", "trials_done", "trials_total", "convergence", "stop_reason")}
-            for s in _summaries(request) if study is None or s["name"] == study]
-    if study is not None and not rows:
-        from experiments.store import StudyNotFound
-
-        raise StudyNotFound(f"no study named {study!r}")
-    return rows
+    return request.app.state.index.convergence(study)
 
 
 class ApplyRequest(BaseModel):

@@ -223,3 +223,14 @@ class StudyIndex:
         """``GET /studies/{name}``: one :class:`StudySummary` as JSON, or None."""
         self._fresh()
         return self._summaries.get(name)
+
+    def convergence(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Each study's convergence state and stop reason (``GET /tuning/convergence``); StudyNotFound
+        when ``name`` is not a study."""
+        rows = [{k: s.get(k) for k in ("name", "state", "trials_done", "trials_total", "convergence", "stop_reason")}
+                for s in json.loads(self.listing()) if name is None or s["name"] == name]
+        if name is not None and not rows:
+            from experiments.store import StudyNotFound
+
+            raise StudyNotFound(f"no study named {name!r}")
+        return rows

@@ -294,3 +294,43 @@ def test_write_export_file_names(rich, tmp_path):
     assert tuned == tmp_path / "new" / "novatune" / "tuned.conf" and "include=balanced" in tuned.read_text()
     with pytest.raises(ExportError, match="is a file"):
         write_export(rich, "tuned", script, trial=0)
+
+
+def test_deployed_sysctl_and_tuned_exports_read_back_into_the_same_knob_values(rich, tmp_path):
+    """What `novatune verify` compares for an installed sysctl.d file or TuneD profile."""
+    from experiments.config import load_config
+    from experiments.export import read_deployed, write_export
+
+    names = {k: k for k in rich.attrs["sysctl_keys"]}  # sysctl key -> knob name, as the catalog gives them
+    knobs = rich.knob_values(rich.trial(0))
+    (sysctl_file,) = write_export(rich, "sysctl", tmp_path / "90-novatune.conf")
+    values, unchecked = read_deployed(sysctl_file, names)
+    assert set(values) == set(names) - {"net.ipv4.tcp_wmem"} and not unchecked  # a max-only triplet: a comment
+    assert values["net.ipv4.tcp_rmem"] == "4096 131072 8388608" and values["vm.swappiness"] == "30"
+
+    write_export(rich, "tuned", tmp_path / "prof", include="throughput-performance")
+    values, unchecked = read_deployed(tmp_path / "prof", names)
+    assert values["thp.enabled"] == "madvise" and values["thp.defrag"] == "defer+madvise"
+    assert values["cpufreq.epp"] == "balance_performance" and values["ksm.run"] == "0"
+    assert {k for k in values if k.startswith("block.")} == {k for k in knobs if k.startswith("block.")}
+    assert {k for k in values if k.startswith(SYSCTL_PREFIXES)} == set(names) - {"net.ipv4.tcp_wmem"}
+    assert "the settings of the included profile 'throughput-performance'" in unchecked
+    assert "[net]" in unchecked  # NIC features: not read back
+
+    # through load_config, with the real catalog's names
+    (tmp_path / "real.conf").write_text("vm.swappiness = 30\n-net.core.somaxconn = 1024\n")
+    assert load_config(tmp_path / "real.conf").values == {"vm.swappiness": "30", "net.core.somaxconn": "1024"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("vm.no_such_knob = 1\n", "no novatune knob for: sysctl vm.no_such_knob"),
+    ("just words\n", "not a 'key = value' line"),
+    ("# only comments\n", "sets no knob novatune knows"),
+])
+def test_a_deployed_file_novatune_cannot_read_is_a_config_error(tmp_path, text, message):
+    from experiments.config import ConfigError, load_config
+
+    f = tmp_path / "x.conf"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(f)

@@ -128,3 +128,28 @@ def test_bad_config_changes_nothing(tmp_path: Path, original: str) -> None:
     assert "vm.swappiness: 999 is outside the hard bounds" in res.stderr and "unknown knob 'vm.bogus'" in res.stderr
     assert FILE.read_text() == original and not (home / "journal.jsonl").exists()
     assert tune("rollback", "nope", home=home).returncode == 2
+
+
+@pytest.mark.parametrize("kind", ["sysctl", "tuned"])
+def test_an_installed_sysctl_or_tuned_export_applies_verifies_and_rolls_back(tmp_path: Path, original: str,
+                                                                             kind: str) -> None:
+    """The deployed formats themselves: `novatune apply` and `verify` read a sysctl.d file or a TuneD profile."""
+    home = tmp_path / "home"
+    new = 2 if int(original.split()[0]) != 2 else 3
+    if kind == "sysctl":
+        cfg = tmp_path / "90-novatune.conf"
+        cfg.write_text(f"# novatune export\n{KNOB} = {new}\n")
+    else:
+        cfg = tmp_path / "novatune-profile"
+        cfg.mkdir()
+        (cfg / "tuned.conf").write_text(f"[main]\nsummary=test\ninclude=throughput-performance\n\n[sysctl]\n{KNOB}={new}\n")
+    assert tune("verify", str(cfg), home=home).returncode == 1  # not applied yet
+    applied = tune("apply", str(cfg), "--json", home=home)
+    assert applied.returncode == 0, applied.stderr
+    assert int(FILE.read_text()) == new
+    ok = tune("verify", str(cfg), home=home)
+    assert ok.returncode == 0, ok.stdout
+    if kind == "tuned":
+        assert "not checked" in ok.stdout and "throughput-performance" in ok.stdout
+    assert tune("rollback", home=home).returncode == 0
+    assert FILE.read_text() == original
