@@ -31,7 +31,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -57,6 +57,7 @@ from experiments.config import (
     _config_values,
     instance_types,
 )
+from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths
 
 __all__ = [
@@ -175,6 +176,20 @@ def _locked(paths: Paths) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def _held(knobs: list[str], owner: str) -> Iterator[None]:
+    """Machine-wide holds on ``knobs`` while they are written (a study of another data directory
+    may be tuning them: then nothing is written)."""
+    try:
+        holds = KnobHolds(knobs, owner).acquire()
+    except KnobHeld as err:
+        raise ApplyConflict(f"cannot write now (nothing was changed): {err}") from None
+    try:
+        yield
+    finally:
+        holds.release()
 
 
 def _alive(pid: Any, ctime: Any) -> bool:
@@ -365,7 +380,7 @@ def apply_config(
         note = "dry run: nothing was written" + (f"; applying would be refused: {', '.join(held)} held" if held else "")
         return Application(id="(dry run)", time=_iso(now), source=source, state="dry_run", knobs=rows, note=note)
     journal = Journal(paths.journal)
-    with _locked(paths):
+    with _locked(paths), _held([k.name for k in plan], f"novatune apply of {source}"):
         records = journal.records()
         apps = _applications(records)
         held = []
@@ -475,10 +490,11 @@ def rollback(id: str | None = None, *, paths: Paths, force: bool = False,
     """
     cat = catalog if catalog is not None else default_catalog()
     journal = Journal(paths.journal)
-    with _locked(paths):
+    with _locked(paths), ExitStack() as stack:
         records = journal.records()
         apps = _applications(records)
         app = _find(apps, id)
+        stack.enter_context(_held([k.knob for k in app.knobs], f"novatune rollback of {app.id}"))
         if app.state == "rolled_back":
             raise ApplyConflict(f"application {app.id} was already rolled back at {app.rolled_back_at}")
         if app.state != "applied":

@@ -35,6 +35,7 @@ from typing import Any
 
 from actuators import Catalog, Journal, UnknownKnob, recover
 from actuators.journal import process_ctime
+from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths
 from experiments.spec import SpecError, StudySpec
 from experiments.store import StudyNotFound
@@ -244,6 +245,12 @@ class StudyManager:
 
         StudyRunner(spec, paths=self.paths, name=name, trials=trials, source=source)  # raises SpecError
         rec = self.claim(spec, name=name, trials=trials, managed=True, source=source)
+        try:  # a study of another data directory may tune these knobs: its machine-wide holds say so
+            KnobHolds(rec.shared, owner="a check").acquire().release()
+        except KnobHeld as err:
+            with self._conn() as c:
+                c.execute("DELETE FROM studies WHERE name = ?", (rec.name,))
+            raise StudyConflict(str(err)) from None
         try:
             self._spawn(rec.name)
         except OSError as err:

@@ -48,6 +48,8 @@ from collectors.recorder import Recorder
 from collectors.timeseries import steady_window
 from collectors.workloads.base import Workload
 from experiments import export
+from experiments.holds import KnobHeld, KnobHolds
+from experiments.manager import StudyConflict, shared_knobs
 from experiments.metrics import SERIES_METRICS, allowed_metrics
 from experiments.plots import plot_convergence, plot_importance, plot_pareto
 from experiments.samplers import SamplerChoice, build_sampler
@@ -229,6 +231,7 @@ class StudyRunner:
         scratch: list[Path] = []
         tracker = None
         study = None
+        holds: KnobHolds | None = None
         with _signals_raise(), journal.run(run_id):
             try:
                 cgroup_reason = None
@@ -283,6 +286,13 @@ class StudyRunner:
                     if k.startswith("sizing.") and cgroup_reason:
                         skipped[k] = cgroup_reason
                 report.skipped = skipped
+                # machine-wide: no other novatune process (whatever its data directory) tunes these host
+                # knobs while this study runs; taken before the baseline is read, released at the end
+                holds = KnobHolds(shared_knobs(list(resolved.knobs), catalog), owner=f"study {name} in {self.paths.home}")
+                try:
+                    holds.acquire()
+                except KnobHeld as err:
+                    raise StudyConflict(str(err)) from None
                 baseline = {n: knob.read() for n, knob in resolved.knobs.items()}
                 report.baseline = baseline
 
@@ -426,6 +436,8 @@ class StudyRunner:
                             journal.release_scratch(run_id, d, note="deleted by the workload")
                 if cgroup is not None:
                     cgroup.remove()
+                if holds is not None:
+                    holds.release()  # every knob was restored by now (each trial's session)
                 if study is not None:
                     self._finish(report, tracker, workdir)
                     self._write_status(study, report, workdir)
