@@ -768,7 +768,11 @@ def replay_cmd(
         if seeds < 1:
             raise ReplayError(f"--seeds {seeds}: must be at least 1")
         tbl = load_table(table_file, group=group, knobs=knobs, objectives=objective, feasible=feasible)
-        result = run(tbl, budget=budget, seeds=seeds, sampler=sampler, transfer=transfer)
+        with Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[last]}"), console=err, transient=True) as bar:
+            task = bar.add_task("replay", total=len(tbl.groups) * seeds, last="")
+            result = run(tbl, budget=budget, seeds=seeds, sampler=sampler, transfer=transfer,
+                         progress=lambda g, s: bar.update(task, advance=1, last=f"{g} seed {s}"))
         if trace is not None:
             write_trace(result, tbl, trace)
     except (ReplayError, OSError) as e:

@@ -32,8 +32,10 @@ def load_table(path: Path, *, group: str, knobs: str, objectives: list[str], fea
     return ReplayTable.from_frame(df, group=group, knobs=knob_list, objectives=objs, feasible=feasible)
 
 
-def replay(table: ReplayTable, *, budget: int, seeds: int, sampler: str, transfer: bool) -> ReplayResult:
-    return run_replay(table, budget=budget, seeds=seeds, sampler=sampler, transfer=transfer)
+def replay(table: ReplayTable, *, budget: int, seeds: int, sampler: str, transfer: bool,
+           progress: Any = None) -> ReplayResult:
+    """``progress(group, seed)`` is called after each group's seed (for a progress bar)."""
+    return run_replay(table, budget=budget, seeds=seeds, sampler=sampler, transfer=transfer, progress=progress)
 
 
 def write_trace(result: ReplayResult, table: ReplayTable, path: Path) -> None:

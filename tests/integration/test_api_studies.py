@@ -231,3 +231,66 @@ def test_a_study_interrupted_by_a_service_shutdown_resumes_at_the_next_start(tmp
     study = optuna.load_study(study_name=name, storage=paths.optuna_url)
     assert study.user_attrs["resumed"] == 1
     assert snapshot() == before
+
+
+def test_a_study_keeps_running_when_only_the_service_dies_and_is_adopted(tmp_path):
+    before = snapshot()
+    home, port = tmp_path / "home", free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = serve(home, port)
+    try:
+        body = spec("api-adopt", trials=4, knobs={"vm.vfs_cache_pressure": {"low": 50, "high": 200}})
+        name = httpx.post(base + "/studies", json=body, headers=AUTH).json()["name"]
+        s = wait_for(lambda: httpx.get(f"{base}/studies/{name}").json(), lambda s: s["trials_done"] >= 1, 120,
+                     "one trial")
+        os.kill(proc.pid, signal.SIGKILL)  # the service alone: its worker lives in a session of its own
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(1.0)
+    os.kill(s["pid"], 0)  # the worker carries on without the service
+    proc = serve(home, port)
+    try:
+        final = wait_for(lambda: httpx.get(f"{base}/studies/{name}").json(),
+                         lambda s: s["state"] in ("completed", "failed", "stopped"), 180, "the adopted study to end")
+        assert final["state"] == "completed" and final["resumes"] == 0, final
+        trials = httpx.get(f"{base}/studies/{name}/trials").json()
+        assert [t["state"] for t in trials] == ["complete"] * 4  # nothing was interrupted
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert snapshot() == before
+
+
+def test_apply_status_and_rollback_through_the_api(client):
+    knob, path = "vm.stat_interval", Path("/proc/sys/vm/stat_interval")
+    original = path.read_text()
+    new = 2 if int(original) != 2 else 3
+    body = {"config": {"format": "novatune.config/v1", "knobs": {knob: new}}}
+    try:
+        assert client.post("/tuning/apply", json=body).status_code == 401
+        dry = client.post("/tuning/apply", json=body, params={"dry_run": True}, headers=AUTH)
+        assert dry.status_code == 200 and dry.json()["state"] == "dry_run" and path.read_text() == original
+        bad = client.post("/tuning/apply", json={"config": {"format": "novatune.config/v1", "knobs": {knob: 10**9}}},
+                          headers=AUTH)
+        assert bad.status_code == 422 and knob in bad.json()["detail"]
+        assert client.post("/tuning/apply", json={"study": "nope"}, headers=AUTH).status_code == 404
+        r = client.post("/tuning/apply", json=body, headers=AUTH)
+        assert r.status_code == 200 and r.json()["state"] == "applied", r.text
+        app_id = r.json()["id"]
+        assert int(path.read_text()) == new
+        again = client.post("/tuning/apply", json={"config": {"format": "novatune.config/v1",
+                                                              "knobs": {knob: new + 1}}}, headers=AUTH)
+        assert again.status_code == 409 and app_id in again.json()["detail"]
+        status = client.get("/tuning/status").json()
+        assert [a["id"] for a in status["applied"]["active"]] == [app_id] and status["applied"]["drift"] == []
+        rb = client.post(f"/tuning/rollback/{app_id}", headers=AUTH)
+        assert rb.status_code == 200, rb.text
+        assert path.read_text() == original
+        assert client.post(f"/tuning/rollback/{app_id}", headers=AUTH).status_code == 409  # already rolled back
+        assert [(h["id"], h["state"]) for h in client.get("/tuning/history").json()] == [(app_id, "rolled_back")]
+    finally:
+        if path.read_text() != original:
+            path.write_text(original)
+            pytest.fail("vm.stat_interval was left changed")
