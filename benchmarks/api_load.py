@@ -50,7 +50,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-KNOB_SNAPSHOT = Path("/work/shared/tools/knob-snapshot")
+#: the shared tool beside the checkout (as .ci/run finds it), else the workplace copy
+KNOB_SNAPSHOT = next((p for p in (Path(__file__).resolve().parents[1].parent / "shared/tools/knob-snapshot",
+                                  Path("/work/shared/tools/knob-snapshot")) if p.exists()),
+                     Path("/work/shared/tools/knob-snapshot"))
 
 STUDY = {
     "name": "load",
