@@ -39,6 +39,7 @@ from actuators import (
     WorkloadCgroup,
     recover,
 )
+from actuators.journal import process_ctime
 from actuators.sizing import parse_cpu_list
 from collectors.cgroupstats import CgroupCpuReader, cpu_delta
 from collectors.errors import CollectorError, WorkloadError
@@ -274,7 +275,13 @@ class StudyRunner:
                 self._collector = MetricsSampler(targets=list(self._watched.values()))
                 if not passive:  # recover kills what a killed run started, never what it only observed
                     for pid in workload.pids():
-                        journal.record_process(run_id, pid)
+                        try:
+                            journal.record_process(run_id, pid)
+                        except ActuatorError:
+                            if process_ctime(pid) is not None:
+                                raise
+                            # exited between the listing and the record (a server's short-lived helper,
+                            # seen with pgbench's cluster start): nothing of it is left to clean up
                 scratch = list(getattr(workload, "scratch_dirs", list)())
                 for d in scratch:
                     journal.record_scratch(run_id, d)
