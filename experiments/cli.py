@@ -168,7 +168,7 @@ def quickstart(
     trials: Annotated[Optional[int], typer.Option(min=1, help="number of trials (default: the spec's 18)")] = None,
     name: Annotated[Optional[str], typer.Option(help="study name (default quickstart, quickstart-2, ...)")] = None,
 ) -> None:
-    """Tune the built-in loopback service on this machine (about 4 minutes)."""
+    """Tune the built-in loopback service on this machine (about 3 minutes)."""
     from experiments.spec import load_spec
 
     ref = resources.files("experiments") / "specs" / "quickstart.yaml"
