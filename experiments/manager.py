@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 #: states in which a study holds its knobs
 ACTIVE = ("starting", "running", "stopping")
 FINAL = ("completed", "stopped", "failed")
+#: a claimed study whose worker has no pid yet is being launched, not dead, for this long
+LAUNCH_GRACE_S = 60.0
 #: scopes a study owns by itself: its own workload's cgroup and processes, or a price model (no write)
 PRIVATE_SCOPES = ("cgroup", "process", "vm")
 
@@ -365,6 +367,8 @@ class StudyManager:
                 continue
             if rec.alive():
                 continue  # adopted: it records its own end
+            if rec.managed and rec.pid is None and rec.state == "starting" and time.time() - rec.updated < LAUNCH_GRACE_S:
+                continue  # claimed, its worker is being started right now (by submit, in another thread)
             self._reap(rec.name)
             if not rec.managed:
                 self.update(rec.name, state="failed", pid=None, reason="the foreground run ended without a result")

@@ -169,3 +169,15 @@ def test_two_studies_never_share_a_host_knob_but_may_size_their_own_workloads(pa
 def test_only_host_wide_knobs_are_shared():
     assert shared_knobs(["sizing.vcpus", "affinity.cpus", "sched.nice", "vm.swappiness", "net.core.somaxconn",
                          "instance.type"]) == ["net.core.somaxconn", "vm.swappiness"]
+
+
+def test_a_study_being_launched_is_not_taken_for_a_dead_one(paths, monkeypatch):
+    """The watcher's reconcile may run between a launch's claim and its worker's start."""
+    mgr = StudyManager(paths)
+    spawned = []
+    monkeypatch.setattr(mgr, "_spawn", spawned.append)
+    rec = mgr.claim(spec("launching"), name=None, trials=1, managed=True)
+    assert rec.state == "starting" and rec.pid is None
+    assert mgr.reconcile() == [] and spawned == []  # not resumed: no second worker
+    mgr.update("launching", pid=2**22 + 12345)  # a worker that started, then died: resumed
+    assert mgr.reconcile() == ["launching: resumed"] and spawned == ["launching"]
