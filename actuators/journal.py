@@ -45,7 +45,7 @@ import psutil
 from actuators.base import Token
 from actuators.errors import ActuatorError
 
-__all__ = ["KEPT_EVENT", "OPENING_EVENTS", "Journal", "process_ctime"]
+__all__ = ["KEPT_EVENT", "OPENING_EVENTS", "Journal", "process_ctime", "same_process"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,18 @@ def process_ctime(pid: int) -> float | None:
         return p.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
         return None
+
+
+#: create times of one process read twice differ by rounding only
+CTIME_TOLERANCE_S = 0.05
+
+
+def same_process(pid: Any, ctime: Any) -> bool:
+    """Whether ``pid`` is alive and still the process created at ``ctime`` (a reused pid is not)."""
+    if pid is None or ctime is None:
+        return False
+    now = process_ctime(int(pid))
+    return now is not None and abs(now - float(ctime)) < CTIME_TOLERANCE_S
 
 
 class Journal:

@@ -23,7 +23,7 @@ from typing import Any
 from actuators.affinity import restore_affinity
 from actuators.cgroup import kill_cgroup_tasks
 from actuators.errors import ActuatorError, UnsafePath
-from actuators.journal import OPENING_EVENTS, Journal, process_ctime
+from actuators.journal import OPENING_EVENTS, Journal, process_ctime, same_process
 from actuators.net import netns_root
 from actuators.nic import restore_nic
 from actuators.process import restore_process
@@ -33,7 +33,6 @@ __all__ = ["RecoverReport", "recover"]
 
 log = logging.getLogger(__name__)
 
-_CTIME_TOL = 0.05
 
 
 @dataclass
@@ -74,10 +73,6 @@ class RecoverReport:
 class _Skip(Exception):
     pass
 
-
-def _same_process(pid: int, ctime: Any) -> bool:
-    now = process_ctime(int(pid))
-    return now is not None and ctime is not None and abs(now - float(ctime)) < _CTIME_TOL
 
 
 def _check_root(rec: dict[str, Any], root: SysRoot) -> None:
@@ -191,7 +186,7 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
             report.kept.append(run)
             continue
         owners = {(r.get("owner_pid"), r.get("owner_ctime")) for r in rr if r.get("event") in OPENING_EVENTS}
-        if any(pid is not None and _same_process(pid, ct) for pid, ct in owners) and not force:
+        if any(pid is not None and same_process(pid, ct) for pid, ct in owners) and not force:
             report.skipped_live.append(run)
             continue
         report.runs.append(run)
@@ -203,7 +198,7 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
         for p in procs:
             pid = int(p["target"])
             note = "gone"
-            if pid != me and _same_process(pid, p.get("ctime")):
+            if pid != me and same_process(pid, p.get("ctime")):
                 if _kill(pid):
                     report.killed.append(pid)
                     note = "killed"

@@ -48,7 +48,7 @@ from actuators import (
     Token,
 )
 from actuators.errors import UnknownKnob
-from actuators.journal import KEPT_EVENT, OPENING_EVENTS, process_ctime
+from actuators.journal import KEPT_EVENT, OPENING_EVENTS, same_process
 from experiments.config import (
     CONFIG_FORMAT,
     ConfigError,
@@ -78,7 +78,6 @@ __all__ = [
 
 #: knob scopes a configuration may be applied to stay in (the others are bound to a run's workload)
 APPLY_SCOPES = ("host", "device", "netns")
-_CTIME_TOL = 0.05
 
 State = Literal["applied", "rolled_back", "failed", "applying", "dry_run", "unchanged"]
 
@@ -192,18 +191,11 @@ def _held(knobs: list[str], owner: str) -> Iterator[None]:
         holds.release()
 
 
-def _alive(pid: Any, ctime: Any) -> bool:
-    if pid is None or ctime is None:
-        return False
-    now = process_ctime(int(pid))
-    return now is not None and abs(now - float(ctime)) < _CTIME_TOL
-
-
 def _owners(records: list[dict[str, Any]], run: str) -> list[int]:
     """Live owner pids of ``run`` (writers of its opening records)."""
     pids = {(r.get("owner_pid"), r.get("owner_ctime")) for r in records
             if r.get("run") == run and r.get("event") in OPENING_EVENTS}
-    return sorted(int(p) for p, c in pids if _alive(p, c))
+    return sorted(int(p) for p, c in pids if same_process(p, c))
 
 
 def _knob_root(knob: Knob) -> str | None:

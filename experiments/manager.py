@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from actuators import Catalog, Journal, UnknownKnob, recover
-from actuators.journal import process_ctime
+from actuators.journal import process_ctime, same_process
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths
 from experiments.spec import SpecError, StudySpec
@@ -100,10 +100,9 @@ class StudyRecord:
 
     def alive(self) -> bool:
         """Whether the process running this study is still that process (pid reuse is ruled out)."""
-        if self.pid is None:
-            return False
-        ctime = process_ctime(self.pid)
-        return ctime is not None and (self.pid_ctime is None or abs(ctime - self.pid_ctime) < 0.01)
+        if self.pid_ctime is None:  # recorded before its create time could be read: the pid alone
+            return self.pid is not None and process_ctime(self.pid) is not None
+        return same_process(self.pid, self.pid_ctime)
 
 
 def shared_knobs(knobs: list[str], catalog: Catalog | None = None) -> list[str]:
