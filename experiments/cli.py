@@ -27,6 +27,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from experiments.cli_common import fmt as _fmt
+from experiments.cli_common import paths as _paths
+from experiments.cli_common import print_json as _print_json
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find, apply and prove better Linux settings.")
 study_app = typer.Typer(no_args_is_help=True, help="Run, list, show and export studies.")
 knobs_app = typer.Typer(no_args_is_help=True, help="The knob catalog: what can be tuned here.")
@@ -41,11 +45,6 @@ class UserError(Exception):
     """A problem the user can fix; printed without a traceback, exit 2."""
 
 
-def _paths():
-    from experiments.settings import Paths
-
-    return Paths.default()
-
 
 def _view(name: str):
     """Load a study for a read-only command; a missing store means no studies, not an error trace."""
@@ -56,9 +55,6 @@ def _view(name: str):
         raise StudyNotFound(f"no study named {name!r}; no studies yet in {paths.home}")
     return load_view(paths.optuna_url, name)
 
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 # ------------------------------------------------------------------ studies
@@ -490,11 +486,6 @@ def _bound(root: Optional[Path]):
         raise UserError(f"--root {root}: not a directory")
     return Catalog(SysRoot(base), KnobContext(instance_types=instance_types())), ConflictFinder(base)
 
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
 @app.command("plan")

@@ -8,8 +8,6 @@ line, exit 2). ``status`` exits 1 when an applied knob drifted.
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +17,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from experiments.cli_common import fmt as _fmt
+from experiments.cli_common import paths as _paths
+from experiments.cli_common import print_json as _print_json
+
 __all__ = ["register"]
 
 _out = Console()
@@ -26,20 +28,7 @@ _out = Console()
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output")]
 
 
-def _paths():
-    from experiments.settings import Paths
 
-    return Paths.default()
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
 def _knob_table(title: str, knobs: list[Any], *, live: bool = False) -> Table:
@@ -58,7 +47,7 @@ def _knob_table(title: str, knobs: list[Any], *, live: bool = False) -> Table:
 
 
 def apply_cmd(
-    config: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="exported configuration (novatune.config/v1, JSON or YAML)")] = None,
+    config: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="an export: JSON/YAML (novatune.config/v1), a sysctl.d .conf file or a TuneD profile")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would change; write nothing")] = False,
     study: Annotated[str | None, typer.Option("--study", help="apply a trial of this study instead of a file")] = None,
     trial: Annotated[int | None, typer.Option("--trial", min=0, help="with --study: the trial (default: the study's choice)")] = None,
