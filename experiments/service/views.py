@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from experiments.manager import StudyManager
+from experiments.manager import ACTIVE, StudyManager
 from experiments.settings import Paths
 
 __all__ = ["Best", "StudyIndex", "StudySummary"]
@@ -173,6 +173,12 @@ class StudyIndex:
 
             created = datetime.fromisoformat(legacy["started"]).timestamp()
         state = rec.state if rec else st.get("state") or (legacy or {}).get("state", "unknown")
+        reason = rec.reason if rec else None
+        if rec and rec.managed and state in ACTIVE and rec.pid is not None and not rec.alive():
+            # shown as it is until a service reconciles it (the registry is not changed by a read)
+            state = "interrupted"
+            reason = (f"its worker (pid {rec.pid}) is gone; `novatune serve` resumes the study, "
+                      "`novatune study stop` ends it")
         objectives = st.get("objectives") or (
             dict(zip(legacy.get("objectives", []), legacy.get("directions", []))) if legacy else {})
         return StudySummary(
@@ -190,7 +196,7 @@ class StudyIndex:
             choice=st.get("choice"),
             convergence=st.get("convergence"),
             stop_reason=st.get("stop_reason"),
-            reason=rec.reason if rec else None,
+            reason=reason,
             knobs=(rec.knobs if rec else None) or st.get("knobs") or [],
             workload=st.get("workload") or ((rec.spec.get("workload") or {}).get("kind") if rec else None),
             sampler=st.get("sampler"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -181,3 +182,14 @@ def test_a_study_being_launched_is_not_taken_for_a_dead_one(paths, monkeypatch):
     assert mgr.reconcile() == [] and spawned == []  # not resumed: no second worker
     mgr.update("launching", pid=2**22 + 12345)  # a worker that started, then died: resumed
     assert mgr.reconcile() == ["launching: resumed"] and spawned == ["launching"]
+
+
+def test_a_background_study_whose_worker_is_gone_is_shown_interrupted(paths):
+    from experiments.service.views import StudyIndex
+
+    mgr = StudyManager(paths)
+    mgr.claim(spec("orphan"), name=None, trials=1, managed=True)
+    mgr.update("orphan", state="running", pid=2**22 + 12345)  # no such process
+    shown = json.loads(StudyIndex(paths, mgr).summary("orphan"))
+    assert shown["state"] == "interrupted" and "`novatune serve` resumes" in shown["reason"]
+    assert mgr.get("orphan").state == "running"  # a read changes nothing
