@@ -369,21 +369,18 @@ class StudyManager:
             if rec.managed and rec.pid is None and rec.state == "starting" and time.time() - rec.updated < LAUNCH_GRACE_S:
                 continue  # claimed, its worker is being started right now (by submit, in another thread)
             self._reap(rec.name)
+            recover(Journal(self.paths.journal))  # first, whatever comes next: what the dead run left is restored
             if not rec.managed:
                 self.update(rec.name, state="failed", pid=None, reason="the foreground run ended without a result")
-                recover(Journal(self.paths.journal))
                 done.append(f"{rec.name}: its foreground run died; marked failed")
             elif rec.stop_requested:
-                recover(Journal(self.paths.journal))
                 self.update(rec.name, state="stopped", pid=None)
                 done.append(f"{rec.name}: stopped")
             elif rec.resumes >= self.max_resumes:
-                recover(Journal(self.paths.journal))
                 self.update(rec.name, state="failed", pid=None,
                             reason=f"the worker died {rec.resumes + 1} times; not resumed again")
                 done.append(f"{rec.name}: failed (too many resumes)")
             else:
-                recover(Journal(self.paths.journal))  # the runner would too; first, so the state is clean now
                 crashed = rec.state in ACTIVE  # vs. "interrupted": the worker stopped cleanly (service shutdown)
                 self.update(rec.name, state="starting", resumes=rec.resumes + crashed,
                             reason=f"resumed after {'its worker died' if crashed else rec.reason or 'an interruption'}")
