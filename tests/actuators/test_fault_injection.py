@@ -39,6 +39,7 @@ CHILD = textwrap.dedent(
     """
     import ctypes, os, random, subprocess, sys
     journal_path, dev, repo, it = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    schedulers = sys.argv[5].split(",")  # what this device offers here, not what one machine had loaded
     sys.path.insert(0, repo)
     from actuators import Catalog, ChangeSession, Journal, KnobContext, SysRoot, WorkloadCgroup
 
@@ -68,7 +69,7 @@ CHILD = textwrap.dedent(
         cat = Catalog(root, KnobContext(cgroup=cg))
         with ChangeSession(journal, run_id=run, trial=cycle) as session:
             session.apply_many({
-                cat.get(f"block.{dev}.scheduler"): rng.choice(["mq-deadline", "kyber", "bfq"]),
+                cat.get(f"block.{dev}.scheduler"): rng.choice(schedulers),
                 cat.get(f"block.{dev}.read_ahead_kb"): rng.choice([256, 512, 1024, 4096]),
                 cat.get("sizing.vcpus"): rng.choice([0.2, 0.5, 1.0]),
             })
@@ -84,6 +85,11 @@ _QUEUE = ("queue/scheduler", "queue/read_ahead_kb")
 
 def _read(dev: str) -> dict[str, bytes]:
     return {leaf: Path(f"/sys/block/{dev}/{leaf}").read_bytes() for leaf in _QUEUE}
+
+
+def _schedulers(dev: str) -> list[str]:
+    """The schedulers this kernel offers for ``dev`` (``[none] mq-deadline kyber`` -> the three words)."""
+    return Path(f"/sys/block/{dev}/queue/scheduler").read_text().replace("[", "").replace("]", "").split()
 
 
 def _put_back(dev: str, saved: dict[str, bytes]) -> None:
@@ -163,11 +169,13 @@ def test_sigkill_at_random_moments_then_recover(tmp_path: Path, loop_device: str
     passes, failures = 0, []
     landed = {"before any change": 0, "with changes open": 0, "with nothing open": 0}
     started = time.monotonic()
+    schedulers = _schedulers(dev)
+    assert len(schedulers) >= 2, f"{dev} offers only {schedulers}: nothing to switch between"
     for it in range(ITERATIONS):
         delay = rng.uniform(0.0, MAX_DELAY_S)
         journal = Journal(tmp_path / f"journal-{it}.jsonl")
         child = subprocess.Popen(
-            [PYTHON, str(script), str(journal.path), dev, REPO, str(it)],
+            [PYTHON, str(script), str(journal.path), dev, REPO, str(it), ",".join(schedulers)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
@@ -178,11 +186,13 @@ def test_sigkill_at_random_moments_then_recover(tmp_path: Path, loop_device: str
                 raise AssertionError(f"child exited early: {child.stderr.read()}")  # type: ignore[union-attr]
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=10)
-        finally:
+        except BaseException:
+            # a failure before the kill still leaves nothing behind: the child's cgroup, sleeper and knobs
             if child.poll() is None:
                 child.kill()
                 child.wait()
-        rep = recover(journal, root=SysRoot())
+            recover(journal, root=SysRoot())
+            raise
         if not any(r.get("kind") == "knob" for r in journal.records()):
             landed["before any change"] += 1
         elif rep.knobs:

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # the dev extra declares httpx2 (starlette 1.x test client); same API
 import optuna
 import pytest
 from fastapi.testclient import TestClient
