@@ -15,8 +15,11 @@ The library behind ``novatune apply|rollback|history|status`` and the API's
   closed) every entry.
 
 Safety rules: every knob is validated before anything is written (unknown knob,
-hard bounds, availability, workload-bound scopes are refused, all problems in
-one :class:`ApplyError`); a knob held by a live run (e.g. a running study), by a
+hard bounds, availability are refused, all problems in one :class:`ApplyError`);
+knobs bound to a run's workload (cgroup, process and VM scopes: ``sizing.*``,
+``affinity.*``, ``sched.*``, ``ioprio.*``, ``instance.type``) cannot stay on the
+host: they are not applied and each is listed with how to deploy it
+(:class:`NotApplied`; a configuration with nothing else is refused); a knob held by a live run (e.g. a running study), by a
 crashed run that was not recovered, or by another active application is
 refused, naming the holder; a write that fails or does not read back restores
 what was written and raises; rollback refuses when a knob drifted since it was
@@ -50,6 +53,7 @@ from actuators import (
 from actuators.errors import UnknownKnob
 from actuators.journal import KEPT_EVENT, OPENING_EVENTS, same_process
 from experiments.config import (
+    APPLY_SCOPES,
     CONFIG_FORMAT,
     ConfigError,
     ConfigFile,
@@ -67,6 +71,7 @@ __all__ = [
     "AppliedKnob",
     "ApplyConflict",
     "ApplyError",
+    "NotApplied",
     "Rollback",
     "apply_config",
     "apply_trial",
@@ -75,9 +80,6 @@ __all__ = [
     "rollback",
     "status",
 ]
-
-#: knob scopes a configuration may be applied to stay in (the others are bound to a run's workload)
-APPLY_SCOPES = ("host", "device", "netns")
 
 State = Literal["applied", "rolled_back", "failed", "applying", "dry_run", "unchanged"]
 
@@ -113,6 +115,18 @@ class AppliedKnob:
 
 
 @dataclass
+class NotApplied:
+    """A knob of the configuration that ``apply`` leaves alone because it cannot stay on the host:
+    it is bound to a run's workload (``scope`` cgroup or process) or to the VM's size. ``deploy``
+    says how to put it in place instead (the systemd drop-in option it becomes, the export command)."""
+
+    knob: str
+    value: Any
+    scope: str
+    deploy: str
+
+
+@dataclass
 class Application:
     """One application of a configuration (or a dry run of it)."""
 
@@ -123,6 +137,8 @@ class Application:
     knobs: list[AppliedKnob] = field(default_factory=list)
     rolled_back_at: str | None = None
     note: str | None = None
+    #: knobs of the configuration that were not applied (bound to a run's workload), with how to deploy each
+    not_applied: list[NotApplied] = field(default_factory=list)
 
     @property
     def changed(self) -> list[str]:
@@ -252,6 +268,7 @@ def _applications(records: list[dict[str, Any]]) -> dict[str, Application]:
                 id=str(run), time=_iso(float(r["time"])), source=str(meta.get("source", "")), state="applying",
                 knobs=[AppliedKnob(knob=k["knob"], old=k.get("old"), new=k.get("new"), changes=bool(k.get("changes")),
                                    scope=k.get("scope")) for k in meta.get("knobs", [])],
+                not_applied=[NotApplied(**k) for k in meta.get("not_applied", [])],
             )
         elif r.get("event") == "end" and run is not None:
             ended[str(run)] = r
@@ -267,6 +284,21 @@ def _applications(records: list[dict[str, Any]]) -> dict[str, Application]:
         elif not _owners(records, app_id):
             app.state, app.note = "failed", "the applying process died before it finished (recover undoes it)"
     return apps
+
+
+def _deploy_hint(knob: Knob, value: Any, study: str | None, unit_options: dict[str, str]) -> str:
+    """How to deploy a knob that cannot be applied to stay (see :class:`NotApplied`)."""
+    if knob.scope == "vm":
+        return ("a VM size, not a setting of this host: `novatune plan CONFIG` prices the move; "
+                "resize the VM with your cloud provider's tools")
+    export = f"`novatune study export {study} --format systemd -o /etc/systemd/system/UNIT.service.d/`" if study \
+        else "the systemd export of its study (`novatune study export STUDY --format systemd`)"
+    option = unit_options.get(knob.name)
+    if option is None:
+        return (f"bound to a run's workload (scope {knob.scope}); the systemd drop-in cannot express it here: "
+                "set it on your service by hand")
+    return (f"bound to a run's workload (scope {knob.scope}); set `{option}` in your service's unit: {export}, "
+            "then `systemctl daemon-reload && systemctl restart UNIT`")
 
 
 def _values(cfg_or_values: ConfigFile | Mapping[str, Any]) -> dict[str, Any]:
@@ -318,18 +350,24 @@ def apply_config(
 
     Raises:
         ConfigError: an export document with a bad format or fields.
-        ApplyError: a knob is unknown, out of its hard bounds, not available here,
-            or bound to a run's workload (cgroup/process/vm scope); or a write
-            failed (what was written is restored first).
+        ApplyError: a knob is unknown, out of its hard bounds or not available here;
+            every knob is bound to a run's workload (nothing could stay); or a write
+            failed (what was written is restored first). Workload-bound knobs beside
+            host ones are not errors: they come back in ``Application.not_applied``.
         ApplyConflict: a knob that would change is held by a live run, a dead
             unrecovered run or another active application.
     """
+    from experiments.export import systemd_options
+
     values = _values(cfg_or_values)
+    study = cfg_or_values.study if isinstance(cfg_or_values, ConfigFile) else None
     cat = catalog if catalog is not None else default_catalog()
     problems: list[str] = []
     rows: list[AppliedKnob] = []
     plan: dict[Knob, Any] = {}
     targets: dict[str, str | None] = {}
+    not_applied: list[NotApplied] = []
+    unit_options = systemd_options(values)[0]
     for name, value in values.items():
         try:
             knob = cat.get(name)
@@ -337,8 +375,8 @@ def apply_config(
             problems.append(str(err))
             continue
         if knob.scope not in APPLY_SCOPES:
-            problems.append(f"{name}: scope {knob.scope!r} is bound to a run's workload and cannot be applied to stay; "
-                            f"allowed: knobs of scope {', '.join(APPLY_SCOPES)}")
+            not_applied.append(NotApplied(knob=name, value=value, scope=knob.scope,
+                                          deploy=_deploy_hint(knob, value, study, unit_options)))
             continue
         reason = knob.available()
         if reason is not None:
@@ -358,6 +396,10 @@ def apply_config(
         targets[name] = _target(knob)
         rows.append(AppliedKnob(knob=name, old=old, new=new, changes=not knob.same(old, new), scope=knob.scope))
         plan[knob] = new
+    if not problems and not plan and not_applied:
+        problems = [f"{n.knob}={n.value}: not applied to stay: {n.deploy}" for n in not_applied]
+        problems.insert(0, f"nothing in {source} can be applied to stay on this host "
+                           f"(allowed: knobs of scope {', '.join(APPLY_SCOPES)}); deploy these instead:")
     if problems:
         raise ApplyError("cannot apply (nothing was changed):\n" + "\n".join(f"  - {p}" for p in problems))
     now = time.time()
@@ -370,7 +412,8 @@ def apply_config(
                 row.held_by = _holder(records, knob, targets[knob.name], apps)
         held = [r.knob for r in rows if r.held_by]
         note = "dry run: nothing was written" + (f"; applying would be refused: {', '.join(held)} held" if held else "")
-        return Application(id="(dry run)", time=_iso(now), source=source, state="dry_run", knobs=rows, note=note)
+        return Application(id="(dry run)", time=_iso(now), source=source, state="dry_run", knobs=rows, note=note,
+                           not_applied=not_applied)
     journal = Journal(paths.journal)
     with _locked(paths), _held([k.name for k in plan], f"novatune apply of {source}"):
         records = journal.records()
@@ -387,10 +430,12 @@ def apply_config(
         app_id = _new_id(existing)
         if not any(r.changes for r in rows):
             return Application(id=app_id, time=_iso(now), source=source, state="unchanged", knobs=rows,
-                               note="every knob already has its value: nothing written, nothing recorded")
+                               note="every knob already has its value: nothing written, nothing recorded",
+                               not_applied=not_applied)
         begin = journal.append({
             "run": app_id, "kind": "run", "event": "begin",
-            "application": {"source": source, "knobs": [asdict(r) for r in rows]},
+            "application": {"source": source, "knobs": [asdict(r) for r in rows],
+                            "not_applied": [asdict(n) for n in not_applied]},
         })
         session = ChangeSession(journal, run_id=app_id, trial=None)
         try:
@@ -418,7 +463,8 @@ def apply_config(
             else:
                 left = "; every knob written so far was restored"
             raise ApplyError(f"{app_id}: {err}{left}") from err
-        return Application(id=app_id, time=_iso(float(begin["time"])), source=source, state="applied", knobs=rows)
+        return Application(id=app_id, time=_iso(float(begin["time"])), source=source, state="applied", knobs=rows,
+                           not_applied=not_applied)
 
 
 def apply_trial(

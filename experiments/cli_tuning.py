@@ -77,6 +77,8 @@ def apply_cmd(
     for k in app.knobs:
         if k.held_by:
             _out.print(f"[yellow]{k.knob}:[/] {escape(k.held_by)}")
+    for n in app.not_applied:
+        _out.print(f"[yellow]not applied[/] {n.knob}={escape(_fmt(n.value))}: {escape(n.deploy)}", highlight=False)
     if app.state == "applied":
         _out.print(f"kept: `novatune rollback {app.id}` puts back the old values "
                    "(note: a reboot resets them; persist with `novatune study export --format sysctl`)")

@@ -22,14 +22,15 @@ from actuators.conflicts import ConflictFinder
 from experiments.space import _param
 from experiments.spec import KnobSpec, SpecError, StudySpec, parse_spec
 
-__all__ = ["CONFIG_FORMAT", "ConfigError", "ConfigFile", "Plan", "PlanRow", "Verification", "VerifyRow",
+__all__ = ["APPLY_SCOPES", "CONFIG_FORMAT", "ConfigError", "ConfigFile", "Plan", "PlanRow", "Verification", "VerifyRow",
            "knob_info", "load_config", "plan", "verify"]
 
 CONFIG_FORMAT = "novatune.config/v1"
 #: top-level fields of an export (experiments.export._document)
 _CONFIG_FIELDS = ("format", "study", "trial", "chosen_by", "knobs", "objectives", "metrics", "exported_at")
-#: knobs bound to a run's workload: they cannot drift outside a run
-_RUN_SCOPES = ("cgroup", "process")
+#: knob scopes a configuration may be applied to stay in; the others are bound to a run's workload
+#: (cgroup, process) or to the VM's size: `apply` leaves them alone and `verify` does not check them
+APPLY_SCOPES = ("host", "device", "netns")
 
 
 class ConfigError(ValueError):
@@ -324,7 +325,8 @@ def verify(cfg: ConfigFile, catalog: Catalog) -> Verification:
     """Compare the live value of every knob of an export with its expected value.
 
     A knob that cannot be read counts as drift; knobs bound to a run's
-    workload (cgroup/process scope) are not checkable outside a run (``ok`` None).
+    workload (cgroup/process scope) or the VM size are not checked (``ok`` None):
+    ``novatune apply`` does not apply them either.
 
     Raises:
         ConfigError: ``cfg`` is a spec, names unknown knobs or holds refused values.
@@ -348,9 +350,9 @@ def verify(cfg: ConfigFile, catalog: Catalog) -> Verification:
     for knob, want in pairs:
         row = VerifyRow(knob=knob.name, expected=want)
         rows.append(row)
-        reason = knob.available()
-        if reason is not None and knob.scope in _RUN_SCOPES:
-            row.note = f"not checkable outside a run: {reason}"
+        if knob.scope not in APPLY_SCOPES:
+            row.note = (f"not a host setting (scope {knob.scope}): `novatune apply` leaves it alone; "
+                        "deployed through the systemd export" if knob.scope != "vm" else "the VM size: see `novatune plan`")
             continue
         try:
             row.actual = knob.read()

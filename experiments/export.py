@@ -43,7 +43,7 @@ from actuators.net import NET_TRIPLETS
 from experiments.store import StudyView
 
 __all__ = ["FILENAMES", "FORMATS", "ExportError", "ExportRequestError", "choose_trial", "read_deployed", "render",
-           "write_export"]
+           "systemd_options", "write_export"]
 
 FORMATS = ("json", "yaml", "sysctl", "tuned", "systemd", "shell")
 Format = Literal["json", "yaml", "sysctl", "tuned", "systemd", "shell"]
@@ -297,29 +297,30 @@ def _percent(x: float) -> str:
     return f"{round(float(x) * 100, 2):g}%"
 
 
-def _render_systemd(view: StudyView, doc: dict[str, Any]) -> str:
-    knobs: dict[str, Any] = doc["knobs"]
-    opts: list[str] = []
+def systemd_options(knobs: dict[str, Any]) -> tuple[dict[str, str], list[str], list[str]]:
+    """The ``[Service]`` option each workload-bound knob of ``knobs`` becomes (knob -> ``Option=value``),
+    the notes explaining unit conversions, and the knobs a drop-in cannot express (``name=value (why)``)."""
+    opts: dict[str, str] = {}
     notes: list[str] = []
     others: list[str] = []
     placement = knobs.get("affinity.placement", "compact")
     for name, value in knobs.items():
         if name == "sizing.vcpus":
-            opts.append(f"CPUQuota={_percent(value)}")
+            opts[name] = f"CPUQuota={_percent(value)}"
             notes.append(f"CPUQuota: sizing.vcpus={value} CPUs x 100%")
         elif name == "sizing.cpu_weight":
-            opts.append(f"CPUWeight={int(value)}")  # the cgroup v2 cpu.weight scale, 1-10000, 100 = default
+            opts[name] = f"CPUWeight={int(value)}"  # the cgroup v2 cpu.weight scale, 1-10000, 100 = default
         elif name == "sizing.memory_gib":
-            opts.append(f"MemoryMax={round(float(value) * 1024**3)}")
+            opts[name] = f"MemoryMax={round(float(value) * 1024**3)}"
             notes.append(f"MemoryMax: sizing.memory_gib={value} GiB in bytes")
         elif name == "sizing.cpuset_cpus":
-            opts.append(f"AllowedCPUs={_value(value)}")
+            opts[name] = f"AllowedCPUs={_value(value)}"
         elif name == "sizing.cpuset_mems":
-            opts.append(f"AllowedMemoryNodes={_value(value)}")
+            opts[name] = f"AllowedMemoryNodes={_value(value)}"
         elif name == "affinity.cpus":
             if placement == "compact":
                 n = int(value)
-                opts.append(f"CPUAffinity={'0' if n == 1 else f'0-{n - 1}'}")
+                opts[name] = f"CPUAffinity={'0' if n == 1 else f'0-{n - 1}'}"
                 notes.append(f"CPUAffinity: affinity.cpus={n} as the first {n} CPU(s) (compact placement)")
             else:
                 others.append(_knob(name, value) + " (which CPUs depends on the target's topology)")
@@ -327,19 +328,24 @@ def _render_systemd(view: StudyView, doc: dict[str, Any]) -> str:
             if placement != "compact" or "affinity.cpus" not in knobs:
                 others.append(_knob(name, value))
         elif name == "sched.policy":
-            opts.append(f"CPUSchedulingPolicy={_value(value)}")
+            opts[name] = f"CPUSchedulingPolicy={_value(value)}"
         elif name == "sched.nice":
-            opts.append(f"Nice={int(value)}")
+            opts[name] = f"Nice={int(value)}"
         elif name == "ioprio.class":
-            opts.append(f"IOSchedulingClass={_value(value)}")
+            opts[name] = f"IOSchedulingClass={_value(value)}"
         elif name == "ioprio.level":
-            opts.append(f"IOSchedulingPriority={int(value)}")
+            opts[name] = f"IOSchedulingPriority={int(value)}"
         else:
             others.append(_knob(name, value))
+    return opts, notes, others
+
+
+def _render_systemd(view: StudyView, doc: dict[str, Any]) -> str:
+    opts, notes, others = systemd_options(doc["knobs"])
     lines = _header("systemd", doc)
     lines += [f"# {n}" for n in notes]
     lines += _note(others, "systemd")
-    lines += ["", "[Service]", *opts]
+    lines += ["", "[Service]", *opts.values()]
     if not opts:
         lines.append("# (no knob of this trial is bound to the workload's unit)")
     return "\n".join(lines) + "\n"
@@ -585,19 +591,29 @@ def _write_atomic(path: Path, text: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
+def _is_directory(dest: str | Path, fmt: str) -> bool:
+    """Whether ``dest`` names a directory to write :data:`FILENAMES` ``[fmt]`` into: an existing
+    directory, a path written with a trailing ``/``, or (systemd) a drop-in directory ``UNIT.d``."""
+    text = os.fspath(dest)
+    path = Path(text)
+    return path.is_dir() or text.endswith(os.sep) or (fmt == "systemd" and path.name.endswith(".d"))
+
+
 def write_export(
-    view: StudyView, fmt: str, dest: Path, *, trial: int | None = None, include: str | None = None
+    view: StudyView, fmt: str, dest: str | Path, *, trial: int | None = None, include: str | None = None
 ) -> list[Path]:
     """Write the export; returns the files written.
 
     ``tuned``: ``dest`` is the profile directory (created) that gets ``tuned.conf``. Other formats:
-    ``dest`` is the file, or an existing directory in which :data:`FILENAMES` ``[fmt]`` is created.
-    The shell script is made executable.
+    ``dest`` is the file, or a directory in which :data:`FILENAMES` ``[fmt]`` is created: an existing
+    one, a path ending in ``/``, or for ``systemd`` a drop-in directory (``myapp.service.d``), created
+    when missing. The shell script is made executable.
 
     Raises:
         ExportError: as :func:`render`, or ``dest`` cannot be written.
     """
     text = render(view, fmt, trial=trial, include=include)
+    into_dir = _is_directory(dest, fmt)
     dest = Path(dest)
     try:
         if fmt == "tuned":
@@ -605,8 +621,13 @@ def write_export(
                 raise ExportError(f"{dest}: a TuneD profile is a directory; {dest} is a file")
             dest.mkdir(parents=True, exist_ok=True)
             path = dest / FILENAMES[fmt]
+        elif into_dir:
+            if dest.exists() and not dest.is_dir():
+                raise ExportError(f"{dest}: names a directory for the {fmt} export, but it is a file")
+            dest.mkdir(parents=True, exist_ok=True)
+            path = dest / FILENAMES[fmt]
         else:
-            path = dest / FILENAMES[fmt] if dest.is_dir() else dest
+            path = dest
             path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(path, text, 0o755 if fmt == "shell" else 0o644)
     except OSError as err:

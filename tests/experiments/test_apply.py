@@ -24,7 +24,7 @@ from experiments.apply import (
     rollback,
     status,
 )
-from experiments.config import ConfigError, load_config
+from experiments.config import ConfigError, ConfigFile, load_config
 from experiments.settings import Paths
 from tests.actuators.conftest import PYTHON, REPO, build_fake_tree, tree_bytes
 
@@ -125,8 +125,10 @@ def test_unknown_id_lists_known_ids(cat, paths) -> None:
     [
         ({"vm.swappiness": 10, "vm.nope": 1}, r"unknown knob 'vm.nope'.*allowed: vm.swappiness"),
         ({"vm.swappiness": 10, "vm.dirty_ratio": 500}, r"vm.dirty_ratio: 500 is outside the hard bounds; allowed: integers in \[5, 80\]"),
-        ({"vm.swappiness": 10, "sizing.vcpus": 1.0}, r"sizing.vcpus: scope 'cgroup' .* allowed: knobs of scope host, device, netns"),
-        ({"vm.swappiness": 10, "affinity.cpus": "0"}, r"affinity.cpus: scope 'process'"),
+        ({"sizing.vcpus": 1.0, "affinity.cpus": 1},
+         r"nothing in unit can be applied to stay on this host \(allowed: knobs of scope host, device, netns\)"
+         r"(.|\n)*sizing.vcpus=1.0: not applied to stay: .*CPUQuota=100%(.|\n)*affinity.cpus=1: .*CPUAffinity=0"),
+        ({"vm.swappiness": 10, "sizing.vcpus": 99.0, "vm.dirty_ratio": 500}, r"vm.dirty_ratio: 500 is outside"),
         ({"vm.swappiness": 10, "ksm.run": 1, "kernel.numa_balancing": 1}, r"ksm.run: not available here"),
     ],
 )
@@ -137,6 +139,28 @@ def test_bad_values_change_nothing(root, cat, paths, values, message) -> None:
         apply_config(values, paths=paths, source="unit", catalog=cat)
     assert "nothing was changed" in str(e.value)
     assert tree_bytes(root.root) == before and not paths.journal.exists()
+
+
+def test_run_bound_knobs_are_not_applied_and_say_how_to_deploy(root, cat, paths) -> None:
+    """An export of a study that tuned its workload's sizing: the host knobs stay, each run-bound knob is
+    listed with the systemd option it becomes, and history, status and rollback only see the host knobs."""
+    before = tree_bytes(root.root)
+    cfg = ConfigFile(source="best.json", kind="config", study="quickstart",
+                     values={"sizing.vcpus": 0.93, "affinity.cpus": 2, "vm.swappiness": 10, "thp.enabled": "never"})
+    dry = apply_config(cfg, paths=paths, dry_run=True, source=cfg.source, catalog=cat)
+    assert [n.knob for n in dry.not_applied] == ["sizing.vcpus", "affinity.cpus"]
+    assert tree_bytes(root.root) == before and not paths.journal.exists()
+    app = apply_config(cfg, paths=paths, source=cfg.source, catalog=cat)
+    assert app.state == "applied" and app.changed == ["vm.swappiness", "thp.enabled"]
+    hints = {n.knob: (n.scope, n.deploy) for n in app.not_applied}
+    assert hints["sizing.vcpus"][0] == "cgroup" and "`CPUQuota=93%`" in hints["sizing.vcpus"][1]
+    assert hints["affinity.cpus"][0] == "process" and "`CPUAffinity=0-1`" in hints["affinity.cpus"][1]
+    assert all("novatune study export quickstart --format systemd" in d for _, d in hints.values())
+    (h,) = history(paths)
+    assert [n.knob for n in h.not_applied] == ["sizing.vcpus", "affinity.cpus"]
+    assert status(paths, catalog=cat)["drift"] == []
+    rollback(None, paths=paths, catalog=cat)
+    assert tree_bytes(root.root) == before
 
 
 def test_a_spec_is_refused(tmp_path, cat, paths) -> None:

@@ -296,6 +296,23 @@ def test_write_export_file_names(rich, tmp_path):
         write_export(rich, "tuned", script, trial=0)
 
 
+def test_write_export_into_a_directory_that_does_not_exist_yet(rich, tmp_path):
+    """`-o /etc/systemd/system/myapp.service.d/` (the README's example) makes the drop-in directory and
+    writes 90-novatune.conf in it; a trailing / means a directory for every format."""
+    (dropin,) = write_export(rich, "systemd", f"{tmp_path}/etc/systemd/system/myapp.service.d/", trial=0)
+    assert dropin == tmp_path / "etc/systemd/system/myapp.service.d/90-novatune.conf"
+    assert "[Service]" in dropin.read_text()
+    (no_slash,) = write_export(rich, "systemd", tmp_path / "other.service.d", trial=0)
+    assert no_slash == tmp_path / "other.service.d" / "90-novatune.conf"
+    (sysctl,) = write_export(rich, "sysctl", f"{tmp_path}/sysctl.d/", trial=0)
+    assert sysctl == tmp_path / "sysctl.d" / "90-novatune.conf"
+    (plain,) = write_export(rich, "sysctl", tmp_path / "new-dir" / "mine.conf", trial=0)
+    assert plain == tmp_path / "new-dir" / "mine.conf" and plain.is_file()
+    (tmp_path / "taken.d").write_text("a file")
+    with pytest.raises(ExportError, match="names a directory for the systemd export, but it is a file"):
+        write_export(rich, "systemd", tmp_path / "taken.d", trial=0)
+
+
 def test_deployed_sysctl_and_tuned_exports_read_back_into_the_same_knob_values(rich, tmp_path):
     """What `novatune verify` compares for an installed sysctl.d file or TuneD profile."""
     from experiments.config import load_config
