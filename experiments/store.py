@@ -18,7 +18,7 @@ from optimizer.noise import (
     pooled_noise,
     significantly_better,
 )
-from optimizer.pareto import ParetoInfo, pareto_info
+from optimizer.pareto import ParetoInfo, pareto_info, versus_reference
 
 __all__ = ["Configuration", "Decision", "StudyNotFound", "StudyView", "list_studies", "load_view"]
 
@@ -195,9 +195,55 @@ class StudyView:
             })
         return rows
 
+    def baseline_trial(self) -> FrozenTrial | None:
+        """The complete trial that measured the values found before the study (its first trial)."""
+        return next((t for t in self.complete if t.user_attrs.get("baseline")), None)
+
+    def versus_baseline(self, chosen: int | None = None) -> dict[str, Any] | None:
+        """How the study's trials compare with the baseline: which feasible trials are better on every
+        objective (dominate it; largest mean improvement first), and the chosen trial's change per
+        objective, in percent of the baseline's value. None when the baseline trial did not complete.
+
+        ``chosen``: the trial to describe (default: the study's choice, :meth:`decide`).
+        """
+        base = self.baseline_trial()
+        if base is None:
+            return None
+        done = self.complete
+        vals = np.array([t.values for t in done], dtype=float).reshape(len(done), len(self.directions))
+        ref = next(i for i, t in enumerate(done) if t.number == base.number)
+        vs = versus_reference(vals, [_feasible(t) for t in done], self.directions, ref)
+
+        def pct(i: int) -> dict[str, float | None]:
+            return {o: (round(float(c) * 100, 2) if math.isfinite(c) else None)
+                    for o, c in zip(self.objectives, vs.change[i])}
+
+        if chosen is None:
+            try:
+                chosen = self.decide().trial.number
+            except ValueError:
+                chosen = None
+        out: dict[str, Any] = {
+            "trial": base.number,
+            "feasible": _feasible(base),
+            "values": dict(zip(self.objectives, base.values)),
+            "dominating": [{"trial": done[i].number, "change_pct": pct(i)} for i in vs.dominating],
+            "chosen": None,
+        }
+        idx = next((i for i, t in enumerate(done) if t.number == chosen), None)
+        if idx is not None:
+            better = [o for o, b in zip(self.objectives, vs.better[idx]) if b]
+            worse = [o for o, w in zip(self.objectives, vs.worse[idx]) if w]
+            verdict = ("the baseline itself" if idx == ref else
+                       "better than the baseline on every objective" if idx in vs.dominating else
+                       f"a trade-off: better in {', '.join(better) or 'nothing'}, worse in {', '.join(worse) or 'nothing'}")
+            out["chosen"] = {"trial": chosen, "change_pct": pct(idx), "better": better, "worse": worse,
+                             "verdict": verdict}
+        return out
+
     def pareto_report(self) -> dict[str, Any]:
-        """The feasible Pareto front (trial rows) and the chosen configuration, or why there is none
-        (``study pareto --json``, ``GET /studies/{id}/pareto``)."""
+        """The feasible Pareto front (trial rows), the chosen configuration (or why there is none) and the
+        comparison with the baseline (``study pareto --json``, ``GET /studies/{id}/pareto``)."""
         front = [r for r in self.trial_rows() if r["pareto"]]
         try:
             d = self.decide()
@@ -206,7 +252,7 @@ class StudyView:
         except ValueError as err:
             choice = {"trial": None, "reason": str(err)}
         return {"study": self.name, "objectives": dict(zip(self.objectives, self.directions)), "front": front,
-                "choice": choice}
+                "choice": choice, "versus_baseline": self.versus_baseline(choice["trial"])}
 
     def summary(self) -> dict[str, Any]:
         """How the search went: sampler, why it stopped, convergence, the choice, knob importance."""

@@ -15,6 +15,8 @@ import numpy as np
 
 __all__ = [
     "ParetoInfo",
+    "Versus",
+    "dominates",
     "hypervolume",
     "hypervolume_history",
     "knee_index",
@@ -22,6 +24,7 @@ __all__ = [
     "pareto_mask",
     "reference_point",
     "to_loss",
+    "versus_reference",
 ]
 
 _VALID = ("maximize", "minimize")
@@ -180,3 +183,42 @@ def pareto_info(values: np.ndarray, feasible: Sequence[bool], directions: Sequen
     ref = reference_point(to_loss(sub, directions))
     history = hypervolume_history(arr, ok, directions, ref=ref)
     return ParetoInfo(tuple(directions), arr, ok, front, knee, history, ref)
+
+
+def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:
+    """Whether point ``a`` is at least as good as ``b`` on every objective and better on one."""
+    loss = to_loss(np.array([a, b], dtype=float), directions)
+    if not np.all(np.isfinite(loss)):
+        return False
+    return bool(np.all(loss[0] <= loss[1]) and np.any(loss[0] < loss[1]))
+
+
+class Versus(NamedTuple):
+    """How a set of points compares with one reference point (the baseline: the values before tuning)."""
+
+    dominating: list[int]  # feasible indices that dominate the reference, best improvement first
+    change: np.ndarray  # (points x objectives) relative change against the reference (+0.1 = 10 % higher)
+    better: np.ndarray  # bool (points x objectives): better than the reference in the objective's direction
+    worse: np.ndarray  # bool (points x objectives): worse than the reference
+
+
+def versus_reference(values: np.ndarray, feasible: Sequence[bool], directions: Sequence[str], ref: int) -> Versus:
+    """Compare every point with point ``ref``: which feasible points dominate it, and each point's
+    relative change per objective (NaN where the reference is 0 or a value is not finite).
+
+    The dominating points are ordered by their mean relative improvement (in loss terms), largest first.
+    """
+    arr = _check(values, directions)
+    if not 0 <= ref < len(arr):
+        raise ValueError(f"reference index {ref} is outside 0..{len(arr) - 1}")
+    base = arr[ref]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = np.where(base != 0, (arr - base) / np.abs(base), np.nan)
+    loss = to_loss(arr, directions)
+    better, worse = loss < loss[ref], loss > loss[ref]
+    ok = np.asarray(feasible, dtype=bool)
+    dom = [i for i in range(len(arr)) if i != ref and ok[i] and dominates(arr[i], base, directions)]
+    sign = np.array([1.0 if d == "maximize" else -1.0 for d in directions])
+    gain = {i: float(np.nanmean(change[i] * sign)) if np.any(np.isfinite(change[i])) else 0.0 for i in dom}
+    dom.sort(key=lambda i: -gain[i])
+    return Versus(dom, change, better, worse)

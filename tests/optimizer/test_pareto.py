@@ -79,3 +79,33 @@ def test_pareto_info_uses_feasible_points_only():
 def test_pareto_info_nothing_feasible():
     info = pareto_info(np.array([[1.0, 1.0]]), [False], MAXMIN)
     assert info.knee is None and info.front.size == 0
+
+
+# ------------------------------------------------------------ versus a reference
+def test_dominates_needs_one_strict_improvement_and_no_loss() -> None:
+    from optimizer.pareto import dominates
+
+    d = ("maximize", "minimize")
+    assert dominates([10, 1], [9, 1], d) and dominates([10, 0.5], [10, 1], d)
+    assert not dominates([10, 1], [10, 1], d)  # equal: not better
+    assert not dominates([11, 1.1], [10, 1], d)  # a trade-off
+    assert not dominates([float("nan"), 0], [1, 1], d)
+
+
+def test_versus_reference_orders_dominating_points_and_gives_signed_changes() -> None:
+    from optimizer.pareto import versus_reference
+
+    d = ("maximize", "minimize")
+    vals = np.array([[100.0, 1.0],  # the reference
+                     [110.0, 0.9],  # dominates: +10 % and -10 %
+                     [101.0, 0.5],  # dominates: +1 % and -50 %, the larger mean gain
+                     [80.0, 0.7],  # a trade-off
+                     [200.0, 0.1]])  # dominates but infeasible
+    vs = versus_reference(vals, [True, True, True, True, False], d, 0)
+    assert vs.dominating == [2, 1]
+    np.testing.assert_allclose(vs.change[1], [0.10, -0.10])
+    np.testing.assert_allclose(vs.change[3], [-0.20, -0.30])
+    assert vs.better[3].tolist() == [False, True] and vs.worse[3].tolist() == [True, False]
+    assert not vs.better[0].any() and not vs.worse[0].any()
+    with pytest.raises(ValueError, match="reference index 7"):
+        versus_reference(vals, [True] * 5, d, 7)
