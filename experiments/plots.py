@@ -18,10 +18,12 @@ from optimizer.pareto import ParetoInfo
 
 __all__ = [
     "plot_convergence",
+    "plot_convergence_html",
     "plot_importance",
     "plot_importance_html",
     "plot_parallel_coordinates",
     "plot_pareto",
+    "plot_pareto_html",
     "write_html",
 ]
 
@@ -127,6 +129,54 @@ def plot_importance_html(importance: dict[str, dict[str, float]], path: Path, *,
         title=title, barmode="group", height=max(320, 60 + 36 * len(knobs) * max(1, len(importance))),
         xaxis_title="importance (share of the objective's variance explained)", template="plotly_white",
     )
+    return write_html(fig, path)
+
+
+def plot_pareto_html(
+    info: ParetoInfo, names: list[str], path: Path, *, title: str, trial_numbers: list[int],
+    hover: list[str] | None = None,
+) -> Path:
+    """Interactive twin of :func:`plot_pareto`: every trial a point (hover: its number, objectives and
+    ``hover`` text, e.g. its knobs), the feasible front as a line, the knee circled."""
+    import plotly.graph_objects as go
+
+    vals = info.values
+    x, y = (0, 1) if vals.shape[1] >= 2 else (0, 0)
+    hover = hover or [""] * len(vals)
+    fig = go.Figure()
+
+    def points(idx: Any, name: str, **style: Any) -> None:
+        idx = list(idx)
+        if not idx:
+            return
+        fig.add_trace(go.Scatter(
+            x=vals[idx, x], y=vals[idx, y], name=name, text=[f"trial {trial_numbers[i]}<br>{hover[i]}" for i in idx],
+            hovertemplate=f"%{{text}}<br>{names[x]}: %{{x:.4g}}<br>{names[y]}: %{{y:.4g}}<extra>{name}</extra>",
+            **style))
+
+    ok = info.feasible
+    points([i for i in range(len(vals)) if not ok[i]], "infeasible / SLA violated", mode="markers",
+           marker={"symbol": "x", "color": "#c44", "size": 9})
+    points([i for i in range(len(vals)) if ok[i]], "feasible", mode="markers", marker={"color": "#89a", "size": 8})
+    if info.front.size:
+        points(info.front[vals[info.front, x].argsort()], "Pareto front", mode="lines+markers",
+               line={"color": "#1f77b4"}, marker={"size": 9})
+    if info.knee is not None:
+        points([info.knee], f"knee (trial {trial_numbers[info.knee]})", mode="markers",
+               marker={"size": 20, "color": "rgba(0,0,0,0)", "line": {"color": "#e60", "width": 2}})
+    fig.update_layout(title=title, template="plotly_white", xaxis_title=f"{names[x]} ({info.directions[x]})",
+                      yaxis_title=f"{names[y]} ({info.directions[y]})")
+    return write_html(fig, path)
+
+
+def plot_convergence_html(info: ParetoInfo, path: Path, *, title: str, trial_numbers: list[int]) -> Path:
+    """Interactive twin of :func:`plot_convergence`: hypervolume of the feasible trials after each trial."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=trial_numbers, y=list(info.hv_history), mode="lines+markers",
+                               hovertemplate="after trial %{x}: %{y:.4g}<extra></extra>"))
+    fig.update_layout(title=title, template="plotly_white", xaxis_title="trial",
+                      yaxis_title="hypervolume (feasible trials)")
     return write_html(fig, path)
 
 

@@ -64,11 +64,21 @@ class Paths:
     def study_dir(self, study: str) -> Path:
         return self.runs / study
 
-    def mlflow_ui_command(self) -> str:
+    def mlflow_ui_command(self, port: int = 5000) -> str:
         return (
             f"mlflow ui --backend-store-uri {self.mlflow_uri} "
-            f"--default-artifact-root {self.artifacts.as_uri()} --host 127.0.0.1 --port 5000"
+            f"--default-artifact-root {self.artifacts.as_uri()} --host 127.0.0.1 --port {port}"
         )
+
+
+def mlflow_ui_url(experiment_id: str | None = None, *, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI page of a study's experiment (or of the experiment list) in its model-training view.
+
+    MLflow 3's UI opens in its GenAI view by default (traces and evaluations, no runs); the
+    ``workflowType=machine_learning`` parameter opens the runs, charts and artifacts of the study.
+    """
+    page = f"experiments/{experiment_id}" if experiment_id else "experiments"
+    return f"{base.rstrip('/')}/#/{page}?workflowType=machine_learning"
 
 
 # ------------------------------------------------------------------ settings

@@ -5,7 +5,9 @@ service and several studies can share a process. The tracking URI is the local
 SQLite store under the data directory by default, or any MLflow server
 (``http(s)://``), whose own artifact store then holds the artifacts.
 
-Layout: experiment ``novatune/<study>`` (description in ``mlflow.note.content``),
+Layout: experiment ``novatune/<study>`` (description in ``mlflow.note.content``; tagged
+``mlflow.experimentKind=custom_model_development`` so that the MLflow 3 UI opens it on its
+runs, not on its GenAI pages),
 one parent run tagged ``novatune.kind=study``, one nested run per trial tagged
 ``novatune.kind=trial`` and ``mlflow.parentRunId``. A study resumed in a new
 process (:meth:`Tracker.resume_study`) reopens the same parent run.
@@ -26,6 +28,10 @@ __all__ = ["Artifact", "Tracker", "is_remote_uri"]
 Artifact = Path | tuple[Path, str]
 
 _REMOTE_SCHEMES = ("http://", "https://", "databricks")
+
+#: the MLflow 3 UI opens an experiment by this tag: without it a new experiment shows the GenAI pages
+#: (traces, evaluation) and no runs; this kind makes it a training experiment (runs, charts, artifacts)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 def is_remote_uri(uri: str) -> bool:
@@ -74,15 +80,22 @@ class Tracker:
             self.experiment_id = self.client.create_experiment(
                 name,
                 artifact_location=location,
-                tags={"novatune.study": study, "mlflow.note.content": description or f"novatune study {study}"},
+                tags={"novatune.study": study, "mlflow.note.content": description or f"novatune study {study}",
+                      EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]},
             )
         else:
             self.experiment_id = exp.experiment_id
+            self._set_kind(exp)
         run = self.client.create_run(
             self.experiment_id, run_name=f"{study} (study)", tags={"novatune.kind": "study", **tags}
         )
         self.parent_run_id = run.info.run_id
         return self.parent_run_id
+
+    def _set_kind(self, exp: Any) -> None:
+        """Tag an experiment made before the tag existed (or by someone else) as a training experiment."""
+        if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+            self.client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
 
     def resume_study(self, study: str, *, tags: dict[str, str]) -> bool:
         """Reopen the parent run of study ``study`` (an interrupted study continued by a new process).
@@ -114,6 +127,7 @@ class Tracker:
         batch = {**tags, "novatune.resumed": str(resumed)}
         self.client.log_batch(rid, tags=[RunTag(k, str(v)[:5000]) for k, v in batch.items()])
         self.experiment_id = exp.experiment_id
+        self._set_kind(exp)
         self.parent_run_id = rid
         log.info("resumed MLflow run %s of study %s (resume #%d)", rid, study, resumed)
         return True
@@ -142,17 +156,22 @@ class Tracker:
         metrics: dict[str, Any],
         tags: dict[str, str],
         artifacts: Sequence[Artifact] = (),
+        started: float | None = None,
+        finished: float | None = None,
     ) -> str:
         """One finished run per trial, nested under the study run: ``params`` (knob values),
         ``metrics`` (medians, ``<metric>_ci_low/_ci_high`` ...; non-finite values dropped),
         ``tags`` (``state``, ``failure_reason`` ...), ``artifacts`` (see :data:`Artifact`).
-        The run is FAILED when ``tags["state"] == "fail"``, else FINISHED."""
+        The run is FAILED when ``tags["state"] == "fail"``, else FINISHED. ``started``/``finished``
+        (epoch seconds) are the trial's own start and end, so the UI shows its real duration (the run
+        is logged after the trial); default: now."""
         from mlflow.entities import Metric, Param, RunTag
 
         assert self.experiment_id is not None and self.parent_run_id is not None, "start_study first"
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{number:03d}",
+            start_time=int(started * 1000) if started is not None else None,
             tags={"mlflow.parentRunId": self.parent_run_id, "novatune.kind": "trial", "trial": str(number), **tags},
         )
         rid = run.info.run_id
@@ -165,7 +184,7 @@ class Tracker:
         )
         self._log_artifacts(rid, artifacts)
         status = "FAILED" if tags.get("state") == "fail" else "FINISHED"
-        self.client.set_terminated(rid, status=status)
+        self.client.set_terminated(rid, status=status, end_time=int(finished * 1000) if finished is not None else None)
         return rid
 
     def log_study_step(self, metrics: dict[str, Any], *, step: int) -> None:

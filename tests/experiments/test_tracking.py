@@ -109,6 +109,7 @@ def test_tracker_study_trials_artifacts_and_resume(home, client, tmp_path):
     parent = tracker.start_study("tr", description="tracking test", tags={"novatune.study": "tr"})
     exp = client.get_experiment_by_name("novatune/tr")
     assert exp.tags["mlflow.note.content"] == "tracking test"
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI shows its runs, not GenAI pages
     assert exp.artifact_location == (home.artifacts / "tr").as_uri()  # local store: the data directory
 
     series = tmp_path / "trial-000-series.csv"
@@ -117,11 +118,12 @@ def test_tracker_study_trials_artifacts_and_resume(home, client, tmp_path):
         0, params={"vm.swappiness": 10, "thp.enabled": "never"},
         metrics={"throughput_rps": 100.0, "throughput_rps_ci_low": 95.0, "throughput_rps_ci_high": 104.0,
                  "latency_p95_ms": float("nan")},
-        tags={"state": "complete"}, artifacts=[series])
+        tags={"state": "complete"}, artifacts=[series], started=1_700_000_000.25, finished=1_700_000_042.5)
     bad = tracker.log_trial(1, params={"vm.swappiness": 90}, metrics={},
                             tags={"state": "fail", "failure_reason": "ActuatorError: boom"},
                             artifacts=[tmp_path / "missing.csv"])  # a missing file: warned, not raised
     run = client.get_run(ok)
+    assert (run.info.start_time, run.info.end_time) == (1_700_000_000_250, 1_700_000_042_500)  # the trial's own
     assert run.data.params == {"vm.swappiness": "10", "thp.enabled": "never"}
     assert run.data.metrics == {"throughput_rps": 100.0, "throughput_rps_ci_low": 95.0,
                                 "throughput_rps_ci_high": 104.0}
@@ -161,6 +163,13 @@ def test_tracker_study_trials_artifacts_and_resume(home, client, tmp_path):
     assert [r.info.run_id for r in runs] == [parent]
 
     assert Tracker(home.mlflow_uri).resume_study("never-ran", tags={}) is False
+
+
+def test_an_experiment_made_without_the_kind_tag_gets_it(home, client):
+    """Studies recorded before the tag existed open on their runs once they are resumed or rerun."""
+    client.create_experiment("novatune/old", tags={"novatune.study": "old"})
+    Tracker(home.mlflow_uri, artifact_root=home.artifacts).start_study("old", description="", tags={})
+    assert client.get_experiment_by_name("novatune/old").tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 # --------------------------------------------- the runner's study report
@@ -203,8 +212,9 @@ def test_finish_logs_plots_and_every_export(home, client, study, caplog, monkeyp
     run = client.get_run(parent)
     assert run.info.status == "FINISHED"
     root = _arts(client, parent)
-    assert {"pareto_front.png", "convergence.png", "export-knee.json", "importance.png", "plots", "export"} <= root
+    assert {"export-knee.json", "plots", "export"} <= root
     plots = _arts(client, parent, "plots")
+    assert {f"plots/{p}.{ext}" for p in ("pareto_front", "convergence", "importance") for ext in ("png", "html")} <= plots
     for o in OBJECTIVES:
         assert {f"plots/parallel_coordinate-{o}.html", f"plots/parallel_coordinate-{o}.png"} <= plots
     assert "plots/importance.html" in plots
