@@ -117,6 +117,34 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
     _print_study_result(report, paths, quick=quick)
 
 
+def _pct_text(change: dict[str, float | None]) -> str:
+    return ", ".join(f"{o} {'n/a' if c is None else f'{c:+.1f} %'}" for o, c in change.items())
+
+
+def _print_versus(name: str, vs: dict[str, Any] | None, *, limit: int = 5) -> None:
+    """The study against its baseline: what beats it on every objective, and what the chosen trial changes."""
+    if vs is None:
+        out.print("[yellow]no comparison with the baseline: the baseline trial did not complete[/]")
+        return
+    values = ", ".join(f"{o} {v:.4g}" for o, v in vs["values"].items())
+    sla = "" if vs["feasible"] else " [yellow](it violates the study's constraints)[/]"
+    out.print(f"\n[bold]Against the baseline[/] (trial {vs['trial']}, the values before the study): {values}{sla}",
+              highlight=False)
+    dom = vs["dominating"]
+    if dom:
+        shown = "; ".join(f"trial {d['trial']} ({_pct_text(d['change_pct'])})" for d in dom[:limit])
+        more = f"; and {len(dom) - limit} more" if len(dom) > limit else ""
+        out.print(f"  better on every objective: {shown}{more}", highlight=False)
+    else:
+        out.print("  no feasible trial is better than the baseline on every objective", highlight=False)
+    ch = vs["chosen"]
+    if ch is not None:
+        out.print(f"  the chosen trial {ch['trial']}: {_pct_text(ch['change_pct'])}: {ch['verdict']}", highlight=False)
+        if dom and ch["trial"] not in [d["trial"] for d in dom]:
+            out.print(f"  to ship a configuration better on every objective: "
+                      f"`novatune study export {name} --trial {dom[0]['trial']}`", highlight=False)
+
+
 def _print_study_result(report, paths, *, quick: bool) -> None:
     from experiments.store import load_view
 
@@ -146,6 +174,8 @@ def _print_study_result(report, paths, *, quick: bool) -> None:
     )
     if report.stop_reason:
         out.print(f"stopped: {escape(report.stop_reason)}", highlight=False)
+    chosen = json.loads(report.export_json)["trial"] if report.export_json else None
+    _print_versus(report.name, view.versus_baseline(chosen))
     if report.export_json:
         out.print(f"\n[bold]Chosen configuration[/] ({escape(report.choice_reason or 'knee of the front')}), exported as JSON:")
         out.print_json(report.export_json)
@@ -156,7 +186,15 @@ def _print_study_result(report, paths, *, quick: bool) -> None:
         err.print("[red]NOT restored:[/] " + "; ".join(report.restore_mismatches) + " — run `novatune recover`")
     else:
         out.print("every tuned knob reads as before the study")
-    out.print(f"\nOpen the MLflow UI:  {paths.mlflow_ui_command()}   (or: novatune ui)")
+    from experiments.settings import mlflow_ui_url
+    from experiments.tracking import is_remote_uri
+
+    server = _settings().mlflow_tracking_uri
+    if server and is_remote_uri(server):
+        where = f"open {mlflow_ui_url(report.mlflow_experiment_id, base=server)}"
+    else:
+        where = f"run `novatune ui`, then open {mlflow_ui_url(report.mlflow_experiment_id)}"
+    out.print(f"\nReview it in the MLflow UI: {where}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -219,22 +257,31 @@ def _summary(name: str) -> dict[str, Any]:
     return json.loads(body)
 
 
+def _leader_text(summary: dict[str, Any]) -> str:
+    """``#7: throughput_rps 1450, cost_usd_per_hour 0.031 (front of 4)``: one trial's values, never a mix."""
+    lead = summary.get("leader")
+    if not lead:
+        return ""
+    values = ", ".join(f"{k} {v:.4g}" for k, v in lead["values"].items())
+    front = f" (front of {lead['front_size']})" if len(lead["values"]) > 1 else ""
+    return f"#{lead['trial']}: {values}{front}"
+
+
 @study_app.command("list")
 def study_list(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
-    """List the studies in the data directory: state, progress, best so far."""
+    """List the studies in the data directory: state, progress, the leading trial (knee of the front)."""
     paths = _paths()
     rows = json.loads(_index().listing())
     if as_json:
         _print_json(rows)
         return
     table = Table(title=f"studies in {paths.home}")
-    for col in ("name", "state", "trials", "feasible", "objectives", "best so far"):
+    for col in ("name", "state", "trials", "feasible", "objectives", "leading trial (knee of the front)"):
         table.add_column(col)
     for r in rows:
         total = r["trials_total"] if r["trials_total"] is not None else "?"
-        best = ", ".join(f"{k}={v['value']:.4g} (#{v['trial']})" for k, v in r["best"].items())
         table.add_row(r["name"], r["state"], f"{r['trials_done']}/{total}", str(r["trials_feasible"]),
-                      ", ".join(f"{k} ({d[:3]})" for k, d in r["objectives"].items()), best or "-")
+                      ", ".join(f"{k} ({d[:3]})" for k, d in r["objectives"].items()), _leader_text(r) or "-")
     out.print(table)
 
 
@@ -280,9 +327,9 @@ def study_watch(
         task = progress.add_task(name, total=summary["trials_total"], last=summary["state"])
         while True:
             summary = json.loads(index.summary(name) or b"{}") or summary
-            best = ", ".join(f"{k} {v['value']:.4g}" for k, v in summary["best"].items())
+            lead = _leader_text(summary)
             progress.update(task, completed=summary["trials_done"], total=summary["trials_total"],
-                            last=f"{summary['state']}" + (f"; best {best}" if best else ""))
+                            last=f"{summary['state']}" + (f"; leading {lead}" if lead else ""))
             if summary["state"] in FINAL or summary["state"] == "interrupted" or time.monotonic() > deadline:
                 break
             time.sleep(1.0)
@@ -358,6 +405,7 @@ def study_pareto(
                       ", ".join(f"{k}={v}" for k, v in r["knobs"].items()))
     out.print(table)
     out.print(f"chosen: {escape(str(choice['reason']))}", highlight=False)
+    _print_versus(name, report["versus_baseline"])
 
 
 @app.command("convergence")
@@ -389,7 +437,7 @@ def study_show(
     if as_json:
         _print_json({"study": name, "objectives": view.objectives, "directions": view.directions,
                      "state": view.attrs.get("state"), "skipped": view.attrs.get("skipped", {}), **summary,
-                     "trials": rows})
+                     "versus_baseline": view.versus_baseline(), "trials": rows})
         return
     table = Table(title=f"{name} ({view.attrs.get('state', '?')})")
     for col in ("trial", "state", *view.objectives, "flags", "knobs"):
@@ -406,6 +454,8 @@ def study_show(
             out.print(f"[bold]{label}:[/] {escape(str(text))}", highlight=False)
     if (summary["choice"] or {}).get("equivalent"):
         out.print(f"[bold]within the noise of the chosen trial:[/] {summary['choice']['equivalent']}")
+    if view.complete:
+        _print_versus(name, view.versus_baseline())
 
 
 @study_app.command("export")
@@ -413,8 +463,10 @@ def study_export(
     name: Annotated[str, typer.Argument(help="study name")],
     fmt: Annotated[str, typer.Option("--format", help="json, yaml, sysctl, tuned, systemd or shell")] = "json",
     trial: Annotated[Optional[int], typer.Option(min=0, help="trial number (default: the knee of the Pareto front)")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write here (tuned: a profile directory) "
-                                                                           "instead of stdout")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH",
+                                                  help="write here instead of stdout: a file, or a directory (an "
+                                                       "existing one, a path ending in /, a systemd UNIT.service.d; "
+                                                       "tuned: the profile directory)")] = None,
     include: Annotated[Optional[str], typer.Option(help="tuned: a stock profile to include, e.g. "
                                                         "throughput-performance")] = None,
 ) -> None:
@@ -617,19 +669,73 @@ def recover(
         raise typer.Exit(1)
 
 
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to the live (non-zombie) members of process group ``pgid`` (0: only look);
+    False when none is left."""
+    import psutil
+
+    alive = False
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) != pgid or p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            alive = True
+            if sig:
+                os.kill(p.pid, sig)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return alive
+
+
+def _run_process_group(cmd: list[str], *, grace_s: float = 10.0) -> int:
+    """Run ``cmd`` as the leader of its own process group and stay its only way in and out: SIGINT,
+    SIGTERM and SIGHUP sent to us go to the whole group, the group dies with us (a ``kill -9`` of this
+    process sends it SIGTERM), and whatever of the group outlives its leader (MLflow's job consumers,
+    uvicorn workers) is ended before we return. Returns the leader's exit code."""
+    import signal
+    import subprocess
+    import time
+
+    from collectors.workloads._proc import set_parent_death_signal
+
+    me = os.getpid()
+    proc = subprocess.Popen(cmd, start_new_session=True,
+                            preexec_fn=lambda: set_parent_death_signal(signal.SIGTERM, expected_parent=me))
+
+    def forward(signum: int, _frame: Any) -> None:
+        _signal_group(proc.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        rc = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # what outlived the leader
+            if not _signal_group(proc.pid, sig):
+                break
+            deadline = time.monotonic() + grace_s
+            while _signal_group(proc.pid, 0) and time.monotonic() < deadline:
+                time.sleep(0.1)
+    return rc
+
+
 @app.command()
 def ui(port: Annotated[int, typer.Option(min=1, max=65535)] = 5000) -> None:
-    """Open the MLflow UI on the local store (127.0.0.1)."""
+    """Open the MLflow UI on the local store (127.0.0.1). Stopping novatune (Ctrl-C, SIGTERM) stops it all."""
     import shutil
-    import subprocess
 
     paths = _paths()
     exe = shutil.which("mlflow") or sys.executable
     cmd = [exe] if exe.endswith("mlflow") else [exe, "-m", "mlflow"]
     cmd += ["ui", "--backend-store-uri", paths.mlflow_uri, "--default-artifact-root", paths.artifacts.as_uri(),
             "--host", "127.0.0.1", "--port", str(port)]
-    err.print("running: " + " ".join(cmd))
-    raise typer.Exit(subprocess.call(cmd))
+    from experiments.settings import mlflow_ui_url
+
+    err.print("running: " + " ".join(cmd), highlight=False, soft_wrap=True)
+    err.print(f"open {mlflow_ui_url(base=f'http://127.0.0.1:{port}')} (novatune's studies are in MLflow's "
+              "'Model training' view); Ctrl-C stops it", highlight=False, soft_wrap=True)
+    raise typer.Exit(_run_process_group(cmd))
 
 
 # ------------------------------------------------------------------ metrics
@@ -931,9 +1037,24 @@ def settings_set(
 
 
 @app.command("health")
-def health_cmd(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
+def health_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    wait: Annotated[float, typer.Option("--wait", min=0, max=3600, metavar="SECONDS",
+                                        help="keep asking until the service answers (e.g. right after "
+                                             "`novatune serve &`); exit 2 if it does not within SECONDS")] = 0,
+) -> None:
     """Ask the running service whether it answers (GET /healthz)."""
-    data = _api("GET", "/healthz")
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            data = _api("GET", "/healthz")
+            break
+        except UserError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
     if as_json:
         _print_json(data)
     else:

@@ -222,7 +222,8 @@ class StudyManager:
             existing = self._existing_names(c)
             if name is not None:
                 if name in existing:
-                    raise SpecError(source, [f"name: a study named {name!r} exists already; choose another name"])
+                    raise StudyConflict(f"a study named {name!r} exists already; choose another name, or leave "
+                                        "the name out to get the next free one")
             else:
                 name, n = spec.name, 1
                 while name in existing:
@@ -361,6 +362,8 @@ class StudyManager:
         """At service start (and periodically): adopt live workers, resume studies whose worker died,
         finish stops that were requested. Returns what it did, one line each."""
         done = []
+        for name in list(self._children):  # workers that ended are waited for: no zombie until the service exits
+            self._reap(name)
         for rec in self.records():
             if rec.state not in ACTIVE + ("interrupted",):
                 continue

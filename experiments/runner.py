@@ -39,7 +39,7 @@ from actuators import (
     WorkloadCgroup,
     recover,
 )
-from actuators.journal import process_ctime
+from actuators.journal import process_ctime, same_process
 from actuators.sizing import parse_cpu_list
 from collectors.cgroupstats import CgroupCpuReader, cpu_delta
 from collectors.errors import CollectorError, WorkloadError
@@ -52,7 +52,13 @@ from experiments import export
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.manager import StudyConflict, shared_knobs
 from experiments.metrics import SERIES_METRICS, allowed_metrics
-from experiments.plots import plot_convergence, plot_importance, plot_pareto
+from experiments.plots import (
+    plot_convergence,
+    plot_convergence_html,
+    plot_importance,
+    plot_pareto,
+    plot_pareto_html,
+)
 from experiments.samplers import SamplerChoice, build_sampler
 from experiments.settings import Paths
 from experiments.space import Resolved, clamp_to_space, resolve
@@ -62,6 +68,7 @@ from experiments.workloads import build_workload
 from optimizer.convergence import ConvergenceMonitor, terminator_says_stop
 from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
 from optimizer.noise import TrialEstimate, remeasure_candidates
+from optimizer.pareto import pareto_info
 from optimizer.space import CategoricalParam
 from optimizer.stats import estimate
 from optimizer.trust import TrustRegion
@@ -120,6 +127,7 @@ class TrialReport:
     reason: str = ""
     seconds: float = 0.0
     samples: list[list[float]] = field(default_factory=list)
+    started: float = 0.0  # wall clock (epoch seconds) when the trial began applying its knobs
 
 
 @dataclass
@@ -139,6 +147,7 @@ class StudyReport:
     seconds: float = 0.0
     stop_reason: str = ""
     choice_reason: str = ""
+    mlflow_experiment_id: str | None = None
 
 
 Event = Callable[..., None]
@@ -230,6 +239,7 @@ class StudyRunner:
         cgroup: WorkloadCgroup | None = None
         workload: Workload | None = None
         scratch: list[Path] = []
+        recorded: list[tuple[int, float]] = []  # workload (pid, ctime) in the journal: released once stopped
         tracker = None
         study = None
         holds: KnobHolds | None = None
@@ -276,7 +286,7 @@ class StudyRunner:
                 if not passive:  # recover kills what a killed run started, never what it only observed
                     for pid in workload.pids():
                         try:
-                            journal.record_process(run_id, pid)
+                            recorded.append((pid, journal.record_process(run_id, pid)["ctime"]))
                         except ActuatorError:
                             if process_ctime(pid) is not None:
                                 raise
@@ -356,6 +366,7 @@ class StudyRunner:
                         tags={"novatune.study": name, "run_id": run_id, "skipped": str(skipped) or "none",
                               "sampler": choice.name, "sampler_reason": choice.reason},
                     )
+                report.mlflow_experiment_id = getattr(tracker, "experiment_id", None)
                 self.on_event("start", name=name, total=self.n_trials, skipped=skipped, baseline=baseline,
                               sampler=choice.reason)
                 deadline = t_start + self.spec.budget.timeout_s if self.spec.budget.timeout_s else math.inf
@@ -438,6 +449,9 @@ class StudyRunner:
                     self._fail_running(study)
                 if workload is not None:
                     workload.stop()
+                    for pid, ctime in recorded:  # one still alive stays open: recover ends it
+                        if not same_process(pid, ctime):
+                            journal.release_process(run_id, pid, note="stopped with the workload")
                     for d in scratch:
                         if not Path(d).exists():
                             journal.release_scratch(run_id, d, note="deleted by the workload")
@@ -565,7 +579,7 @@ class StudyRunner:
         workdir: Path,
     ) -> TrialReport:
         t0 = time.monotonic()
-        tr = TrialReport(number, params, "fail")
+        tr = TrialReport(number, params, "fail", started=time.time())
         series: list[pd.DataFrame] = []
         timelines: list[pd.DataFrame] = []
         units: dict[str, str] = {}  # metric -> unit, as the workload reports them
@@ -761,6 +775,14 @@ class StudyRunner:
                 if feasible:
                     pick = (max if d == "maximize" else min)(feasible, key=lambda t: t.values[i])
                     best[m] = {"value": pick.values[i], "trial": pick.number}
+            leader = None  # one trial's values, never a mix of objectives' bests from different trials
+            if feasible:
+                info = pareto_info(np.array([t.values for t in feasible], dtype=float), [True] * len(feasible),
+                                   self.directions)
+                if info.knee is not None:
+                    knee = feasible[info.knee]
+                    leader = {"trial": knee.number, "values": dict(zip(self.objectives, knee.values)),
+                              "front_size": len(info.front)}
             attrs = study.user_attrs
             write_json_atomic(workdir / "status.json", {
                 "name": study.study_name,
@@ -772,6 +794,7 @@ class StudyRunner:
                 "trials_feasible": len(feasible),
                 "running_trial": next((t.number for t in trials if t.state == TrialState.RUNNING), None),
                 "best": best,
+                "leader": leader,
                 "choice": attrs.get("choice"),
                 "convergence": attrs.get("convergence"),
                 "stop_reason": report.stop_reason if report.state != "running" else None,
@@ -810,11 +833,13 @@ class StudyRunner:
             metrics={**tr.metrics, "trial_seconds": tr.seconds, "repeats": float(len(tr.samples))},
             tags=tags,
             artifacts=[f for f in files if f.exists()],
+            started=tr.started or None,
+            finished=(tr.started + tr.seconds) if tr.started else None,
         )
 
     def _importance(self, name: str, workdir: Path) -> tuple[dict[str, float], list[Path]] | None:
         """Knob importance per objective (Optuna's fANOVA over complete trials): MLflow metrics
-        ``importance.<objective>.<knob>`` and a bar chart, ``importance.png`` first, then
+        ``importance.<objective>.<knob>`` and a bar chart, ``plots/importance.png`` first, then
         ``plots/importance.html`` (interactive). None when too few trials vary."""
         study = optuna.load_study(study_name=name, storage=self.paths.optuna_url)
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -833,12 +858,12 @@ class StudyRunner:
         if not out:
             return None
         study.set_user_attr("importance", out)
-        path = plot_importance(out, workdir / "importance.png", title=f"{name}: knob importance (fANOVA)")
+        (workdir / "plots").mkdir(exist_ok=True)
+        path = plot_importance(out, workdir / "plots" / "importance.png", title=f"{name}: knob importance (fANOVA)")
         paths = [path]
         try:
             from experiments.plots import plot_importance_html
 
-            (workdir / "plots").mkdir(exist_ok=True)
             paths.append(plot_importance_html(out, workdir / "plots" / "importance.html",
                                               title=f"{name}: knob importance (fANOVA)"))
         except Exception as err:  # noqa: BLE001 - the PNG and the metrics still count
@@ -854,11 +879,23 @@ class StudyRunner:
             artifacts: list[Any] = []  # Path (run root) or (Path, artifact dir), see tracking.Artifact
             not_plotted: dict[str, str] = {}
             hv: list[float] = []
-            if len(done):
+            if len(done):  # under plots/, as PNG and as interactive HTML
                 names = self.objectives
-                artifacts.append(plot_pareto(info, names, workdir / "pareto_front.png", title=f"{report.name}: Pareto front",
-                                             trial_numbers=[t.number for t in done]))
-                artifacts.append(plot_convergence(info, workdir / "convergence.png", title=f"{report.name}: hypervolume per trial"))
+                plots = workdir / "plots"
+                plots.mkdir(exist_ok=True)
+                numbers = [t.number for t in done]
+                front_title, hv_title = f"{report.name}: Pareto front", f"{report.name}: hypervolume per trial"
+                drawn = [plot_pareto(info, names, plots / "pareto_front.png", title=front_title, trial_numbers=numbers),
+                         plot_convergence(info, plots / "convergence.png", title=hv_title)]
+                try:
+                    knobs = [", ".join(f"{k}={v}" for k, v in view.knob_values(t).items()) for t in done]
+                    drawn += [plot_pareto_html(info, names, plots / "pareto_front.html", title=front_title,
+                                               trial_numbers=numbers, hover=knobs),
+                              plot_convergence_html(info, plots / "convergence.html", title=hv_title,
+                                                    trial_numbers=numbers)]
+                except Exception as err:  # noqa: BLE001 - the PNGs still count
+                    not_plotted["pareto_front.html"] = f"{type(err).__name__}: {err}"
+                artifacts += [(f, "plots") for f in drawn]
                 hv = [float(x) for x in info.hv_history]
             decision = None
             if info.knee is not None:
@@ -907,8 +944,7 @@ class StudyRunner:
                     "choice", study_attrs["choice"])
             importance = self._importance(report.name, workdir)
             if importance:
-                artifacts.append(importance[1][0])  # importance.png at the root, as before
-                artifacts += [(f, "plots") for f in importance[1][1:]]
+                artifacts += [(f, "plots") for f in importance[1]]
             else:
                 not_plotted["importance"] = "fewer than 4 complete trials, or no knob varied"
             try:  # one parallel-coordinate plot per objective, HTML and PNG, under plots/

@@ -34,6 +34,14 @@ class Best(BaseModel):
     trial: int
 
 
+class Leader(BaseModel):
+    """The trial leading so far: the knee of the feasible front (one objective: the best trial)."""
+
+    trial: int
+    values: dict[str, float] = Field(description="that trial's value of every objective")
+    front_size: int = Field(description="feasible trials on the Pareto front so far")
+
+
 class StudySummary(BaseModel):
     """A study's state and progress."""
 
@@ -47,7 +55,10 @@ class StudySummary(BaseModel):
     trials_feasible: int = 0
     running_trial: int | None = None
     objectives: dict[str, str] = Field(default_factory=dict, description="objective -> maximize|minimize")
-    best: dict[str, Best] = Field(default_factory=dict, description="best feasible value so far, per objective")
+    best: dict[str, Best] = Field(default_factory=dict, description="best feasible value so far, per objective "
+                                  "(each objective's best may come from a different trial: see leader)")
+    leader: Leader | None = Field(default=None, description="the trial leading so far (the knee of the feasible "
+                                  "front), with all its objective values")
     choice: dict[str, Any] | None = Field(default=None, description="the configuration chosen for export")
     convergence: dict[str, Any] | None = None
     stop_reason: str | None = None
@@ -193,6 +204,7 @@ class StudyIndex:
             running_trial=st.get("running_trial") if state in ("running", "stopping") else None,
             objectives=objectives,
             best=st.get("best") or {},
+            leader=st.get("leader"),
             choice=st.get("choice"),
             convergence=st.get("convergence"),
             stop_reason=st.get("stop_reason"),

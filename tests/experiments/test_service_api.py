@@ -160,6 +160,9 @@ def test_two_studies_never_share_a_host_knob_but_may_size_their_own_workloads(pa
     ghost = mgr.claim(spec("b", {"kernel.numa_balancing": {"low": 0, "high": 1}}), name=None, trials=1,
                       managed=False, pid=None)
     assert ghost.name == "b-2"  # names are made unique
+    with pytest.raises(StudyConflict, match="a study named 'b' exists already"):  # unless one was asked for
+        mgr.claim(spec("x", {"kernel.numa_balancing": {"low": 0, "high": 1}}), name="b", trials=1, managed=False,
+                  pid=None)
     # a foreground run that died (no live pid) holds nothing: the same knob can be claimed again
     mgr.claim(spec("c", {"kernel.numa_balancing": {"low": 0, "high": 1}}), name=None, trials=1, managed=False, pid=me)
     mgr.max_running = 3

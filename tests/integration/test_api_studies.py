@@ -46,6 +46,15 @@ def spec(name: str, trials: int = 3, measure_s: float = 1.0, knobs: dict | None 
     }
 
 
+def _our_child(pid: int) -> bool:
+    """Whether ``pid`` is still a child of this process: running, or a zombie nobody waited for."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)  # looks, does not reap
+    except ChildProcessError:
+        return False
+    return True
+
+
 def wait_for(get, pred, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     last = None
@@ -94,7 +103,12 @@ def test_a_background_study_from_post_to_export_and_delete(client, tmp_path):
     final = wait_for(get, lambda s: s["state"] in ("completed", "failed", "stopped"), 180, "the study to end")
     assert final["state"] == "completed", final
     assert final["trials_done"] == final["trials_total"] == 3
+    worker = r.json()["pid"]  # the service waits for its finished worker: no zombie until the service exits
+    wait_for(lambda: _our_child(worker), lambda child: not child, 10, f"worker {worker} to be reaped")
     assert set(final["best"]) == {"throughput_rps", "cost_usd_per_hour"}
+    lead = final["leader"]  # one trial, all its objectives: never a mix of two trials' bests
+    rows = {r["trial"]: r for r in client.get(f"/studies/{name}/trials").json()}
+    assert lead["values"] == rows[lead["trial"]]["values"] and rows[lead["trial"]]["pareto"]
     assert final["choice"]["trial"] is not None and final["convergence"]["history"]
     assert progress, "never saw the study running"
     assert progress == sorted(progress), progress  # progress never goes back

@@ -41,6 +41,10 @@ def test_study_end_to_end(tmp_path, home):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert snapshot() == before, "a knob or cgroup was left changed"
     assert "every tuned knob reads as before the study" in proc.stdout
+    # a clean study leaves nothing open in the journal: recover has nothing to do
+    rec = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
+    assert (rec["runs"], rec["knobs"], rec["killed"]) == ([], [], []), rec
+    assert "Against the baseline (trial 0" in proc.stdout  # the summary compares the choice with the baseline
 
     shown = json.loads(novatune("study", "show", "e2e", "--json", home=home, check=True).stdout)
     trials = shown["trials"]
@@ -74,7 +78,13 @@ def test_study_end_to_end(tmp_path, home):
         assert set(SPEC["knobs"]) <= set(r.data.params)
         assert {"throughput_rps", "cost_usd_per_hour", "latency_p95_ms", "host_cpu_util_pct"} <= set(r.data.metrics)
     names = {a.path for a in client.list_artifacts(parent)}
-    assert {"pareto_front.png", "convergence.png", "export-knee.json"} <= names
+    assert {"plots", "export-knee.json"} <= names
+    plots = {a.path for a in client.list_artifacts(parent, "plots")}
+    assert {f"plots/{p}.{ext}" for p in ("pareto_front", "convergence") for ext in ("png", "html")} <= plots
+    # each trial run lasts as long as its trial did (logged after it, with its own start and end)
+    for r in trial_runs:
+        assert r.info.end_time - r.info.start_time >= 1000 * SPEC["trial"]["measure_s"], r.info
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens it on its runs
     history = client.get_metric_history(parent, "hypervolume_per_trial")
     assert len(history) == 4
 

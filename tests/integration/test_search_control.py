@@ -83,7 +83,7 @@ def test_convergence_stops_early_trust_region_bounds_steps_and_warm_start_reuses
     assert run.data.tags["stop_reason"].startswith("converged: hypervolume improved < 50%")
     assert len(client.get_metric_history(run.info.run_id, "convergence_progress")) == len(searched) - 1
     assert any(k.startswith("importance.throughput_rps.") for k in run.data.metrics)
-    assert "importance.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "plots/importance.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 
     # a second study of the same target: baseline, then the first study's best (chosen, then its front)
     best = [study.trials[n].user_attrs["applied"] for n in [shown["choice"]["trial"], *shown["choice"]["noisy_front"]]]
