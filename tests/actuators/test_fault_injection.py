@@ -193,6 +193,7 @@ def test_sigkill_at_random_moments_then_recover(tmp_path: Path, loop_device: str
                 child.wait()
             recover(journal, root=SysRoot())
             raise
+        rep = recover(journal, root=SysRoot())
         if not any(r.get("kind") == "knob" for r in journal.records()):
             landed["before any change"] += 1
         elif rep.knobs:

@@ -21,6 +21,11 @@ from collectors.workloads.base import Measurement, Workload
 
 BURN = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end:\n    pass\n"
 SLEEP = "import time\ntime.sleep({s})\n"
+# burns CPU and keeps touching fresh memory: a cgroup v1 memory controller charges pages when they are
+# allocated, not when the process moves in, so a child that only reuses old pages would read 0 bytes
+BURN_ALLOC = ("import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end:\n"
+              "    buf = bytearray(4 << 20)\n    t = time.monotonic() + 0.05\n    while time.monotonic() < t:\n"
+              "        pass\n")
 
 
 def _spawn(code: str) -> subprocess.Popen:
@@ -226,7 +231,7 @@ def cgroup_with_child():
         for d in dirs:
             d.mkdir()
             made.append(d)
-        child = _spawn(BURN.format(s=8))
+        child = _spawn(BURN_ALLOC.format(s=8))
         for d in dirs:
             (d / "cgroup.procs").write_text(str(child.pid))
         yield name, child

@@ -1,0 +1,167 @@
+"""The README's shell blocks, run as written, the way a new user runs them on a fresh machine.
+
+One test walks the README in order, in a copy of the checkout, as a user whose home is a temporary
+folder (so ``~/.local/share/novatune`` is the data directory the README's commands name):
+
+1. "Start here", line 1: ``pip install . && novatune quickstart`` in a new virtual environment
+   (core dependencies only: what a user gets), the full quickstart study. Line 2 is ``bash .ci/run``:
+   what CI itself runs, so it is checked to be exactly that, not run again from inside itself.
+2. "The service": ``novatune serve &``, a short study through the HTTP API, its export, the stop.
+3. "Deploy the chosen configuration": every command, with paths under ``/etc`` redirected to a
+   temporary folder; ``apply`` and ``rollback`` change the real knobs and put them back.
+
+Substitutions, and nothing else: ``/etc/`` -> a temporary folder, port 8080 -> a free port
+(``NOVATUNE_PORT`` for the CLI, the literal in the curl lines). Every block runs under
+``set -euo pipefail``; the kernel settings must read as before at the end (``knob-snapshot`` when
+it sits beside the checkout, and the integration snapshot of the tuned files and cgroups).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO, needs_root, snapshot
+
+pytestmark = [needs_root, pytest.mark.slow]
+
+README = REPO / "README.md"
+KNOB_SNAPSHOT = next((p for p in (REPO.parent / "shared/tools/knob-snapshot", Path("/work/shared/tools/knob-snapshot"))
+                      if p.exists()), None)
+
+
+def block(heading: str) -> str:
+    """The first ```bash block after the README heading that starts with ``heading``."""
+    text = README.read_text()
+    m = re.search(rf"^## {re.escape(heading)}.*?^```bash\n(.*?)^```", text, re.S | re.M)
+    assert m, f"README has no bash block under a heading starting with {heading!r}"
+    return m.group(1)
+
+
+def commands(text: str) -> list[str]:
+    """The block's commands without their trailing comments (continuation lines joined)."""
+    out = []
+    for line in text.replace("\\\n", " ").splitlines():
+        line = re.sub(r"\s+#\s.*$", "", line).strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _knobs(path: Path) -> None:
+    if KNOB_SNAPSHOT is not None:
+        with open(path, "w") as f:
+            subprocess.run([sys.executable, str(KNOB_SNAPSHOT)], stdout=f, check=True, timeout=60)
+
+
+def _run(script: str, *, cwd: Path, env: dict[str, str], timeout: float, log: Path) -> subprocess.CompletedProcess:
+    started = time.monotonic()
+    proc = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    with open(log, "a") as f:
+        f.write(f"$ {script}\n--- exit {proc.returncode} after {time.monotonic() - started:.0f} s\n"
+                f"{proc.stdout}\n--- stderr\n{proc.stderr}\n")
+    return proc
+
+
+def test_the_readme_blocks_run_as_written(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "novatune"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.egg-info", "build", ".venv", "venv", ".pytest_cache", ".hypothesis"))
+    user = tmp_path / "user"
+    user.mkdir()
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOVATUNE_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update({
+        "HOME": str(user), "PATH": f"{venv / 'bin'}:{env['PATH']}", "VIRTUAL_ENV": str(venv), "COLUMNS": "200",
+        "NOVATUNE_PORT": str(port),
+        # the machine's pip cache (the user's HOME is new): the same packages, fetched once
+        "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
+    })
+    log = tmp_path / "readme.log"
+    before = snapshot()
+    _knobs(tmp_path / "knobs-before.json")
+
+    # 1. Start here
+    start = commands(block("Start here"))
+    assert start == ["pip install . && novatune quickstart", "bash .ci/run"], start
+    t0 = time.monotonic()
+    proc = _run(start[0], cwd=src, env=env, timeout=1500, log=log)
+    quickstart_s = time.monotonic() - t0
+    assert proc.returncode == 0, log.read_text()[-6000:]
+    assert shutil.which("novatune", path=str(venv / "bin")), "pip install . did not install the novatune command"
+    out = proc.stdout
+    assert "Pareto front of quickstart" in out and '"chosen_by"' in out, out[-3000:]
+    assert "Against the baseline (trial 0" in out and "the chosen trial" in out, out[-3000:]
+    assert "workflowType=machine_learning" in out
+    home = user / ".local/share/novatune"
+    assert (home / "optuna.db").exists(), "the quickstart did not use ~/.local/share/novatune"
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("novatune/quickstart")
+    runs = client.search_runs([exp.experiment_id], max_results=200)
+    trials = [r for r in runs if r.data.tags.get("novatune.kind") == "trial"]
+    assert len(trials) >= 15 and all(r.data.params and "throughput_rps" in r.data.metrics for r in trials)
+    study = next(r for r in runs if r.data.tags.get("novatune.kind") == "study")
+    plots = {a.path for a in client.list_artifacts(study.info.run_id, "plots")}
+    assert {"plots/pareto_front.png", "plots/pareto_front.html", "plots/convergence.png",
+            "plots/convergence.html"} <= plots
+
+    # 2. The service
+    service = block("The service").replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    proc = _run(service, cwd=src, env=env, timeout=900, log=log)
+    assert proc.returncode == 0, log.read_text()[-6000:]
+    assert "quickstart-2: completed after 6 trials" in proc.stdout, proc.stdout[-3000:]
+    assert "[main]" in proc.stdout and "[sysctl]" in proc.stdout  # the TuneD profile of the API's study
+    deadline = time.monotonic() + 60  # `kill %1` stopped the service: it restores, then exits
+    while time.monotonic() < deadline and _answers(port):
+        time.sleep(0.5)
+    assert not _answers(port), "the service still answers after `kill %1`"
+
+    # 3. Deploy the chosen configuration
+    etc = tmp_path / "etc"
+    deploy = block("Deploy the chosen configuration").replace(" /etc/", f" {etc}/")
+    proc = _run(deploy, cwd=src, env=env, timeout=600, log=log)
+    assert proc.returncode == 0, log.read_text()[-6000:]
+    for path in ("tuned/novatune/tuned.conf", "sysctl.d/90-novatune.conf", "systemd/system/myapp.service.d/90-novatune.conf"):
+        assert (etc / path).is_file(), f"{path} was not written"
+    assert "[Service]" in (etc / "systemd/system/myapp.service.d/90-novatune.conf").read_text()
+    assert os.access(src / "novatune-apply.sh", os.X_OK)
+    best = json.loads((src / "best.json").read_text())
+    assert {"sizing.vcpus", "vm.swappiness"} <= set(best["knobs"])
+    # apply said what it did not apply (the run-bound knobs) and how to deploy them
+    assert re.search(r"not applied sizing\.vcpus=\S+: bound to a run's workload .*CPUQuota=", proc.stdout), proc.stdout
+    assert "rolled back apply-" in proc.stdout and "no drift" in proc.stdout
+
+    assert snapshot() == before, "the README's commands left a knob or a cgroup changed"
+    if KNOB_SNAPSHOT is not None:
+        diff = subprocess.run([sys.executable, str(KNOB_SNAPSHOT), "--diff", str(tmp_path / "knobs-before.json")],
+                              capture_output=True, text=True, timeout=60)
+        assert diff.returncode == 0, diff.stdout + diff.stderr
+    with capsys.disabled():
+        print(f"\nREADME: pip install . && novatune quickstart took {quickstart_s:.0f} s; whole walk "
+              f"{time.monotonic() - t0:.0f} s")
