@@ -86,7 +86,7 @@ def _run(script: str, *, cwd: Path, env: dict[str, str], timeout: float, log: Pa
 
 def test_the_readme_blocks_run_as_written(tmp_path: Path, capsys) -> None:
     src = tmp_path / "novatune"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+    shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(
         ".git", "__pycache__", "*.egg-info", "build", ".venv", "venv", ".pytest_cache", ".hypothesis"))
     user = tmp_path / "user"
     user.mkdir()
