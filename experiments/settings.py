@@ -64,12 +64,6 @@ class Paths:
     def study_dir(self, study: str) -> Path:
         return self.runs / study
 
-    def mlflow_ui_command(self, port: int = 5000) -> str:
-        return (
-            f"mlflow ui --backend-store-uri {self.mlflow_uri} "
-            f"--default-artifact-root {self.artifacts.as_uri()} --host 127.0.0.1 --port {port}"
-        )
-
 
 def mlflow_ui_url(experiment_id: str | None = None, *, base: str = "http://127.0.0.1:5000") -> str:
     """The MLflow UI page of a study's experiment (or of the experiment list) in its model-training view.
