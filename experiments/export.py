@@ -126,6 +126,13 @@ def choose_trial(view: StudyView, trial: int | None = None) -> tuple[Any, str]:
     return t, how
 
 
+def _exported_at() -> str:
+    """Now, or ``SOURCE_DATE_EPOCH`` when set (reproducible exports: the same study gives the same bytes)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = datetime.fromtimestamp(int(epoch), UTC) if epoch.isdigit() else datetime.now(UTC)
+    return when.isoformat(timespec="seconds")
+
+
 def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
     return {
         "format": "novatune.config/v1",
@@ -135,7 +142,7 @@ def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
         "knobs": view.knob_values(t),
         "objectives": dict(zip(view.objectives, t.values)),
         "metrics": t.user_attrs.get("metrics", {}),
-        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "exported_at": _exported_at(),
     }
 
 
