@@ -9,10 +9,10 @@ import pytest
 from collectors.errors import CollectorError, WorkloadError
 from collectors.passive.target import PassiveWorkload
 from collectors.workloads.base import Workload
-from collectors.workloads.tools import TOOL_WORKLOADS
+from collectors.workloads.oltp import OltpService
+from collectors.workloads.registry import TOOL_WORKLOADS, build_workload
 from experiments.metrics import RUNNER_METRICS, allowed_metrics
 from experiments.spec import WORKLOAD_SPECS, parse_spec
-from experiments.workloads import OltpService, build_workload
 
 
 def _spec(workload: dict) -> object:
