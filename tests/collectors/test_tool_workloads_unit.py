@@ -21,6 +21,7 @@ from collectors.workloads.tools.iperf3 import Iperf3Workload
 from collectors.workloads.tools.pgbench import PgbenchWorkload
 from collectors.workloads.tools.redis_benchmark import RedisBenchmarkWorkload
 from collectors.workloads.tools.stress_ng import StressNgWorkload
+from collectors.workloads.tools.workload import ToolWorkload
 from collectors.workloads.tools.wrk import WrkWorkload
 
 
@@ -100,7 +101,7 @@ def test_error_rate_from_counts(tmp_path: Path) -> None:
         (StressNgWorkload, {"workers": 0}, "workers must be an integer in [1, 256]"),
     ],
 )
-def test_bad_options_name_the_option(tmp_path: Path, cls: type, options: dict, needle: str) -> None:
+def test_bad_options_name_the_option(tmp_path: Path, cls: type[ToolWorkload], options: dict, needle: str) -> None:
     with pytest.raises(AdapterError) as info:
         cls(tmp_path, **options)
     assert isinstance(info.value, WorkloadError)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from collectors.errors import CollectorError, WorkloadError
 from collectors.passive.target import PassiveWorkload
@@ -15,7 +16,7 @@ from experiments.metrics import RUNNER_METRICS, allowed_metrics
 from experiments.spec import WORKLOAD_SPECS, parse_spec
 
 
-def _spec(workload: dict) -> object:
+def _spec(workload: dict) -> BaseModel:
     return parse_spec({"name": "t", "workload": workload, "knobs": {"vm.swappiness": {"low": 1, "high": 2}},
                        "objectives": {"cost_usd_per_hour": "minimize"}}).workload
 
