@@ -48,6 +48,7 @@ from collectors.pricing import load_unit_prices
 from collectors.recorder import Recorder
 from collectors.timeseries import steady_window
 from collectors.workloads.base import Workload
+from collectors.workloads.registry import build_workload
 from experiments import export
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.manager import StudyConflict, shared_knobs
@@ -64,7 +65,6 @@ from experiments.settings import Paths
 from experiments.space import Resolved, clamp_to_space, resolve
 from experiments.spec import SpecError, StudySpec
 from experiments.store import load_view
-from experiments.workloads import build_workload
 from optimizer.convergence import ConvergenceMonitor, terminator_says_stop
 from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
 from optimizer.noise import TrialEstimate, remeasure_candidates
@@ -292,7 +292,7 @@ class StudyRunner:
                                 raise
                             # exited between the listing and the record (a server's short-lived helper,
                             # seen with pgbench's cluster start): nothing of it is left to clean up
-                scratch = list(getattr(workload, "scratch_dirs", list)())
+                scratch = workload.scratch_dirs()
                 for d in scratch:
                     journal.record_scratch(run_id, d)
 
