@@ -78,7 +78,7 @@ def probe(
             break
         t0 = time.perf_counter()
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - scheme checked above
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:
                 resp.read()
                 status = resp.status
         except urllib.error.HTTPError as err:
@@ -95,4 +95,4 @@ def probe(
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
     arr = np.asarray(lat)
     pct = [float(np.percentile(arr, q)) if arr.size else math.nan for q in (50, 95, 99)]
-    return ProbeResult(url, len(lat), errors, time.monotonic() - start, *pct, last_error)
+    return ProbeResult(url, len(lat), errors, time.monotonic() - start, pct[0], pct[1], pct[2], last_error)

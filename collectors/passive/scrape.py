@@ -40,7 +40,7 @@ def scrape(url: str, *, timeout_s: float = 5.0, include: tuple[str, ...] = ()) -
     """
     check_http_url(url, "scrape URL must be http(s)://HOST[:PORT]/metrics")
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - scheme checked above
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
             body = resp.read().decode("utf-8", errors="replace")
     except urllib.error.HTTPError as err:
         raise CollectorError(f"scrape {url}: HTTP {err.code}") from err

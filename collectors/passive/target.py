@@ -61,11 +61,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -74,44 +74,44 @@ import psutil
 
 from collectors.errors import CollectorError, WorkloadError
 from collectors.metrics import MetricsSampler, Target, parse_target
-from collectors.passive.http_probe import check_http_url, probe
+from collectors.passive.http_probe import check_http_url
 from collectors.passive.scrape import scrape
-from collectors.workloads.base import Measurement
+from collectors.passive.window import (
+    CGROUP_COLUMNS,
+    GAUGES,
+    PID_COLUMNS,
+    PROBE_METRICS,
+    Prober,
+    Scraped,
+    probe_metrics,
+    scrape_metrics,
+    sum_counter,
+    target_row,
+    window_value,
+)
+from collectors.workloads.base import Measurement, Workload
 
 __all__ = ["PassiveWorkload"]
 
 MAX_WINDOW_S = 3600.0
-MAX_PROBES = 100_000
 _COUNTER_NAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*$")
 _STEP_S = 0.1  # granularity of waits (liveness checks during warm-up)
-_ERROR_PAUSE_S = 0.05  # least pause after a failed probe request
-
-#: MetricsSampler ``target.<label>.<suffix>`` -> (short name, unit, scale)
-_PID_COLUMNS: dict[str, tuple[str, str, float]] = {
-    "cpu_s_per_s": ("target_cpu_pct", "%", 100.0),
-    "rss_bytes": ("target_rss_bytes", "bytes", 1.0),
-    "threads": ("target_threads", "1", 1.0),
-    "ctx_switches_per_s": ("target_ctx_switches_per_s", "1/s", 1.0),
-    "read_bytes_per_s": ("target_read_bytes_per_s", "bytes/s", 1.0),
-    "write_bytes_per_s": ("target_write_bytes_per_s", "bytes/s", 1.0),
-}
-_CGROUP_COLUMNS: dict[str, tuple[str, str, float]] = {
-    "cpu_s_per_s": ("target_cpu_pct", "%", 100.0),
-    "throttled_pct": ("target_throttled_pct", "%", 1.0),
-    "throttled_s_per_s": ("target_throttled_s_per_s", "s/s", 1.0),
-    "threads": ("target_threads", "1", 1.0),
-    "memory_bytes": ("target_memory_bytes", "bytes", 1.0),
-    "read_bytes_per_s": ("target_read_bytes_per_s", "bytes/s", 1.0),
-    "write_bytes_per_s": ("target_write_bytes_per_s", "bytes/s", 1.0),
-}
-_PROBE_METRICS = (
-    "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_avg_ms",
-    "probe_requests", "probe_errors", "probe_error_rate",
-)
 _UNITS = {
     "probe_requests": "count", "probe_errors": "count", "probe_error_rate": "ratio",
     "scrape_errors": "count", "error_rate": "ratio",
 }
+
+
+@dataclass
+class _Window:
+    """What one measurement window collected so far."""
+
+    t0: float
+    deadline: float
+    notes: list[str] = field(default_factory=list)
+    rows: list[dict[str, float]] = field(default_factory=list)
+    index: list[float] = field(default_factory=list)
+    gone: str | None = None
 
 
 def _err(option: str, allowed: str, got: object) -> CollectorError:
@@ -119,52 +119,21 @@ def _err(option: str, allowed: str, got: object) -> CollectorError:
 
 
 def _check_seconds(option: str, value: object, low: float, high: float, *, low_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (low < value if low_open else low <= value) and value <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise _err(option, f"a number of seconds in {bracket}{low:g}, {high:g}]", value)
-    return float(value)  # type: ignore[arg-type]
+    """``value`` as float if it is a finite number in the range. Raises: CollectorError naming the option."""
+    if (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        and (low < value if low_open else low <= value) and value <= high
+    ):
+        return float(value)
+    bracket = "(" if low_open else "["
+    raise _err(option, f"a number of seconds in {bracket}{low:g}, {high:g}]", value)
 
 
 def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%H:%M:%SZ")
 
 
-class _Prober(threading.Thread):
-    """One GET at a time (via :func:`probe` with ``count=1``) until stopped or the deadline."""
-
-    def __init__(self, url: str, *, interval_s: float, timeout_s: float, deadline: float, t0: float) -> None:
-        super().__init__(name="passive-probe", daemon=True)
-        self.url, self.interval_s, self.timeout_s = url, interval_s, timeout_s
-        self.deadline, self.t0 = deadline, t0
-        self.stop_event = threading.Event()
-        self.ok_ms: list[float] = []
-        self.errors = 0
-        self.last_error: str | None = None
-        self.failure: str | None = None
-
-    def run(self) -> None:
-        try:
-            for _ in range(MAX_PROBES):
-                left = self.deadline - time.monotonic()
-                if self.stop_event.is_set() or left <= 0:
-                    break
-                r = probe(self.url, count=1, duration_s=min(3600.0, max(left, 1e-3)), timeout_s=self.timeout_s)
-                if r.requests:
-                    self.ok_ms.append(r.latency_p50_ms)
-                elif r.errors:
-                    self.errors += 1
-                    self.last_error = r.last_error
-                failed = not r.requests
-                # also after an error, and never less than _ERROR_PAUSE_S then: no busy loop on a closed port
-                self.stop_event.wait(max(self.interval_s, _ERROR_PAUSE_S) if failed else self.interval_s)
-        except Exception as err:  # noqa: BLE001 - reported in notes, never lost in a thread
-            self.failure = f"{type(err).__name__}: {err}"
-
-
-class PassiveWorkload:
+class PassiveWorkload(Workload):
     """Observe a running target; see the module docstring.
 
     Args:
@@ -234,7 +203,7 @@ class PassiveWorkload:
         if pids is None and cgroup is None and probe_url is None and scrape_url is None:
             raise CollectorError("PassiveWorkload: give at least one source: pids, cgroup, probe_url or scrape_url "
                                  "(with throughput_counter)")
-        self.pid_list: list[int] | None = pids  # type: ignore[assignment]
+        self.pid_list: list[int] | None = list(pids) if pids is not None else None
         self.cgroup = cgroup
         self.probe_url = probe_url
         self.probe_interval_s = _check_seconds("probe_interval_s", probe_interval_s, 0.0, 60.0)
@@ -246,7 +215,7 @@ class PassiveWorkload:
         self.sample_interval_s = _check_seconds("sample_interval_s", sample_interval_s, 0.1, 10.0)
         self._created: dict[int, float] = {}  # pid -> create_time, when resolved
         self._target: Target | None = None  # the cgroup, when resolved
-        self._active: _Prober | None = None
+        self._active: Prober | None = None
         self._stopped = False
 
     # ------------------------------------------------------------ protocol
@@ -254,11 +223,11 @@ class PassiveWorkload:
         """Every metric :meth:`measure` reports with this configuration (all of them, NaN where unavailable)."""
         names: list[str] = []
         if self.pid_list is not None:
-            names += [v[0] for v in _PID_COLUMNS.values()]
+            names += [v[0] for v in PID_COLUMNS.values()]
         elif self.cgroup is not None:
-            names += [v[0] for v in _CGROUP_COLUMNS.values()]
+            names += [v[0] for v in CGROUP_COLUMNS.values()]
         if self.probe_url is not None:
-            names += _PROBE_METRICS
+            names += PROBE_METRICS
         if self.scrape_url is not None:
             names.append("throughput")
             if self.error_counter is not None:
@@ -319,9 +288,11 @@ class PassiveWorkload:
                     path = parse_target(self.cgroup).cgroup
                 except CollectorError:
                     return []
+            if path is None:
+                return []
             for name in ("cgroup.procs", "tasks"):
                 try:
-                    text = (path / name).read_text(encoding="ascii")  # type: ignore[operator]
+                    text = (path / name).read_text(encoding="ascii")
                 except OSError:
                     continue
                 return sorted({int(x) for x in text.split() if x.isdigit()})
@@ -335,20 +306,53 @@ class PassiveWorkload:
             WorkloadError: a target pid or the cgroup is missing or vanished (the
                 message says what and when; the window ended early).
         """
-        for name, value, low_open in (("warmup_s", warmup_s, False), ("measure_s", measure_s, True)):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or not ((0 < value) if low_open else (0 <= value)) or value > MAX_WINDOW_S:
-                raise ValueError(f"{name} must be in {'(' if low_open else '['}0, {MAX_WINDOW_S:g}] s, got {value!r}")
+        _check_window(warmup_s, measure_s)
         self._stopped = False
         has_target = self.pid_list is not None or self.cgroup is not None
         if has_target:
-            if not self._created and self._target is None:
-                self._resolve()
-            elif gone := self._vanished():
-                raise WorkloadError(f"passive: {gone} before the warm-up started (at {_utc_now()}); "
-                                    "nothing was measured")
+            self._check_before_warmup()
+        self._warm_up(warmup_s, has_target)
         notes: list[str] = []
-        # ---- warm-up: no load, only watch the target
+        sampler = self._sampler(notes) if has_target else None
+        before = self._scrape(notes, "start") if self.scrape_url else None
+        t0 = time.monotonic()
+        win = _Window(t0=t0, deadline=t0 + measure_s, notes=notes)
+        prober = self._start_prober(win) if self.probe_url is not None else None
+        try:
+            if sampler is not None:
+                self._sample_window(sampler, win, measure_s)
+            else:
+                self._idle_until(win.deadline)
+        finally:
+            if prober is not None:
+                prober.stop_event.set()
+                prober.join(self.probe_timeout_s + 2.0)
+                self._active = None
+        if win.gone is not None:
+            t_s = time.monotonic() - t0
+            raise WorkloadError(f"passive: {win.gone} {t_s:.1f} s into the {measure_s:g} s window "
+                                f"(at {_utc_now()}); window ended early after {len(win.rows)} sample(s)")
+        after = self._scrape(notes, "end") if self.scrape_url else None
+        return self._measurement(win, sampler, prober, before, after)
+
+    def stop(self) -> None:
+        """Nothing was started, so nothing is stopped; ends an in-flight probe early. Idempotent."""
+        self._stopped = True
+        if self._active is not None:
+            self._active.stop_event.set()
+
+
+    # ------------------------------------------------------------ the window, step by step
+    def _check_before_warmup(self) -> None:
+        """Resolve the target on the first window; later ones check it is still there. Raises: WorkloadError."""
+        if not self._created and self._target is None:
+            self._resolve()
+        elif gone := self._vanished():
+            raise WorkloadError(f"passive: {gone} before the warm-up started (at {_utc_now()}); "
+                                "nothing was measured")
+
+    def _warm_up(self, warmup_s: float, has_target: bool) -> None:
+        """No load, only watch the target for ``warmup_s``. Raises: WorkloadError if it vanishes."""
         t_w = time.monotonic()
         end_w = t_w + warmup_s
         while (now := time.monotonic()) < end_w and not self._stopped:
@@ -357,98 +361,93 @@ class PassiveWorkload:
                 raise WorkloadError(f"passive: {gone} {now - t_w:.1f} s into the {warmup_s:g} s warm-up "
                                     f"(at {_utc_now()}); nothing was measured")
             time.sleep(min(_STEP_S, end_w - now))
-        sampler = self._sampler(notes) if has_target else None
-        # ---- window
-        before = self._scrape(notes, "start") if self.scrape_url else None
-        t0 = time.monotonic()
-        deadline = t0 + measure_s
-        prober = None
-        if self.probe_url is not None:
-            prober = _Prober(self.probe_url, interval_s=self.probe_interval_s, timeout_s=self.probe_timeout_s,
-                             deadline=deadline, t0=t0)
-            self._active = prober
-            prober.start()
-        rows: list[dict[str, float]] = []
-        index: list[float] = []
-        gone_msg: str | None = None
-        try:
-            if sampler is not None:
-                next_t = t0
-                for _ in range(int(measure_s / self.sample_interval_s) + 3):
-                    now = time.monotonic()
-                    if now < next_t:
-                        time.sleep(next_t - now)
-                    t_s = time.monotonic() - t0
-                    gone = self._vanished()
-                    if gone:
-                        gone_msg = gone
-                        break
-                    try:
-                        row = self._row(sampler.sample())
-                    except (CollectorError, OSError, ValueError) as err:  # a file vanishing while read
-                        gone_msg = self._vanished() or f"the target could not be read ({type(err).__name__}: {err})"
-                        break
-                    gone = self._vanished(sampler)  # also catches a removal during the read
-                    if gone:
-                        gone_msg = gone
-                        break
-                    rows.append(row)
-                    index.append(round(t_s, 3))
-                    if t_s >= measure_s - 1e-3 or self._stopped:
-                        break
-                    next_t += self.sample_interval_s
-                    if deadline - next_t < self.sample_interval_s / 2:
-                        next_t = deadline  # no sliver of an interval at the end
-            else:
-                while (now := time.monotonic()) < deadline and not self._stopped:
-                    time.sleep(min(_STEP_S, deadline - now))
-        finally:
-            if prober is not None:
-                prober.stop_event.set()
-                prober.join(self.probe_timeout_s + 2.0)
-                self._active = None
-        if gone_msg is not None:
-            t_s = time.monotonic() - t0
-            raise WorkloadError(f"passive: {gone_msg} {t_s:.1f} s into the {measure_s:g} s window "
-                                f"(at {_utc_now()}); window ended early after {len(rows)} sample(s)")
-        after = self._scrape(notes, "end") if self.scrape_url else None
+
+    def _start_prober(self, win: _Window) -> Prober:
+        """The probe thread for this window, started (and remembered so that :meth:`stop` can end it)."""
+        assert self.probe_url is not None
+        prober = Prober(self.probe_url, interval_s=self.probe_interval_s, timeout_s=self.probe_timeout_s,
+                        deadline=win.deadline, t0=win.t0)
+        self._active = prober
+        prober.start()
+        return prober
+
+    def _idle_until(self, deadline: float) -> None:
+        """Wait until ``deadline`` (or :meth:`stop`): nothing to sample, the probe/scrape measure."""
+        while (now := time.monotonic()) < deadline and not self._stopped:
+            time.sleep(min(_STEP_S, deadline - now))
+
+    def _sample_window(self, sampler: MetricsSampler, win: _Window, measure_s: float) -> None:
+        """Sample every ``sample_interval_s`` into ``win.rows``; a vanished target sets ``win.gone`` and ends it."""
+        next_t = win.t0
+        for _ in range(int(measure_s / self.sample_interval_s) + 3):
+            now = time.monotonic()
+            if now < next_t:
+                time.sleep(next_t - now)
+            t_s = time.monotonic() - win.t0
+            win.gone = self._vanished()
+            if win.gone:
+                return
+            try:
+                row = target_row(sampler.sample(), self._columns())
+            except (CollectorError, OSError, ValueError) as err:  # a file vanishing while read
+                win.gone = self._vanished() or f"the target could not be read ({type(err).__name__}: {err})"
+                return
+            win.gone = self._vanished(sampler)  # also catches a removal during the read
+            if win.gone:
+                return
+            win.rows.append(row)
+            win.index.append(round(t_s, 3))
+            if t_s >= measure_s - 1e-3 or self._stopped:
+                return
+            next_t += self.sample_interval_s
+            if win.deadline - next_t < self.sample_interval_s / 2:
+                next_t = win.deadline  # no sliver of an interval at the end
+
+    def _target_metrics(
+        self, win: _Window, sampler: MetricsSampler | None, metrics: dict[str, float], units: dict[str, str],
+    ) -> pd.DataFrame:
+        """Reduce the sampled rows into ``metrics``/``units``; the timeline; unavailable columns noted."""
+        columns = self._columns()
+        names = [v[0] for v in columns.values()]
+        index = win.index
+        timeline = pd.DataFrame(win.rows, index=pd.Index(index, name="t_s", dtype=float), columns=names, dtype=float)
+        weights = np.diff(np.asarray(index, dtype=float), prepend=index[0] if index else 0.0)
+        for name, unit, _ in columns.values():
+            metrics[name] = window_value(timeline[name].to_numpy(dtype=float), weights, gauge=name in GAUGES)
+            units[name] = unit
+        if sampler is not None:
+            for key, reason in sorted(sampler.gaps.items()):
+                if key.startswith("target."):
+                    win.notes.append(f"unavailable: {key}: {reason}")
+        missing = [n for n in names if math.isnan(metrics[n]) and not any(n in note for note in win.notes)]
+        if missing and len(win.rows) > 1:
+            where = f"cgroup {self._target.cgroup}" if self._target is not None else "these pids"
+            hint = (" (cgroup v1 CPU usage needs cpuacct.usage, in the cpu directory or at the same path "
+                    "under /sys/fs/cgroup/cpuacct)") if "target_cpu_pct" in missing and self._target else ""
+            win.notes.append(f"no value for {', '.join(missing)}: not available for {where}{hint}")
+        return timeline
+
+    def _measurement(
+        self, win: _Window, sampler: MetricsSampler | None, prober: Prober | None,
+        before: Scraped | None, after: Scraped | None,
+    ) -> Measurement:
+        """The window's :class:`Measurement`: every declared metric (NaN where unavailable), units, notes."""
         metrics: dict[str, float] = {}
-        units = {k: v for k, v in _UNITS.items()}
+        units = dict(_UNITS)
         timeline = None
-        if has_target:
-            columns = _PID_COLUMNS if self.pid_list is not None else _CGROUP_COLUMNS
-            names = [v[0] for v in columns.values()]
-            timeline = pd.DataFrame(rows, index=pd.Index(index, name="t_s", dtype=float), columns=names, dtype=float)
-            weights = np.diff(np.asarray(index, dtype=float), prepend=index[0] if index else 0.0)
-            for name, unit, _ in columns.values():
-                metrics[name] = _window_value(timeline[name].to_numpy(dtype=float), weights, gauge=name in _GAUGES)
-                units[name] = unit
-            if sampler is not None:
-                for key, reason in sorted(sampler.gaps.items()):
-                    if key.startswith("target."):
-                        notes.append(f"unavailable: {key}: {reason}")
-            missing = [n for n in names if math.isnan(metrics[n]) and not any(n in note for note in notes)]
-            if missing and len(rows) > 1:
-                where = f"cgroup {self._target.cgroup}" if self._target is not None else "these pids"
-                hint = (" (cgroup v1 CPU usage needs cpuacct.usage, in the cpu directory or at the same path "
-                        "under /sys/fs/cgroup/cpuacct)") if "target_cpu_pct" in missing and self._target else ""
-                notes.append(f"no value for {', '.join(missing)}: not available for {where}{hint}")
+        if self.pid_list is not None or self.cgroup is not None:
+            timeline = self._target_metrics(win, sampler, metrics, units)
         if prober is not None:
-            metrics.update(self._probe_metrics(prober, notes))
+            metrics.update(probe_metrics(prober, win.notes))
         if self.scrape_url is not None:
-            metrics.update(self._scrape_metrics(before, after, notes))
+            assert self.throughput_counter is not None
+            metrics.update(scrape_metrics(before, after, self.throughput_counter, self.error_counter, win.notes))
             units["throughput"] = f"{self.throughput_counter}/s"
         if self.probe_url is not None and self.error_counter is None:
             metrics["error_rate"] = metrics["probe_error_rate"]
         metrics = {k: metrics.get(k, math.nan) for k in self.metric_names()}
         units = {k: v for k, v in units.items() if k in metrics}
-        return Measurement(metrics=metrics, units=units, timeline=timeline, notes=tuple(dict.fromkeys(notes)))
-
-    def stop(self) -> None:
-        """Nothing was started, so nothing is stopped; ends an in-flight probe early. Idempotent."""
-        self._stopped = True
-        if self._active is not None:
-            self._active.stop_event.set()
+        return Measurement(metrics=metrics, units=units, timeline=timeline, notes=tuple(dict.fromkeys(win.notes)))
 
     # ------------------------------------------------------------ internals
     def _alive_reason(self, pid: int) -> str | None:
@@ -520,25 +519,12 @@ class PassiveWorkload:
         except CollectorError as err:  # pragma: no cover - Target objects are not re-checked
             raise WorkloadError(f"passive: {err}") from err
 
-    def _row(self, sample: dict[str, float]) -> dict[str, float]:
-        """Sum ``target.<label>.<suffix>`` over targets into the short names (NaN unless every target has it)."""
-        columns = _PID_COLUMNS if self.pid_list is not None else _CGROUP_COLUMNS
-        per: dict[str, dict[str, float]] = {}
-        labels: set[str] = set()
-        for key, value in sample.items():
-            if not key.startswith("target."):
-                continue
-            label, _, suffix = key[len("target."):].rpartition(".")
-            labels.add(label)
-            if suffix in columns:
-                per.setdefault(suffix, {})[label] = value
-        row: dict[str, float] = {}
-        for suffix, (name, _, scale) in columns.items():
-            vals = per.get(suffix, {})
-            row[name] = scale * sum(vals.values()) if vals and len(vals) == len(labels) else math.nan
-        return row
+    def _columns(self) -> dict[str, tuple[str, str, float]]:
+        """The target columns this configuration keeps (pids or cgroup)."""
+        return PID_COLUMNS if self.pid_list is not None else CGROUP_COLUMNS
 
-    def _scrape(self, notes: list[str], when: str) -> tuple[float, dict[str, float]] | None:
+    def _scrape(self, notes: list[str], when: str) -> Scraped | None:
+        """The wanted counters now (a missing counter counts as 0, with a note); None if the scrape failed."""
         assert self.scrape_url is not None and self.throughput_counter is not None
         wanted = [self.throughput_counter] + ([self.error_counter] if self.error_counter else [])
         t_a = time.monotonic()
@@ -550,7 +536,7 @@ class PassiveWorkload:
         t = (t_a + time.monotonic()) / 2.0
         out: dict[str, float] = {}
         for name in wanted:
-            total, found = _sum_counter(values, name)
+            total, found = sum_counter(values, name)
             if found:
                 out[name] = total
             else:
@@ -560,76 +546,10 @@ class PassiveWorkload:
                 out[name] = 0.0
         return t, out
 
-    def _scrape_metrics(self, before: tuple[float, dict[str, float]] | None,
-                        after: tuple[float, dict[str, float]] | None, notes: list[str]) -> dict[str, float]:
-        assert self.throughput_counter is not None
-        out = {"throughput": math.nan}
-        if self.error_counter is not None:
-            out["scrape_errors"] = math.nan
-            out["error_rate"] = math.nan
-        if before is None or after is None:
-            return out
-        seconds = after[0] - before[0]
-        d_req = after[1][self.throughput_counter] - before[1][self.throughput_counter]
-        if d_req < 0:
-            notes.append(f"counter {self.throughput_counter} went backwards (target restarted?): throughput is NaN")
-            return out
-        out["throughput"] = d_req / seconds if seconds > 0 else math.nan
-        if self.error_counter is not None:
-            d_err = after[1][self.error_counter] - before[1][self.error_counter]
-            if d_err < 0:
-                notes.append(f"counter {self.error_counter} went backwards (target restarted?): error_rate is NaN")
-                return out
-            out["scrape_errors"] = d_err
-            if d_req > 0:
-                out["error_rate"] = min(1.0, d_err / d_req)
-            else:
-                out["error_rate"] = 0.0 if d_err == 0 else 1.0
-                notes.append(f"counter {self.throughput_counter} did not move during the window (no traffic)")
-        return out
 
-    def _probe_metrics(self, prober: _Prober, notes: list[str]) -> dict[str, float]:
-        if prober.is_alive():
-            notes.append("probe thread did not finish in time; its last request is not counted")
-        if prober.failure:
-            notes.append(f"probe failed: {prober.failure}")
-        lat = np.asarray(list(prober.ok_ms), dtype=float)
-        ok, errors = int(lat.size), int(prober.errors)
-        total = ok + errors
-        if errors:
-            notes.append(f"probe {self.probe_url}: {errors} of {total} request(s) failed; last error: "
-                         f"{prober.last_error}")
-        if total == 0:
-            notes.append(f"probe {self.probe_url}: no request completed in the window")
-        pct = [float(np.percentile(lat, q)) if lat.size else math.nan for q in (50, 95, 99)]
-        return {
-            "latency_p50_ms": pct[0], "latency_p95_ms": pct[1], "latency_p99_ms": pct[2],
-            "latency_avg_ms": float(lat.mean()) if lat.size else math.nan,
-            "probe_requests": float(ok), "probe_errors": float(errors),
-            "probe_error_rate": errors / total if total else math.nan,
-        }
-
-
-_GAUGES = frozenset({"target_rss_bytes", "target_threads", "target_memory_bytes"})
-
-
-def _window_value(col: np.ndarray, weights: np.ndarray, *, gauge: bool) -> float:
-    """Gauges: mean of the samples. Rates: time-weighted mean (each row covers the interval ending at it)."""
-    ok = ~np.isnan(col)
-    if gauge:
-        return float(col[ok].mean()) if ok.any() else math.nan
-    w = weights[ok]
-    if not ok.any() or w.sum() <= 0:
-        return math.nan
-    return float((col[ok] * w).sum() / w.sum())
-
-
-def _sum_counter(values: dict[str, float], name: str) -> tuple[float, bool]:
-    """Sum the samples named exactly ``name`` (any labels); else ``name + "_total"``."""
-    for candidate in (name, name + "_total"):
-        hits = [v for k, v in values.items() if k.partition("{")[0] == candidate]
-        if hits:
-            return float(sum(hits)), True
-        if candidate.endswith("_total"):
-            break
-    return 0.0, False
+def _check_window(warmup_s: float, measure_s: float) -> None:
+    """Raises: ValueError: a duration outside [0, 3600] s (warm-up) / (0, 3600] s (window)."""
+    for name, value, low_open in (("warmup_s", warmup_s, False), ("measure_s", measure_s, True)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or not ((value > 0) if low_open else (value >= 0)) or value > MAX_WINDOW_S:
+            raise ValueError(f"{name} must be in {'(' if low_open else '['}0, {MAX_WINDOW_S:g}] s, got {value!r}")

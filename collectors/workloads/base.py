@@ -2,13 +2,18 @@
 
 A *workload* is how a trial is measured. Three families implement it:
 
-* the built-in loopback OLTP service (:mod:`collectors.workloads.oltp`),
-* real tools with their servers (:mod:`collectors.workloads.tools`: fio,
-  pgbench + PostgreSQL, redis-benchmark + redis-server, wrk + an HTTP server,
-  iperf3 client + server, stress-ng),
+* the built-in loopback OLTP service (:mod:`collectors.workloads.oltp`:
+  :class:`~collectors.workloads.oltp.OltpService`),
+* real tools with their servers, one module per tool holding its adapter
+  (command + parser) and its workload (:mod:`collectors.workloads.tools`:
+  ``fio``, ``pgbench`` + PostgreSQL, ``redis_benchmark`` + redis-server,
+  ``wrk`` + an HTTP server, ``iperf3`` client + server, ``stress_ng``),
 * passive observation of something already running
   (:mod:`collectors.passive.target`: pids or a cgroup, an HTTP probe, a
   Prometheus scrape).
+
+:mod:`collectors.workloads.registry` builds one from a spec's ``workload``
+section (``build_workload``).
 
 The trial loop only sees this protocol. ``start(preexec_fn=...)`` starts the
 processes that are *tuned* (the server, or a holder process for client-only
@@ -19,10 +24,13 @@ them). ``measure()`` runs one bounded window and returns a
 :class:`Measurement`; ``stop()`` stops and reaps everything ``start`` started
 and is safe to call twice.
 
-A workload that creates directories outside its workdir (pgbench's throwaway
-PostgreSQL cluster under the system temp dir) also offers ``scratch_dirs() ->
-list[Path]``; the trial loop journals them so that ``novatune recover`` deletes
-them after a ``kill -9``.
+Optional members have defaults in the protocol itself; every workload
+subclasses :class:`Workload` explicitly and inherits them, so callers call
+them directly (no ``getattr`` probing): ``scratch_dirs() -> list[Path]``
+lists the directories a workload created outside its workdir (pgbench's
+throwaway PostgreSQL cluster under the system temp dir; ``[]`` by default);
+the trial loop journals them so that ``novatune recover`` deletes them after a
+``kill -9``, and :meth:`Workload.stop` deletes them.
 
 Metric names are shared across workloads where the meaning is the same:
 ``throughput`` (the tool's main rate, unit in :attr:`Measurement.units`),
@@ -37,7 +45,8 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 import psutil
@@ -77,7 +86,11 @@ class Measurement:
 
 @runtime_checkable
 class Workload(Protocol):
-    """The protocol the trial loop drives; see the module docstring."""
+    """The protocol the trial loop drives; see the module docstring.
+
+    Implementations subclass it explicitly (``class OltpService(Workload)``)
+    so that they inherit the defaults of the optional members.
+    """
 
     kind: str
 
@@ -98,11 +111,15 @@ class Workload(Protocol):
         ...
 
     def stop(self) -> None:
-        """Stop and reap everything :meth:`start` started; idempotent."""
+        """Stop and reap everything :meth:`start` started (scratch directories deleted); idempotent."""
         ...
 
+    def scratch_dirs(self) -> list[Path]:
+        """Directories outside the workdir that :meth:`stop` deletes (for the crash journal); [] by default."""
+        return []
 
-def process_tree(proc: subprocess.Popen | None) -> list[int]:  # type: ignore[type-arg]
+
+def process_tree(proc: subprocess.Popen[Any] | None) -> list[int]:
     """``proc`` and its live descendants, parent first ([] when it is not running)."""
     if proc is None or proc.poll() is not None:
         return []

@@ -88,7 +88,7 @@ async def _client(idx: int, spec: LoadSpec, t0: int, deadline: int, rec: _Record
             writer.close()
             try:
                 await asyncio.wait_for(writer.wait_closed(), 0.1)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 pass
         reader = writer = None
 
@@ -101,12 +101,14 @@ async def _client(idx: int, spec: LoadSpec, t0: int, deadline: int, rec: _Record
                 if writer is None:
                     reader, writer = await asyncio.wait_for(asyncio.open_connection(spec.host, spec.port), budget_s)
                 op = rng.choices(_OPS, _WEIGHTS)[0]
+                # opened just above when None (drop() rebinds them through nonlocal: mypy cannot narrow)
+                assert reader is not None and writer is not None
                 writer.write(b"%s %d\n" % (op, rng.randrange(1 << 30)))
                 remaining = budget_s - (time.perf_counter_ns() - start) / 1e9
-                line = await asyncio.wait_for(reader.readline(), max(0.001, remaining))  # type: ignore[union-attr]
+                line = await asyncio.wait_for(reader.readline(), max(0.001, remaining))
                 if not line.startswith(b"OK"):
                     raise ConnectionError(line.decode(errors="replace").strip() or "connection closed by server")
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError) as err:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ConnectionError) as err:
                 end = time.perf_counter_ns()
                 rec.err_end_ns.append(end - t0)
                 rec.err_timeout.append(isinstance(err, asyncio.TimeoutError))

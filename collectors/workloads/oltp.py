@@ -1,11 +1,13 @@
-"""OLTP workload driver: a real loopback service plus a separate load generator.
+"""OLTP workload (``kind: oltp``): a real loopback service plus a separate load generator.
 
-:class:`OltpWorkload` starts the pre-forked server
+:class:`OltpService` is the :class:`~collectors.workloads.base.Workload` the
+trial loop drives; it wraps :class:`OltpWorkload`, which starts the pre-forked server
 (:mod:`collectors.workloads.oltp_server`) and measures it with the closed-loop
 load generator (:mod:`collectors.workloads.loadgen`), which runs as its own
 process so that it is never inside the server's cgroup or CPU affinity. The
 load generator's output is parsed by :func:`parse_loadgen_output`, separate from
-the runner so that it can be tested on recorded output.
+the runner so that it can be tested on recorded output. The load generator
+runs through the one process runner (:func:`collectors.workloads.process.run_bounded`).
 
 Example::
 
@@ -31,15 +33,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
-import psutil
 
 from collectors.errors import WorkloadError
-from collectors.workloads.base import process_tree
+from collectors.workloads.base import Measurement, Workload, process_tree
 from collectors.workloads.oltp_server import DEFAULT_CPU_ITERATIONS, DEFAULT_ROWS
+from collectors.workloads.process import child_env, run_bounded, stop_process, tail
 
-__all__ = ["OltpWorkload", "WorkloadResult", "WorkloadError", "parse_loadgen_output"]
+__all__ = ["OltpService", "OltpWorkload", "WorkloadError", "WorkloadResult", "parse_loadgen_output"]
 
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _TAIL_CHARS = 2000
 _STOP_GRACE_S = 5.0
 _REQUIRED_INT = ("requests", "errors")
@@ -152,29 +153,14 @@ def parse_loadgen_output(text: str) -> WorkloadResult:
         latency_p50_ms=p50,
         latency_p95_ms=p95,
         latency_p99_ms=p99,
-        errors=ints["errors"],
-        requests=ints["requests"],
+        errors=int(ints["errors"]),
+        requests=int(ints["requests"]),
         duration_s=floats["duration_s"],
         timeline=timeline,
         timeouts=int(timeouts) if isinstance(timeouts, int) else 0,
         capped=bool(obj.get("capped", False)),
         last_error=str(obj.get("last_error", "")),
     )
-
-
-def _tail(text: str | bytes | None) -> str:
-    if not text:
-        return "(empty)"
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    text = text.strip()
-    return text[-_TAIL_CHARS:] if text else "(empty)"
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
 
 
 class OltpWorkload:
@@ -197,6 +183,9 @@ class OltpWorkload:
     :meth:`start` exits (``PR_SET_PDEATHSIG`` is per thread): start it from a
     thread that outlives it, usually the main thread.
     """
+
+    #: the server process (None until started; also when __init__ refused the arguments)
+    _proc: subprocess.Popen[bytes] | None = None
 
     def __init__(
         self,
@@ -227,7 +216,7 @@ class OltpWorkload:
         self.start_timeout_s = start_timeout_s
         self._requested_port = port
         self.port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc = None
         self._log: IO[bytes] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -239,7 +228,7 @@ class OltpWorkload:
 
     def _log_tail(self) -> str:
         try:
-            return _tail(self.log_path.read_bytes())
+            return tail(self.log_path.read_bytes(), _TAIL_CHARS)
         except OSError:
             return "(no server log)"
 
@@ -284,12 +273,12 @@ class OltpWorkload:
             str(os.getpid()),
         ]
         try:
-            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            self._proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self._log,
-                env=_child_env(),
+                env=child_env(),
                 preexec_fn=preexec_fn,  # noqa: PLW1509 - the contract: join a cgroup before forking workers
             )
         except (OSError, subprocess.SubprocessError) as err:
@@ -391,19 +380,21 @@ class OltpWorkload:
         ]
         limit = run_s + self.request_timeout_s + 15.0
         try:
-            gen = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                cmd, stdin=subprocess.DEVNULL, capture_output=True, env=_child_env(), timeout=limit, check=False
-            )
+            gen = run_bounded(cmd, timeout_s=limit, env=child_env(), new_group=False)
         except subprocess.TimeoutExpired as err:
-            raise WorkloadError(f"load generator did not finish within {limit:g} s; stderr tail:\n{_tail(err.stderr)}") from err
-        except OSError as err:
+            raise WorkloadError(
+                f"load generator did not finish within {limit:g} s; stderr tail:\n{tail(err.stderr, _TAIL_CHARS)}"
+            ) from err
+        except (OSError, subprocess.SubprocessError) as err:
             raise WorkloadError(f"cannot run the load generator: {err}") from err
         if gen.returncode != 0:
-            raise WorkloadError(f"load generator failed (status {gen.returncode}); stderr tail:\n{_tail(gen.stderr)}")
+            raise WorkloadError(
+                f"load generator failed (status {gen.returncode}); stderr tail:\n{tail(gen.stderr, _TAIL_CHARS)}"
+            )
         try:
-            result = parse_loadgen_output(gen.stdout.decode(errors="replace"))
+            result = parse_loadgen_output(gen.stdout)
         except WorkloadError as err:
-            raise WorkloadError(f"{err}; stderr tail:\n{_tail(gen.stderr)}") from err
+            raise WorkloadError(f"{err}; stderr tail:\n{tail(gen.stderr, _TAIL_CHARS)}") from err
         if self._proc.poll() is not None:
             raise WorkloadError(
                 f"OLTP server exited during the measurement (status {self._proc.returncode}; "
@@ -418,25 +409,7 @@ class OltpWorkload:
         """
         proc, self._proc = self._proc, None
         if proc is not None:
-            try:
-                family = psutil.Process(proc.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                family = []
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=_STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            for child in family:
-                try:
-                    child.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(family, timeout=_STOP_GRACE_S)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_process(proc, signal.SIGTERM, grace_s=_STOP_GRACE_S)
         self.port = None
         self._close_log()
 
@@ -455,8 +428,70 @@ class OltpWorkload:
         self.stop()
 
     def __del__(self) -> None:  # last resort; stop() is the contract
-        if getattr(self, "_proc", None) is not None:
+        if self._proc is not None:
             try:
                 self.stop()
             except Exception:  # noqa: BLE001 - never raise from a finaliser
                 pass
+
+
+_OLTP_METRICS = ("throughput", "throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+                 "errors", "error_rate", "throughput_cv")
+
+
+class OltpService(Workload):
+    """:class:`OltpWorkload` behind the :class:`~collectors.workloads.base.Workload` protocol (``kind: oltp``).
+
+    Reports ``throughput`` and its historical name ``throughput_rps`` (requests/s,
+    the same number), latency percentiles, ``errors``, ``error_rate`` and
+    ``throughput_cv``: the coefficient of variation of the per-second request
+    rate over the measurement window (how steady the window was; NaN with
+    fewer than two seconds measured).
+
+    Raises:
+        ValueError: ``workers`` or ``clients`` < 1 (from :class:`OltpWorkload`).
+    """
+
+    kind = "oltp"
+
+    def __init__(self, workdir: Path, *, workers: int = 2, clients: int = 8) -> None:
+        self.inner = OltpWorkload(workdir, workers=workers, clients=clients)
+
+    def metric_names(self) -> tuple[str, ...]:
+        """Every metric :meth:`measure` reports."""
+        return _OLTP_METRICS
+
+    def start(self, *, preexec_fn: Callable[[], None] | None = None) -> list[int]:
+        """Start the server (``preexec_fn`` runs in it before its workers fork). Raises: WorkloadError."""
+        return self.inner.start(preexec_fn=preexec_fn)
+
+    def pids(self) -> list[int]:
+        """The server and its workers ([] when not running)."""
+        return self.inner.pids()
+
+    def measure(self, *, warmup_s: float, measure_s: float) -> Measurement:
+        """One window of the load generator. Raises: ValueError (bad window), WorkloadError."""
+        res = self.inner.measure(warmup_s=warmup_s, measure_s=measure_s)
+        total = res.requests + res.errors
+        tl = res.timeline
+        cv = math.nan
+        if tl is not None and len(tl) and "rps" in tl:
+            rps = tl.loc[tl["phase"] == "measure", "rps"].astype(float)
+            if len(rps) >= 2 and rps.mean() > 0:
+                cv = float(rps.std(ddof=1) / rps.mean())
+        metrics = {
+            "throughput": res.throughput_rps,
+            "throughput_rps": res.throughput_rps,
+            "latency_p50_ms": res.latency_p50_ms,
+            "latency_p95_ms": res.latency_p95_ms,
+            "latency_p99_ms": res.latency_p99_ms,
+            "errors": float(res.errors),
+            "error_rate": res.errors / total if total else 1.0,
+            "throughput_cv": cv,
+        }
+        notes = (f"request cap reached: {res.requests} requests",) if res.capped else ()
+        return Measurement(metrics, {"throughput": "req/s", "throughput_rps": "req/s"}, tl, notes)
+
+    def stop(self) -> None:
+        """Stop the server and its workers; idempotent."""
+        self.inner.stop()

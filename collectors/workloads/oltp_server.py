@@ -48,6 +48,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from collectors.workloads._proc import set_parent_death_signal
 
@@ -222,7 +223,7 @@ def _worker_loop(listener: socket.socket, handler: _Handler, board: _LoadBoard, 
                 board.counts[me] = len(buffers)
                 sel.register(conn, selectors.EVENT_READ, "conn")
                 break  # re-check the load board before accepting another one
-            conn = key.fileobj  # type: ignore[assignment]
+            conn = cast(socket.socket, key.fileobj)  # only the listener and accepted sockets are registered
             try:
                 chunk = conn.recv(4096)
             except (ConnectionError, OSError):
@@ -285,7 +286,9 @@ def _stop_workers(workers: list[int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    parser = argparse.ArgumentParser(prog="python -m collectors.workloads.oltp_server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m collectors.workloads.oltp_server", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
@@ -323,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             if pid == 0:  # worker
                 code = 0
                 try:
-                    _run_worker(listener, db_path, parent, board, me, rows=args.rows, cpu_iterations=args.cpu_iterations)
+                    _run_worker(
+                        listener, db_path, parent, board, me, rows=args.rows, cpu_iterations=args.cpu_iterations
+                    )
                 except BaseException as err:  # noqa: BLE001 - report, then leave without running parent cleanup
                     print(f"oltp worker {os.getpid()}: {err!r}", file=sys.stderr, flush=True)
                     code = 1

@@ -24,12 +24,12 @@ from collectors.cgroupstats import CgroupCpuReader
 from collectors.errors import CollectorError, WorkloadError
 from collectors.metrics import MetricsSampler, Target, parse_target
 from collectors.workloads.base import Workload
+from collectors.workloads.registry import build_workload
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.manager import StudyConflict, shared_knobs
 from experiments.settings import Paths
 from experiments.space import Resolved, resolve
 from experiments.study.plan import StudyPlan
-from experiments.workloads import build_workload
 
 __all__ = ["RunContext"]
 
@@ -151,7 +151,7 @@ class RunContext:
         self.collector = MetricsSampler(targets=list(self.targets.values()))
         if not self.passive:  # recover kills what a killed run started, never what it only observed
             self._record_pids(workload)
-        self._scratch = list(getattr(workload, "scratch_dirs", list)())
+        self._scratch = list(workload.scratch_dirs())
         for d in self._scratch:
             self.journal.record_scratch(self.run_id, d)
 

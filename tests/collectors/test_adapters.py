@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from collectors.workloads.adapters import ADAPTERS, AdapterError, AdapterResult, get_adapter
-from collectors.workloads.adapters.fio import FioAdapter, parse_fio
-from collectors.workloads.adapters.iperf3 import Iperf3Adapter, parse_iperf3
-from collectors.workloads.adapters.pgbench import PgbenchAdapter, parse_pgbench
-from collectors.workloads.adapters.redis_benchmark import RedisBenchmarkAdapter, parse_redis_benchmark
-from collectors.workloads.adapters.stress_ng import StressNgAdapter, parse_stress_ng
-from collectors.workloads.adapters.wrk import WrkAdapter, parse_wrk
+from collectors.workloads.tools.adapter import ADAPTERS, AdapterBase, AdapterError, AdapterResult, get_adapter
+from collectors.workloads.tools.fio import FioAdapter, parse_fio
+from collectors.workloads.tools.iperf3 import Iperf3Adapter, parse_iperf3
+from collectors.workloads.tools.pgbench import PgbenchAdapter, parse_pgbench
+from collectors.workloads.tools.redis_benchmark import RedisBenchmarkAdapter, parse_redis_benchmark
+from collectors.workloads.tools.stress_ng import StressNgAdapter, parse_stress_ng
+from collectors.workloads.tools.wrk import WrkAdapter, parse_wrk
 
 DATA = Path(__file__).parent / "data" / "tools"
 
@@ -228,7 +228,7 @@ def test_registry() -> None:
 # --- run_adapter (no real tool needed) --------------------------------------------------------
 
 
-class _Fake:
+class _Fake(AdapterBase):
     tool = "fake"
 
     def __init__(self, code: str) -> None:
@@ -247,7 +247,7 @@ class _Fake:
 
 
 def test_run_adapter_ok_fail_timeout() -> None:
-    from collectors.workloads.adapters import run_adapter
+    from collectors.workloads.tools.adapter import run_adapter
 
     assert run_adapter(_Fake("print(42)")).throughput == 42.0
     with pytest.raises(AdapterError, match=r"^fake: exited with 3; stderr: boom"):
@@ -257,8 +257,8 @@ def test_run_adapter_ok_fail_timeout() -> None:
 
 
 def test_run_adapter_missing_binary_names_debian_package(monkeypatch, tmp_path: Path) -> None:
-    import collectors.workloads.adapters._base as base
-    from collectors.workloads.adapters import run_adapter
+    import collectors.workloads.tools.adapter as base
+    from collectors.workloads.tools.adapter import run_adapter
 
     monkeypatch.setattr(base.shutil, "which", lambda name: None)
     with pytest.raises(AdapterError, match=r"^stress-ng: stress-ng not found \(Debian package: stress-ng\)"):

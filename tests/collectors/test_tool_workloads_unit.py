@@ -1,4 +1,7 @@
-"""Tool workloads without running any tool: options, fio filename safety, metric names, the protocol."""
+"""Tool workloads without running any tool: options, fio filename safety, metric names.
+
+The protocol every workload shares is checked in ``test_workload_contract.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +13,16 @@ from pathlib import Path
 import pytest
 
 from collectors.errors import WorkloadError
-from collectors.workloads.adapters import AdapterError, AdapterResult
-from collectors.workloads.base import COMMON_METRICS, Workload
-from collectors.workloads.tools import (
-    TOOL_WORKLOADS,
-    FioWorkload,
-    Iperf3Workload,
-    PgbenchWorkload,
-    RedisBenchmarkWorkload,
-    StressNgWorkload,
-    WrkWorkload,
-    check_fio_filename,
-)
-
-
-def test_registry_keys_kinds_and_protocol(tmp_path: Path) -> None:
-    assert set(TOOL_WORKLOADS) == {"fio", "pgbench", "redis-benchmark", "wrk", "iperf3", "stress-ng"}
-    for name, cls in TOOL_WORKLOADS.items():
-        wl = cls(tmp_path / name)
-        assert wl.kind == name == cls.kind
-        assert isinstance(wl, Workload)
-        assert wl.pids() == []
-        wl.stop()
-        wl.stop()  # idempotent without start
+from collectors.workloads.base import COMMON_METRICS
+from collectors.workloads.registry import TOOL_WORKLOADS
+from collectors.workloads.tools.adapter import AdapterError, AdapterResult
+from collectors.workloads.tools.fio import FioWorkload, check_fio_filename
+from collectors.workloads.tools.iperf3 import Iperf3Workload
+from collectors.workloads.tools.pgbench import PgbenchWorkload
+from collectors.workloads.tools.redis_benchmark import RedisBenchmarkWorkload
+from collectors.workloads.tools.stress_ng import StressNgWorkload
+from collectors.workloads.tools.workload import ToolWorkload
+from collectors.workloads.tools.wrk import WrkWorkload
 
 
 def test_option_defaults_listed_and_documented() -> None:
@@ -111,7 +101,7 @@ def test_error_rate_from_counts(tmp_path: Path) -> None:
         (StressNgWorkload, {"workers": 0}, "workers must be an integer in [1, 256]"),
     ],
 )
-def test_bad_options_name_the_option(tmp_path: Path, cls: type, options: dict, needle: str) -> None:
+def test_bad_options_name_the_option(tmp_path: Path, cls: type[ToolWorkload], options: dict, needle: str) -> None:
     with pytest.raises(AdapterError) as info:
         cls(tmp_path, **options)
     assert isinstance(info.value, WorkloadError)
@@ -135,11 +125,6 @@ def test_good_options_accepted(tmp_path: Path) -> None:
 def test_measure_rejects_bad_windows(tmp_path: Path, warmup: float, window: float) -> None:
     with pytest.raises(ValueError):
         StressNgWorkload(tmp_path).measure(warmup_s=warmup, measure_s=window)
-
-
-def test_measure_before_start_is_a_workload_error(tmp_path: Path) -> None:
-    with pytest.raises(WorkloadError, match="not started"):
-        FioWorkload(tmp_path).measure(warmup_s=0, measure_s=1)
 
 
 # ---------------------------------------------------------------- fio filename safety

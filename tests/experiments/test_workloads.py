@@ -5,17 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from collectors.errors import CollectorError, WorkloadError
 from collectors.passive.target import PassiveWorkload
 from collectors.workloads.base import Workload
-from collectors.workloads.tools import TOOL_WORKLOADS
+from collectors.workloads.oltp import OltpService
+from collectors.workloads.registry import TOOL_WORKLOADS, build_workload
 from experiments.metrics import RUNNER_METRICS, allowed_metrics
 from experiments.spec import WORKLOAD_SPECS, parse_spec
-from experiments.workloads import OltpService, build_workload
 
 
-def _spec(workload: dict) -> object:
+def _spec(workload: dict) -> BaseModel:
     return parse_spec({"name": "t", "workload": workload, "knobs": {"vm.swappiness": {"low": 1, "high": 2}},
                        "objectives": {"cost_usd_per_hour": "minimize"}}).workload
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from collectors.workloads.adapters import DEBIAN_PACKAGES, AdapterResult, run_adapter
-from collectors.workloads.adapters.fio import FioAdapter
-from collectors.workloads.adapters.iperf3 import Iperf3Adapter
-from collectors.workloads.adapters.pgbench import PgbenchAdapter
-from collectors.workloads.adapters.redis_benchmark import RedisBenchmarkAdapter
-from collectors.workloads.adapters.stress_ng import StressNgAdapter
-from collectors.workloads.adapters.wrk import WrkAdapter
+from collectors.workloads.tools.adapter import DEBIAN_PACKAGES, AdapterResult, run_adapter
+from collectors.workloads.tools.fio import FioAdapter
+from collectors.workloads.tools.iperf3 import Iperf3Adapter
+from collectors.workloads.tools.pgbench import PgbenchAdapter
+from collectors.workloads.tools.redis_benchmark import RedisBenchmarkAdapter
+from collectors.workloads.tools.stress_ng import StressNgAdapter
+from collectors.workloads.tools.wrk import WrkAdapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collectors.workloads.adapters import DEBIAN_PACKAGES
+from collectors.workloads.tools.adapter import DEBIAN_PACKAGES
 from tests.integration.conftest import REPO, needs_root, novatune, snapshot
 
 pytestmark = [pytest.mark.slow, needs_root]

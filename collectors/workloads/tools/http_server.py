@@ -1,12 +1,14 @@
-"""Small servers the tool workloads start themselves (standard library only).
+"""The static HTTP server the wrk workload starts when no URL is given (standard library only).
 
-``python -m collectors.workloads._servers http --root DIR [--host H] [--port P]``
+``python -m collectors.workloads.tools.http_server http --root DIR [--host H] [--port P]``
 serves the files of ``DIR`` over HTTP/1.1 (keep-alive, so that ``wrk``'s
 connections stay open), logs nothing per request, and prints one JSON line
 ``{"event": "ready", "port": N}`` on stdout once it listens (``--port 0``
 picks a free port, so there is no race between choosing and binding it).
-It is the tuned process of :class:`collectors.workloads.tools.WrkWorkload`
-when no URL is given. It runs until it is signalled.
+It is the tuned process of :class:`collectors.workloads.tools.wrk.WrkWorkload`
+when no URL is given. It runs until it is signalled. It imports neither pandas
+nor the tool modules (:mod:`collectors.workloads.tools` imports nothing), so
+the tuned process stays small and starts fast.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def serve_http(root: str, host: str = "127.0.0.1", port: int = 0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m collectors.workloads._servers")
+    """The command line above; 0 when signalled, 1 when the server cannot bind."""
+    parser = argparse.ArgumentParser(prog="python -m collectors.workloads.tools.http_server")
     sub = parser.add_subparsers(dest="server", required=True)
     http = sub.add_parser("http", help="static HTTP/1.1 file server")
     http.add_argument("--root", required=True)

@@ -1,0 +1,294 @@
+"""fio: the adapter (a bounded, time-based job with JSON output; IOPS and completion-latency
+percentiles) and :class:`FioWorkload` (the holder process is tuned, fio runs copy its attributes).
+
+:func:`check_fio_filename` decides which file or device fio may touch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from collectors.workloads.tools.adapter import (
+    AdapterBase,
+    AdapterError,
+    AdapterResult,
+    check_count,
+    check_duration,
+)
+from collectors.workloads.tools.workload import HolderWorkload, check_int, make_adapter, whole_seconds
+
+__all__ = ["FioAdapter", "FioWorkload", "check_fio_filename", "parse_fio"]
+
+TOOL = "fio"
+_RW = ("read", "write", "randread", "randwrite", "rw", "randrw")
+_ENGINES = ("psync", "sync", "pvsync", "pvsync2", "libaio", "io_uring", "posixaio", "mmap")
+_MAX_SIZE = 64 << 30
+_MAX_BS = 64 << 20
+_LOOP_DEVICE = re.compile(r"/dev/loop[0-9]+")
+_SIZE = re.compile(r"([0-9]+)([kmgt]?)(i?b?)", re.IGNORECASE)
+_SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_PCT = {"latency_p50_ms": "50.000000", "latency_p95_ms": "95.000000", "latency_p99_ms": "99.000000"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FioAdapter(AdapterBase):
+    """One fio job on ``filename`` (a scratch file fio creates with ``size``).
+
+    ``runtime_s`` bounds the time (``--time_based``); ``size`` bounds the file.
+    ``--group_reporting`` makes one job entry however many ``numjobs``.
+    """
+
+    filename: str
+    rw: str = "randread"
+    size: str = "32M"
+    bs: str = "4k"
+    runtime_s: float = 2.0
+    numjobs: int = 1
+    iodepth: int = 1
+    ioengine: str = "psync"
+    direct: bool = False
+    tool: str = TOOL
+
+    def max_runtime_s(self) -> float:
+        return check_duration(TOOL, "runtime_s", self.runtime_s) + 30.0  # + file layout
+
+    def command(self) -> list[str]:
+        """The fio argument list.
+
+        Raises:
+            AdapterError: an option out of range.
+        """
+        runtime = check_duration(TOOL, "runtime_s", self.runtime_s)
+        check_count(TOOL, "numjobs", self.numjobs, high=64)
+        check_count(TOOL, "iodepth", self.iodepth, high=1024)
+        if self.rw not in _RW:
+            raise AdapterError(TOOL, f"rw must be one of {list(_RW)}, got {self.rw!r}")
+        if not self.filename or ":" in self.filename:
+            raise AdapterError(TOOL, f"filename must be a plain path, got {self.filename!r}")
+        return [
+            "fio",
+            "--name=novatune",
+            f"--filename={self.filename}",
+            f"--rw={self.rw}",
+            f"--size={self.size}",
+            f"--bs={self.bs}",
+            f"--ioengine={self.ioengine}",
+            f"--iodepth={self.iodepth}",
+            f"--numjobs={self.numjobs}",
+            f"--direct={int(self.direct)}",
+            "--time_based",
+            f"--runtime={runtime:g}",
+            "--group_reporting",
+            "--output-format=json",
+        ]
+
+    def parse(self, text: str) -> AdapterResult:
+        return parse_fio(text)
+
+
+def parse_fio(text: str) -> AdapterResult:
+    """Parse ``fio --output-format=json`` output.
+
+    Throughput is IOPS summed over directions (``ops/s``); ``extra`` has
+    ``bytes_per_s``. Latency percentiles are completion latency (clat) of the
+    direction with the most I/Os, worst over job entries.
+
+    Raises:
+        AdapterError: not fio JSON, or no job entry.
+    """
+    start = text.find("{")  # fio may print warnings before the JSON
+    if start < 0:
+        raise AdapterError(TOOL, f"no JSON object in output: {text.strip()[:200]!r}")
+    try:
+        obj = json.loads(text[start:])
+    except json.JSONDecodeError as err:
+        raise AdapterError(TOOL, f"output is not JSON ({err})") from err
+    jobs = obj.get("jobs") if isinstance(obj, dict) else None
+    if not isinstance(jobs, list) or not jobs:
+        raise AdapterError(TOOL, "JSON has no 'jobs' list")
+    iops = bw = 0.0
+    errors = 0
+    lat = {k: math.nan for k in _PCT}
+    for i, job in enumerate(jobs):
+        if not isinstance(job, dict):
+            raise AdapterError(TOOL, f"job entry {i} is not an object")
+        dirs: dict[str, dict[str, Any]] = {}
+        for d in ("read", "write", "trim"):
+            sect = job.get(d)
+            if isinstance(sect, dict):
+                dirs[d] = sect
+        if "read" not in dirs and "write" not in dirs:
+            raise AdapterError(TOOL, f"job entry {i} has no read/write section")
+        try:
+            iops += sum(float(s["iops"]) for s in dirs.values())
+            bw += sum(float(s["bw_bytes"]) for s in dirs.values())
+            errors += 1 if int(job.get("error", 0)) else 0
+            main = max(dirs.values(), key=lambda s: int(s.get("total_ios", 0)))
+        except (KeyError, TypeError, ValueError) as err:
+            raise AdapterError(TOOL, f"job entry {i} lacks or mangles {err}") from err
+        pct = main.get("clat_ns", {}).get("percentile", {}) if isinstance(main.get("clat_ns"), dict) else {}
+        for key, fio_key in _PCT.items():
+            if fio_key in pct:
+                val = float(pct[fio_key]) / 1e6
+                lat[key] = val if math.isnan(lat[key]) else max(lat[key], val)
+    return AdapterResult(
+        tool=TOOL,
+        throughput=iops,
+        throughput_unit="ops/s",
+        errors=errors,
+        extra={"bytes_per_s": bw},
+        raw=obj,
+        **lat,
+    )
+
+
+# --------------------------------------------------------------------------- the workload
+
+
+def _size_bytes(tool: str, name: str, value: Any, high: int) -> int:
+    """``"4k"`` / ``"32M"`` / ``"1GiB"`` / ``4096`` -> bytes in [1, high]. Raises AdapterError."""
+    if isinstance(value, bool):
+        raise AdapterError(tool, f"{name} must be a size like '4k' or '32M', got {value!r}")
+    if isinstance(value, int):
+        n = value
+    else:
+        m = _SIZE.fullmatch(str(value).strip()) if isinstance(value, str) else None
+        if not m:
+            raise AdapterError(tool, f"{name} must be a size like '4k', '32M' or '1G', got {value!r}")
+        n = int(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+    if not 1 <= n <= high:
+        raise AdapterError(tool, f"{name} must be between 1 byte and {high >> 20} MiB, got {value!r}")
+    return n
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def check_fio_filename(filename: str | os.PathLike[str] | None, workdir: Path) -> Path:
+    """The path fio may use, or an AdapterError saying why it is refused.
+
+    ``None`` -> ``<workdir>/fio.dat``. Otherwise the path (symlinks resolved)
+    must be inside the workdir, or an existing regular file the user named, or
+    a loop device ``/dev/loopN``. Every other block device is refused (fio
+    would overwrite it), as are character devices, directories, FIFOs and
+    paths outside the workdir that do not exist.
+    """
+    root = Path(os.path.realpath(workdir))
+    if filename is None:
+        return root / "fio.dat"
+    text = os.fspath(filename)
+    if not isinstance(text, str) or not text or ":" in text or "\0" in text:
+        raise AdapterError("fio", f"filename must be a plain path (no ':'), got {filename!r}")
+    path = Path(text)
+    if not path.is_absolute():
+        path = root / path
+    real = Path(os.path.realpath(path))
+    try:
+        st: os.stat_result | None = os.stat(real)
+    except FileNotFoundError:
+        st = None
+    except OSError as err:
+        raise AdapterError("fio", f"filename {text!r}: cannot stat {real}: {err}") from err
+    if st is not None and stat.S_ISBLK(st.st_mode):
+        if _LOOP_DEVICE.fullmatch(str(real)):
+            return real
+        raise AdapterError(
+            "fio", f"filename {text!r} is the block device {real}: refused (fio would overwrite it); "
+            "only loop devices /dev/loopN are allowed"
+        )
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise AdapterError("fio", f"filename {text!r} ({real}) is not a regular file: refused")
+    if _inside(real, root):
+        return real
+    if st is None:
+        raise AdapterError(
+            "fio", f"filename {text!r} ({real}) is outside the workdir {root} and does not exist: "
+            "only an existing regular file may be named outside the workdir"
+        )
+    return real
+
+
+class FioWorkload(HolderWorkload):
+    """fio: one time-based job; the holder process is tuned and the fio runs copy its attributes.
+
+    Options (defaults):
+
+    * ``filename`` (None -> ``<workdir>/fio.dat``, deleted by :meth:`stop`):
+      the file fio reads/writes. Must be inside the workdir, an existing
+      regular file the user named (write modes overwrite up to ``size`` of
+      it), or a loop device ``/dev/loopN``; any other block device is refused,
+      symlinks are resolved first and the check is repeated before every run.
+    * ``rw`` ("randread"): read, write, randread, randwrite, rw, randrw.
+    * ``bs`` ("4k"): block size, up to 64M. ``size`` ("32M"): file size, up to 64G.
+    * ``iodepth`` (1): 1..1024. ``numjobs`` (1): 1..64.
+    * ``direct`` (False): O_DIRECT (not supported on tmpfs).
+    * ``ioengine`` ("psync"): psync, sync, pvsync, pvsync2, libaio, io_uring, posixaio, mmap.
+
+    One run per window: ``--ramp_time`` = warm-up (not counted), then
+    ``measure_s`` rounded to whole seconds (at least 1; fio reads "1.5" as 1).
+
+    Metrics: ``throughput`` (IOPS, ``ops/s``), ``latency_p50_ms``,
+    ``latency_p95_ms``, ``latency_p99_ms`` (completion latency), ``errors``
+    (jobs that ended with an error), ``bytes_per_s``. No timeline.
+    """
+
+    kind = "fio"
+    OPTIONS: ClassVar[Mapping[str, Any]] = {
+        "filename": None, "rw": "randread", "bs": "4k", "size": "32M", "iodepth": 1,
+        "direct": False, "numjobs": 1, "ioengine": "psync",
+    }
+    METRICS = ("throughput", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "errors", "bytes_per_s")
+    BINARIES = ("fio",)
+
+    def _validate(self) -> None:
+        o = self.options
+        if o["rw"] not in _RW:
+            raise AdapterError("fio", f"rw must be one of {list(_RW)}, got {o['rw']!r}")
+        _size_bytes("fio", "bs", o["bs"], _MAX_BS)
+        _size_bytes("fio", "size", o["size"], _MAX_SIZE)
+        check_int("fio", "iodepth", o["iodepth"], 1, 1024)
+        check_int("fio", "numjobs", o["numjobs"], 1, 64)
+        if not isinstance(o["direct"], bool):
+            raise AdapterError("fio", f"direct must be true or false, got {o['direct']!r}")
+        if o["ioengine"] not in _ENGINES:
+            raise AdapterError("fio", f"ioengine must be one of {list(_ENGINES)}, got {o['ioengine']!r}")
+        check_fio_filename(o["filename"], self.workdir)
+        self._adapter(1.0).command()
+
+    def stop(self) -> None:
+        """Kill and reap the holder; delete the default scratch file (a named file is never deleted). Idempotent."""
+        super().stop()
+        if self.options["filename"] is None:
+            (Path(os.path.realpath(self.workdir)) / "fio.dat").unlink(missing_ok=True)
+
+    def _adapter(self, runtime_s: float) -> FioAdapter:
+        o = self.options
+        path = check_fio_filename(o["filename"], self.workdir)  # checked again at every run (symlink swaps)
+        return make_adapter(
+            "fio", FioAdapter, filename=str(path), rw=o["rw"], size=str(o["size"]), bs=str(o["bs"]),
+            runtime_s=runtime_s, numjobs=o["numjobs"], iodepth=o["iodepth"], ioengine=o["ioengine"],
+            direct=o["direct"],
+        )
+
+    def _measure(self, warmup_s: float, measure_s: float) -> tuple[AdapterResult, pd.DataFrame | None, list[str]]:
+        secs = whole_seconds(measure_s)
+        notes = [] if secs == measure_s else [f"fio runs whole seconds: measure_s={measure_s:g} ran {secs} s"]
+        ramp_ms = round(warmup_s * 1000)
+        extra = (f"--ramp_time={ramp_ms}ms",) if ramp_ms > 0 else ()
+        adapter = self._adapter(float(secs))
+        return self._run(adapter, extra_args=extra, timeout_s=adapter.max_runtime_s() + warmup_s + 30.0), None, notes
