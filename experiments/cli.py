@@ -27,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from collectors.errors import NovatuneError
 from experiments.cli_common import fmt as _fmt
 from experiments.cli_common import paths as _paths
 from experiments.cli_common import print_json as _print_json
@@ -41,8 +42,11 @@ out = Console()
 err = Console(stderr=True)
 
 
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback, exit 2."""
+class UserError(NovatuneError):
+    """A problem with the command line the user can fix; printed without a traceback, exit 2."""
+
+    exit_code = 2
+    http_status = 422
 
 
 
@@ -1067,28 +1071,6 @@ _register_tuning(app)
 
 
 # --------------------------------------------------------------------- main
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from actuators import ActuatorError
-    from collectors.errors import CollectorError
-    from experiments.config import ConfigError
-    from experiments.export import ExportError
-    from experiments.manager import StudyConflict, StudyStateError
-    from experiments.settings import SettingsError
-    from experiments.spec import SpecError
-    from experiments.store import StudyNotFound
-
-    errors: tuple[type[BaseException], ...] = (UserError, SpecError, StudyNotFound, ExportError, ActuatorError,
-                                               ConfigError, CollectorError, SettingsError, StudyConflict,
-                                               StudyStateError)
-    try:
-        from experiments.apply import ApplicationNotFound, ApplyError
-
-        errors += (ApplyError, ApplicationNotFound)
-    except ImportError:  # pragma: no cover
-        pass
-    return errors
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for user errors, 130 when interrupted)."""
     try:
@@ -1118,9 +1100,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, Interrupted):
             err.print(f"[yellow]interrupted by {e}[/]: the trial's knobs were restored")
             return 130
-        if isinstance(e, _user_errors()):
+        if isinstance(e, NovatuneError):
             err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
-            return 2
+            return e.exit_code
         if os.environ.get("NOVATUNE_DEBUG") == "1":
             raise
         err.print(f"[red]internal error:[/] {type(e).__name__}: {e}\n(run with NOVATUNE_DEBUG=1 for the traceback)")

@@ -87,12 +87,18 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from collectors.errors import NovatuneError
+
 #: settings the API may change while the service runs (none of them weakens a safety bound)
 RUNTIME_SETTINGS = ("max_running_studies", "stop_timeout_s", "require_token_for_reads", "log_level")
 
 
-class SettingsError(ValueError):
-    """The settings file or a NOVATUNE_* variable is invalid; the message names it and what is allowed."""
+class SettingsError(NovatuneError, ValueError):
+    """The settings file or a NOVATUNE_* variable is invalid; the message names it and what is allowed
+    (exit 2, HTTP 422)."""
+
+    exit_code = 2
+    http_status = 422
 
 
 def config_file() -> Path:
