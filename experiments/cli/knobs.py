@@ -28,6 +28,11 @@ knobs_app = typer.Typer(no_args_is_help=True, help="The knob catalog: what can b
 
 
 def _bound(root: Path | None) -> tuple[Catalog, ConflictFinder]:
+    """The catalog and the conflict finder over ``root`` (default ``/``).
+
+    Raises:
+        UserError: ``root`` is not a directory.
+    """
     from actuators import Catalog, KnobContext, SysRoot
     from actuators.conflicts import ConflictFinder
     from experiments.config import instance_types

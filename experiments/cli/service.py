@@ -109,7 +109,11 @@ def serve(
 
 # ------------------------------------------------------- settings and health
 def _api(method: str, path: str, body: Any = None) -> Any:
-    """One request to the running service (host/port from the settings), with the API token."""
+    """One request to the running service (host/port from the settings), with the API token.
+
+    Raises:
+        UserError: the service answered an error (its status and detail), or cannot be reached.
+    """
     import urllib.error
     import urllib.request
 

@@ -43,7 +43,11 @@ study_app = typer.Typer(no_args_is_help=True, help="Run, list, show and export s
 
 
 def _view(name: str) -> StudyView:
-    """Load a study for a read-only command; a missing store means no studies, not an error trace."""
+    """Load a study for a read-only command; a missing store means no studies, not an error trace.
+
+    Raises:
+        StudyNotFound: no study of that name (or no store yet).
+    """
     from experiments.store import StudyNotFound, load_view
 
     paths = _paths()
@@ -113,6 +117,7 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
 
 
 def _pct_text(change: dict[str, float | None]) -> str:
+    """``throughput_rps +12.0 %, cost_usd_per_hour n/a``."""
     return ", ".join(f"{o} {'n/a' if c is None else f'{c:+.1f} %'}" for o, c in change.items())
 
 
@@ -222,6 +227,7 @@ def study_run(
 
 # ------------------------------------------------------------ the study index
 def _summary(name: str) -> dict[str, Any]:
+    """The study's summary, as ``GET /studies/{id}`` answers it. Raises: StudyNotFound: no such study."""
     from experiments.store import StudyNotFound
 
     body = _index().summary(name)

@@ -27,6 +27,7 @@ __all__ = ["apply_cmd", "history_cmd", "rollback_cmd", "status_cmd"]
 
 
 def _knob_table(title: str, knobs: list[Any], *, live: bool = False) -> Table:
+    """One row per knob (old, new, change; with ``live``: the live value and drift)."""
     table = Table(title=title)
     cols = ["knob", "old", "new", "change"] + (["live", "drift"] if live else [])
     for col in cols:
