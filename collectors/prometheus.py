@@ -30,7 +30,7 @@ out before summing), ``disk.<dev>.*`` -> ``{device}``, ``net.<if>.*`` ->
 description and the unit.
 
 Tuner state (studies, trials, best values) is the service's: see
-``experiments.service.metrics``, which registers this module's
+``experiments.service.exposition``, which registers this module's
 :class:`HostCollector` next to its own collectors.
 """
 

@@ -52,6 +52,7 @@ from actuators import (
 )
 from actuators.errors import UnknownKnob
 from actuators.journal import KEPT_EVENT, OPENING_EVENTS, same_process
+from collectors.errors import NovatuneError
 from experiments.config import (
     APPLY_SCOPES,
     CONFIG_FORMAT,
@@ -84,17 +85,26 @@ __all__ = [
 State = Literal["applied", "rolled_back", "failed", "applying", "dry_run", "unchanged"]
 
 
-class ApplyError(ValueError):
-    """A configuration cannot be applied or rolled back; the message says why and what to do."""
+class ApplyError(NovatuneError, ValueError):
+    """A configuration cannot be applied or rolled back; the message says why and what to do (exit 2, HTTP 422)."""
+
+    exit_code = 2
+    http_status = 422
 
 
 class ApplyConflict(ApplyError):
     """Refused because of the state of the system, not the request: a knob is held by another run or
-    application, or the application was already rolled back / is not applied (HTTP 409)."""
+    application, or the application was already rolled back / is not applied (exit 2, HTTP 409)."""
+
+    exit_code = 2
+    http_status = 409
 
 
-class ApplicationNotFound(LookupError):
-    """No application with that id; the message lists the known ids."""
+class ApplicationNotFound(NovatuneError, LookupError):
+    """No application with that id; the message lists the known ids (exit 2, HTTP 404)."""
+
+    exit_code = 2
+    http_status = 404
 
 
 @dataclass

@@ -19,6 +19,7 @@ import yaml
 
 from actuators import ActuatorError, Catalog, Knob, OutOfBounds, UnknownKnob
 from actuators.conflicts import ConflictFinder
+from collectors.errors import NovatuneError
 from experiments.space import _param
 from experiments.spec import KnobSpec, SpecError, StudySpec, parse_spec
 
@@ -33,8 +34,11 @@ _CONFIG_FIELDS = ("format", "study", "trial", "chosen_by", "knobs", "objectives"
 APPLY_SCOPES = ("host", "device", "netns")
 
 
-class ConfigError(ValueError):
-    """A configuration file is invalid; the message says what is wrong and what is allowed."""
+class ConfigError(NovatuneError, ValueError):
+    """A configuration file is invalid; the message says what is wrong and what is allowed (exit 2, HTTP 422)."""
+
+    exit_code = 2
+    http_status = 422
 
 
 @dataclass(frozen=True)

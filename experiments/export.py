@@ -40,6 +40,7 @@ from optuna.trial import TrialState
 
 from actuators.irq import parse_cpulist
 from actuators.net import NET_TRIPLETS
+from collectors.errors import NovatuneError
 from experiments.store import StudyView
 
 __all__ = ["FILENAMES", "FORMATS", "ExportError", "ExportRequestError", "choose_trial", "read_deployed", "render",
@@ -94,12 +95,18 @@ _INSTALL = {
 }
 
 
-class ExportError(ValueError):
-    """The requested export cannot be made (no feasible trial, bad trial number, ...)."""
+class ExportError(NovatuneError, ValueError):
+    """The requested export cannot be made (no feasible trial, bad trial number, ...): exit 2, HTTP 409."""
+
+    exit_code = 2
+    http_status = 409
 
 
 class ExportRequestError(ExportError):
-    """The request itself is invalid (unknown format, bad ``include``): HTTP 422, not a study state."""
+    """The request itself is invalid (unknown format, bad ``include``): exit 2, HTTP 422, not a study state."""
+
+    exit_code = 2
+    http_status = 422
 
 
 def choose_trial(view: StudyView, trial: int | None = None) -> tuple[Any, str]:

@@ -22,11 +22,20 @@ import os
 import tempfile
 from pathlib import Path
 
+from collectors.errors import NovatuneError
+
 __all__ = ["KnobHeld", "KnobHolds", "lock_dir"]
 
 
-class KnobHeld(Exception):
-    """Another process holds one of the knobs (it is tuning or applying it now)."""
+class KnobHeld(NovatuneError):
+    """Another process holds one of the knobs (it is tuning or applying it now): exit 2, HTTP 409.
+
+    Its callers translate it (a study: :class:`~experiments.manager.StudyConflict`; an apply or a
+    rollback: :class:`~experiments.apply.ApplyConflict`), so it reaches a face only through them.
+    """
+
+    exit_code = 2
+    http_status = 409
 
 
 def lock_dir() -> Path:

@@ -35,6 +35,7 @@ from typing import Any
 
 from actuators import Catalog, Journal, UnknownKnob, recover
 from actuators.journal import process_ctime, same_process
+from collectors.errors import NovatuneError
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths
 from experiments.spec import SpecError, StudySpec
@@ -67,12 +68,18 @@ CREATE TABLE IF NOT EXISTS studies (
 """
 
 
-class StudyConflict(Exception):
-    """A study cannot start: another running study tunes some of the same knobs (HTTP 409)."""
+class StudyConflict(NovatuneError):
+    """A study cannot start: another running study tunes some of the same knobs (exit 2, HTTP 409)."""
+
+    exit_code = 2
+    http_status = 409
 
 
-class StudyStateError(Exception):
-    """The study is not in a state that allows this (stop a completed study, ...): HTTP 409."""
+class StudyStateError(NovatuneError):
+    """The study is not in a state that allows this (stop a completed study, ...): exit 2, HTTP 409."""
+
+    exit_code = 2
+    http_status = 409
 
 
 @dataclass

@@ -1,12 +1,39 @@
-"""Where novatune keeps its state: one data directory, resolved at call time."""
+"""novatune's own configuration: where it keeps its state (one data directory, resolved at call time)
+and its settings (pydantic-settings: ``NOVATUNE_*`` variables, then the YAML config file, then the
+defaults), with the API token they lead to.
+
+Raises :class:`SettingsError` (exit 2, HTTP 422) naming every bad value and where it came from.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["Paths", "data_dir"]
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from collectors.errors import NovatuneError
+
+__all__ = [
+    "RUNTIME_SETTINGS",
+    "Paths",
+    "Settings",
+    "SettingsError",
+    "api_token",
+    "config_file",
+    "data_dir",
+    "mlflow_ui_url",
+    "token_file",
+]
 
 
 def data_dir() -> Path:
@@ -76,23 +103,16 @@ def mlflow_ui_url(experiment_id: str | None = None, *, base: str = "http://127.0
 
 
 # ------------------------------------------------------------------ settings
-import secrets
-from typing import Literal
-
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
-
 #: settings the API may change while the service runs (none of them weakens a safety bound)
 RUNTIME_SETTINGS = ("max_running_studies", "stop_timeout_s", "require_token_for_reads", "log_level")
 
 
-class SettingsError(ValueError):
-    """The settings file or a NOVATUNE_* variable is invalid; the message names it and what is allowed."""
+class SettingsError(NovatuneError, ValueError):
+    """The settings file or a NOVATUNE_* variable is invalid; the message names it and what is allowed
+    (exit 2, HTTP 422)."""
+
+    exit_code = 2
+    http_status = 422
 
 
 def config_file() -> Path:
@@ -140,11 +160,12 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"invalid settings (NOVATUNE_* variables or {config_file()}): {problems}"
             ) from None
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - what the YAML source raises (yaml, OS, decoding) is the file's
             raise SettingsError(f"cannot read the settings file {config_file()}: {err}") from None
 
 
 def token_file(paths: Paths) -> Path:
+    """Where a generated API token is kept (mode 0600)."""
     return paths.home / "api-token"
 
 

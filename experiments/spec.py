@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from collectors.errors import NovatuneError
+
 __all__ = [
     "WORKLOAD_SPECS",
     "BudgetSpec",
@@ -52,8 +54,11 @@ __all__ = [
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
-class SpecError(ValueError):
-    """A study spec is invalid; ``problems`` lists every problem found, one per line."""
+class SpecError(NovatuneError, ValueError):
+    """A study spec is invalid; ``problems`` lists every problem found, one per line (exit 2, HTTP 422)."""
+
+    exit_code = 2
+    http_status = 422
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source

@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from collectors.errors import NovatuneError
 from optimizer.choose import choose
 from optimizer.noise import (
     TrialEstimate,
@@ -23,8 +24,11 @@ from optimizer.pareto import ParetoInfo, pareto_info, versus_reference
 __all__ = ["Configuration", "Decision", "StudyNotFound", "StudyView", "list_studies", "load_view"]
 
 
-class StudyNotFound(LookupError):
-    """No study of that name in the storage."""
+class StudyNotFound(NovatuneError, LookupError):
+    """No study of that name in the storage (exit 2, HTTP 404)."""
+
+    exit_code = 2
+    http_status = 404
 
 
 def _storage(url: str) -> optuna.storages.RDBStorage:

@@ -1,16 +1,18 @@
 """The FastAPI application factory.
 
-``create_app(paths, settings)`` builds a fresh app (nothing is built at import
-time) with, on ``app.state``: the settings, the API token, the
-:class:`~experiments.manager.StudyManager` of background studies, the cached
-:class:`~experiments.service.views.StudyIndex` and the metrics registry.
+``create_app(paths, settings)`` builds a fresh app (nothing is built at import time) with, on
+``app.state``: the settings, the API token, the :class:`~experiments.manager.StudyManager` of
+background studies, the cached :class:`~experiments.service.views.StudyIndex` and the
+:class:`~experiments.service.exposition.ServiceMetrics` registry. Routes reach them through the
+``Annotated`` aliases of :mod:`experiments.service.deps`.
 At start-up the manager reconciles the registry (live workers are adopted,
 studies whose worker died are resumed) and a watcher thread keeps doing so
 every second; at shutdown the workers restore their knobs and stop, to resume
 at the next start.
 
-Endpoints: ``/studies...`` (:mod:`.studies`), ``/tuning/...``, ``/knobs``,
-``/settings`` (:mod:`.tuning`), ``/healthz``, ``/metrics``, ``/openapi.json``, ``/docs``.
+Endpoints: one router per resource (:mod:`experiments.service.routers`): ``/healthz``, ``/metrics``,
+``/studies...``, ``/tuning/...``, ``/knobs``, ``/settings``; and ``/openapi.json``, ``/docs``.
+Errors: :mod:`experiments.service.errors` (one handler for the ``NovatuneError`` root).
 Routes that read files or the SQLite stores are plain ``def`` (the thread pool);
 the two cached study reads are ``async``.
 """
@@ -23,20 +25,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
+from fastapi import FastAPI
 
 from experiments.manager import StudyManager
 from experiments.service import errors
-from experiments.service.auth import read_access
-from experiments.service.metrics import ServiceMetrics
-from experiments.service.studies import router as studies_router
-from experiments.service.tuning import router as tuning_router
+from experiments.service.exposition import ServiceMetrics
+from experiments.service.routers import ROUTERS
 from experiments.service.views import StudyIndex
 from experiments.settings import Paths, Settings, api_token
 
-__all__ = ["Health", "create_app", "package_version"]
+__all__ = ["create_app", "package_version"]
+
+log = logging.getLogger(__name__)
+
+#: seconds between two looks of the watcher at the background studies
+WATCH_INTERVAL_S = 1.0
 
 
 def package_version() -> str:
@@ -45,38 +48,6 @@ def package_version() -> str:
         return version("novatune")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-class Health(BaseModel):
-    status: str
-    version: str
-    data_dir: str
-
-
-ops = APIRouter(tags=["operations"])
-
-
-@ops.get("/healthz", response_model=Health, summary="Liveness: the service answers")
-def healthz(request: Request) -> Health:
-    state = request.app.state
-    return Health(status="ok", version=state.version, data_dir=str(state.paths.home))
-
-
-@ops.get(
-    "/metrics",
-    dependencies=[Depends(read_access)],
-    response_class=Response,
-    summary="Prometheus metrics: host, tuner state, build info",
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text exposition"}},
-)
-def metrics(request: Request) -> Response:
-    return Response(content=request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-
-log = logging.getLogger(__name__)
-
-#: seconds between two looks of the watcher at the background studies
-WATCH_INTERVAL_S = 1.0
 
 
 def _watch(app: FastAPI, stop: threading.Event) -> None:
@@ -106,7 +77,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(paths: Paths | None = None, settings: Settings | None = None) -> FastAPI:
     """A new novatune app over the data directory ``paths`` (default: ``Paths.default()``, resolved now)
-    with ``settings`` (default: :meth:`Settings.load`)."""
+    with ``settings`` (default: :meth:`Settings.load`).
+
+    Raises:
+        SettingsError: ``settings`` not given and the settings file or a ``NOVATUNE_*`` variable is invalid.
+    """
     paths = (paths if paths is not None else Paths.default()).ensure()
     settings = settings if settings is not None else Settings.load()
     ver = package_version()
@@ -132,9 +107,8 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None) -> 
                                      stop_timeout_s=settings.stop_timeout_s, max_resumes=settings.max_resumes,
                                      tracking_uri=settings.mlflow_tracking_uri)
     app.state.index = StudyIndex(paths, app.state.manager)
-    app.state.metrics = ServiceMetrics(paths, version=ver)
+    app.state.exposition = ServiceMetrics(paths, version=ver)
     errors.install(app)
-    app.include_router(ops)
-    app.include_router(studies_router)
-    app.include_router(tuning_router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app

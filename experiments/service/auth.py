@@ -1,6 +1,10 @@
 """Bearer-token auth: every request that changes something needs the token; reads too when
 ``require_token_for_reads`` is set. The token is ``NOVATUNE_API_TOKEN``, the settings file's
-``api_token``, or the one generated into the data directory at first start."""
+``api_token``, or the one generated into the data directory at first start.
+
+Routes ask for it through :data:`~experiments.service.deps.ReadAccess` and
+:data:`~experiments.service.deps.WriteAccess`.
+"""
 
 from __future__ import annotations
 
@@ -29,9 +33,11 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 async def write_access(request: Request, creds: Credentials) -> None:
+    """Raises: HTTPException: 401 without the right bearer token."""
     _check(request, creds)
 
 
 async def read_access(request: Request, creds: Credentials) -> None:
+    """Raises: HTTPException: 401 without the right bearer token, when ``require_token_for_reads`` is set."""
     if request.app.state.settings.require_token_for_reads:
         _check(request, creds)

@@ -1,8 +1,10 @@
-"""The one map from exceptions to HTTP answers.
+"""Exceptions to HTTP answers: one handler for the :class:`~collectors.errors.NovatuneError` root.
 
-Every user-facing error is a JSON body ``{"detail": message, "error": kind}``
-(``problems`` lists each problem of an invalid spec). Bad input is a 4xx,
-never a 500: a 500 means a bug, and is logged with its traceback.
+Every error novatune raises on purpose carries its status (``http_status``: 404 unknown name, 409
+conflict with the state of the system, 422 invalid input) and is answered with the JSON body
+``{"detail": message, "error": class name}`` (``problems`` lists each problem of an invalid spec).
+Anything else is a bug: a 500 whose traceback is logged. Bad input is a 4xx, never a 500
+(``tests/integration/test_api_fuzz.py`` checks it).
 """
 
 from __future__ import annotations
@@ -13,67 +15,39 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-__all__ = ["install", "status_map"]
+from collectors.errors import NovatuneError
+
+__all__ = ["body", "install"]
 
 log = logging.getLogger(__name__)
 
 
-def status_map() -> list[tuple[type[BaseException], int]]:
-    """(exception class, HTTP status), most specific first."""
-    from actuators import ActuatorError, UnknownKnob
-    from collectors.errors import CollectorError
-    from experiments.config import ConfigError
-    from experiments.export import ExportError, ExportRequestError
-    from experiments.manager import StudyConflict, StudyStateError
-    from experiments.settings import SettingsError
-    from experiments.spec import SpecError
-    from experiments.store import StudyNotFound
-
-    pairs: list[tuple[type[BaseException], int]] = [
-        (StudyNotFound, 404),
-        (UnknownKnob, 404),
-        (StudyConflict, 409),
-        (StudyStateError, 409),
-        (ExportError, 409),  # the study has nothing to export yet, or the trial is not exportable
-        (ExportRequestError, 422),  # unknown format, bad include
-        (SpecError, 422),
-        (ConfigError, 422),
-        (SettingsError, 422),
-        (CollectorError, 422),
-        (ActuatorError, 422),
-    ]
-    try:  # apply/rollback (experiments.apply)
-        from experiments.apply import ApplicationNotFound, ApplyConflict, ApplyError
-
-        pairs[:0] = [(ApplicationNotFound, 404), (ApplyConflict, 409)]
-        pairs.append((ApplyError, 422))
-    except ImportError:  # pragma: no cover - the module ships with the package
-        pass
-    return pairs
-
-
-def _body(err: BaseException, status: int) -> dict[str, Any]:
-    problems = getattr(err, "problems", None)
+def body(err: NovatuneError) -> dict[str, Any]:
+    """The JSON body answering ``err``: ``detail`` and ``error``; an invalid spec (an error with
+    ``problems``) has a short ``detail`` and the list of ``problems``."""
+    problems: list[str] | None = getattr(err, "problems", None)
     detail = str(err)
     if problems:  # SpecError: "invalid study spec SRC:\n  - a\n  - b" -> a list
         detail = f"invalid study spec: {len(problems)} problem(s)"
-    body: dict[str, Any] = {"detail": detail, "error": type(err).__name__}
+    answer: dict[str, Any] = {"detail": detail, "error": type(err).__name__}
     if problems:
-        body["problems"] = list(problems)
-    return body
+        answer["problems"] = list(problems)
+    return answer
+
+
+def _internal_error(_request: Request, err: Exception) -> JSONResponse:
+    log.exception("internal error", exc_info=err)
+    return JSONResponse({"detail": f"internal error: {type(err).__name__} (logged by the service)",
+                         "error": "InternalError"}, status_code=500)
+
+
+def _novatune_error(request: Request, err: Exception) -> JSONResponse:
+    if not isinstance(err, NovatuneError):  # registered for NovatuneError only: never taken
+        return _internal_error(request, err)
+    return JSONResponse(body(err), status_code=err.http_status)
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
-    for cls, status in status_map():
-        def handler(_request: Request, err: Exception, status: int = status) -> JSONResponse:
-            return JSONResponse(_body(err, status), status_code=status)
-
-        app.add_exception_handler(cls, handler)
-
-    def internal(_request: Request, err: Exception) -> JSONResponse:
-        log.exception("internal error", exc_info=err)
-        return JSONResponse({"detail": f"internal error: {type(err).__name__} (logged by the service)",
-                             "error": "InternalError"}, status_code=500)
-
-    app.add_exception_handler(Exception, internal)
+    """Register the two handlers on ``app``: ``NovatuneError`` (its own status) and any other exception (500)."""
+    app.add_exception_handler(NovatuneError, _novatune_error)
+    app.add_exception_handler(Exception, _internal_error)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -65,9 +66,9 @@ def test_the_api_refuses_a_study_on_a_knob_another_data_directory_tunes(other_pr
 def test_apply_refuses_a_knob_another_process_tunes(other_process, tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"format": "novatune.config/v1", "knobs": {"vm.swappiness": 61}}))
-    before = open("/proc/sys/vm/swappiness").read()
+    before = Path("/proc/sys/vm/swappiness").read_text()
     env = {**os.environ, "NOVATUNE_HOME": str(tmp_path / "home"), "COLUMNS": "300"}
     proc = subprocess.run([sys.executable, "-m", "experiments", "apply", str(cfg)], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "vm.swappiness is held by study elsewhere" in proc.stderr, proc.stderr
-    assert open("/proc/sys/vm/swappiness").read() == before
+    assert Path("/proc/sys/vm/swappiness").read_text() == before

@@ -36,23 +36,23 @@ from pathlib import Path
 
 import pytest
 
+from experiments.service import create_app
+from experiments.settings import Paths, Settings
+from experiments.spec import parse_spec
+
 schemathesis = pytest.importorskip("schemathesis")
 
-from hypothesis import HealthCheck, Phase, assume, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.errors import FailureGroup
-from schemathesis.python import asgi as st_asgi
-from schemathesis.specs.openapi.checks import (
+from hypothesis import HealthCheck, Phase, assume, given, settings  # noqa: E402 - after importorskip
+from hypothesis.errors import Unsatisfiable  # noqa: E402 - after importorskip
+from schemathesis import GenerationMode  # noqa: E402 - after importorskip
+from schemathesis.checks import not_a_server_error  # noqa: E402 - after importorskip
+from schemathesis.errors import FailureGroup  # noqa: E402 - after importorskip
+from schemathesis.python import asgi as st_asgi  # noqa: E402 - after importorskip
+from schemathesis.specs.openapi.checks import (  # noqa: E402 - after importorskip
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
-
-from experiments.service import create_app
-from experiments.settings import Paths, Settings
-from experiments.spec import parse_spec
 
 pytestmark = pytest.mark.slow
 

@@ -142,7 +142,8 @@ def test_an_installed_sysctl_or_tuned_export_applies_verifies_and_rolls_back(tmp
     else:
         cfg = tmp_path / "novatune-profile"
         cfg.mkdir()
-        (cfg / "tuned.conf").write_text(f"[main]\nsummary=test\ninclude=throughput-performance\n\n[sysctl]\n{KNOB}={new}\n")
+        (cfg / "tuned.conf").write_text(
+            f"[main]\nsummary=test\ninclude=throughput-performance\n\n[sysctl]\n{KNOB}={new}\n")
     assert tune("verify", str(cfg), home=home).returncode == 1  # not applied yet
     applied = tune("apply", str(cfg), "--json", home=home)
     assert applied.returncode == 0, applied.stderr

@@ -14,11 +14,14 @@ def _no_traceback(proc):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ({"name": "x", "knobs": {"vm.nosuchknob": {"low": 1, "high": 2}}, "objectives": {"throughput_rps": "maximize"}},
+        ({"name": "x", "knobs": {"vm.nosuchknob": {"low": 1, "high": 2}},
+          "objectives": {"throughput_rps": "maximize"}},
          "unknown knob"),
-        ({"name": "x", "knobs": {"vm.swappiness": {"low": 0, "high": 500}}, "objectives": {"throughput_rps": "maximize"}},
+        ({"name": "x", "knobs": {"vm.swappiness": {"low": 0, "high": 500}},
+          "objectives": {"throughput_rps": "maximize"}},
          "outside the hard safety bounds"),
-        ({"name": "x", "knobs": {"thp.enabled": {"choices": ["sometimes"]}}, "objectives": {"throughput_rps": "maximize"}},
+        ({"name": "x", "knobs": {"thp.enabled": {"choices": ["sometimes"]}},
+          "objectives": {"throughput_rps": "maximize"}},
          "allowed choices"),
         ({"name": "x", "knobs": {"vm.swappiness": {"low": 1, "high": 2}}, "objectives": {"speed": "maximize"}},
          "unknown metric; allowed: throughput, throughput_rps, latency_p50_ms"),

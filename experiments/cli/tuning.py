@@ -1,8 +1,9 @@
-"""``novatune apply|rollback|history|status``: apply a configuration to stay, and undo it.
+"""``novatune apply|rollback|history|status``: apply a configuration to stay, and undo it; the CLI
+twin of ``/tuning``.
 
 Thin faces over :mod:`experiments.apply`. User errors are raised as
 :class:`~experiments.apply.ApplyError`, :class:`~experiments.apply.ApplicationNotFound`
-or :class:`~experiments.config.ConfigError` (``cli.main`` prints them on one
+or :class:`~experiments.config.ConfigError` (``experiments.cli.main`` prints them on one
 line, exit 2). ``status`` exits 1 when an applied knob drifted.
 """
 
@@ -13,25 +14,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from experiments.cli_common import fmt as _fmt
-from experiments.cli_common import paths as _paths
-from experiments.cli_common import print_json as _print_json
+from experiments.cli._common import JsonOpt
+from experiments.cli._common import fmt as _fmt
+from experiments.cli._common import out as _out
+from experiments.cli._common import paths as _paths
+from experiments.cli._common import print_json as _print_json
 
-__all__ = ["register"]
-
-_out = Console()
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output")]
-
-
-
+__all__ = ["apply_cmd", "history_cmd", "rollback_cmd", "status_cmd"]
 
 
 def _knob_table(title: str, knobs: list[Any], *, live: bool = False) -> Table:
+    """One row per knob (old, new, change; with ``live``: the live value and drift)."""
     table = Table(title=title)
     cols = ["knob", "old", "new", "change"] + (["live", "drift"] if live else [])
     for col in cols:
@@ -47,10 +43,13 @@ def _knob_table(title: str, knobs: list[Any], *, live: bool = False) -> Table:
 
 
 def apply_cmd(
-    config: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="an export: JSON/YAML (novatune.config/v1), a sysctl.d .conf file or a TuneD profile")] = None,
+    config: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="an export: JSON/YAML (novatune.config/v1), "
+                                                                         "a sysctl.d .conf file or a TuneD profile")
+                      ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would change; write nothing")] = False,
     study: Annotated[str | None, typer.Option("--study", help="apply a trial of this study instead of a file")] = None,
-    trial: Annotated[int | None, typer.Option("--trial", min=0, help="with --study: the trial (default: the study's choice)")] = None,
+    trial: Annotated[int | None, typer.Option("--trial", min=0,
+                                              help="with --study: the trial (default: the study's choice)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Apply a configuration to stay (journaled; `novatune rollback` undoes it, `recover` does not)."""
@@ -65,6 +64,7 @@ def apply_cmd(
     if study is not None:
         app = apply_trial(study, trial, paths=paths, dry_run=dry_run)
     else:
+        assert config is not None  # checked above: exactly one of CONFIG and --study
         cfg = load_config(config)
         app = apply_config(cfg, paths=paths, dry_run=dry_run, source=cfg.source)
     if as_json:
@@ -85,7 +85,8 @@ def apply_cmd(
 
 
 def rollback_cmd(
-    app_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="application id (default: the latest active one)")] = None,
+    app_id: Annotated[str | None, typer.Argument(metavar="[ID]",
+                                                 help="application id (default: the latest active one)")] = None,
     force: Annotated[bool, typer.Option("--force", help="restore even knobs changed since the application")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -141,11 +142,3 @@ def status_cmd(as_json: JsonOpt = False) -> None:
         _out.print("no drift" if not st["drift"] else f"[red]drift:[/] {', '.join(st['drift'])}")
     if st["drift"]:
         raise typer.Exit(1)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``apply``, ``rollback``, ``history`` and ``status`` to ``app``."""
-    app.command("apply")(apply_cmd)
-    app.command("rollback")(rollback_cmd)
-    app.command("history")(history_cmd)
-    app.command("status")(status_cmd)

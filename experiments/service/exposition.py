@@ -1,4 +1,7 @@
-"""What ``GET /metrics`` exposes: host metrics, tuner state and build info.
+"""The service's Prometheus exposition: what ``GET /metrics`` serves (host metrics, tuner state, build info).
+
+(Not the host sampler of :mod:`collectors`, nor the names of a trial's metrics in :mod:`experiments`:
+this module is only what the service exposes.)
 
 One :class:`ServiceMetrics` per app owns a private :class:`CollectorRegistry`
 (never the process-global one) with these collectors:
@@ -116,7 +119,7 @@ class StudyStateCollector:
                                "1 if the study store could be read on this scrape (or does not exist yet), else 0")
         try:
             views = self._views()
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - a scrape never fails on the study store: store_up 0, logged
             self._storage = None
             text = f"{type(err).__name__}: {err}"
             if text != self._last_error:

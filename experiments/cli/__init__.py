@@ -1,0 +1,97 @@
+"""The ``novatune`` command line (typer + rich): one module per resource, mirroring the API's routers.
+
+- :mod:`.study`: ``quickstart``, ``study run|start|watch|stop|delete|list|show|trials|pareto|export``,
+  ``convergence`` (API: ``/studies``, ``GET /tuning/convergence``)
+- :mod:`.tuning`: ``apply``, ``rollback``, ``history``, ``status`` (``/tuning``)
+- :mod:`.knobs`: ``knobs list|get``, ``plan``, ``verify`` (``/knobs``)
+- :mod:`.service`: ``serve``, ``health``, ``settings show|set``, ``ui`` (``/healthz``, ``/settings``)
+- :mod:`.system`: ``recover``, ``metrics``, ``topology`` (this machine)
+- :mod:`.replay`: ``replay``
+- :mod:`._common`: consoles, data directory, settings, JSON output, :class:`UserError`
+
+This module builds the app, registers every command (in the order ``novatune --help`` lists them)
+and runs it: :func:`main`. Every error novatune raises on purpose
+(:class:`~collectors.errors.NovatuneError`: bad spec, unknown knob, unknown study, bad export
+request, ...) ends with a one-paragraph message naming what was wrong and what is allowed, and the
+error's exit code (2); an interrupted study restores its knobs and exits 130. No traceback reaches
+the user unless ``NOVATUNE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.markup import escape
+
+from collectors.errors import NovatuneError
+from experiments.cli import knobs, replay, service, study, system, tuning
+from experiments.cli._common import UserError, err
+
+__all__ = ["UserError", "app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find, apply and prove better Linux settings.")
+
+app.command()(study.quickstart)
+app.command("convergence")(study.convergence_cmd)
+app.command("plan")(knobs.plan_cmd)
+app.command("verify")(knobs.verify_cmd)
+app.command()(system.recover)
+app.command()(service.ui)
+app.command("metrics")(system.metrics_cmd)
+app.command("topology")(system.topology_cmd)
+app.command("replay")(replay.replay_cmd)
+app.command()(service.serve)
+app.command("health")(service.health_cmd)
+app.command("apply")(tuning.apply_cmd)
+app.command("rollback")(tuning.rollback_cmd)
+app.command("history")(tuning.history_cmd)
+app.command("status")(tuning.status_cmd)
+app.add_typer(study.study_app, name="study")
+app.add_typer(knobs.knobs_app, name="knobs")
+app.add_typer(service.settings_app, name="settings")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``novatune`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    0 on success; a :class:`~collectors.errors.NovatuneError`'s ``exit_code`` (2), printed on one
+    line; 2 for a usage error (click's message); 130 when interrupted (the trial's knobs restored);
+    1 for anything else (an internal error: the traceback with ``NOVATUNE_DEBUG=1``). A command's
+    ``typer.Exit(code)`` is returned as is.
+    """
+    try:
+        rv = app(args=argv, standalone_mode=False)
+        # click returns a command's ``typer.Exit(code)`` instead of raising it
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 130
+    except typer.TyperException as e:  # usage errors: missing argument, bad option value, ...
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"[red]error:[/] {e}")
+        return int(getattr(e, "exit_code", 2))
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: the trial's knobs were restored")
+        return 130
+    except SystemExit:
+        raise
+    except BaseException as e:
+        from experiments.study import Interrupted
+
+        if isinstance(e, Interrupted):
+            err.print(f"[yellow]interrupted by {e}[/]: the trial's knobs were restored")
+            return 130
+        if isinstance(e, NovatuneError):
+            err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
+            return e.exit_code
+        if os.environ.get("NOVATUNE_DEBUG") == "1":
+            raise
+        err.print(f"[red]internal error:[/] {type(e).__name__}: {e}\n(run with NOVATUNE_DEBUG=1 for the traceback)")
+        return 1
+

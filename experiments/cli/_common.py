@@ -1,0 +1,85 @@
+"""What every ``novatune`` command module shares: the consoles, the data directory, the settings, the
+study manager and index, JSON output, value formatting, the common options and :class:`UserError`.
+
+Everything that costs an import (the manager, the index) is imported when first called, so
+``novatune --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from collectors.errors import NovatuneError
+from experiments.settings import Paths, Settings
+
+if TYPE_CHECKING:
+    from experiments.manager import StudyManager
+    from experiments.service.views import StudyIndex
+
+__all__ = ["JsonOpt", "RootOpt", "UserError", "err", "fmt", "index", "manager", "out", "paths", "print_json",
+           "settings"]
+
+#: what a command prints (tables, results)
+out = Console()
+#: progress, notes and errors
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output")]
+RootOpt = Annotated[
+    Path | None,
+    typer.Option("--root", help="where proc/, sys/ and etc/ live (default /; a copy of a machine's tree for offline "
+                                "checks)"),
+]
+
+
+class UserError(NovatuneError):
+    """A problem with the command line the user can fix; printed without a traceback, exit 2."""
+
+    exit_code = 2
+    http_status = 422
+
+
+def paths() -> Paths:
+    """The data directory, resolved now (``$NOVATUNE_HOME`` or the default)."""
+    return Paths.default()
+
+
+def settings() -> Settings:
+    """The settings, read now. Raises: SettingsError: a bad settings file or ``NOVATUNE_*`` variable."""
+    return Settings.load()
+
+
+def manager() -> StudyManager:
+    """The registry of studies in the data directory, with the limits of the settings."""
+    from experiments.manager import StudyManager
+
+    s = settings()
+    return StudyManager(paths(), max_running=s.max_running_studies, stop_timeout_s=s.stop_timeout_s,
+                        max_resumes=s.max_resumes, tracking_uri=s.mlflow_tracking_uri)
+
+
+def index() -> StudyIndex:
+    """The summaries of every study (what ``GET /studies`` answers)."""
+    from experiments.manager import StudyManager
+    from experiments.service.views import StudyIndex
+
+    p = paths()
+    return StudyIndex(p, StudyManager(p))
+
+
+def print_json(obj: Any) -> None:
+    """``obj`` as indented JSON on stdout (what ``--json`` prints)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def fmt(v: Any) -> str:
+    """A value in a table cell: floats to 6 significant digits, None as '-'."""
+    if v is None:
+        return "-"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,126 @@
+"""One error root for both faces: every NovatuneError carries its exit code and HTTP status.
+
+The table below is the behaviour the CLI's and the API's separate lists had before the root existed;
+a new subclass must be added to it (the walk over the class tree finds any that is not).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import actuators
+import collectors
+import experiments
+from collectors.errors import NovatuneError
+
+#: class name -> (exit code, HTTP status)
+TABLE = {
+    "NovatuneError": (2, 422),
+    "CollectorError": (2, 422),
+    "WorkloadError": (2, 422),
+    "AdapterError": (2, 422),
+    "ActuatorError": (2, 422),
+    "UnknownKnob": (2, 404),
+    "OutOfBounds": (2, 422),
+    "KnobUnavailable": (2, 422),
+    "UnsafePath": (2, 422),
+    "SpecError": (2, 422),
+    "ConfigError": (2, 422),
+    "SettingsError": (2, 422),
+    "StudyNotFound": (2, 404),
+    "StudyConflict": (2, 409),
+    "StudyStateError": (2, 409),
+    "KnobHeld": (2, 409),
+    "ExportError": (2, 409),
+    "ExportRequestError": (2, 422),
+    "ApplyError": (2, 422),
+    "ApplyConflict": (2, 409),
+    "ApplicationNotFound": (2, 404),
+    "UserError": (2, 422),
+}
+
+#: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
+BUILTIN_BASES = {
+    "UnknownKnob": LookupError, "OutOfBounds": ValueError, "SpecError": ValueError, "ConfigError": ValueError,
+    "SettingsError": ValueError, "StudyNotFound": LookupError, "ExportError": ValueError,
+    "ExportRequestError": ValueError, "ApplyError": ValueError, "ApplyConflict": ValueError,
+    "ApplicationNotFound": LookupError,
+}
+
+
+def _import_all() -> None:
+    for package in (collectors, actuators, experiments):
+        for mod in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if mod.name.endswith(("__main__", ".worker")):
+                continue
+            importlib.import_module(mod.name)
+
+
+def _subclasses(cls: type) -> set[type]:
+    out = {cls}
+    for sub in cls.__subclasses__():
+        out |= _subclasses(sub)
+    return out
+
+
+def test_every_novatune_error_has_its_exit_code_and_http_status():
+    _import_all()
+    found = {cls.__name__: cls for cls in _subclasses(NovatuneError) if cls.__module__.split(".")[0] != "tests"}
+    assert set(found) == set(TABLE), "add the new error to TABLE (and choose its exit code and status)"
+    assert {name: (cls.exit_code, cls.http_status) for name, cls in found.items()} == TABLE
+    for name, base in BUILTIN_BASES.items():
+        assert issubclass(found[name], base), name
+
+
+def test_the_cli_prints_a_novatune_error_on_one_line_with_its_exit_code(monkeypatch, capsys):
+    from experiments import cli
+
+    class Teapot(NovatuneError):
+        exit_code = 3
+
+    def boom() -> None:
+        raise Teapot("no tea\nhere")
+
+    monkeypatch.setattr(cli.app, "registered_commands", [])
+    cli.app.command("boom")(boom)
+    assert cli.main(["boom"]) == 3
+    err = capsys.readouterr().err
+    assert "error: no tea" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("status", "problems"), [(404, None), (409, None), (422, ["a", "b"])])
+def test_the_api_answers_a_novatune_error_with_its_status_and_body(status, problems):
+    from experiments.service import errors
+
+    class Failing(NovatuneError):
+        http_status = status
+
+        def __init__(self) -> None:
+            super().__init__("it failed")
+            if problems:
+                self.problems = problems
+
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/fail")
+    def fail() -> None:
+        raise Failing()
+
+    @app.get("/bug")
+    def bug() -> None:
+        raise RuntimeError("a bug")
+
+    client = TestClient(app, raise_server_exceptions=False)
+    r = client.get("/fail")
+    expected = {"detail": "it failed", "error": "Failing"}
+    if problems:
+        expected = {"detail": "invalid study spec: 2 problem(s)", "error": "Failing", "problems": problems}
+    assert (r.status_code, r.json()) == (status, expected)
+    r = client.get("/bug")
+    assert (r.status_code, r.json()["error"]) == (500, "InternalError")
