@@ -54,7 +54,7 @@ def test_feasible_words():
 def test_blank_means_not_applicable():
     t = table()
     assert ("lmdb", "2", "") in t.space  # a blank cell is its own "n/a" value
-    ks = rp._KnobSpace(t)
+    ks = rp.KnobSpace(t)
     import optuna
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -119,7 +119,7 @@ def test_transfer_never_uses_the_tuned_group():
     df = frame()
     df.loc[df["bench"] == "w1", "throughput"] = df.loc[df["bench"] == "w1", "throughput"][::-1].to_numpy()
     poisoned = table(df=df)
-    assert rp._prior_for(t, "w1", None) == rp._prior_for(poisoned, "w1", None)
+    assert rp.transfer_prior(t, "w1", None) == rp.transfer_prior(poisoned, "w1", None)
     # the first two proposals come from the prior only; they do not change
     for s in range(3):
         a = rp.AutoProposer(t, t.groups["w1"], s, transfer=True)
