@@ -403,7 +403,7 @@ class SurrogateSampler(BaseSampler):
 def torch_available() -> bool:
     """True when PyTorch imports (Optuna's GPSampler needs it)."""
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401 - imported only to learn whether it imports
     except Exception:  # noqa: BLE001 - any import failure means "not usable"
         return False
     return True
