@@ -33,7 +33,8 @@ THROUGHPUT = Objective("throughput", "max")
 
 def table(objs=(THROUGHPUT,), df=None):
     return ReplayTable.from_frame(
-        frame() if df is None else df, group="bench", knobs=["engine", "threads", "cache"], objectives=list(objs), feasible="valid"
+        frame() if df is None else df, group="bench", knobs=["engine", "threads", "cache"], objectives=list(objs),
+        feasible="valid",
     )
 
 
@@ -87,7 +88,8 @@ def _recompute(res, t, obj="throughput"):
         opt = g.optimum(0, o)
         hits = []
         for s in range(res.seeds):
-            vals = [r[obj] for r in res.trace if r["group"] == gname and r["seed"] == s and r["run"] == "sampler" and r["feasible"]]
+            vals = [r[obj] for r in res.trace
+                    if r["group"] == gname and r["seed"] == s and r["run"] == "sampler" and r["feasible"]]
             hits.append(bool(vals) and within(max(vals) if o.direction == "max" else min(vals), opt, o.direction))
         ps.append(np.mean(hits))
     return float(np.mean(ps))
