@@ -44,8 +44,11 @@ def _seed_for(seed_index: int, group: str) -> int:
 
 
 def _check(budget: int, seeds: int, sampler: str) -> None:
-    """Raises:
-    ReplayError: budget or seeds below 1, an unknown sampler, ``gp`` without PyTorch."""
+    """Refuse arguments the replay cannot run with, before any search.
+
+    Raises:
+        ReplayError: budget or seeds below 1, an unknown sampler, ``gp`` without PyTorch.
+    """
     if budget < 1:
         raise ReplayError(f"--budget {budget}: must be at least 1")
     if seeds < 1:
