@@ -60,7 +60,6 @@ from experiments.plots import (
     plot_pareto,
     plot_pareto_html,
 )
-from experiments.samplers import SamplerChoice, build_sampler
 from experiments.settings import Paths
 from experiments.space import Resolved, clamp_to_space, resolve
 from experiments.spec import SpecError, StudySpec
@@ -69,6 +68,7 @@ from optimizer.convergence import ConvergenceMonitor, terminator_says_stop
 from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
 from optimizer.noise import TrialEstimate, remeasure_candidates
 from optimizer.pareto import pareto_info
+from optimizer.samplers import SamplerChoice, build_sampler
 from optimizer.space import CategoricalParam
 from optimizer.stats import estimate
 from optimizer.trust import TrustRegion
