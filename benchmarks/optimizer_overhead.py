@@ -2,12 +2,12 @@
 
     python3 benchmarks/optimizer_overhead.py [--trials 500] [--samplers tpe,gp,auto,nsga2,random]
 
-A study (SQLite storage, as novatune's studies) over a novatune-like mixed space (6 numeric knobs, one categorical, two
-objectives, one constraint through ``trial.set_constraint``) is filled with N
+A study (SQLite storage, as novatune's studies) over a novatune-like mixed space (6 numeric knobs, one
+categorical, two objectives, one constraint through ``trial.set_constraint``) is filled with N
 completed trials by random sampling, told directly (no workload); then the
 sampler under test times ``--probe`` ask + tell pairs on that study (after
-one first pair, reported apart: it also loads the sampler's libraries). It prints the median and p95 per ask + tell per sampler and
-checks the issue's targets: <= 100 ms with TPE, <= 1 s with GP (GP needs
+one first pair, reported apart: it also loads the sampler's libraries). It prints the median and p95 per
+ask + tell per sampler and checks the issue's targets: <= 100 ms with TPE, <= 1 s with GP (GP needs
 PyTorch: ``pip install 'novatune[gp]'``; skipped with a note without it).
 """
 
@@ -27,7 +27,7 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.samplers import build_sampler
+from optimizer.samplers import build_sampler
 from optimizer.space import (
     CategoricalParam,
     FloatParam,
@@ -114,7 +114,9 @@ def main() -> int:
         first, res = res[0], res[1:]
         med, p95 = statistics.median(res), float(np.percentile(res, 95))
         target = TARGET_S.get(name)
-        verdict = "" if target is None else (f"target <= {target * 1000:.0f} ms: " + ("OK" if med <= target else "MISSED"))
+        verdict = "" if target is None else (
+            f"target <= {target * 1000:.0f} ms: " + ("OK" if med <= target else "MISSED")
+        )
         ok &= target is None or med <= target
         print(f"{name:7s} median {med * 1000:8.1f} ms  p95 {p95 * 1000:8.1f} ms  first {first * 1000:7.1f} ms  "
               f"({time.perf_counter() - t0:.0f} s in all)  {verdict}")

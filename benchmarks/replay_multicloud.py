@@ -34,7 +34,9 @@ def command(obj: str, sampler: str, transfer: bool, budget: int, seeds: int) -> 
 def one(args: tuple[str, str, bool, int, int]) -> tuple[tuple, dict, float]:
     obj, sampler, transfer, budget, seeds = args
     df = pd.read_csv(TABLE, dtype=str, keep_default_na=False, na_values=[""])
-    table = ReplayTable.from_frame(df, group="workload", knobs=KNOBS.split(","), objectives=[Objective(obj, "min")], feasible="status")
+    table = ReplayTable.from_frame(
+        df, group="workload", knobs=KNOBS.split(","), objectives=[Objective(obj, "min")], feasible="status"
+    )
     t0 = time.time()
     res = run_replay(table, budget=budget, seeds=seeds, sampler=sampler, transfer=transfer)
     return args, res.summary["overall"][obj], time.time() - t0
@@ -57,8 +59,9 @@ def main() -> None:
     with ProcessPoolExecutor(a.jobs) as pool:
         results = list(pool.map(one, runs))
     print(f"multicloud replay, budget {a.budget}, {a.seeds} seeds (28 usable workloads)\n")
-    print(f"{'objective':15} {'sampler':15} {'p_within_10pct':>14} {'random':>7} {'delta':>6} {'regret':>7} {'rnd regret':>10} {'target':>12} {'met':>4} {'s':>5}")
-    for (obj, sampler, transfer, budget, seeds), o, secs in results:
+    print(f"{'objective':15} {'sampler':15} {'p_within_10pct':>14} {'random':>7} {'delta':>6} {'regret':>7} "
+          f"{'rnd regret':>10} {'target':>12} {'met':>4} {'s':>5}")
+    for (obj, sampler, transfer, _budget, _seeds), o, secs in results:
         p, r = o["p_within_10pct"], o["random_p_within_10pct"]
         if sampler == "auto":
             target, met = (">=0.85", p >= 0.85) if transfer else (">=0.7,+0.25", p >= 0.7 and p - r >= 0.25)
@@ -66,8 +69,9 @@ def main() -> None:
             target, met = "(reference)", None
         name = sampler + (" +transfer" if transfer else "")
         print(
-            f"{obj:15} {name:15} {p:14.3f} {r:7.3f} {p - r:+6.2f} {o['mean_regret']:7.3f} {o['random_mean_regret']:10.3f} "
-            f"{target:>12} {'' if met is None else ('yes' if met else 'NO'):>4} {secs:5.0f}"
+            f"{obj:15} {name:15} {p:14.3f} {r:7.3f} {p - r:+6.2f} {o['mean_regret']:7.3f} "
+            f"{o['random_mean_regret']:10.3f} {target:>12} {'' if met is None else ('yes' if met else 'NO'):>4} "
+            f"{secs:5.0f}"
         )
     print("\nreproduce each line with:")
     for (obj, sampler, transfer, budget, seeds), _, _ in results:

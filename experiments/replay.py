@@ -20,6 +20,13 @@ __all__ = ["ReplayError", "load_table", "render_text", "replay", "write_trace"]
 
 
 def load_table(path: Path, *, group: str, knobs: str, objectives: list[str], feasible: str | None) -> ReplayTable:
+    """The table at ``path`` (CSV, every cell as text; a blank cell is "not applicable").
+
+    ``knobs`` is comma-separated; ``objectives`` are ``COLUMN:min|max``.
+
+    Raises:
+        ReplayError: no such file, an unreadable CSV, or a table ``ReplayTable.from_frame`` refuses.
+    """
     path = Path(path)
     if not path.is_file():
         raise ReplayError(f"{path}: no such file; give a CSV table of measured configurations")
@@ -34,7 +41,11 @@ def load_table(path: Path, *, group: str, knobs: str, objectives: list[str], fea
 
 def replay(table: ReplayTable, *, budget: int, seeds: int, sampler: str, transfer: bool,
            progress: Any = None) -> ReplayResult:
-    """``progress(group, seed)`` is called after each group's seed (for a progress bar)."""
+    """``run_replay``; ``progress(group, seed)`` is called after each group's seed (for a progress bar).
+
+    Raises:
+        ReplayError: budget or seeds below 1, an unknown sampler, ``gp`` without PyTorch.
+    """
     return run_replay(table, budget=budget, seeds=seeds, sampler=sampler, transfer=transfer, progress=progress)
 
 
@@ -49,6 +60,7 @@ def write_trace(result: ReplayResult, table: ReplayTable, path: Path) -> None:
 
 
 def _f(v: Any) -> str:
+    """A figure with three decimals, ``-`` for none."""
     return "-" if v is None else f"{v:.3f}"
 
 

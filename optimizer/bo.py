@@ -185,14 +185,13 @@ def propose(
         raise ValueError("no candidates")
     if len(X_candidates) == 1:
         return 0
-    has_prior = prior_candidates is not None
-    if has_prior:
-        prior_candidates = np.asarray(prior_candidates, dtype=float)
-        prior_seen = np.asarray(prior_seen, dtype=float).reshape(-1)
+    prior: tuple[np.ndarray, np.ndarray] | None = None  # (seen, candidates)
+    if prior_candidates is not None:
+        prior = (np.asarray(prior_seen, dtype=float).reshape(-1), np.asarray(prior_candidates, dtype=float))
     n_ok = int(feasible_seen.sum())
     if len(X_seen) < n_init or n_ok == 0:
-        if has_prior:
-            best = np.flatnonzero(prior_candidates <= np.nanmin(prior_candidates) + 1e-12)
+        if prior is not None:
+            best = np.flatnonzero(prior[1] <= np.nanmin(prior[1]) + 1e-12)
             return int(rng.choice(best))
         return _maximin(X_seen, X_candidates, rng)
     y = y_seen.copy()
@@ -202,10 +201,10 @@ def propose(
     spread = max(worst - y[feasible_seen].min(), 1e-3)
     y = np.where(feasible_seen, y, worst + 0.25 * spread)
     Xs, Xc = X_seen, X_candidates
-    if has_prior:
-        Xs = np.column_stack([Xs, prior_weight * prior_seen])
-        Xc = np.column_stack([Xc, prior_weight * prior_candidates])
-    if groups is not None and has_prior:
+    if prior is not None:
+        Xs = np.column_stack([Xs, prior_weight * prior[0]])
+        Xc = np.column_stack([Xc, prior_weight * prior[1]])
+    if groups is not None and prior is not None:
         groups = np.append(np.asarray(groups), 0)  # the prior shares the numeric length scale
     seed = int(rng.integers(2**31 - 1))
     gp = fit_surrogate(Xs, y, seed=seed, groups=groups)
@@ -404,7 +403,7 @@ class SurrogateSampler(BaseSampler):
 def torch_available() -> bool:
     """True when PyTorch imports (Optuna's GPSampler needs it)."""
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401 - imported only to learn whether it imports
     except Exception:  # noqa: BLE001 - any import failure means "not usable"
         return False
     return True

@@ -64,7 +64,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 class Choice(NamedTuple):
     """The chosen trial (index into ``values``), the rule applied and a one-line reason."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # - the field is called index on purpose (callers read choice.index)
     rule: str
     reason: str
 
@@ -107,6 +107,47 @@ def choose(
     """
     if rule not in RULES:
         raise ValueError(f"rule {rule!r} is not one of {list(RULES)}")
+    arr = _matrix(values, feasible, directions, objective_names, metrics)
+    n = arr.shape[0]
+    names = list(objective_names)
+    numbers = list(trial_numbers) if trial_numbers is not None else list(range(n))
+    budget = dict(budget or {})
+    conditions = _conditions(rule, budget, dict(sla or {}))
+    lookup = _Lookup(arr, names, metrics)
+    for name, _, _ in conditions:
+        if name not in names and (metrics is None or not any(name in m for m in metrics)):
+            raise ValueError(f"{name!r} is neither an objective {names} nor a recorded metric")
+
+    base = np.asarray(feasible, dtype=bool) & np.all(np.isfinite(arr), axis=1)
+    ok = base.copy()
+    for i in np.flatnonzero(base):
+        if not _meets(lookup, int(i), conditions):
+            ok[i] = False
+    where = " and ".join(f"{k} {op} {_fmt(b)}" for k, op, b in conditions)
+    if not ok.any():
+        raise ValueError(_no_candidate(rule, where, base, conditions, lookup, numbers, n))
+    idx = np.flatnonzero(ok)
+    scope = f"among {len(idx)} trials with {where}" if where else f"among {len(idx)} feasible trials"
+    if rule == "knee":
+        k = int(idx[knee_index(arr[idx], directions)])
+        shown = ", ".join(f"{nm}={_fmt(arr[k, j])}" for j, nm in enumerate(names))
+        return Choice(k, rule, f"trial {numbers[k]}: knee of the Pareto front {scope} ({shown})")
+    tgt = target or _default_target(rule, names, directions, budget)
+    return _best_on_target(arr, idx, names, directions, tgt, rule, scope, numbers)
+
+
+def _matrix(
+    values: np.ndarray | Sequence[Sequence[float]],
+    feasible: Sequence[bool],
+    directions: Sequence[str],
+    objective_names: Sequence[str],
+    metrics: Sequence[Mapping[str, float]] | None,
+) -> np.ndarray:
+    """``values`` as a trials x objectives float matrix.
+
+    Raises:
+        ValueError: the shape does not match the directions, names, flags or metric dicts.
+    """
     arr = np.asarray(values, dtype=float)
     if arr.ndim != 2 or arr.shape[1] != len(directions) or len(objective_names) != len(directions):
         raise ValueError(
@@ -115,10 +156,17 @@ def choose(
     n = arr.shape[0]
     if len(feasible) != n or (metrics is not None and len(metrics) != n):
         raise ValueError(f"{n} trials but {len(feasible)} feasibility flags / {len(metrics or [])} metric dicts")
-    names = list(objective_names)
-    numbers = list(trial_numbers) if trial_numbers is not None else list(range(n))
-    budget = dict(budget or {})
-    sla = dict(sla or {})
+    return arr
+
+
+def _conditions(
+    rule: str, budget: Mapping[str, float], sla: Mapping[str, tuple[str, float]]
+) -> list[tuple[str, str, float]]:
+    """The budget (``<=``) and SLA conditions as (name, operator, bound).
+
+    Raises:
+        ValueError: the rule's budget or SLA is missing, or an SLA operator is unknown.
+    """
     if rule == "max-perf-under-budget" and not budget:
         raise ValueError("rule 'max-perf-under-budget' needs a budget, e.g. {'cost_usd_per_hour': 0.5}")
     if rule == "min-cost-under-sla" and not sla:
@@ -129,39 +177,48 @@ def choose(
         if op not in _OPS:
             raise ValueError(f"SLA on {k!r}: operator {op!r} is not one of {list(_OPS)}")
         conditions.append((k, op, float(bound)))
+    return conditions
 
-    def lookup(i: int, name: str) -> float:
-        if name in names:
-            return float(arr[i, names.index(name)])
-        if metrics is not None and name in metrics[i]:
-            v = metrics[i][name]
+
+class _Lookup:
+    """A trial's value of a name: an objective first, then a recorded metric; NaN when missing."""
+
+    def __init__(self, arr: np.ndarray, names: list[str], metrics: Sequence[Mapping[str, float]] | None) -> None:
+        self.arr, self.names, self.metrics = arr, names, metrics
+
+    def __call__(self, i: int, name: str) -> float:
+        if name in self.names:
+            return float(self.arr[i, self.names.index(name)])
+        if self.metrics is not None and name in self.metrics[i]:
+            v = self.metrics[i][name]
             return float(v) if v is not None else math.nan
         return math.nan
 
-    for name, _, _ in conditions:
-        if name not in names and (metrics is None or not any(name in m for m in metrics)):
-            raise ValueError(f"{name!r} is neither an objective {names} nor a recorded metric")
 
-    base = np.asarray(feasible, dtype=bool) & np.all(np.isfinite(arr), axis=1)
-    ok = base.copy()
-    for i in np.flatnonzero(base):
-        for name, op, bound in conditions:
-            v = lookup(i, name)
-            if not (math.isfinite(v) and _OPS[op](v, bound)):
-                ok[i] = False
-                break
-    where = " and ".join(f"{k} {op} {_fmt(b)}" for k, op, b in conditions)
-    if not ok.any():
-        raise ValueError(_no_candidate(rule, where, base, conditions, lookup, numbers, n))
-    idx = np.flatnonzero(ok)
-    scope = f"among {len(idx)} trials with {where}" if where else f"among {len(idx)} feasible trials"
+def _meets(lookup: Callable[[int, str], float], i: int, conditions: list[tuple[str, str, float]]) -> bool:
+    """Whether trial ``i`` has every condition's quantity, finite and within its bound."""
+    for name, op, bound in conditions:
+        v = lookup(i, name)
+        if not (math.isfinite(v) and _OPS[op](v, bound)):
+            return False
+    return True
 
-    if rule == "knee":
-        k = int(idx[knee_index(arr[idx], directions)])
-        shown = ", ".join(f"{nm}={_fmt(arr[k, j])}" for j, nm in enumerate(names))
-        return Choice(k, rule, f"trial {numbers[k]}: knee of the Pareto front {scope} ({shown})")
 
-    tgt = target or _default_target(rule, names, directions, budget)
+def _best_on_target(
+    arr: np.ndarray,
+    idx: np.ndarray,
+    names: list[str],
+    directions: Sequence[str],
+    tgt: str,
+    rule: str,
+    scope: str,
+    numbers: list[int],
+) -> Choice:
+    """The qualifying trial best on ``tgt``; ties go to the other objectives in order, then the lowest index.
+
+    Raises:
+        ValueError: ``tgt`` is not an objective.
+    """
     if tgt not in names:
         raise ValueError(f"target {tgt!r} is not an objective {names}")
     t = names.index(tgt)
@@ -204,7 +261,7 @@ def _no_candidate(
     for i in np.flatnonzero(base):
         score, parts = 0.0, []
         for name, op, bound in conditions:
-            v = lookup(i, name)
+            v = lookup(int(i), name)
             if not math.isfinite(v):
                 score, parts = math.inf, [f"{name} not recorded"]
                 break

@@ -190,7 +190,7 @@ class ConvergenceMonitor:
     # ------------------------------------------------------------- feeding
     def update(
         self,
-        values: Sequence[float] | None,
+        values: Sequence[float] | np.ndarray | None,
         *,
         feasible: bool = True,
         trial: int | None = None,
@@ -256,7 +256,7 @@ class ConvergenceMonitor:
         Rows of failed trials may be nan; ``feasible[i]`` False marks trials
         that broke a constraint or failed.
         """
-        monitor = cls(directions, **kwargs)  # type: ignore[arg-type]
+        monitor = cls(directions, **kwargs)  # type: ignore[arg-type]  # - the caller's keyword arguments, as given
         arr = np.asarray(values, dtype=float).reshape(len(feasible), len(directions))
         for row, ok in zip(arr, feasible):
             monitor.update(row, feasible=bool(ok))
@@ -384,14 +384,18 @@ def terminator_says_stop(
                 Terminator,
             )
 
+            improvement: BestValueStagnationEvaluator | RegretBoundEvaluator
+            err_eval: StaticErrorEvaluator | MedianErrorEvaluator
             if evaluator == "stagnation":
                 improvement = BestValueStagnationEvaluator(max_stagnation_trials=max_stagnation_trials)
                 err_eval = StaticErrorEvaluator(constant=0)
             else:
                 try:
-                    import torch  # noqa: F401
+                    import torch  # noqa: F401 - imported only to learn whether it imports
                 except ImportError:
-                    return False, "terminator unavailable: its regret-bound evaluator needs torch, which is not installed"
+                    return False, (
+                        "terminator unavailable: its regret-bound evaluator needs torch, which is not installed"
+                    )
                 improvement = RegretBoundEvaluator()
                 err_eval = (
                     StaticErrorEvaluator(constant=error) if error is not None else MedianErrorEvaluator(improvement)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
@@ -101,6 +102,13 @@ class BoundedGPSampler(optuna.samplers.GPSampler):
             self._n_local_search = n_local_search
             self._n_preliminary_samples = n_preliminary_samples
 
-    def _sample_relative_impl(self, study, completed_trials, running_trials, search_space):  # type: ignore[no-untyped-def]
+    def _sample_relative_impl(
+        self,
+        study: optuna.Study,
+        completed_trials: list[FrozenTrial],
+        running_trials: list[FrozenTrial],
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        """Optuna's relative sampling on the trials :func:`select_training_trials` keeps."""
         chosen = select_training_trials(completed_trials, study.directions, self.max_trials)
         return super()._sample_relative_impl(study, chosen, running_trials, search_space)

@@ -91,7 +91,7 @@ class TrialEstimate:
 
     @classmethod
     def from_samples(
-        cls, samples: Sequence[Sequence[float]], *, confidence: float = 0.95, seed: int = 0
+        cls, samples: Sequence[Sequence[float]] | np.ndarray, *, confidence: float = 0.95, seed: int = 0
     ) -> TrialEstimate:
         """Estimate from repeats: ``samples[r][j]`` is objective ``j`` in repeat ``r``."""
         arr = np.asarray(samples, dtype=float)
@@ -101,9 +101,13 @@ class TrialEstimate:
         for j in range(arr.shape[1]):
             try:
                 e = estimate(arr[:, j], confidence=confidence, seed=seed)
-                meds.append(e.median), lows.append(e.ci_low), highs.append(e.ci_high)
+                meds.append(e.median)
+                lows.append(e.ci_low)
+                highs.append(e.ci_high)
             except ValueError:  # no finite repeat for this objective
-                meds.append(math.nan), lows.append(math.nan), highs.append(math.nan)
+                meds.append(math.nan)
+                lows.append(math.nan)
+                highs.append(math.nan)
         return cls(tuple(meds), tuple(lows), tuple(highs), int(arr.shape[0]), tuple(map(tuple, arr.tolist())))
 
     @classmethod
@@ -184,7 +188,7 @@ def noisy_pareto_mask(
     directions: Sequence[str],
     *,
     feasible: Sequence[bool] | None = None,
-    rel_noise: Sequence[float] | None = None,
+    rel_noise: Sequence[float] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Non-dominated mask where domination must be significant.
 
@@ -212,7 +216,9 @@ def noisy_pareto_mask(
             if k == i or not np.all(med[k] <= med[i]):
                 continue
             if any(
-                significantly_better(estimates[k], estimates[i], d, objective=j, rel_noise=_noise_at(noise, j))
+                significantly_better(
+                    estimates[int(k)], estimates[int(i)], d, objective=j, rel_noise=_noise_at(noise, j)
+                )
                 for j, d in enumerate(directions)
             ):
                 mask[i] = False
@@ -281,7 +287,7 @@ def _combine(estimates: Sequence[TrialEstimate]) -> TrialEstimate:
     if len(estimates) == 1:
         return estimates[0]
     if all(e.samples for e in estimates):
-        return TrialEstimate.from_samples([row for e in estimates for row in e.samples])  # type: ignore[union-attr]
+        return TrialEstimate.from_samples([row for e in estimates for row in (e.samples or ())])
     best = max(estimates, key=lambda e: (e.finite, e.n))  # no raw repeats: keep the best-supported estimate
     return TrialEstimate(best.values, best.ci_low, best.ci_high, sum(e.n for e in estimates))
 

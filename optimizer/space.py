@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import optuna
@@ -86,7 +86,7 @@ class CategoricalParam:
         return value in self.choices
 
 
-Param = Union[IntParam, FloatParam, CategoricalParam]
+Param = IntParam | FloatParam | CategoricalParam
 
 
 @dataclass(frozen=True)
@@ -131,11 +131,12 @@ class SearchSpace:
                 p = by_name.get(n)
                 if p is None or isinstance(p, CategoricalParam):
                     raise ValueError(f"ordering {rule} names {n!r}, which is not a numeric parameter")
-            lo, up = by_name[rule.lower], by_name[rule.upper]
-            if lo.low >= up.high:  # type: ignore[union-attr]
+            # numeric, checked just above
+            lo, up = cast(IntParam | FloatParam, by_name[rule.lower]), cast(IntParam | FloatParam, by_name[rule.upper])
+            if lo.low >= up.high:
                 raise ValueError(
-                    f"{rule.lower} must be < {rule.upper}, but its lowest value {lo.low} "  # type: ignore[union-attr]
-                    f"is not below the highest {rule.upper} {up.high}"  # type: ignore[union-attr]
+                    f"{rule.lower} must be < {rule.upper}, but its lowest value {lo.low} "
+                    f"is not below the highest {rule.upper} {up.high}"
                 )
 
     def active(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -179,10 +180,10 @@ class SearchSpace:
         for r in self.orderings:
             if r.lower not in out or r.upper not in out or out[r.lower] < out[r.upper]:
                 continue
-            lo, up = by_name[r.lower], by_name[r.upper]
+            lo, up = cast(IntParam | FloatParam, by_name[r.lower]), by_name[r.upper]  # orderings are numeric
             gap = 1 if isinstance(lo, IntParam) else 0.0
             below = out[r.upper] - gap if gap else math.nextafter(out[r.upper], -math.inf)
-            if below >= lo.low:  # type: ignore[union-attr]
+            if below >= lo.low:
                 out[r.lower] = type(out[r.lower])(below)
             else:
                 above = out[r.lower] + (1 if isinstance(up, IntParam) else 0.0)

@@ -22,7 +22,9 @@ class Estimate(NamedTuple):
     n: int
 
 
-def estimate(samples: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> Estimate:
+def estimate(
+    samples: Sequence[float] | np.ndarray, *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> Estimate:
     """Median of ``samples`` and its bootstrap CI. Raises ``ValueError`` when empty."""
     arr = np.asarray([s for s in samples if np.isfinite(s)], dtype=float)
     if arr.size == 0:

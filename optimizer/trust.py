@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from optimizer.space import CategoricalParam, FloatParam, IntParam, SearchSpace
 
@@ -237,6 +237,10 @@ class TrustRegion:
         lo, hi = min(lo, c), max(hi, c)  # rounding never excludes the center
         return lo, hi
 
+    def _numeric(self, name: str) -> Numeric:
+        """The numeric knob ``name`` (the caller walks numeric knobs only)."""
+        return cast(Numeric, self._params[name])
+
     def _top_down(self) -> list[str]:
         """Numeric knobs, every upper before its lowers (Kahn's algorithm)."""
         numeric = [p.name for p in self.space.params if not isinstance(p, CategoricalParam)]
@@ -255,11 +259,11 @@ class TrustRegion:
         """Lowest value each knob may take so that every knob below it still has room."""
         eff: dict[str, float] = {}
         for name in reversed(self._order):  # lowers first
-            p = self._params[name]
+            p = self._numeric(name)
             lo = self._box[name][0]
             for r in self.space.orderings:
                 if r.upper == name:
-                    lo = max(lo, _above(p, eff[r.lower]))  # type: ignore[arg-type]
+                    lo = max(lo, _above(p, eff[r.lower]))
             eff[name] = lo
         return eff
 
@@ -279,7 +283,7 @@ class TrustRegion:
         """
         out: dict[str, Any] = {}
         for name in self._order:
-            p: Numeric = self._params[name]  # type: ignore[assignment]
+            p = self._numeric(name)
             v = proposal.get(name, self.center[name])
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 v = self.center[name]
@@ -289,14 +293,14 @@ class TrustRegion:
                     hi = min(hi, _below(p, out[r.upper]))
             out[name] = _cast(p, min(max(_snap(p, v), lo), hi))
         changes = 0
-        for p in self.space.params:
-            if not isinstance(p, CategoricalParam):
+        for c in self.space.params:
+            if not isinstance(c, CategoricalParam):
                 continue
-            v = proposal.get(p.name, self.center[p.name])
-            if v not in p.choices or (v != self.center[p.name] and changes >= self.max_categorical_changes):
-                v = self.center[p.name]
-            changes += v != self.center[p.name]
-            out[p.name] = v
+            v = proposal.get(c.name, self.center[c.name])
+            if v not in c.choices or (v != self.center[c.name] and changes >= self.max_categorical_changes):
+                v = self.center[c.name]
+            changes += v != self.center[c.name]
+            out[c.name] = v
         return {n: out[n] for n in self.space.names}
 
     def contains(self, proposal: Mapping[str, Any]) -> bool:
@@ -374,7 +378,7 @@ class TrustRegion:
         """
         chosen: dict[str, Any] = {}
         for name in self._order:
-            p: Numeric = self._params[name]  # type: ignore[assignment]
+            p = self._numeric(name)
             lo, hi = self._eff_lo[name], self._box[name][1]
             for r in self.space.orderings:
                 if r.lower == name:
@@ -383,11 +387,12 @@ class TrustRegion:
                 chosen[name] = trial.suggest_int(name, int(lo), int(hi), step=1 if p.log else p.step, log=p.log)
             else:
                 chosen[name] = trial.suggest_float(name, float(lo), float(hi), step=p.step, log=p.log)
-        cats = [p for p in self.space.params if isinstance(p, CategoricalParam)]
-        free = set(random.Random(trial.number).sample([p.name for p in cats], min(len(cats), self.max_categorical_changes)))
-        for p in cats:
-            if p.name in free and len(p.choices) > 1:
-                chosen[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+        cats = [c for c in self.space.params if isinstance(c, CategoricalParam)]
+        names = [c.name for c in cats]
+        free = set(random.Random(trial.number).sample(names, min(len(cats), self.max_categorical_changes)))
+        for c in cats:
+            if c.name in free and len(c.choices) > 1:
+                chosen[c.name] = trial.suggest_categorical(c.name, list(c.choices))
             else:
-                chosen[p.name] = self.center[p.name]
+                chosen[c.name] = self.center[c.name]
         return {n: chosen[n] for n in self.space.names}

@@ -12,7 +12,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from experiments.samplers import SamplerChoice, build_sampler
 from experiments.space import Resolved, clamp_to_space
 from experiments.spec import SpecError
 from experiments.store import load_view
@@ -20,6 +19,7 @@ from experiments.study.plan import StudyPlan
 from experiments.study.reports import INTERRUPTED_BY_CRASH
 from optimizer.convergence import ConvergenceMonitor, ConvergenceState, terminator_says_stop
 from optimizer.noise import TrialEstimate, remeasure_candidates
+from optimizer.samplers import SamplerChoice, build_sampler
 from optimizer.space import CategoricalParam
 from optimizer.trust import TrustRegion
 

@@ -37,7 +37,8 @@ def table(tmp_path):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "experiments", "replay", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run([sys.executable, "-m", "experiments", "replay", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_json_shape_and_trace_recomputes_summary(table, tmp_path):
@@ -47,7 +48,8 @@ def test_json_shape_and_trace_recomputes_summary(table, tmp_path):
     s = json.loads(r.stdout)
     assert {"budget", "seeds", "sampler", "groups", "overall"} <= set(s)
     assert s["budget"] == 2 and s["seeds"] == 3 and s["sampler"] == "auto"
-    assert set(s["overall"]["throughput"]) == {"p_within_10pct", "random_p_within_10pct", "mean_regret", "random_mean_regret"}
+    assert set(s["overall"]["throughput"]) == {
+        "p_within_10pct", "random_p_within_10pct", "mean_regret", "random_mean_regret"}
     assert s["excluded"] == ["w3"]
     rows = list(csv.DictReader(trace.open()))
     assert rows[0].keys() >= {"group", "seed", "step", "engine", "threads", "cache", "throughput", "feasible"}
@@ -57,7 +59,8 @@ def test_json_shape_and_trace_recomputes_summary(table, tmp_path):
         for g, opt in optimum.items():
             hits = []
             for seed in range(3):
-                v = [float(x["throughput"]) for x in rows if x["run"] == run and x["group"] == g and x["seed"] == str(seed) and x["feasible"] == "True"]
+                v = [float(x["throughput"]) for x in rows
+                     if x["run"] == run and x["group"] == g and x["seed"] == str(seed) and x["feasible"] == "True"]
                 hits.append(bool(v) and (opt - max(v)) / opt <= 0.1)
             ps.append(np.mean(hits))
         assert np.mean(ps) == pytest.approx(s["overall"]["throughput"][key])

@@ -55,7 +55,9 @@ def test_multi_objective_with_constraints():
         trial.set_constraint("x_max", x - 0.8)  # feasible when x <= 0.8
         return x + (c == "q"), (1 - x) ** 2
 
-    s = optuna.create_study(directions=["minimize", "maximize"], sampler=SurrogateSampler(seed=0, n_candidates=200, n_local=50))
+    s = optuna.create_study(
+        directions=["minimize", "maximize"], sampler=SurrogateSampler(seed=0, n_candidates=200, n_local=50)
+    )
     s.optimize(obj, n_trials=12)
     assert len(s.trials) == 12 and all(t.state.name == "COMPLETE" for t in s.trials)
     assert any(all(v <= 0 for v in t.constraints.values()) for t in s.trials)

@@ -46,7 +46,9 @@ def test_bad_bound_is_refused():
         BoundedGPSampler(max_trials=1)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="GPSampler needs PyTorch: pip install 'novatune[gp]'")
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="GPSampler needs PyTorch: pip install 'novatune[gp]'"
+)
 def test_bounded_gp_runs_a_constrained_study_and_fits_on_the_bound():
     assert BOUNDED, "the installed Optuna lacks GPSampler._sample_relative_impl: the bound would not apply"
     seen: list[int] = []

@@ -109,3 +109,30 @@ def test_versus_reference_orders_dominating_points_and_gives_signed_changes() ->
     assert not vs.better[0].any() and not vs.worse[0].any()
     with pytest.raises(ValueError, match="reference index 7"):
         versus_reference(vals, [True] * 5, d, 7)
+
+
+def _union_area(pts, ref):
+    """Area of the union of the boxes [p, ref], by coordinate compression (independent of pareto.py)."""
+    pts = [p for p in pts if np.all(np.isfinite(p)) and p[0] < ref[0] and p[1] < ref[1]]
+    xs = sorted({p[0] for p in pts} | {ref[0]})
+    area = 0.0
+    for x0, x1 in zip(xs, xs[1:]):
+        ys = [p[1] for p in pts if p[0] <= x0]
+        if ys:
+            area += (x1 - x0) * (ref[1] - min(ys))
+    return area
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_hypervolume_2d_on_random_fronts(seed):
+    # the one 2-D hypervolume (the replay's hv_ratio uses it too): NaN rows, ties, points past the reference
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 25))
+    pts = rng.uniform(-0.2, 1.3, size=(n, 2))
+    if n and seed % 3 == 0:
+        pts[rng.integers(0, n, size=n // 2)] = pts[0]
+        pts[: n // 3, 0] = pts[0, 0]
+    if n and seed % 5 == 0:
+        pts[rng.integers(0, n), int(rng.integers(0, 2))] = np.nan
+    ref = np.array([1.1, 1.1])
+    assert hypervolume(pts.reshape(-1, 2), ref) == pytest.approx(_union_area(pts, ref), rel=1e-12, abs=1e-12)

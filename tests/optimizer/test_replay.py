@@ -33,7 +33,8 @@ THROUGHPUT = Objective("throughput", "max")
 
 def table(objs=(THROUGHPUT,), df=None):
     return ReplayTable.from_frame(
-        frame() if df is None else df, group="bench", knobs=["engine", "threads", "cache"], objectives=list(objs), feasible="valid"
+        frame() if df is None else df, group="bench", knobs=["engine", "threads", "cache"], objectives=list(objs),
+        feasible="valid",
     )
 
 
@@ -54,7 +55,7 @@ def test_feasible_words():
 def test_blank_means_not_applicable():
     t = table()
     assert ("lmdb", "2", "") in t.space  # a blank cell is its own "n/a" value
-    ks = rp._KnobSpace(t)
+    ks = rp.KnobSpace(t)
     import optuna
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -87,7 +88,8 @@ def _recompute(res, t, obj="throughput"):
         opt = g.optimum(0, o)
         hits = []
         for s in range(res.seeds):
-            vals = [r[obj] for r in res.trace if r["group"] == gname and r["seed"] == s and r["run"] == "sampler" and r["feasible"]]
+            vals = [r[obj] for r in res.trace
+                    if r["group"] == gname and r["seed"] == s and r["run"] == "sampler" and r["feasible"]]
             hits.append(bool(vals) and within(max(vals) if o.direction == "max" else min(vals), opt, o.direction))
         ps.append(np.mean(hits))
     return float(np.mean(ps))
@@ -119,7 +121,7 @@ def test_transfer_never_uses_the_tuned_group():
     df = frame()
     df.loc[df["bench"] == "w1", "throughput"] = df.loc[df["bench"] == "w1", "throughput"][::-1].to_numpy()
     poisoned = table(df=df)
-    assert rp._prior_for(t, "w1", None) == rp._prior_for(poisoned, "w1", None)
+    assert rp.transfer_prior(t, "w1", None) == rp.transfer_prior(poisoned, "w1", None)
     # the first two proposals come from the prior only; they do not change
     for s in range(3):
         a = rp.AutoProposer(t, t.groups["w1"], s, transfer=True)

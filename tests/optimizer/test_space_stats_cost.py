@@ -50,10 +50,13 @@ def test_distributions_are_static_so_model_based_samplers_stay_relative():
 @pytest.mark.parametrize(
     "proposal, applied",
     [
-        ({"vm.dirty_background_ratio": 30, "vm.dirty_ratio": 20}, {"vm.dirty_background_ratio": 19, "vm.dirty_ratio": 20}),
-        ({"vm.dirty_background_ratio": 20, "vm.dirty_ratio": 20}, {"vm.dirty_background_ratio": 19, "vm.dirty_ratio": 20}),
+        ({"vm.dirty_background_ratio": 30, "vm.dirty_ratio": 20},
+         {"vm.dirty_background_ratio": 19, "vm.dirty_ratio": 20}),
+        ({"vm.dirty_background_ratio": 20, "vm.dirty_ratio": 20},
+         {"vm.dirty_background_ratio": 19, "vm.dirty_ratio": 20}),
         ({"vm.dirty_background_ratio": 5, "vm.dirty_ratio": 5}, {"vm.dirty_background_ratio": 4, "vm.dirty_ratio": 5}),
-        ({"vm.dirty_background_ratio": 3, "vm.dirty_ratio": 40}, {"vm.dirty_background_ratio": 3, "vm.dirty_ratio": 40}),
+        ({"vm.dirty_background_ratio": 3, "vm.dirty_ratio": 40},
+         {"vm.dirty_background_ratio": 3, "vm.dirty_ratio": 40}),
     ],
 )
 def test_repair_moves_the_lower_knob_just_below_the_upper(proposal, applied):

@@ -8,7 +8,8 @@ import warnings
 import optuna
 import pytest
 
-from experiments.samplers import GRID_MAX, build_sampler, grid_values
+from optimizer import samplers
+from optimizer.samplers import GRID_MAX, build_sampler, grid_values
 from optimizer.space import CategoricalParam, FloatParam, IntParam, LessThan, SearchSpace
 
 SPACE = SearchSpace(
@@ -66,7 +67,8 @@ def test_grid_enqueues_only_valid_points_in_a_seeded_order():
     [
         ("simulated-annealing", 1, SPACE, "unknown sampler 'simulated-annealing'; allowed: auto, random, tpe"),
         ("cmaes", 2, SPACE, "cmaes optimises one objective"),
-        ("cmaes", 1, SearchSpace((CategoricalParam("thp.enabled", ("always", "never")),)), "needs at least one numeric"),
+        ("cmaes", 1, SearchSpace((CategoricalParam("thp.enabled", ("always", "never")),)),
+         "needs at least one numeric"),
         ("grid", 1, SearchSpace(tuple(IntParam(f"k{i}", 0, 100) for i in range(6))), f"more than {GRID_MAX}"),
     ],
 )
@@ -79,3 +81,36 @@ def test_bad_sampler_choices_say_why(name, n_obj, space, message):
 def test_gp_without_torch_says_how_to_install_it():
     with pytest.raises(ValueError, match=r"needs PyTorch: pip install 'novatune\[gp\]'"):
         build_sampler("gp", SPACE, n_objectives=1, budget=10, seed=0)
+
+
+def test_gp_without_torch_is_refused_and_auto_falls_back(monkeypatch):
+    monkeypatch.setattr(samplers, "torch_installed", lambda: False)
+    with pytest.raises(ValueError, match=r"needs PyTorch: pip install 'novatune\[gp\]'"):
+        build_sampler("gp", SPACE, n_objectives=1, budget=10, seed=0)
+    numeric = SearchSpace((IntParam("vm.swappiness", 0, 100),))
+    choice = build_sampler("auto", numeric, n_objectives=1, budget=20, seed=0)
+    assert choice.name == "surrogate" and choice.reason.endswith("without PyTorch")
+
+
+@pytest.mark.parametrize("budget, startup, population", [(6, 4, 4), (21, 7, 7), (90, 10, 20)])
+def test_study_settings_scale_with_the_budget(budget, startup, population):
+    s = samplers.study_settings(budget)
+    assert (s.n_startup_trials, s.population_size, s.cmaes_startup_trials, s.bounded_gp) == (
+        startup, population, 1, True)
+    tpe = build_sampler("tpe", SPACE, n_objectives=1, budget=budget, seed=0).sampler
+    assert tpe._n_startup_trials == startup
+    nsga = build_sampler("nsga2", SPACE, n_objectives=2, budget=budget, seed=0).sampler
+    assert nsga._population_size == population
+
+
+def test_optuna_sampler_takes_the_settings_it_is_given():
+    s = samplers.SamplerSettings(n_startup_trials=3, population_size=4, cmaes_startup_trials=3, bounded_gp=False)
+    gp = samplers.optuna_sampler("gp", seed=0, settings=s)
+    assert type(gp) is optuna.samplers.GPSampler
+    bounded = samplers.optuna_sampler("gp", seed=0, settings=samplers.study_settings(30))
+    assert type(bounded).__name__ == "BoundedGPSampler"
+    grid = samplers.optuna_sampler("grid", seed=0, settings=s, grid={"a": [1, 2]})
+    assert isinstance(grid, optuna.samplers.GridSampler)
+    for bad, message in (("grid", "no grid"), ("annealing", "unknown sampler 'annealing'")):
+        with pytest.raises(ValueError, match=message):
+            samplers.optuna_sampler(bad, seed=0, settings=s)
