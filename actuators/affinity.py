@@ -15,6 +15,9 @@ from typing import Any
 from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.journal import process_ctime
+from actuators.sysroot import SysRoot
+from collectors.errors import CollectorError
+from collectors.topology import read_cpu_topology
 
 __all__ = [
     "PLACEMENTS", "AffinityKnob", "PlacementKnob", "cpu_topology", "layout", "restore_affinity", "same_thread",
@@ -25,31 +28,15 @@ __all__ = [
 PLACEMENTS = ("compact", "spread", "smt-siblings")
 
 
-def cpu_topology(root: Any = None) -> dict[int, tuple[int, int]]:
-    """CPU -> (package, core) from ``<root>/sys/devices/system/cpu/cpu*/topology``.
+def cpu_topology(root: SysRoot | None = None) -> dict[int, tuple[int, int]]:
+    """CPU -> (package, core) of the online CPUs whose topology is known (collectors' topology reader).
 
-    A CPU without topology files counts as its own core on package 0.
+    A CPU missing here counts as its own core on package 0 (see :func:`layout`).
     """
-    from actuators.sysroot import SysRoot
-
-    root = root if root is not None else SysRoot()
-    base = "sys/devices/system/cpu"
-    out: dict[int, tuple[int, int]] = {}
     try:
-        names = root.listdir(base)
-    except ActuatorError:
-        names = []
-    for name in names:
-        if not (name.startswith("cpu") and name[3:].isdigit()):
-            continue
-        cpu = int(name[3:])
-        try:
-            pkg = int(root.read(f"{base}/{name}/topology/physical_package_id"))
-            core = int(root.read(f"{base}/{name}/topology/core_id"))
-        except (ActuatorError, ValueError):
-            pkg, core = 0, cpu
-        out[cpu] = (pkg, core)
-    return out
+        return read_cpu_topology(root=root if root is not None else SysRoot()).core_map()
+    except CollectorError:  # the root is not a directory
+        return {}
 
 
 def layout(n: int, placement: str, allowed: list[int], topology: dict[int, tuple[int, int]]) -> list[int]:

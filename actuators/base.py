@@ -16,7 +16,8 @@ from numbers import Integral, Real
 from typing import Any, Literal
 
 from actuators.errors import ActuatorError, KnobUnavailable, OutOfBounds
-from actuators.sysroot import SysRoot, selector_value
+from actuators.sysroot import SysRoot
+from collectors.kernelfiles import selector_value, selector_words
 
 __all__ = ["Change", "Domain", "FileKnob", "IntFileKnob", "Knob", "SelectorKnob", "Token"]
 
@@ -321,7 +322,10 @@ class SelectorKnob(FileKnob):
     """A kernel selector file (``none [mq-deadline] kyber bfq``): the bare word is written."""
 
     def parse(self, raw: str) -> str:
-        return selector_value(raw)
+        try:
+            return selector_value(raw)
+        except ValueError as err:
+            raise ActuatorError(str(err)) from None
 
 
 def selector_choices(root: SysRoot, rel: str) -> tuple[str, ...]:
@@ -330,4 +334,4 @@ def selector_choices(root: SysRoot, rel: str) -> tuple[str, ...]:
         raw = root.read(rel)
     except ActuatorError:
         return ()
-    return tuple(w.strip("[]") for w in raw.split())
+    return selector_words(raw)

@@ -24,6 +24,7 @@ a study's integer range gives) sets ``max``, keeping ``min``/``default``
 
 from __future__ import annotations
 
+import errno
 import re
 import subprocess
 import sys
@@ -130,8 +131,26 @@ class NetnsRoot(SysRoot):
     def writable(self, rel: str) -> bool:
         return self.nsfile is not None and self._run("writable", rel).returncode == 0
 
-    def listdir(self, rel: str) -> list[str]:
+    def listdir(self, rel: str, *, strict: bool = False) -> list[str]:
         raise ActuatorError("listing directories inside a network namespace is not supported")
+
+    def is_dir(self, rel: str) -> bool:
+        raise ActuatorError("directories inside a network namespace are not supported")
+
+    def readlink(self, rel: str) -> str:
+        raise ActuatorError("links inside a network namespace are not supported")
+
+    def read_bytes(self, rel: str) -> bytes:
+        """The file as read inside the namespace.
+
+        Raises:
+            OSError: the child could not read it (its message as ``strerror``).
+            ActuatorError: no such namespace, or the child could not run.
+        """
+        res = self._run("read", rel)
+        if res.returncode != 0:
+            raise OSError(errno.EIO, res.stderr.decode(errors="replace"))
+        return res.stdout
 
     def read(self, rel: str) -> str:
         res = self._run("read", rel)

@@ -22,8 +22,9 @@ from actuators.base import Domain, FileKnob
 from actuators.cgroup import WorkloadCgroup
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.sysroot import SysRoot
+from collectors.kernelfiles import parse_cpu_list, parse_meminfo
 
-__all__ = ["CpuWeightKnob", "CpusetKnob", "MemoryKnob", "SIZING", "parse_cpu_list", "sizing_knob"]
+__all__ = ["CpuWeightKnob", "CpusetKnob", "MemoryKnob", "SIZING", "sizing_knob"]
 
 GIB = 1024**3
 #: v1 writes this (page-aligned LLONG_MAX) for "no limit"; anything at or above 2**62 is unlimited
@@ -33,33 +34,16 @@ MEMORY_MARGIN = 1.25
 MEMORY_FLOOR_GIB = 0.0625
 
 
-def parse_cpu_list(text: str) -> list[int]:
-    """``"0-2,4"`` -> ``[0, 1, 2, 4]``. Raises ``ValueError`` on malformed text."""
-    out: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        a, b = int(lo), int(hi) if hi else int(lo)
-        if a < 0 or b < a:
-            raise ValueError(f"bad CPU range {part!r}")
-        out.extend(range(a, b + 1))
-    return sorted(set(out))
-
-
-def _ranges(items: list[int]) -> tuple[str, ...]:
+def _ranges(items: tuple[int, ...]) -> tuple[str, ...]:
     """Compact prefixes of ``items``: ``[0, 1, 2]`` -> ``("0", "0-1", "0-2")``."""
     return tuple(str(items[0]) if n == 1 else f"{items[0]}-{items[n - 1]}" for n in range(1, len(items) + 1))
 
 
 def _mem_total_bytes(root: SysRoot) -> int:
     try:
-        for line in root.read("proc/meminfo").splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except (ActuatorError, ValueError, IndexError):
-        pass
-    return 0
+        return parse_meminfo(root.read("proc/meminfo")).get("MemTotal", 0)
+    except ActuatorError:
+        return 0
 
 
 class _CgroupFileKnob(FileKnob):
@@ -181,7 +165,7 @@ class CpusetKnob(_CgroupFileKnob):
                 choices = ()
         if not choices:
             n = (os.cpu_count() or 1) if what == "cpus" else 1
-            choices = _ranges(list(range(n)))
+            choices = _ranges(tuple(range(n)))
         super().__init__(
             cgroup=cgroup, leaf_v1=f"cpuset.{what}", leaf_v2=f"cpuset.{what}", name=f"sizing.cpuset_{what}",
             domain=Domain("categorical", choices=choices), risk="medium", unit="list",

@@ -24,6 +24,7 @@ from typing import Any
 from actuators.base import Domain, IntFileKnob, Risk, Scope
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.sysroot import SysRoot
+from collectors.kernelfiles import parse_meminfo
 
 __all__ = [
     "SYSCTLS", "DirtyRatioKnob", "MinFreeKbytesKnob", "SysctlKnob", "SysctlSpec", "int_sysctl", "min_free_bounds",
@@ -130,13 +131,8 @@ class MinFreeKbytesKnob(SysctlKnob):
 def min_free_bounds(root: SysRoot) -> tuple[int, int] | None:
     """``(low, high)`` for ``vm.min_free_kbytes`` from ``MemTotal``, or None if unknown."""
     try:
-        for line in root.read("proc/meminfo").splitlines():
-            if line.startswith("MemTotal:"):
-                total = int(line.split()[1])
-                break
-        else:
-            return None
-    except (ActuatorError, ValueError, IndexError):
+        total = parse_meminfo(root.read("proc/meminfo"))["MemTotal"] // 1024
+    except (ActuatorError, KeyError):
         return None
     default = min(max(math.isqrt(total * 16), 128), 262144)
     low, high = max(default // 2, 128), total * 5 // 100

@@ -38,8 +38,8 @@ from typing import Any, Literal
 import yaml
 from optuna.trial import TrialState
 
-from actuators.irq import parse_cpulist
 from actuators.net import NET_TRIPLETS
+from collectors.kernelfiles import format_cpu_mask, parse_cpu_list
 from experiments.store import StudyView
 
 __all__ = ["FILENAMES", "FORMATS", "ExportError", "ExportRequestError", "choose_trial", "read_deployed", "render",
@@ -391,7 +391,7 @@ def _shell_writes(view: StudyView, doc: dict[str, Any]) -> tuple[list[_Write], l
             block.append((list(_BLOCK_FILES).index(leaf), _Write(name, f"/sys/block/{dev}/{_BLOCK_FILES[leaf]}", v)))
         elif name == "irq.default_affinity":
             try:
-                mask = format(sum(1 << c for c in parse_cpulist(str(value))), "x")
+                mask = format_cpu_mask(parse_cpu_list(str(value), strict=True))
             except ValueError:
                 others.append(_knob(name, value))
                 continue

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actuators import ChangeSession, Journal, OutOfBounds, SysRoot, WorkloadCgroup
-from actuators.sizing import SIZING, parse_cpu_list, sizing_knob
+from actuators.sizing import SIZING, sizing_knob
+from collectors.kernelfiles import parse_cpu_list
 from tests.actuators.conftest import tree_bytes
 
 GIB = 1024**3
@@ -184,7 +185,7 @@ def test_without_a_cgroup_every_sizing_knob_is_unavailable_with_a_reason():
 
 
 def test_parse_cpu_list():
-    assert parse_cpu_list("0-2,4\n") == [0, 1, 2, 4]
+    assert parse_cpu_list("0-2,4\n") == (0, 1, 2, 4)
     with pytest.raises(ValueError):
         parse_cpu_list("3-1")
 
