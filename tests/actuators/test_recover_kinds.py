@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -43,6 +44,9 @@ THREADED = "import threading, time\nthreading.Thread(target=time.sleep, args=(60
 def test_process_settings_of_a_live_target(journal: Journal) -> None:
     child = subprocess.Popen([sys.executable, "-c", THREADED])
     try:
+        deadline = time.monotonic() + 10  # both threads exist before the change (else a late one keeps the old value)
+        while len(os.listdir(f"/proc/{child.pid}/task")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         cat = Catalog(context=KnobContext(pids=lambda: [child.pid]))
         nice0, pol0 = os.getpriority(os.PRIO_PROCESS, child.pid), os.sched_getscheduler(child.pid)
         _crash_after_apply(journal, [(cat.get("sched.nice"), 9), (cat.get("sched.policy"), "batch")])
