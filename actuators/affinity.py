@@ -5,7 +5,8 @@
 to every thread (``/proc/<pid>/task/*``) of every workload pid. The topology
 is read through :mod:`collectors.topology`; the layout itself is pure planning,
 :mod:`optimizer.placement`'s. The token keeps each thread's old mask and create
-time, so a restore never touches a reused tid.
+time, so a restore never touches a reused tid. :data:`FAMILY` declares the
+``affinity`` family (deployed as systemd ``CPUAffinity`` when compact).
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from typing import Any
 
 from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError, OutOfBounds
+from actuators.family import Env, Family, KnobExport, SystemdOption
 from actuators.journal import process_ctime
 from actuators.sysroot import SysRoot
 from collectors.errors import CollectorError
 from collectors.topology import read_cpu_topology
 from optimizer.placement import PLACEMENTS, layout, placement_of
 
-__all__ = ["AffinityKnob", "PlacementKnob", "cpu_topology", "restore_affinity", "same_thread", "threads_of"]
+__all__ = [
+    "FAMILY", "AffinityFamily", "AffinityKnob", "PlacementKnob", "cpu_topology", "restore_affinity", "same_thread",
+    "threads_of",
+]
 
 def cpu_topology(root: SysRoot | None = None) -> dict[int, tuple[int, int]]:
     """CPU -> (package, core) of the online CPUs whose topology is known, read by collectors' topology reader.
@@ -198,11 +203,9 @@ class AffinityKnob(Knob):
 class PlacementKnob(AffinityKnob):
     """``affinity.placement``: how the workload's current CPU count is laid out on the topology.
 
-    Applied after ``affinity.cpus`` in a set (``apply_order``), so the pair means
-    "N CPUs, placed this way" whatever order a study lists them in.
+    Applied after ``affinity.cpus`` in a set (the family's ``apply_order``), so the
+    pair means "N CPUs, placed this way" whatever order a study lists them in.
     """
-
-    apply_order = 1
 
     def __init__(self, *, pids: Callable[[], list[int]] | None, root: SysRoot | None = None) -> None:
         super().__init__(pids=pids, root=root)
@@ -228,3 +231,35 @@ class PlacementKnob(AffinityKnob):
 
     def target_mask(self, value: Any) -> list[int]:
         return layout(len(self.current_mask()), str(value), self.allowed(), self.topology)
+
+
+def _first_cpus(value: Any) -> str:
+    n = int(value)
+    return "0" if n == 1 else f"0-{n - 1}"
+
+
+_COMPACT = ("affinity.placement", "compact")
+
+
+class AffinityFamily(Family):
+    """``affinity.*``: how many CPUs the workload's threads run on, and how they are laid out."""
+
+    name = "affinity"
+    patterns = ("affinity.cpus", "affinity.placement")
+    apply_order = {"affinity.placement": 1}  # "N CPUs, placed this way": the count first
+    restore_kinds = ("affinity",)
+    workload = True
+    exports = {
+        "affinity.cpus": KnobExport(systemd=SystemdOption(
+            "CPUAffinity", _first_cpus, when=_COMPACT, why_not="which CPUs depends on the target's topology",
+            note=lambda v: f"CPUAffinity: affinity.cpus={int(v)} as the first {int(v)} CPU(s) (compact placement)")),
+        # compact with a count: the count's CPUAffinity says it all
+        "affinity.placement": KnobExport(systemd=SystemdOption(None, when=_COMPACT, carried_by="affinity.cpus")),
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        cls = AffinityKnob if name == "affinity.cpus" else PlacementKnob
+        return cls(pids=env.context.pids, root=env.root)
+
+
+FAMILY = AffinityFamily()

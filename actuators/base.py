@@ -13,15 +13,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from actuators.errors import ActuatorError, KnobUnavailable, OutOfBounds
 from actuators.sysroot import SysRoot
 from collectors.kernelfiles import selector_value, selector_words
 
-__all__ = ["Change", "Domain", "FileKnob", "IntFileKnob", "Knob", "SelectorKnob", "Token"]
+__all__ = ["TOKEN_KINDS", "Change", "Domain", "FileKnob", "IntFileKnob", "Knob", "SelectorKnob", "Token", "TokenKind"]
 
 Kind = Literal["int", "float", "categorical"]
+#: how a change is put back (a Token's ``kind``, journaled as ``restore``)
+TokenKind = Literal["file", "affinity", "files", "process", "nic"]
+TOKEN_KINDS: tuple[str, ...] = get_args(TokenKind)
 Risk = Literal["low", "medium", "high"]
 Scope = Literal["host", "device", "netns", "cgroup", "process", "vm"]
 
@@ -115,7 +118,7 @@ class Token:
     old: Any
     new: Any
     value: Any
-    kind: Literal["file", "affinity", "files", "process", "nic"] = "file"
+    kind: TokenKind = "file"
 
 
 class Knob(ABC):

@@ -9,6 +9,10 @@ non-empty subset of the online CPUs. Some IRQs refuse a new affinity (EIO on
 many VMs): ``apply`` then raises :class:`ActuatorError` with the kernel's reason.
 
 For a study the domain offers all online CPUs and each single CPU as choices.
+TuneD 2.20 cannot carry these knobs (its scheduler plugin applies
+``default_irq_smp_affinity`` only together with ``isolated_cores`` and has no
+per-IRQ option; ``/proc/irq`` is outside ``[sysfs]``); the shell export writes
+the files. :data:`FAMILY` declares the ``irq`` family.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ from __future__ import annotations
 from numbers import Integral
 from typing import Any
 
-from actuators.base import Domain, FileKnob
-from actuators.errors import OutOfBounds
+from actuators.base import Domain, FileKnob, Knob
+from actuators.errors import OutOfBounds, UnknownKnob
+from actuators.family import Env, Family, KnobExport
 from actuators.sysroot import SysRoot
 from collectors.kernelfiles import format_cpu_list, format_cpu_mask, parse_cpu_list, parse_cpu_mask
 from collectors.topology import online_cpus
 
-__all__ = ["IrqAffinityKnob", "irq_affinity_knob", "irq_default_knob", "irq_numbers"]
+__all__ = ["FAMILY", "IrqAffinityKnob", "IrqFamily", "irq_affinity_knob", "irq_default_knob", "irq_numbers"]
 
 DEFAULT_REL = "proc/irq/default_smp_affinity"
 _ONLINE = "sys/devices/system/cpu/online"
@@ -109,3 +114,43 @@ def irq_affinity_knob(irq: str, root: SysRoot) -> IrqAffinityKnob:
         needs_root=True,
         description=f"CPUs IRQ {irq} may be delivered to (CPU list; some IRQs refuse changes).",
     )
+
+
+def _mask_text(value: Any) -> str:
+    """A CPU list as the hex mask ``default_smp_affinity`` takes.
+
+    Raises:
+        ValueError: not a CPU list.
+    """
+    return format_cpu_mask(parse_cpu_list(str(value), strict=True))
+
+
+class IrqFamily(Family):
+    """``irq.default_affinity`` and ``irq.<n>.affinity`` for each numbered entry of ``/proc/irq``."""
+
+    name = "irq"
+    prefix = "irq."
+    patterns = ("irq.default_affinity", "irq.<n>.affinity")
+    fields = {"n": "[0-9]+"}
+    exports = {
+        "irq.default_affinity": KnobExport(file="/" + DEFAULT_REL, file_value=_mask_text),
+        "irq.<n>.affinity": KnobExport(file="/proc/irq/{n}/smp_affinity_list"),
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        if name == "irq.default_affinity":
+            return irq_default_knob(env.root)
+        irq, _, leaf = name[len("irq."):].partition(".")
+        if leaf != "affinity":
+            raise UnknownKnob("IRQ knobs are irq.default_affinity and irq.<n>.affinity")
+        listed = {n: n for n in irq_numbers(env.root)}
+        if irq not in listed:
+            raise UnknownKnob(f"no IRQ {irq!r} in /proc/irq")
+        return irq_affinity_knob(listed[irq], env.root)
+
+    def knobs(self, env: Env) -> list[Knob]:
+        """The default affinity and one knob per numbered IRQ."""
+        return [irq_default_knob(env.root), *(irq_affinity_knob(n, env.root) for n in irq_numbers(env.root))]
+
+
+FAMILY = IrqFamily()

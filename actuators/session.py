@@ -16,6 +16,7 @@ from actuators.base import Change, FileKnob, Knob, Token
 from actuators.cgroup import VcpusKnob
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.journal import Journal
+from actuators.registry import REGISTRY
 
 __all__ = ["ChangeSession"]
 
@@ -102,9 +103,11 @@ class ChangeSession:
         """Apply a set, ordered so relations between knobs hold after every write.
 
         The final state is validated first (each knob against the others' new
-        values); then knobs are applied in an order where each one validates
-        against what the system holds at that moment (e.g. ``vm.dirty_ratio``
-        is raised before ``vm.dirty_background_ratio`` when both go up).
+        values); then knobs are applied in the families' apply order (see
+        :attr:`actuators.family.Family.apply_order`), each as soon as it
+        validates against what the system holds at that moment (e.g.
+        ``vm.dirty_ratio`` is raised before ``vm.dirty_background_ratio`` when
+        both go up).
 
         Raises:
             OutOfBounds: the set is invalid; nothing was written.
@@ -114,8 +117,9 @@ class ChangeSession:
         final = {k.name: v for k, v in values.items()}
         for knob, value in values.items():
             knob.validate(value, assume=final)
-        # knobs that build on others' values go last (``apply_order``, e.g. affinity.placement)
-        pending = sorted(values.items(), key=lambda kv: getattr(kv[0], "apply_order", 0))
+        # in the families' apply order (affinity.placement after affinity.cpus, a block scheduler before the
+        # queue sizes it resets), the given order among equals
+        pending = sorted(values.items(), key=lambda kv: REGISTRY.rank(kv[0].name))
         changes: list[Change] = []
         while pending:
             for i, (knob, value) in enumerate(pending):

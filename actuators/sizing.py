@@ -10,6 +10,10 @@ v2, through one file each; restore writes back the exact old bytes.
   plus a margin, never above the machine's RAM. No limit reads as RAM.
 * ``sizing.cpuset_cpus`` / ``sizing.cpuset_mems`` — a compact range of the
   parent's CPUs / memory nodes (``0``, ``0-1``, ...).
+
+:data:`FAMILY` declares the ``sizing`` family (with ``sizing.vcpus`` of
+:mod:`actuators.cgroup`); each knob is deployed as a systemd resource-control
+option of the workload's unit.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from actuators.base import Domain, FileKnob
-from actuators.cgroup import WorkloadCgroup
+from actuators.base import Domain, FileKnob, Knob
+from actuators.cgroup import VcpusKnob, WorkloadCgroup
 from actuators.errors import ActuatorError, OutOfBounds
+from actuators.family import Env, Family, KnobExport, SystemdOption, one_line
 from actuators.sysroot import SysRoot
 from collectors.kernelfiles import parse_cpu_list, parse_meminfo
 
-__all__ = ["CpuWeightKnob", "CpusetKnob", "MemoryKnob", "SIZING", "sizing_knob"]
+__all__ = ["FAMILY", "SIZING", "CpuWeightKnob", "CpusetKnob", "MemoryKnob", "SizingFamily", "sizing_knob"]
 
 GIB = 1024**3
 #: v1 writes this (page-aligned LLONG_MAX) for "no limit"; anything at or above 2**62 is unlimited
@@ -191,3 +196,34 @@ def sizing_knob(name: str, cgroup: WorkloadCgroup | None) -> FileKnob:
     if name in ("sizing.cpuset_cpus", "sizing.cpuset_mems"):
         return CpusetKnob(cgroup=cgroup, what=name.rsplit("_", 1)[1])
     raise KeyError(name)
+
+
+def _percent(x: Any) -> str:
+    return f"{round(float(x) * 100, 2):g}%"
+
+
+class SizingFamily(Family):
+    """``sizing.*``: the resources of the workload cgroup a run creates."""
+
+    name = "sizing"
+    patterns = ("sizing.vcpus", *SIZING)
+    workload = True
+    exports = {
+        "sizing.vcpus": KnobExport(systemd=SystemdOption(
+            "CPUQuota", _percent, note=lambda v: f"CPUQuota: sizing.vcpus={v} CPUs x 100%")),
+        # the cgroup v2 cpu.weight scale, 1-10000, 100 = default
+        "sizing.cpu_weight": KnobExport(systemd=SystemdOption("CPUWeight", lambda v: str(int(v)))),
+        "sizing.memory_gib": KnobExport(systemd=SystemdOption(
+            "MemoryMax", lambda v: str(round(float(v) * GIB)),
+            note=lambda v: f"MemoryMax: sizing.memory_gib={v} GiB in bytes")),
+        "sizing.cpuset_cpus": KnobExport(systemd=SystemdOption("AllowedCPUs", one_line)),
+        "sizing.cpuset_mems": KnobExport(systemd=SystemdOption("AllowedMemoryNodes", one_line)),
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        if name == "sizing.vcpus":
+            return VcpusKnob(cgroup=env.context.cgroup)
+        return sizing_knob(name, env.context.cgroup)
+
+
+FAMILY = SizingFamily()
