@@ -90,7 +90,7 @@ class Registry:
     # ----------------------------------------------------------------- checks
     def problems(self) -> list[str]:
         """Every inconsistency of the declarations (empty when the registry is sound)."""
-        from actuators.base import TOKEN_KINDS as RESTORERS
+        from actuators.restore import RESTORERS
 
         out: list[str] = []
         names = [f.name for f in self.families]
