@@ -114,7 +114,7 @@ class MemoryKnob(_CgroupFileKnob):
     def parse(self, raw: str) -> float:
         word = raw.split()[0]
         if word == "max" or int(word) >= _UNLIMITED:
-            return float(self.domain.high)  # type: ignore[arg-type]
+            return float(self.domain.high or 0.0)  # no limit reads as the RAM (the domain's high bound)
         return int(word) / GIB
 
     def format(self, value: Any) -> str:
@@ -161,8 +161,9 @@ class CpusetKnob(_CgroupFileKnob):
             raise ValueError(f"cpuset knob is cpus or mems, not {what!r}")
         self.what = what
         choices: tuple[str, ...] = ()
-        if cgroup is not None and cgroup.dir_for("cpuset"):
-            parent = cgroup.dir_for("cpuset").rsplit("/", 1)[0]  # type: ignore[union-attr]
+        cpuset_dir = cgroup.dir_for("cpuset") if cgroup is not None else None
+        if cgroup is not None and cpuset_dir:
+            parent = cpuset_dir.rsplit("/", 1)[0]
             leaf = f"cpuset.{what}" if cgroup.version == 1 else f"cpuset.{what}.effective"
             try:
                 choices = _ranges(parse_cpu_list(cgroup.root.read(f"{parent}/{leaf}")))

@@ -91,7 +91,8 @@ def _config_values(data: dict[str, Any], src: str) -> dict[str, Any]:
 def _deployed(p: Path) -> ConfigFile:
     """A sysctl.d file or a TuneD profile (directory or ``tuned.conf``), read back into knob values."""
     from actuators.registry import REGISTRY
-    from experiments.export import ExportError, read_deployed
+    from experiments.export import ExportError
+    from experiments.export_deployed import read_deployed
 
     if p.is_dir() and not (p / "tuned.conf").is_file():
         raise ConfigError(f"{p}: a directory without tuned.conf; a TuneD profile directory, a sysctl.d .conf file, "

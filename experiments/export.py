@@ -24,8 +24,9 @@ never dropped silently. Option names of the TuneD plugins are those of TuneD 2.2
 
 Where each knob goes is the knob family's declaration (:mod:`actuators.family`,
 ``KnobExport``: the kernel file, the TuneD section and option, the systemd
-option, what a format cannot express); this module only lays the formats out,
-and :func:`read_deployed` inverts the same declarations.
+option, what a format cannot express); this module only lays the formats out
+(the shell script's body is :mod:`experiments.export_shell`'s), and
+:func:`experiments.export_deployed.read_deployed` inverts the same declarations.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ from optuna.trial import TrialState
 from actuators.family import KnobExport, Match, fill, one_line
 from actuators.registry import REGISTRY
 from actuators.sysctl import sysctl_file
+from experiments.export_shell import SHELL_BODY
 from experiments.store import StudyView
 
-__all__ = ["FILENAMES", "FORMATS", "ExportError", "ExportRequestError", "choose_trial", "read_deployed", "render",
-           "systemd_options", "write_export"]
+__all__ = ["FILENAMES", "FORMATS", "ExportError", "ExportRequestError", "choose_trial", "render", "systemd_options",
+           "write_export"]
 
 FORMATS = ("json", "yaml", "sysctl", "tuned", "systemd", "shell")
 Format = Literal["json", "yaml", "sysctl", "tuned", "systemd", "shell"]
@@ -356,118 +358,6 @@ def _shell_writes(view: StudyView, doc: dict[str, Any]) -> tuple[list[_Write], l
     return [w for _, w in sorted(writes, key=lambda p: p[0])], others
 
 
-_SHELL_BODY = r"""
-set -eu
-
-STATE_FILE=${NOVATUNE_STATE_FILE:-/var/lib/novatune/novatune-apply.state}
-TAB=$(printf '\t')
-
-die() { echo "novatune-apply: $*" >&2; exit 1; }
-
-PLAN=$(mktemp)
-REV=$(mktemp)
-trap 'rm -f "$PLAN" "$REV"' EXIT
-
-# The current value of a kernel file: the [selected] word of a choice list, tabs as spaces.
-current() {
-  v=$(cat -- "$1") || return 1
-  case $v in
-    *'['*']'*) v=${v#*\[}; v=${v%%]*} ;;
-  esac
-  printf '%s' "$v" | tr '\t\n' '  ' | sed 's/ *$//'
-}
-
-put() { printf '%s\n' "$2" > "$1"; }
-
-# Every setting as FILE<TAB>VALUE, in apply order.
-settings() {
-  emit() { printf '%s\t%s\n' "$1" "$2"; }
-__SETTINGS__
-}
-
-do_apply() {
-  [ ! -e "$STATE_FILE" ] || die "$STATE_FILE exists: an earlier apply was not rolled back (run: $0 rollback)"
-  settings > "$PLAN"
-  while IFS=$TAB read -r path _; do
-    [ -e "$path" ] || die "$path does not exist on this host; nothing changed"
-  done < "$PLAN"
-  mkdir -p "$(dirname "$STATE_FILE")"
-  tmp="$STATE_FILE.tmp"
-  : > "$tmp"
-  while IFS=$TAB read -r path _; do
-    printf '%s\t%s\n' "$path" "$(current "$path")" >> "$tmp"
-  done < "$PLAN"
-  sync
-  mv -f "$tmp" "$STATE_FILE"
-  sync
-  while IFS=$TAB read -r path value; do
-    [ "$(current "$path")" = "$value" ] && continue
-    if ! put "$path" "$value"; then
-      echo "novatune-apply: cannot write $value to $path; rolling back" >&2
-      do_rollback || true
-      exit 1
-    fi
-  done < "$PLAN"
-  echo "applied $(wc -l < "$STATE_FILE") setting(s); previous values saved in $STATE_FILE"
-}
-
-do_rollback() {
-  if [ ! -e "$STATE_FILE" ]; then
-    echo "nothing to roll back: $STATE_FILE does not exist"
-    return 0
-  fi
-  tac "$STATE_FILE" > "$REV"
-  # two passes: a later write can reset an earlier one (a block scheduler resets nr_requests)
-  failed=0
-  for pass in 1 2; do
-    failed=0
-    while IFS=$TAB read -r path value; do
-      if [ "$(current "$path" 2>/dev/null || echo '<unreadable>')" != "$value" ]; then
-        if ! put "$path" "$value" 2>/dev/null; then
-          failed=1
-          [ "$pass" = 1 ] || echo "novatune-apply: could not restore $path to $value" >&2
-        fi
-      fi
-    done < "$REV"
-    [ "$failed" = 1 ] || break
-  done
-  [ "$failed" = 0 ] || die "rollback incomplete; $STATE_FILE kept"
-  rm -f "$STATE_FILE"
-  sync
-  echo "rolled back; removed $STATE_FILE"
-}
-
-do_check() {
-  drift=0
-  settings > "$PLAN"
-  while IFS=$TAB read -r path value; do
-    now=$(current "$path" 2>/dev/null || echo '<unreadable>')
-    if [ "$now" != "$value" ]; then
-      echo "differs: $path is $now, export says $value"
-      drift=1
-    fi
-  done < "$PLAN"
-  [ "$drift" = 0 ] && echo "every setting matches the export"
-  return "$drift"
-}
-
-do_status() {
-  if [ -e "$STATE_FILE" ]; then
-    echo "applied; saved previous values ($STATE_FILE):"
-    cat -- "$STATE_FILE"
-  else
-    echo "not applied (no $STATE_FILE)"
-  fi
-}
-
-case "${1:-}" in
-  apply) do_apply ;;
-  rollback) do_rollback ;;
-  check) do_check ;;
-  status) do_status ;;
-  *) echo "usage: $0 apply|rollback|check|status  (state file: \$NOVATUNE_STATE_FILE, default $STATE_FILE)" >&2; exit 2 ;;
-esac
-"""  # noqa: E501 - the script's own lines
 
 
 def _render_shell(view: StudyView, doc: dict[str, Any]) -> str:
@@ -496,7 +386,7 @@ def _render_shell(view: StudyView, doc: dict[str, Any]) -> str:
         "# check: exit 1 when a setting differs from the export. status: shows the saved state.",
     ]
     lines += _note(others, "shell")
-    return "\n".join(lines) + _SHELL_BODY.replace("__SETTINGS__", "\n".join(body))
+    return "\n".join(lines) + SHELL_BODY.replace("__SETTINGS__", "\n".join(body))
 
 
 def _render_yaml(doc: dict[str, Any]) -> str:
@@ -593,160 +483,3 @@ def write_export(
     except OSError as err:
         raise ExportError(f"cannot write the {fmt} export to {dest}: {err}") from None
     return [path]
-
-
-# ----------------------------------------------------- reading them back
-@dataclass(frozen=True)
-class _TunedInverse:
-    """What a TuneD option sets, inverted from the families' export mappings.
-
-    ``options``: ``(section, option)`` -> knob, for ``[vm]`` and ``[cpu]``; ``disk``: ``[disk]`` option ->
-    knob pattern (``block.<dev>.<leaf>``); ``sysfs``: a ``[sysfs]`` path -> knob pattern, for every
-    knob TuneD writes through sysfs (its ``[sysfs]`` and ``[disk]`` settings).
-    """
-
-    options: dict[tuple[str, str], str]
-    disk: dict[str, str]
-    sysfs: list[tuple[re.Pattern[str], str]]
-
-
-def _file_regex(template: str) -> re.Pattern[str]:
-    """An export file template (``/sys/block/{dev}/queue/nr_requests``) as a regex with named fields."""
-    parts = re.split(r"\{([a-z]+)\}", template)
-    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts)))
-
-
-def _tuned_inverse() -> _TunedInverse:
-    inv = _TunedInverse({}, {}, [])
-    for family in REGISTRY.families:
-        for pattern, exp in family.exports.items():
-            t = exp.tuned
-            if t is None:
-                continue
-            if t.section in ("vm", "cpu"):
-                inv.options[(t.section, t.option)] = pattern
-            if t.section == "disk":
-                inv.disk[t.option] = pattern
-            if t.section in ("sysfs", "disk") and exp.file is not None:
-                inv.sysfs.append((_file_regex(exp.file), pattern))
-    return inv
-
-
-class _Deployed:
-    """The values a deployed file sets (``values``), what cannot be checked, and what has no knob."""
-
-    def __init__(self, path: Path, sysctl_names: dict[str, str]) -> None:
-        self.path = path
-        self.sysctl_names = sysctl_names
-        self.values: dict[str, str] = {}
-        self.unchecked: list[str] = []
-        self.unknown: list[str] = []
-
-    def sysctl(self, key: str, value: str) -> None:
-        name = self.sysctl_names.get(key.strip().replace("/", "."))
-        if name is None:
-            self.unknown.append(f"sysctl {key.strip()}")
-        else:
-            self.values[name] = value.strip()
-
-    def read_sysctl_d(self, text: str) -> None:
-        """A sysctl.d file: ``key = value``, ``#``/``;`` comments, a leading ``-`` ignores errors.
-
-        Raises:
-            ExportError: a line that is not ``key = value``.
-        """
-        for n, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line[0] in "#;":
-                continue
-            key, sep, value = line.lstrip("-").partition("=")
-            if not sep:
-                raise ExportError(f"{self.path}:{n}: not a 'key = value' line: {line!r}")
-            self.sysctl(key, value)
-
-    def read_tuned(self, text: str) -> None:
-        """A TuneD profile's ``tuned.conf``.
-
-        Raises:
-            ExportError: not an INI file.
-        """
-        import configparser
-
-        class _CaseKeeping(configparser.ConfigParser):
-            def optionxform(self, optionstr: str) -> str:  # keep option case, as TuneD does
-                return optionstr
-
-        parser = _CaseKeeping(interpolation=None, strict=False)
-        try:
-            parser.read_string(text, source=str(self.path))
-        except configparser.Error as err:
-            raise ExportError(f"{self.path}: not a TuneD profile: {err}") from None
-        inv = _tuned_inverse()
-        for section in parser.sections():
-            opts = dict(parser[section])
-            kind = opts.pop("type", section.split("_", 1)[0] if section.startswith(("disk_", "net_")) else section)
-            if kind == "main":
-                if "include" in opts:
-                    self.unchecked.append(f"the settings of the included profile {opts['include']!r}")
-            elif kind == "sysctl":
-                for key, value in opts.items():
-                    self.sysctl(key, value)
-            elif kind in ("vm", "cpu"):
-                for key, value in opts.items():
-                    name = inv.options.get((kind, key))
-                    if name:
-                        self.values[name] = value
-                    else:
-                        self.unchecked.append(f"[{section}] {key}")
-            elif kind == "disk":
-                self._disk(section, opts, inv)
-            elif kind == "sysfs":
-                self._sysfs(section, opts, inv)
-            else:  # [net] (ethtool settings) and plugins novatune does not tune
-                self.unchecked.append(f"[{section}]")
-
-    def _disk(self, section: str, opts: dict[str, str], inv: _TunedInverse) -> None:
-        devices = [d.strip() for d in opts.pop("devices", "").split(",") if d.strip()]
-        for key, value in opts.items():
-            pattern = inv.disk.get(key)
-            if pattern is None or not devices:
-                self.unchecked.append(f"[{section}] {key}")
-            for dev in devices if pattern else ():
-                self.values[fill(pattern or "", {"dev": dev})] = value
-
-    def _sysfs(self, section: str, opts: dict[str, str], inv: _TunedInverse) -> None:
-        for key, value in opts.items():
-            for regex, pattern in inv.sysfs:
-                m = regex.fullmatch(key)
-                if m:
-                    self.values[fill(pattern, m.groupdict())] = value
-                    break
-            else:
-                self.unknown.append(f"[{section}] {key}")
-
-
-def read_deployed(path: Path, sysctl_names: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The knob values a sysctl.d file or a TuneD profile (its directory or ``tuned.conf``) sets, as
-    text, and what in it cannot be checked -- the inverse of the ``sysctl`` and ``tuned`` exports, so
-    that ``novatune verify`` compares an installed file with the live state.
-
-    ``sysctl_names`` maps sysctl keys to knob names (the catalog's); TuneD options are read back through
-    the families' export mappings.
-
-    Raises:
-        ExportError: a file that is neither, or a setting novatune has no knob for.
-    """
-    if path.is_dir():
-        path = path / "tuned.conf"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ExportError(f"{path}: cannot read: {err}") from None
-    found = _Deployed(path, sysctl_names)
-    if path.name != "tuned.conf":
-        found.read_sysctl_d(text)
-    else:
-        found.read_tuned(text)
-    if found.unknown:
-        raise ExportError(f"{path}: no novatune knob for: {', '.join(found.unknown)}")
-    return found.values, found.unchecked

@@ -179,11 +179,11 @@ def test_sigkill_at_random_moments_then_recover(tmp_path: Path, loop_device: str
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
-            line = child.stdout.readline()  # type: ignore[union-attr]
-            assert line.strip() == "ready", (line, child.stderr.read())  # type: ignore[union-attr]
+            line = child.stdout.readline()  # type: ignore[union-attr]  # stdout=PIPE: never None
+            assert line.strip() == "ready", (line, child.stderr.read())  # type: ignore[union-attr]  # PIPE
             time.sleep(delay)
             if child.poll() is not None:  # it must still be cycling: the kill is what we test
-                raise AssertionError(f"child exited early: {child.stderr.read()}")  # type: ignore[union-attr]
+                raise AssertionError(f"child exited early: {child.stderr.read()}")  # type: ignore[union-attr]  # PIPE
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=10)
         except BaseException:
@@ -278,7 +278,7 @@ def test_crash_between_intent_and_write_is_recovered(
     def dies(intent, root):  # the process dies in the undo too
         raise Dies()
 
-    knob.commit = commit  # type: ignore[method-assign]
+    knob.commit = commit  # type: ignore[method-assign]  # the fault injected
     monkeypatch.setattr(session, "restore_intent", dies)
     with pytest.raises(Dies):
         ChangeSession(journal, run_id="r", trial=0).apply(knob, 5)
