@@ -40,9 +40,9 @@ from actuators import (
     recover,
 )
 from actuators.journal import process_ctime, same_process
-from actuators.sizing import parse_cpu_list
 from collectors.cgroupstats import CgroupCpuReader, cpu_delta
 from collectors.errors import CollectorError, WorkloadError
+from collectors.kernelfiles import parse_cpu_list
 from collectors.metrics import MetricsSampler, Target, parse_target
 from collectors.pricing import load_unit_prices
 from collectors.recorder import Recorder
