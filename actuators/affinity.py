@@ -1,9 +1,12 @@
-"""``affinity.cpus``: how many CPUs the workload's threads may run on.
+"""``affinity.cpus`` and ``affinity.placement``: how many CPUs the workload's threads run on, laid out how.
 
-Compact placement: ``n`` CPUs are the first ``n`` of this process's allowed set
-(sorted), applied with ``os.sched_setaffinity`` to every thread
-(``/proc/<pid>/task/*``) of every workload pid. The token keeps each thread's
-old mask and create time, so a restore never touches a reused tid.
+``n`` CPUs are picked from this process's allowed set by a placement
+(compact by default: the first ``n``), applied with ``os.sched_setaffinity``
+to every thread (``/proc/<pid>/task/*``) of every workload pid. The topology
+is read through :mod:`collectors.topology`; the layout itself is pure planning,
+:mod:`optimizer.placement`'s. The token keeps each thread's old mask and create
+time, so a restore never touches a reused tid. :data:`FAMILY` declares the
+``affinity`` family (deployed as systemd ``CPUAffinity`` when compact).
 """
 
 from __future__ import annotations
@@ -14,79 +17,28 @@ from typing import Any
 
 from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError, OutOfBounds
+from actuators.family import Env, Family, KnobExport, SystemdOption
 from actuators.journal import process_ctime
+from actuators.sysroot import SysRoot
+from collectors.errors import CollectorError
+from collectors.topology import read_cpu_topology
+from optimizer.placement import PLACEMENTS, layout, placement_of
 
 __all__ = [
-    "PLACEMENTS", "AffinityKnob", "PlacementKnob", "cpu_topology", "layout", "restore_affinity", "same_thread",
+    "FAMILY", "AffinityFamily", "AffinityKnob", "PlacementKnob", "cpu_topology", "restore_affinity", "same_thread",
     "threads_of",
 ]
 
-#: how a CPU count becomes a CPU list (see :func:`layout`)
-PLACEMENTS = ("compact", "spread", "smt-siblings")
+def cpu_topology(root: SysRoot | None = None) -> dict[int, tuple[int, int]]:
+    """CPU -> (package, core) of the online CPUs whose topology is known, read by collectors' topology reader.
 
-
-def cpu_topology(root: Any = None) -> dict[int, tuple[int, int]]:
-    """CPU -> (package, core) from ``<root>/sys/devices/system/cpu/cpu*/topology``.
-
-    A CPU without topology files counts as its own core on package 0.
+    Plain data for :func:`optimizer.placement.layout` (a CPU missing here counts
+    as its own core on package 0).
     """
-    from actuators.sysroot import SysRoot
-
-    root = root if root is not None else SysRoot()
-    base = "sys/devices/system/cpu"
-    out: dict[int, tuple[int, int]] = {}
     try:
-        names = root.listdir(base)
-    except ActuatorError:
-        names = []
-    for name in names:
-        if not (name.startswith("cpu") and name[3:].isdigit()):
-            continue
-        cpu = int(name[3:])
-        try:
-            pkg = int(root.read(f"{base}/{name}/topology/physical_package_id"))
-            core = int(root.read(f"{base}/{name}/topology/core_id"))
-        except (ActuatorError, ValueError):
-            pkg, core = 0, cpu
-        out[cpu] = (pkg, core)
-    return out
-
-
-def layout(n: int, placement: str, allowed: list[int], topology: dict[int, tuple[int, int]]) -> list[int]:
-    """The ``n`` CPUs of ``allowed`` that ``placement`` picks.
-
-    * ``compact``: the lowest-numbered CPUs.
-    * ``smt-siblings``: whole cores first, both hardware threads of a core
-      together (shares L1/L2), cores in package order.
-    * ``spread``: one thread per core, round-robin over packages (more cache
-      and memory bandwidth), second threads only once every core has one.
-
-    Raises:
-        ValueError: unknown placement or ``n`` outside 1..len(allowed).
-    """
-    if placement not in PLACEMENTS:
-        raise ValueError(f"unknown placement {placement!r}; allowed: {', '.join(PLACEMENTS)}")
-    if not 1 <= n <= len(allowed):
-        raise ValueError(f"{n} CPUs asked, {len(allowed)} allowed")
-    cpus = sorted(allowed)
-    if placement == "compact":
-        return cpus[:n]
-    topo = {c: topology.get(c, (0, c)) for c in cpus}
-    if placement == "smt-siblings":
-        return sorted(sorted(cpus, key=lambda c: (topo[c], c))[:n])
-    by_core: dict[tuple[int, int], list[int]] = {}
-    for c in cpus:
-        by_core.setdefault(topo[c], []).append(c)
-    rank = {}
-    for core, members in by_core.items():  # thread index within its core
-        for i, c in enumerate(sorted(members)):
-            rank[c] = i
-    packages = sorted({p for p, _ in topo.values()})
-    core_index = {}
-    for p in packages:  # the k-th core of each package
-        for k, core in enumerate(sorted(core for core in by_core if core[0] == p)):
-            core_index[core] = k
-    return sorted(sorted(cpus, key=lambda c: (rank[c], core_index[topo[c]], packages.index(topo[c][0]), c))[:n])
+        return read_cpu_topology(root=root if root is not None else SysRoot()).core_map()
+    except CollectorError:  # the root is not a directory
+        return {}
 
 
 def threads_of(pid: int) -> list[int]:
@@ -130,7 +82,7 @@ def restore_affinity(entries: list[dict[str, Any]]) -> int:
 class AffinityKnob(Knob):
     """``affinity.cpus`` bound to the pids of a run's workload."""
 
-    def __init__(self, *, pids: Callable[[], list[int]] | None, root: Any = None) -> None:
+    def __init__(self, *, pids: Callable[[], list[int]] | None, root: SysRoot | None = None) -> None:
         super().__init__(
             name="affinity.cpus",
             domain=Domain("int", 1, os.cpu_count() or 1, step=1),
@@ -162,11 +114,7 @@ class AffinityKnob(Knob):
 
     def placement_of(self, mask: list[int]) -> str:
         """The placement that lays ``len(mask)`` CPUs out as ``mask``; ``custom`` when none does."""
-        allowed = self.allowed()
-        for p in PLACEMENTS:
-            if len(mask) <= len(allowed) and layout(len(mask), p, allowed, self.topology) == sorted(mask):
-                return p
-        return "custom"
+        return placement_of(mask, self.allowed(), self.topology)
 
     def target_mask(self, value: Any) -> list[int]:
         """The CPU list a (normalised) value means now."""
@@ -255,13 +203,11 @@ class AffinityKnob(Knob):
 class PlacementKnob(AffinityKnob):
     """``affinity.placement``: how the workload's current CPU count is laid out on the topology.
 
-    Applied after ``affinity.cpus`` in a set (``apply_order``), so the pair means
-    "N CPUs, placed this way" whatever order a study lists them in.
+    Applied after ``affinity.cpus`` in a set (the family's ``apply_order``), so the
+    pair means "N CPUs, placed this way" whatever order a study lists them in.
     """
 
-    apply_order = 1
-
-    def __init__(self, *, pids: Callable[[], list[int]] | None, root: Any = None) -> None:
+    def __init__(self, *, pids: Callable[[], list[int]] | None, root: SysRoot | None = None) -> None:
         super().__init__(pids=pids, root=root)
         Knob.__init__(
             self,
@@ -285,3 +231,35 @@ class PlacementKnob(AffinityKnob):
 
     def target_mask(self, value: Any) -> list[int]:
         return layout(len(self.current_mask()), str(value), self.allowed(), self.topology)
+
+
+def _first_cpus(value: Any) -> str:
+    n = int(value)
+    return "0" if n == 1 else f"0-{n - 1}"
+
+
+_COMPACT = ("affinity.placement", "compact")
+
+
+class AffinityFamily(Family):
+    """``affinity.*``: how many CPUs the workload's threads run on, and how they are laid out."""
+
+    name = "affinity"
+    patterns = ("affinity.cpus", "affinity.placement")
+    apply_order = {"affinity.placement": 1}  # "N CPUs, placed this way": the count first
+    restore_kinds = ("affinity",)
+    workload = True
+    exports = {
+        "affinity.cpus": KnobExport(systemd=SystemdOption(
+            "CPUAffinity", _first_cpus, when=_COMPACT, why_not="which CPUs depends on the target's topology",
+            note=lambda v: f"CPUAffinity: affinity.cpus={int(v)} as the first {int(v)} CPU(s) (compact placement)")),
+        # compact with a count: the count's CPUAffinity says it all
+        "affinity.placement": KnobExport(systemd=SystemdOption(None, when=_COMPACT, carried_by="affinity.cpus")),
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        cls = AffinityKnob if name == "affinity.cpus" else PlacementKnob
+        return cls(pids=env.context.pids, root=env.root)
+
+
+FAMILY = AffinityFamily()

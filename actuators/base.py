@@ -13,14 +13,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from actuators.errors import ActuatorError, KnobUnavailable, OutOfBounds
-from actuators.sysroot import SysRoot, selector_value
+from actuators.sysroot import SysRoot
+from collectors.kernelfiles import selector_value, selector_words
 
-__all__ = ["Change", "Domain", "FileKnob", "IntFileKnob", "Knob", "SelectorKnob", "Token"]
+__all__ = ["TOKEN_KINDS", "Change", "Domain", "FileKnob", "IntFileKnob", "Knob", "SelectorKnob", "Token", "TokenKind"]
 
 Kind = Literal["int", "float", "categorical"]
+#: how a change is put back (a Token's ``kind``, journaled as ``restore``)
+TokenKind = Literal["file", "affinity", "files", "process", "nic"]
+TOKEN_KINDS: tuple[str, ...] = get_args(TokenKind)
 Risk = Literal["low", "medium", "high"]
 Scope = Literal["host", "device", "netns", "cgroup", "process", "vm"]
 
@@ -114,7 +118,7 @@ class Token:
     old: Any
     new: Any
     value: Any
-    kind: Literal["file", "affinity", "files", "process", "nic"] = "file"
+    kind: TokenKind = "file"
 
 
 class Knob(ABC):
@@ -321,7 +325,10 @@ class SelectorKnob(FileKnob):
     """A kernel selector file (``none [mq-deadline] kyber bfq``): the bare word is written."""
 
     def parse(self, raw: str) -> str:
-        return selector_value(raw)
+        try:
+            return selector_value(raw)
+        except ValueError as err:
+            raise ActuatorError(str(err)) from None
 
 
 def selector_choices(root: SysRoot, rel: str) -> tuple[str, ...]:
@@ -330,4 +337,4 @@ def selector_choices(root: SysRoot, rel: str) -> tuple[str, ...]:
         raw = root.read(rel)
     except ActuatorError:
         return ()
-    return tuple(w.strip("[]") for w in raw.split())
+    return selector_words(raw)

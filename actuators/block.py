@@ -1,7 +1,10 @@
 """Block device queue settings (TuneD's plugin_disk): ``block.<dev>.*``.
 
 A device name is only ever one of the entries of ``<root>/sys/block`` (the
-catalog matches it against the listing); the leaf maps to a fixed file.
+family matches it against the listing); the leaf maps to a fixed file. A new
+scheduler resets ``nr_requests``, so a set is written scheduler first
+(the family's ``apply_order``, also the shell export's order).
+:data:`FAMILY` declares the ``block`` family.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from actuators.base import Domain, IntFileKnob, Risk, SelectorKnob, selector_choices
+from actuators.base import Domain, IntFileKnob, Knob, Risk, SelectorKnob, selector_choices
+from actuators.errors import UnknownKnob
+from actuators.family import Env, Family, KnobExport, TunedOption
 from actuators.sysroot import SysRoot
 
-__all__ = ["BLOCK_LEAVES", "BlockIntKnob", "ReadAheadKnob", "SchedulerKnob", "block_knob"]
+__all__ = ["BLOCK_LEAVES", "FAMILY", "BlockFamily", "BlockIntKnob", "ReadAheadKnob", "SchedulerKnob", "block_knob"]
 
 #: leaf -> file under sys/block/<dev>/
 BLOCK_LEAVES: dict[str, str] = {
@@ -37,7 +42,9 @@ class _IntLeaf:
 
 #: integer leaves: hard bounds (the kernel may refuse more, e.g. nr_requests above the tag depth)
 _INT_LEAVES: dict[str, _IntLeaf] = {
-    "nr_requests": _IntLeaf(4, 4096, "medium", "", "Request queue depth of {dev} (the device may refuse more than its tags)."),
+    "nr_requests": _IntLeaf(
+        4, 4096, "medium", "", "Request queue depth of {dev} (the device may refuse more than its tags)."
+    ),
     "rq_affinity": _IntLeaf(0, 2, "low", "", "Completion CPU of {dev}: 0 any, 1 same group, 2 the submitting CPU."),
     "nomerges": _IntLeaf(0, 2, "low", "", "Request merging of {dev}: 0 all, 1 simple only, 2 none."),
     "wbt_lat_usec": _IntLeaf(
@@ -109,3 +116,47 @@ def block_knob(dev: str, leaf: str, root: SysRoot) -> IntFileKnob | SelectorKnob
         needs_root=True,
         description=f"I/O scheduler of {dev}; choices are the ones the device offers.",
     )
+
+
+#: the order a set of queue files is written in: a new scheduler resets nr_requests, so it goes first
+WRITE_ORDER = ("scheduler", "read_ahead_kb", "nr_requests", "rq_affinity", "nomerges", "wbt_lat_usec")
+#: leaves TuneD's [disk] plugin sets (the others are [sysfs] files)
+_TUNED_DISK = {"scheduler": "elevator", "read_ahead_kb": "readahead"}  # TuneD: a plain readahead number is KiB
+
+
+class BlockFamily(Family):
+    """``block.<dev>.<leaf>``: queue settings of each device of ``/sys/block`` (TuneD's ``[disk]`` plugin)."""
+
+    name = "block"
+    prefix = "block."
+    patterns = tuple(f"block.<dev>.{leaf}" for leaf in BLOCK_LEAVES)
+    fields = {"dev": r"[A-Za-z0-9_.:-]{1,32}"}
+    apply_order = {f"block.<dev>.{leaf}": 1 + i for i, leaf in enumerate(WRITE_ORDER)}
+    exports = {
+        f"block.<dev>.{leaf}": KnobExport(
+            file=f"/sys/block/{{dev}}/{rel}",
+            tuned=TunedOption("disk", _TUNED_DISK[leaf]) if leaf in _TUNED_DISK else TunedOption("sysfs"),
+        )
+        for leaf, rel in BLOCK_LEAVES.items()
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        dev, _, leaf = name[len("block."):].rpartition(".")
+        if leaf not in BLOCK_LEAVES:
+            raise UnknownKnob(f"block knobs are {', '.join(BLOCK_LEAVES)}")
+        listed = {d: d for d in env.root.listdir("sys/block")}
+        if dev not in listed:
+            raise UnknownKnob(f"no block device {dev!r}")
+        return block_knob(listed[dev], leaf, env.root)
+
+    def knobs(self, env: Env) -> list[Knob]:
+        """Each leaf of each device of ``sys/block`` whose file exists."""
+        return [
+            block_knob(dev, leaf, env.root)
+            for dev in env.root.listdir("sys/block")
+            for leaf, rel in BLOCK_LEAVES.items()
+            if env.root.exists(f"sys/block/{dev}/{rel}")
+        ]
+
+
+FAMILY = BlockFamily()

@@ -122,9 +122,8 @@ class WorkloadCgroup:
         elif "cpu" in _words(root, f"{_V2}/cgroup.controllers"):
             version, rel = 2, f"{_V2}/novatune-{name}"
         else:
-            raise KnobUnavailable(
-                f"no cgroup cpu controller under {root.root}: neither v1 {_V1_CPU} nor v2 with 'cpu' in cgroup.controllers"
-            )
+            raise KnobUnavailable(f"no cgroup cpu controller under {root.root}: "
+                                  f"neither v1 {_V1_CPU} nor v2 with 'cpu' in cgroup.controllers")
         path = root.path(rel)
         if path.exists():
             raise ActuatorError(f"{path} exists already (left by a killed run? run `novatune recover`)")

@@ -125,6 +125,13 @@ def parse_sysctl_text(text: str) -> list[tuple[int, str, str]]:
     return out
 
 
+class _CaseKeepingParser(configparser.ConfigParser):
+    """TuneD option names keep their case (``transparent_hugepages``, ``/sys/...`` paths)."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 class ConflictFinder:
     """Finds the other owners of knob settings under ``root`` (``/`` by default).
 
@@ -237,9 +244,8 @@ class ConflictFinder:
         text = self._read(path)
         if text is None:
             return
-        cp = configparser.ConfigParser(interpolation=None, strict=False, comment_prefixes=("#", ";"),
-                                       inline_comment_prefixes=None, delimiters=("=",))
-        cp.optionxform = str  # type: ignore[assignment,method-assign]
+        cp = _CaseKeepingParser(interpolation=None, strict=False, comment_prefixes=("#", ";"),
+                                inline_comment_prefixes=None, delimiters=("=",))
         try:
             cp.read_string(text, source=str(path))
         except configparser.Error as err:

@@ -8,6 +8,8 @@ Without a cpufreq driver (most VMs) the knobs are listed as unavailable.
 
 The token is a multi-file one (``kind="files"``): ``old`` maps each file to
 its raw content, and a failed write part-way puts back the files already written.
+``cpufreq.epp`` is read by intel_pstate's ``powersave`` governor only: a study
+proposes it with that governor. :data:`FAMILY` declares the ``cpufreq`` family.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 
 from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError
+from actuators.family import Condition, Env, Family, KnobExport, TunedOption
 from actuators.sysroot import SysRoot
 
-__all__ = ["CPUFREQ", "CpufreqKnob", "cpu_dirs", "cpufreq_knob"]
+__all__ = ["CPUFREQ", "FAMILY", "CpufreqFamily", "CpufreqKnob", "cpu_dirs", "cpufreq_knob"]
 
 _CPUS = "sys/devices/system/cpu"
 _CPU = re.compile(r"cpu[0-9]+")
@@ -27,7 +30,8 @@ _CPU = re.compile(r"cpu[0-9]+")
 #: name -> (file in cpuN/cpufreq/, file listing the choices, description)
 CPUFREQ: dict[str, tuple[str, str, str]] = {
     "cpufreq.governor": (
-        "scaling_governor", "scaling_available_governors", "cpufreq governor of every CPU (e.g. performance, schedutil)."
+        "scaling_governor", "scaling_available_governors",
+        "cpufreq governor of every CPU (e.g. performance, schedutil).",
     ),
     "cpufreq.epp": (
         "energy_performance_preference",
@@ -129,3 +133,27 @@ def cpufreq_knob(name: str, root: SysRoot) -> CpufreqKnob:
         needs_root=True,
         description=description,
     )
+
+
+#: TuneD [cpu] plugin option of each knob
+_TUNED_CPU = {"cpufreq.governor": "governor", "cpufreq.epp": "energy_performance_preference"}
+
+
+class CpufreqFamily(Family):
+    """``cpufreq.*``: one cpufreq word for every CPU (TuneD's ``[cpu]`` plugin)."""
+
+    name = "cpufreq"
+    patterns = tuple(CPUFREQ)
+    # EPP is read by intel_pstate's powersave
+    conditions = (Condition("cpufreq.epp", "cpufreq.governor", ("powersave",)),)
+    restore_kinds = ("files",)
+    exports = {
+        n: KnobExport(file=f"/{_CPUS}/cpu[0-9]*/cpufreq/{leaf}", glob=True, tuned=TunedOption("cpu", _TUNED_CPU[n]))
+        for n, (leaf, _, _) in CPUFREQ.items()
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        return cpufreq_knob(name, env.root)
+
+
+FAMILY = CpufreqFamily()

@@ -5,6 +5,7 @@ the knob is never applied here: ``available()`` says so, and ``prepare`` refuses
 What it offers is the current type (from the adapter) and the catalogue of
 types a plan may choose from; ``experiments`` prices the move with
 ``optimizer.instance.plan_resize`` and the catalogue in ``collectors.pricing``.
+:data:`FAMILY` declares the ``instance`` family (nothing to restore, nothing to export).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 
 from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError, KnobUnavailable
+from actuators.family import Env, Family
 from actuators.sysroot import SysRoot
 
-__all__ = ["DmiAdapter", "InstanceAdapter", "InstanceTypeKnob"]
+__all__ = ["FAMILY", "DmiAdapter", "InstanceAdapter", "InstanceFamily", "InstanceTypeKnob"]
 
 _TYPE_RE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9-]+")
 
@@ -81,7 +83,8 @@ class InstanceTypeKnob(Knob):
     def read(self) -> str:
         cur = self.adapter.current()
         if cur is None:
-            raise KnobUnavailable(f"{self.name}: the {self.adapter.name} adapter cannot tell this machine's instance type")
+            raise KnobUnavailable(
+                f"{self.name}: the {self.adapter.name} adapter cannot tell this machine's instance type")
         return cur
 
     def prepare(self, value: Any) -> Token:
@@ -93,3 +96,17 @@ class InstanceTypeKnob(Knob):
 
     def restore(self, token: Token) -> None:
         """Nothing was ever applied, so there is nothing to put back."""
+
+
+class InstanceFamily(Family):
+    """``instance.type``: the VM size, plan only."""
+
+    name = "instance"
+    patterns = ("instance.type",)
+    restore_kinds = ()
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        return InstanceTypeKnob(adapter=DmiAdapter(env.root), choices=env.context.instance_types)
+
+
+FAMILY = InstanceFamily()

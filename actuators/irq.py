@@ -9,74 +9,28 @@ non-empty subset of the online CPUs. Some IRQs refuse a new affinity (EIO on
 many VMs): ``apply`` then raises :class:`ActuatorError` with the kernel's reason.
 
 For a study the domain offers all online CPUs and each single CPU as choices.
+TuneD 2.20 cannot carry these knobs (its scheduler plugin applies
+``default_irq_smp_affinity`` only together with ``isolated_cores`` and has no
+per-IRQ option; ``/proc/irq`` is outside ``[sysfs]``); the shell export writes
+the files. :data:`FAMILY` declares the ``irq`` family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from numbers import Integral
 from typing import Any
 
-from actuators.base import Domain, FileKnob
-from actuators.errors import ActuatorError, OutOfBounds
+from actuators.base import Domain, FileKnob, Knob
+from actuators.errors import OutOfBounds, UnknownKnob
+from actuators.family import Env, Family, KnobExport
 from actuators.sysroot import SysRoot
+from collectors.kernelfiles import format_cpu_list, format_cpu_mask, parse_cpu_list, parse_cpu_mask
+from collectors.topology import online_cpus
 
-__all__ = [
-    "IrqAffinityKnob",
-    "format_cpulist",
-    "irq_affinity_knob",
-    "irq_default_knob",
-    "irq_numbers",
-    "online_cpus",
-    "parse_cpulist",
-]
+__all__ = ["FAMILY", "IrqAffinityKnob", "IrqFamily", "irq_affinity_knob", "irq_default_knob", "irq_numbers"]
 
 DEFAULT_REL = "proc/irq/default_smp_affinity"
 _ONLINE = "sys/devices/system/cpu/online"
-
-
-def parse_cpulist(text: str) -> set[int]:
-    """``"0-2,5"`` -> ``{0, 1, 2, 5}``.
-
-    Raises:
-        ValueError: malformed.
-    """
-    out: set[int] = set()
-    for part in text.strip().split(","):
-        if not part:
-            raise ValueError(text)
-        lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(text)
-        a, b = int(lo), int(hi) if sep else int(lo)
-        if b < a or b > 65535:
-            raise ValueError(text)
-        out.update(range(a, b + 1))
-    return out
-
-
-def format_cpulist(cpus: Iterable[int]) -> str:
-    """``{0, 1, 2, 5}`` -> ``"0-2,5"``."""
-    runs: list[list[int]] = []
-    for c in sorted(set(cpus)):
-        if runs and c == runs[-1][1] + 1:
-            runs[-1][1] = c
-        else:
-            runs.append([c, c])
-    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
-
-
-def _parse_mask(raw: str) -> set[int]:
-    bits = int(raw.strip().replace(",", ""), 16)
-    return {i for i in range(bits.bit_length()) if bits >> i & 1}
-
-
-def online_cpus(root: SysRoot) -> set[int]:
-    """Online CPUs from ``sys/devices/system/cpu/online``; empty when unreadable."""
-    try:
-        return parse_cpulist(root.read(_ONLINE))
-    except (ActuatorError, ValueError):
-        return set()
 
 
 def irq_numbers(root: SysRoot) -> list[str]:
@@ -87,7 +41,7 @@ def irq_numbers(root: SysRoot) -> list[str]:
 class IrqAffinityKnob(FileKnob):
     """An IRQ affinity file; ``mask`` files hold hex, the others a CPU list."""
 
-    def __init__(self, *, mask: bool, online: set[int], **kw: Any) -> None:
+    def __init__(self, *, mask: bool, online: tuple[int, ...], **kw: Any) -> None:
         super().__init__(**kw)
         self.mask = mask
         self.online = frozenset(online)
@@ -98,17 +52,17 @@ class IrqAffinityKnob(FileKnob):
         return super().available()
 
     def parse(self, raw: str) -> str:
-        return format_cpulist(_parse_mask(raw) if self.mask else parse_cpulist(raw))
+        return format_cpu_list(parse_cpu_mask(raw) if self.mask else parse_cpu_list(raw, strict=True))
 
     def format(self, value: Any) -> str:
-        cpus = parse_cpulist(value)
-        return format(sum(1 << c for c in cpus), "x") if self.mask else value
+        cpus = parse_cpu_list(value, strict=True)
+        return format_cpu_mask(cpus) if self.mask else value
 
     def normalise(self, value: Any) -> str:
-        allowed = f"allowed: a non-empty subset of the online CPUs {format_cpulist(self.online) or '(none)'}"
+        allowed = f"allowed: a non-empty subset of the online CPUs {format_cpu_list(self.online) or '(none)'}"
         if isinstance(value, str):
             try:
-                cpus = parse_cpulist(value)
+                cpus = set(parse_cpu_list(value, strict=True))
             except ValueError:
                 raise OutOfBounds(f"{self.name}: {value!r} is not a CPU list; {allowed}") from None
         elif isinstance(value, (set, frozenset, list, tuple)) and all(
@@ -119,13 +73,13 @@ class IrqAffinityKnob(FileKnob):
             raise OutOfBounds(f"{self.name}: {value!r} is not a CPU list; {allowed}")
         if not cpus or not cpus <= self.online:
             raise OutOfBounds(f"{self.name}: {value!r} is outside the hard bounds; {allowed}")
-        return format_cpulist(cpus)
+        return format_cpu_list(cpus)
 
 
-def _choices(online: set[int]) -> tuple[str, ...]:
+def _choices(online: tuple[int, ...]) -> tuple[str, ...]:
     if not online:
         return ()
-    return tuple(dict.fromkeys([format_cpulist(online), *(str(c) for c in sorted(online))]))
+    return tuple(dict.fromkeys([format_cpu_list(online), *(str(c) for c in sorted(online))]))
 
 
 def irq_default_knob(root: SysRoot) -> IrqAffinityKnob:
@@ -160,3 +114,43 @@ def irq_affinity_knob(irq: str, root: SysRoot) -> IrqAffinityKnob:
         needs_root=True,
         description=f"CPUs IRQ {irq} may be delivered to (CPU list; some IRQs refuse changes).",
     )
+
+
+def _mask_text(value: Any) -> str:
+    """A CPU list as the hex mask ``default_smp_affinity`` takes.
+
+    Raises:
+        ValueError: not a CPU list.
+    """
+    return format_cpu_mask(parse_cpu_list(str(value), strict=True))
+
+
+class IrqFamily(Family):
+    """``irq.default_affinity`` and ``irq.<n>.affinity`` for each numbered entry of ``/proc/irq``."""
+
+    name = "irq"
+    prefix = "irq."
+    patterns = ("irq.default_affinity", "irq.<n>.affinity")
+    fields = {"n": "[0-9]+"}
+    exports = {
+        "irq.default_affinity": KnobExport(file="/" + DEFAULT_REL, file_value=_mask_text),
+        "irq.<n>.affinity": KnobExport(file="/proc/irq/{n}/smp_affinity_list"),
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        if name == "irq.default_affinity":
+            return irq_default_knob(env.root)
+        irq, _, leaf = name[len("irq."):].partition(".")
+        if leaf != "affinity":
+            raise UnknownKnob("IRQ knobs are irq.default_affinity and irq.<n>.affinity")
+        listed = {n: n for n in irq_numbers(env.root)}
+        if irq not in listed:
+            raise UnknownKnob(f"no IRQ {irq!r} in /proc/irq")
+        return irq_affinity_knob(listed[irq], env.root)
+
+    def knobs(self, env: Env) -> list[Knob]:
+        """The default affinity and one knob per numbered IRQ."""
+        return [irq_default_knob(env.root), *(irq_affinity_knob(n, env.root) for n in irq_numbers(env.root))]
+
+
+FAMILY = IrqFamily()

@@ -25,6 +25,9 @@ applied and read back) changed the system *to stay*: its open entries remain
 open on purpose (they hold the values to roll back to) and :func:`recover`
 leaves them alone. A run that dies before its ``kept`` record is an ordinary
 dead run: recover undoes it.
+
+:meth:`Journal.records` gives the lines as written; :meth:`Journal.view` the
+same as typed records (:mod:`actuators.records`, the one place they are parsed).
 """
 
 from __future__ import annotations
@@ -44,15 +47,11 @@ import psutil
 
 from actuators.base import Token
 from actuators.errors import ActuatorError
+from actuators.records import KEPT_EVENT, OPENING_EVENTS, JournalView, KnobIntent
 
 __all__ = ["KEPT_EVENT", "OPENING_EVENTS", "Journal", "process_ctime", "same_process"]
 
 log = logging.getLogger(__name__)
-
-#: events that open something (their writer is the run's owner)
-OPENING_EVENTS = frozenset({"begin", "intent", "created"})
-#: the ``event`` of the ``kind: run`` record that marks a run's changes as kept (applied to stay)
-KEPT_EVENT = "kept"
 
 
 def process_ctime(pid: int) -> float | None:
@@ -201,6 +200,14 @@ class Journal:
         self.skipped_lines = skipped
         return out
 
+    def view(self) -> JournalView:
+        """Every record, typed (:class:`~actuators.records.JournalView`).
+
+        Raises:
+            ActuatorError: the journal exists but cannot be read.
+        """
+        return JournalView(self.records())
+
     # ------------------------------------------------------------------- runs
     def begin(self, run_id: str, *, trial: int | None = None) -> dict[str, Any]:
         """Record that ``run_id`` starts (its owner is this process)."""
@@ -239,8 +246,12 @@ class Journal:
             }
         )
 
-    def close_entry(self, entry: dict[str, Any], event: str, *, error: str | None = None) -> dict[str, Any]:
-        """Record ``applied`` / ``restored`` / ``restore_failed`` for an intent record."""
+    def close_entry(
+        self, entry: KnobIntent | dict[str, Any], event: str, *, error: str | None = None
+    ) -> dict[str, Any]:
+        """Record ``applied`` / ``restored`` / ``restore_failed`` for an intent record (typed or as written)."""
+        if isinstance(entry, KnobIntent):
+            entry = entry.raw
         rec = {
             "run": entry.get("run"),
             "trial": entry.get("trial"),
@@ -305,35 +316,18 @@ class Journal:
         return self.append({"run": run_id, "kind": "cgroup", "event": "released", "target": rel, "note": note})
 
     # ---------------------------------------------------------------- queries
+    # the records as written, for callers that keep them so; the reading is JournalView's
     @staticmethod
     def open_entries(records: list[dict[str, Any]], run_id: str | None = None) -> list[dict[str, Any]]:
-        """Intents not followed by a ``restored`` record, in journal order."""
-        closed = {r.get("ref") for r in records if r.get("kind") == "knob" and r.get("event") == "restored"}
-        return [
-            r
-            for r in records
-            if r.get("kind") == "knob"
-            and r.get("event") == "intent"
-            and r["seq"] not in closed
-            and (run_id is None or r.get("run") == run_id)
-        ]
+        """Intents not followed by a ``restored`` record, in journal order (see :meth:`JournalView.open_intents`)."""
+        return [r.raw for r in JournalView(records).open_intents(run_id)]
 
     @staticmethod
     def kept_runs(records: list[dict[str, Any]]) -> set[str]:
         """Runs marked kept (a ``kind: run``, ``event: kept`` record): recover never restores them."""
-        return {str(r["run"]) for r in records
-                if r.get("kind") == "run" and r.get("event") == KEPT_EVENT and r.get("run") is not None}
+        return JournalView(records).kept_runs()
 
     @staticmethod
     def open_resources(records: list[dict[str, Any]], kind: str, run_id: str | None = None) -> list[dict[str, Any]]:
         """``created`` processes/cgroups of ``kind`` with no later ``released`` for the same target."""
-        live: dict[Any, dict[str, Any]] = {}
-        for r in records:
-            if r.get("kind") != kind or (run_id is not None and r.get("run") != run_id):
-                continue
-            key = (r.get("run"), r.get("target"))
-            if r.get("event") == "created":
-                live[key] = r
-            elif r.get("event") == "released":
-                live.pop(key, None)
-        return list(live.values())
+        return [r.raw for r in JournalView(records).open_resources(kind, run_id)]

@@ -3,14 +3,17 @@
 Only on/off switches whose both settings are safe: ``kernel.numa_balancing``
 modes 2/3 (memory tiering) are refused. A kernel built without the feature
 has no file; the knob is then listed as unavailable with that reason.
+:data:`FAMILY` declares the ``kernel`` family.
 """
 
 from __future__ import annotations
 
-from actuators.sysctl import SysctlKnob, SysctlSpec, int_sysctl
+from actuators.base import Knob
+from actuators.family import Env, Family
+from actuators.sysctl import SysctlKnob, SysctlSpec, int_sysctl, sysctl_export
 from actuators.sysroot import SysRoot
 
-__all__ = ["KERNEL", "kernel_knob"]
+__all__ = ["FAMILY", "KERNEL", "KernelFamily", "kernel_knob"]
 
 
 #: name -> fixed relative file and hard bounds. Names never become paths.
@@ -34,6 +37,20 @@ def kernel_knob(name: str, root: SysRoot) -> SysctlKnob:
     """The knob for a name of :data:`KERNEL` (KeyError otherwise)."""
     spec = KERNEL[name]
     return int_sysctl(
-        SysctlKnob, name=name, rel=spec.rel, low=spec.low, high=spec.high, risk=spec.risk,  # type: ignore[arg-type]
+        SysctlKnob, name=name, rel=spec.rel, low=spec.low, high=spec.high, risk=spec.risk,
         scope="host", description=spec.description, root=root,
     )
+
+
+class KernelFamily(Family):
+    """``kernel.*``: the scheduler sysctls of :data:`KERNEL`."""
+
+    name = "kernel"
+    patterns = tuple(KERNEL)
+    exports = {n: sysctl_export(spec.rel) for n, spec in KERNEL.items()}
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        return kernel_knob(name, env.root)
+
+
+FAMILY = KernelFamily()

@@ -19,11 +19,14 @@ host's own file).
 value is a 3-tuple/list or the string ``"4096 131072 6291456"``, each element
 within its own hard bounds and ``min <= default <= max``. A single integer (what
 a study's integer range gives) sets ``max``, keeping ``min``/``default``
-(lowered to ``max`` where they exceed it).
+(lowered to ``max`` where they exceed it); an export cannot write such a value
+as the file's one line (the family's ``whole_value``). :data:`FAMILY` declares
+the ``net`` family.
 """
 
 from __future__ import annotations
 
+import errno
 import re
 import subprocess
 import sys
@@ -32,16 +35,19 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any
 
-from actuators.base import Domain, FileKnob, Risk, Scope, SelectorKnob, Token
+from actuators.base import Domain, FileKnob, Knob, Risk, Scope, SelectorKnob, Token
 from actuators.errors import ActuatorError, OutOfBounds
-from actuators.sysctl import SysctlKnob
+from actuators.family import Env, Family
+from actuators.sysctl import SysctlKnob, sysctl_export
 from actuators.sysroot import SysRoot
 
 __all__ = [
+    "FAMILY",
     "NET",
     "NET_NAMES",
     "NET_TRIPLETS",
     "CongestionControlKnob",
+    "NetFamily",
     "NetIntKnob",
     "NetnsRoot",
     "TcpMemKnob",
@@ -130,23 +136,41 @@ class NetnsRoot(SysRoot):
     def writable(self, rel: str) -> bool:
         return self.nsfile is not None and self._run("writable", rel).returncode == 0
 
-    def listdir(self, rel: str) -> list[str]:
+    def listdir(self, rel: str, *, strict: bool = False) -> list[str]:
         raise ActuatorError("listing directories inside a network namespace is not supported")
+
+    def is_dir(self, rel: str) -> bool:
+        raise ActuatorError("directories inside a network namespace are not supported")
+
+    def readlink(self, rel: str) -> str:
+        raise ActuatorError("links inside a network namespace are not supported")
+
+    def read_bytes(self, rel: str) -> bytes:
+        """The file as read inside the namespace.
+
+        Raises:
+            OSError: the child could not read it (its message as ``strerror``).
+            ActuatorError: no such namespace, or the child could not run.
+        """
+        res = self._run("read", rel)
+        if res.returncode != 0:
+            raise OSError(errno.EIO, res.stderr.decode(errors="replace"))
+        return res.stdout
 
     def read(self, rel: str) -> str:
         res = self._run("read", rel)
         if res.returncode != 0:
-            raise ActuatorError(f"cannot read {self.path(rel)} in netns {self.netns}: {res.stderr.decode(errors='replace')}")
+            why = res.stderr.decode(errors="replace")
+            raise ActuatorError(f"cannot read {self.path(rel)} in netns {self.netns}: {why}")
         return res.stdout.decode("latin-1")
 
     def write(self, rel: str, data: str) -> None:
         res = self._run("write", rel, data.encode("latin-1"))
         if res.returncode != 0:
-            raise ActuatorError(
-                f"writing {data!r} to {self.path(rel)} in netns {self.netns} failed: {res.stderr.decode(errors='replace')}"
-            )
+            why = res.stderr.decode(errors="replace")
+            raise ActuatorError(f"writing {data!r} to {self.path(rel)} in netns {self.netns} failed: {why}")
 
-    def rmdir(self, rel: str) -> None:
+    def rmdir(self, rel: str, *, busy_timeout_s: float = 5.0) -> None:
         raise ActuatorError("not supported inside a network namespace")
 
 
@@ -202,7 +226,8 @@ NET: dict[str, _Spec] = {
         "Unsent bytes a socket may queue before poll() stops reporting writable (4294967295 = unlimited).",
     ),
     "net.ipv4.tcp_autocorking": _Spec(
-        "proc/sys/net/ipv4/tcp_autocorking", 0, 1, True, "low", "", "1: coalesce small writes while packets are in flight."
+        "proc/sys/net/ipv4/tcp_autocorking", 0, 1, True, "low", "",
+        "1: coalesce small writes while packets are in flight."
     ),
     "net.ipv4.tcp_fastopen": _Spec(
         "proc/sys/net/ipv4/tcp_fastopen", 0, 3, True, "low", "",
@@ -308,7 +333,8 @@ class TcpMemKnob(_NetnsBound):
 
     def _allowed(self) -> str:
         (a, b), (c, d), (e, f) = self.elements
-        return f"allowed: 'min default max' with min in [{a}, {b}], default in [{c}, {d}], max in [{e}, {f}], min <= default <= max"
+        return (f"allowed: 'min default max' with min in [{a}, {b}], default in [{c}, {d}], max in [{e}, {f}], "
+                "min <= default <= max")
 
     def normalise(self, value: Any) -> tuple[int, int, int]:
         if isinstance(value, str) and len(value.split()) == 3:
@@ -355,7 +381,6 @@ def _cc_choices(root: SysRoot) -> tuple[str, ...]:
 
 def net_knob(name: str, root: SysRoot) -> FileKnob:
     """The knob for a ``net.*`` name (KeyError otherwise); ``root`` may be a :class:`NetnsRoot`."""
-    bound = isinstance(root, NetnsRoot)
     if name in NET:
         spec = NET[name]
         scope: Scope = "netns" if spec.per_netns else "host"
@@ -388,7 +413,7 @@ def net_knob(name: str, root: SysRoot) -> FileKnob:
             sysctl_key=name,
         )
     if name == _CC:
-        choices = () if bound and root.nsfile is None else _cc_choices(root)  # type: ignore[union-attr]
+        choices = () if isinstance(root, NetnsRoot) and root.nsfile is None else _cc_choices(root)
         return CongestionControlKnob(
             root=root,
             rel=_CC_REL,
@@ -405,3 +430,23 @@ def net_knob(name: str, root: SysRoot) -> FileKnob:
 
 #: every net.* name, in listing order
 NET_NAMES: tuple[str, ...] = (*NET, *NET_TRIPLETS, _CC)
+
+
+class NetFamily(Family):
+    """``net.*``: network sysctls, per network namespace where the kernel keeps them so."""
+
+    name = "net"
+    patterns = NET_NAMES
+    exports = {
+        **{n: sysctl_export(spec.rel) for n, spec in NET.items()},
+        **{n: sysctl_export(rel, whole_value=" (max only; min and default are the host's)")
+           for n, (rel, _, _) in NET_TRIPLETS.items()},
+        _CC: sysctl_export(_CC_REL),
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        ns = env.context.netns
+        return net_knob(name, env.root if ns is None else netns_root(env.root, ns))
+
+
+FAMILY = NetFamily()

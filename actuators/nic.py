@@ -12,7 +12,9 @@ no rings), the knob is unavailable and says why. With a network namespace
 (``netns``) every call runs as ``ip netns exec NETNS ethtool ...``: tests act on
 a veth pair in a namespace they create, never on the host's own NICs.
 Commands are argument lists (no shell); interface and namespace names are
-matched against what exists, never pasted into a path.
+matched against what exists, never pasted into a path. :data:`FAMILY`
+declares the ``nic`` family (TuneD's ``[net]`` plugin takes the same ethtool
+words).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from typing import Any
 
 from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError, KnobUnavailable, OutOfBounds, UnknownKnob
+from actuators.family import Env, Family, KnobExport, TunedOption
 
-__all__ = ["NIC_LEAVES", "Ethtool", "NicKnob", "interfaces", "nic_knob", "restore_nic"]
+__all__ = ["FAMILY", "NIC_LEAVES", "Ethtool", "NicFamily", "NicKnob", "interfaces", "nic_knob", "restore_nic"]
 
 _FEATURES = {"tso": ("tcp-segmentation-offload", "tso"), "gso": ("generic-segmentation-offload", "gso"),
              "gro": ("generic-receive-offload", "gro")}
@@ -232,3 +235,39 @@ def nic_knob(iface: str, leaf: str, *, netns: str | None = None) -> NicKnob:
         where = f"netns {netns}" if netns else "this host"
         raise UnknownKnob(f"no interface {iface!r} in {where}; interfaces: {', '.join(interfaces(netns)) or 'none'}")
     return NicKnob(iface, leaf, ethtool=ethtool)
+
+
+#: leaf -> (TuneD [net] option, the ethtool word it takes)
+_TUNED_NET: dict[str, tuple[str, str]] = {
+    **{leaf: ("features", word) for leaf, (_, word) in _FEATURES.items()},
+    **{leaf: ("ring", word) for leaf, (_, word) in _RINGS.items()},
+    **{leaf: ("coalesce", word) for leaf, word in _COALESCE.items()},
+}
+
+
+class NicFamily(Family):
+    """``nic.<iface>.<leaf>``: ethtool settings of each interface (of the host, or of the context's namespace)."""
+
+    name = "nic"
+    prefix = "nic."
+    patterns = tuple(f"nic.<iface>.{leaf}" for leaf in NIC_LEAVES)
+    fields = {"iface": _NAME.pattern}
+    restore_kinds = ("nic",)
+    exports = {
+        f"nic.<iface>.{leaf}": KnobExport(tuned=TunedOption("net", option, word))
+        for leaf, (option, word) in _TUNED_NET.items()
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        iface, _, leaf = name[len("nic."):].rpartition(".")
+        return nic_knob(iface, leaf, netns=env.context.netns)
+
+    def knobs(self, env: Env) -> list[Knob]:
+        """Each leaf of each interface; on the real host only (a fake tree has no NICs)."""
+        if not env.root.is_host:
+            return []
+        ns = env.context.netns
+        return [nic_knob(i, leaf, netns=ns) for i in interfaces(ns) for leaf in NIC_LEAVES]
+
+
+FAMILY = NicFamily()

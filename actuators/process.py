@@ -8,7 +8,11 @@ old setting with its create time, so a restore never touches a reused tid
 * ``sched.policy`` — ``other`` | ``batch`` | ``idle`` (never a real-time class).
 * ``sched.nice`` — -20..19; going below the current value needs CAP_SYS_NICE.
 * ``ioprio.class`` — ``best-effort`` | ``idle`` (never real-time);
-  ``ioprio.level`` — 0..7 within best-effort.
+  ``ioprio.level`` — 0..7 within best-effort (the idle class has no level: a
+  study proposes a level with best-effort only).
+
+:data:`FAMILY` declares the ``process`` family (``sched.*`` and ``ioprio.*``),
+deployed as the systemd scheduling options of the workload's unit.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import psutil
 from actuators.affinity import same_thread, threads_of
 from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError
+from actuators.family import Condition, Env, Family, KnobExport, SystemdOption, one_line
 from actuators.journal import process_ctime
 
-__all__ = ["PROCESS", "ProcessKnob", "process_knob", "restore_process"]
+__all__ = ["FAMILY", "PROCESS", "ProcessFamily", "ProcessKnob", "process_knob", "restore_process"]
 
 _POLICIES = {"other": os.SCHED_OTHER, "batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE}
 _POLICY_NAMES = {v: k for k, v in _POLICIES.items()}
@@ -202,3 +207,30 @@ def process_knob(name: str, pids: Callable[[], list[int]] | None) -> ProcessKnob
     if name not in _SPECS:
         raise KeyError(name)
     return ProcessKnob(name, pids=pids)
+
+
+def _int_text(value: Any) -> str:
+    return str(int(value))
+
+
+class ProcessFamily(Family):
+    """``sched.*`` and ``ioprio.*``: per-thread scheduling of the workload's processes."""
+
+    name = "process"
+    patterns = PROCESS
+    # the idle class has no level
+    conditions = (Condition("ioprio.level", "ioprio.class", ("best-effort",)),)
+    restore_kinds = ("process",)
+    workload = True
+    exports = {
+        "sched.policy": KnobExport(systemd=SystemdOption("CPUSchedulingPolicy", one_line)),
+        "sched.nice": KnobExport(systemd=SystemdOption("Nice", _int_text)),
+        "ioprio.class": KnobExport(systemd=SystemdOption("IOSchedulingClass", one_line)),
+        "ioprio.level": KnobExport(systemd=SystemdOption("IOSchedulingPriority", _int_text)),
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        return process_knob(name, env.context.pids)
+
+
+FAMILY = ProcessFamily()

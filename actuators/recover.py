@@ -2,8 +2,11 @@
 
 Works from the journal alone, without a catalog: each open entry records the
 file (relative to a root) and its raw old content, or the per-thread affinity
-masks. Targets outside ``/proc/sys``, ``/sys/kernel/mm``, ``/sys/block`` and
-``/sys/fs/cgroup`` under the root are refused. Idempotent: a second call finds
+masks; the typed reader (:mod:`actuators.records`) reads it and the one
+restore path (:mod:`actuators.restore`) puts it back. Targets outside the
+restorable trees (``/proc/sys``, ``/proc/irq``, ``/sys/kernel/mm``,
+``/sys/block``, ``/sys/fs/cgroup``, ``/sys/devices/system/cpu``) under the
+root are refused. Idempotent: a second call finds
 nothing open. Runs marked kept (applied to stay, see :mod:`actuators.journal`)
 are never restored here, not even with ``force``: ``novatune rollback`` undoes them.
 """
@@ -20,19 +23,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actuators.affinity import restore_affinity
 from actuators.cgroup import kill_cgroup_tasks
 from actuators.errors import ActuatorError, UnsafePath
-from actuators.journal import OPENING_EVENTS, Journal, process_ctime, same_process
-from actuators.net import netns_root
-from actuators.nic import restore_nic
-from actuators.process import restore_process
-from actuators.sysroot import RESTORABLE_PREFIXES, SysRoot
+from actuators.journal import Journal, process_ctime, same_process
+from actuators.records import CgroupRecord, JournalView, KnobIntent, ProcessRecord, ResourceRecord
+from actuators.restore import Skipped, check_root, restore_intent
+from actuators.sysroot import SysRoot
 
 __all__ = ["RecoverReport", "recover"]
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -43,10 +43,10 @@ class RecoverReport:
     ``skipped_live`` lists runs whose owner is still alive (not touched without
     ``force``); ``kept`` the runs with open entries left alone because they were
     applied to stay; ``killed`` the pids killed; ``cgroups_removed`` the cgroup
-    directories removed; ``scratch_removed`` the scratch directories deleted; ``runs`` the runs recovered. ``knobs`` has one dict
-    per open knob entry, in the order handled: ``run``, ``knob``, ``target``,
-    ``seq``, ``outcome`` (``restored`` | ``gone`` | ``failed`` | ``skipped``)
-    and ``detail``.
+    directories removed; ``scratch_removed`` the scratch directories deleted;
+    ``runs`` the runs recovered. ``knobs`` has one dict per open knob entry, in
+    the order handled: ``run``, ``knob``, ``target``, ``seq``, ``outcome``
+    (``restored`` | ``gone`` | ``failed`` | ``skipped``) and ``detail``.
     """
 
     restored: list[str] = field(default_factory=list)
@@ -70,65 +70,14 @@ class RecoverReport:
         return asdict(self)
 
 
-class _Skip(Exception):
-    pass
+@dataclass
+class _DeadRun:
+    """What a dead (or forced) run left open."""
 
-
-
-def _check_root(rec: dict[str, Any], root: SysRoot) -> None:
-    recorded = rec.get("root")
-    if recorded and Path(recorded) != root.root:
-        raise _Skip(f"recorded under root {recorded}, recovering {root.root}")
-
-
-def _check_target(target: Any) -> str:
-    if not isinstance(target, str) or not target.startswith(RESTORABLE_PREFIXES):
-        raise UnsafePath(f"refused target {target!r}: outside {', '.join(RESTORABLE_PREFIXES)}")
-    return target
-
-
-def _restore_entry(e: dict[str, Any], root: SysRoot) -> str:
-    kind = e.get("restore")
-    if kind == "affinity":
-        n = restore_affinity(list(e.get("old") or []))
-        return f"{n} thread(s)"
-    if kind == "process":
-        n = restore_process(str(e.get("knob")), list(e.get("old") or []))
-        return f"{n} thread(s)"
-    if kind == "nic":
-        target = str(e.get("target"))
-        ns = target.split(":", 1)[0]
-        if ns and ns not in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else []):
-            return "gone"  # the namespace, and its interfaces, are gone
-        restore_nic(target, e.get("old"))
-        return "ok"
-    _check_root(e, root)
-    if kind == "files":
-        old = e.get("old")
-        if not isinstance(old, dict):
-            raise ActuatorError(f"no raw old contents recorded for {e.get('target')}")
-        for rel, raw in reversed(list(old.items())):
-            root.restore(_check_target(rel), raw)
-        return "ok"
-    target = e.get("target")
-    if isinstance(target, str) and target.startswith("netns:"):
-        _, ns, rel = target.split(":", 2)
-        ns_root = netns_root(root, ns)
-        if ns_root.nsfile is None:
-            return "gone"  # the namespace, and its settings, are gone
-        ns_root.restore(_check_target(rel), str(e.get("old")))
-        return "ok"
-    target = _check_target(target)
-    old = e.get("old")
-    if not isinstance(old, str):
-        raise ActuatorError(f"no raw old content recorded for {target}")
-    if not root.exists(target) and target.startswith(("sys/block/", "sys/fs/cgroup/")):
-        # the device or the cgroup is gone, and its setting with it
-        parent = root.path(target).parent
-        if not parent.exists() or target.startswith("sys/fs/cgroup/"):
-            return "gone"
-    root.restore(target, old)
-    return "ok"
+    run: str
+    procs: list[ProcessRecord]
+    cgroups: list[CgroupRecord]
+    scratch: list[ResourceRecord]
 
 
 def _kill(pid: int, *, timeout_s: float = 5.0) -> bool:
@@ -143,74 +92,60 @@ def _kill(pid: int, *, timeout_s: float = 5.0) -> bool:
     return True
 
 
-def _close(journal: Journal, e: dict[str, Any], event: str, *, error: str | None = None) -> None:
+def _close(journal: Journal, e: KnobIntent, event: str, *, error: str | None = None) -> None:
     try:
         journal.close_entry(e, event, error=error)
     except ActuatorError as err:  # the entry stays open: a later recover redoes it, harmlessly
-        log.error("cannot journal %s of %s: %s", event, e.get("knob"), err)
+        log.error("cannot journal %s of %s: %s", event, e.knob, err)
 
 
-def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = False) -> RecoverReport:
-    """Restore every open entry of every dead run (or of all runs, with ``force``).
-
-    First kills the processes of those runs (only when pid AND create time
-    match, so a reused pid is never killed); then restores the open entries
-    of all of them newest first, in global journal order (when two dead runs
-    changed the same file, the older run's saved value is written last), each
-    isolated; then removes the cgroups they created, newest first. Every step
-    is journaled; a ``restored`` record is written only after the write
-    succeeded. Entries recorded under another root are skipped and reported.
-    ``report.knobs`` gives the outcome per knob entry.
-
-    Raises:
-        ActuatorError: the journal cannot be read.
-    """
-    root = root if root is not None else SysRoot()
-    report = RecoverReport()
-    records = journal.records()
-    runs: list[str] = list(dict.fromkeys(r["run"] for r in records if r.get("run") is not None))
-    kept = Journal.kept_runs(records)
-    me = os.getpid()
-    todo: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = []
-    scratch_todo: list[tuple[str, list[dict[str, Any]]]] = []
-    entries: list[dict[str, Any]] = []
-    for run in runs:
-        rr = [r for r in records if r.get("run") == run]
-        open_entries = Journal.open_entries(rr)
-        procs = Journal.open_resources(rr, "process")
-        cgroups = Journal.open_resources(rr, "cgroup")
-        scratch = Journal.open_resources(rr, "scratch")
+def _select(view: JournalView, report: RecoverReport, force: bool) -> tuple[list[_DeadRun], list[KnobIntent]]:
+    """The runs to recover (kept runs and live owners' runs left alone, and reported) and their open intents."""
+    kept = view.kept_runs()
+    runs: list[_DeadRun] = []
+    entries: list[KnobIntent] = []
+    for run in view.runs():
+        rv = view.of_run(run)
+        open_entries = rv.open_intents()
+        procs = [r for r in rv.open_resources("process") if isinstance(r, ProcessRecord)]
+        cgroups = [r for r in rv.open_resources("cgroup") if isinstance(r, CgroupRecord)]
+        scratch = rv.open_resources("scratch")
         if not (open_entries or procs or cgroups or scratch):
             continue
         if run in kept:  # applied to stay: only a rollback undoes it
             report.kept.append(run)
             continue
-        owners = {(r.get("owner_pid"), r.get("owner_ctime")) for r in rr if r.get("event") in OPENING_EVENTS}
-        if any(pid is not None and same_process(pid, ct) for pid, ct in owners) and not force:
+        if any(pid is not None and same_process(pid, ct) for pid, ct in rv.owners()) and not force:
             report.skipped_live.append(run)
             continue
         report.runs.append(run)
-        todo.append((run, procs, cgroups))
-        scratch_todo.append((run, scratch))
+        runs.append(_DeadRun(run, procs, cgroups, scratch))
         entries.extend(open_entries)
-    # 1. the runs' processes, so nothing changes a setting back under us
-    for run, procs, _ in todo:
-        for p in procs:
-            pid = int(p["target"])
+    return runs, entries
+
+
+def _kill_processes(journal: Journal, runs: list[_DeadRun], report: RecoverReport) -> None:
+    """The runs' processes, so nothing changes a setting back under us (pid AND create time must match)."""
+    me = os.getpid()
+    for dead in runs:
+        for p in dead.procs:
+            pid = int(p.target)
             note = "gone"
-            if pid != me and same_process(pid, p.get("ctime")):
-                if _kill(pid):
-                    report.killed.append(pid)
-                    note = "killed"
-            journal.release_process(run, pid, note=f"recover: {note}")
-    # 2. knob entries of all those runs, newest first, each isolated
-    for e in sorted(entries, key=lambda r: r["seq"], reverse=True):
-        run = str(e.get("run"))
-        label = f"{run}: {e.get('knob')} {e.get('target')}"
-        row: dict[str, Any] = {"run": run, "knob": e.get("knob"), "target": e.get("target"), "seq": e["seq"]}
+            if pid != me and same_process(pid, p.raw.get("ctime")) and _kill(pid):
+                report.killed.append(pid)
+                note = "killed"
+            journal.release_process(dead.run, pid, note=f"recover: {note}")
+
+
+def _restore_knobs(journal: Journal, entries: list[KnobIntent], root: SysRoot, report: RecoverReport) -> None:
+    """The knob entries of all those runs, newest first, each isolated."""
+    for e in sorted(entries, key=lambda r: r.seq, reverse=True):
+        run = str(e.run)
+        label = f"{run}: {e.knob} {e.target}"
+        row: dict[str, Any] = {"run": run, "knob": e.knob, "target": e.target, "seq": e.seq}
         try:
-            how = _restore_entry(e, root)
-        except _Skip as why:
+            how = restore_intent(e, root)
+        except Skipped as why:
             report.skipped.append(f"{label} ({why})")
             report.knobs.append({**row, "outcome": "skipped", "detail": str(why)})
             continue
@@ -223,37 +158,55 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
         gone = how == "gone"
         report.knobs.append({**row, "outcome": "gone" if gone else "restored", "detail": how if how != "ok" else ""})
         _close(journal, e, "restored")
-    # 3. cgroups, newest first
-    for run, _, cgroups in todo:
-        for c in reversed(cgroups):
-            rel = str(c["target"])
+
+
+def _release_cgroup(c: CgroupRecord, root: SysRoot, report: RecoverReport) -> None:
+    """Disable the controllers a run enabled in a v2 ``cgroup.subtree_control``, or remove its cgroup.
+
+    Raises:
+        Skipped: recorded under another root.
+        UnsafePath: outside ``sys/fs/cgroup``, or a controller novatune never enables.
+        ActuatorError, OSError: removal failed.
+    """
+    rel = str(c.target)
+    check_root(c.root, root)
+    if not rel.startswith("sys/fs/cgroup/"):
+        raise UnsafePath(f"refused cgroup {rel!r}")
+    if rel.endswith("/cgroup.subtree_control"):
+        for ctl in reversed(list(c.raw.get("controllers") or ["cpu"])):
+            if ctl not in ("cpu", "memory", "cpuset"):
+                raise UnsafePath(f"refused controller {ctl!r} in {rel}")
             try:
-                _check_root(c, root)
-                if not rel.startswith("sys/fs/cgroup/"):
-                    raise UnsafePath(f"refused cgroup {rel!r}")
-                if rel.endswith("/cgroup.subtree_control"):
-                    for ctl in reversed(list(c.get("controllers") or ["cpu"])):
-                        if ctl not in ("cpu", "memory", "cpuset"):
-                            raise UnsafePath(f"refused controller {ctl!r} in {rel}")
-                        try:
-                            root.write(rel, f"-{ctl}")
-                        except ActuatorError as err:  # still used by others: leave it
-                            log.info("leaving %s enabled in %s: %s", ctl, rel, err)
-                elif root.path(rel).is_dir():
-                    report.killed.extend(kill_cgroup_tasks(root, rel))
-                    root.rmdir(rel)
-                    report.cgroups_removed.append(rel)
-            except _Skip as why:
-                report.skipped.append(f"{run}: cgroup {rel} ({why})")
+                root.write(rel, f"-{ctl}")
+            except ActuatorError as err:  # still used by others: leave it
+                log.info("leaving %s enabled in %s: %s", ctl, rel, err)
+    elif root.path(rel).is_dir():
+        report.killed.extend(kill_cgroup_tasks(root, rel))
+        root.rmdir(rel)
+        report.cgroups_removed.append(rel)
+
+
+def _remove_cgroups(journal: Journal, runs: list[_DeadRun], root: SysRoot, report: RecoverReport) -> None:
+    """The runs' cgroups, newest first."""
+    for dead in runs:
+        for c in reversed(dead.cgroups):
+            rel = str(c.target)
+            try:
+                _release_cgroup(c, root, report)
+            except Skipped as why:
+                report.skipped.append(f"{dead.run}: cgroup {rel} ({why})")
                 continue
             except (ActuatorError, OSError) as err:
-                report.failed.append(f"{run}: cgroup {rel}: {err}")
+                report.failed.append(f"{dead.run}: cgroup {rel}: {err}")
                 continue
-            journal.release_cgroup(run, rel, note="recover")
-    # 4. scratch directories (only novatune-* directly under the system temp dir, never through a symlink)
-    for run, scratch in scratch_todo:
-        for d in scratch:
-            path = Path(str(d["target"]))
+            journal.release_cgroup(dead.run, rel, note="recover")
+
+
+def _remove_scratch(journal: Journal, runs: list[_DeadRun], report: RecoverReport) -> None:
+    """Scratch directories: only ``novatune-*`` directly under the system temp dir, never through a symlink."""
+    for dead in runs:
+        for d in dead.scratch:
+            path = Path(str(d.target))
             try:
                 if path.parent != Path(tempfile.gettempdir()) or not path.name.startswith("novatune-"):
                     raise UnsafePath(f"refused scratch directory {path}: not novatune-* in {tempfile.gettempdir()}")
@@ -263,9 +216,34 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
                     shutil.rmtree(path)
                     report.scratch_removed.append(str(path))
             except (ActuatorError, OSError) as err:
-                report.failed.append(f"{run}: scratch {path}: {err}")
+                report.failed.append(f"{dead.run}: scratch {path}: {err}")
                 continue
-            journal.release_scratch(run, path, note="recover")
-    for run, _, _ in todo:
-        journal.end(run, note="recovered")
+            journal.release_scratch(dead.run, path, note="recover")
+
+
+def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = False) -> RecoverReport:
+    """Restore every open entry of every dead run (or of all runs, with ``force``).
+
+    First kills the processes of those runs (only when pid AND create time
+    match, so a reused pid is never killed); then restores the open entries
+    of all of them newest first, in global journal order (when two dead runs
+    changed the same file, the older run's saved value is written last), each
+    isolated, through the one restore path (:func:`actuators.restore.restore_intent`);
+    then removes the cgroups they created, newest first, and their scratch
+    directories. Every step is journaled; a ``restored`` record is written
+    only after the write succeeded. Entries recorded under another root are
+    skipped and reported. ``report.knobs`` gives the outcome per knob entry.
+
+    Raises:
+        ActuatorError: the journal cannot be read.
+    """
+    root = root if root is not None else SysRoot()
+    report = RecoverReport()
+    runs, entries = _select(journal.view(), report, force)
+    _kill_processes(journal, runs, report)
+    _restore_knobs(journal, entries, root, report)
+    _remove_cgroups(journal, runs, root, report)
+    _remove_scratch(journal, runs, report)
+    for dead in runs:
+        journal.end(dead.run, note="recovered")
     return report

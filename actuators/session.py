@@ -2,7 +2,10 @@
 
 Per change: read the old state, journal the intent (fsynced), write, verify,
 journal ``applied``. ``restore_all`` undoes in reverse order, each step
-isolated; ``__exit__`` calls it, whatever way the block ends.
+isolated; ``__exit__`` calls it, whatever way the block ends. A change is
+undone from the intent the session journaled, through the one restore path
+(:func:`actuators.restore.restore_intent`) that ``recover`` and ``rollback``
+use too.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from actuators.base import Change, FileKnob, Knob, Token
 from actuators.cgroup import VcpusKnob
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.journal import Journal
+from actuators.records import KnobIntent, parse_intent
+from actuators.registry import REGISTRY
+from actuators.restore import restore_intent
+from actuators.sysroot import SysRoot
 
 __all__ = ["ChangeSession"]
 
@@ -46,7 +53,7 @@ class ChangeSession:
         self.journal = journal
         self.run_id = run_id
         self.trial = trial
-        self._stack: list[tuple[Knob, Token, dict[str, Any]]] = []
+        self._stack: list[tuple[Knob, KnobIntent]] = []
         self.failures: list[str] = []
 
     def __enter__(self) -> ChangeSession:
@@ -62,7 +69,7 @@ class ChangeSession:
     @property
     def changed(self) -> list[str]:
         """Names of the knobs currently changed by this session, in apply order."""
-        return [k.name for k, _, _ in self._stack]
+        return [k.name for k, _ in self._stack]
 
     # ---------------------------------------------------------------- changes
     def apply(self, knob: Knob, value: Any) -> Change:
@@ -79,32 +86,38 @@ class ChangeSession:
         change = Change(knob=knob.name, old=old, new=token.value, changes=not knob.same(old, token.value))
         if not change.changes:
             return change
-        entry = self.journal.intent(self.run_id, self.trial, token, root=_root_of(knob) or "")
+        intent = self._journal_intent(knob, token)
         try:
             knob.commit(token)
             ok = knob.verify(token.value)
         except BaseException as err:
-            self._undo(knob, token, entry)
+            self._undo(knob, intent)
             if isinstance(err, ActuatorError) or not isinstance(err, Exception):
                 raise
             raise ActuatorError(f"{knob.name}: write failed: {err}") from err
         if not ok:
-            self._undo(knob, token, entry)
+            self._undo(knob, intent)
             raise ActuatorError(f"{knob.name}: wrote {token.new!r} but it reads back as {knob.read()!r}")
         # on the stack BEFORE the ``applied`` record: if that record cannot be
         # written, the change is still undone by ``restore_all`` (and the open
         # intent lets ``recover`` undo it after a crash)
-        self._stack.append((knob, token, entry))
-        self.journal.close_entry(entry, "applied")
+        self._stack.append((knob, intent))
+        self.journal.close_entry(intent, "applied")
         return change
+
+    def _journal_intent(self, knob: Knob, token: Token) -> KnobIntent:
+        """Journal (fsync) what restore needs, before the write; the record as the typed reader reads it."""
+        return parse_intent(self.journal.intent(self.run_id, self.trial, token, root=_root_of(knob) or ""))
 
     def apply_many(self, values: Mapping[Knob, Any]) -> list[Change]:
         """Apply a set, ordered so relations between knobs hold after every write.
 
         The final state is validated first (each knob against the others' new
-        values); then knobs are applied in an order where each one validates
-        against what the system holds at that moment (e.g. ``vm.dirty_ratio``
-        is raised before ``vm.dirty_background_ratio`` when both go up).
+        values); then knobs are applied in the families' apply order (see
+        :attr:`actuators.family.Family.apply_order`), each as soon as it
+        validates against what the system holds at that moment (e.g.
+        ``vm.dirty_ratio`` is raised before ``vm.dirty_background_ratio`` when
+        both go up).
 
         Raises:
             OutOfBounds: the set is invalid; nothing was written.
@@ -114,8 +127,9 @@ class ChangeSession:
         final = {k.name: v for k, v in values.items()}
         for knob, value in values.items():
             knob.validate(value, assume=final)
-        # knobs that build on others' values go last (``apply_order``, e.g. affinity.placement)
-        pending = sorted(values.items(), key=lambda kv: getattr(kv[0], "apply_order", 0))
+        # in the families' apply order (affinity.placement after affinity.cpus, a block scheduler before the
+        # queue sizes it resets), the given order among equals
+        pending = sorted(values.items(), key=lambda kv: REGISTRY.rank(kv[0].name))
         changes: list[Change] = []
         while pending:
             for i, (knob, value) in enumerate(pending):
@@ -132,25 +146,25 @@ class ChangeSession:
         return changes
 
     # ---------------------------------------------------------------- restore
-    def _undo(self, knob: Knob, token: Token, entry: dict[str, Any]) -> str | None:
+    def _undo(self, knob: Knob, intent: KnobIntent) -> str | None:
         # ``restored`` is journaled only AFTER the write succeeded: a crash in
         # between leaves the intent open and ``recover`` writes the old value
         # again (idempotent)
         try:
-            knob.restore(token)
+            restore_intent(intent, SysRoot(intent.root) if intent.root else SysRoot())
         except Exception as err:  # noqa: BLE001 - isolated: recorded and reported
             msg = f"{knob.name}: {err}"
             log.error("restore failed: %s", msg)
-            self._close(entry, "restore_failed", error=str(err))
+            self._close(intent, "restore_failed", error=str(err))
             return msg
-        self._close(entry, "restored")
+        self._close(intent, "restored")
         return None
 
-    def _close(self, entry: dict[str, Any], event: str, *, error: str | None = None) -> None:
+    def _close(self, intent: KnobIntent, event: str, *, error: str | None = None) -> None:
         try:
-            self.journal.close_entry(entry, event, error=error)
+            self.journal.close_entry(intent, event, error=error)
         except ActuatorError as err:  # the entry stays open: recover redoes it, harmlessly
-            log.error("cannot journal %s of %s: %s", event, entry.get("knob"), err)
+            log.error("cannot journal %s of %s: %s", event, intent.knob, err)
 
     def restore_all(self) -> list[str]:
         """Restore every change in reverse order; one failure does not stop the others.
@@ -162,10 +176,10 @@ class ChangeSession:
         failures: list[str] = []
         interrupted: BaseException | None = None
         while self._stack:
-            knob, token, entry = self._stack[-1]
+            knob, intent = self._stack[-1]
             try:
-                msg = self._undo(knob, token, entry)
-            except BaseException as err:  # a signal mid-restore: finish the others, then re-raise
+                msg = self._undo(knob, intent)
+            except BaseException as err:  # noqa: BLE001 - a signal mid-restore: finish the others, then re-raise
                 msg = f"{knob.name}: interrupted: {type(err).__name__}"
                 interrupted = interrupted or err
             self._stack.pop()

@@ -10,6 +10,10 @@ v2, through one file each; restore writes back the exact old bytes.
   plus a margin, never above the machine's RAM. No limit reads as RAM.
 * ``sizing.cpuset_cpus`` / ``sizing.cpuset_mems`` — a compact range of the
   parent's CPUs / memory nodes (``0``, ``0-1``, ...).
+
+:data:`FAMILY` declares the ``sizing`` family (with ``sizing.vcpus`` of
+:mod:`actuators.cgroup`); each knob is deployed as a systemd resource-control
+option of the workload's unit.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from actuators.base import Domain, FileKnob
-from actuators.cgroup import WorkloadCgroup
+from actuators.base import Domain, FileKnob, Knob
+from actuators.cgroup import VcpusKnob, WorkloadCgroup
 from actuators.errors import ActuatorError, OutOfBounds
+from actuators.family import Env, Family, KnobExport, SystemdOption, one_line
 from actuators.sysroot import SysRoot
+from collectors.kernelfiles import parse_cpu_list, parse_meminfo
 
-__all__ = ["CpuWeightKnob", "CpusetKnob", "MemoryKnob", "SIZING", "parse_cpu_list", "sizing_knob"]
+__all__ = ["FAMILY", "SIZING", "CpuWeightKnob", "CpusetKnob", "MemoryKnob", "SizingFamily", "sizing_knob"]
 
 GIB = 1024**3
 #: v1 writes this (page-aligned LLONG_MAX) for "no limit"; anything at or above 2**62 is unlimited
@@ -33,33 +39,16 @@ MEMORY_MARGIN = 1.25
 MEMORY_FLOOR_GIB = 0.0625
 
 
-def parse_cpu_list(text: str) -> list[int]:
-    """``"0-2,4"`` -> ``[0, 1, 2, 4]``. Raises ``ValueError`` on malformed text."""
-    out: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        a, b = int(lo), int(hi) if hi else int(lo)
-        if a < 0 or b < a:
-            raise ValueError(f"bad CPU range {part!r}")
-        out.extend(range(a, b + 1))
-    return sorted(set(out))
-
-
-def _ranges(items: list[int]) -> tuple[str, ...]:
+def _ranges(items: tuple[int, ...]) -> tuple[str, ...]:
     """Compact prefixes of ``items``: ``[0, 1, 2]`` -> ``("0", "0-1", "0-2")``."""
     return tuple(str(items[0]) if n == 1 else f"{items[0]}-{items[n - 1]}" for n in range(1, len(items) + 1))
 
 
 def _mem_total_bytes(root: SysRoot) -> int:
     try:
-        for line in root.read("proc/meminfo").splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except (ActuatorError, ValueError, IndexError):
-        pass
-    return 0
+        return parse_meminfo(root.read("proc/meminfo")).get("MemTotal", 0)
+    except ActuatorError:
+        return 0
 
 
 class _CgroupFileKnob(FileKnob):
@@ -125,7 +114,7 @@ class MemoryKnob(_CgroupFileKnob):
     def parse(self, raw: str) -> float:
         word = raw.split()[0]
         if word == "max" or int(word) >= _UNLIMITED:
-            return float(self.domain.high)  # type: ignore[arg-type]
+            return float(self.domain.high or 0.0)  # no limit reads as the RAM (the domain's high bound)
         return int(word) / GIB
 
     def format(self, value: Any) -> str:
@@ -172,8 +161,9 @@ class CpusetKnob(_CgroupFileKnob):
             raise ValueError(f"cpuset knob is cpus or mems, not {what!r}")
         self.what = what
         choices: tuple[str, ...] = ()
-        if cgroup is not None and cgroup.dir_for("cpuset"):
-            parent = cgroup.dir_for("cpuset").rsplit("/", 1)[0]  # type: ignore[union-attr]
+        cpuset_dir = cgroup.dir_for("cpuset") if cgroup is not None else None
+        if cgroup is not None and cpuset_dir:
+            parent = cpuset_dir.rsplit("/", 1)[0]
             leaf = f"cpuset.{what}" if cgroup.version == 1 else f"cpuset.{what}.effective"
             try:
                 choices = _ranges(parse_cpu_list(cgroup.root.read(f"{parent}/{leaf}")))
@@ -181,7 +171,7 @@ class CpusetKnob(_CgroupFileKnob):
                 choices = ()
         if not choices:
             n = (os.cpu_count() or 1) if what == "cpus" else 1
-            choices = _ranges(list(range(n)))
+            choices = _ranges(tuple(range(n)))
         super().__init__(
             cgroup=cgroup, leaf_v1=f"cpuset.{what}", leaf_v2=f"cpuset.{what}", name=f"sizing.cpuset_{what}",
             domain=Domain("categorical", choices=choices), risk="medium", unit="list",
@@ -207,3 +197,34 @@ def sizing_knob(name: str, cgroup: WorkloadCgroup | None) -> FileKnob:
     if name in ("sizing.cpuset_cpus", "sizing.cpuset_mems"):
         return CpusetKnob(cgroup=cgroup, what=name.rsplit("_", 1)[1])
     raise KeyError(name)
+
+
+def _percent(x: Any) -> str:
+    return f"{round(float(x) * 100, 2):g}%"
+
+
+class SizingFamily(Family):
+    """``sizing.*``: the resources of the workload cgroup a run creates."""
+
+    name = "sizing"
+    patterns = ("sizing.vcpus", *SIZING)
+    workload = True
+    exports = {
+        "sizing.vcpus": KnobExport(systemd=SystemdOption(
+            "CPUQuota", _percent, note=lambda v: f"CPUQuota: sizing.vcpus={v} CPUs x 100%")),
+        # the cgroup v2 cpu.weight scale, 1-10000, 100 = default
+        "sizing.cpu_weight": KnobExport(systemd=SystemdOption("CPUWeight", lambda v: str(int(v)))),
+        "sizing.memory_gib": KnobExport(systemd=SystemdOption(
+            "MemoryMax", lambda v: str(round(float(v) * GIB)),
+            note=lambda v: f"MemoryMax: sizing.memory_gib={v} GiB in bytes")),
+        "sizing.cpuset_cpus": KnobExport(systemd=SystemdOption("AllowedCPUs", one_line)),
+        "sizing.cpuset_mems": KnobExport(systemd=SystemdOption("AllowedMemoryNodes", one_line)),
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        if name == "sizing.vcpus":
+            return VcpusKnob(cgroup=env.context.cgroup)
+        return sizing_knob(name, env.context.cgroup)
+
+
+FAMILY = SizingFamily()

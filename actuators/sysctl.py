@@ -9,9 +9,14 @@ to [128, 262144]) nor above 5 % of RAM: too little reserve risks atomic
 allocation failures, too much an early OOM.
 
 The dirty ratios are related: ``vm.dirty_background_ratio`` must stay below
-``vm.dirty_ratio``. Each ratio validates against the other's current value (or
-the value a batch will give it: ``assume``); ``ChangeSession.apply_many``
-orders a batch so the relation holds after every single write.
+``vm.dirty_ratio`` (the family's :class:`~actuators.family.Ordering`). Each
+ratio validates against the other's current value (or the value a batch will
+give it: ``assume``); ``ChangeSession.apply_many`` orders a batch so the
+relation holds after every single write, and a study's search space proposes
+only ordered pairs.
+
+:data:`FAMILY` declares the ``vm`` family; :func:`sysctl_file` is where
+``sysctl -w`` writes a key (the shell export's file for a sysctl key).
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actuators.base import Domain, IntFileKnob, Risk, Scope
+from actuators.base import Domain, IntFileKnob, Knob, Risk, Scope
 from actuators.errors import ActuatorError, OutOfBounds
+from actuators.family import Env, Family, KnobExport, Ordering
 from actuators.sysroot import SysRoot
+from collectors.kernelfiles import parse_meminfo
 
 __all__ = [
-    "SYSCTLS", "DirtyRatioKnob", "MinFreeKbytesKnob", "SysctlKnob", "SysctlSpec", "int_sysctl", "min_free_bounds",
-    "sysctl_knob",
+    "FAMILY", "SYSCTLS", "MinFreeKbytesKnob", "OrderedSysctlKnob", "SysctlKnob", "SysctlSpec", "VmFamily", "int_sysctl",
+    "min_free_bounds", "sysctl_export", "sysctl_file", "sysctl_knob",
 ]
 
 
@@ -38,7 +45,7 @@ class SysctlSpec:
     rel: str
     low: int
     high: int
-    risk: str
+    risk: Risk
     description: str
 
 
@@ -80,15 +87,22 @@ SYSCTLS: dict[str, SysctlSpec] = {
     ),
 }
 
-_LOWER, _UPPER = "vm.dirty_background_ratio", "vm.dirty_ratio"
+
+#: pairs of sysctls that must stay ordered (lower < upper), whatever order a batch writes them in
+ORDERINGS: tuple[Ordering, ...] = (Ordering("vm.dirty_background_ratio", "vm.dirty_ratio"),)
 
 
 class SysctlKnob(IntFileKnob):
     """An integer sysctl; ``sysctl_key`` is its name (a sysctl.d file can carry it)."""
 
 
-class DirtyRatioKnob(SysctlKnob):
-    """``vm.dirty_ratio`` / ``vm.dirty_background_ratio``: background < ratio, always."""
+class OrderedSysctlKnob(SysctlKnob):
+    """A ``vm.*`` sysctl in one of the family's :data:`ORDERINGS`: the relation holds on every validate.
+
+    The partner's value is the one a batch gives it (``assume``) or, else, the
+    one its file holds (0 there means the ``*_bytes`` variant is in use: the
+    ratio is not known and the relation not checked).
+    """
 
     def _partner_value(self, partner: str, assume: Mapping[str, Any] | None) -> int | None:
         if assume is not None and partner in assume:
@@ -98,23 +112,21 @@ class DirtyRatioKnob(SysctlKnob):
             v = int(self.root.read(spec.rel).split()[0])
         except (ActuatorError, ValueError, IndexError):
             return None
-        # 0 means the *_bytes variant is in use: the ratio is not known
         return v if v > 0 else None
 
     def validate(self, value: Any, *, assume: Mapping[str, Any] | None = None) -> Any:
         v = self.normalise(value)
-        if self.name == _UPPER:
-            lower = self._partner_value(_LOWER, assume)
-            if lower is not None and v <= lower:
-                raise OutOfBounds(
-                    f"{_UPPER}: {value!r} must stay above {_LOWER} ({lower}); lower {_LOWER} first"
-                )
-        else:
-            upper = self._partner_value(_UPPER, assume)
-            if upper is not None and v >= upper:
-                raise OutOfBounds(
-                    f"{_LOWER}: {value!r} must stay below {_UPPER} ({upper}); raise {_UPPER} first"
-                )
+        for o in ORDERINGS:
+            if self.name == o.upper:
+                lower = self._partner_value(o.lower, assume)
+                if lower is not None and v <= lower:
+                    raise OutOfBounds(
+                        f"{o.upper}: {value!r} must stay above {o.lower} ({lower}); lower {o.lower} first")
+            elif self.name == o.lower:
+                upper = self._partner_value(o.upper, assume)
+                if upper is not None and v >= upper:
+                    raise OutOfBounds(
+                        f"{o.lower}: {value!r} must stay below {o.upper} ({upper}); raise {o.upper} first")
         return v
 
 
@@ -130,13 +142,8 @@ class MinFreeKbytesKnob(SysctlKnob):
 def min_free_bounds(root: SysRoot) -> tuple[int, int] | None:
     """``(low, high)`` for ``vm.min_free_kbytes`` from ``MemTotal``, or None if unknown."""
     try:
-        for line in root.read("proc/meminfo").splitlines():
-            if line.startswith("MemTotal:"):
-                total = int(line.split()[1])
-                break
-        else:
-            return None
-    except (ActuatorError, ValueError, IndexError):
+        total = parse_meminfo(root.read("proc/meminfo"))["MemTotal"] // 1024
+    except (ActuatorError, KeyError):
         return None
     default = min(max(math.isqrt(total * 16), 128), 262144)
     low, high = max(default // 2, 128), total * 5 // 100
@@ -165,7 +172,8 @@ def int_sysctl(
 def sysctl_knob(name: str, root: SysRoot) -> SysctlKnob:
     """The knob for a name of :data:`SYSCTLS` (KeyError otherwise)."""
     spec = SYSCTLS[name]
-    cls: type[SysctlKnob] = DirtyRatioKnob if name in (_LOWER, _UPPER) else SysctlKnob
+    ordered = any(name in (o.lower, o.upper) for o in ORDERINGS)
+    cls: type[SysctlKnob] = OrderedSysctlKnob if ordered else SysctlKnob
     low, high = spec.low, spec.high
     if name == "vm.min_free_kbytes":
         cls = MinFreeKbytesKnob
@@ -178,6 +186,36 @@ def sysctl_knob(name: str, root: SysRoot) -> SysctlKnob:
     elif "centisecs" in name:
         unit = "cs"
     return int_sysctl(
-        cls, name=name, rel=spec.rel, low=low, high=high, risk=spec.risk,  # type: ignore[arg-type]
+        cls, name=name, rel=spec.rel, low=low, high=high, risk=spec.risk,
         scope="host", description=spec.description, unit=unit, root=root,
     )
+
+
+def sysctl_file(key: str) -> str | None:
+    """The file ``sysctl -w KEY=...`` writes (``vm.swappiness`` -> ``/proc/sys/vm/swappiness``), for exports.
+
+    None for a key that is not a plain dotted name (an empty, ``.`` or ``..`` part, or a ``/``).
+    """
+    if any(not part or part in (".", "..") for part in key.split(".")) or "/" in key:
+        return None
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+def sysctl_export(rel: str, **kw: Any) -> KnobExport:
+    """The export mapping of a sysctl knob whose file is ``rel`` (sysctl.d, TuneD ``[sysctl]``, the shell's file)."""
+    return KnobExport(file="/" + rel, sysctl=True, **kw)
+
+
+class VmFamily(Family):
+    """``vm.*``: the memory-management sysctls of :data:`SYSCTLS`."""
+
+    name = "vm"
+    patterns = tuple(SYSCTLS)
+    orderings = ORDERINGS
+    exports = {n: sysctl_export(spec.rel) for n, spec in SYSCTLS.items()}
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        return sysctl_knob(name, env.root)
+
+
+FAMILY = VmFamily()

@@ -1,138 +1,50 @@
-"""Where ``/proc`` and ``/sys`` live, and the only code that touches their files.
+"""Where ``/proc`` and ``/sys`` live, and the only code that writes their files.
 
-Tests point a :class:`SysRoot` at a fake tree; production uses ``/``. Every
-path is given *relative* to the root (``"proc/sys/vm/swappiness"``) and is
-refused when it contains ``..``, NUL, or resolves (through symlinks) outside
-the root. Writes never create files and put the exact string in one
-``write()`` call, as sysfs and procfs need.
+:class:`SysRoot` is the writing side of :class:`collectors.rootfs.RootReader`
+(the one safe root-relative reader): it reads exactly as the collectors do and
+adds ``write``/``restore``/``rmdir``. Tests point a :class:`SysRoot` at a fake
+tree; production uses ``/``. Every path is given *relative* to the root
+(``"proc/sys/vm/swappiness"``) and is refused (:class:`UnsafePath`) when it
+contains ``..``, NUL, or resolves (through symlinks) outside the root; a file
+that cannot be read raises :class:`ActuatorError`. Writes never create files
+and put the exact string in one ``write()`` call, as sysfs and procfs need.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import time
-from pathlib import Path
 
 from actuators.errors import ActuatorError, UnsafePath
+from collectors.kernelfiles import bracketed
+from collectors.rootfs import RootReader
 
-__all__ = ["RESTORABLE_PREFIXES", "SysRoot", "bracketed", "selector_value"]
+__all__ = ["RESTORABLE_PREFIXES", "SysRoot"]
 
 #: Trees under the root that a journal entry may point into (for ``recover``).
 RESTORABLE_PREFIXES: tuple[str, ...] = (
     "proc/sys/", "proc/irq/", "sys/kernel/mm/", "sys/block/", "sys/fs/cgroup/", "sys/devices/system/cpu/",
 )
 
-_BRACKET = re.compile(r"\[([^\[\]\s]+)\]")
 
+class SysRoot(RootReader):
+    """A root directory holding ``proc/`` and ``sys/`` (``/`` on a real host), read and written.
 
-def bracketed(raw: str) -> str | None:
-    """The ``[selected]`` word of a kernel selector file (``none [mq-deadline] kyber``), or None."""
-    m = _BRACKET.search(raw)
-    return m.group(1) if m else None
-
-
-def selector_value(raw: str) -> str:
-    """Current value of a selector file: the bracketed word, else the single bare word.
-
-    Raises:
-        ActuatorError: the content is neither form.
-    """
-    word = bracketed(raw)
-    if word is not None:
-        return word
-    parts = raw.split()
-    if len(parts) == 1:
-        return parts[0]
-    raise ActuatorError(f"cannot tell the selected value in {raw!r}")
-
-
-class SysRoot:
-    """A root directory holding ``proc/`` and ``sys/`` (``/`` on a real host).
+    Reading (``path``, ``rel``, ``exists``, ``is_dir``, ``listdir``, ``read``,
+    ...) is :class:`~collectors.rootfs.RootReader`'s, raising the actuators'
+    errors; writing is here.
 
     Args:
         root: the directory; ``"/"`` by default.
     """
 
-    def __init__(self, root: str | os.PathLike[str] = "/") -> None:
-        self.root = Path(os.path.realpath(os.fspath(root)))
-
-    def __repr__(self) -> str:
-        return f"SysRoot({str(self.root)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SysRoot) and other.root == self.root
-
-    def __hash__(self) -> int:
-        return hash(self.root)
-
-    @property
-    def is_host(self) -> bool:
-        """True when this is the real machine's root ``/``."""
-        return self.root == Path("/")
-
-    # ------------------------------------------------------------------ paths
-    def path(self, rel: str) -> Path:
-        """Absolute path of ``rel`` under the root.
-
-        Raises:
-            UnsafePath: NUL, a ``..`` component, an empty path, or a path that
-                resolves outside the root.
-        """
-        if not isinstance(rel, str) or not rel or "\x00" in rel:
-            raise UnsafePath(f"refused path {rel!r}")
-        parts = rel.strip("/").split("/")
-        if any(p in ("..", ".") for p in parts) or not rel.strip("/"):
-            raise UnsafePath(f"refused path {rel!r}: relative components")
-        full = self.root.joinpath(*parts)
-        real = Path(os.path.realpath(full))
-        if real != self.root and self.root not in real.parents:
-            raise UnsafePath(f"refused path {rel!r}: resolves to {real}, outside {self.root}")
-        return full
-
-    def rel(self, path: str | os.PathLike[str]) -> str:
-        """``path`` (absolute, under the root) as a root-relative string.
-
-        Raises:
-            UnsafePath: the path is not under the root.
-        """
-        p = Path(os.path.abspath(os.fspath(path)))
-        try:
-            rel = p.relative_to(self.root)
-        except ValueError:
-            raise UnsafePath(f"{p} is not under {self.root}") from None
-        self.path(str(rel))
-        return str(rel)
-
-    # -------------------------------------------------------------- file I/O
-    def exists(self, rel: str) -> bool:
-        """True when ``rel`` is an existing regular file (or sysfs attribute)."""
-        return self.path(rel).is_file()
+    unsafe_error = UnsafePath
+    read_error = ActuatorError
 
     def writable(self, rel: str) -> bool:
         """``os.access(W_OK)`` on the file."""
         return os.access(self.path(rel), os.W_OK)
-
-    def listdir(self, rel: str) -> list[str]:
-        """Sorted entries of a directory, ``[]`` if it does not exist."""
-        try:
-            return sorted(os.listdir(self.path(rel)))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-
-    def read(self, rel: str) -> str:
-        """The whole file, byte-exact (decoded as latin-1 so every byte round-trips).
-
-        Raises:
-            ActuatorError: the file cannot be read.
-        """
-        p = self.path(rel)
-        try:
-            with open(p, "rb") as f:
-                return f.read().decode("latin-1")
-        except OSError as err:
-            raise ActuatorError(f"cannot read {p}: {err.strerror or err}") from err
 
     def write(self, rel: str, data: str) -> None:
         """Write ``data`` exactly, in one ``write()``; never creates the file.

@@ -1,15 +1,18 @@
 """Transparent huge pages (TuneD's plugin_vm): ``thp.enabled``, ``thp.defrag``.
 
 The choices are the words of ``/sys/kernel/mm/transparent_hugepage/enabled``;
-the bracketed one is current; the bare word is written.
+the bracketed one is current; the bare word is written. ``thp.defrag`` only
+matters while huge pages are in use (``thp.enabled`` always or madvise): a
+study does not propose it otherwise. :data:`FAMILY` declares the ``thp`` family.
 """
 
 from __future__ import annotations
 
-from actuators.base import Domain, SelectorKnob, selector_choices
+from actuators.base import Domain, Knob, SelectorKnob, selector_choices
+from actuators.family import Condition, Env, Family, KnobExport, TunedOption
 from actuators.sysroot import SysRoot
 
-__all__ = ["THP", "ThpKnob", "thp_knob"]
+__all__ = ["FAMILY", "THP", "ThpFamily", "ThpKnob", "thp_knob"]
 
 #: name -> fixed relative file
 THP: dict[str, str] = {
@@ -40,3 +43,22 @@ def thp_knob(name: str, root: SysRoot) -> ThpKnob:
         needs_root=True,
         description=_DESCRIPTIONS[name],
     )
+
+
+class ThpFamily(Family):
+    """``thp.*``: transparent huge pages (TuneD's ``[vm]`` plugin)."""
+
+    name = "thp"
+    patterns = tuple(THP)
+    # no huge pages: nothing to defragment
+    conditions = (Condition("thp.defrag", "thp.enabled", ("always", "madvise")),)
+    exports = {
+        "thp.enabled": KnobExport(file="/" + THP["thp.enabled"], tuned=TunedOption("vm", "transparent_hugepages")),
+        "thp.defrag": KnobExport(file="/" + THP["thp.defrag"], tuned=TunedOption("vm", "transparent_hugepage.defrag")),
+    }
+
+    def resolve(self, name: str, env: Env) -> Knob:
+        return thp_knob(name, env.root)
+
+
+FAMILY = ThpFamily()

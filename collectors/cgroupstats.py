@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collectors.errors import CollectorError
+from collectors.kernelfiles import parse_kv
+from collectors.rootfs import RootReader
 
 __all__ = ["CgroupCpuReader", "CgroupCpuSample", "CgroupCpuDelta", "cpu_delta", "read_cpu_stats"]
 
@@ -68,18 +70,6 @@ class CgroupCpuDelta:
     throttled_s: float
 
 
-def _parse_kv(text: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            try:
-                out[parts[0]] = int(parts[1])
-            except ValueError:
-                continue
-    return out
-
-
 class CgroupCpuReader:
     """Read CPU counters of the cgroup directory ``path``.
 
@@ -105,11 +95,14 @@ class CgroupCpuReader:
             self._reported.add(what)
             log.warning("cgroup %s: %s unavailable (%s); reported as missing", self.path, what, detail)
 
-    def _read_text(self, path: Path) -> str | None:
+    def _read_text(self, fs: RootReader, name: str) -> str | None:
         try:
-            return path.read_text()
+            return fs.read_bytes(name).decode()
         except OSError as err:
-            self._once(str(path.name), err.strerror or err)
+            self._once(name, err.strerror or err)
+            return None
+        except fs.unsafe_error as err:
+            self._once(name, err)
             return None
 
     def _field(self, stats: dict[str, int] | None, key: str, *, scale: int = 1) -> int | None:
@@ -123,8 +116,9 @@ class CgroupCpuReader:
     def read(self) -> CgroupCpuSample:
         """Read the counters now. Never raises for missing files (see module doc)."""
         now = time.monotonic()
-        text = self._read_text(self.path / "cpu.stat")
-        stats = _parse_kv(text) if text is not None else None
+        # each directory is the root of its own reader (resolved at every read: a file never resolves outside it)
+        text = self._read_text(RootReader(self.path), "cpu.stat")
+        stats = parse_kv(text, int) if text is not None else None
         if self.version == 2:
             return CgroupCpuSample(
                 monotonic_s=now,
@@ -134,7 +128,7 @@ class CgroupCpuReader:
                 nr_throttled=self._field(stats, "nr_throttled"),
                 throttled_ns=self._field(stats, "throttled_usec", scale=1000),
             )
-        usage_text = self._read_text(self.cpuacct_path / "cpuacct.usage")
+        usage_text = self._read_text(RootReader(self.cpuacct_path), "cpuacct.usage")
         usage: int | None = None
         if usage_text is not None:
             try:

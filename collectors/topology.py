@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import errno
 import os
-import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from collectors.errors import CollectorError
+from collectors.kernelfiles import bracketed, parse_cpu_list, parse_meminfo, parse_size, selector_words
+from collectors.rootfs import RootReader
 
 __all__ = [
     "Cache",
@@ -35,13 +39,15 @@ __all__ = [
     "BlockDevice",
     "Nic",
     "Topology",
+    "online_cpus",
+    "read_cpu_topology",
     "read_topology",
-    "parse_cpu_list",
-    "parse_size",
 ]
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+T = TypeVar("T")
+
+_CPU_DIR = "sys/devices/system/cpu"
+_ONLINE = f"{_CPU_DIR}/online"
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,10 @@ class Topology:
         """Distinct physical cores as ``(package, core)``, sorted."""
         return tuple(sorted({(c.package, c.core) for c in self.cpus if c.package is not None and c.core is not None}))
 
+    def core_map(self) -> dict[int, tuple[int, int]]:
+        """CPU -> ``(package, core)`` for every CPU whose package and core are known (plain data for placement)."""
+        return {c.cpu: (c.package, c.core) for c in self.cpus if c.package is not None and c.core is not None}
+
     def distance_matrix(self) -> tuple[tuple[int, ...] | None, ...]:
         """One distance row per node, in node order."""
         return tuple(n.distances for n in self.nodes)
@@ -143,37 +153,6 @@ class Topology:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
         return asdict(self)
-
-
-def parse_cpu_list(text: str) -> tuple[int, ...]:
-    """``"0-3,8,10-11"`` -> ``(0, 1, 2, 3, 8, 10, 11)``; an empty string is an empty tuple.
-
-    Raises:
-        ValueError: not a CPU list.
-    """
-    out: list[int] = []
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        a, b = int(lo), int(hi) if sep else int(lo)
-        if b < a:
-            raise ValueError(f"bad cpu range {part!r}")
-        out.extend(range(a, b + 1))
-    return tuple(sorted(set(out)))
-
-
-def parse_size(text: str) -> int:
-    """``"48K"`` -> 49152, ``"2048K"``, ``"32M"``, ``"512"`` (binary units, as sysfs writes them).
-
-    Raises:
-        ValueError: not a size.
-    """
-    m = _SIZE.match(text)
-    if not m:
-        raise ValueError(f"bad size {text!r}")
-    return int(m.group(1)) * _UNITS[m.group(2).upper()]
 
 
 def _fmt_list(cpus: tuple[int, ...]) -> str:
@@ -186,29 +165,39 @@ def _num_suffix(name: str, prefix: str) -> int | None:
 
 
 class _Reader:
-    """Reads files under the root, recording every failure once in ``gaps``."""
+    """Reads files through a :class:`RootReader`, recording every failure once in ``gaps``.
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    A refused path (one that leaves the root through a symlink) is a gap like a missing file.
+    """
+
+    def __init__(self, fs: RootReader) -> None:
+        self.fs = fs
         self.gaps: list[str] = []
-
-    def path(self, rel: str) -> Path:
-        return self.root / rel.lstrip("/")
 
     def gap(self, rel: str, why: str) -> None:
         self.gaps.append(f"{rel}: {why}")
 
+    def is_dir(self, rel: str) -> bool:
+        try:
+            return self.fs.is_dir(rel)
+        except self.fs.unsafe_error:
+            return False
+
     def text(self, rel: str, *, optional: bool = False, einval_ok: bool = False) -> str | None:
         try:
-            return self.path(rel).read_text(errors="replace").strip()
+            return self.fs.read_bytes(rel).decode("utf-8", "replace").strip()
         except OSError as e:
             quiet = optional and isinstance(e, FileNotFoundError) or einval_ok and e.errno == errno.EINVAL
             if not quiet:
                 self.gap(rel, e.strerror or type(e).__name__)
             return None
+        except self.fs.unsafe_error as e:
+            self.gap(rel, str(e))
+            return None
 
-    def parsed(self, rel: str, parse, **kw: bool):  # noqa: ANN001, ANN202 - small internal helper
-        raw = self.text(rel, **kw)
+    def parsed(self, rel: str, parse: Callable[[str], T], *, optional: bool = False,
+               einval_ok: bool = False) -> T | None:
+        raw = self.text(rel, optional=optional, einval_ok=einval_ok)
         if raw is None:
             return None
         try:
@@ -219,31 +208,74 @@ class _Reader:
 
     def listdir(self, rel: str) -> list[str]:
         try:
-            return sorted(os.listdir(self.path(rel)))
+            return self.fs.listdir(rel, strict=True)
         except OSError as e:
             self.gap(rel, e.strerror or type(e).__name__)
             return []
+        except self.fs.unsafe_error as e:
+            self.gap(rel, str(e))
+            return []
+
+    def readlink(self, rel: str) -> str | None:
+        try:
+            return self.fs.readlink(rel)
+        except (OSError, self.fs.unsafe_error):
+            return None
 
 
-def read_topology(*, root: str | os.PathLike[str] = "/") -> Topology:
-    """Read CPUs, caches, NUMA nodes, block devices and NICs under ``root``.
-
-    Never raises for missing or malformed files (see the module doc); only an
-    unusable ``root`` is an error.
+def _open_root(root: str | os.PathLike[str] | RootReader) -> tuple[RootReader, str]:
+    """The reader for ``root`` and how the topology names it.
 
     Raises:
         CollectorError: ``root`` is not a directory.
     """
-    from collectors.errors import CollectorError
+    if isinstance(root, RootReader):
+        fs, shown = root, str(root.root)
+    else:
+        fs, shown = RootReader(root), str(Path(root))
+    if not fs.root.is_dir():
+        raise CollectorError(f"topology root {shown}: not a directory")
+    return fs, shown
 
-    rootp = Path(root)
-    if not rootp.is_dir():
-        raise CollectorError(f"topology root {rootp}: not a directory")
-    r = _Reader(rootp)
-    online = r.parsed("sys/devices/system/cpu/online", parse_cpu_list) or ()
-    cpus = tuple(_read_cpu(r, n) for n in online)
+
+def online_cpus(root: str | os.PathLike[str] | RootReader = "/") -> tuple[int, ...]:
+    """The online CPUs (``sys/devices/system/cpu/online``); ``()`` when it cannot be read."""
+    fs = root if isinstance(root, RootReader) else RootReader(root)
+    try:
+        return parse_cpu_list(fs.read_bytes(_ONLINE).decode("utf-8", "replace"))
+    except (OSError, ValueError, fs.unsafe_error):
+        return ()
+
+
+def read_cpu_topology(*, root: str | os.PathLike[str] | RootReader = "/") -> Topology:
+    """Only the CPU part of :func:`read_topology` (online CPUs, packages, cores, SMT siblings, caches).
+
+    ``nodes``, ``disks`` and ``nics`` are empty. ``root`` may be a path or a
+    :class:`RootReader` (e.g. an :class:`actuators.SysRoot`).
+
+    Raises:
+        CollectorError: ``root`` is not a directory.
+    """
+    fs, shown = _open_root(root)
+    r = _Reader(fs)
+    online, cpus = _read_cpus(r)
+    return Topology(root=shown, online=online, cpus=cpus, nodes=(), disks=(), nics=(), gaps=tuple(r.gaps))
+
+
+def read_topology(*, root: str | os.PathLike[str] | RootReader = "/") -> Topology:
+    """Read CPUs, caches, NUMA nodes, block devices and NICs under ``root``.
+
+    Never raises for missing or malformed files (see the module doc); only an
+    unusable ``root`` is an error. ``root`` may be a path or a :class:`RootReader`.
+
+    Raises:
+        CollectorError: ``root`` is not a directory.
+    """
+    fs, shown = _open_root(root)
+    r = _Reader(fs)
+    online, cpus = _read_cpus(r)
     return Topology(
-        root=str(rootp),
+        root=shown,
         online=online,
         cpus=cpus,
         nodes=_read_nodes(r),
@@ -253,8 +285,13 @@ def read_topology(*, root: str | os.PathLike[str] = "/") -> Topology:
     )
 
 
+def _read_cpus(r: _Reader) -> tuple[tuple[int, ...], tuple[Cpu, ...]]:
+    online = r.parsed(_ONLINE, parse_cpu_list) or ()
+    return online, tuple(_read_cpu(r, n) for n in online)
+
+
 def _read_cpu(r: _Reader, n: int) -> Cpu:
-    base = f"sys/devices/system/cpu/cpu{n}"
+    base = f"{_CPU_DIR}/cpu{n}"
     caches: list[Cache] = []
     for name in r.listdir(f"{base}/cache"):
         idx = _num_suffix(name, "index")
@@ -279,18 +316,21 @@ def _read_cpu(r: _Reader, n: int) -> Cpu:
     )
 
 
-def _meminfo_total(text: str) -> int:
-    for line in text.splitlines():
-        parts = line.split()
-        # "Node 0 MemTotal:       6121688 kB"
-        if len(parts) >= 4 and parts[2] == "MemTotal:":
-            return int(parts[3]) * (1024 if parts[-1] == "kB" else 1)
-    raise ValueError("no MemTotal line")
+def _node_mem_total(text: str) -> int:
+    """``MemTotal`` of a node's ``meminfo`` (``Node 0 MemTotal:       6121688 kB``), in bytes.
+
+    Raises:
+        ValueError: no MemTotal line.
+    """
+    mem = parse_meminfo(text)
+    if "MemTotal" not in mem:
+        raise ValueError("no MemTotal line")
+    return mem["MemTotal"]
 
 
 def _read_nodes(r: _Reader) -> tuple[NumaNode, ...]:
     base = "sys/devices/system/node"
-    if not r.path(base).is_dir():
+    if not r.is_dir(base):
         r.gap(base, "no NUMA information (kernel without CONFIG_NUMA?)")
         return ()
     nodes = []
@@ -302,20 +342,10 @@ def _read_nodes(r: _Reader) -> tuple[NumaNode, ...]:
         nodes.append(NumaNode(
             node=n,
             cpus=r.parsed(f"{d}/cpulist", parse_cpu_list),
-            mem_total_bytes=r.parsed(f"{d}/meminfo", _meminfo_total),
+            mem_total_bytes=r.parsed(f"{d}/meminfo", _node_mem_total),
             distances=r.parsed(f"{d}/distance", lambda s: tuple(int(x) for x in s.split())),
         ))
     return tuple(sorted(nodes, key=lambda x: x.node))
-
-
-def _parse_schedulers(text: str) -> tuple[tuple[str, ...], str | None]:
-    names, current = [], None
-    for tok in text.split():
-        if tok.startswith("[") and tok.endswith("]"):
-            tok = tok[1:-1]
-            current = tok
-        names.append(tok)
-    return tuple(names), current
 
 
 def _read_disks(r: _Reader) -> tuple[BlockDevice, ...]:
@@ -324,7 +354,6 @@ def _read_disks(r: _Reader) -> tuple[BlockDevice, ...]:
         d = f"sys/block/{name}"
         rot = r.parsed(f"{d}/queue/rotational", int)
         sched = r.text(f"{d}/queue/scheduler", optional=True)  # zram and some others have none
-        names, current = _parse_schedulers(sched) if sched is not None else (None, None)
         sectors = r.parsed(f"{d}/size", int)
         out.append(BlockDevice(
             name=name,
@@ -332,8 +361,8 @@ def _read_disks(r: _Reader) -> tuple[BlockDevice, ...]:
             rotational=None if rot is None else bool(rot),
             model=r.text(f"{d}/device/model", optional=True) or None,
             size_bytes=None if sectors is None else sectors * 512,  # always 512-byte units
-            schedulers=names,
-            scheduler=current,
+            schedulers=None if sched is None else selector_words(sched),
+            scheduler=None if sched is None else bracketed(sched),
             read_ahead_kb=r.parsed(f"{d}/queue/read_ahead_kb", int),
         ))
     return tuple(out)
@@ -345,18 +374,15 @@ def _read_nics(r: _Reader) -> tuple[Nic, ...]:
         if name == "lo":
             continue
         d = f"sys/class/net/{name}"
-        if not r.path(d).is_dir():  # e.g. the bonding_masters file
+        if not r.is_dir(d):  # e.g. the bonding_masters file
             continue
         speed = r.parsed(f"{d}/speed", int, einval_ok=True, optional=True)
-        try:
-            driver: str | None = os.path.basename(os.readlink(r.path(f"{d}/device/driver")))
-        except OSError:
-            driver = None  # virtual interfaces have no device: normal, not a gap
-        queues = r.listdir(f"{d}/queues") if r.path(f"{d}/queues").is_dir() else None
+        link = r.readlink(f"{d}/device/driver")  # virtual interfaces have no device: normal, not a gap
+        queues = r.listdir(f"{d}/queues") if r.is_dir(f"{d}/queues") else None
         out.append(Nic(
             name=name,
             speed_mbps=speed if speed is not None and speed >= 0 else None,
-            driver=driver,
+            driver=None if link is None else os.path.basename(link),
             rx_queues=None if queues is None else sum(q.startswith("rx-") for q in queues),
             tx_queues=None if queues is None else sum(q.startswith("tx-") for q in queues),
             mtu=r.parsed(f"{d}/mtu", int),

@@ -48,10 +48,11 @@ from actuators import (
     KnobContext,
     OutOfBounds,
     SysRoot,
-    Token,
 )
 from actuators.errors import UnknownKnob
 from actuators.journal import KEPT_EVENT, OPENING_EVENTS, same_process
+from actuators.records import JournalView, KnobIntent
+from actuators.restore import Skipped, restore_intent
 from collectors.errors import NovatuneError
 from experiments.config import (
     APPLY_SCOPES,
@@ -504,11 +505,6 @@ def apply_trial(
 
 
 # ----------------------------------------------------------------- rollback
-def _token(e: dict[str, Any]) -> Token:
-    return Token(knob=str(e.get("knob")), scope=str(e.get("scope")), target=str(e.get("target")), old=e.get("old"),
-                 new=e.get("new"), value=e.get("value"), kind=e.get("restore") or "file")
-
-
 def _find(apps: dict[str, Application], app_id: str | None) -> Application:
     if app_id is None:
         active = [a for a in apps.values() if a.state == "applied"]
@@ -522,11 +518,73 @@ def _find(apps: dict[str, Application], app_id: str | None) -> Application:
     return apps[app_id]
 
 
+def _rollback_rows(
+    records: list[dict[str, Any]], app: Application, apps: dict[str, Application], cat: Catalog
+) -> tuple[list[tuple[KnobIntent, AppliedKnob]], list[str], list[str]]:
+    """The application's open intents, newest first, each with its row; what drifted; what is held by others.
+
+    Raises:
+        ApplyError: a knob is unknown here, or was applied under another root than the catalog's.
+    """
+    intents = sorted(JournalView(records).open_intents(app.id), key=lambda e: e.seq, reverse=True)
+    drift: list[str] = []
+    held: list[str] = []
+    todo: list[tuple[KnobIntent, AppliedKnob]] = []
+    by_name = {k.knob: k for k in app.knobs}
+    for e in intents:
+        name = str(e.knob)
+        try:
+            knob = cat.get(name)
+        except UnknownKnob as err:
+            raise ApplyError(f"{app.id}: {name}: {err}") from None
+        mine = _knob_root(knob)
+        if e.root and mine and os.path.normpath(e.root) != os.path.normpath(mine):
+            raise ApplyError(f"{app.id}: {name} was applied under root {e.root}, this catalog acts on {mine}")
+        why = _holder(records, knob, e.target, apps, exclude=app.id, after_seq=e.seq)
+        if why is not None:
+            held.append(f"{name}: {why}")
+        try:
+            live = knob.read()
+        except (ActuatorError, OSError) as err:
+            live = None
+            drift.append(f"{name}: cannot read ({err})")
+        else:
+            if not knob.same(live, e.value):
+                drift.append(f"{name}: is {live!r} now, applied {e.value!r}")
+        row = by_name.get(name) or AppliedKnob(knob=name, old=None, new=e.value, changes=True)
+        row = AppliedKnob(knob=name, old=row.old, new=row.new, changes=True, scope=e.scope, live=live,
+                          drift=not (live is not None and knob.same(live, e.value)))
+        todo.append((e, row))
+    return todo, drift, held
+
+
+def _restore_rows(
+    journal: Journal, todo: list[tuple[KnobIntent, AppliedKnob]], root: SysRoot
+) -> tuple[list[AppliedKnob], list[str]]:
+    """Restore each intent from its record (the one restore path), each isolated: the rows restored, the failures."""
+    rows: list[AppliedKnob] = []
+    failures: list[str] = []
+    for e, row in todo:
+        try:
+            restore_intent(e, root)
+        except (ActuatorError, OSError, Skipped) as err:
+            failures.append(f"{row.knob}: {err}")
+            try:
+                journal.close_entry(e, "restore_failed", error=str(err))
+            except ActuatorError:
+                pass
+            continue
+        journal.close_entry(e, "restored")
+        rows.append(row)
+    return rows, failures
+
+
 def rollback(id: str | None = None, *, paths: Paths, force: bool = False,
              catalog: Catalog | None = None) -> Rollback:
     """Restore the values an application replaced (``None``: the latest active one) and close its entries.
 
-    Knobs are restored newest change first, each isolated.
+    Knobs are restored newest change first, each isolated, from the journal records
+    (:func:`actuators.restore.restore_intent`, as ``recover`` and a session restore them).
 
     Raises:
         ApplicationNotFound: no such id (the known ids listed), or no active application.
@@ -548,57 +606,17 @@ def rollback(id: str | None = None, *, paths: Paths, force: bool = False,
         if app.state != "applied":
             raise ApplyConflict(f"application {app.id} is {app.state}, not applied ({app.note}); "
                              "nothing to roll back (`novatune recover` undoes an interrupted apply)")
-        entries = sorted(Journal.open_entries(records, app.id), key=lambda e: e["seq"], reverse=True)
-        rows: list[AppliedKnob] = []
-        drift: list[str] = []
-        held: list[str] = []
-        todo: list[tuple[Knob, dict[str, Any], AppliedKnob]] = []
-        by_name = {k.knob: k for k in app.knobs}
-        for e in entries:
-            name = str(e.get("knob"))
-            try:
-                knob = cat.get(name)
-            except UnknownKnob as err:
-                raise ApplyError(f"{app.id}: {name}: {err}") from None
-            mine = _knob_root(knob)
-            if e.get("root") and mine and os.path.normpath(str(e["root"])) != os.path.normpath(mine):
-                raise ApplyError(f"{app.id}: {name} was applied under root {e['root']}, this catalog acts on {mine}")
-            why = _holder(records, knob, e.get("target"), apps, exclude=app.id, after_seq=e["seq"])
-            if why is not None:
-                held.append(f"{name}: {why}")
-            try:
-                live = knob.read()
-            except (ActuatorError, OSError) as err:
-                live = None
-                drift.append(f"{name}: cannot read ({err})")
-            else:
-                if not knob.same(live, e.get("value")):
-                    drift.append(f"{name}: is {live!r} now, applied {e.get('value')!r}")
-            row = by_name.get(name) or AppliedKnob(knob=name, old=None, new=e.get("value"), changes=True)
-            row = AppliedKnob(knob=name, old=row.old, new=row.new, changes=True, scope=e.get("scope"), live=live,
-                              drift=not (live is not None and knob.same(live, e.get("value"))))
-            todo.append((knob, e, row))
+        todo, drift, held = _rollback_rows(records, app, apps, cat)
         if held:
-            raise ApplyConflict(f"cannot roll back {app.id} (nothing was changed):\n" + "\n".join(f"  - {h}" for h in held))
+            raise ApplyConflict(f"cannot roll back {app.id} (nothing was changed):\n"
+                                + "\n".join(f"  - {h}" for h in held))
         if drift and not force:
             raise ApplyError(
                 f"cannot roll back {app.id}: changed since it was applied (nothing was changed):\n"
                 + "\n".join(f"  - {d}" for d in drift)
                 + "\nrestore the values from before the application anyway with --force"
             )
-        failures: list[str] = []
-        for knob, e, row in todo:
-            try:
-                knob.restore(_token(e))
-            except (ActuatorError, OSError) as err:
-                failures.append(f"{row.knob}: {err}")
-                try:
-                    journal.close_entry(e, "restore_failed", error=str(err))
-                except ActuatorError:
-                    pass
-                continue
-            journal.close_entry(e, "restored")
-            rows.append(row)
+        rows, failures = _restore_rows(journal, todo, cat.root)
         if failures:
             raise ApplyError(f"rollback of {app.id} incomplete (the other knobs were restored; retry "
                              f"`novatune rollback {app.id}`):\n" + "\n".join(f"  - {f}" for f in failures))

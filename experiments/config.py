@@ -94,15 +94,16 @@ def _config_values(data: dict[str, Any], src: str) -> dict[str, Any]:
 
 def _deployed(p: Path) -> ConfigFile:
     """A sysctl.d file or a TuneD profile (directory or ``tuned.conf``), read back into knob values."""
-    from actuators import Catalog
-    from experiments.export import ExportError, read_deployed
+    from actuators.registry import REGISTRY
+    from experiments.export import ExportError
+    from experiments.export_deployed import read_deployed
 
     if p.is_dir() and not (p / "tuned.conf").is_file():
         raise ConfigError(f"{p}: a directory without tuned.conf; a TuneD profile directory, a sysctl.d .conf file, "
                           "or a .json/.yaml export is allowed")
     if not p.exists():
         raise ConfigError(f"{p}: file not found")
-    names = {k.sysctl_key: k.name for k in Catalog().knobs() if k.sysctl_key}
+    names = REGISTRY.sysctl_names()
     try:
         values, unchecked = read_deployed(p, names)
     except ExportError as err:

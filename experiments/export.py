@@ -21,6 +21,12 @@ Every text format starts with a comment naming the study, the trial, how it was
 chosen and its objectives; knobs a format cannot express are listed in a comment,
 never dropped silently. Option names of the TuneD plugins are those of TuneD 2.20
 (``tuned/plugins/plugin_*.py``).
+
+Where each knob goes is the knob family's declaration (:mod:`actuators.family`,
+``KnobExport``: the kernel file, the TuneD section and option, the systemd
+option, what a format cannot express); this module only lays the formats out
+(the shell script's body is :mod:`experiments.export_shell`'s), and
+:func:`experiments.export_deployed.read_deployed` inverts the same declarations.
 """
 
 from __future__ import annotations
@@ -38,13 +44,15 @@ from typing import Any, Literal
 import yaml
 from optuna.trial import TrialState
 
-from actuators.irq import parse_cpulist
-from actuators.net import NET_TRIPLETS
+from actuators.family import KnobExport, Match, fill, one_line
+from actuators.registry import REGISTRY
+from actuators.sysctl import sysctl_file
 from collectors.errors import NovatuneError
+from experiments.export_shell import SHELL_BODY
 from experiments.store import StudyView
 
-__all__ = ["FILENAMES", "FORMATS", "ExportError", "ExportRequestError", "choose_trial", "read_deployed", "render",
-           "systemd_options", "write_export"]
+__all__ = ["FILENAMES", "FORMATS", "ExportError", "ExportRequestError", "choose_trial", "render", "systemd_options",
+           "write_export"]
 
 FORMATS = ("json", "yaml", "sysctl", "tuned", "systemd", "shell")
 Format = Literal["json", "yaml", "sysctl", "tuned", "systemd", "shell"]
@@ -61,30 +69,6 @@ FILENAMES: dict[str, str] = {
 
 #: a stock TuneD profile name for ``include=`` (TuneD's own ``safe_name``, minus leading dots)
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-#: device / interface names that may appear in paths and section names
-_DEV_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,32}")
-
-_THP = {"thp.enabled": "enabled", "thp.defrag": "defrag"}
-_THP_DIR = "/sys/kernel/mm/transparent_hugepage"
-_KSM = {"ksm.run": "/sys/kernel/mm/ksm/run"}
-_CPUFREQ = {"cpufreq.governor": "scaling_governor", "cpufreq.epp": "energy_performance_preference"}
-_TUNED_CPU = {"cpufreq.governor": "governor", "cpufreq.epp": "energy_performance_preference"}
-_BLOCK_FILES = {
-    "scheduler": "queue/scheduler",  # first: changing the scheduler resets nr_requests
-    "read_ahead_kb": "queue/read_ahead_kb",
-    "nr_requests": "queue/nr_requests",
-    "rq_affinity": "queue/rq_affinity",
-    "nomerges": "queue/nomerges",
-    "wbt_lat_usec": "queue/wbt_lat_usec",
-}
-#: nic leaf -> (TuneD [net] option, ethtool word)
-_NIC = {
-    "tso": ("features", "tso"), "gso": ("features", "gso"), "gro": ("features", "gro"),
-    "rx_ring": ("ring", "rx"), "tx_ring": ("ring", "tx"), "rx_usecs": ("coalesce", "rx-usecs"),
-}
-#: knobs bound to the workload (cgroup / process scope): the systemd drop-in's domain
-_WORKLOAD = ("sizing.vcpus", "sizing.cpu_weight", "sizing.memory_gib", "sizing.cpuset_cpus", "sizing.cpuset_mems",
-             "affinity.cpus", "affinity.placement", "sched.policy", "sched.nice", "ioprio.class", "ioprio.level")
 _INSTALL = {
     "yaml": "novatune plan novatune.yaml; novatune verify novatune.yaml",
     "sysctl": "install -m 0644 90-novatune.conf /etc/sysctl.d/ && sysctl -p /etc/sysctl.d/90-novatune.conf",
@@ -118,9 +102,11 @@ def choose_trial(view: StudyView, trial: int | None = None) -> tuple[Any, str]:
         except LookupError as err:
             raise ExportError(str(err)) from None
         if t.state != TrialState.COMPLETE:
-            raise ExportError(f"trial {trial} of {view.name!r} is {t.state.name.lower()}, not complete: nothing to export")
+            raise ExportError(
+                f"trial {trial} of {view.name!r} is {t.state.name.lower()}, not complete: nothing to export")
         if not view.is_feasible(t):
-            raise ExportError(f"trial {trial} of {view.name!r} violates the study's constraints; choose a feasible trial")
+            raise ExportError(
+                f"trial {trial} of {view.name!r} violates the study's constraints; choose a feasible trial")
         return t, f"trial {trial} (chosen by the user)"
     try:
         decision = view.decide()
@@ -177,21 +163,37 @@ def _header(fmt: str, doc: dict[str, Any]) -> list[str]:
 
 def _value(value: Any) -> str:
     """A knob value as sysctl/sysfs text: sequences (tcp_rmem triplets) space-separated."""
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, (list, tuple)):
-        return " ".join(_value(v) for v in value)
-    return _one_line(value)
+    return one_line(value)
+
+
+def _export(name: str) -> tuple[Match, KnobExport] | None:
+    """The family's match of ``name`` and its export mapping; None when no family maps it."""
+    m = REGISTRY.match(name)
+    return (m, m.export) if m is not None and m.export is not None else None
 
 
 def _sysctl_key(view: StudyView, name: str, value: Any) -> tuple[str | None, str]:
-    """(sysctl key, why not) for ``name``: None when the knob is not a sysctl or not writable as one line."""
+    """(sysctl key, why not) for ``name``: None when the knob is not a sysctl or not writable as one line.
+
+    Which knobs are sysctls is what the study recorded (``sysctl_keys``); a family may say a value of
+    the wrong shape cannot be written (a triplet given one number).
+    """
     key = view.attrs.get("sysctl_keys", {}).get(name)
     if not key:
         return None, ""
-    if key in NET_TRIPLETS and not isinstance(value, (list, tuple)):
-        return None, " (max only; min and default are the host's)"
+    found = _export(key)
+    why = found[1].whole_value if found is not None else None
+    if why and not isinstance(value, (list, tuple)):
+        return None, why
     return key, ""
+
+
+def _sysctl_path(key: str) -> str | None:
+    """The file the shell export writes for a sysctl key: the family's, else where ``sysctl`` writes it."""
+    found = _export(key)
+    if found is not None and found[1].sysctl and found[1].file is not None:
+        return found[1].file
+    return sysctl_file(key)
 
 
 def _note(items: list[str], fmt: str) -> list[str]:
@@ -199,7 +201,7 @@ def _note(items: list[str], fmt: str) -> list[str]:
     if not items:
         return []
     see = "the JSON export"
-    if fmt != "systemd" and any(i.split("=", 1)[0] in _WORKLOAD for i in items):
+    if fmt != "systemd" and any(REGISTRY.workload_bound(i.split("=", 1)[0]) for i in items):
         see += " (workload-bound knobs: the systemd export)"
     if fmt == "systemd":
         see += " (host-wide knobs: the sysctl, tuned or shell export)"
@@ -210,17 +212,6 @@ def _note(items: list[str], fmt: str) -> list[str]:
 
 def _knob(name: str, value: Any) -> str:
     return f"{name}={_value(value)}"
-
-
-def _split_dev(name: str, prefix: str) -> tuple[str, str] | None:
-    """``block.vda.scheduler`` -> (``vda``, ``scheduler``); None for a malformed name."""
-    dev, _, leaf = name[len(prefix):].rpartition(".")
-    return (dev, leaf) if _DEV_NAME.fullmatch(dev) and dev not in (".", "..") else None
-
-
-def _irq_number(name: str) -> str | None:
-    n = name[len("irq."):-len(".affinity")] if name.endswith(".affinity") else ""
-    return n if n.isdigit() else None
 
 
 # ------------------------------------------------------------------ formats
@@ -244,113 +235,85 @@ def _section(lines: list[str], name: str, options: list[tuple[str, str]], **extr
 
 
 def _render_tuned(view: StudyView, doc: dict[str, Any], include: str | None) -> str:
-    sysctl: list[tuple[str, str]] = []
-    vm: list[tuple[str, str]] = []
-    cpu: list[tuple[str, str]] = []
-    sysfs: list[tuple[str, str]] = []
+    plain: dict[str, list[tuple[str, str]]] = {"sysctl": [], "vm": [], "cpu": [], "sysfs": []}
     disks: dict[str, dict[str, str]] = {}
     nics: dict[str, dict[str, list[str]]] = {}
     others: list[str] = []
     for name, value in doc["knobs"].items():
         key, why = _sysctl_key(view, name, value)
         v = _value(value)
+        found = _export(name)
+        tuned = found[1].tuned if found is not None else None
         if key:
-            sysctl.append((key, v))
-        elif name == "thp.enabled":
-            vm.append(("transparent_hugepages", v))
-        elif name == "thp.defrag":
-            vm.append(("transparent_hugepage.defrag", v))
-        elif name in _KSM:
-            sysfs.append((_KSM[name], v))
-        elif name in _TUNED_CPU:
-            cpu.append((_TUNED_CPU[name], v))
-        elif name.startswith("block.") and (dl := _split_dev(name, "block.")) and dl[1] in _BLOCK_FILES:
-            dev, leaf = dl
-            if leaf == "scheduler":
-                disks.setdefault(dev, {})["elevator"] = v
-            elif leaf == "read_ahead_kb":
-                disks.setdefault(dev, {})["readahead"] = v  # TuneD: a plain number is KiB
-            else:
-                sysfs.append((f"/sys/block/{dev}/{_BLOCK_FILES[leaf]}", v))
-        elif name.startswith("nic.") and (dl := _split_dev(name, "nic.")) and dl[1] in _NIC:
-            iface, leaf = dl
-            option, word = _NIC[leaf]
-            nics.setdefault(iface, {}).setdefault(option, []).append(f"{word} {v}")
-        else:
+            plain["sysctl"].append((key, v))
+        elif found is None or tuned is None:
             # irq.*: TuneD 2.20's scheduler plugin applies default_irq_smp_affinity only together
             # with isolated_cores, and has no per-IRQ option; /proc/irq is outside [sysfs]
             others.append(_knob(name, value) + why)
+        elif tuned.section == "disk":
+            disks.setdefault(found[0].fields["dev"], {})[tuned.option] = v
+        elif tuned.section == "net":
+            nics.setdefault(found[0].fields["iface"], {}).setdefault(tuned.option, []).append(f"{tuned.word} {v}")
+        elif tuned.section == "sysfs":
+            plain["sysfs"].append((fill(found[1].file or "", found[0].fields), v))
+        else:
+            plain[tuned.section].append((tuned.option, v))
     lines = _header("tuned", doc)
     lines += _note(others, "tuned")
     main = [("summary", _one_line(f"novatune: study {doc['study']} trial {doc['trial']}"))]
     if include:
         main.append(("include", include))
     _section(lines, "main", main)
-    _section(lines, "sysctl", sysctl)
-    _section(lines, "vm", vm)
-    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
-    for dev, opts in disks.items():
-        groups.setdefault(tuple(sorted(opts.items())), []).append(dev)
-    for opts, devs in groups.items():
-        if len(groups) == 1:
-            _section(lines, "disk", [("devices", ",".join(devs)), *opts])
-        else:
-            _section(lines, f"disk_{devs[0]}", [("devices", ",".join(devs)), *opts], type="disk")
-    _section(lines, "sysfs", sysfs)
-    _section(lines, "cpu", cpu)
+    _section(lines, "sysctl", plain["sysctl"])
+    _section(lines, "vm", plain["vm"])
+    _disk_sections(lines, disks)
+    _section(lines, "sysfs", plain["sysfs"])
+    _section(lines, "cpu", plain["cpu"])
     for iface, options in nics.items():
-        opts = [("devices", iface), *((k, " ".join(ws)) for k, ws in options.items())]
+        net_opts = [("devices", iface), *((k, " ".join(ws)) for k, ws in options.items())]
         if len(nics) == 1:
-            _section(lines, "net", opts)
+            _section(lines, "net", net_opts)
         else:
-            _section(lines, f"net_{iface}", opts, type="net")
+            _section(lines, f"net_{iface}", net_opts, type="net")
     return "\n".join(lines) + "\n"
 
 
-def _percent(x: float) -> str:
-    return f"{round(float(x) * 100, 2):g}%"
+def _disk_sections(lines: list[str], disks: dict[str, dict[str, str]]) -> None:
+    """One ``[disk]`` section per set of equal options (``devices=`` lists the devices sharing it)."""
+    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    for dev, opts in disks.items():
+        groups.setdefault(tuple(sorted(opts.items())), []).append(dev)
+    for shared, devs in groups.items():
+        if len(groups) == 1:
+            _section(lines, "disk", [("devices", ",".join(devs)), *shared])
+        else:
+            _section(lines, f"disk_{devs[0]}", [("devices", ",".join(devs)), *shared], type="disk")
 
 
 def systemd_options(knobs: dict[str, Any]) -> tuple[dict[str, str], list[str], list[str]]:
     """The ``[Service]`` option each workload-bound knob of ``knobs`` becomes (knob -> ``Option=value``),
-    the notes explaining unit conversions, and the knobs a drop-in cannot express (``name=value (why)``)."""
+    the notes explaining unit conversions, and the knobs a drop-in cannot express (``name=value (why)``).
+
+    The options are the families' declarations (``KnobExport.systemd``)."""
     opts: dict[str, str] = {}
     notes: list[str] = []
     others: list[str] = []
-    placement = knobs.get("affinity.placement", "compact")
     for name, value in knobs.items():
-        if name == "sizing.vcpus":
-            opts[name] = f"CPUQuota={_percent(value)}"
-            notes.append(f"CPUQuota: sizing.vcpus={value} CPUs x 100%")
-        elif name == "sizing.cpu_weight":
-            opts[name] = f"CPUWeight={int(value)}"  # the cgroup v2 cpu.weight scale, 1-10000, 100 = default
-        elif name == "sizing.memory_gib":
-            opts[name] = f"MemoryMax={round(float(value) * 1024**3)}"
-            notes.append(f"MemoryMax: sizing.memory_gib={value} GiB in bytes")
-        elif name == "sizing.cpuset_cpus":
-            opts[name] = f"AllowedCPUs={_value(value)}"
-        elif name == "sizing.cpuset_mems":
-            opts[name] = f"AllowedMemoryNodes={_value(value)}"
-        elif name == "affinity.cpus":
-            if placement == "compact":
-                n = int(value)
-                opts[name] = f"CPUAffinity={'0' if n == 1 else f'0-{n - 1}'}"
-                notes.append(f"CPUAffinity: affinity.cpus={n} as the first {n} CPU(s) (compact placement)")
-            else:
-                others.append(_knob(name, value) + " (which CPUs depends on the target's topology)")
-        elif name == "affinity.placement":
-            if placement != "compact" or "affinity.cpus" not in knobs:
-                others.append(_knob(name, value))
-        elif name == "sched.policy":
-            opts[name] = f"CPUSchedulingPolicy={_value(value)}"
-        elif name == "sched.nice":
-            opts[name] = f"Nice={int(value)}"
-        elif name == "ioprio.class":
-            opts[name] = f"IOSchedulingClass={_value(value)}"
-        elif name == "ioprio.level":
-            opts[name] = f"IOSchedulingPriority={int(value)}"
-        else:
+        found = _export(name)
+        sd = found[1].systemd if found is not None else None
+        if sd is None:
             others.append(_knob(name, value))
+            continue
+        if sd.when is not None and knobs.get(sd.when[0], sd.when[1]) != sd.when[1]:
+            others.append(_knob(name, value) + (f" ({sd.why_not})" if sd.why_not else ""))
+            continue
+        if sd.option is None:  # carried by another knob's option, when that one is set
+            if sd.carried_by not in knobs:
+                others.append(_knob(name, value))
+            continue
+        opts[name] = f"{sd.option}={sd.render(value)}"
+        if sd.note is not None:
+            notes.append(sd.note(value))
     return opts, notes, others
 
 
@@ -376,153 +339,32 @@ class _Write:
 
 
 def _shell_writes(view: StudyView, doc: dict[str, Any]) -> tuple[list[_Write], list[str]]:
-    writes: list[_Write] = []
+    """The files the script writes, in the families' apply order (a block scheduler before the queue sizes
+    it resets), and the knobs it cannot write."""
+    writes: list[tuple[int, _Write]] = []
     others: list[str] = []
-    block: list[tuple[int, _Write]] = []
     for name, value in doc["knobs"].items():
         key, why = _sysctl_key(view, name, value)
-        v = _value(value)
+        found = _export(name)
         if key:
-            if any(not part or part in (".", "..") for part in key.split(".")) or "/" in key:
+            path = _sysctl_path(key)
+            if path is None:
                 others.append(_knob(name, value))
                 continue
-            writes.append(_Write(name, "/proc/sys/" + key.replace(".", "/"), v))
-        elif name in _THP:
-            writes.append(_Write(name, f"{_THP_DIR}/{_THP[name]}", v))
-        elif name in _KSM:
-            writes.append(_Write(name, _KSM[name], v))
-        elif name in _CPUFREQ:
-            writes.append(_Write(name, f"/sys/devices/system/cpu/cpu[0-9]*/cpufreq/{_CPUFREQ[name]}", v, glob=True))
-        elif name.startswith("block.") and (dl := _split_dev(name, "block.")) and dl[1] in _BLOCK_FILES:
-            dev, leaf = dl
-            block.append((list(_BLOCK_FILES).index(leaf), _Write(name, f"/sys/block/{dev}/{_BLOCK_FILES[leaf]}", v)))
-        elif name == "irq.default_affinity":
+            writes.append((REGISTRY.rank(name), _Write(name, path, _value(value))))
+        elif found is not None and found[1].file is not None and not found[1].sysctl:
+            m, exp = found
             try:
-                mask = format(sum(1 << c for c in parse_cpulist(str(value))), "x")
+                v = exp.file_value(value) if exp.file_value is not None else _value(value)
             except ValueError:
                 others.append(_knob(name, value))
                 continue
-            writes.append(_Write(name, "/proc/irq/default_smp_affinity", mask))
-        elif name.startswith("irq.") and (n := _irq_number(name)):
-            writes.append(_Write(name, f"/proc/irq/{n}/smp_affinity_list", v))
+            writes.append((REGISTRY.rank(name), _Write(name, fill(exp.file or "", m.fields), v, glob=exp.glob)))
         else:
             others.append(_knob(name, value) + why)
-    writes += [w for _, w in sorted(block, key=lambda p: p[0])]  # scheduler before the queue sizes it resets
-    return writes, others
+    return [w for _, w in sorted(writes, key=lambda p: p[0])], others
 
 
-_SHELL_BODY = r"""
-set -eu
-
-STATE_FILE=${NOVATUNE_STATE_FILE:-/var/lib/novatune/novatune-apply.state}
-TAB=$(printf '\t')
-
-die() { echo "novatune-apply: $*" >&2; exit 1; }
-
-PLAN=$(mktemp)
-REV=$(mktemp)
-trap 'rm -f "$PLAN" "$REV"' EXIT
-
-# The current value of a kernel file: the [selected] word of a choice list, tabs as spaces.
-current() {
-  v=$(cat -- "$1") || return 1
-  case $v in
-    *'['*']'*) v=${v#*\[}; v=${v%%]*} ;;
-  esac
-  printf '%s' "$v" | tr '\t\n' '  ' | sed 's/ *$//'
-}
-
-put() { printf '%s\n' "$2" > "$1"; }
-
-# Every setting as FILE<TAB>VALUE, in apply order.
-settings() {
-  emit() { printf '%s\t%s\n' "$1" "$2"; }
-__SETTINGS__
-}
-
-do_apply() {
-  [ ! -e "$STATE_FILE" ] || die "$STATE_FILE exists: an earlier apply was not rolled back (run: $0 rollback)"
-  settings > "$PLAN"
-  while IFS=$TAB read -r path _; do
-    [ -e "$path" ] || die "$path does not exist on this host; nothing changed"
-  done < "$PLAN"
-  mkdir -p "$(dirname "$STATE_FILE")"
-  tmp="$STATE_FILE.tmp"
-  : > "$tmp"
-  while IFS=$TAB read -r path _; do
-    printf '%s\t%s\n' "$path" "$(current "$path")" >> "$tmp"
-  done < "$PLAN"
-  sync
-  mv -f "$tmp" "$STATE_FILE"
-  sync
-  while IFS=$TAB read -r path value; do
-    [ "$(current "$path")" = "$value" ] && continue
-    if ! put "$path" "$value"; then
-      echo "novatune-apply: cannot write $value to $path; rolling back" >&2
-      do_rollback || true
-      exit 1
-    fi
-  done < "$PLAN"
-  echo "applied $(wc -l < "$STATE_FILE") setting(s); previous values saved in $STATE_FILE"
-}
-
-do_rollback() {
-  if [ ! -e "$STATE_FILE" ]; then
-    echo "nothing to roll back: $STATE_FILE does not exist"
-    return 0
-  fi
-  tac "$STATE_FILE" > "$REV"
-  # two passes: a later write can reset an earlier one (a block scheduler resets nr_requests)
-  failed=0
-  for pass in 1 2; do
-    failed=0
-    while IFS=$TAB read -r path value; do
-      if [ "$(current "$path" 2>/dev/null || echo '<unreadable>')" != "$value" ]; then
-        if ! put "$path" "$value" 2>/dev/null; then
-          failed=1
-          [ "$pass" = 1 ] || echo "novatune-apply: could not restore $path to $value" >&2
-        fi
-      fi
-    done < "$REV"
-    [ "$failed" = 1 ] || break
-  done
-  [ "$failed" = 0 ] || die "rollback incomplete; $STATE_FILE kept"
-  rm -f "$STATE_FILE"
-  sync
-  echo "rolled back; removed $STATE_FILE"
-}
-
-do_check() {
-  drift=0
-  settings > "$PLAN"
-  while IFS=$TAB read -r path value; do
-    now=$(current "$path" 2>/dev/null || echo '<unreadable>')
-    if [ "$now" != "$value" ]; then
-      echo "differs: $path is $now, export says $value"
-      drift=1
-    fi
-  done < "$PLAN"
-  [ "$drift" = 0 ] && echo "every setting matches the export"
-  return "$drift"
-}
-
-do_status() {
-  if [ -e "$STATE_FILE" ]; then
-    echo "applied; saved previous values ($STATE_FILE):"
-    cat -- "$STATE_FILE"
-  else
-    echo "not applied (no $STATE_FILE)"
-  fi
-}
-
-case "${1:-}" in
-  apply) do_apply ;;
-  rollback) do_rollback ;;
-  check) do_check ;;
-  status) do_status ;;
-  *) echo "usage: $0 apply|rollback|check|status  (state file: \$NOVATUNE_STATE_FILE, default $STATE_FILE)" >&2; exit 2 ;;
-esac
-"""
 
 
 def _render_shell(view: StudyView, doc: dict[str, Any]) -> str:
@@ -536,7 +378,8 @@ def _render_shell(view: StudyView, doc: dict[str, Any]) -> str:
                 f"  for f in {w.path}; do",
                 f'    if [ -e "$f" ]; then emit "$f" {q}; found=1; fi',
                 "  done",
-                f'  [ "$found" = 1 ] || echo "novatune-apply: no CPU has {w.path.rsplit("/", 1)[1]}: {w.name} skipped" >&2',
+                f'  [ "$found" = 1 ] || echo "novatune-apply: no CPU has {w.path.rsplit("/", 1)[1]}: '
+                f'{w.name} skipped" >&2',
             ]
         else:
             body.append(f"  emit {shlex.quote(w.path)} {q}  # {w.name}")
@@ -550,7 +393,7 @@ def _render_shell(view: StudyView, doc: dict[str, Any]) -> str:
         "# check: exit 1 when a setting differs from the export. status: shows the saved state.",
     ]
     lines += _note(others, "shell")
-    return "\n".join(lines) + _SHELL_BODY.replace("__SETTINGS__", "\n".join(body))
+    return "\n".join(lines) + SHELL_BODY.replace("__SETTINGS__", "\n".join(body))
 
 
 def _render_yaml(doc: dict[str, Any]) -> str:
@@ -647,96 +490,3 @@ def write_export(
     except OSError as err:
         raise ExportError(f"cannot write the {fmt} export to {dest}: {err}") from None
     return [path]
-
-
-# ----------------------------------------------------- reading them back
-def read_deployed(path: Path, sysctl_names: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The knob values a sysctl.d file or a TuneD profile (its directory or ``tuned.conf``) sets, as
-    text, and what in it cannot be checked -- the inverse of the ``sysctl`` and ``tuned`` exports, so
-    that ``novatune verify`` compares an installed file with the live state.
-
-    ``sysctl_names`` maps sysctl keys to knob names (the catalog's). Raises :class:`ExportError` for a
-    file that is neither, or a setting novatune has no knob for.
-    """
-    if path.is_dir():
-        path = path / "tuned.conf"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ExportError(f"{path}: cannot read: {err}") from None
-    values: dict[str, str] = {}
-    unchecked: list[str] = []
-    unknown: list[str] = []
-
-    def sysctl(key: str, value: str) -> None:
-        name = sysctl_names.get(key.strip().replace("/", "."))
-        if name is None:
-            unknown.append(f"sysctl {key.strip()}")
-        else:
-            values[name] = value.strip()
-
-    if path.name != "tuned.conf":  # a sysctl.d file: key = value, '#'/';' comments, '-' ignores errors
-        for n, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line or line[0] in "#;":
-                continue
-            key, sep, value = line.lstrip("-").partition("=")
-            if not sep:
-                raise ExportError(f"{path}:{n}: not a 'key = value' line: {line!r}")
-            sysctl(key, value)
-    else:
-        import configparser
-
-        parser = configparser.ConfigParser(interpolation=None, strict=False)
-        parser.optionxform = str  # type: ignore[assignment,method-assign]
-        try:
-            parser.read_string(text, source=str(path))
-        except configparser.Error as err:
-            raise ExportError(f"{path}: not a TuneD profile: {err}") from None
-        cpu = {v: k for k, v in _TUNED_CPU.items()}
-        sysfs = {v: k for k, v in _KSM.items()}
-        block = {v: k for k, v in _BLOCK_FILES.items()}
-        for section in parser.sections():
-            opts = dict(parser[section])
-            kind = opts.pop("type", section.split("_", 1)[0] if section.startswith(("disk_", "net_")) else section)
-            if kind == "main":
-                if "include" in opts:
-                    unchecked.append(f"the settings of the included profile {opts['include']!r}")
-            elif kind == "sysctl":
-                for key, value in opts.items():
-                    sysctl(key, value)
-            elif kind == "vm":
-                for key, value in opts.items():
-                    name = {"transparent_hugepages": "thp.enabled", "transparent_hugepage.defrag": "thp.defrag"}.get(key)
-                    if name:
-                        values[name] = value
-                    else:
-                        unchecked.append(f"[{section}] {key}")
-            elif kind == "cpu":
-                for key, value in opts.items():
-                    if key in cpu:
-                        values[cpu[key]] = value
-                    else:
-                        unchecked.append(f"[{section}] {key}")
-            elif kind == "disk":
-                devices = [d.strip() for d in opts.pop("devices", "").split(",") if d.strip()]
-                for key, value in opts.items():
-                    leaf = {"elevator": "scheduler", "readahead": "read_ahead_kb"}.get(key)
-                    if leaf is None or not devices:
-                        unchecked.append(f"[{section}] {key}")
-                    for dev in devices if leaf else ():
-                        values[f"block.{dev}.{leaf}"] = value
-            elif kind == "sysfs":
-                for key, value in opts.items():
-                    m = re.fullmatch(r"/sys/block/([^/]+)/(queue/[a-z_]+)", key)
-                    if key in sysfs:
-                        values[sysfs[key]] = value
-                    elif m and m.group(2) in block:
-                        values[f"block.{m.group(1)}.{block[m.group(2)]}"] = value
-                    else:
-                        unknown.append(f"[{section}] {key}")
-            else:  # [net] (ethtool settings) and plugins novatune does not tune
-                unchecked.append(f"[{section}]")
-    if unknown:
-        raise ExportError(f"{path}: no novatune knob for: {', '.join(unknown)}")
-    return values, unchecked

@@ -2,7 +2,8 @@
 
 This is where the two vocabularies meet: the catalog's hard bounds (actuators)
 and the optimizer's parameters. A spec range may narrow a knob's hard bounds,
-never widen them.
+never widen them. The relations between knobs are the families' declarations
+(:mod:`actuators.registry`), turned into the optimizer's ``LessThan`` / ``When``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actuators import Catalog, Knob, UnknownKnob
+from actuators.registry import REGISTRY
 from experiments.metrics import TRIAL_METRICS
 from experiments.spec import KnobSpec, SpecError, StudySpec
 from optimizer.space import (
@@ -26,14 +28,10 @@ from optimizer.space import (
 
 __all__ = ["CONDITIONS", "ORDERINGS", "Resolved", "clamp_to_space", "resolve"]
 
-#: Pairs that must stay ordered whenever a study tunes both.
-ORDERINGS: tuple[LessThan, ...] = (LessThan("vm.dirty_background_ratio", "vm.dirty_ratio"),)
-#: knobs that only apply while another knob has certain values: not proposed otherwise
-CONDITIONS: tuple[When, ...] = (
-    When("thp.defrag", "thp.enabled", ("always", "madvise")),   # no huge pages: nothing to defragment
-    When("cpufreq.epp", "cpufreq.governor", ("powersave",)),     # EPP is read by intel_pstate's powersave
-    When("ioprio.level", "ioprio.class", ("best-effort",)),      # the idle class has no level
-)
+#: Pairs that must stay ordered whenever a study tunes both (the families' orderings).
+ORDERINGS: tuple[LessThan, ...] = tuple(LessThan(o.lower, o.upper) for o in REGISTRY.orderings())
+#: knobs that only apply while another knob has certain values: not proposed otherwise (the families' conditions)
+CONDITIONS: tuple[When, ...] = tuple(When(c.knob, c.parent, c.values) for c in REGISTRY.conditions())
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,10 @@ def _param(name: str, ks: KnobSpec, knob: Knob, problems: list[str]) -> Param | 
     if ks.choices is not None:
         problems.append(f"knobs.{name}: takes a range {{low, high}} within [{d.low}, {d.high}]; choices were given")
         return None
-    low, high = float(ks.low), float(ks.high)  # type: ignore[arg-type]
+    if ks.low is None or ks.high is None or d.low is None or d.high is None:  # a validated spec has both
+        problems.append(f"knobs.{name}: takes a range {{low, high}} within [{d.low}, {d.high}]")
+        return None
+    low, high = float(ks.low), float(ks.high)
     if low < d.low or high > d.high:
         problems.append(
             f"knobs.{name}: range [{ks.low}, {ks.high}] is outside the hard safety bounds [{d.low}, {d.high}]"
@@ -126,9 +127,9 @@ def resolve(
         raise SpecError(source, [f"no knob of the spec can be tuned here: {skipped}"])
     names = {p.name for p in params}
     orderings = tuple(o for o in ORDERINGS if o.lower in names and o.upper in names)
-    by_name = {p.name: p for p in params}
+    choices = {p.name: p.choices for p in params if isinstance(p, CategoricalParam)}
     conditions = tuple(
-        When(c.param, c.parent, tuple(v for v in c.values if v in by_name[c.parent].choices))  # type: ignore[union-attr]
+        When(c.param, c.parent, tuple(v for v in c.values if v in choices.get(c.parent, ())))
         for c in CONDITIONS if c.param in names and c.parent in names
     )
     try:

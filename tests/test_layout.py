@@ -10,7 +10,7 @@ PACKAGES = ("optimizer", "collectors", "actuators", "experiments")
 FORBIDDEN = {
     "optimizer": {"collectors", "actuators", "experiments"},
     "collectors": {"actuators", "experiments"},
-    "actuators": {"experiments"},
+    "actuators": {"experiments"},  # actuators observe through collectors before they change
     "experiments": set(),
 }
 

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from actuators.sizing import parse_cpu_list
 from collectors.cgroupstats import cpu_delta
 from collectors.errors import WorkloadError
+from collectors.kernelfiles import parse_cpu_list
 from collectors.recorder import Recorder
 from collectors.timeseries import steady_window
 from experiments.metrics import SERIES_METRICS

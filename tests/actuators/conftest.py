@@ -48,9 +48,11 @@ FAKE_FILES: dict[str, str] = {
     "proc/irq/25/smp_affinity_list": "0-1\n",
     "sys/devices/system/cpu/online": "0-1\n",
     "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor": "schedutil\n",
-    "sys/devices/system/cpu/cpu0/cpufreq/scaling_available_governors": "conservative ondemand userspace powersave performance schedutil \n",
+    "sys/devices/system/cpu/cpu0/cpufreq/scaling_available_governors":
+        "conservative ondemand userspace powersave performance schedutil \n",
     "sys/devices/system/cpu/cpu0/cpufreq/energy_performance_preference": "balance_performance\n",
-    "sys/devices/system/cpu/cpu0/cpufreq/energy_performance_available_preferences": "default performance balance_performance balance_power power \n",
+    "sys/devices/system/cpu/cpu0/cpufreq/energy_performance_available_preferences":
+        "default performance balance_performance balance_power power \n",
     "sys/devices/system/cpu/cpu1/cpufreq/scaling_governor": "schedutil\n",
     "sys/devices/system/cpu/cpu1/cpufreq/energy_performance_preference": "balance_performance\n",
     "sys/kernel/mm/transparent_hugepage/enabled": "always [madvise] never\n",
@@ -103,7 +105,7 @@ def kernel_mkdir(monkeypatch: pytest.MonkeyPatch) -> None:
     """Play the kernel: a new directory under a fake v1 hierarchy comes with that controller's files."""
     real_mkdir = os.mkdir
 
-    def mkdir(path, mode=0o777, **kw):  # type: ignore[no-untyped-def]
+    def mkdir(path, mode=0o777, **kw):  # type: ignore[no-untyped-def]  # os.mkdir's own signature
         real_mkdir(path, mode, **kw)
         for name, text in CGROUP_V1_NEW_DIR.get(Path(path).parent.name, {}).items():
             (Path(path) / name).write_text(text)

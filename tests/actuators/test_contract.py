@@ -100,7 +100,8 @@ class Case:
 
 
 def _placements_equal() -> bool:
-    from actuators.affinity import PLACEMENTS, cpu_topology, layout
+    from actuators.affinity import cpu_topology
+    from optimizer.placement import PLACEMENTS, layout
 
     allowed, topo = sorted(os.sched_getaffinity(0)), cpu_topology()
     return all(len({tuple(layout(n, p, allowed, topo)) for p in PLACEMENTS}) == 1 for n in range(1, len(allowed) + 1))
@@ -299,17 +300,18 @@ def test_unavailable_reasons(fake_root: SysRoot) -> None:
     (fake_root.root / "proc/sys/vm/swappiness").unlink()
     knob = Catalog(fake_root).get("vm.swappiness")
     assert "does not exist" in (knob.available() or "")
-    assert "no running process" in (Catalog(fake_root, KnobContext(pids=lambda: [])).get("affinity.cpus").available() or "")
+    no_pids = Catalog(fake_root, KnobContext(pids=lambda: [])).get("affinity.cpus")
+    assert "no running process" in (no_pids.available() or "")
 
 
 def test_sysroot_refuses_escapes(fake_root: SysRoot) -> None:
-    from actuators.errors import UnsafePath
+    from actuators.errors import ActuatorError, UnsafePath
 
     os.symlink("/etc", fake_root.root / "proc/sys/vm/evil")
     for rel in ("../x", "proc/../../etc/passwd", "proc/sys/vm/evil/passwd", "a\x00b", "", "/"):
         with pytest.raises(UnsafePath):
             fake_root.path(rel)
-    with pytest.raises(Exception):
+    with pytest.raises(ActuatorError):
         fake_root.write("proc/sys/vm/does_not_exist", "1")
     assert not (fake_root.root / "proc/sys/vm/does_not_exist").exists()
 

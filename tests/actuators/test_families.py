@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actuators import Catalog, KnobContext, KnobUnavailable, OutOfBounds, SysRoot
-from actuators.irq import format_cpulist, parse_cpulist
+from collectors.kernelfiles import format_cpu_list, parse_cpu_list
 from tests.actuators.conftest import tree_bytes
 
 _HS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -95,7 +95,7 @@ def test_irq_affinity_cpu_sets(fake_root: SysRoot) -> None:
     @_HS
     @given(cpus=st.sets(st.integers(0, 4096), min_size=1).filter(lambda s: not s <= {0, 1}))
     def outside(cpus: set[int]) -> None:
-        for value in (cpus, format_cpulist(cpus)):
+        for value in (cpus, format_cpu_list(cpus)):
             with pytest.raises(OutOfBounds, match="irq.24.affinity"):
                 knob.apply(value)
         assert tree_bytes(fake_root.root) == before
@@ -105,7 +105,7 @@ def test_irq_affinity_cpu_sets(fake_root: SysRoot) -> None:
         with pytest.raises(OutOfBounds):
             knob.apply(bad)
     assert tree_bytes(fake_root.root) == before
-    assert knob.validate({1, 0}) == "0-1" and parse_cpulist("0-2,5") == {0, 1, 2, 5}
+    assert knob.validate({1, 0}) == "0-1" and parse_cpu_list("0-2,5", strict=True) == (0, 1, 2, 5)
     default = Catalog(fake_root).get("irq.default_affinity")
     assert default.read() == "0-1"
     token = default.apply("1")

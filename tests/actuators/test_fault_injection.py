@@ -179,11 +179,11 @@ def test_sigkill_at_random_moments_then_recover(tmp_path: Path, loop_device: str
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
-            line = child.stdout.readline()  # type: ignore[union-attr]
-            assert line.strip() == "ready", (line, child.stderr.read())  # type: ignore[union-attr]
+            line = child.stdout.readline()  # type: ignore[union-attr]  # stdout=PIPE: never None
+            assert line.strip() == "ready", (line, child.stderr.read())  # type: ignore[union-attr]  # PIPE
             time.sleep(delay)
             if child.poll() is not None:  # it must still be cycling: the kill is what we test
-                raise AssertionError(f"child exited early: {child.stderr.read()}")  # type: ignore[union-attr]
+                raise AssertionError(f"child exited early: {child.stderr.read()}")  # type: ignore[union-attr]  # PIPE
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=10)
         except BaseException:
@@ -261,8 +261,10 @@ def test_recover_undoes_two_dead_runs_newest_first(fake_root: SysRoot, tmp_path:
     assert [(k["run"], k["outcome"]) for k in rep.knobs] == [("B", "restored"), ("A", "restored")]
 
 
-def test_crash_between_intent_and_write_is_recovered(fake_root: SysRoot, tmp_path: Path) -> None:
-    from actuators import Catalog, ChangeSession
+def test_crash_between_intent_and_write_is_recovered(
+    fake_root: SysRoot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actuators import Catalog, ChangeSession, session
 
     journal = Journal(tmp_path / "j.jsonl")
     knob = Catalog(fake_root).get("vm.swappiness")
@@ -273,8 +275,11 @@ def test_crash_between_intent_and_write_is_recovered(fake_root: SysRoot, tmp_pat
         knob.root.write(token.target, token.new)
         raise Dies()
 
-    knob.commit = commit  # type: ignore[method-assign]
-    knob.restore = lambda token: (_ for _ in ()).throw(Dies())  # type: ignore[method-assign]  # dies in undo too
+    def dies(intent, root):  # the process dies in the undo too
+        raise Dies()
+
+    knob.commit = commit  # type: ignore[method-assign]  # the fault injected
+    monkeypatch.setattr(session, "restore_intent", dies)
     with pytest.raises(Dies):
         ChangeSession(journal, run_id="r", trial=0).apply(knob, 5)
     assert knob.read() == 5
@@ -285,28 +290,32 @@ def test_crash_between_intent_and_write_is_recovered(fake_root: SysRoot, tmp_pat
     assert [k["outcome"] for k in rep.knobs] == ["restored"]
 
 
-def test_restored_is_journaled_only_after_the_write(fake_root: SysRoot, tmp_path: Path) -> None:
-    from actuators import Catalog, ChangeSession
+def test_restored_is_journaled_only_after_the_write(
+    fake_root: SysRoot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actuators import Catalog, ChangeSession, session
 
     journal = Journal(tmp_path / "j.jsonl")
     knob = Catalog(fake_root).get("vm.swappiness")
     s = ChangeSession(journal, run_id="r", trial=0)
     s.apply(knob, 5)
     seen = []
-    real = knob.restore
+    real = session.restore_intent
 
-    def restore(token):
+    def restore(intent, root):
         seen.append([r["event"] for r in journal.records()])
-        real(token)
+        return real(intent, root)
 
-    knob.restore = restore  # type: ignore[method-assign]
+    monkeypatch.setattr(session, "restore_intent", restore)
     assert s.restore_all() == []
     assert seen == [["intent", "applied"]]
     assert [r["event"] for r in journal.records()] == ["intent", "applied", "restored"]
 
 
-def test_restore_all_interrupted_still_restores_the_others(fake_root: SysRoot, tmp_path: Path) -> None:
-    from actuators import Catalog, ChangeSession
+def test_restore_all_interrupted_still_restores_the_others(
+    fake_root: SysRoot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actuators import Catalog, ChangeSession, session
 
     journal = Journal(tmp_path / "j.jsonl")
     cat = Catalog(fake_root)
@@ -315,10 +324,14 @@ def test_restore_all_interrupted_still_restores_the_others(fake_root: SysRoot, t
     s.apply(a, 5)
     s.apply(b, "never")
 
-    def interrupted(token):
-        raise KeyboardInterrupt
+    real = session.restore_intent
 
-    b.restore = interrupted  # type: ignore[method-assign]
+    def interrupted(intent, root):
+        if intent.knob == b.name:
+            raise KeyboardInterrupt
+        return real(intent, root)
+
+    monkeypatch.setattr(session, "restore_intent", interrupted)
     with pytest.raises(KeyboardInterrupt):
         s.restore_all()
     assert a.read() == 60  # the other one was restored anyway

@@ -29,9 +29,8 @@ def test_intent_is_durable_before_the_write_and_recover_restores(
         raise ActuatorError("simulated crash")  # ... and everything after it fails
 
     monkeypatch.setattr(_SysRoot, "write", crashing_write)
-    with pytest.raises(ActuatorError):
-        with ChangeSession(journal, run_id="r1", trial=3) as s:
-            s.apply(knob, 10)
+    with pytest.raises(ActuatorError), ChangeSession(journal, run_id="r1", trial=3) as s:
+        s.apply(knob, 10)
     intent = seen[0][-1]
     assert (intent["event"], intent["knob"], intent["old"], intent["new"]) == ("intent", "vm.swappiness", "60\n", "10")
     assert intent["target"] == "proc/sys/vm/swappiness" and intent["trial"] == 3 and intent["run"] == "r1"
@@ -76,7 +75,8 @@ def test_records_are_one_json_object_per_line_with_fields(fake_root: SysRoot, jo
     recs = [json.loads(line) for line in lines]
     assert [r["event"] for r in recs] == ["intent", "applied", "restored"]
     for r in recs:
-        for key in ("seq", "time", "run", "trial", "kind", "event", "knob", "scope", "target", "owner_pid", "owner_ctime"):
+        for key in ("seq", "time", "run", "trial", "kind", "event", "knob", "scope", "target", "owner_pid",
+                    "owner_ctime"):
             assert key in r
     assert recs[1]["ref"] == recs[2]["ref"] == recs[0]["seq"]
     assert recs[0]["scope"] == "host" and recs[0]["root"] == str(fake_root.root)
@@ -104,10 +104,9 @@ def test_restore_all_reverse_order_and_isolated(fake_root: SysRoot, journal: Jou
 
 
 def test_exit_raises_when_a_restore_fails(fake_root: SysRoot, journal: Journal) -> None:
-    with pytest.raises(ActuatorError, match="restore failed"):
-        with ChangeSession(journal, run_id="r", trial=0) as s:
-            s.apply(Catalog(fake_root).get("vm.swappiness"), 5)
-            (fake_root.root / "proc/sys/vm/swappiness").unlink()
+    with pytest.raises(ActuatorError, match="restore failed"), ChangeSession(journal, run_id="r", trial=0) as s:
+        s.apply(Catalog(fake_root).get("vm.swappiness"), 5)
+        (fake_root.root / "proc/sys/vm/swappiness").unlink()
 
 
 def test_noop_change_records_nothing(fake_root: SysRoot, journal: Journal) -> None:
@@ -118,18 +117,18 @@ def test_noop_change_records_nothing(fake_root: SysRoot, journal: Journal) -> No
 
 
 def test_out_of_bounds_journals_nothing(fake_root: SysRoot, journal: Journal) -> None:
-    with ChangeSession(journal, run_id="r", trial=0) as s:
-        with pytest.raises(OutOfBounds):
-            s.apply(Catalog(fake_root).get("vm.swappiness"), 201)
+    with ChangeSession(journal, run_id="r", trial=0) as s, pytest.raises(OutOfBounds):
+        s.apply(Catalog(fake_root).get("vm.swappiness"), 201)
     assert journal.records() == []
 
 
-def test_verify_mismatch_restores_and_raises(fake_root: SysRoot, journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_mismatch_restores_and_raises(
+    fake_root: SysRoot, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
     knob = Catalog(fake_root).get("vm.swappiness")
     monkeypatch.setattr(type(knob), "verify", lambda self, value: False)
-    with ChangeSession(journal, run_id="r", trial=0) as s:
-        with pytest.raises(ActuatorError, match="reads back"):
-            s.apply(knob, 7)
+    with ChangeSession(journal, run_id="r", trial=0) as s, pytest.raises(ActuatorError, match="reads back"):
+        s.apply(knob, 7)
     assert (fake_root.root / "proc/sys/vm/swappiness").read_text() == "60\n"
     assert [r["event"] for r in journal.records()] == ["intent", "restored"]
 
@@ -140,7 +139,9 @@ def _dirty(root: SysRoot) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("target", [(40, 30), (8, 6), (15, 12), (25, 3), (20, 19)])
-def test_apply_many_keeps_dirty_invariant(fake_root: SysRoot, journal: Journal, monkeypatch: pytest.MonkeyPatch, target: tuple[int, int]) -> None:
+def test_apply_many_keeps_dirty_invariant(
+    fake_root: SysRoot, journal: Journal, monkeypatch: pytest.MonkeyPatch, target: tuple[int, int]
+) -> None:
     cat = Catalog(fake_root)
     ratio, bg = cat.get("vm.dirty_ratio"), cat.get("vm.dirty_background_ratio")
     real_write = _SysRoot.write
@@ -166,9 +167,8 @@ def test_dirty_relation_refused(fake_root: SysRoot, journal: Journal) -> None:
         bg.apply(25)  # current dirty_ratio is 20
     with pytest.raises(OutOfBounds, match="above vm.dirty_background_ratio"):
         ratio.apply(10)  # current background is 10
-    with ChangeSession(journal, run_id="r", trial=0) as s:
-        with pytest.raises(OutOfBounds):
-            s.apply_many({ratio: 30, bg: 30})
+    with ChangeSession(journal, run_id="r", trial=0) as s, pytest.raises(OutOfBounds):
+        s.apply_many({ratio: 30, bg: 30})
     assert tree_bytes(fake_root.root) == before
     assert journal.records() == []
 

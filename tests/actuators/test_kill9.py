@@ -57,7 +57,7 @@ def test_sigkill_then_recover_restores_tree_and_kills_child(tmp_path: Path, fake
     )
     child_pid = None
     try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
+        line = proc.stdout.readline()  # type: ignore[union-attr]  # stdout=PIPE: never None
         assert line.startswith("ready"), line
         child_pid = int(line.split()[1])
         assert process_ctime(child_pid) is not None

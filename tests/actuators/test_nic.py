@@ -57,7 +57,8 @@ def veth_netns():
 
 
 def _features(ns):
-    return subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-k", "nva"], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-k", "nva"],
+                          capture_output=True, text=True, check=True).stdout
 
 
 @needs_netns

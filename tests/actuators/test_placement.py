@@ -1,4 +1,7 @@
-"""affinity.placement: a CPU count laid out on the topology (2-socket SMT server as a fixture tree)."""
+"""affinity.placement on this machine, and the topology it reads (2-socket SMT server as a fixture tree).
+
+The layouts themselves are pure planning: tests/optimizer/test_placement.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import subprocess
 import pytest
 
 from actuators import Catalog, ChangeSession, Journal, KnobContext, OutOfBounds, SysRoot
-from actuators.affinity import cpu_topology, layout
+from actuators.affinity import cpu_topology
+from optimizer.placement import layout
 
 # 2 packages x 2 cores x 2 threads, numbered like Intel servers: cpu0-3 first threads, cpu4-7 their siblings
 TWO_SOCKET_SMT = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1), 4: (0, 0), 5: (0, 1), 6: (1, 0), 7: (1, 1)}
@@ -27,29 +31,6 @@ def server_tree(tmp_path):
 
 def test_topology_is_read_from_the_tree(server_tree):
     assert cpu_topology(server_tree) == TWO_SOCKET_SMT
-
-
-@pytest.mark.parametrize(
-    "n, placement, expected",
-    [
-        (2, "compact", [0, 1]),
-        (2, "smt-siblings", [0, 4]),  # both threads of one core
-        (2, "spread", [0, 2]),  # one core on each package
-        (4, "spread", [0, 1, 2, 3]),  # every core once before any sibling
-        (4, "smt-siblings", [0, 1, 4, 5]),  # two whole cores of package 0
-        (6, "spread", [0, 1, 2, 3, 4, 6]),
-        (8, "compact", list(range(8))),
-    ],
-)
-def test_layouts_on_a_two_socket_smt_server(n, placement, expected):
-    assert layout(n, placement, list(range(8)), TWO_SOCKET_SMT) == expected
-
-
-def test_layout_refuses_bad_requests():
-    with pytest.raises(ValueError, match="unknown placement 'random'"):
-        layout(1, "random", [0, 1], {})
-    with pytest.raises(ValueError, match="3 CPUs asked, 2 allowed"):
-        layout(3, "compact", [0, 1], {})
 
 
 def test_on_this_machine_count_and_placement_apply_and_restore(tmp_path):

@@ -14,7 +14,9 @@ from actuators import ChangeSession, Journal, OutOfBounds
 from actuators.affinity import threads_of
 from actuators.process import PROCESS, process_knob
 
-THREADED = "import threading, time\n[threading.Thread(target=time.sleep, args=(60,), daemon=True).start() for _ in range(3)]\ntime.sleep(60)\n"
+THREADED = ("import threading, time\n"
+            "[threading.Thread(target=time.sleep, args=(60,), daemon=True).start() for _ in range(3)]\n"
+            "time.sleep(60)\n")
 
 
 @pytest.fixture
@@ -60,10 +62,14 @@ def test_apply_reaches_every_thread_and_restore_puts_each_back(tmp_path, workloa
      ("ioprio.class", "rt"), ("ioprio.level", 8), ("ioprio.level", -1), ("sched.nice", "x")],
 )
 def test_out_of_bounds_is_refused_before_any_change(workload, name, value):
-    before = _every_thread(workload, os.sched_getscheduler), _every_thread(workload, lambda t: os.getpriority(os.PRIO_PROCESS, t))
+    def state():
+        return _every_thread(workload, os.sched_getscheduler), _every_thread(
+            workload, lambda t: os.getpriority(os.PRIO_PROCESS, t))
+
+    before = state()
     with pytest.raises(OutOfBounds, match=name.replace(".", r"\.")):
         process_knob(name, lambda: workload).apply(value)
-    assert (_every_thread(workload, os.sched_getscheduler), _every_thread(workload, lambda t: os.getpriority(os.PRIO_PROCESS, t))) == before
+    assert state() == before
 
 
 def test_unavailable_without_processes():

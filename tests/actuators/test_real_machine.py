@@ -10,8 +10,8 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,7 +113,8 @@ def test_workload_cgroup_vcpus_and_remove(journal: Journal) -> None:
         if cg.path.exists():
             cg.remove()
     recs = journal.records()
-    assert [(r["kind"], r["event"]) for r in recs if r["kind"] == "cgroup"] == [("cgroup", "created"), ("cgroup", "released")]
+    cgroup_events = [(r["kind"], r["event"]) for r in recs if r["kind"] == "cgroup"]
+    assert cgroup_events == [("cgroup", "created"), ("cgroup", "released")]
     assert recover(journal).runs == []
 
 

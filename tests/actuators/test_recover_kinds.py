@@ -11,7 +11,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -37,12 +39,16 @@ def test_multi_file_cpufreq_and_irq_on_the_fake_tree(fake_root: SysRoot, journal
     assert tree_bytes(fake_root.root) == before
 
 
-THREADED = "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()\ntime.sleep(60)\n"
+THREADED = ("import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "time.sleep(60)\n")
 
 
 def test_process_settings_of_a_live_target(journal: Journal) -> None:
     child = subprocess.Popen([sys.executable, "-c", THREADED])
     try:
+        deadline = time.monotonic() + 10  # both threads exist before the change (else a late one keeps the old value)
+        while len(os.listdir(f"/proc/{child.pid}/task")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         cat = Catalog(context=KnobContext(pids=lambda: [child.pid]))
         nice0, pol0 = os.getpriority(os.PRIO_PROCESS, child.pid), os.sched_getscheduler(child.pid)
         _crash_after_apply(journal, [(cat.get("sched.nice"), 9), (cat.get("sched.policy"), "batch")])
@@ -70,16 +76,18 @@ def test_netns_sysctl_and_nic_in_a_private_namespace(journal: Journal) -> None:
                                    capture_output=True, text=True, check=True).stdout
             return sysctl, feats
 
-        host_before = open("/proc/sys/net/core/somaxconn").read()
+        somaxconn = Path("/proc/sys/net/core/somaxconn")
+        host_before = somaxconn.read_text()
         before = state()
         cat = Catalog(context=KnobContext(netns=ns))
         gro = cat.get("nic.nva.gro")
-        _crash_after_apply(journal, [(cat.get("net.core.somaxconn"), 1234), (gro, "on" if gro.read() == "off" else "off")])
+        flipped = "on" if gro.read() == "off" else "off"
+        _crash_after_apply(journal, [(cat.get("net.core.somaxconn"), 1234), (gro, flipped)])
         assert state() != before
         report = recover(journal, force=True)
         assert report.failed == [], report
         assert state() == before
-        assert open("/proc/sys/net/core/somaxconn").read() == host_before
+        assert somaxconn.read_text() == host_before
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actuators import ChangeSession, Journal, OutOfBounds, SysRoot, WorkloadCgroup
-from actuators.sizing import SIZING, parse_cpu_list, sizing_knob
+from actuators.sizing import SIZING, sizing_knob
+from collectors.kernelfiles import parse_cpu_list
 from tests.actuators.conftest import tree_bytes
 
 GIB = 1024**3
@@ -150,7 +151,8 @@ def _in_weight_range(text: str) -> bool:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.integers(max_value=0), st.integers(min_value=10001), st.floats(allow_nan=True).filter(
-    lambda f: not (1 <= f <= 10000) or f != f), st.booleans(), st.text(max_size=5).filter(lambda t: not _in_weight_range(t))))
+    lambda f: not (1 <= f <= 10000) or f != f), st.booleans(),
+    st.text(max_size=5).filter(lambda t: not _in_weight_range(t))))
 def test_cpu_weight_out_of_bounds_writes_nothing(fake_cgroup, value):
     cg, _, base = fake_cgroup
     before = tree_bytes(base)
@@ -184,7 +186,7 @@ def test_without_a_cgroup_every_sizing_knob_is_unavailable_with_a_reason():
 
 
 def test_parse_cpu_list():
-    assert parse_cpu_list("0-2,4\n") == [0, 1, 2, 4]
+    assert parse_cpu_list("0-2,4\n") == (0, 1, 2, 4)
     with pytest.raises(ValueError):
         parse_cpu_list("3-1")
 
@@ -230,7 +232,8 @@ def test_cgroup_v2_enables_and_disables_the_controllers_it_needs(tmp_path):
     journal = Journal(tmp_path / "j.jsonl")
     cg = WorkloadCgroup.create("v2", journal=journal, run_id="r", root=root, controllers=("cpu", "memory", "cpuset"))
     assert cg.enabled_in_parent == ["memory", "cpuset"]
-    for name, text in {"memory.max": "max\n", "memory.current": f"{100 * 1024**2}\n", "memory.stat": "inactive_file 0\n",
+    for name, text in {"memory.max": "max\n", "memory.current": f"{100 * 1024**2}\n",
+                       "memory.stat": "inactive_file 0\n",
                        "cpu.weight": "100\n", "cpuset.cpus": "\n", "cgroup.procs": ""}.items():
         (cg.path / name).write_text(text)
     cat = Catalog(root, KnobContext(cgroup=cg))

@@ -83,7 +83,8 @@ def test_first_sample_primes_then_rates_match_hand_computation(swap_root):
     assert v["cpu.user_pct"] == pytest.approx(100 * 57 / 206)
     assert v["cpu.idle_pct"] == pytest.approx(100 * 141 / 206)
     assert v["cpu.util_pct"] == pytest.approx(100 * (206 - 141 - 1) / 206)
-    assert sum(v[f"cpu.{m}_pct"] for m in ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")) == pytest.approx(100)
+    modes = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    assert sum(v[f"cpu.{m}_pct"] for m in modes) == pytest.approx(100)
     # diskstats vda: reads 284297 -> 284308, sectors 10253322 -> 10253410, read ms 167111 -> 167112,
     # weighted ms 309145 -> 309148, io_ticks unchanged, no writes
     assert v["disk.vda.read_iops"] == pytest.approx(11.0)
@@ -407,7 +408,8 @@ def test_real_v1_cgroup_memory_and_blkio(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to create cgroups")
     for h in _V1_HIERARCHIES:
-        if not Path(f"/sys/fs/cgroup/{h}/cgroup.procs").exists() or Path(f"/sys/fs/cgroup/{h}/cgroup.controllers").exists():
+        base = Path(f"/sys/fs/cgroup/{h}")
+        if not (base / "cgroup.procs").exists() or (base / "cgroup.controllers").exists():
             pytest.skip(f"no cgroup v1 {h} hierarchy mounted at /sys/fs/cgroup/{h}")
     name = f"novatune-test-{uuid.uuid4().hex[:8]}"
     dirs = [Path(f"/sys/fs/cgroup/{h}/{name}") for h in _V1_HIERARCHIES]

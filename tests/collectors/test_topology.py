@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from collectors.errors import CollectorError
-from collectors.topology import parse_cpu_list, parse_size, read_topology
+from collectors.kernelfiles import parse_cpu_list, parse_size
+from collectors.topology import read_cpu_topology, read_topology
 
 DATA = Path(__file__).parent / "data"
 VM = DATA / "topo-vm"
@@ -51,7 +52,8 @@ def build_2s_smt(root: Path) -> Path:
     for n, dist in ((0, "10 21"), (1, "21 10")):
         _w(root, f"{node}/node{n}/cpulist", f"{n * 4}-{n * 4 + 3},{n * 4 + 8}-{n * 4 + 11}")
         _w(root, f"{node}/node{n}/distance", dist)
-        _w(root, f"{node}/node{n}/meminfo", f"Node {n} MemTotal:       65536000 kB\nNode {n} MemFree:        60000000 kB")
+        _w(root, f"{node}/node{n}/meminfo",
+           f"Node {n} MemTotal:       65536000 kB\nNode {n} MemFree:        60000000 kB")
     _w(root, f"{node}/online", "0-1")
     for name, rot, sched, model, sectors in (
         ("nvme0n1", "0", "[none] mq-deadline", "Samsung SSD 980 PRO 1TB", 1953525168),
@@ -192,3 +194,24 @@ def test_cli_topology(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert "25000" in capsys.readouterr().out
     assert main(["topology", "--root", str(tmp_path / "missing")]) == 2
     assert "not a directory" in " ".join(capsys.readouterr().err.split())
+
+
+def test_cpu_topology_and_online_cpus(server: Path) -> None:
+    from collectors.rootfs import RootReader
+    from collectors.topology import online_cpus
+
+    t = read_cpu_topology(root=server)
+    assert t.online == tuple(range(16)) and t.nodes == () and t.disks == () and t.nics == () and t.gaps == ()
+    assert t.core_map()[9] == (0, 1) and t.core_map()[12] == (1, 0) and len(t.core_map()) == 16
+    assert read_cpu_topology(root=RootReader(server)).core_map() == t.core_map()
+    assert online_cpus(server) == tuple(range(16)) and online_cpus(server / "nope") == ()
+
+
+def test_a_symlink_out_of_the_root_is_a_gap(server: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("7\n")
+    mtu = server / "sys/class/net/ens1f0/mtu"
+    mtu.unlink()
+    os.symlink(outside, mtu)
+    t = read_topology(root=server)
+    assert t.nics[0].mtu is None and any("ens1f0/mtu" in g and "outside" in g for g in t.gaps)

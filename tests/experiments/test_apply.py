@@ -50,7 +50,8 @@ def _value(root: SysRoot, rel: str) -> str:
 
 def test_dry_run_writes_nothing_not_even_the_journal(root, cat, paths) -> None:
     before = tree_bytes(root.root)
-    app = apply_config({"vm.swappiness": 10, "thp.enabled": "madvise"}, paths=paths, dry_run=True, source="t", catalog=cat)
+    app = apply_config({"vm.swappiness": 10, "thp.enabled": "madvise"}, paths=paths, dry_run=True, source="t",
+                       catalog=cat)
     assert app.state == "dry_run"
     rows = {k.knob: (k.old, k.new, k.changes) for k in app.knobs}
     assert rows == {"vm.swappiness": (60, 10, True), "thp.enabled": ("madvise", "madvise", False)}
@@ -88,7 +89,8 @@ def test_recover_keeps_application_and_rollback_restores_exact_bytes(root, cat, 
     assert [a["id"] for a in st["active"]] == [app.id] and st["drift"] == []
     rb = rollback(None, paths=paths, catalog=cat)
     assert rb.id == app.id and not rb.forced
-    assert {k.knob: k.old for k in rb.knobs} == {"vm.swappiness": 60, "vm.dirty_ratio": 20, "vm.dirty_background_ratio": 10}
+    old = {k.knob: k.old for k in rb.knobs}
+    assert old == {"vm.swappiness": 60, "vm.dirty_ratio": 20, "vm.dirty_background_ratio": 10}
     assert tree_bytes(root.root) == before
     assert Journal.open_entries(Journal(paths.journal).records()) == []
     (h,) = history(paths)
@@ -124,7 +126,8 @@ def test_unknown_id_lists_known_ids(cat, paths) -> None:
     "values, message",
     [
         ({"vm.swappiness": 10, "vm.nope": 1}, r"unknown knob 'vm.nope'.*allowed: vm.swappiness"),
-        ({"vm.swappiness": 10, "vm.dirty_ratio": 500}, r"vm.dirty_ratio: 500 is outside the hard bounds; allowed: integers in \[5, 80\]"),
+        ({"vm.swappiness": 10, "vm.dirty_ratio": 500},
+         r"vm.dirty_ratio: 500 is outside the hard bounds; allowed: integers in \[5, 80\]"),
         ({"sizing.vcpus": 1.0, "affinity.cpus": 1},
          r"nothing in unit can be applied to stay on this host \(allowed: knobs of scope host, device, netns\)"
          r"(.|\n)*sizing.vcpus=1.0: not applied to stay: .*CPUQuota=100%(.|\n)*affinity.cpus=1: .*CPUAffinity=0"),
@@ -260,7 +263,8 @@ def test_apply_trial_of_a_study(root, cat, paths) -> None:
         t.suggest_categorical("thp.enabled", ["always", "madvise", "never"])
         study.tell(t, [float(sw)])
     dry = apply_trial("s", 0, paths=paths, dry_run=True, catalog=cat)
-    assert dry.source == "study s trial 0" and {k.knob: k.new for k in dry.knobs} == {"vm.swappiness": 10, "thp.enabled": "never"}
+    assert dry.source == "study s trial 0"
+    assert {k.knob: k.new for k in dry.knobs} == {"vm.swappiness": 10, "thp.enabled": "never"}
     app = apply_trial("s", 1, paths=paths, catalog=cat)
     assert app.source == "study s trial 1" and _value(root, "proc/sys/vm/swappiness") == "20"
     rollback(app.id, paths=paths, catalog=cat)

@@ -316,7 +316,8 @@ def test_write_export_into_a_directory_that_does_not_exist_yet(rich, tmp_path):
 def test_deployed_sysctl_and_tuned_exports_read_back_into_the_same_knob_values(rich, tmp_path):
     """What `novatune verify` compares for an installed sysctl.d file or TuneD profile."""
     from experiments.config import load_config
-    from experiments.export import read_deployed, write_export
+    from experiments.export import write_export
+    from experiments.export_deployed import read_deployed
 
     names = {k: k for k in rich.attrs["sysctl_keys"]}  # sysctl key -> knob name, as the catalog gives them
     knobs = rich.knob_values(rich.trial(0))
