@@ -250,9 +250,9 @@ class StudyManager:
     def submit(self, spec: StudySpec, *, name: str | None = None, trials: int | None = None,
                source: str = "<request>") -> StudyRecord:
         """Validate ``spec`` as a run would, register it, start its worker; returns the record."""
-        from experiments.runner import StudyRunner
+        from experiments.study import prepare
 
-        StudyRunner(spec, paths=self.paths, name=name, trials=trials, source=source)  # raises SpecError
+        prepare(spec, paths=self.paths, trials=trials, source=source)  # raises SpecError
         rec = self.claim(spec, name=name, trials=trials, managed=True, source=source)
         try:  # a study of another data directory may tune these knobs: its machine-wide holds say so
             KnobHolds(rec.shared, owner="a check").acquire().release()

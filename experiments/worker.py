@@ -17,8 +17,8 @@ from experiments.settings import Paths
 
 
 def main(argv: list[str]) -> int:
-    from experiments.runner import Interrupted, StudyRunner
     from experiments.spec import parse_spec
+    from experiments.study import Interrupted, StudyRunner, prepare
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(argv) != 1:
@@ -34,8 +34,9 @@ def main(argv: list[str]) -> int:
     state, reason = "failed", None
     try:
         spec = parse_spec(rec.spec, source=f"study {name}")
+        plan = prepare(spec, paths=paths, trials=rec.trials, source=f"study {name}")
         resume = paths.optuna_db.exists() and _exists(paths, name)
-        runner = StudyRunner(spec, paths=paths, name=name, trials=rec.trials, resume=resume, source=f"study {name}",
+        runner = StudyRunner(plan, paths=paths, name=name, resume=resume,
                              tracking_uri=os.environ.get("NOVATUNE_MLFLOW_TRACKING_URI") or None)
         mgr.update(name, state="running")
         report = runner.run()

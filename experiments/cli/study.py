@@ -58,7 +58,7 @@ def _view(name: str) -> StudyView:
 
 # ------------------------------------------------------------- foreground run
 def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick: bool) -> None:
-    from experiments.runner import StudyRunner
+    from experiments.study import Interrupted, StudyRunner, prepare
 
     paths = _paths()
     progress = Progress(
@@ -94,19 +94,18 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
         elif kind == "finish" and task_id is not None:
             progress.stop()
 
-    runner = StudyRunner(spec, paths=paths, name=name, trials=trials, on_event=on_event, source=source,
-                         tracking_uri=_settings().mlflow_tracking_uri)  # checks the spec before anything is claimed
+    plan = prepare(spec, paths=paths, trials=trials, source=source)  # checks the spec before anything is claimed
     manager = _manager()
-    # registered like a background study: a study started through the service never tunes the same knobs
+    # named and registered like a background study: a study started through the service never tunes the
+    # same knobs
     rec = manager.claim(spec, name=name, trials=trials, managed=False, pid=os.getpid(), source=source)
-    runner.explicit_name = rec.name
+    runner = StudyRunner(plan, paths=paths, name=rec.name, on_event=on_event,
+                         tracking_uri=_settings().mlflow_tracking_uri)
     state, reason = "failed", None
     try:
         report = runner.run()
         state, reason = report.state, report.stop_reason or None
     except BaseException as e:
-        from experiments.runner import Interrupted
-
         state = "stopped" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
         reason = f"{type(e).__name__}: {e}" if state == "failed" else f"interrupted ({e or 'Ctrl-C'}); knobs restored"
         raise

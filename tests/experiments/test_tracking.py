@@ -12,7 +12,8 @@ import optuna
 import pytest
 
 from experiments.plots import plot_importance_html, plot_parallel_coordinates
-from experiments.runner import StudyReport, StudyRunner
+from experiments.study import StudyReport
+from experiments.study.report import finish
 from experiments.settings import Paths
 from experiments.tracking import Tracker, is_remote_uri
 
@@ -174,7 +175,7 @@ def test_an_experiment_made_without_the_kind_tag_gets_it(home, client):
 
 # --------------------------------------------- the runner's study report
 def _fake_write_export(view, fmt, dest, *, trial=None):
-    """The coming ``export.write_export`` contract: tuned -> a profile directory, else a file in ``dest``."""
+    """``export.write_export``'s contract: tuned -> a profile directory, else a file in ``dest``."""
     if fmt == "broken":
         raise RuntimeError("this format cannot be written")
     path = dest / ("tuned.conf" if fmt == "tuned" else f"novatune-{fmt}.txt")
@@ -182,30 +183,22 @@ def _fake_write_export(view, fmt, dest, *, trial=None):
     return [path]
 
 
-@pytest.mark.parametrize("api", ["render", "write_export", "real"])
+@pytest.mark.parametrize("api", ["write_export", "real"])
 def test_finish_logs_plots_and_every_export(home, client, study, caplog, monkeypatch, api):
-    """StudyRunner._finish on a stored study: plots under plots/, exports under export/, the knee JSON;
-    with render only (export.py before write_export), with write_export (one failing format skipped),
-    and with the real export module."""
+    """The study's end on a stored study: plots under plots/, exports under export/, the knee JSON; with a
+    failing export format (skipped, the others still written) and with the real export module."""
     from experiments import export
 
-    if api == "render":
-        monkeypatch.delattr(export, "write_export", raising=False)
-        monkeypatch.delattr(export, "FILENAMES", raising=False)
-        monkeypatch.setattr(export, "FORMATS", ("json", "sysctl"))
-    elif api == "write_export":
+    if api == "write_export":
         monkeypatch.setattr(export, "FORMATS", ("json", "broken", "tuned", "sysctl"))
-        monkeypatch.setattr(export, "write_export", _fake_write_export, raising=False)
-    runner = object.__new__(StudyRunner)  # only what _finish reads; no workload, no knobs
-    runner.paths = home
-    runner.objectives = OBJECTIVES
+        monkeypatch.setattr(export, "write_export", _fake_write_export)
     workdir = home.study_dir("s6")
     workdir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(home.mlflow_uri, artifact_root=home.artifacts)
     parent = tracker.start_study("s6", description="", tags={})
     report = StudyReport("s6", "completed", [], {}, {}, OBJECTIVES)
     with caplog.at_level(logging.WARNING):
-        runner._finish(report, tracker, workdir)
+        finish(home, report, tracker, workdir)
     assert not [r for r in caplog.records if "could not finish" in r.getMessage()], caplog.text
     assert report.knee is not None and json.loads((workdir / "export-knee.json").read_text())["study"] == "s6"
 
@@ -217,12 +210,8 @@ def test_finish_logs_plots_and_every_export(home, client, study, caplog, monkeyp
     assert {f"plots/{p}.{ext}" for p in ("pareto_front", "convergence", "importance") for ext in ("png", "html")} <= plots
     for o in OBJECTIVES:
         assert {f"plots/parallel_coordinate-{o}.html", f"plots/parallel_coordinate-{o}.png"} <= plots
-    assert "plots/importance.html" in plots
     exported = _arts(client, parent, "export")
-    if api == "render":
-        assert exported == {"export/json", "export/sysctl"}
-        assert _arts(client, parent, "export/sysctl") == {"export/sysctl/90-novatune.conf"}
-    elif api == "write_export":
+    if api == "write_export":
         assert exported == {"export/json", "export/sysctl", "export/tuned"}
         assert _arts(client, parent, "export/json") == {"export/json/novatune-json.txt"}
         assert _arts(client, parent, "export/tuned/novatune-s6") == {"export/tuned/novatune-s6/tuned.conf"}

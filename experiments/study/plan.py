@@ -1,0 +1,80 @@
+"""A study spec checked against this machine, once, before anything is named, claimed or started.
+
+:func:`prepare` builds the workload (which validates its options and starts
+nothing), resolves the spec's knobs against the catalog (names, hard bounds,
+the metrics objectives and constraints may use) and loads the unit prices.
+What it returns, a :class:`StudyPlan`, is everything the run needs from the
+spec; a bad spec is a :class:`~experiments.spec.SpecError` listing every
+problem, and nothing has happened yet.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from actuators import Catalog
+from collectors.errors import CollectorError, WorkloadError
+from collectors.pricing import UnitPrices, load_unit_prices
+from collectors.workloads.registry import build_workload
+from experiments.metrics import allowed_metrics
+from experiments.settings import Paths
+from experiments.space import Resolved, resolve
+from experiments.spec import SpecError, StudySpec
+
+__all__ = ["StudyPlan", "prepare"]
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """A validated spec and what was derived from it.
+
+    ``resolved`` maps every spec knob to its parameter (hard bounds checked, availability not: that
+    depends on what the run sets up); ``metric_names`` are the names objectives and constraints may use.
+    """
+
+    spec: StudySpec
+    source: str
+    n_trials: int
+    metric_names: tuple[str, ...]
+    resolved: Resolved
+    prices: UnitPrices
+
+    @property
+    def objectives(self) -> list[str]:
+        return list(self.spec.objectives)
+
+    @property
+    def directions(self) -> list[str]:
+        return [self.spec.objectives[m] for m in self.objectives]
+
+    @property
+    def target_key(self) -> str:
+        """What "the same target" means for warm starts: the workload as specified, on this host."""
+        return f"{socket.gethostname()}:{json.dumps(self.spec.workload.model_dump(mode='json'), sort_keys=True)}"
+
+    def spec_attrs(self) -> dict[str, Any]:
+        """The spec as the study records it (user attribute ``spec``)."""
+        return self.spec.model_dump(mode="json")
+
+
+def prepare(spec: StudySpec, *, paths: Paths, trials: int | None = None, source: str = "<spec>") -> StudyPlan:
+    """Check ``spec`` on this machine: trial budget, workload options, knobs, metrics, prices.
+
+    Raises:
+        SpecError: every problem found, with what is allowed; nothing was started or written.
+    """
+    n_trials = trials if trials is not None else spec.budget.trials
+    if n_trials < 1:
+        raise SpecError(source, [f"--trials must be >= 1, got {n_trials}"])
+    try:
+        probe = build_workload(spec.workload, paths.home / "runs" / ".check")
+    except (WorkloadError, CollectorError, ValueError, TypeError) as err:
+        raise SpecError(source, [f"workload ({spec.workload.kind}): {err}"]) from None
+    metric_names = tuple(allowed_metrics(probe.metric_names()))
+    resolved = resolve(spec, Catalog(), check_availability=False, source=source, metrics=metric_names)
+    prices = load_unit_prices(profile=spec.cost.profile, model=spec.cost.pricing_model)
+    return StudyPlan(spec=spec, source=source, n_trials=n_trials, metric_names=metric_names, resolved=resolved,
+                     prices=prices)
