@@ -30,8 +30,8 @@ __all__ = ["KnobHeld", "KnobHolds", "lock_dir"]
 class KnobHeld(NovatuneError):
     """Another process holds one of the knobs (it is tuning or applying it now): exit 2, HTTP 409.
 
-    Its callers translate it (a study: :class:`~experiments.manager.StudyConflict`; an apply or a
-    rollback: :class:`~experiments.apply.ApplyConflict`), so it reaches a face only through them.
+    Its callers translate it (a study: :class:`~experiments.study.manager.StudyConflict`; an apply or a
+    rollback: :class:`~experiments.deploy.applications.ApplyConflict`), so it reaches a face only through them.
     """
 
     exit_code = 2

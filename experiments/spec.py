@@ -5,7 +5,7 @@ Two stages, both user errors (never tracebacks):
 1. :func:`load_spec` / :func:`parse_spec` check the shape: unknown fields,
    wrong types, a knob given both a range and choices, a constraint without a
    bound. The message lists what is allowed.
-2. ``experiments.space.resolve`` checks the spec against this machine's knob
+2. ``experiments.study.resolve.resolve`` checks the spec against this machine's knob
    catalog (names, hard bounds, choices) and the metrics a workload reports.
 """
 
@@ -109,7 +109,7 @@ class ConstraintSpec(_Strict):
 class SteadySpec(_Strict):
     """Score a trial on its steady part: the longest stretch where ``metric`` varies by at most ``max_cv``.
 
-    ``metric`` is a series metric of the trial (see ``experiments.metrics.SERIES_METRICS``);
+    ``metric`` is a series metric of the trial (see ``experiments.study.metric_names.SERIES_METRICS``);
     the coefficient of variation is taken over a sliding ``window_s``.
     """
 
@@ -120,7 +120,7 @@ class SteadySpec(_Strict):
     @field_validator("metric")
     @classmethod
     def _series_metric(cls, v: str) -> str:
-        from experiments.metrics import SERIES_METRICS
+        from experiments.study.metric_names import SERIES_METRICS
 
         if v not in SERIES_METRICS:
             raise ValueError(f"unknown series metric {v!r}; allowed: {', '.join(SERIES_METRICS)}")

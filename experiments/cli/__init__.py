@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:
         raise
     except BaseException as e:
-        from experiments.study import Interrupted
+        from experiments.study.outcomes import Interrupted
 
         if isinstance(e, Interrupted):
             err.print(f"[yellow]interrupted by {e}[/]: the trial's knobs were restored")

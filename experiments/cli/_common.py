@@ -19,8 +19,8 @@ from collectors.errors import NovatuneError
 from experiments.settings import Paths, Settings
 
 if TYPE_CHECKING:
-    from experiments.manager import StudyManager
     from experiments.service.views import StudyIndex
+    from experiments.study.manager import StudyManager
 
 __all__ = ["JsonOpt", "RootOpt", "UserError", "err", "fmt", "index", "manager", "out", "paths", "print_json",
            "settings"]
@@ -57,7 +57,7 @@ def settings() -> Settings:
 
 def manager() -> StudyManager:
     """The registry of studies in the data directory, with the limits of the settings."""
-    from experiments.manager import StudyManager
+    from experiments.study.manager import StudyManager
 
     s = settings()
     return StudyManager(paths(), max_running=s.max_running_studies, stop_timeout_s=s.stop_timeout_s,
@@ -66,8 +66,8 @@ def manager() -> StudyManager:
 
 def index() -> StudyIndex:
     """The summaries of every study (what ``GET /studies`` answers)."""
-    from experiments.manager import StudyManager
     from experiments.service.views import StudyIndex
+    from experiments.study.manager import StudyManager
 
     p = paths()
     return StudyIndex(p, StudyManager(p))

@@ -35,7 +35,7 @@ def _bound(root: Path | None) -> tuple[Catalog, ConflictFinder]:
     """
     from actuators import Catalog, KnobContext, SysRoot
     from actuators.conflicts import ConflictFinder
-    from experiments.config import instance_types
+    from experiments.deploy.plan import instance_types
 
     base = "/" if root is None else str(root)
     if root is not None and not root.is_dir():
@@ -46,7 +46,7 @@ def _bound(root: Path | None) -> tuple[Catalog, ConflictFinder]:
 @knobs_app.command("list")
 def knobs_list(as_json: JsonOpt = False) -> None:
     """Every knob on this machine: available or not (and why), current value, bounds, risk."""
-    from experiments.config import knob_info
+    from experiments.deploy.plan import knob_info
 
     rows = [knob_info(k) for k in _bound(None)[0].knobs()]
     if as_json:
@@ -72,7 +72,7 @@ def knobs_get(
     as_json: JsonOpt = False,
 ) -> None:
     """One knob: current value, domain, bounds, risk."""
-    from experiments.config import knob_info
+    from experiments.deploy.plan import knob_info
 
     row = knob_info(_bound(None)[0].get(name))
     if as_json:
@@ -91,7 +91,8 @@ def plan_cmd(
 
     Exit 2 when a knob is unknown or a value/range is outside its hard bounds.
     """
-    from experiments.config import load_config, plan
+    from experiments.deploy.config_file import load_config
+    from experiments.deploy.plan import plan
 
     cfg = load_config(config)
     catalog, finder = _bound(root)
@@ -151,7 +152,8 @@ def verify_cmd(
 
     Exit 0 when nothing drifted, 1 when some knob differs, 2 on bad input.
     """
-    from experiments.config import load_config, verify
+    from experiments.deploy.config_file import load_config
+    from experiments.deploy.verify import verify
 
     cfg = load_config(config)
     catalog, _ = _bound(root)

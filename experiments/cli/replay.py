@@ -1,13 +1,15 @@
 """``novatune replay``: judge a sampler on a table of measured configurations (docs/replay.md).
 
-The search itself is :mod:`experiments.replay`'s (over :mod:`optimizer.replay`); its ``ReplayError``
-(a ``ValueError`` of the optimizer) and unreadable files become a :class:`UserError` here.
+The search itself is :mod:`optimizer.replay`'s; this module reads the CSV, writes the trace and renders
+the summary. ``ReplayError`` (a ``ValueError`` of the optimizer) and unreadable files become a
+:class:`UserError` here.
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -17,7 +19,10 @@ from rich.table import Table
 from experiments.cli._common import JsonOpt, UserError, err, out
 from experiments.cli._common import print_json as _print_json
 
-__all__ = ["replay_cmd"]
+if TYPE_CHECKING:  # the replay (pandas, Optuna) is imported when the command runs, not at CLI start
+    from optimizer.replay import ReplayResult, ReplayTable
+
+__all__ = ["load_table", "render_text", "replay_cmd", "write_trace"]
 
 
 def replay_cmd(
@@ -36,8 +41,7 @@ def replay_cmd(
                                            help="learn from the other groups (never the tuned one)")] = False,
 ) -> None:
     """Judge a sampler on a table of measured configurations, beside random search (docs/replay.md)."""
-    from experiments.replay import ReplayError, load_table, render_text, write_trace
-    from experiments.replay import replay as run
+    from optimizer.replay import ReplayError, run_replay
 
     try:
         if budget < 1:
@@ -48,7 +52,7 @@ def replay_cmd(
         with Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.fields[last]}"), console=err, transient=True) as bar:
             task = bar.add_task("replay", total=len(tbl.groups) * seeds, last="")
-            result = run(tbl, budget=budget, seeds=seeds, sampler=sampler, transfer=transfer,
+            result = run_replay(tbl, budget=budget, seeds=seeds, sampler=sampler, transfer=transfer,
                          progress=lambda g, s: bar.update(task, advance=1, last=f"{g} seed {s}"))
         if trace is not None:
             write_trace(result, tbl, trace)
@@ -64,3 +68,63 @@ def replay_cmd(
         table.add_row(*(escape(c) for c in row))
     out.print(table)
 
+
+def load_table(path: Path, *, group: str, knobs: str, objectives: list[str], feasible: str | None) -> ReplayTable:
+    """The table at ``path`` (CSV, every cell as text; a blank cell is "not applicable").
+
+    ``knobs`` is comma-separated; ``objectives`` are ``COLUMN:min|max``.
+
+    Raises:
+        ReplayError: no such file, an unreadable CSV, or a table ``ReplayTable.from_frame`` refuses.
+    """
+    import pandas as pd
+
+    from optimizer.replay import ReplayError, ReplayTable, parse_objective
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReplayError(f"{path}: no such file; give a CSV table of measured configurations")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
+        raise ReplayError(f"{path}: not a readable CSV ({e})") from None
+    knob_list = [k.strip() for k in knobs.split(",") if k.strip()]
+    objs = [parse_objective(o) for o in objectives]
+    return ReplayTable.from_frame(df, group=group, knobs=knob_list, objectives=objs, feasible=feasible)
+
+
+def write_trace(result: ReplayResult, table: ReplayTable, path: Path) -> None:
+    """One CSV row per evaluation: run (sampler|random), group, seed, step, knobs, objectives, feasible."""
+    cols = ["run", "group", "seed", "step", *table.knobs, *(o.name for o in table.objectives), "feasible"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in result.trace:
+            w.writerow({k: (repr(r[k]) if isinstance(r[k], float) else r[k]) for k in cols})
+
+
+def _f(v: Any) -> str:
+    """A figure with three decimals, ``-`` for none."""
+    return "-" if v is None else f"{v:.3f}"
+
+
+def render_text(summary: dict[str, Any]) -> list[list[str]]:
+    """Rows of the text table: group, objective, p, random p, regret, random regret."""
+    rows = []
+    for gname, g in summary["groups"].items():
+        if "excluded" in g:
+            rows.append([gname, "(excluded: no feasible configuration)", "", "", "", ""])
+            continue
+        for obj, v in g.items():
+            if obj == "hypervolume":
+                rows.append([gname, "hypervolume ratio", _f(v["ratio"]), _f(v["random_ratio"]), "", ""])
+            else:
+                rows.append([gname, obj, _f(v["p_within_10pct"]), _f(v["random_p_within_10pct"]),
+                             _f(v["mean_regret"]), _f(v["random_mean_regret"])])
+    for obj, v in summary["overall"].items():
+        if obj == "hypervolume":
+            rows.append(["OVERALL", "hypervolume ratio", _f(v["ratio"]), _f(v["random_ratio"]), "", ""])
+        else:
+            rows.append(["OVERALL", obj, _f(v["p_within_10pct"]), _f(v["random_p_within_10pct"]),
+                         _f(v["mean_regret"]), _f(v["random_mean_regret"])])
+    return rows

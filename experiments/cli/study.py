@@ -35,7 +35,7 @@ from experiments.cli._common import print_json as _print_json
 from experiments.cli._common import settings as _settings
 
 if TYPE_CHECKING:
-    from experiments.store import StudyView
+    from experiments.study.results import StudyView
 
 __all__ = ["convergence_cmd", "quickstart", "study_app"]
 
@@ -48,7 +48,7 @@ def _view(name: str) -> StudyView:
     Raises:
         StudyNotFound: no study of that name (or no store yet).
     """
-    from experiments.store import StudyNotFound, load_view
+    from experiments.study.results import StudyNotFound, load_view
 
     paths = _paths()
     if not paths.optuna_db.exists():
@@ -58,7 +58,9 @@ def _view(name: str) -> StudyView:
 
 # ------------------------------------------------------------- foreground run
 def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick: bool) -> None:
-    from experiments.study import Interrupted, StudyRunner, prepare
+    from experiments.study.outcomes import Interrupted
+    from experiments.study.prepare import prepare
+    from experiments.study.runner import StudyRunner
 
     paths = _paths()
     progress = Progress(
@@ -145,7 +147,7 @@ def _print_versus(name: str, vs: dict[str, Any] | None, *, limit: int = 5) -> No
 
 
 def _print_study_result(report, paths, *, quick: bool) -> None:
-    from experiments.store import load_view
+    from experiments.study.results import load_view
 
     view = load_view(paths.optuna_url, report.name)
     front = view.front_trials()
@@ -186,7 +188,7 @@ def _print_study_result(report, paths, *, quick: bool) -> None:
     else:
         out.print("every tuned knob reads as before the study")
     from experiments.settings import mlflow_ui_url
-    from experiments.tracking import is_remote_uri
+    from experiments.study.tracking import is_remote_uri
 
     server = _settings().mlflow_tracking_uri
     if server and is_remote_uri(server):
@@ -227,7 +229,7 @@ def study_run(
 # ------------------------------------------------------------ the study index
 def _summary(name: str) -> dict[str, Any]:
     """The study's summary, as ``GET /studies/{id}`` answers it. Raises: StudyNotFound: no such study."""
-    from experiments.store import StudyNotFound
+    from experiments.study.results import StudyNotFound
 
     body = _index().summary(name)
     if body is None:
@@ -294,7 +296,7 @@ def study_watch(
     """Follow a background study with a progress bar until it ends."""
     import time
 
-    from experiments.manager import FINAL
+    from experiments.study.manager import FINAL
 
     index = _index()
     summary = _summary(name)
@@ -452,7 +454,7 @@ def study_export(
 ) -> None:
     """Export the chosen configuration (the knee by default) for sysctl.d, TuneD, systemd, a shell script,
     or as JSON/YAML for `novatune apply` and `novatune verify`."""
-    from experiments import export
+    from experiments.deploy import export
 
     view = _view(name)
     if output is None:

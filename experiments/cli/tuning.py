@@ -1,9 +1,9 @@
 """``novatune apply|rollback|history|status``: apply a configuration to stay, and undo it; the CLI
 twin of ``/tuning``.
 
-Thin faces over :mod:`experiments.apply`. User errors are raised as
-:class:`~experiments.apply.ApplyError`, :class:`~experiments.apply.ApplicationNotFound`
-or :class:`~experiments.config.ConfigError` (``experiments.cli.main`` prints them on one
+Thin faces over :mod:`experiments.deploy.apply`. User errors are raised as
+:class:`~experiments.deploy.applications.ApplyError`, :class:`~experiments.deploy.applications.ApplicationNotFound`
+or :class:`~experiments.deploy.config_file.ConfigError` (``experiments.cli.main`` prints them on one
 line, exit 2). ``status`` exits 1 when an applied knob drifted.
 """
 
@@ -53,8 +53,9 @@ def apply_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Apply a configuration to stay (journaled; `novatune rollback` undoes it, `recover` does not)."""
-    from experiments.apply import ApplyError, apply_config, apply_trial
-    from experiments.config import load_config
+    from experiments.deploy.applications import ApplyError
+    from experiments.deploy.apply import apply_config, apply_trial
+    from experiments.deploy.config_file import load_config
 
     paths = _paths()
     if (config is None) == (study is None):
@@ -91,7 +92,7 @@ def rollback_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Put back the values an application replaced and close its journal entries."""
-    from experiments.apply import rollback
+    from experiments.deploy.rollback import rollback
 
     rb = rollback(app_id, paths=_paths(), force=force)
     if as_json:
@@ -108,7 +109,7 @@ def rollback_cmd(
 
 def history_cmd(as_json: JsonOpt = False) -> None:
     """Every application, newest first."""
-    from experiments.apply import history
+    from experiments.deploy.applications import history
 
     apps = history(_paths())
     if as_json:
@@ -129,7 +130,7 @@ def history_cmd(as_json: JsonOpt = False) -> None:
 
 def status_cmd(as_json: JsonOpt = False) -> None:
     """The active applications and whether their knobs still hold the applied values (exit 1 on drift)."""
-    from experiments.apply import status
+    from experiments.deploy.applications import status
 
     st = status(_paths())
     if as_json:

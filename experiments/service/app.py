@@ -1,7 +1,7 @@
 """The FastAPI application factory.
 
 ``create_app(paths, settings)`` builds a fresh app (nothing is built at import time) with, on
-``app.state``: the settings, the API token, the :class:`~experiments.manager.StudyManager` of
+``app.state``: the settings, the API token, the :class:`~experiments.study.manager.StudyManager` of
 background studies, the cached :class:`~experiments.service.views.StudyIndex` and the
 :class:`~experiments.service.exposition.ServiceMetrics` registry. Routes reach them through the
 ``Annotated`` aliases of :mod:`experiments.service.deps`.
@@ -27,12 +27,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
-from experiments.manager import StudyManager
 from experiments.service import errors
 from experiments.service.exposition import ServiceMetrics
 from experiments.service.routers import ROUTERS
 from experiments.service.views import StudyIndex
 from experiments.settings import Paths, Settings, api_token
+from experiments.study.manager import StudyManager
 
 __all__ = ["create_app", "package_version"]
 

@@ -19,11 +19,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from experiments.manager import StudyManager
 from experiments.service.auth import read_access, write_access
 from experiments.service.exposition import ServiceMetrics
 from experiments.service.views import StudyIndex
 from experiments.settings import Paths, Settings
+from experiments.study.manager import StudyManager
 
 __all__ = [
     "AppSettings",

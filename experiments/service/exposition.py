@@ -53,7 +53,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from collectors.metrics import MetricsSampler
 from collectors.prometheus import PREFIX, HostCollector, render
 from experiments.settings import Paths
-from experiments.store import StudyView
+from experiments.study.results import StudyView
 
 __all__ = ["TRIAL_STATES", "BuildInfoCollector", "ServiceMetrics", "StudyStateCollector"]
 

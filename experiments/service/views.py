@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from experiments.manager import ACTIVE, StudyManager
 from experiments.settings import Paths
+from experiments.study.manager import ACTIVE, StudyManager
 
 __all__ = ["Best", "StudyIndex", "StudySummary"]
 
@@ -171,7 +171,7 @@ class StudyIndex:
     def _list_legacy(self) -> dict[str, dict[str, Any]]:
         if not self.paths.optuna_db.exists():
             return {}
-        from experiments.store import list_studies
+        from experiments.study.results import list_studies
 
         return {s["name"]: s for s in list_studies(self.paths.optuna_url)}
 
@@ -248,7 +248,7 @@ class StudyIndex:
         rows = [{k: s.get(k) for k in ("name", "state", "trials_done", "trials_total", "convergence", "stop_reason")}
                 for s in json.loads(self.listing()) if name is None or s["name"] == name]
         if name is not None and not rows:
-            from experiments.store import StudyNotFound
+            from experiments.study.results import StudyNotFound
 
             raise StudyNotFound(f"no study named {name!r}")
         return rows

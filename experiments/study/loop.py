@@ -21,12 +21,12 @@ from optuna.trial import TrialState
 
 from actuators import ActuatorError, ChangeSession, Journal
 from collectors.errors import CollectorError, WorkloadError
-from experiments.space import Resolved, clamp_to_space
 from experiments.study import search
 from experiments.study.measure import Measurer, violation
-from experiments.study.plan import StudyPlan
-from experiments.study.report import log_trial, write_status
-from experiments.study.reports import Event, RestoreFailed, StudyReport, TrialReport
+from experiments.study.outcomes import Event, RestoreFailed, StudyReport, TrialReport
+from experiments.study.prepare import StudyPlan
+from experiments.study.reporting import log_trial, write_status
+from experiments.study.resolve import Resolved, clamp_to_space
 from optimizer.trust import TrustRegion
 
 __all__ = ["Run", "optimize", "run_trial", "tell"]

@@ -21,8 +21,8 @@ from collectors.errors import WorkloadError
 from collectors.kernelfiles import parse_cpu_list
 from collectors.recorder import Recorder
 from collectors.timeseries import steady_window
-from experiments.metrics import SERIES_METRICS
-from experiments.study.plan import StudyPlan
+from experiments.study.metric_names import SERIES_METRICS
+from experiments.study.prepare import StudyPlan
 from experiments.study.setup import RunContext
 from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
 from optimizer.stats import estimate

@@ -1,6 +1,6 @@
 """One study run, end to end: spec -> knobs -> apply (journaled) -> measure -> tell -> MLflow -> restore.
 
-:class:`StudyRunner` runs one named study of a :class:`~experiments.study.plan.StudyPlan` to its end, in
+:class:`StudyRunner` runs one named study of a :class:`~experiments.study.prepare.StudyPlan` to its end, in
 the calling thread. Every trial's changes go through an :class:`actuators.ChangeSession`, so the old
 values are journaled (fsynced) before any write and restored when the trial ends, whatever way it
 ends: success, error, Ctrl-C, SIGTERM. A SIGKILL leaves open journal entries that ``novatune recover``
@@ -8,7 +8,7 @@ ends: success, error, Ctrl-C, SIGTERM. A SIGKILL leaves open journal entries tha
 
 The steps: :mod:`~experiments.study.setup` (what the run owns), :mod:`~experiments.study.search`
 (the Optuna study and what to try), :mod:`~experiments.study.loop` (the trials),
-:mod:`~experiments.study.measure` (windows -> metrics -> cost), :mod:`~experiments.study.report`
+:mod:`~experiments.study.measure` (windows -> metrics -> cost), :mod:`~experiments.study.reporting`
 (status, MLflow, plots, exports).
 """
 
@@ -28,9 +28,9 @@ from experiments.spec import SpecError
 from experiments.study import search
 from experiments.study.loop import Run, optimize
 from experiments.study.measure import Measurer
-from experiments.study.plan import StudyPlan
-from experiments.study.report import finish, write_status
-from experiments.study.reports import Event, Interrupted, StudyReport, signals_raise
+from experiments.study.outcomes import Event, Interrupted, StudyReport, signals_raise
+from experiments.study.prepare import StudyPlan
+from experiments.study.reporting import finish, write_status
 from experiments.study.setup import RunContext
 
 __all__ = ["StudyRunner"]
@@ -47,7 +47,7 @@ class StudyRunner:
     """Runs the study ``name`` of ``plan``.
 
     Args:
-        plan: the checked spec (:func:`experiments.study.plan.prepare`).
+        plan: the checked spec (:func:`experiments.study.prepare.prepare`).
         paths: the data directory.
         name: the study's name, chosen before the runner exists (``StudyManager.claim`` picks a free one).
         on_event: called as ``on_event(kind, **data)`` for progress display;
@@ -77,7 +77,7 @@ class StudyRunner:
             raise SpecError(self.plan.source, [f"a study named {self.name!r} exists already; choose another --name"])
 
     def _tracker(self) -> Any:
-        from experiments.tracking import Tracker
+        from experiments.study.tracking import Tracker
 
         return Tracker(self.tracking_uri, artifact_root=self.paths.artifacts)
 

@@ -12,11 +12,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from experiments.space import Resolved, clamp_to_space
 from experiments.spec import SpecError
-from experiments.store import load_view
-from experiments.study.plan import StudyPlan
-from experiments.study.reports import INTERRUPTED_BY_CRASH
+from experiments.study.outcomes import INTERRUPTED_BY_CRASH
+from experiments.study.prepare import StudyPlan
+from experiments.study.resolve import Resolved, clamp_to_space
+from experiments.study.results import load_view
 from optimizer.convergence import ConvergenceMonitor, ConvergenceState, terminator_says_stop
 from optimizer.noise import TrialEstimate, remeasure_candidates
 from optimizer.samplers import SamplerChoice, build_sampler

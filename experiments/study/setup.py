@@ -26,10 +26,10 @@ from collectors.metrics import MetricsSampler, Target, parse_target
 from collectors.workloads.base import Workload
 from collectors.workloads.registry import build_workload
 from experiments.holds import KnobHeld, KnobHolds
-from experiments.manager import StudyConflict, shared_knobs
 from experiments.settings import Paths
-from experiments.space import Resolved, resolve
-from experiments.study.plan import StudyPlan
+from experiments.study.manager import StudyConflict, shared_knobs
+from experiments.study.prepare import StudyPlan
+from experiments.study.resolve import Resolved, resolve
 
 __all__ = ["RunContext"]
 

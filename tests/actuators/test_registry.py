@@ -27,7 +27,7 @@ def test_every_catalog_pattern_belongs_to_one_family(fake_root: SysRoot) -> None
 
 
 def test_relations_and_apply_order_come_from_the_families() -> None:
-    from experiments.space import CONDITIONS, ORDERINGS
+    from experiments.study.resolve import CONDITIONS, ORDERINGS
 
     assert [(o.lower, o.upper) for o in ORDERINGS] == [("vm.dirty_background_ratio", "vm.dirty_ratio")]
     assert {c.param: (c.parent, c.values) for c in CONDITIONS} == {

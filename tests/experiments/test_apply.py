@@ -14,17 +14,10 @@ import pytest
 from actuators import ActuatorError, Catalog, ChangeSession, Journal, SysRoot, recover
 from actuators.journal import KEPT_EVENT
 from actuators.sysroot import SysRoot as _SysRoot
-from experiments.apply import (
-    ApplicationNotFound,
-    ApplyConflict,
-    ApplyError,
-    apply_config,
-    apply_trial,
-    history,
-    rollback,
-    status,
-)
-from experiments.config import ConfigError, ConfigFile, load_config
+from experiments.deploy.applications import ApplicationNotFound, ApplyConflict, ApplyError, history, status
+from experiments.deploy.apply import apply_config, apply_trial
+from experiments.deploy.config_file import ConfigError, ConfigFile, load_config
+from experiments.deploy.rollback import rollback
 from experiments.settings import Paths
 from tests.actuators.conftest import PYTHON, REPO, build_fake_tree, tree_bytes
 

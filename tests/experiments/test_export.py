@@ -8,8 +8,8 @@ import optuna
 import pytest
 import yaml
 
-from experiments.export import FILENAMES, FORMATS, ExportError, render, write_export
-from experiments.store import StudyNotFound, load_view
+from experiments.deploy.export import FILENAMES, FORMATS, ExportError, render, write_export
+from experiments.study.results import StudyNotFound, load_view
 
 
 @pytest.fixture()
@@ -315,9 +315,9 @@ def test_write_export_into_a_directory_that_does_not_exist_yet(rich, tmp_path):
 
 def test_deployed_sysctl_and_tuned_exports_read_back_into_the_same_knob_values(rich, tmp_path):
     """What `novatune verify` compares for an installed sysctl.d file or TuneD profile."""
-    from experiments.config import load_config
-    from experiments.export import write_export
-    from experiments.export_deployed import read_deployed
+    from experiments.deploy.config_file import load_config
+    from experiments.deploy.deployed import read_deployed
+    from experiments.deploy.export import write_export
 
     names = {k: k for k in rich.attrs["sysctl_keys"]}  # sysctl key -> knob name, as the catalog gives them
     knobs = rich.knob_values(rich.trial(0))
@@ -346,7 +346,7 @@ def test_deployed_sysctl_and_tuned_exports_read_back_into_the_same_knob_values(r
     ("# only comments\n", "sets no knob novatune knows"),
 ])
 def test_a_deployed_file_novatune_cannot_read_is_a_config_error(tmp_path, text, message):
-    from experiments.config import ConfigError, load_config
+    from experiments.deploy.config_file import ConfigError, load_config
 
     f = tmp_path / "x.conf"
     f.write_text(text)

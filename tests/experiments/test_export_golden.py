@@ -17,8 +17,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from experiments.export import FORMATS, render
-from experiments.store import load_view
+from experiments.deploy.export import FORMATS, render
+from experiments.study.results import load_view
 
 GOLDEN = Path(__file__).parent / "golden"
 EPOCH = "1796515200"  # 2026-12-06T00:00:00+00:00

@@ -9,7 +9,9 @@ import pytest
 
 from actuators import Catalog, SysRoot
 from actuators.conflicts import ConflictFinder
-from experiments.config import ConfigError, load_config, plan, verify
+from experiments.deploy.config_file import ConfigError, load_config
+from experiments.deploy.plan import plan
+from experiments.deploy.verify import verify
 from tests.actuators.conftest import build_fake_tree, tree_bytes
 
 

@@ -12,10 +12,10 @@ import optuna
 import pytest
 from fastapi.testclient import TestClient
 
-from experiments.manager import StudyConflict, StudyManager, shared_knobs
 from experiments.service import create_app
 from experiments.settings import Paths, Settings, SettingsError, api_token, token_file
 from experiments.spec import parse_spec
+from experiments.study.manager import StudyConflict, StudyManager, shared_knobs
 
 TOKEN = "unit-token-abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from experiments.store import load_view
+from experiments.study.results import load_view
 
 
 def _study(tmp_path, rows, *, feasible=None, baseline_fails=False):

@@ -11,11 +11,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from experiments.plots import plot_importance_html, plot_parallel_coordinates
-from experiments.study import StudyReport
-from experiments.study.report import finish
 from experiments.settings import Paths
-from experiments.tracking import Tracker, is_remote_uri
+from experiments.study.outcomes import StudyReport
+from experiments.study.plots import plot_importance_html, plot_parallel_coordinates
+from experiments.study.reporting import finish
+from experiments.study.tracking import Tracker, is_remote_uri
 
 PNG = b"\x89PNG\r\n\x1a\n"
 OBJECTIVES = ["throughput_rps", "cost_usd_per_hour"]
@@ -187,7 +187,7 @@ def _fake_write_export(view, fmt, dest, *, trial=None):
 def test_finish_logs_plots_and_every_export(home, client, study, caplog, monkeypatch, api):
     """The study's end on a stored study: plots under plots/, exports under export/, the knee JSON; with a
     failing export format (skipped, the others still written) and with the real export module."""
-    from experiments import export
+    from experiments.deploy import export
 
     if api == "write_export":
         monkeypatch.setattr(export, "FORMATS", ("json", "broken", "tuned", "sysctl"))

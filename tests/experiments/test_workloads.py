@@ -12,8 +12,8 @@ from collectors.passive.target import PassiveWorkload
 from collectors.workloads.base import Workload
 from collectors.workloads.oltp import OltpService
 from collectors.workloads.registry import TOOL_WORKLOADS, build_workload
-from experiments.metrics import RUNNER_METRICS, allowed_metrics
 from experiments.spec import WORKLOAD_SPECS, parse_spec
+from experiments.study.metric_names import RUNNER_METRICS, allowed_metrics
 
 
 def _spec(workload: dict) -> BaseModel:

@@ -334,6 +334,6 @@ def _other_tuners() -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        if "experiments.worker" in cmd or " -m experiments " in f"{cmd} " or "novatune " in f"{cmd} ":
+        if "experiments.study.worker" in cmd or " -m experiments " in f"{cmd} " or "novatune " in f"{cmd} ":
             found.append(cmd[:120])
     return found

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.export import write_export
+from experiments.deploy.export import write_export
 from tests.experiments.test_export import RICH_KNOBS, make_view
 from tests.integration.conftest import needs_root, novatune
 

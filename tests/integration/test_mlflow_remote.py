@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.tracking import Tracker
+from experiments.study.tracking import Tracker
 
 STARTUP_S = 90  # a cold start (imports, store migration) took 36 s on a busy 2-core VM
 

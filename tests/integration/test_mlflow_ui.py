@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from experiments.settings import Paths, mlflow_ui_url
-from experiments.tracking import Tracker
+from experiments.study.tracking import Tracker
 from tests.integration.conftest import REPO
 
 pytestmark = pytest.mark.slow

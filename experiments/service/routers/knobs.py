@@ -16,7 +16,7 @@ router = APIRouter(prefix="/knobs", tags=["knobs"])
 @router.get("", summary="Every knob on this machine: available or not (and why), current value, bounds, risk")
 def knobs(_: ReadAccess) -> list[dict[str, Any]]:
     from actuators import Catalog, KnobContext
-    from experiments.config import instance_types, knob_info
+    from experiments.deploy.plan import instance_types, knob_info
 
     return [knob_info(k) for k in Catalog(context=KnobContext(instance_types=instance_types())).knobs()]
 
@@ -25,6 +25,6 @@ def knobs(_: ReadAccess) -> list[dict[str, Any]]:
 def knob(name: Annotated[str, Path(max_length=200)], _: ReadAccess) -> dict[str, Any]:
     # an unknown name raises UnknownKnob: 404 (no docstring here: it would become the schema's description)
     from actuators import Catalog, KnobContext
-    from experiments.config import instance_types, knob_info
+    from experiments.deploy.plan import instance_types, knob_info
 
     return knob_info(Catalog(context=KnobContext(instance_types=instance_types())).get(name))

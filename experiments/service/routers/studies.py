@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from experiments import export
+from experiments.deploy import export
 from experiments.service.deps import DataDir, Index, Manager, ReadAccess, WriteAccess
 from experiments.service.views import StudyIndex, StudySummary
 from experiments.settings import Paths
 from experiments.spec import NAME_RE, StudySpec
-from experiments.store import StudyNotFound, StudyView, load_view
+from experiments.study.results import StudyNotFound, StudyView, load_view
 
 __all__ = ["router"]
 

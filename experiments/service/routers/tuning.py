@@ -29,19 +29,19 @@ def _as_dict(obj: Any) -> Any:
 
 @router.get("/status", summary="Running studies and the configurations applied to stay (with drift)")
 def tuning_status(paths: DataDir, index: Index, _: ReadAccess) -> dict[str, Any]:
-    from experiments import apply
+    from experiments.deploy.applications import status
 
     running = [s for s in json.loads(index.listing()) if s["state"] in ("starting", "running", "stopping")]
-    return {"studies": running, "applied": _as_dict(apply.status(paths))}
+    return {"studies": running, "applied": _as_dict(status(paths))}
 
 
 @router.get("/history", summary="Configurations applied with `novatune apply` (newest first) and their rollbacks")
 def tuning_history(paths: DataDir, _: ReadAccess,
                    limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many")] = 100
                    ) -> list[dict[str, Any]]:
-    from experiments import apply
+    from experiments.deploy.applications import history
 
-    return _as_dict(apply.history(paths))[:limit]
+    return _as_dict(history(paths))[:limit]
 
 
 @router.get("/convergence", responses={404: {"description": "no study of that name"}},
@@ -67,13 +67,13 @@ class ApplyRequest(BaseModel):
              summary="Apply a configuration to stay (journaled; undo with /tuning/rollback/{id})")
 def tuning_apply(body: ApplyRequest, paths: DataDir, _: WriteAccess,
                  dry_run: Annotated[bool, Query(description="only say what would change")] = False) -> dict[str, Any]:
-    from experiments import apply
-    from experiments.config import ConfigError
+    from experiments.deploy.apply import apply_config, apply_trial
+    from experiments.deploy.config_file import ConfigError
 
     if body.study is not None and body.config is None:
-        return _as_dict(apply.apply_trial(body.study, body.trial, paths=paths, dry_run=dry_run))
+        return _as_dict(apply_trial(body.study, body.trial, paths=paths, dry_run=dry_run))
     if body.config is not None and body.study is None:
-        return _as_dict(apply.apply_config(body.config, paths=paths, dry_run=dry_run, source="POST /tuning/apply"))
+        return _as_dict(apply_config(body.config, paths=paths, dry_run=dry_run, source="POST /tuning/apply"))
     raise ConfigError("give either 'config' (an exported configuration) or 'study' (and optionally 'trial')")
 
 
@@ -84,6 +84,6 @@ def tuning_apply(body: ApplyRequest, paths: DataDir, _: WriteAccess,
 def tuning_rollback(application_id: _APPLY_ID, paths: DataDir, _: WriteAccess,
                     force: Annotated[bool, Query(description="restore even knobs changed since")] = False
                     ) -> dict[str, Any]:
-    from experiments import apply
+    from experiments.deploy.rollback import rollback
 
-    return _as_dict(apply.rollback(application_id, paths=paths, force=force))
+    return _as_dict(rollback(application_id, paths=paths, force=force))

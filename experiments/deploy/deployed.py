@@ -14,7 +14,7 @@ from pathlib import Path
 
 from actuators.family import fill
 from actuators.registry import REGISTRY
-from experiments.export import ExportError
+from experiments.deploy.export import ExportError
 
 __all__ = ["read_deployed"]
 

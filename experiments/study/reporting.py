@@ -19,8 +19,10 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from experiments import export
-from experiments.plots import (
+from experiments.deploy import export
+from experiments.settings import Paths
+from experiments.study.outcomes import StudyReport, TrialReport, write_json_atomic
+from experiments.study.plots import (
     plot_convergence,
     plot_convergence_html,
     plot_importance,
@@ -28,10 +30,8 @@ from experiments.plots import (
     plot_pareto,
     plot_pareto_html,
 )
-from experiments.settings import Paths
-from experiments.store import Decision, StudyView, load_view
-from experiments.study.plan import StudyPlan
-from experiments.study.reports import StudyReport, TrialReport, write_json_atomic
+from experiments.study.prepare import StudyPlan
+from experiments.study.results import Decision, StudyView, load_view
 from optimizer.pareto import pareto_info
 
 __all__ = ["finish", "log_trial", "write_status"]
@@ -214,7 +214,7 @@ def _choose(view: StudyView, report: StudyReport, paths: Paths, workdir: Path, a
 def _parallel_coordinates(objectives: list[str], paths: Paths, name: str, workdir: Path,
                           not_plotted: dict[str, str]) -> list[Path]:
     try:  # one parallel-coordinate plot per objective, HTML and PNG, under plots/
-        from experiments.plots import plot_parallel_coordinates
+        from experiments.study.plots import plot_parallel_coordinates
 
         files, skipped = plot_parallel_coordinates(optuna.load_study(study_name=name, storage=paths.optuna_url),
                                                    objectives, workdir / "plots", title=name)

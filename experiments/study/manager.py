@@ -1,7 +1,7 @@
 """Background studies: launch, watch, stop, delete and resume them.
 
 Each background study runs in a worker process of its own
-(``python -m experiments.worker NAME``, a new session), so a study's CPU work
+(``python -m experiments.study.worker NAME``, a new session), so a study's CPU work
 never slows the API and a stop is a plain SIGTERM: the runner restores the
 trial's knobs in its ``finally`` blocks, then the worker records ``stopped``.
 
@@ -38,8 +38,8 @@ from actuators.journal import process_ctime, same_process
 from collectors.errors import NovatuneError
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths
-from experiments.spec import SpecError, StudySpec
-from experiments.store import StudyNotFound
+from experiments.spec import StudySpec
+from experiments.study.results import StudyNotFound
 
 __all__ = ["ACTIVE", "StudyConflict", "StudyManager", "StudyRecord", "StudyStateError", "shared_knobs"]
 
@@ -198,7 +198,7 @@ class StudyManager:
         if self.paths.runs.is_dir():
             names |= {p.name for p in self.paths.runs.iterdir()}
         if self.paths.optuna_db.exists():
-            from experiments.store import list_studies
+            from experiments.study.results import list_studies
 
             names |= {s["name"] for s in list_studies(self.paths.optuna_url)}
         return names
@@ -250,7 +250,7 @@ class StudyManager:
     def submit(self, spec: StudySpec, *, name: str | None = None, trials: int | None = None,
                source: str = "<request>") -> StudyRecord:
         """Validate ``spec`` as a run would, register it, start its worker; returns the record."""
-        from experiments.study import prepare
+        from experiments.study.prepare import prepare
 
         prepare(spec, paths=self.paths, trials=trials, source=source)  # raises SpecError
         rec = self.claim(spec, name=name, trials=trials, managed=True, source=source)
@@ -275,7 +275,7 @@ class StudyManager:
             env["NOVATUNE_MLFLOW_TRACKING_URI"] = self.tracking_uri
         with open(log_dir / "worker.log", "ab") as logf:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "experiments.worker", name],
+                [sys.executable, "-m", "experiments.study.worker", name],
                 env=env, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in the service's terminal is not the study's stop
                 cwd=str(self.paths.home),

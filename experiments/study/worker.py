@@ -1,6 +1,6 @@
-"""The process that runs one background study: ``python -m experiments.worker NAME``.
+"""The process that runs one background study: ``python -m experiments.study.worker NAME``.
 
-Started by :class:`experiments.manager.StudyManager` in a session of its own.
+Started by :class:`experiments.study.manager.StudyManager` in a session of its own.
 SIGTERM (a stop, or the service shutting down) raises in the runner, which
 restores the trial's knobs in its ``finally`` blocks; only then does this
 process record the study's end state in the registry.
@@ -12,17 +12,19 @@ import logging
 import os
 import sys
 
-from experiments.manager import StudyManager
 from experiments.settings import Paths
+from experiments.study.manager import StudyManager
 
 
 def main(argv: list[str]) -> int:
     from experiments.spec import parse_spec
-    from experiments.study import Interrupted, StudyRunner, prepare
+    from experiments.study.outcomes import Interrupted
+    from experiments.study.prepare import prepare
+    from experiments.study.runner import StudyRunner
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(argv) != 1:
-        print("usage: python -m experiments.worker STUDY", file=sys.stderr)
+        print("usage: python -m experiments.study.worker STUDY", file=sys.stderr)
         return 2
     name = argv[0]
     paths = Paths.default()

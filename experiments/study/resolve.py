@@ -14,8 +14,8 @@ from typing import Any
 
 from actuators import Catalog, Knob, UnknownKnob
 from actuators.registry import REGISTRY
-from experiments.metrics import TRIAL_METRICS
 from experiments.spec import KnobSpec, SpecError, StudySpec
+from experiments.study.metric_names import TRIAL_METRICS
 from optimizer.space import (
     CategoricalParam,
     FloatParam,

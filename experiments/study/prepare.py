@@ -19,10 +19,10 @@ from actuators import Catalog
 from collectors.errors import CollectorError, WorkloadError
 from collectors.pricing import UnitPrices, load_unit_prices
 from collectors.workloads.registry import build_workload
-from experiments.metrics import allowed_metrics
 from experiments.settings import Paths
-from experiments.space import Resolved, resolve
 from experiments.spec import SpecError, StudySpec
+from experiments.study.metric_names import allowed_metrics
+from experiments.study.resolve import Resolved, resolve
 
 __all__ = ["StudyPlan", "prepare"]
 

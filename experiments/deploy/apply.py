@@ -1,0 +1,267 @@
+"""Apply a configuration *to stay* (``novatune apply``, ``POST /tuning/apply``).
+
+Safety rules: every knob is validated before anything is written (unknown knob,
+hard bounds, availability are refused, all problems in one :class:`ApplyError`);
+knobs bound to a run's workload (cgroup, process and VM scopes: ``sizing.*``,
+``affinity.*``, ``sched.*``, ``ioprio.*``, ``instance.type``) cannot stay on the
+host: they are not applied and each is listed with how to deploy it
+(:class:`NotApplied`; a configuration with nothing else is refused); a knob held
+by a live run (e.g. a running study), by a crashed run that was not recovered,
+or by another active application is refused, naming the holder; a write that
+fails or does not read back restores what was written and raises. The journal
+records are described in :mod:`.applications`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from actuators import (
+    ActuatorError,
+    Catalog,
+    ChangeSession,
+    Journal,
+    Knob,
+    OutOfBounds,
+)
+from actuators.errors import UnknownKnob
+from actuators.journal import KEPT_EVENT
+from experiments.deploy.applications import (
+    Application,
+    AppliedKnob,
+    ApplyConflict,
+    ApplyError,
+    NotApplied,
+    default_catalog,
+    holder,
+    holding,
+    iso,
+    locked,
+    new_id,
+    read_applications,
+    target_of,
+)
+from experiments.deploy.config_file import (
+    APPLY_SCOPES,
+    CONFIG_FORMAT,
+    ConfigError,
+    ConfigFile,
+    _config_values,
+    allowed_text,
+)
+from experiments.settings import Paths
+
+__all__ = ["apply_config", "apply_trial"]
+
+
+def _deploy_hint(knob: Knob, value: Any, study: str | None, unit_options: dict[str, str]) -> str:
+    """How to deploy a knob that cannot be applied to stay (see :class:`NotApplied`)."""
+    if knob.scope == "vm":
+        return ("a VM size, not a setting of this host: `novatune plan CONFIG` prices the move; "
+                "resize the VM with your cloud provider's tools")
+    export = f"`novatune study export {study} --format systemd -o /etc/systemd/system/UNIT.service.d/`" if study \
+        else "the systemd export of its study (`novatune study export STUDY --format systemd`)"
+    option = unit_options.get(knob.name)
+    if option is None:
+        return (f"bound to a run's workload (scope {knob.scope}); the systemd drop-in cannot express it here: "
+                "set it on your service by hand")
+    return (f"bound to a run's workload (scope {knob.scope}); set `{option}` in your service's unit: {export}, "
+            "then `systemctl daemon-reload && systemctl restart UNIT`")
+
+
+def _values(cfg_or_values: ConfigFile | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(cfg_or_values, ConfigFile):
+        if cfg_or_values.kind != "config":
+            raise ApplyError(
+                f"{cfg_or_values.source}: apply needs an exported configuration (format: {CONFIG_FORMAT}), "
+                "not a study spec (a spec gives ranges, not values; export a trial: `novatune study export`)"
+            )
+        values = dict(cfg_or_values.values)
+    elif isinstance(cfg_or_values, Mapping) and "format" in cfg_or_values:  # a whole export document
+        if cfg_or_values["format"] != CONFIG_FORMAT:
+            raise ConfigError(f"unknown format {cfg_or_values['format']!r}; allowed: {CONFIG_FORMAT}")
+        values = _config_values(dict(cfg_or_values), "the configuration")
+    elif isinstance(cfg_or_values, Mapping):
+        values = dict(cfg_or_values)
+    else:
+        raise TypeError(f"expected a ConfigFile or a mapping of knob -> value, got {type(cfg_or_values).__name__}")
+    if not values:
+        raise ApplyError("nothing to apply: the configuration names no knob")
+    return values
+
+
+# -------------------------------------------------------------------- apply
+def apply_config(
+    cfg_or_values: ConfigFile | Mapping[str, Any],
+    *,
+    paths: Paths,
+    dry_run: bool = False,
+    source: str,
+    catalog: Catalog | None = None,
+) -> Application:
+    """Apply a configuration to stay (or, ``dry_run``, say what would change).
+
+    Every knob is validated first; nothing is written (not even the journal)
+    when one is refused or on a dry run. Otherwise the old values are journaled
+    (fsynced) before each write, each write is read back, and the application
+    is marked kept: :func:`actuators.recover` will not undo it, :func:`rollback` does.
+    Knobs that already have their value are listed with ``changes=False``;
+    when no knob changes, nothing is recorded (state ``unchanged``).
+
+    Args:
+        cfg_or_values: a loaded export (``load_config``), an export document (a mapping with
+            ``format: novatune.config/v1`` and ``knobs``), or a mapping knob -> value.
+        paths: the data directory (its journal).
+        dry_run: only plan.
+        source: where the values come from (shown by ``history``).
+        catalog: the knobs (default: this machine, :func:`default_catalog`).
+
+    Raises:
+        ConfigError: an export document with a bad format or fields.
+        ApplyError: a knob is unknown, out of its hard bounds or not available here;
+            every knob is bound to a run's workload (nothing could stay); or a write
+            failed (what was written is restored first). Workload-bound knobs beside
+            host ones are not errors: they come back in ``Application.not_applied``.
+        ApplyConflict: a knob that would change is held by a live run, a dead
+            unrecovered run or another active application.
+    """
+    from experiments.deploy.formats.systemd import systemd_options
+
+    values = _values(cfg_or_values)
+    study = cfg_or_values.study if isinstance(cfg_or_values, ConfigFile) else None
+    cat = catalog if catalog is not None else default_catalog()
+    problems: list[str] = []
+    rows: list[AppliedKnob] = []
+    plan: dict[Knob, Any] = {}
+    targets: dict[str, str | None] = {}
+    not_applied: list[NotApplied] = []
+    unit_options = systemd_options(values)[0]
+    for name, value in values.items():
+        try:
+            knob = cat.get(name)
+        except UnknownKnob as err:
+            problems.append(str(err))
+            continue
+        if knob.scope not in APPLY_SCOPES:
+            not_applied.append(NotApplied(knob=name, value=value, scope=knob.scope,
+                                          deploy=_deploy_hint(knob, value, study, unit_options)))
+            continue
+        reason = knob.available()
+        if reason is not None:
+            problems.append(f"{name}: not available here: {reason}")
+            continue
+        try:
+            new = knob.validate(value, assume=values)
+            old = knob.read()
+        except OutOfBounds as err:
+            msg = str(err)
+            allowed = allowed_text(knob)
+            problems.append(msg if allowed in msg else f"{msg} (allowed: {allowed})")
+            continue
+        except (ActuatorError, OSError) as err:
+            problems.append(f"{name}: {err}")
+            continue
+        targets[name] = target_of(knob)
+        rows.append(AppliedKnob(knob=name, old=old, new=new, changes=not knob.same(old, new), scope=knob.scope))
+        plan[knob] = new
+    if not problems and not plan and not_applied:
+        problems = [f"{n.knob}={n.value}: not applied to stay: {n.deploy}" for n in not_applied]
+        problems.insert(0, f"nothing in {source} can be applied to stay on this host "
+                           f"(allowed: knobs of scope {', '.join(APPLY_SCOPES)}); deploy these instead:")
+    if problems:
+        raise ApplyError("cannot apply (nothing was changed):\n" + "\n".join(f"  - {p}" for p in problems))
+    now = time.time()
+    if dry_run:  # reads the journal (if any) to say what would be refused; writes nothing
+        records = Journal(paths.journal).records()
+        apps = read_applications(records)
+        for knob in plan:
+            row = next(r for r in rows if r.knob == knob.name)
+            if row.changes:
+                row.held_by = holder(records, knob, targets[knob.name], apps)
+        held = [r.knob for r in rows if r.held_by]
+        note = "dry run: nothing was written" + (f"; applying would be refused: {', '.join(held)} held" if held else "")
+        return Application(id="(dry run)", time=iso(now), source=source, state="dry_run", knobs=rows, note=note,
+                           not_applied=not_applied)
+    journal = Journal(paths.journal)
+    with locked(paths), holding([k.name for k in plan], f"novatune apply of {source}"):
+        records = journal.records()
+        apps = read_applications(records)
+        held = []
+        for knob in plan:
+            row = next(r for r in rows if r.knob == knob.name)
+            why = holder(records, knob, targets[knob.name], apps)
+            if why is not None and row.changes:
+                held.append(f"{knob.name}: {why}")
+        if held:
+            raise ApplyConflict("cannot apply (nothing was changed):\n" + "\n".join(f"  - {h}" for h in held))
+        existing = {str(r.get("run")) for r in records}
+        app_id = new_id(existing)
+        if not any(r.changes for r in rows):
+            return Application(id=app_id, time=iso(now), source=source, state="unchanged", knobs=rows,
+                               note="every knob already has its value: nothing written, nothing recorded",
+                               not_applied=not_applied)
+        begin = journal.append({
+            "run": app_id, "kind": "run", "event": "begin",
+            "application": {"source": source, "knobs": [asdict(r) for r in rows],
+                            "not_applied": [asdict(n) for n in not_applied]},
+        })
+        session = ChangeSession(journal, run_id=app_id, trial=None)
+        try:
+            session.apply_many({k: v for k, v in plan.items()})
+            bad = [f"{k.name}: reads back as {k.read()!r}, expected {v!r}" for k, v in plan.items() if not k.verify(v)]
+            if bad:
+                raise ActuatorError("after applying, " + "; ".join(bad))
+            journal.append({"run": app_id, "kind": "run", "event": KEPT_EVENT, "source": source})
+        except BaseException as err:
+            failures = session.restore_all()
+            note = f"apply failed: {err}"
+            try:
+                journal.end(app_id, note=note)
+            except ActuatorError:
+                pass
+            if not isinstance(err, Exception):
+                raise
+            try:
+                still = [str(e.get("knob")) for e in Journal.open_entries(journal.records(), app_id)]
+            except ActuatorError:
+                still = ["(the journal cannot be read)"]
+            if failures or still:
+                left = ("; NOT restored (journal entries left open: `novatune recover` restores them once this "
+                        f"process ended): {'; '.join(failures) or ', '.join(still)}")
+            else:
+                left = "; every knob written so far was restored"
+            raise ApplyError(f"{app_id}: {err}{left}") from err
+        return Application(id=app_id, time=iso(float(begin["time"])), source=source, state="applied", knobs=rows,
+                           not_applied=not_applied)
+
+
+def apply_trial(
+    study_name: str,
+    trial: int | None,
+    *,
+    paths: Paths,
+    dry_run: bool = False,
+    catalog: Catalog | None = None,
+) -> Application:
+    """Apply the export of a study's trial (``None``: the trial the study's ``choose`` rule picks).
+
+    Source recorded: ``study NAME trial N``.
+
+    Raises:
+        experiments.study.results.StudyNotFound, experiments.deploy.export.ExportError, ApplyError.
+    """
+    from experiments.deploy.export import render
+    from experiments.study.results import StudyNotFound, load_view
+
+    if not paths.optuna_db.exists():
+        raise StudyNotFound(f"no study named {study_name!r}; no studies yet in {paths.home}")
+    doc = json.loads(render(load_view(paths.optuna_url, study_name), "json", trial=trial))
+    cfg = ConfigFile(source=f"study {study_name} trial {doc['trial']}", kind="config", values=dict(doc["knobs"]),
+                     study=study_name)
+    return apply_config(cfg, paths=paths, dry_run=dry_run, source=cfg.source, catalog=catalog)
+
+
