@@ -240,7 +240,97 @@ def _run_wrk(args: argparse.Namespace, base: str, token: str, study: str, workdi
     return results
 
 
+def _start_server(args: argparse.Namespace, home: Path, token: str, port: int) -> tuple[subprocess.Popen, Any]:
+    """``novatune serve`` on ``port`` with its own data directory; returns the process and its log file."""
+    env = {**os.environ, "NOVATUNE_HOME": str(home), "NOVATUNE_API_TOKEN": token}
+    env.pop("NOVATUNE_CONFIG", None)
+    if args.log_level:
+        env["NOVATUNE_LOG_LEVEL"] = args.log_level
+    server_log = open(home.parent / f"{home.name}-server.log", "wb")  # noqa: SIM115 - closed by _stop_server
+    server = subprocess.Popen([sys.executable, "-m", "experiments", "serve", "--port", str(port)], cwd=REPO, env=env,
+                              stdin=subprocess.DEVNULL, stdout=server_log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    return server, server_log
+
+
+def _start_study(args: argparse.Namespace, base: str, token: str, server: subprocess.Popen,
+                 server_log: Any) -> tuple[str, dict[str, Any]]:
+    """Wait for the service, POST the study, wait until it runs a trial; returns its name and summary."""
+    def healthy():
+        if server.poll() is not None:
+            raise BenchError(f"the server exited ({server.returncode}); log: {server_log.name}")
+        status, body = _request(base, "GET", "/healthz", timeout=2)
+        return status == 200, body
+    _wait("the service's /healthz", 60, healthy)
+
+    spec = json.loads(json.dumps(STUDY))
+    # ~5 s a trial: enough trials to outlast the load with room to spare; the study ends by itself anyway
+    spec["budget"] = {"trials": max(3, int(args.seconds // 2) + 30), "timeout_s": args.seconds * 4 + 300}
+    status, body = _request(base, "POST", "/studies", token=token, body=spec, timeout=60)
+    if status != 201:
+        raise BenchError(f"POST /studies -> {status}: {body}")
+    study = body["name"]
+
+    def running():
+        if server.poll() is not None:
+            raise BenchError(f"the server exited ({server.returncode}); log: {server_log.name}")
+        status, body = _request(base, "GET", f"/studies/{study}", timeout=5)
+        if status == 200 and body["state"] in ("failed", "completed", "stopped"):
+            raise BenchError(f"the study ended before the load started: {body['state']} ({body.get('reason')})")
+        return status == 200 and body["state"] == "running" and body.get("running_trial") is not None, body
+    return study, _wait(f"study {study!r} to be running a trial", 120, running, interval_s=0.5)
+
+
+def _load(args: argparse.Namespace, base: str, token: str, study: str, home: Path, result: dict[str, Any]) -> None:
+    """wrk against the endpoints while a poller watches the study's state once a second."""
+    states: list[str] = []
+    stop_polling = threading.Event()
+
+    def poll():
+        while not stop_polling.wait(1.0):
+            try:
+                status, body = _request(base, "GET", f"/studies/{study}", timeout=5)
+                states.append(body["state"] if status == 200 else f"HTTP {status}")
+            except (OSError, urllib.error.URLError) as err:
+                states.append(f"error: {err}")
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        per = _run_wrk(args, base, token, study, home)
+    finally:
+        stop_polling.set()
+        poller.join(timeout=10)
+    status, after = _request(base, "GET", f"/studies/{study}", timeout=10)
+    states.append(after["state"] if status == 200 else f"HTTP {status}")
+    result["study_after"] = {k: after.get(k) for k in ("state", "trials_done", "running_trial")} \
+        if status == 200 else {"status": status}
+    result["study_states_seen"] = sorted(set(states))
+    result["study_running_throughout"] = bool(states) and all(s == "running" for s in states)
+    result["endpoints"] = {label: _one(p) for label, p in per.items()}
+    result["overall"] = _merge(list(per.values()))
+
+
+def _stop(base: str, token: str, study: str | None, server: subprocess.Popen, result: dict[str, Any]) -> None:
+    """Stop the study (its knobs restored), then the service."""
+    if study is not None:
+        try:
+            status, body = _request(base, "POST", f"/studies/{study}/stop", token=token, timeout=90)
+            result["study_stop"] = {"status": status, "state": body.get("state") if isinstance(body, dict) else body}
+        except (OSError, urllib.error.URLError) as err:
+            result["study_stop"] = {"error": str(err)}
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+            result["server_killed"] = True
+    result["server_exit"] = server.returncode
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start a service and a real study, load the read endpoints with wrk, stop everything; the figures."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed (Debian: apt-get install wrk)")
     home = Path(tempfile.mkdtemp(prefix="novatune-load-"))
@@ -251,84 +341,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "port": port}
     snap_before = home.parent / f"{home.name}-knobs-before.json"
     have_snapshot = _snapshot(snap_before)
-    env = {**os.environ, "NOVATUNE_HOME": str(home), "NOVATUNE_API_TOKEN": token}
-    env.pop("NOVATUNE_CONFIG", None)
-    if args.log_level:
-        env["NOVATUNE_LOG_LEVEL"] = args.log_level
-    server_log = open(home.parent / f"{home.name}-server.log", "wb")  # noqa: SIM115 - closed in finally
-    server = subprocess.Popen([sys.executable, "-m", "experiments", "serve", "--port", str(port)], cwd=REPO, env=env,
-                              stdin=subprocess.DEVNULL, stdout=server_log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server, server_log = _start_server(args, home, token, port)
     result["server_pid"] = server.pid
     study = None
     try:
-        def healthy():
-            if server.poll() is not None:
-                raise BenchError(f"the server exited ({server.returncode}); log: {server_log.name}")
-            status, body = _request(base, "GET", "/healthz", timeout=2)
-            return status == 200, body
-        _wait("the service's /healthz", 60, healthy)
-
-        spec = json.loads(json.dumps(STUDY))
-        # ~5 s a trial: enough trials to outlast the load with room to spare; the study ends by itself anyway
-        spec["budget"] = {"trials": max(3, int(args.seconds // 2) + 30), "timeout_s": args.seconds * 4 + 300}
-        status, body = _request(base, "POST", "/studies", token=token, body=spec, timeout=60)
-        if status != 201:
-            raise BenchError(f"POST /studies -> {status}: {body}")
-        study = body["name"]
-
-        def running():
-            if server.poll() is not None:
-                raise BenchError(f"the server exited ({server.returncode}); log: {server_log.name}")
-            status, body = _request(base, "GET", f"/studies/{study}", timeout=5)
-            if status == 200 and body["state"] in ("failed", "completed", "stopped"):
-                raise BenchError(f"the study ended before the load started: {body['state']} ({body.get('reason')})")
-            return status == 200 and body["state"] == "running" and body.get("running_trial") is not None, body
-        before = _wait(f"study {study!r} to be running a trial", 120, running, interval_s=0.5)
+        study, before = _start_study(args, base, token, server, server_log)
         result["study"] = study
         result["study_before"] = {k: before.get(k) for k in ("state", "trials_done", "running_trial", "pid")}
-
-        states: list[str] = []
-        stop_polling = threading.Event()
-
-        def poll():
-            while not stop_polling.wait(1.0):
-                try:
-                    status, body = _request(base, "GET", f"/studies/{study}", timeout=5)
-                    states.append(body["state"] if status == 200 else f"HTTP {status}")
-                except (OSError, urllib.error.URLError) as err:
-                    states.append(f"error: {err}")
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-        try:
-            per = _run_wrk(args, base, token, study, home)
-        finally:
-            stop_polling.set()
-            poller.join(timeout=10)
-        status, after = _request(base, "GET", f"/studies/{study}", timeout=10)
-        states.append(after["state"] if status == 200 else f"HTTP {status}")
-        result["study_after"] = {k: after.get(k) for k in ("state", "trials_done", "running_trial")} \
-            if status == 200 else {"status": status}
-        result["study_states_seen"] = sorted(set(states))
-        result["study_running_throughout"] = bool(states) and all(s == "running" for s in states)
-        result["endpoints"] = {label: _one(p) for label, p in per.items()}
-        result["overall"] = _merge(list(per.values()))
+        _load(args, base, token, study, home, result)
     finally:
-        if study is not None:
-            try:
-                status, body = _request(base, "POST", f"/studies/{study}/stop", token=token, timeout=90)
-                result["study_stop"] = {"status": status, "state": body.get("state") if isinstance(body, dict) else body}
-            except (OSError, urllib.error.URLError) as err:
-                result["study_stop"] = {"error": str(err)}
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=10)
-                result["server_killed"] = True
-        result["server_exit"] = server.returncode
+        _stop(base, token, study, server, result)
         server_log.close()
         result["journal"] = _journal_check(home / "journal.jsonl")
         if have_snapshot:

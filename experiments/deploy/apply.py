@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from actuators import (
@@ -129,17 +129,72 @@ def apply_config(
         ApplyConflict: a knob that would change is held by a live run, a dead
             unrecovered run or another active application.
     """
-    from experiments.deploy.formats.systemd import systemd_options
-
     values = _values(cfg_or_values)
     study = cfg_or_values.study if isinstance(cfg_or_values, ConfigFile) else None
-    cat = catalog if catalog is not None else default_catalog()
+    checked = _check(values, catalog if catalog is not None else default_catalog(), study=study, source=source)
+    if dry_run:
+        return _dry_run(checked, paths, source)
+    journal = Journal(paths.journal)
+    with locked(paths), holding([k.name for k in checked.plan], f"novatune apply of {source}"):
+        records = journal.records()
+        held = _held_by(checked, records)
+        if held:
+            raise ApplyConflict("cannot apply (nothing was changed):\n" + "\n".join(f"  - {h}" for h in held))
+        app_id = new_id({str(r.get("run")) for r in records})
+        if not any(r.changes for r in checked.rows):
+            return Application(id=app_id, time=iso(time.time()), source=source, state="unchanged", knobs=checked.rows,
+                               note="every knob already has its value: nothing written, nothing recorded",
+                               not_applied=checked.not_applied)
+        begin = journal.append({
+            "run": app_id, "kind": "run", "event": "begin",
+            "application": {"source": source, "knobs": [asdict(r) for r in checked.rows],
+                            "not_applied": [asdict(n) for n in checked.not_applied]},
+        })
+        _write(checked, journal, app_id, source)
+        return Application(id=app_id, time=iso(float(begin["time"])), source=source, state="applied",
+                           knobs=checked.rows, not_applied=checked.not_applied)
+
+
+@dataclass
+class _Checked:
+    """A configuration validated against this machine: per knob old -> new (``rows``), what will be written
+    (``plan``: knob -> value), each knob's journal target, and the knobs left to other deployments."""
+
+    rows: list[AppliedKnob] = field(default_factory=list)
+    plan: dict[Knob, Any] = field(default_factory=dict)
+    targets: dict[str, str | None] = field(default_factory=dict)
+    not_applied: list[NotApplied] = field(default_factory=list)
+
+
+def _check_knob(knob: Knob, value: Any, values: Mapping[str, Any], checked: _Checked, problems: list[str]) -> None:
+    reason = knob.available()
+    if reason is not None:
+        problems.append(f"{knob.name}: not available here: {reason}")
+        return
+    try:
+        new = knob.validate(value, assume=values)
+        old = knob.read()
+    except OutOfBounds as err:
+        msg = str(err)
+        allowed = allowed_text(knob)
+        problems.append(msg if allowed in msg else f"{msg} (allowed: {allowed})")
+        return
+    except (ActuatorError, OSError) as err:
+        problems.append(f"{knob.name}: {err}")
+        return
+    checked.targets[knob.name] = target_of(knob)
+    checked.rows.append(AppliedKnob(knob=knob.name, old=old, new=new, changes=not knob.same(old, new),
+                                    scope=knob.scope))
+    checked.plan[knob] = new
+
+
+def _check(values: Mapping[str, Any], cat: Catalog, *, study: str | None, source: str) -> _Checked:
+    """Every knob validated before anything is written. Raises ApplyError listing every problem."""
+    from experiments.deploy.formats.systemd import systemd_options
+
+    checked = _Checked()
     problems: list[str] = []
-    rows: list[AppliedKnob] = []
-    plan: dict[Knob, Any] = {}
-    targets: dict[str, str | None] = {}
-    not_applied: list[NotApplied] = []
-    unit_options = systemd_options(values)[0]
+    unit_options = systemd_options(dict(values))[0]
     for name, value in values.items():
         try:
             knob = cat.get(name)
@@ -147,96 +202,73 @@ def apply_config(
             problems.append(str(err))
             continue
         if knob.scope not in APPLY_SCOPES:
-            not_applied.append(NotApplied(knob=name, value=value, scope=knob.scope,
-                                          deploy=_deploy_hint(knob, value, study, unit_options)))
+            checked.not_applied.append(NotApplied(knob=name, value=value, scope=knob.scope,
+                                                  deploy=_deploy_hint(knob, value, study, unit_options)))
             continue
-        reason = knob.available()
-        if reason is not None:
-            problems.append(f"{name}: not available here: {reason}")
-            continue
-        try:
-            new = knob.validate(value, assume=values)
-            old = knob.read()
-        except OutOfBounds as err:
-            msg = str(err)
-            allowed = allowed_text(knob)
-            problems.append(msg if allowed in msg else f"{msg} (allowed: {allowed})")
-            continue
-        except (ActuatorError, OSError) as err:
-            problems.append(f"{name}: {err}")
-            continue
-        targets[name] = target_of(knob)
-        rows.append(AppliedKnob(knob=name, old=old, new=new, changes=not knob.same(old, new), scope=knob.scope))
-        plan[knob] = new
-    if not problems and not plan and not_applied:
-        problems = [f"{n.knob}={n.value}: not applied to stay: {n.deploy}" for n in not_applied]
+        _check_knob(knob, value, values, checked, problems)
+    if not problems and not checked.plan and checked.not_applied:
+        problems = [f"{n.knob}={n.value}: not applied to stay: {n.deploy}" for n in checked.not_applied]
         problems.insert(0, f"nothing in {source} can be applied to stay on this host "
                            f"(allowed: knobs of scope {', '.join(APPLY_SCOPES)}); deploy these instead:")
     if problems:
         raise ApplyError("cannot apply (nothing was changed):\n" + "\n".join(f"  - {p}" for p in problems))
-    now = time.time()
-    if dry_run:  # reads the journal (if any) to say what would be refused; writes nothing
-        records = Journal(paths.journal).records()
-        apps = read_applications(records)
-        for knob in plan:
-            row = next(r for r in rows if r.knob == knob.name)
-            if row.changes:
-                row.held_by = holder(records, knob, targets[knob.name], apps)
-        held = [r.knob for r in rows if r.held_by]
-        note = "dry run: nothing was written" + (f"; applying would be refused: {', '.join(held)} held" if held else "")
-        return Application(id="(dry run)", time=iso(now), source=source, state="dry_run", knobs=rows, note=note,
-                           not_applied=not_applied)
-    journal = Journal(paths.journal)
-    with locked(paths), holding([k.name for k in plan], f"novatune apply of {source}"):
-        records = journal.records()
-        apps = read_applications(records)
-        held = []
-        for knob in plan:
-            row = next(r for r in rows if r.knob == knob.name)
-            why = holder(records, knob, targets[knob.name], apps)
-            if why is not None and row.changes:
-                held.append(f"{knob.name}: {why}")
-        if held:
-            raise ApplyConflict("cannot apply (nothing was changed):\n" + "\n".join(f"  - {h}" for h in held))
-        existing = {str(r.get("run")) for r in records}
-        app_id = new_id(existing)
-        if not any(r.changes for r in rows):
-            return Application(id=app_id, time=iso(now), source=source, state="unchanged", knobs=rows,
-                               note="every knob already has its value: nothing written, nothing recorded",
-                               not_applied=not_applied)
-        begin = journal.append({
-            "run": app_id, "kind": "run", "event": "begin",
-            "application": {"source": source, "knobs": [asdict(r) for r in rows],
-                            "not_applied": [asdict(n) for n in not_applied]},
-        })
-        session = ChangeSession(journal, run_id=app_id, trial=None)
+    return checked
+
+
+def _held_by(checked: _Checked, records: list[dict[str, Any]]) -> list[str]:
+    """``knob: who holds it`` for every knob that would change and is held by a run or an application."""
+    apps = read_applications(records)
+    held = []
+    for knob in checked.plan:
+        row = next(r for r in checked.rows if r.knob == knob.name)
+        why = holder(records, knob, checked.targets[knob.name], apps)
+        if why is not None and row.changes:
+            held.append(f"{knob.name}: {why}")
+    return held
+
+
+def _dry_run(checked: _Checked, paths: Paths, source: str) -> Application:
+    """What applying would do; reads the journal (if any) to say what would be refused; writes nothing."""
+    records = Journal(paths.journal).records()
+    apps = read_applications(records)
+    for knob in checked.plan:
+        row = next(r for r in checked.rows if r.knob == knob.name)
+        if row.changes:
+            row.held_by = holder(records, knob, checked.targets[knob.name], apps)
+    held = [r.knob for r in checked.rows if r.held_by]
+    note = "dry run: nothing was written" + (f"; applying would be refused: {', '.join(held)} held" if held else "")
+    return Application(id="(dry run)", time=iso(time.time()), source=source, state="dry_run", knobs=checked.rows,
+                       note=note, not_applied=checked.not_applied)
+
+
+def _write(checked: _Checked, journal: Journal, app_id: str, source: str) -> None:
+    """Journal first, write, read back, mark kept; on any failure restore what was written and raise."""
+    session = ChangeSession(journal, run_id=app_id, trial=None)
+    try:
+        session.apply_many(dict(checked.plan))
+        bad = [f"{k.name}: reads back as {k.read()!r}, expected {v!r}" for k, v in checked.plan.items()
+               if not k.verify(v)]
+        if bad:
+            raise ActuatorError("after applying, " + "; ".join(bad))
+        journal.append({"run": app_id, "kind": "run", "event": KEPT_EVENT, "source": source})
+    except BaseException as err:
+        failures = session.restore_all()
         try:
-            session.apply_many({k: v for k, v in plan.items()})
-            bad = [f"{k.name}: reads back as {k.read()!r}, expected {v!r}" for k, v in plan.items() if not k.verify(v)]
-            if bad:
-                raise ActuatorError("after applying, " + "; ".join(bad))
-            journal.append({"run": app_id, "kind": "run", "event": KEPT_EVENT, "source": source})
-        except BaseException as err:
-            failures = session.restore_all()
-            note = f"apply failed: {err}"
-            try:
-                journal.end(app_id, note=note)
-            except ActuatorError:
-                pass
-            if not isinstance(err, Exception):
-                raise
-            try:
-                still = [str(e.get("knob")) for e in Journal.open_entries(journal.records(), app_id)]
-            except ActuatorError:
-                still = ["(the journal cannot be read)"]
-            if failures or still:
-                left = ("; NOT restored (journal entries left open: `novatune recover` restores them once this "
-                        f"process ended): {'; '.join(failures) or ', '.join(still)}")
-            else:
-                left = "; every knob written so far was restored"
-            raise ApplyError(f"{app_id}: {err}{left}") from err
-        return Application(id=app_id, time=iso(float(begin["time"])), source=source, state="applied", knobs=rows,
-                           not_applied=not_applied)
+            journal.end(app_id, note=f"apply failed: {err}")
+        except ActuatorError:
+            pass
+        if not isinstance(err, Exception):
+            raise
+        try:
+            still = [str(e.get("knob")) for e in Journal.open_entries(journal.records(), app_id)]
+        except ActuatorError:
+            still = ["(the journal cannot be read)"]
+        if failures or still:
+            left = ("; NOT restored (journal entries left open: `novatune recover` restores them once this "
+                    f"process ended): {'; '.join(failures) or ', '.join(still)}")
+        else:
+            left = "; every knob written so far was restored"
+        raise ApplyError(f"{app_id}: {err}{left}") from err
 
 
 def apply_trial(
