@@ -245,6 +245,10 @@ class Knob(ABC):
         self.commit(token)
         return token
 
+    def old_value(self, token: Token) -> Any:
+        """The logical value the knob had when ``token`` was prepared (default: read it now)."""
+        return self.read()
+
     def verify(self, value: Any) -> bool:
         """Read back and compare with ``value``.
 
@@ -295,7 +299,13 @@ class FileKnob(Knob):
         return str(value)
 
     def read(self) -> Any:
-        raw = self.root.read(self.rel)
+        return self._parsed(self.root.read(self.rel))
+
+    def old_value(self, token: Token) -> Any:
+        """The value in the raw content ``prepare`` captured (the file is not read again)."""
+        return self._parsed(token.old)
+
+    def _parsed(self, raw: str) -> Any:
         try:
             return self.parse(raw)
         except (ValueError, IndexError) as err:

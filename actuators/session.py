@@ -82,7 +82,7 @@ class ChangeSession:
                 restored first, as far as possible).
         """
         token = knob.prepare(value)
-        old = knob.read()
+        old = knob.old_value(token)
         change = Change(knob=knob.name, old=old, new=token.value, changes=not knob.same(old, token.value))
         if not change.changes:
             return change
@@ -128,13 +128,16 @@ class ChangeSession:
         for knob, value in values.items():
             knob.validate(value, assume=final)
         # in the families' apply order (affinity.placement after affinity.cpus, a block scheduler before the
-        # queue sizes it resets), the given order among equals
+        # queue sizes it resets), the given order among equals; a knob of an ordering waits until it holds
+        # against what the system has at that moment
+        ordered = {n for o in REGISTRY.orderings() for n in (o.lower, o.upper)}
         pending = sorted(values.items(), key=lambda kv: REGISTRY.rank(kv[0].name))
         changes: list[Change] = []
         while pending:
             for i, (knob, value) in enumerate(pending):
                 try:
-                    knob.validate(value)
+                    if knob.name in ordered:
+                        knob.validate(value)
                 except OutOfBounds:
                     continue
                 changes.append(self.apply(knob, value))

@@ -60,6 +60,7 @@ def _view(name: str) -> StudyView:
 def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick: bool) -> None:
     from experiments.study.outcomes import Interrupted
     from experiments.study.prepare import prepare
+    from experiments.study.manager import host_wide
     from experiments.study.runner import StudyRunner
 
     paths = _paths()
@@ -100,7 +101,8 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
     manager = _manager()
     # named and registered like a background study: a study started through the service never tunes the
     # same knobs
-    rec = manager.claim(spec, name=name, trials=trials, managed=False, pid=os.getpid(), source=source)
+    rec = manager.claim(spec, name=name, trials=trials, managed=False, pid=os.getpid(), source=source,
+                        shared=host_wide(plan.resolved.knobs.values()))
     runner = StudyRunner(plan, paths=paths, name=rec.name, on_event=on_event,
                          tracking_uri=_settings().mlflow_tracking_uri)
     state, reason = "failed", None

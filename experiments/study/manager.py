@@ -28,12 +28,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from actuators import Catalog, Journal, UnknownKnob, recover
+from actuators import Catalog, Journal, Knob, UnknownKnob, recover
 from actuators.journal import process_ctime, same_process
 from collectors.errors import NovatuneError
 from experiments.holds import KnobHeld, KnobHolds
@@ -112,9 +112,14 @@ class StudyRecord:
         return same_process(self.pid, self.pid_ctime)
 
 
+def host_wide(knobs: Iterable[Knob]) -> list[str]:
+    """The names of the host-wide knobs among ``knobs`` (sysctls, /sys files, IRQs, NIC features): two
+    studies may tune their own workloads' cgroup and process knobs side by side, never the same host knob."""
+    return sorted(k.name for k in knobs if k.scope not in PRIVATE_SCOPES)
+
+
 def shared_knobs(knobs: list[str], catalog: Catalog | None = None) -> list[str]:
-    """The knobs of ``knobs`` that are host-wide (sysctls, /sys files, IRQs, NIC features): two studies
-    may tune their own workloads' cgroup and process knobs side by side, never the same host knob."""
+    """:func:`host_wide` by name (a spec's knobs, before a run binds them)."""
     catalog = catalog or Catalog()
     out = []
     for name in knobs:
@@ -204,11 +209,12 @@ class StudyManager:
         return names
 
     def claim(self, spec: StudySpec, *, name: str | None, trials: int | None, managed: bool,
-              pid: int | None = None, source: str = "<request>") -> StudyRecord:
+              pid: int | None = None, source: str = "<request>", shared: list[str] | None = None) -> StudyRecord:
         """Register a study about to run: checks the knob overlap and the running limit and picks a
-        free name, atomically. Raises :class:`StudyConflict` or :class:`SpecError`."""
+        free name, atomically. ``shared``: its host-wide knobs when the caller resolved them already
+        (:func:`host_wide`), else looked up by name. Raises :class:`StudyConflict` or :class:`SpecError`."""
         knobs = sorted(spec.knobs)
-        shared = shared_knobs(knobs)
+        shared = sorted(shared) if shared is not None else shared_knobs(knobs)
         now = time.time()
         with self._conn(write=True) as c:
             active = [self._record(r) for r in c.execute(
@@ -252,8 +258,9 @@ class StudyManager:
         """Validate ``spec`` as a run would, register it, start its worker; returns the record."""
         from experiments.study.prepare import prepare
 
-        prepare(spec, paths=self.paths, trials=trials, source=source)  # raises SpecError
-        rec = self.claim(spec, name=name, trials=trials, managed=True, source=source)
+        plan = prepare(spec, paths=self.paths, trials=trials, source=source)  # raises SpecError
+        rec = self.claim(spec, name=name, trials=trials, managed=True, source=source,
+                         shared=host_wide(plan.resolved.knobs.values()))
         try:  # a study of another data directory may tune these knobs: its machine-wide holds say so
             KnobHolds(rec.shared, owner="a check").acquire().release()
         except KnobHeld as err:

@@ -36,11 +36,41 @@ CONDITIONS: tuple[When, ...] = tuple(When(c.knob, c.parent, c.values) for c in R
 
 @dataclass(frozen=True)
 class Resolved:
-    """The knobs a study will really tune here, its space, and what it skipped and why."""
+    """The knobs a study will really tune here, its space, and what it skipped and why.
+
+    ``specs`` keeps each knob's range as the spec gave it, for :meth:`bind`.
+    """
 
     knobs: dict[str, Knob]
     space: SearchSpace
     skipped: dict[str, str] = field(default_factory=dict)
+    specs: dict[str, KnobSpec] = field(default_factory=dict)
+
+    def bind(self, catalog: Catalog, *, source: str = "<spec>") -> Resolved:
+        """The same knobs bound to ``catalog`` (a run's cgroup and pids), without the ones that cannot be used
+        here (they go to ``skipped`` with the reason). The spec is not resolved again: each knob is looked up
+        once more, in the run's context, and its range checked against what the bound knob allows.
+
+        Raises:
+            SpecError: a range the bound knob does not allow, or no knob left to tune.
+        """
+        problems: list[str] = []
+        knobs: dict[str, Knob] = {}
+        params: list[Param] = []
+        skipped = dict(self.skipped)
+        for p in self.space.params:
+            knob = catalog.get(p.name)
+            reason = knob.available()
+            if reason is not None:
+                skipped[p.name] = reason
+                continue
+            bound = _param(p.name, self.specs[p.name], knob, problems)
+            if bound is not None:
+                knobs[p.name] = knob
+                params.append(bound)
+        if problems:
+            raise SpecError(source, problems)
+        return Resolved(knobs, _space(params, skipped, source), skipped, self.specs)
 
 
 def _param(name: str, ks: KnobSpec, knob: Knob, problems: list[str]) -> Param | None:
@@ -123,6 +153,11 @@ def resolve(
             problems.append(f"{where}.{metric}: unknown metric; allowed: {allowed_metrics}")
     if problems:
         raise SpecError(source, problems)
+    return Resolved(knobs, _space(params, skipped, source), skipped, dict(spec.knobs))
+
+
+def _space(params: list[Param], skipped: dict[str, str], source: str) -> SearchSpace:
+    """The search space over ``params``, with the families' relations among them."""
     if not params:
         raise SpecError(source, [f"no knob of the spec can be tuned here: {skipped}"])
     names = {p.name for p in params}
@@ -133,10 +168,9 @@ def resolve(
         for c in CONDITIONS if c.param in names and c.parent in names
     )
     try:
-        space = SearchSpace(tuple(params), orderings, conditions)
+        return SearchSpace(tuple(params), orderings, conditions)
     except ValueError as err:
         raise SpecError(source, [str(err)]) from None
-    return Resolved(knobs, space, skipped)
 
 
 def clamp_to_space(values: dict[str, Any], space: SearchSpace) -> dict[str, Any]:

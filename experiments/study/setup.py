@@ -27,9 +27,9 @@ from collectors.workloads.base import Workload
 from collectors.workloads.registry import build_workload
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths
-from experiments.study.manager import StudyConflict, shared_knobs
+from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.prepare import StudyPlan
-from experiments.study.resolve import Resolved, resolve
+from experiments.study.resolve import Resolved
 
 __all__ = ["RunContext"]
 
@@ -182,21 +182,18 @@ class RunContext:
     def _bind_knobs(self) -> None:
         assert self.workload is not None
         catalog = Catalog(context=KnobContext(cgroup=self.cgroup, pids=self.workload.pids))
-        plan = self.plan
-        self.resolved = resolve(plan.spec, catalog, source=plan.source, metrics=plan.metric_names)
+        self.resolved = self.plan.resolved.bind(catalog, source=self.plan.source)
         skipped = dict(self.resolved.skipped)
         for k in skipped:
             if k.startswith("sizing.") and self.cgroup_reason:
                 skipped[k] = self.cgroup_reason
         self.skipped = skipped
-        self._catalog = catalog
 
     def _hold_knobs(self) -> None:
         """Machine-wide: no other novatune process (whatever its data directory) tunes these host knobs
         while this study runs; taken before the baseline is read, released at the end."""
         assert self.resolved is not None
-        holds = KnobHolds(shared_knobs(list(self.resolved.knobs), self._catalog),
-                          owner=f"study {self.name} in {self.paths.home}")
+        holds = KnobHolds(host_wide(self.resolved.knobs.values()), owner=f"study {self.name} in {self.paths.home}")
         try:
             holds.acquire()
         except KnobHeld as err:
