@@ -249,6 +249,17 @@ class Knob(ABC):
         """The logical value the knob had when ``token`` was prepared (default: read it now)."""
         return self.read()
 
+    @property
+    def journal_root(self) -> str | None:
+        """The root (``/``, a fake tree) the knob's files are under, as the journal records it; None when
+        the knob has no file (process attributes, NIC features)."""
+        return None
+
+    @property
+    def journal_target(self) -> str | None:
+        """The ``target`` its journal records name (a root-relative file); None: records are matched by name."""
+        return None
+
     def verify(self, value: Any) -> bool:
         """Read back and compare with ``value``.
 
@@ -304,6 +315,14 @@ class FileKnob(Knob):
     def old_value(self, token: Token) -> Any:
         """The value in the raw content ``prepare`` captured (the file is not read again)."""
         return self._parsed(token.old)
+
+    @property
+    def journal_root(self) -> str | None:
+        return str(self.root.root)
+
+    @property
+    def journal_target(self) -> str | None:
+        return self.rel
 
     def _parsed(self, raw: str) -> Any:
         try:

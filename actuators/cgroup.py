@@ -311,6 +311,10 @@ class VcpusKnob(Knob):
         except (ValueError, IndexError) as err:
             raise ActuatorError(f"{self.name}: cannot parse {raw!r} in {root.path(rel)}") from err
 
+    @property
+    def journal_root(self) -> str | None:
+        return str(self.cgroup.root.root) if self.cgroup is not None else None
+
     def read(self) -> float:
         q, p, _ = self._quota_period()
         return float(os.cpu_count() or 1) if q is None else q / p

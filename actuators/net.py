@@ -265,6 +265,10 @@ class _NetnsBound(FileKnob):
         return self.root.netns if isinstance(self.root, NetnsRoot) else None
 
     @property
+    def journal_target(self) -> str | None:
+        return self.target
+
+    @property
     def target(self) -> str:
         """What a token records: the file, prefixed with the namespace when bound."""
         return self.rel if self.netns is None else f"netns:{self.netns}:{self.rel}"

@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from actuators.base import Change, FileKnob, Knob, Token
-from actuators.cgroup import VcpusKnob
+from actuators.base import Change, Knob, Token
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.journal import Journal
 from actuators.records import KnobIntent, parse_intent
@@ -27,14 +26,6 @@ from actuators.sysroot import SysRoot
 __all__ = ["ChangeSession"]
 
 log = logging.getLogger(__name__)
-
-
-def _root_of(knob: Knob) -> str | None:
-    if isinstance(knob, FileKnob):
-        return str(knob.root.root)
-    if isinstance(knob, VcpusKnob) and knob.cgroup is not None:
-        return str(knob.cgroup.root.root)
-    return None
 
 
 class ChangeSession:
@@ -107,7 +98,7 @@ class ChangeSession:
 
     def _journal_intent(self, knob: Knob, token: Token) -> KnobIntent:
         """Journal (fsync) what restore needs, before the write; the record as the typed reader reads it."""
-        return parse_intent(self.journal.intent(self.run_id, self.trial, token, root=_root_of(knob) or ""))
+        return parse_intent(self.journal.intent(self.run_id, self.trial, token, root=knob.journal_root or ""))
 
     def apply_many(self, values: Mapping[Knob, Any]) -> list[Change]:
         """Apply a set, ordered so relations between knobs hold after every write.

@@ -79,7 +79,8 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'WRKJSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect_errors": %%d, "read_errors": %%d, ' ..
-    '"write_errors": %%d, "status_errors": %%d, "timeouts": %%d, "mean_us": %%f, "max_us": %%d, "quantiles_us": [%%s]}\n',
+    '"write_errors": %%d, "status_errors": %%d, "timeouts": %%d, "mean_us": %%f, "max_us": %%d, ' ..
+    '"quantiles_us": [%%s]}\n',
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
     latency.mean, latency.max, table.concat(q, ",")))
 end
@@ -371,7 +372,8 @@ def verdict(result: dict[str, Any]) -> tuple[bool, str]:
     ok = o["p99_ms"] <= result["target_p99_ms"] and running and o["errors"] == 0
     per = "; ".join(f"{label}: p50 {e['p50_ms']} / p90 {e['p90_ms']} / p99 {e['p99_ms']} / max {e['max_ms']} ms, "
                     f"{e['requests']} req" for label, e in result["endpoints"].items())
-    line = (f"p99 = {o['p99_ms']:.1f} ms (target <= {result['target_p99_ms']:.0f} ms) with {result['clients']} clients, "
+    line = (f"p99 = {o['p99_ms']:.1f} ms (target <= {result['target_p99_ms']:.0f} ms) "
+            f"with {result['clients']} clients, "
             f"{o['requests']} requests ({o['rps']:.0f}/s), {o['errors']} errors, "
             f"p50 {o['p50_ms']:.1f} / p90 {o['p90_ms']:.1f} / max {o['max_ms']:.1f} ms, "
             f"study running: {'yes' if running else 'NO (' + ', '.join(result['study_states_seen']) + ')'}"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.metrics import MetricsSampler  # noqa: E402
+from collectors.metrics import MetricsSampler
 
 BUDGET_PCT = 0.5
 

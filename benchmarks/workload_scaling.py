@@ -45,7 +45,8 @@ def main() -> None:
             try:
                 workload.start(preexec_fn=join)
                 catalog = Catalog(context=KnobContext(cgroup=cgroup, pids=workload.pids))
-                settings: list[tuple[str, dict[str, object]]] = [("2 CPUs, no quota", {}), ("pinned to 1 CPU", {"affinity.cpus": 1})]
+                settings: list[tuple[str, dict[str, object]]] = [("2 CPUs, no quota", {}),
+                                                                 ("pinned to 1 CPU", {"affinity.cpus": 1})]
                 if cgroup is not None:
                     settings += [(f"quota {q} vCPU", {"sizing.vcpus": q}) for q in (1.0, 0.5, 0.25)]
                 results: dict[str, list[tuple[float, float]]] = {}
@@ -55,7 +56,8 @@ def main() -> None:
                             session.apply_many({catalog.get(k): v for k, v in knobs.items()})
                             res = workload.measure(warmup_s=args.warmup, measure_s=args.measure)
                         results.setdefault(label, []).append((res.throughput_rps, res.latency_p95_ms))
-                        print(f"round {r} {label:18s} {res.throughput_rps:8.0f} req/s  p95 {res.latency_p95_ms:7.1f} ms", flush=True)
+                        print(f"round {r} {label:18s} {res.throughput_rps:8.0f} req/s  "
+                              f"p95 {res.latency_p95_ms:7.1f} ms", flush=True)
             finally:
                 workload.stop()
                 if cgroup is not None:

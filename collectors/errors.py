@@ -36,6 +36,8 @@ class NovatuneError(Exception):
     exit_code: ClassVar[int] = 2
     #: the HTTP API's status code
     http_status: ClassVar[int] = 422
+    #: every problem found, one per item, when the error lists several (an invalid spec); None otherwise
+    problems: list[str] | None = None
 
 
 class CollectorError(NovatuneError):

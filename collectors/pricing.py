@@ -133,11 +133,13 @@ def load_unit_prices(
     prices: dict[str, float] = {}
     for resource, row in found.items():
         if row["unit"] != _UNITS[resource]:
-            raise CollectorError(f"{where}: {profile}/{resource} unit is {row['unit']!r}, expected {_UNITS[resource]!r}")
+            raise CollectorError(
+                f"{where}: {profile}/{resource} unit is {row['unit']!r}, expected {_UNITS[resource]!r}")
         try:
             prices[resource] = float(row["usd_per_unit_hour"])
         except ValueError as err:
-            raise CollectorError(f"{where}: {profile}/{resource} price {row['usd_per_unit_hour']!r} is not a number") from err
+            raise CollectorError(
+                f"{where}: {profile}/{resource} price {row['usd_per_unit_hour']!r} is not a number") from err
         if not prices[resource] >= 0:
             raise CollectorError(f"{where}: {profile}/{resource} price must be >= 0, got {prices[resource]}")
     cpu = found["cpu"]

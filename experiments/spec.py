@@ -88,7 +88,7 @@ class KnobSpec(_Strict):
             raise ValueError("give a range {low, high} or {choices: [...]}")
         if numeric and (self.low is None or self.high is None):
             raise ValueError("a range needs both low and high")
-        if numeric and self.low > self.high:  # type: ignore[operator]
+        if numeric and self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError(f"low {self.low} is above high {self.high}")
         return self
 
@@ -240,7 +240,7 @@ AnyWorkloadSpec = Annotated[
     Discriminator(_workload_kind),
 ]
 WORKLOAD_SPECS: dict[str, type[BaseModel]] = {
-    m.model_fields["kind"].annotation.__args__[0]: m  # type: ignore[union-attr]
+    m.model_fields["kind"].annotation.__args__[0]: m  # type: ignore[union-attr]  # - kind is a Literal here
     for m in (WorkloadSpec, FioWorkloadSpec, PgbenchWorkloadSpec, RedisBenchmarkWorkloadSpec, WrkWorkloadSpec,
               Iperf3WorkloadSpec, StressNgWorkloadSpec, PassiveWorkloadSpec)
 }

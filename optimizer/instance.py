@@ -13,11 +13,18 @@ HOURS_PER_MONTH = 730.0
 
 
 class InstanceLike(Protocol):
-    name: str
-    vcpus: int
-    memory_gib: float
-    usd_per_hour: float
-    arch: str
+    """What a resize plan reads of an instance type (read-only: a frozen catalog row satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vcpus(self) -> int: ...
+    @property
+    def memory_gib(self) -> float: ...
+    @property
+    def usd_per_hour(self) -> float: ...
+    @property
+    def arch(self) -> str: ...
 
 
 @dataclass(frozen=True)

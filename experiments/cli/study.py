@@ -58,9 +58,9 @@ def _view(name: str) -> StudyView:
 
 # ------------------------------------------------------------- foreground run
 def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick: bool) -> None:
+    from experiments.study.manager import host_wide
     from experiments.study.outcomes import Interrupted
     from experiments.study.prepare import prepare
-    from experiments.study.manager import host_wide
     from experiments.study.runner import StudyRunner
 
     paths = _paths()

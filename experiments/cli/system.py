@@ -33,7 +33,7 @@ def recover(
 
     paths = _paths().ensure()
     rep = do_recover(Journal(paths.journal), force=force)
-    data = rep.as_dict() if hasattr(rep, "as_dict") else rep.__dict__
+    data = rep.as_dict()
     if as_json:
         _print_json(data)
         if not rep.ok:

@@ -166,23 +166,11 @@ def owners(records: list[dict[str, Any]], run: str) -> list[int]:
     """Live owner pids of ``run`` (writers of its opening records)."""
     pids = {(r.get("owner_pid"), r.get("owner_ctime")) for r in records
             if r.get("run") == run and r.get("event") in OPENING_EVENTS}
-    return sorted(int(p) for p, c in pids if same_process(p, c))
-
-
-def knob_root(knob: Knob) -> str | None:
-    root = getattr(knob, "root", None)
-    base = getattr(root, "root", None)
-    return str(base) if base is not None else None
-
-
-def target_of(knob: Knob) -> str | None:
-    """The journal ``target`` of a file knob (None for others: matched by name)."""
-    target = getattr(knob, "target", None) or getattr(knob, "rel", None)
-    return target if isinstance(target, str) else None
+    return sorted(int(p) for p, c in pids if p is not None and same_process(p, c))
 
 
 def same_target(entry: dict[str, Any], knob: Knob, target: str | None) -> bool:
-    recorded, mine = entry.get("root") or None, knob_root(knob)
+    recorded, mine = entry.get("root") or None, knob.journal_root
     if recorded and mine and os.path.normpath(recorded) != os.path.normpath(mine):
         return False
     return entry.get("knob") == knob.name or (target is not None and entry.get("target") == target)

@@ -43,7 +43,6 @@ from experiments.deploy.applications import (
     locked,
     new_id,
     read_applications,
-    target_of,
 )
 from experiments.deploy.config_file import (
     APPLY_SCOPES,
@@ -182,7 +181,7 @@ def _check_knob(knob: Knob, value: Any, values: Mapping[str, Any], checked: _Che
     except (ActuatorError, OSError) as err:
         problems.append(f"{knob.name}: {err}")
         return
-    checked.targets[knob.name] = target_of(knob)
+    checked.targets[knob.name] = knob.journal_target
     checked.rows.append(AppliedKnob(knob=knob.name, old=old, new=new, changes=not knob.same(old, new),
                                     scope=knob.scope))
     checked.plan[knob] = new

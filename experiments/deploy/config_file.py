@@ -149,7 +149,8 @@ def allowed_text(knob: Knob) -> str:
         if not d.choices:
             return "choices: (none readable here)"
         if len(d.choices) > 20:
-            return f"choices: {', '.join(d.choices[:10])}, ... ({len(d.choices)} in all: `novatune knobs get {knob.name}`)"
+            return (f"choices: {', '.join(d.choices[:10])}, ... "
+                    f"({len(d.choices)} in all: `novatune knobs get {knob.name}`)")
         return "choices: " + ", ".join(d.choices)
     return f"{'integers' if d.kind == 'int' else 'numbers'} in [{d.low}, {d.high}]"
 

@@ -91,7 +91,8 @@ class Plan:
 def _range(ks: KnobSpec) -> dict[str, Any]:
     if ks.choices is not None:
         return {"choices": list(ks.choices)}
-    return {"low": ks.low, "high": ks.high, **({"step": ks.step} if ks.step else {}), **({"log": True} if ks.log else {})}
+    return {"low": ks.low, "high": ks.high, **({"step": ks.step} if ks.step else {}),
+            **({"log": True} if ks.log else {})}
 
 
 def _differs(knob: Knob, value: str, new: Any) -> bool | None:
@@ -119,7 +120,7 @@ def plan(cfg: ConfigFile, catalog: Catalog, conflicts: ConflictFinder | None = N
             row.valid, row.error = False, str(err)
             continue
         row.risk = knob.risk
-        row.reboot = bool(getattr(knob, "reboot", False))
+        row.reboot = knob.reboot
         row.allowed = allowed_text(knob)
         reason = knob.available()
         row.available, row.reason = reason is None, reason
@@ -174,7 +175,7 @@ def knob_info(k: Knob) -> dict[str, Any]:
         "family": k.name.split(".", 1)[0],
         "risk": k.risk,
         "scope": k.scope,
-        "reboot": bool(getattr(k, "reboot", False)),
+        "reboot": k.reboot,
         "needs_root": k.needs_root,
         "description": k.description,
     }

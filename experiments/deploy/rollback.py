@@ -29,7 +29,6 @@ from experiments.deploy.applications import (
     holder,
     holding,
     iso,
-    knob_root,
     locked,
     read_applications,
 )
@@ -86,7 +85,7 @@ def _rollback_rows(
             knob = cat.get(name)
         except UnknownKnob as err:
             raise ApplyError(f"{app.id}: {name}: {err}") from None
-        mine = knob_root(knob)
+        mine = knob.journal_root
         if e.root and mine and os.path.normpath(e.root) != os.path.normpath(mine):
             raise ApplyError(f"{app.id}: {name} was applied under root {e.root}, this catalog acts on {mine}")
         why = holder(records, knob, e.target, apps, exclude=app.id, after_seq=e.seq)

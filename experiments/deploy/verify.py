@@ -69,7 +69,8 @@ def verify(cfg: ConfigFile, catalog: Catalog) -> Verification:
         rows.append(row)
         if knob.scope not in APPLY_SCOPES:
             row.note = (f"not a host setting (scope {knob.scope}): `novatune apply` leaves it alone; "
-                        "deployed through the systemd export" if knob.scope != "vm" else "the VM size: see `novatune plan`")
+                        "deployed through the systemd export" if knob.scope != "vm"
+                        else "the VM size: see `novatune plan`")
             continue
         try:
             row.actual = knob.read()

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def body(err: NovatuneError) -> dict[str, Any]:
     """The JSON body answering ``err``: ``detail`` and ``error``; an invalid spec (an error with
     ``problems``) has a short ``detail`` and the list of ``problems``."""
-    problems: list[str] | None = getattr(err, "problems", None)
+    problems = err.problems
     detail = str(err)
     if problems:  # SpecError: "invalid study spec SRC:\n  - a\n  - b" -> a list
         detail = f"invalid study spec: {len(problems)} problem(s)"

@@ -250,7 +250,7 @@ class StudyManager:
                  process_ctime(pid) if pid else None, json.dumps(knobs), json.dumps(shared),
                  json.dumps(spec.model_dump(mode="json")), n_trials, now, now),
             )
-        return self.record(name)  # type: ignore[return-value]
+        return self.get(name)  # just inserted, in this transaction's commit
 
     # ---------------------------------------------------------------- workers
     def submit(self, spec: StudySpec, *, name: str | None = None, trials: int | None = None,
@@ -272,7 +272,7 @@ class StudyManager:
         except OSError as err:
             self.update(rec.name, state="failed", reason=f"the worker could not start: {err}")
             raise
-        return self.record(rec.name)  # type: ignore[return-value]
+        return self.get(rec.name)
 
     def _spawn(self, name: str) -> None:
         log_dir = self.paths.study_dir(name)
@@ -321,7 +321,8 @@ class StudyManager:
 
     def _signal(self, rec: StudyRecord, sig: int) -> None:
         try:
-            os.kill(rec.pid, sig)  # type: ignore[arg-type]
+            if rec.pid is not None:
+                os.kill(rec.pid, sig)
         except ProcessLookupError:
             pass
 
@@ -383,7 +384,8 @@ class StudyManager:
                 continue
             if rec.alive():
                 continue  # adopted: it records its own end
-            if rec.managed and rec.pid is None and rec.state == "starting" and time.time() - rec.updated < LAUNCH_GRACE_S:
+            launching = rec.managed and rec.pid is None and rec.state == "starting"
+            if launching and time.time() - rec.updated < LAUNCH_GRACE_S:
                 continue  # claimed, its worker is being started right now (by submit, in another thread)
             self._reap(rec.name)
             recover(Journal(self.paths.journal))  # first, whatever comes next: what the dead run left is restored

@@ -38,7 +38,10 @@ def violation(plan: StudyPlan, metric: str, metrics: dict[str, float]) -> float:
     v = metrics.get(metric, math.nan)
     if not math.isfinite(v):
         return math.inf
-    return v - c.max if c.max is not None else c.min - v  # type: ignore[operator]
+    if c.max is not None:
+        return v - c.max
+    assert c.min is not None  # the spec requires one of min and max
+    return c.min - v
 
 
 class Measurer:

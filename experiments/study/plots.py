@@ -85,7 +85,8 @@ def plot_convergence(info: ParetoInfo, path: Path, *, title: str) -> Path:
 def plot_importance(importance: dict[str, dict[str, float]], path: Path, *, title: str) -> Path:
     """Horizontal bars: each knob's importance for each objective (fANOVA, sums to 1 per objective)."""
     plt = _plt()
-    knobs = sorted({k for d in importance.values() for k in d}, key=lambda k: -max(d.get(k, 0) for d in importance.values()))
+    knobs = sorted({k for d in importance.values() for k in d},
+                   key=lambda k: -max(d.get(k, 0) for d in importance.values()))
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(knobs) + 1.5))
     height = 0.8 / max(1, len(importance))
     for j, (objective, d) in enumerate(importance.items()):
@@ -118,7 +119,8 @@ def plot_importance_html(importance: dict[str, dict[str, float]], path: Path, *,
     """Interactive twin of :func:`plot_importance`: grouped horizontal bars, one colour per objective."""
     import plotly.graph_objects as go
 
-    knobs = sorted({k for d in importance.values() for k in d}, key=lambda k: max(d.get(k, 0) for d in importance.values()))
+    knobs = sorted({k for d in importance.values() for k in d},
+                   key=lambda k: max(d.get(k, 0) for d in importance.values()))
     fig = go.Figure()
     for objective, d in importance.items():
         fig.add_trace(go.Bar(
@@ -246,7 +248,8 @@ def plot_parallel_coordinates(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna's matplotlib backend is "experimental"
                 ax = pc_mpl(view, target=target, target_name=objective)
-            fig_m = ax.figure
+            fig_m = ax.get_figure(root=True)
+            assert fig_m is not None
             try:
                 fig_m.set_size_inches(max(7.0, 1.6 * (len(knobs) + 1)), 5.0)
                 ax.set_title(f"{title}: {objective}")
@@ -255,7 +258,7 @@ def plot_parallel_coordinates(
                 files.append(outdir / f"{stem}.png")
             finally:
                 plt.close(fig_m)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - a plot must never stop the study report
             skipped[f"{stem}.png"] = f"{type(err).__name__}: {err}"
             log.warning("no %s.png: %s", stem, err)
     return files, skipped

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from collectors.errors import NovatuneError
-from optimizer.choose import choose
+from optimizer.choose import Rule, choose
 from optimizer.noise import (
     TrialEstimate,
     merge_duplicates,
@@ -154,21 +154,22 @@ class StudyView:
         configs = [c for c in self.configurations() if c.estimate is not None and c.estimate.finite]
         if not configs:
             raise ValueError(f"study {self.name!r} has no complete trial to choose from")
-        values = np.array([c.estimate.values for c in configs], dtype=float)  # type: ignore[union-attr]
+        ests: list[TrialEstimate] = [c.estimate for c in configs if c.estimate is not None]
+        values = np.array([e.values for e in ests], dtype=np.float64)
         feasible = [c.feasible for c in configs]
         metrics = [c.trial.user_attrs.get("metrics", {}) for c in configs]
-        picked = choose(values, feasible, self.directions, self.objectives, rule=rule, budget=budget, sla=sla,
-                        metrics=metrics, target=target, trial_numbers=[c.trial.number for c in configs])
-        ests = [c.estimate for c in configs]
-        noise = pooled_noise(ests)  # type: ignore[arg-type]
-        mask = noisy_pareto_mask(ests, self.directions, feasible=feasible, rel_noise=noise)  # type: ignore[arg-type]
+        picked = choose(values, feasible, self.directions, self.objectives, rule=cast(Rule, rule), budget=budget,
+                        sla=sla, metrics=metrics, target=target, trial_numbers=[c.trial.number for c in configs])
+        noise = pooled_noise(ests)
+        mask = noisy_pareto_mask(ests, self.directions, feasible=feasible, rel_noise=noise)
         chosen = configs[picked.index]
+        best = ests[picked.index]
         equivalent = []
         for i, c in enumerate(configs):
             if i == picked.index or not mask[i]:
                 continue
-            better = any(significantly_better(c.estimate, chosen.estimate, d, objective=j, rel_noise=_nz(noise, j))
-                         or significantly_better(chosen.estimate, c.estimate, d, objective=j, rel_noise=_nz(noise, j))
+            better = any(significantly_better(ests[i], best, d, objective=j, rel_noise=_nz(noise, j))
+                         or significantly_better(best, ests[i], d, objective=j, rel_noise=_nz(noise, j))
                          for j, d in enumerate(self.directions))
             if not better:
                 equivalent.append(c.trial.number)
@@ -240,7 +241,8 @@ class StudyView:
             worse = [o for o, w in zip(self.objectives, vs.worse[idx]) if w]
             verdict = ("the baseline itself" if idx == ref else
                        "better than the baseline on every objective" if idx in vs.dominating else
-                       f"a trade-off: better in {', '.join(better) or 'nothing'}, worse in {', '.join(worse) or 'nothing'}")
+                       f"a trade-off: better in {', '.join(better) or 'nothing'}, "
+                       f"worse in {', '.join(worse) or 'nothing'}")
             out["chosen"] = {"trial": chosen, "change_pct": pct(idx), "better": better, "worse": worse,
                              "verdict": verdict}
         return out

@@ -70,8 +70,8 @@ def trust_region(plan: StudyPlan, resolved: Resolved, baseline: dict[str, Any]) 
             "trust_region: a trust region starts from the current configuration, but the current value of "
             + ", ".join(outside) + " is not among the spec's choices; add it to the choices"])
     for p in resolved.space.params:  # a baseline outside the spec's range starts at the nearest edge
-        if p.name in center and not isinstance(center[p.name], str):
-            center[p.name] = min(max(center[p.name], p.low), p.high)  # type: ignore[union-attr]
+        if p.name in center and not isinstance(p, CategoricalParam):
+            center[p.name] = min(max(center[p.name], p.low), p.high)
     missing = [n for n in space.names if n not in center]
     if missing:
         raise SpecError(plan.source, [f"trust_region: the current value of {missing} cannot be read"])

@@ -27,6 +27,7 @@ from collectors.workloads.base import Workload
 from collectors.workloads.registry import build_workload
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths
+from experiments.spec import PassiveWorkloadSpec
 from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.prepare import StudyPlan
 from experiments.study.resolve import Resolved
@@ -175,8 +176,8 @@ class RunContext:
         w = self.plan.spec.workload
         if self.reader is not None:
             out["c"] = parse_target(str(self.reader.path))
-        elif w.kind == "passive" and getattr(w, "cgroup", None):
-            out["c"] = parse_target(w.cgroup)  # type: ignore[arg-type]
+        elif isinstance(w, PassiveWorkloadSpec) and w.cgroup:
+            out["c"] = parse_target(w.cgroup)
         return out
 
     def _bind_knobs(self) -> None:

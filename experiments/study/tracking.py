@@ -76,7 +76,7 @@ class Tracker:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             local = self.artifact_root is not None and not is_remote_uri(self.tracking_uri)
-            location = (self.artifact_root / study).as_uri() if local else None  # type: ignore[operator]
+            location = (self.artifact_root / study).as_uri() if local and self.artifact_root else None
             self.experiment_id = self.client.create_experiment(
                 name,
                 artifact_location=location,

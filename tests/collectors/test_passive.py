@@ -24,7 +24,7 @@ app_inflight 4
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         if self.path == "/slow":
             time.sleep(0.02)
         if self.path == "/fail":

@@ -73,7 +73,8 @@ CASES = [(fmt, None, None) for fmt in FORMATS] + [(fmt, 3, None) for fmt in FORM
 
 
 @pytest.mark.parametrize(("fmt", "trial", "include"), CASES,
-                         ids=[f"{f}-{'choice' if t is None else f'trial{t}'}{'-' + i if i else ''}" for f, t, i in CASES])
+                         ids=[f"{f}-{'choice' if t is None else f'trial{t}'}{'-' + i if i else ''}"
+                              for f, t, i in CASES])
 def test_exports_are_byte_identical_to_the_recorded_ones(tmp_path, monkeypatch, fmt, trial, include):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     text = render(_study(tmp_path), fmt, trial=trial, include=include)

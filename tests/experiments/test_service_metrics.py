@@ -43,7 +43,8 @@ def _samples(fams: dict, name: str) -> list:
 
 
 def _make_study(paths: Paths, name: str = "oltp-1", *, state: str = "completed") -> None:
-    """A study as the study loop (experiments.study) leaves it: user attrs objectives/state, constraints, complete trials."""
+    """A study as the study loop (experiments.study) leaves it: user attrs objectives/state, constraints,
+    complete trials."""
     paths.ensure()
     study = optuna.create_study(
         study_name=name,

@@ -207,7 +207,8 @@ def test_finish_logs_plots_and_every_export(home, client, study, caplog, monkeyp
     root = _arts(client, parent)
     assert {"export-knee.json", "plots", "export"} <= root
     plots = _arts(client, parent, "plots")
-    assert {f"plots/{p}.{ext}" for p in ("pareto_front", "convergence", "importance") for ext in ("png", "html")} <= plots
+    drawn = {f"plots/{p}.{ext}" for p in ("pareto_front", "convergence", "importance") for ext in ("png", "html")}
+    assert drawn <= plots
     for o in OBJECTIVES:
         assert {f"plots/parallel_coordinate-{o}.html", f"plots/parallel_coordinate-{o}.png"} <= plots
     exported = _arts(client, parent, "export")

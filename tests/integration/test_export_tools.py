@@ -150,7 +150,8 @@ def test_tuned_profile_loads_with_tuneds_loader(tmp_path, tuned_root):
     assert sysctl["vm.swappiness"] == "30"  # ours overrides throughput-performance's 10
     assert sysctl["vm.dirty_background_ratio"] == "10"  # inherited from the included stock profile
     assert sysctl["net.ipv4.tcp_rmem"] == "4096 131072 8388608"
-    assert units["vm"]["options"] == {"transparent_hugepages": "madvise", "transparent_hugepage.defrag": "defer+madvise"}
+    assert units["vm"]["options"] == {"transparent_hugepages": "madvise",
+                                      "transparent_hugepage.defrag": "defer+madvise"}
     assert units["disk_vda"]["type"] == "disk" and units["disk_vda"]["devices"] == "vda"
     assert units["disk_vda"]["options"] == {"elevator": "mq-deadline", "readahead": "256"}
     assert units["disk_vdb"]["options"] == {"elevator": "none"}
@@ -227,8 +228,8 @@ def test_systemd_drop_in_verifies(tmp_path):
 def test_shell_script_passes_shellcheck(tmp_path):
     _need("shellcheck")
     for knobs in (RICH_KNOBS, NET_KNOBS):
-        (script,) = write_export(make_view(tmp_path, knobs, name=f"s{len(knobs)}"), "shell", tmp_path / f"{len(knobs)}.sh",
-                                 trial=0)
+        view = make_view(tmp_path, knobs, name=f"s{len(knobs)}")
+        (script,) = write_export(view, "shell", tmp_path / f"{len(knobs)}.sh", trial=0)
         for cmd in (["shellcheck", "-s", "bash", str(script)], ["bash", "-n", str(script)]):
             proc = _run(*cmd)
             assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -275,7 +276,8 @@ def test_shell_a_refused_write_rolls_back(tmp_path, netns):
     state = tmp_path / "apply.state"
     before = {f: _ns_read(netns, f) for f in (NET_FILES["net.ipv4.tcp_fin_timeout"], NET_FILES["net.core.somaxconn"])}
     proc = subprocess.run(["ip", "netns", "exec", netns, "bash", str(script), "apply"], check=False,
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "NOVATUNE_STATE_FILE": str(state)})
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "NOVATUNE_STATE_FILE": str(state)})
     assert proc.returncode == 1 and "rolling back" in proc.stderr, proc.stdout + proc.stderr
     assert {f: _ns_read(netns, f) for f in before} == before
     assert not state.exists()

@@ -50,8 +50,8 @@ def block(heading: str) -> str:
 def commands(text: str) -> list[str]:
     """The block's commands without their trailing comments (continuation lines joined)."""
     out = []
-    for line in text.replace("\\\n", " ").splitlines():
-        line = re.sub(r"\s+#\s.*$", "", line).strip()
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = re.sub(r"\s+#\s.*$", "", raw).strip()
         if line and not line.startswith("#"):
             out.append(line)
     return out
@@ -147,7 +147,9 @@ def test_the_readme_blocks_run_as_written(tmp_path: Path, capsys) -> None:
     deploy = block("Deploy the chosen configuration").replace(" /etc/", f" {etc}/")
     proc = _run(deploy, cwd=src, env=env, timeout=600, log=log)
     assert proc.returncode == 0, log.read_text()[-6000:]
-    for path in ("tuned/novatune/tuned.conf", "sysctl.d/90-novatune.conf", "systemd/system/myapp.service.d/90-novatune.conf"):
+    written = ("tuned/novatune/tuned.conf", "sysctl.d/90-novatune.conf",
+               "systemd/system/myapp.service.d/90-novatune.conf")
+    for path in written:
         assert (etc / path).is_file(), f"{path} was not written"
     assert "[Service]" in (etc / "systemd/system/myapp.service.d/90-novatune.conf").read_text()
     assert os.access(src / "novatune-apply.sh", os.X_OK)

@@ -76,7 +76,8 @@ def test_convergence_stops_early_trust_region_bounds_steps_and_warm_start_reuses
     assert checked >= 3
     remeasured = [t for t in study.trials if "remeasure_of" in t.user_attrs]
     assert len(remeasured) == 1
-    assert remeasured[0].user_attrs["applied"] == study.trials[remeasured[0].user_attrs["remeasure_of"]].user_attrs["applied"]
+    original = study.trials[remeasured[0].user_attrs["remeasure_of"]]
+    assert remeasured[0].user_attrs["applied"] == original.user_attrs["applied"]
 
     # MLflow says why it stopped, and has the convergence curve and the knob importance
     client, run = _mlflow_study_run(home, "ctl")

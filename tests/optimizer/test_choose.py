@@ -76,7 +76,7 @@ def test_input_errors():
     with pytest.raises(ValueError, match="needs an SLA"):
         choose(VALUES, FEASIBLE, MAXMIN, NAMES, rule="min-cost-under-sla")
     with pytest.raises(ValueError, match="rule 'cheapest'"):
-        choose(VALUES, FEASIBLE, MAXMIN, NAMES, rule="cheapest")  # type: ignore[arg-type]
+        choose(VALUES, FEASIBLE, MAXMIN, NAMES, rule="cheapest")  # type: ignore[arg-type]  # - a rule that does not exist, on purpose
     with pytest.raises(ValueError, match="neither an objective"):
         choose(VALUES, FEASIBLE, MAXMIN, NAMES, rule="min-cost-under-sla", sla={"p99": ("<=", 1)})
     with pytest.raises(ValueError, match="operator '=>'"):

@@ -150,7 +150,7 @@ def test_terminator_adapter_never_raises_and_explains():
     stop, reason = terminator_says_stop(optuna.create_study(directions=MAXMIN))
     assert not stop and reason.startswith("terminator unavailable: ") and "single-objective" in reason
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401 - only whether PyTorch imports
     except ImportError:
         stop, reason = terminator_says_stop(_study([1.0] * 25))
         assert not stop and reason.startswith("terminator unavailable: ") and "torch" in reason
