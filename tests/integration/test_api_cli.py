@@ -16,8 +16,8 @@ from tests.integration.conftest import REPO, needs_root, novatune, snapshot
 from tests.integration.test_api_studies import _health, free_port, spec, wait_for
 
 
-def test_health_and_runtime_settings_through_a_running_service(tmp_path):
-    home, port = tmp_path / "home", free_port()
+def test_health_and_runtime_settings_through_a_running_service(home):
+    port = free_port()
     env = {**os.environ, "NOVATUNE_HOME": str(home), "NOVATUNE_PORT": str(port)}
     proc = subprocess.Popen([sys.executable, "-m", "experiments", "serve"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -68,8 +68,8 @@ def wait_for(get, pred, timeout: float, what: str):
 
 
 @pytest.fixture()
-def client(tmp_path):
-    app = create_app(Paths(tmp_path / "home"), Settings(api_token=TOKEN))
+def client(home):
+    app = create_app(Paths(home), Settings(api_token=TOKEN))
     with TestClient(app) as c:
         yield c
 
@@ -189,11 +189,11 @@ def _health(base: str) -> bool:
         return False
 
 
-def test_a_study_survives_a_crash_of_the_service(tmp_path):
+def test_a_study_survives_a_crash_of_the_service(home):
     """kill -9 of the service and the study's worker mid-trial; at the next start the trial is failed,
     its knobs restored, and the study carries on to its budget."""
     before = snapshot()
-    home, port = tmp_path / "home", free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     knobs = {"vm.dirty_expire_centisecs": {"low": 1000, "high": 6000}, "sizing.vcpus": {"low": 0.3, "high": 2.0}}
     proc = serve(home, port)
@@ -229,9 +229,9 @@ def test_a_study_survives_a_crash_of_the_service(tmp_path):
     assert snapshot() == before
 
 
-def test_a_study_interrupted_by_a_service_shutdown_resumes_at_the_next_start(tmp_path):
+def test_a_study_interrupted_by_a_service_shutdown_resumes_at_the_next_start(home):
     before = snapshot()
-    paths = Paths(tmp_path / "home")
+    paths = Paths(home)
     app = create_app(paths, Settings(api_token=TOKEN))
     with TestClient(app) as c:
         name = c.post("/studies", json=spec("api-restart", trials=4), headers=AUTH).json()["name"]
@@ -248,9 +248,9 @@ def test_a_study_interrupted_by_a_service_shutdown_resumes_at_the_next_start(tmp
     assert snapshot() == before
 
 
-def test_a_study_keeps_running_when_only_the_service_dies_and_is_adopted(tmp_path):
+def test_a_study_keeps_running_when_only_the_service_dies_and_is_adopted(home):
     before = snapshot()
-    home, port = tmp_path / "home", free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = serve(home, port)
     try:

@@ -71,12 +71,11 @@ def _wait_http(url: str, timeout: float) -> None:
     raise AssertionError(f"{url} did not answer 200 in {timeout:.0f} s")
 
 
-def test_the_printed_link_opens_the_runs_and_stopping_novatune_stops_mlflow(tmp_path: Path) -> None:
+def test_the_printed_link_opens_the_runs_and_stopping_novatune_stops_mlflow(tmp_path: Path, home: Path) -> None:
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed: .ci/run installs it (apt-get install chromium)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    home = tmp_path / "home"
     experiment = _record_study(home)
     port = _free_port()
     log = tmp_path / "ui.log"
