@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,7 @@ from pydantic_settings import (
 from collectors.errors import NovatuneError
 
 __all__ = [
+    "MIN_TOKEN_CHARS",
     "RUNTIME_SETTINGS",
     "Paths",
     "Settings",
@@ -107,6 +108,19 @@ def mlflow_ui_url(experiment_id: str | None = None, *, base: str = "http://127.0
 RUNTIME_SETTINGS = ("max_running_studies", "stop_timeout_s", "require_token_for_reads", "log_level")
 
 
+#: the shortest API token accepted (a generated one has 43 characters)
+MIN_TOKEN_CHARS = 16
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
+
+
 class SettingsError(NovatuneError, ValueError):
     """The settings file or a NOVATUNE_* variable is invalid; the message names it and what is allowed
     (exit 2, HTTP 422)."""
@@ -136,6 +150,40 @@ class Settings(BaseSettings):
     stop_timeout_s: float = Field(default=60.0, ge=1, le=3600, description="a stop waits this long, then kills")
     max_resumes: int = Field(default=3, ge=0, le=100, description="resumes of a study whose worker died")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # ---- the API's exposure and request limits (experiments.service.guard, experiments.service.serving)
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host header names the API answers besides 127.0.0.1, localhost, ::1 "
+                                          "and the bind address (a DNS-rebinding page sends its own name)")
+    tls_certfile: Path | None = Field(default=None, description="PEM certificate: `novatune serve` speaks HTTPS")
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key of tls_certfile")
+    allow_insecure_bind: bool = Field(default=False, description="allow a non-loopback host without TLS (plain "
+                                                                 "HTTP: the token crosses the network readable)")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="largest request body")
+    max_header_bytes: int = Field(default=16 << 10, ge=1024, le=1 << 20, description="largest request head")
+    read_timeout_s: float = Field(default=10.0, ge=1, le=300, description="a request's head, then its body, must "
+                                                                         "arrive within this long")
+    max_connections: int = Field(default=2048, ge=16, le=65536, description="open connections; more are refused")
+    auth_failure_limit: int = Field(default=10, ge=1, le=10_000, description="failed authentications from one "
+                                                                            "address within a minute before 429")
+    auth_lockout_s: float = Field(default=60.0, ge=1, le=3600, description="how long such an address gets 429")
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and 0 < len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"the API token must be at least {MIN_TOKEN_CHARS} characters (it has "
+                             f"{len(value.get_secret_value())}); unset it to have one generated")
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _bare_host_names(cls, value: list[str]) -> list[str]:
+        names = [v.strip().lower() for v in value]
+        bad = [v for v in names if not v or (any(c in v for c in "/@:* \t[]") and not _is_ipv6(v))]
+        if bad:
+            raise ValueError(f"allowed_hosts takes bare host names or addresses (no scheme, port or wildcard): "
+                             f"{', '.join(map(repr, bad))}")
+        return names
 
     @classmethod
     def settings_customise_sources(
@@ -171,12 +219,20 @@ def token_file(paths: Paths) -> Path:
 
 def api_token(settings: Settings, paths: Paths) -> tuple[str, str]:
     """The API's bearer token and where it comes from: the setting, else the token file in the data
-    directory, else a new random token written there (mode 0600) -- source ``generated``."""
+    directory, else a new random token written there (mode 0600) -- source ``generated``.
+
+    Raises:
+        SettingsError: the token file holds fewer than :data:`MIN_TOKEN_CHARS` characters.
+    """
     if settings.api_token is not None and settings.api_token.get_secret_value():
         return settings.api_token.get_secret_value(), "setting"
     f = token_file(paths)
     if f.exists():
-        return f.read_text().strip(), str(f)
+        token = f.read_text().strip()
+        if len(token) < MIN_TOKEN_CHARS:
+            raise SettingsError(f"the API token file {f} holds {len(token)} characters; at least {MIN_TOKEN_CHARS} "
+                                "are needed: delete it to have a new token generated, or write a longer one")
+        return token, str(f)
     paths.home.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -54,57 +54,82 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+InsecureBindOpt = Annotated[bool, typer.Option(
+    "--insecure-bind", help="allow a non-loopback --host without TLS (plain HTTP; a loud warning is printed)")]
+
+
 def serve(
-    host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1; keep it unless a proxy with "
-                                                     "auth is in front)")] = None,
+    host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1; another one needs TLS "
+                                                     "(tls_certfile/tls_keyfile) or --insecure-bind)")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="TCP port (default 8080)")] = None,
+    insecure_bind: InsecureBindOpt = False,
 ) -> None:
     """Run the HTTP API: studies in the background, exports, apply/rollback, /metrics; OpenAPI at /docs."""
-    import signal
-
-    import uvicorn
-
     from experiments.service import create_app
-    from experiments.settings import token_file
+    from experiments.service.serving import check_bind, raise_fd_limit, tls_files, uvicorn_config
 
     paths = _paths().ensure()
     settings = _settings()
     host = host or settings.host
     port = port or settings.port
+    tls = tls_files(settings)
     sock = _listen_socket(host, port)  # before building the app: a taken port fails fast and clearly
     try:
-        app_ = create_app(paths, settings)
-        # the access log costs ~5 % of a busy service's CPU: on with log_level debug
-        server = uvicorn.Server(uvicorn.Config(app_, log_level=settings.log_level,
-                                               access_log=settings.log_level == "debug"))
+        # the address actually bound decides (a name is resolved once, here)
+        warning = check_bind(sock.getsockname()[0], tls=tls is not None,
+                             insecure=insecure_bind or settings.allow_insecure_bind)
+        app_ = create_app(paths, settings, bind_host=host)
+        config = uvicorn_config(app_, settings, max_connections=raise_fd_limit(settings.max_connections), tls=tls)
+        if warning:
+            err.print(f"[bold red]{escape(warning)}[/]")
+        _say_where_the_token_is(app_.state.token_source, paths)
         shown = f"[{host}]" if ":" in host else host
-        if app_.state.token_source == "generated":
-            err.print(f"API token (generated now, kept in {token_file(paths)}, mode 0600):\n  {app_.state.token}")
-        else:
-            source = app_.state.token_source
-            err.print(f"API token: from {'NOVATUNE_API_TOKEN / the settings file' if source == 'setting' else source}")
-        err.print(f"novatune serving on http://{shown}:{port} (API docs /docs, metrics /metrics); data in {paths.home}")
-
-        def stopped(_signum: int, _frame: Any) -> None:
-            raise _Stopped
-
-        # uvicorn handles SIGTERM itself (graceful shutdown), then re-raises it: land here, exit 0
-        try:
-            old = signal.signal(signal.SIGTERM, stopped)
-        except ValueError:  # not the main thread: uvicorn does not handle signals either
-            old = None
-        try:
-            server.run(sockets=[sock])
-        except _Stopped:
-            pass
-        except KeyboardInterrupt:
-            err.print("stopped")
-            raise typer.Exit(130) from None
-        finally:
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
+        err.print(f"novatune serving on {'https' if tls else 'http'}://{shown}:{port} (API docs /docs, metrics "
+                  f"/metrics); data in {paths.home}")
+        _run(config, sock)
     finally:
         sock.close()
+
+
+def _say_where_the_token_is(source: str, paths: Any) -> None:
+    """Where a client finds the API token (never the token itself: a terminal or a log keeps it)."""
+    from experiments.settings import token_file
+
+    if source == "generated":
+        err.print(f"API token: generated into {token_file(paths)} (mode 0600); clients send it as "
+                  "'Authorization: Bearer <token>' (the novatune CLI reads it from there)")
+    elif source == "setting":
+        err.print("API token: from NOVATUNE_API_TOKEN / the settings file")
+    else:
+        err.print(f"API token: in {source}")
+
+
+def _run(config: Any, sock: socket.socket) -> None:
+    """Run uvicorn on ``sock`` until SIGTERM (exit 0) or Ctrl-C (exit 130)."""
+    import signal
+
+    import uvicorn
+
+    server = uvicorn.Server(config)
+
+    def stopped(_signum: int, _frame: Any) -> None:
+        raise _Stopped
+
+    # uvicorn handles SIGTERM itself (graceful shutdown), then re-raises it: land here, exit 0
+    try:
+        old = signal.signal(signal.SIGTERM, stopped)
+    except ValueError:  # not the main thread: uvicorn does not handle signals either
+        old = None
+    try:
+        server.run(sockets=[sock])
+    except _Stopped:
+        pass
+    except KeyboardInterrupt:
+        err.print("stopped")
+        raise typer.Exit(130) from None
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 # ------------------------------------------------------- settings and health
@@ -121,11 +146,16 @@ def _api(method: str, path: str, body: Any = None) -> Any:
 
     settings = _settings()
     token, _ = api_token(settings, _paths())
-    url = f"http://{settings.host}:{settings.port}{path}"
+    url = f"{_base_url(settings)}{path}"
     req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    context = None
+    if settings.tls_certfile is not None:  # HTTPS, verified against the service's own certificate
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(settings.tls_certfile))
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:  # http on the configured host
+        with urllib.request.urlopen(req, timeout=30, context=context) as r:  # the configured host
             return json.loads(r.read())
     except urllib.error.HTTPError as e:
         try:
@@ -135,6 +165,25 @@ def _api(method: str, path: str, body: Any = None) -> Any:
         raise UserError(f"{method} {path}: {e.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as e:
         raise UserError(f"cannot reach the service at {url}: {e}; is `novatune serve` running?") from None
+
+
+def _is_wildcard(host: str) -> bool:
+    """Whether ``host`` is an any-address (0.0.0.0, ::)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:  # a name
+        return False
+
+
+def _base_url(settings: Any) -> str:
+    """The service's URL from the settings (a wildcard bind is reached on loopback)."""
+    host = settings.host
+    if _is_wildcard(host):
+        host = "::1" if ":" in host else "127.0.0.1"
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"{'https' if settings.tls_certfile is not None else 'http'}://{shown}:{settings.port}"
 
 
 @settings_app.command("show")
@@ -260,19 +309,38 @@ def _run_process_group(cmd: list[str], *, grace_s: float = 10.0) -> int:
     return rc
 
 
-def ui(port: Annotated[int, typer.Option(min=1, max=65535)] = 5000) -> None:
-    """Open the MLflow UI on the local store (127.0.0.1). Stopping novatune (Ctrl-C, SIGTERM) stops it all."""
+def ui(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 5000,
+    host: Annotated[str, typer.Option(help="address to bind (default 127.0.0.1; MLflow's UI has no auth here: "
+                                           "another address needs --insecure-bind)")] = "127.0.0.1",
+    insecure_bind: InsecureBindOpt = False,
+) -> None:
+    """Open the MLflow UI on the local store (127.0.0.1). Stopping novatune (Ctrl-C, SIGTERM) stops it all.
+
+    MLflow's own guards are on: only the Host names of this bind are answered (DNS rebinding), only
+    its own origins may send state-changing cross-origin requests, and no page may frame it. It has
+    no login: every local user can read (and, through MLflow's REST API, change) the studies' records.
+    """
     import shutil
 
+    from experiments.service.serving import check_bind
+
+    warning = check_bind(host, tls=False, insecure=insecure_bind, what="novatune ui", tls_possible=False)
     paths = _paths()
     exe = shutil.which("mlflow") or sys.executable
     cmd = [exe] if exe.endswith("mlflow") else [exe, "-m", "mlflow"]
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
     cmd += ["ui", "--backend-store-uri", paths.mlflow_uri, "--default-artifact-root", paths.artifacts.as_uri(),
-            "--host", "127.0.0.1", "--port", str(port)]
+            "--host", host, "--port", str(port), "--x-frame-options", "DENY"]
+    if not _is_wildcard(host):  # a wildcard bind keeps MLflow's own list (localhost and private addresses)
+        names = list(dict.fromkeys(f"{n}:{port}" for n in ("127.0.0.1", "localhost", "[::1]", shown)))
+        cmd += ["--allowed-hosts", ",".join(names),
+                "--cors-allowed-origins", ",".join(f"http://{n}" for n in names)]
     from experiments.settings import mlflow_ui_url
 
+    if warning:
+        err.print(f"[bold red]{escape(warning)}[/] (MLflow's UI has no login here)")
     err.print("running: " + " ".join(cmd), highlight=False, soft_wrap=True)
-    err.print(f"open {mlflow_ui_url(base=f'http://127.0.0.1:{port}')} (novatune's studies are in MLflow's "
+    err.print(f"open {mlflow_ui_url(base=f'http://{shown}:{port}')} (novatune's studies are in MLflow's "
               "'Model training' view); Ctrl-C stops it", highlight=False, soft_wrap=True)
     raise typer.Exit(_run_process_group(cmd))
-

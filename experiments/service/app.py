@@ -11,7 +11,11 @@ every second; at shutdown the workers restore their knobs and stop, to resume
 at the next start.
 
 Endpoints: one router per resource (:mod:`experiments.service.routers`): ``/healthz``, ``/metrics``,
-``/studies...``, ``/tuning/...``, ``/knobs``, ``/settings``; and ``/openapi.json``, ``/docs``.
+``/studies...``, ``/tuning/...``, ``/knobs``, ``/settings``; and ``/openapi.json``, ``/docs`` and
+``/redoc`` with local assets (:mod:`experiments.service.docs`).
+Every request first passes the guard (:mod:`experiments.service.guard`, the outermost middleware:
+Host allow-list, body size, the token from the headers, the body read with a limit and a deadline)
+with the token rule of :mod:`experiments.service.auth` (``app.state.auth``).
 Errors: :mod:`experiments.service.errors` (one handler for the ``NovatuneError`` root).
 Routes that read files or the SQLite stores are plain ``def`` (the thread pool);
 the two cached study reads are ``async``.
@@ -27,8 +31,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
-from experiments.service import errors
+from experiments.service import docs, errors
+from experiments.service.auth import Authenticator, AuthFailures
 from experiments.service.exposition import ServiceMetrics
+from experiments.service.guard import Guard
 from experiments.service.routers import ROUTERS
 from experiments.service.views import StudyIndex
 from experiments.settings import Paths, Settings, api_token
@@ -75,12 +81,26 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         manager.shutdown()
 
 
-def create_app(paths: Paths | None = None, settings: Settings | None = None) -> FastAPI:
+#: what the guard may answer to any request, in the OpenAPI schema
+_REFUSALS: dict[int | str, dict[str, object]] = {
+    400: {"description": "a Host this service does not answer for, a malformed request head, or an "
+                         "undecodable body"},
+    401: {"description": "no or wrong bearer token (writes; reads when require_token_for_reads)"},
+    408: {"description": "the request body did not arrive within read_timeout_s"},
+    413: {"description": "the request body is over max_body_bytes"},
+    429: {"description": "too many failed authentications from this address: retry after Retry-After seconds"},
+}
+
+
+def create_app(paths: Paths | None = None, settings: Settings | None = None, *,
+               bind_host: str | None = None) -> FastAPI:
     """A new novatune app over the data directory ``paths`` (default: ``Paths.default()``, resolved now)
-    with ``settings`` (default: :meth:`Settings.load`).
+    with ``settings`` (default: :meth:`Settings.load`); ``bind_host`` (default: the ``host`` setting) is
+    a name the Host header may carry besides loopback and ``allowed_hosts``.
 
     Raises:
-        SettingsError: ``settings`` not given and the settings file or a ``NOVATUNE_*`` variable is invalid.
+        SettingsError: ``settings`` not given and the settings file or a ``NOVATUNE_*`` variable is invalid,
+            or the token file holds too short a token.
     """
     paths = (paths if paths is not None else Paths.default()).ensure()
     settings = settings if settings is not None else Settings.load()
@@ -90,19 +110,22 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None) -> 
         version=ver,
         description=(
             "Find, apply and prove better settings for Linux hosts, VMs and containers.\n\n"
-            "Requests that change something need `Authorization: Bearer <token>` (the token is printed by "
-            "`novatune serve`); reads need it too when `require_token_for_reads` is set."
+            "Requests that change something need `Authorization: Bearer <token>` (the token is kept in "
+            "`<data dir>/api-token`, mode 0600, unless `NOVATUNE_API_TOKEN` is set); reads need it too when "
+            "`require_token_for_reads` is set."
         ),
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served by experiments.service.docs, with local assets
+        redoc_url=None,
         lifespan=_lifespan,
-        responses={401: {"description": "no or wrong bearer token (writes; reads when require_token_for_reads)"},
-                   400: {"description": "the body is not decodable"}},
+        responses=_REFUSALS,
     )
     app.state.paths = paths
     app.state.version = ver
     app.state.settings = settings
     app.state.token, app.state.token_source = api_token(settings, paths)
+    app.state.auth = Authenticator(app.state.token, settings=settings, failures=AuthFailures(
+        limit=settings.auth_failure_limit, lockout_s=settings.auth_lockout_s))
     app.state.manager = StudyManager(paths, max_running=settings.max_running_studies,
                                      stop_timeout_s=settings.stop_timeout_s, max_resumes=settings.max_resumes,
                                      tracking_uri=settings.mlflow_tracking_uri)
@@ -111,4 +134,9 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None) -> 
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(docs.router)
+    app.add_middleware(Guard, auth=app.state.auth,  # added last: the outermost, before any other code
+                       allowed_hosts=[*settings.allowed_hosts, bind_host or settings.host],
+                       max_body_bytes=settings.max_body_bytes, read_timeout_s=settings.read_timeout_s)
     return app
+

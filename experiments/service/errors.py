@@ -5,6 +5,10 @@ conflict with the state of the system, 422 invalid input) and is answered with t
 ``{"detail": message, "error": class name}`` (``problems`` lists each problem of an invalid spec).
 Anything else is a bug: a 500 whose traceback is logged. Bad input is a 4xx, never a 500
 (``tests/integration/test_api_fuzz.py`` checks it).
+
+:class:`RequestRefused` is the root of what the guard (:mod:`experiments.service.guard`) answers before
+a route runs (a Host not allowed, a body too large, no token, too many failed tokens): its
+:attr:`~RequestRefused.headers` (``WWW-Authenticate``, ``Retry-After``) go with the answer.
 """
 
 from __future__ import annotations
@@ -17,9 +21,29 @@ from fastapi.responses import JSONResponse
 
 from collectors.errors import NovatuneError
 
-__all__ = ["body", "install"]
+__all__ = ["RequestRefused", "body", "install", "refusal"]
 
 log = logging.getLogger(__name__)
+
+
+class RequestRefused(NovatuneError):
+    """A request refused before any route ran (HTTP 400 here; subclasses set their status); never raised
+    by the CLI's own code (exit 2)."""
+
+    exit_code = 2
+    http_status = 400
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        #: response headers that go with the refusal
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+def refusal(err: RequestRefused, *, close: bool = False) -> JSONResponse:
+    """The answer to ``err``: its status, body and headers; ``close`` adds ``Connection: close`` (the
+    request's body was not read, so the connection cannot carry another request)."""
+    headers = {**err.headers, **({"connection": "close"} if close else {})}
+    return JSONResponse(body(err), status_code=err.http_status, headers=headers)
 
 
 def body(err: NovatuneError) -> dict[str, Any]:
@@ -44,6 +68,8 @@ def _internal_error(_request: Request, err: Exception) -> JSONResponse:
 def _novatune_error(request: Request, err: Exception) -> JSONResponse:
     if not isinstance(err, NovatuneError):  # registered for NovatuneError only: never taken
         return _internal_error(request, err)
+    if isinstance(err, RequestRefused):
+        return refusal(err)
     return JSONResponse(body(err), status_code=err.http_status)
 
 

@@ -42,6 +42,15 @@ TABLE = {
     "ApplyConflict": (2, 409),
     "ApplicationNotFound": (2, 404),
     "UserError": (2, 422),
+    # the API's guard (tests/security/test_api.py) and how the service is exposed
+    "RequestRefused": (2, 400),
+    "HostNotAllowed": (2, 400),
+    "MalformedRequest": (2, 400),
+    "RequestTooLarge": (2, 413),
+    "RequestTimedOut": (2, 408),
+    "TokenRequired": (2, 401),
+    "TooManyAuthFailures": (2, 429),
+    "InsecureBind": (2, 422),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them

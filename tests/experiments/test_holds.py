@@ -16,9 +16,13 @@ from experiments.holds import KnobHeld, KnobHolds
 from experiments.service import create_app
 from experiments.settings import Paths, Settings
 
+#: the Host the test client sends: the guard answers loopback names only (its default 'testserver' is 400)
+LOCAL = "http://127.0.0.1"
+
 HOLDER = """
 import sys, time
 from experiments.holds import KnobHolds
+
 KnobHolds(sys.argv[1:], owner="study elsewhere in /data/b").acquire()
 print("held", flush=True)
 time.sleep(120)
@@ -54,11 +58,11 @@ def test_a_held_knob_is_refused_with_its_holder_and_freed_when_the_holder_dies(o
 
 
 def test_the_api_refuses_a_study_on_a_knob_another_data_directory_tunes(other_process, tmp_path):
-    app = create_app(Paths(tmp_path / "home"), Settings(api_token="t"))
+    app = create_app(Paths(tmp_path / "home"), Settings(api_token="holds-token-0123456789"))
     spec = {"name": "x", "workload": {"kind": "oltp"}, "knobs": {"vm.swappiness": {"low": 1, "high": 100}},
             "objectives": {"throughput_rps": "maximize"}}
-    with TestClient(app) as c:
-        r = c.post("/studies", json=spec, headers={"Authorization": "Bearer t"})
+    with TestClient(app, base_url=LOCAL) as c:
+        r = c.post("/studies", json=spec, headers={"Authorization": "Bearer holds-token-0123456789"})
         assert r.status_code == 409 and "held by study elsewhere in /data/b" in r.json()["detail"], r.text
         assert c.get("/studies").json() == []  # nothing registered, nothing started
 

@@ -17,6 +17,9 @@ from experiments.settings import Paths, Settings, SettingsError, api_token, toke
 from experiments.spec import parse_spec
 from experiments.study.manager import StudyConflict, StudyManager, shared_knobs
 
+#: the Host the test client sends: the guard answers loopback names only (its default 'testserver' is 400)
+LOCAL = "http://127.0.0.1"
+
 TOKEN = "unit-token-abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -37,7 +40,7 @@ def paths(tmp_path):
 
 @pytest.fixture()
 def client(paths):
-    with TestClient(create_app(paths, Settings(api_token=TOKEN))) as c:
+    with TestClient(create_app(paths, Settings(api_token=TOKEN)), base_url=LOCAL) as c:
         yield c
 
 
@@ -79,7 +82,7 @@ def test_a_token_is_generated_once_private_and_then_reused(paths):
     assert source == "generated" and len(token) >= 32
     assert stat.S_IMODE(token_file(paths).stat().st_mode) == 0o600
     assert api_token(Settings(), paths) == (token, str(token_file(paths)))
-    assert api_token(Settings(api_token="mine"), paths) == ("mine", "setting")
+    assert api_token(Settings(api_token="mine-0123456789ab"), paths) == ("mine-0123456789ab", "setting")
 
 
 # --------------------------------------------------------------------- auth

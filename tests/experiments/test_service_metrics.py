@@ -25,6 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from experiments.service import create_app, package_version
 from experiments.settings import Paths
 
+#: the Host the test client sends: the guard answers loopback names only (its default 'testserver' is 400)
+LOCAL = "http://127.0.0.1"
+
 REPO = Path(__file__).resolve().parents[2]
 STUDY_FAMILIES = {
     "novatune_study_info", "novatune_study_running", "novatune_study_trials",
@@ -75,7 +78,7 @@ def paths(tmp_path: Path) -> Paths:
 
 @pytest.fixture
 def client(paths: Paths):
-    with TestClient(create_app(paths)) as c:
+    with TestClient(create_app(paths), base_url=LOCAL) as c:
         yield c
 
 
@@ -120,7 +123,7 @@ def test_metrics_without_store(client, paths):
 
 def test_metrics_study_state(paths):
     _make_study(paths)
-    client = TestClient(create_app(paths))
+    client = TestClient(create_app(paths), base_url=LOCAL)
     fams = _families(client.get("/metrics").content)
     trials = {s.labels["state"]: s.value for s in _samples(fams, "novatune_study_trials")
               if s.labels["study"] == "oltp-1"}
@@ -148,7 +151,7 @@ def test_metrics_best_value_single_objective(paths):
     study.set_user_attr("state", "completed")
     for v in (12.5, 7.25, 9.0):
         study.add_trial(optuna.trial.create_trial(value=v))
-    fams = _families(TestClient(create_app(paths)).get("/metrics").content)
+    fams = _families(TestClient(create_app(paths), base_url=LOCAL).get("/metrics").content)
     (best,) = _samples(fams, "novatune_study_best_value")
     assert best.labels == {"study": "single", "objective": "latency_p95_ms", "direction": "minimize"}
     assert best.value == study.best_value == 7.25
@@ -157,7 +160,7 @@ def test_metrics_best_value_single_objective(paths):
 def test_metrics_unreadable_store_keeps_host_metrics(paths):
     paths.ensure()
     paths.optuna_db.write_bytes(b"this is not a sqlite database" * 100)
-    r = TestClient(create_app(paths)).get("/metrics")
+    r = TestClient(create_app(paths), base_url=LOCAL).get("/metrics")
     assert r.status_code == 200
     fams = _families(r.content)
     assert [s.value for s in _samples(fams, "novatune_study_store_up")] == [0.0]
@@ -169,7 +172,7 @@ def test_promtool_check_metrics(paths):
     if promtool is None:
         pytest.skip("promtool not installed (.ci/run unpacks it from the Debian prometheus package)")
     _make_study(paths)
-    body = TestClient(create_app(paths)).get("/metrics").content
+    body = TestClient(create_app(paths), base_url=LOCAL).get("/metrics").content
     proc = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False)
     output = (proc.stdout + proc.stderr).decode()
     assert proc.returncode == 0 and output.strip() == "", output

@@ -42,7 +42,8 @@ def test_health_and_runtime_settings_through_a_running_service(home):
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0
-    assert "API token (generated now" in stderr  # printed at first start
+    assert "API token: generated into" in stderr  # where it is, at first start
+    assert (home / "api-token").read_text().strip() not in stderr.replace("\n", "")  # never the token itself
 
 
 @needs_root

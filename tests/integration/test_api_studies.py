@@ -27,6 +27,9 @@ from experiments.service import create_app
 from experiments.settings import Paths, Settings
 from tests.integration.conftest import REPO, needs_root, snapshot
 
+#: the Host the test client sends: the guard answers loopback names only (its default 'testserver' is 400)
+LOCAL = "http://127.0.0.1"
+
 pytestmark = [needs_root, pytest.mark.slow]
 
 TOKEN = "test-token-0123456789"
@@ -70,7 +73,7 @@ def wait_for(get, pred, timeout: float, what: str):
 @pytest.fixture()
 def client(home):
     app = create_app(Paths(home), Settings(api_token=TOKEN))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -233,13 +236,13 @@ def test_a_study_interrupted_by_a_service_shutdown_resumes_at_the_next_start(hom
     before = snapshot()
     paths = Paths(home)
     app = create_app(paths, Settings(api_token=TOKEN))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         name = c.post("/studies", json=spec("api-restart", trials=4), headers=AUTH).json()["name"]
         wait_for(lambda: c.get(f"/studies/{name}").json(), lambda s: s["trials_done"] >= 1, 120, "one trial")
     # the lifespan's end stopped the worker: knobs restored, state interrupted (to resume)
     assert snapshot() == before
     assert json.loads(app.state.index.summary(name))["state"] == "interrupted"
-    with TestClient(create_app(paths, Settings(api_token=TOKEN))) as c:
+    with TestClient(create_app(paths, Settings(api_token=TOKEN)), base_url=LOCAL) as c:
         final = wait_for(lambda: c.get(f"/studies/{name}").json(),
                          lambda s: s["state"] in ("completed", "failed", "stopped"), 180, "the resumed study to end")
     assert final["state"] == "completed" and final["trials_done"] == 4, final
