@@ -42,6 +42,8 @@ TABLE = {
     "ApplyConflict": (2, 409),
     "ApplicationNotFound": (2, 404),
     "UserError": (2, 422),
+    "UnsafeLocation": (2, 409),
+    "InvalidName": (2, 422),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
@@ -49,7 +51,7 @@ BUILTIN_BASES = {
     "UnknownKnob": LookupError, "OutOfBounds": ValueError, "SpecError": ValueError, "ConfigError": ValueError,
     "SettingsError": ValueError, "StudyNotFound": LookupError, "ExportError": ValueError,
     "ExportRequestError": ValueError, "ApplyError": ValueError, "ApplyConflict": ValueError,
-    "ApplicationNotFound": LookupError,
+    "ApplicationNotFound": LookupError, "InvalidName": ValueError,
 }
 
 
