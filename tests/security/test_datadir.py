@@ -290,3 +290,18 @@ def test_an_unsafe_data_directory_is_refused_before_a_study_starts(planted):
     assert proc.returncode == 2 and "is not safe" in proc.stderr, proc.stderr
     assert time.monotonic() - started < 60
     assert not marker.exists() and snapshot(home) == before
+
+
+def test_pythons_novatune_starts_for_workloads_import_nothing_from_their_working_directory(tmp_path):
+    """``python -m collectors.workloads...`` (the OLTP server, its load generator, wrk's HTTP server) runs in a
+    run's workdir or in the directory novatune was started from (``/tmp``, say): ``-m`` used to put it first
+    on ``sys.path``, so a planted ``collectors/`` package ran as root."""
+    from collectors.workloads.process import child_env, run_bounded
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "collectors").mkdir()
+    (tmp_path / "collectors" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    proc = run_bounded([sys.executable, "-m", "collectors.workloads.loadgen", "--help"], timeout_s=60,
+                       cwd=str(tmp_path), env=child_env())
+    assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
+    assert not marker.exists()
