@@ -115,7 +115,7 @@ class Paths:
         """
         home = private_dir(self.home, what="the data directory", hint=_HOME_HINT, create=True)
         for sub in (home / self.artifacts.name, home / self.runs.name):
-            private_dir(sub, what="the data directory's", hint=_HOME_HINT, create=True)
+            private_dir(sub, what="a directory of the data directory", hint=_HOME_HINT, create=True)
         return self if home == self.home else Paths(home)
 
     @property
