@@ -9,22 +9,31 @@ the process that tunes the knob (a study's runner for the whole study; an apply
 or rollback for its writes) before it reads the baseline, and released by the
 kernel when that process ends, however it ends (``kill -9`` included).
 
-The lock directory is ``$NOVATUNE_LOCK_DIR``, else ``/run/lock/novatune``
-(tmpfs: nothing survives a reboot), else a per-user directory under the temp
-dir when ``/run/lock`` is not writable (then only that user's processes are
-coordinated; without root they cannot change host knobs anyway).
+The lock directory is ``$NOVATUNE_LOCK_DIR``, else, for root,
+``/run/novatune/locks`` (tmpfs: nothing survives a reboot; ``/run`` is root's
+and not writable by others, unlike ``/run/lock``), else a per-user directory
+``novatune-locks-<uid>`` under the temp dir (then only that user's processes
+are coordinated; without root they cannot change host knobs anyway). Whichever
+it is, it must pass :func:`experiments.safefs.private_dir` (created 0700, owned
+by this user, not writable by others, nor any directory on the way): a lock
+directory another user could write in would let them plant links or hold every
+knob. A lock file is opened with ``O_NOFOLLOW`` and created 0600, and written
+only after ``fstat`` shows a regular file of this user with one link.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from collectors.errors import NovatuneError
+from experiments.safefs import UnsafeLocation, describe_owner, private_dir
 
-__all__ = ["KnobHeld", "KnobHolds", "lock_dir"]
+__all__ = ["ROOT_LOCK_DIR", "KnobHeld", "KnobHolds", "lock_dir", "open_lock_file"]
 
 
 class KnobHeld(NovatuneError):
@@ -38,14 +47,58 @@ class KnobHeld(NovatuneError):
     http_status = 409
 
 
+#: root's lock directory (``/run`` is root's, 0755, tmpfs)
+ROOT_LOCK_DIR = Path("/run/novatune/locks")
+
+
 def lock_dir() -> Path:
+    """The lock directory (module docstring), created 0700 when missing and checked.
+
+    Raises:
+        UnsafeLocation: it, or a directory on the way, is another user's or writable by others.
+        OSError: it cannot be created.
+    """
     env = os.environ.get("NOVATUNE_LOCK_DIR")
     if env:
-        return Path(env)
-    run = Path("/run/lock")
-    if run.is_dir() and os.access(run, os.W_OK):
-        return run / "novatune"
-    return Path(tempfile.gettempdir()) / f"novatune-locks-{os.getuid()}"
+        return private_dir(env, what="the lock directory ($NOVATUNE_LOCK_DIR)", create=True,
+                           hint="or point NOVATUNE_LOCK_DIR at a directory of your own")
+    if os.geteuid() == 0 and ROOT_LOCK_DIR.parent.parent.is_dir():
+        return private_dir(ROOT_LOCK_DIR, what="the lock directory", create=True,
+                           hint="or set NOVATUNE_LOCK_DIR to a directory of root's")
+    return private_dir(Path(tempfile.gettempdir()) / f"novatune-locks-{os.getuid()}", what="the lock directory",
+                       create=True, hint="or set NOVATUNE_LOCK_DIR to a directory of your own")
+
+
+def open_lock_file(directory: Path, knob: str) -> int:
+    """A descriptor on ``<directory>/<knob>.lock``, created 0600: opened with ``O_NOFOLLOW`` (a planted
+    link is refused, never followed) and checked on the descriptor before anything is written to it.
+
+    Raises:
+        UnsafeLocation: the knob name is not one path component, or the lock file is a symbolic link, not
+            a regular file, another user's, or has another hard link.
+        OSError: it cannot be opened or created.
+    """
+    if not knob or "/" in knob or "\0" in knob or knob.startswith("."):
+        raise UnsafeLocation(f"{knob!r} cannot name a lock file: a knob name is one path component")
+    path = directory / f"{knob}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise UnsafeLocation(f"the lock file {path} is a symbolic link; a lock file is a regular file of "
+                                 "novatune's own: remove the link") from None
+        raise
+    st = os.fstat(fd)
+    problem = ("not a regular file" if not stat.S_ISREG(st.st_mode) else
+               "not novatune's user's" if st.st_uid != os.geteuid() else
+               f"linked {st.st_nlink} times (a hard link to another file)" if st.st_nlink != 1 else None)
+    if problem:
+        os.close(fd)
+        raise UnsafeLocation(f"the lock file {path} is {describe_owner(st)}: {problem}; a lock file is a regular "
+                             "file of novatune's own with one link: remove it")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.fchmod(fd, 0o600)  # ours (an older novatune made it 0644): no one else may open it, hence hold it
+    return fd
 
 
 class KnobHolds:
@@ -65,10 +118,9 @@ class KnobHolds:
         if self._fds:
             return self
         d = lock_dir()
-        d.mkdir(parents=True, exist_ok=True, mode=0o755)
         try:
             for knob in self.knobs:
-                fd = os.open(d / f"{knob}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = open_lock_file(d, knob)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:

@@ -2,34 +2,47 @@
 and its settings (pydantic-settings: ``NOVATUNE_*`` variables, then the YAML config file, then the
 defaults), with the API token they lead to.
 
-Raises :class:`SettingsError` (exit 2, HTTP 422) naming every bad value and where it came from.
+The data directory, the config file and the token file are trusted only when no other user could have
+written them (:mod:`experiments.safefs`: owner and mode checked, no link followed); study names are one
+safe path component (:func:`check_name`).
+
+Raises :class:`SettingsError` (exit 2, HTTP 422) naming every bad value and where it came from,
+:class:`~experiments.safefs.UnsafeLocation` (exit 2) for a directory or file another user could have
+written, :class:`InvalidName` (exit 2, HTTP 422) for a study name that is not one path component.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
 
 from collectors.errors import NovatuneError
+from experiments.safefs import UnsafeLocation, private_dir, read_trusted
 
 __all__ = [
     "MIN_TOKEN_CHARS",
+    "NAME_RE",
     "RUNTIME_SETTINGS",
+    "InvalidName",
     "Paths",
     "Settings",
     "SettingsError",
     "api_token",
+    "check_name",
     "config_file",
     "data_dir",
     "mlflow_ui_url",
@@ -37,29 +50,74 @@ __all__ = [
 ]
 
 
+#: a study's (or an application's) name: one path component under ``runs/`` (no ``/``, never ``.`` or
+#: ``..``, no leading dot), what the spec, the CLI, the API and the manager all accept
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME = re.compile(NAME_RE)
+
+
+class InvalidName(NovatuneError, ValueError):
+    """A study name that is not one plain path component (exit 2, HTTP 422)."""
+
+    exit_code = 2
+    http_status = 422
+
+
+def check_name(name: object, *, what: str = "study name") -> str:
+    """``name`` when it is a valid study name (:data:`NAME_RE`): 1 to 64 letters, digits, ``.``, ``_``
+    or ``-``, starting with a letter or a digit, so it names one directory directly under ``runs/``.
+
+    Raises:
+        InvalidName: anything else (``../../x``, ``a/b``, ``.hidden``, an empty or a 65-character name).
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidName(
+            f"{what} {name!r} is not allowed: a name is 1 to 64 letters, digits, '.', '_' or '-', starting with "
+            "a letter or a digit (it names one directory under the data directory's runs/)"
+        )
+    return name
+
+
 def data_dir() -> Path:
-    """``$NOVATUNE_HOME`` if set, else ``~/.local/share/novatune`` (not created here)."""
+    """``$NOVATUNE_HOME`` if set, else ``~/.local/share/novatune`` (neither created nor checked here:
+    :meth:`Paths.default` checks it, :meth:`Paths.ensure` creates it)."""
     env = os.environ.get("NOVATUNE_HOME")
     if env:
         return Path(env).expanduser().resolve()
     return (Path.home() / ".local" / "share" / "novatune").resolve()
 
 
+_HOME_HINT = "or set NOVATUNE_HOME to a directory of your own"
+
+
 @dataclass(frozen=True)
 class Paths:
-    """Every file novatune writes, under one home directory."""
+    """Every file novatune writes, under one home directory, which must be the running user's and not
+    writable by others (:func:`experiments.safefs.private_dir`)."""
 
     home: Path
 
     @classmethod
     def default(cls) -> Paths:
-        return cls(data_dir())
+        """The data directory (:func:`data_dir`), checked when it exists (and the directories on the way).
+
+        Raises:
+            UnsafeLocation: it, or a directory on the way, is another user's or writable by others.
+        """
+        return cls(private_dir(data_dir(), what="the data directory", hint=_HOME_HINT))
 
     def ensure(self) -> Paths:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.artifacts.mkdir(exist_ok=True)
-        self.runs.mkdir(exist_ok=True)
-        return self
+        """The data directory and its ``mlartifacts/`` and ``runs/``, created 0700 when missing and
+        checked; returns the paths at the checked (physical) location.
+
+        Raises:
+            UnsafeLocation: one of them, or a directory on the way, is another user's or writable by others.
+            OSError: it cannot be created.
+        """
+        home = private_dir(self.home, what="the data directory", hint=_HOME_HINT, create=True)
+        for sub in (home / self.artifacts.name, home / self.runs.name):
+            private_dir(sub, what="a directory of the data directory", hint=_HOME_HINT, create=True)
+        return self if home == self.home else Paths(home)
 
     @property
     def journal(self) -> Path:
@@ -90,7 +148,17 @@ class Paths:
         return self.home / "runs"
 
     def study_dir(self, study: str) -> Path:
-        return self.runs / study
+        """``runs/<study>``: only for a valid name (:func:`check_name`), never through a symbolic link.
+
+        Raises:
+            InvalidName: ``study`` is not one plain path component.
+            UnsafeLocation: ``runs/<study>`` is a symbolic link.
+        """
+        path = self.runs / check_name(study)
+        if path.is_symlink():
+            raise UnsafeLocation(f"{path} is a symbolic link; a study's directory is a directory of its own "
+                                 "directly under runs/: remove the link")
+        return path
 
 
 def mlflow_ui_url(experiment_id: str | None = None, *, base: str = "http://127.0.0.1:5000") -> str:
@@ -130,9 +198,33 @@ class SettingsError(NovatuneError, ValueError):
 
 
 def config_file() -> Path:
-    """``$NOVATUNE_CONFIG`` if set, else ``config.yaml`` in the data directory."""
+    """``$NOVATUNE_CONFIG`` if set, else ``config.yaml`` in the data directory (read by
+    :class:`ConfigFileSource`: trusted only when root or the running user owns it and no one else may write it)."""
     env = os.environ.get("NOVATUNE_CONFIG")
     return Path(env).expanduser() if env else data_dir() / "config.yaml"
+
+
+class ConfigFileSource(InitSettingsSource):
+    """The YAML config file (:func:`config_file`), read through :func:`experiments.safefs.read_trusted`
+    (``O_NOFOLLOW``, a regular file owned by root or the running user, not writable by others); a missing
+    file is no setting.
+
+    Raises:
+        UnsafeLocation: the file, or a directory on the way to it, fails the rule.
+        SettingsError: it is not YAML, or not a mapping.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        if not os.environ.get("NOVATUNE_CONFIG"):
+            Paths.default()  # the config file lives in the data directory: it passes the data directory's rule first
+        path = config_file()
+        raw = read_trusted(path, what="the config file", hint="or point NOVATUNE_CONFIG at another file")
+        data = yaml.safe_load(raw.decode("utf-8")) if raw else None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise SettingsError(f"the settings file {path} must be a mapping of settings, not {type(data).__name__}")
+        super().__init__(settings_cls, data)
 
 
 class Settings(BaseSettings):
@@ -194,7 +286,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=config_file()))
+        return (init_settings, env_settings, ConfigFileSource(settings_cls))
 
     @classmethod
     def load(cls) -> Settings:
@@ -208,6 +300,8 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"invalid settings (NOVATUNE_* variables or {config_file()}): {problems}"
             ) from None
+        except NovatuneError:
+            raise
         except Exception as err:  # noqa: BLE001 - what the YAML source raises (yaml, OS, decoding) is the file's
             raise SettingsError(f"cannot read the settings file {config_file()}: {err}") from None
 
@@ -221,21 +315,27 @@ def api_token(settings: Settings, paths: Paths) -> tuple[str, str]:
     """The API's bearer token and where it comes from: the setting, else the token file in the data
     directory, else a new random token written there (mode 0600) -- source ``generated``.
 
+    The token file is trusted only when it is a regular file (``O_NOFOLLOW``) owned by root or the running
+    user that no one else may read or write, in a data directory that passes :meth:`Paths.ensure`.
+
     Raises:
+        UnsafeLocation: the data directory or the token file fails its rule.
         SettingsError: the token file holds fewer than :data:`MIN_TOKEN_CHARS` characters.
     """
     if settings.api_token is not None and settings.api_token.get_secret_value():
         return settings.api_token.get_secret_value(), "setting"
+    paths = paths.ensure()
     f = token_file(paths)
-    if f.exists():
-        token = f.read_text().strip()
+    raw = read_trusted(f, what="the API token file", secret=True,
+                       hint="or remove it (a new one is generated), or set NOVATUNE_API_TOKEN")
+    if raw is not None:
+        token = raw.decode("utf-8", errors="replace").strip()
         if len(token) < MIN_TOKEN_CHARS:
             raise SettingsError(f"the API token file {f} holds {len(token)} characters; at least {MIN_TOKEN_CHARS} "
                                 "are needed: delete it to have a new token generated, or write a longer one")
         return token, str(f)
-    paths.home.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(fd, "w") as out:
         out.write(token + "\n")
     return token, "generated"

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from collectors.errors import NovatuneError
+from experiments.settings import NAME_RE  # the one study-name rule (settings.check_name)
 
 __all__ = [
     "WORKLOAD_SPECS",
@@ -50,8 +51,6 @@ __all__ = [
     "load_spec",
     "parse_spec",
 ]
-
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class SpecError(NovatuneError, ValueError):

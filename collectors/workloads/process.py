@@ -38,9 +38,12 @@ def tail(text: str | bytes | None, n: int = TAIL_CHARS) -> str:
 
 
 def child_env() -> dict[str, str]:
-    """This process's environment with :data:`PACKAGE_ROOT` first on ``PYTHONPATH`` (``python -m collectors...``)."""
+    """This process's environment with :data:`PACKAGE_ROOT` first on ``PYTHONPATH`` (``python -m collectors...``)
+    and ``PYTHONSAFEPATH=1``: a child's working directory (a run's workdir, the directory novatune was started
+    in) is never on its ``sys.path``, so nothing planted there is imported (as root)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONSAFEPATH"] = "1"
     return env
 
 

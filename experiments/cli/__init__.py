@@ -14,7 +14,8 @@ and runs it: :func:`main`. Every error novatune raises on purpose
 (:class:`~collectors.errors.NovatuneError`: bad spec, unknown knob, unknown study, bad export
 request, ...) ends with a one-paragraph message naming what was wrong and what is allowed, and the
 error's exit code (2); an interrupted study restores its knobs and exits 130. No traceback reaches
-the user unless ``NOVATUNE_DEBUG=1``.
+the user unless ``NOVATUNE_DEBUG=1``. Every command runs with umask 077: what novatune creates (the
+journal, the databases, the runs, the artifacts, the token) is its user's alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rich.markup import escape
 from collectors.errors import NovatuneError
 from experiments.cli import knobs, replay, service, study, system, tuning
 from experiments.cli._common import UserError, err
+from experiments.safefs import private_umask
 
 __all__ = ["UserError", "app", "main"]
 
@@ -58,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     0 on success; a :class:`~collectors.errors.NovatuneError`'s ``exit_code`` (2), printed on one
     line; 2 for a usage error (click's message); 130 when interrupted (the trial's knobs restored);
     1 for anything else (an internal error: the traceback with ``NOVATUNE_DEBUG=1``). A command's
-    ``typer.Exit(code)`` is returned as is.
+    ``typer.Exit(code)`` is returned as is. The command runs with umask 077 (the previous one is put back).
     """
+    with private_umask():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         rv = app(args=argv, standalone_mode=False)
         # click returns a command's ``typer.Exit(code)`` instead of raising it

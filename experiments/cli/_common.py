@@ -16,14 +16,14 @@ import typer
 from rich.console import Console
 
 from collectors.errors import NovatuneError
-from experiments.settings import Paths, Settings
+from experiments.settings import Paths, Settings, check_name
 
 if TYPE_CHECKING:
     from experiments.service.views import StudyIndex
     from experiments.study.manager import StudyManager
 
-__all__ = ["JsonOpt", "RootOpt", "UserError", "err", "fmt", "index", "manager", "out", "paths", "print_json",
-           "settings"]
+__all__ = ["JsonOpt", "NameArg", "RootOpt", "UserError", "err", "fmt", "index", "manager", "out", "paths",
+           "print_json", "settings", "valid_name"]
 
 #: what a command prints (tables, results)
 out = Console()
@@ -38,6 +38,20 @@ RootOpt = Annotated[
 ]
 
 
+def valid_name(value: str | None) -> str | None:
+    """A typer callback: a study name given on the command line passes :func:`~experiments.settings.check_name`
+    before the command runs (``../../x`` is refused with exit 2, nothing touched).
+
+    Raises:
+        InvalidName: the name is not one plain path component.
+    """
+    return None if value is None else check_name(value)
+
+
+#: a study name argument, checked (:func:`valid_name`)
+NameArg = Annotated[str, typer.Argument(help="study name", callback=valid_name)]
+
+
 class UserError(NovatuneError):
     """A problem with the command line the user can fix; printed without a traceback, exit 2."""
 
@@ -46,7 +60,11 @@ class UserError(NovatuneError):
 
 
 def paths() -> Paths:
-    """The data directory, resolved now (``$NOVATUNE_HOME`` or the default)."""
+    """The data directory, resolved and checked now (``$NOVATUNE_HOME`` or the default).
+
+    Raises:
+        UnsafeLocation: it, or a directory on the way, is another user's or writable by others.
+    """
     return Paths.default()
 
 

@@ -8,6 +8,7 @@ the summary. ``ReplayError`` (a ``ValueError`` of the optimizer) and unreadable 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -94,13 +95,24 @@ def load_table(path: Path, *, group: str, knobs: str, objectives: list[str], fea
 
 
 def write_trace(result: ReplayResult, table: ReplayTable, path: Path) -> None:
-    """One CSV row per evaluation: run (sampler|random), group, seed, step, knobs, objectives, feasible."""
+    """One CSV row per evaluation: run (sampler|random), group, seed, step, knobs, objectives, feasible.
+
+    Written by :func:`experiments.safefs.write_file` (a private temporary file beside ``path``, then a
+    rename; a symbolic link at ``path`` is refused, never followed).
+
+    Raises:
+        UnsafeLocation: ``path`` is a symbolic link.
+        OSError: ``path`` cannot be written.
+    """
+    from experiments.safefs import write_file
+
     cols = ["run", "group", "seed", "step", *table.knobs, *(o.name for o in table.objectives), "feasible"]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        for r in result.trace:
-            w.writerow({k: (repr(r[k]) if isinstance(r[k], float) else r[k]) for k in cols})
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    for r in result.trace:
+        w.writerow({k: (repr(r[k]) if isinstance(r[k], float) else r[k]) for k in cols})
+    write_file(path, buf.getvalue().encode("utf-8"))
 
 
 def _f(v: Any) -> str:

@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from experiments.cli._common import JsonOpt, UserError, err, out
+from experiments.cli._common import JsonOpt, NameArg, UserError, err, out, valid_name
 from experiments.cli._common import index as _index
 from experiments.cli._common import manager as _manager
 from experiments.cli._common import paths as _paths
@@ -202,7 +202,8 @@ def _print_study_result(report, paths, *, quick: bool) -> None:
 
 def quickstart(
     trials: Annotated[int | None, typer.Option(min=1, help="number of trials (default: the spec's 18)")] = None,
-    name: Annotated[str | None, typer.Option(help="study name (default quickstart, quickstart-2, ...)")] = None,
+    name: Annotated[str | None, typer.Option(help="study name (default quickstart, quickstart-2, ...)",
+                                             callback=valid_name)] = None,
 ) -> None:
     """Tune the built-in loopback service on this machine (about 3 minutes)."""
     from experiments.spec import load_spec
@@ -218,7 +219,7 @@ def quickstart(
 @study_app.command("run")
 def study_run(
     spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="study spec, .yaml or .json")],
-    name: Annotated[str | None, typer.Option(help="study name (default: the spec's)")] = None,
+    name: Annotated[str | None, typer.Option(help="study name (default: the spec's)", callback=valid_name)] = None,
     trials: Annotated[int | None, typer.Option(min=1, help="override budget.trials")] = None,
 ) -> None:
     """Run a study from a spec file."""
@@ -270,7 +271,7 @@ def study_list(as_json: JsonOpt = False) -> None:
 @study_app.command("start")
 def study_start(
     spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="study spec, .yaml or .json")],
-    name: Annotated[str | None, typer.Option(help="study name (default: the spec's)")] = None,
+    name: Annotated[str | None, typer.Option(help="study name (default: the spec's)", callback=valid_name)] = None,
     trials: Annotated[int | None, typer.Option(min=1, help="override budget.trials")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="show progress until the study ends")] = False,
     as_json: JsonOpt = False,
@@ -291,7 +292,7 @@ def study_start(
 
 @study_app.command("watch")
 def study_watch(
-    name: Annotated[str, typer.Argument(help="study name")],
+    name: NameArg,
     as_json: Annotated[bool, typer.Option("--json", help="print the final summary as JSON")] = False,
     timeout: Annotated[float, typer.Option(min=1, help="give up after this many seconds")] = 24 * 3600,
 ) -> None:
@@ -326,7 +327,7 @@ def study_watch(
 
 @study_app.command("stop")
 def study_stop(
-    name: Annotated[str, typer.Argument(help="study name")],
+    name: NameArg,
     as_json: JsonOpt = False,
 ) -> None:
     """Stop a background study: its knobs are restored first, then its state becomes `stopped`."""
@@ -340,7 +341,7 @@ def study_stop(
 
 @study_app.command("delete")
 def study_delete(
-    name: Annotated[str, typer.Argument(help="study name")],
+    name: NameArg,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -356,7 +357,7 @@ def study_delete(
 
 @study_app.command("trials")
 def study_trials(
-    name: Annotated[str, typer.Argument(help="study name")],
+    name: NameArg,
     as_json: JsonOpt = False,
 ) -> None:
     """Every trial of a study (as GET /studies/{id}/trials); `study show` adds the summary."""
@@ -368,7 +369,7 @@ def study_trials(
 
 @study_app.command("pareto")
 def study_pareto(
-    name: Annotated[str, typer.Argument(help="study name")],
+    name: NameArg,
     as_json: JsonOpt = False,
 ) -> None:
     """The Pareto front of feasible trials and the chosen configuration."""
@@ -391,7 +392,7 @@ def study_pareto(
 
 
 def convergence_cmd(
-    name: Annotated[str | None, typer.Argument(help="only this study")] = None,
+    name: Annotated[str | None, typer.Argument(help="only this study", callback=valid_name)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Each study's convergence state and why it stopped (as GET /tuning/convergence)."""
@@ -408,7 +409,7 @@ def convergence_cmd(
 
 @study_app.command("show")
 def study_show(
-    name: Annotated[str, typer.Argument(help="study name")],
+    name: NameArg,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a study's trials, Pareto front and knee."""
@@ -443,7 +444,7 @@ def study_show(
 
 @study_app.command("export")
 def study_export(
-    name: Annotated[str, typer.Argument(help="study name")],
+    name: NameArg,
     fmt: Annotated[str, typer.Option("--format", help="json, yaml, sysctl, tuned, systemd or shell")] = "json",
     trial: Annotated[int | None, typer.Option(min=0,
                                               help="trial number (default: the knee of the Pareto front)")] = None,

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from experiments.cli._common import JsonOpt
+from experiments.cli._common import JsonOpt, valid_name
 from experiments.cli._common import fmt as _fmt
 from experiments.cli._common import out as _out
 from experiments.cli._common import paths as _paths
@@ -47,7 +47,8 @@ def apply_cmd(
                                                                          "a sysctl.d .conf file or a TuneD profile")
                       ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would change; write nothing")] = False,
-    study: Annotated[str | None, typer.Option("--study", help="apply a trial of this study instead of a file")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="apply a trial of this study instead of a file",
+                                              callback=valid_name)] = None,
     trial: Annotated[int | None, typer.Option("--trial", min=0,
                                               help="with --study: the trial (default: the study's choice)")] = None,
     as_json: JsonOpt = False,

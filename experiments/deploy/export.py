@@ -29,10 +29,21 @@ option, what a format cannot express); the format modules lay them out, this
 module chooses the trial, builds the document every format renders and writes
 the files. :func:`experiments.deploy.deployed.read_deployed` inverts the same
 declarations.
+
+The study database is data, not code: before any format sees the document,
+:func:`check_document` refuses a knob name that is not a plain knob name
+(:data:`KNOB_NAME`, the characters of the registry's names and fields), a sysctl
+key that is not a plain dotted name (:data:`SYSCTL_KEY`), and a value that is not
+a boolean, a finite number, a plain word (:data:`PLAIN_VALUE`) or a list of
+those, so no name or value can carry a newline, a ``[section]``, an ``=``, a
+quote or a shell metacharacter into a file. Files are written
+by :func:`experiments.safefs.write_file` (a private temporary file, then a rename;
+a symbolic link at the target is refused).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from datetime import UTC, datetime
@@ -43,9 +54,11 @@ from optuna.trial import TrialState
 
 from collectors.errors import NovatuneError
 from experiments.deploy.formats import FORMATS as _FORMATS
+from experiments.safefs import write_file
 from experiments.study.results import StudyView
 
-__all__ = ["FILENAMES", "FORMATS", "ExportError", "ExportRequestError", "choose_trial", "render", "write_export"]
+__all__ = ["FILENAMES", "FORMATS", "KNOB_NAME", "PLAIN_VALUE", "SYSCTL_KEY", "ExportError", "ExportRequestError",
+           "check_document", "choose_trial", "render", "write_export"]
 
 #: the format names, in listing order
 FORMATS: tuple[str, ...] = tuple(_FORMATS)
@@ -55,6 +68,14 @@ FILENAMES: dict[str, str] = {f.name: f.filename for f in _FORMATS.values()}
 
 #: a stock TuneD profile name for ``include=`` (TuneD's own ``safe_name``, minus leading dots)
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+#: a knob name every format carries as is: the characters of the registry's names and of their ``<field>`` parts
+#: (a device, an interface, an IRQ), no ``..``; a study may hold a sysctl no family declares any more
+KNOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
+#: a sysctl key (``net.ipv4.tcp_fin_timeout``): dotted plain words
+SYSCTL_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+#: a knob value as text that every format carries as is: a scheduler, a THP mode, a CPU list or mask, a
+#: governor, an instance type (no space, quote, ``=``, ``[``, ``%``, ``$``, ``#``, newline or other control)
+PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.,:+-]{1,4096}")
 
 
 class ExportError(NovatuneError, ValueError):
@@ -104,13 +125,63 @@ def _exported_at() -> str:
     return when.isoformat(timespec="seconds")
 
 
+def _plain_scalar(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int | float):
+        return math.isfinite(value)
+    return isinstance(value, str) and PLAIN_VALUE.fullmatch(value) is not None
+
+
+def _value_problem(value: Any) -> str | None:
+    if isinstance(value, list | tuple):
+        if 0 < len(value) <= 16 and all(_plain_scalar(v) and not isinstance(v, list | tuple) for v in value):
+            return None
+    elif _plain_scalar(value):
+        return None
+    return ("its value is not a boolean, a finite number, a plain word of letters, digits and '_.,:+-' "
+            "or a list of those")
+
+
+def check_document(view: StudyView, knobs: dict[str, Any]) -> None:
+    """Refuse what a study database could smuggle into an export: every knob name must be plain
+    (:data:`KNOB_NAME`, no ``..``), its recorded sysctl key (when it has one) a dotted plain name of at
+    most 128 characters (:data:`SYSCTL_KEY`), its value plain (:func:`_value_problem`).
+
+    Raises:
+        ExportError: naming each knob refused, and what is allowed (exit 2, HTTP 409).
+    """
+    problems = []
+    keys = view.attrs.get("sysctl_keys") or {}
+    if not isinstance(keys, dict):
+        problems.append("its sysctl_keys are not a mapping of knob names to sysctl keys")
+        keys = {}
+    for name, value in knobs.items():
+        shown = ascii(name)[:80]
+        if not isinstance(name, str) or not KNOB_NAME.fullmatch(name) or ".." in name:
+            problems.append(f"{shown} is not a knob name (letters, digits and '_.:-', at most 128, no '..')")
+            continue
+        key = keys.get(name)
+        if key is not None and not (isinstance(key, str) and len(key) <= 128 and SYSCTL_KEY.fullmatch(key)):
+            problems.append(f"{shown}: its sysctl key {ascii(key)[:80]} is not a dotted name of letters, digits, "
+                            "'_' and '-'")
+        why = _value_problem(value)
+        if why:
+            problems.append(f"{shown}: {why}, got {ascii(value)[:80]}")
+    if problems:
+        raise ExportError(f"study {view.name!r} cannot be exported: its database holds what no export may carry: "
+                          + "; ".join(problems))
+
+
 def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
+    knobs = view.knob_values(t)
+    check_document(view, knobs)
     return {
         "format": "novatune.config/v1",
         "study": view.name,
         "trial": t.number,
         "chosen_by": chosen_by,
-        "knobs": view.knob_values(t),
+        "knobs": knobs,
         "objectives": dict(zip(view.objectives, t.values)),
         "metrics": t.user_attrs.get("metrics", {}),
         "exported_at": _exported_at(),
@@ -145,16 +216,6 @@ def render(view: StudyView, fmt: str, *, trial: int | None = None, include: str 
     return _FORMATS[fmt].render(view, _document(view, t, chosen_by), include)
 
 
-def _write_atomic(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def _is_directory(dest: str | Path, fmt: str) -> bool:
     """Whether ``dest`` names a directory to write :data:`FILENAMES` ``[fmt]`` into: an existing
     directory, a path written with a trailing ``/``, or (systemd) a drop-in directory ``UNIT.d``."""
@@ -171,10 +232,13 @@ def write_export(
     ``tuned``: ``dest`` is the profile directory (created) that gets ``tuned.conf``. Other formats:
     ``dest`` is the file, or a directory in which :data:`FILENAMES` ``[fmt]`` is created: an existing
     one, a path ending in ``/``, or for ``systemd`` a drop-in directory (``myapp.service.d``), created
-    when missing. The shell script is made executable.
+    when missing. The shell script is made executable. Each file is written by
+    :func:`experiments.safefs.write_file`: a private temporary file beside it, then a rename; its mode is
+    the format's less the umask (0600 / 0700 under novatune's own umask 077).
 
     Raises:
         ExportError: as :func:`render`, or ``dest`` cannot be written.
+        UnsafeLocation: the file to write is a symbolic link (refused, not followed).
     """
     text = render(view, fmt, trial=trial, include=include)
     spec = _FORMATS[fmt]
@@ -194,7 +258,7 @@ def write_export(
         else:
             path = dest
             path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, text, spec.mode)
+        write_file(path, text.encode("utf-8"), mode=spec.mode)
     except OSError as err:
         raise ExportError(f"cannot write the {fmt} export to {dest}: {err}") from None
     return [path]

@@ -1,9 +1,15 @@
 """Background studies: launch, watch, stop, delete and resume them.
 
 Each background study runs in a worker process of its own
-(``python -m experiments.study.worker NAME``, a new session), so a study's CPU work
+(``python -P -m experiments.study.worker NAME``, a new session), so a study's CPU work
 never slows the API and a stop is a plain SIGTERM: the runner restores the
 trial's knobs in its ``finally`` blocks, then the worker records ``stopped``.
+The worker starts in ``/`` with ``-P`` and novatune's own package directory first
+on ``PYTHONPATH``: nothing in the data directory (or any working directory) is
+importable by it.
+
+A study's name is one path component (:func:`experiments.settings.check_name`),
+checked when the study is claimed and before anything is deleted.
 
 The registry is a small SQLite file (``service.db`` in the data directory)
 shared by the service and the CLI. Its rows say who runs which study, with
@@ -36,8 +42,9 @@ from typing import Any
 from actuators import Catalog, Journal, Knob, UnknownKnob, recover
 from actuators.journal import process_ctime, same_process
 from collectors.errors import NovatuneError
+from collectors.workloads.process import child_env
 from experiments.holds import KnobHeld, KnobHolds
-from experiments.settings import Paths
+from experiments.settings import Paths, check_name
 from experiments.spec import StudySpec
 from experiments.study.results import StudyNotFound
 
@@ -234,14 +241,14 @@ class StudyManager:
                 )
             existing = self._existing_names(c)
             if name is not None:
-                if name in existing:
+                if check_name(name) in existing:
                     raise StudyConflict(f"a study named {name!r} exists already; choose another name, or leave "
                                         "the name out to get the next free one")
             else:
-                name, n = spec.name, 1
+                name, n = check_name(spec.name, what="the spec's name"), 1
                 while name in existing:
                     n += 1
-                    name = f"{spec.name}-{n}"
+                    name = f"{spec.name[:63 - len(str(n))]}-{n}"  # a free name is a valid name (64 at most)
             n_trials = trials if trials is not None else spec.budget.trials
             c.execute(
                 "INSERT INTO studies (name, state, managed, pid, pid_ctime, knobs, shared, spec, trials, created, "
@@ -277,15 +284,16 @@ class StudyManager:
     def _spawn(self, name: str) -> None:
         log_dir = self.paths.study_dir(name)
         log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "NOVATUNE_HOME": str(self.paths.home)}
+        # novatune's own packages first on the path; -P: no working directory (nor the script's) on it
+        env = {**child_env(), "NOVATUNE_HOME": str(self.paths.home)}
         if self.tracking_uri:
             env["NOVATUNE_MLFLOW_TRACKING_URI"] = self.tracking_uri
         with open(log_dir / "worker.log", "ab") as logf:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "experiments.study.worker", name],
+                [sys.executable, "-P", "-m", "experiments.study.worker", name],
                 env=env, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in the service's terminal is not the study's stop
-                cwd=str(self.paths.home),
+                cwd="/",  # never the data directory: nothing there is importable
             )
         self._children[name] = proc
         self.update(name, pid=proc.pid, pid_ctime=process_ctime(proc.pid))
@@ -338,6 +346,7 @@ class StudyManager:
 
         import optuna
 
+        victim = self.paths.study_dir(name)  # a valid name under runs/, checked before anything goes
         rec = self.record(name)
         if rec is not None and (rec.state in ACTIVE or rec.state == "interrupted"):
             if not rec.managed and rec.alive():
@@ -354,7 +363,7 @@ class StudyManager:
             raise StudyNotFound(f"no study named {name!r}")
         with self._conn() as c:
             c.execute("DELETE FROM studies WHERE name = ?", (name,))
-        shutil.rmtree(self.paths.study_dir(name), ignore_errors=True)
+        shutil.rmtree(victim, ignore_errors=True)
         return {"name": name, "deleted": True, "mlflow_experiment": f"novatune/{name} (kept)"}
 
     def get(self, name: str) -> StudyRecord:

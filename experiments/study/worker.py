@@ -1,6 +1,8 @@
-"""The process that runs one background study: ``python -m experiments.study.worker NAME``.
+"""The process that runs one background study: ``python -P -m experiments.study.worker NAME``.
 
-Started by :class:`experiments.study.manager.StudyManager` in a session of its own.
+Started by :class:`experiments.study.manager.StudyManager` in a session of its own, in ``/`` (nothing
+in the data directory is importable), with umask 077 (what it writes is private) and a checked name and
+data directory.
 SIGTERM (a stop, or the service shutting down) raises in the runner, which
 restores the trial's knobs in its ``finally`` blocks; only then does this
 process record the study's end state in the registry.
@@ -12,7 +14,9 @@ import logging
 import os
 import sys
 
-from experiments.settings import Paths
+from collectors.errors import NovatuneError
+from experiments.safefs import PRIVATE_UMASK
+from experiments.settings import Paths, check_name
 from experiments.study.manager import StudyManager
 
 
@@ -22,13 +26,18 @@ def main(argv: list[str]) -> int:
     from experiments.study.prepare import prepare
     from experiments.study.runner import StudyRunner
 
+    os.umask(PRIVATE_UMASK)  # the journal, the databases, the runs and the artifacts are this user's alone
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(argv) != 1:
-        print("usage: python -m experiments.study.worker STUDY", file=sys.stderr)
+        print("usage: python -P -m experiments.study.worker STUDY", file=sys.stderr)
         return 2
-    name = argv[0]
-    paths = Paths.default()
-    mgr = StudyManager(paths)
+    try:
+        name = check_name(argv[0])
+        paths = Paths.default()
+        mgr = StudyManager(paths)
+    except NovatuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     rec = mgr.record(name)
     if rec is None:
         print(f"no registered study {name!r}", file=sys.stderr)

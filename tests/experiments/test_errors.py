@@ -51,6 +51,8 @@ TABLE = {
     "TokenRequired": (2, 401),
     "TooManyAuthFailures": (2, 429),
     "InsecureBind": (2, 422),
+    "UnsafeLocation": (2, 409),
+    "InvalidName": (2, 422),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
@@ -58,7 +60,7 @@ BUILTIN_BASES = {
     "UnknownKnob": LookupError, "OutOfBounds": ValueError, "SpecError": ValueError, "ConfigError": ValueError,
     "SettingsError": ValueError, "StudyNotFound": LookupError, "ExportError": ValueError,
     "ExportRequestError": ValueError, "ApplyError": ValueError, "ApplyConflict": ValueError,
-    "ApplicationNotFound": LookupError,
+    "ApplicationNotFound": LookupError, "InvalidName": ValueError,
 }
 
 

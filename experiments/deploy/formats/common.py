@@ -34,7 +34,7 @@ def _objective_text(doc: dict[str, Any]) -> str:
     parts = []
     for k, v in doc["objectives"].items():
         parts.append(f"{k}={v:.6g}" if isinstance(v, (int, float)) else f"{k}={v}")
-    return ", ".join(parts) or "(none)"
+    return one_line(", ".join(parts)) or "(none)"  # a comment line: a newline in a stored name stays inside
 
 
 def header(fmt: str, install: str | None, doc: dict[str, Any]) -> list[str]:
