@@ -58,7 +58,9 @@ log = logging.getLogger(__name__)
 
 
 def process_ctime(pid: int) -> float | None:
-    """psutil create time of ``pid``; None when it does not exist (or is a zombie)."""
+    """psutil create time of ``pid``; None when it does not exist (or is a zombie, or is no pid at all)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
     try:
         p = psutil.Process(pid)
         if p.status() == psutil.STATUS_ZOMBIE:
@@ -74,9 +76,9 @@ CTIME_TOLERANCE_S = 0.05
 
 def same_process(pid: Any, ctime: Any) -> bool:
     """Whether ``pid`` is alive and still the process created at ``ctime`` (a reused pid is not)."""
-    if pid is None or ctime is None:
-        return False
-    now = process_ctime(int(pid))
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(ctime, (int, float)):
+        return False  # a record's field of another type (a journal is only bytes) names no process
+    now = process_ctime(pid)
     return now is not None and abs(now - float(ctime)) < CTIME_TOLERANCE_S
 
 

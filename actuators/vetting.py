@@ -413,4 +413,6 @@ def vet_intent(intent: KnobIntent, root: SysRoot) -> Vetted:
         raise Refused(f"{_label(intent)}: {err}") from None
     except (ActuatorError, OSError) as err:  # a listing or a read failed: judged later, nothing written now
         raise ActuatorError(f"{_label(intent)}: cannot be checked here (nothing written): {err}") from None
+    except (ValueError, TypeError, KeyError, IndexError) as err:  # fields of another shape than the knob's
+        raise Refused(f"{_label(intent)}: malformed: {err}") from None
     return Vetted(m.name, m.family.name, gone)

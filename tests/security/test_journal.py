@@ -125,6 +125,12 @@ def test_recover_refuses_hostile_records_writes_nothing_and_kills_no_stranger(
     journal.append({"run": "evil", "kind": "cgroup", "event": "created", "target": "sys/fs/cgroup/cpu/system.slice",
                     "root": str(root.root), "version": 1})
     _dead(journal)
+    with open(journal.path, "a") as f:  # fields of other types than any writer's: judged, never crash recover
+        f.write(json.dumps({"seq": 99, "run": "odd", "kind": "process", "event": "created", "target": "1 -1",
+                            "owner_pid": "abc", "owner_ctime": "x"}) + "\n")
+        f.write(json.dumps({"seq": 100, "run": "odd", "kind": "knob", "event": "intent", "knob": "vm.swappiness",
+                            "target": "proc/sys/vm/swappiness", "old": ["1000"], "root": str(root.root),
+                            "owner_pid": -1}) + "\n")
 
     monkeypatch.setenv("NOVATUNE_HOME", str(paths.home))
     # `novatune recover` acts on the fake tree (the module, not the function the package re-exports)
@@ -141,6 +147,7 @@ def test_recover_refuses_hostile_records_writes_nothing_and_kills_no_stranger(
     assert "pid 1 is never signalled" in refused and "pid 2 is kthreadd" in refused
     assert f"pid {os.getpid()} is novatune itself" in refused and "-1" in refused
     assert "sys/fs/cgroup/cpu/system.slice" in refused and "not a novatune cgroup" in refused
+    assert "'1 -1' is not a pid" in refused and "no raw old content recorded" in refused
     outcomes = {(k["knob"], k["outcome"]) for k in report["knobs"]}
     assert ("vm.dirty_ratio", "restored") in outcomes
     assert tree_bytes(root.root) == before  # the legit change undone, and not one other byte changed
