@@ -4,7 +4,11 @@ cgroup v1 (``cpu`` controller, ``/sys/fs/cgroup/cpu/novatune-<name>``) is used
 when mounted, else cgroup v2 (``/sys/fs/cgroup/novatune-<name>``). On v1 the
 ``memory`` and ``cpuset`` controllers get a directory of the same name when
 asked for (``controllers=``). Every directory is journaled as the run's
-resource BEFORE mkdir, so ``recover`` can remove it.
+resource BEFORE mkdir, so ``recover`` can remove it. Only such directories
+(``novatune-<name>`` directly under a hierarchy's root, see
+:func:`actuators.ownership.novatune_cgroup`) are ever emptied, removed or
+re-tuned from a journal record; :meth:`WorkloadCgroup.of_file` is how a record's
+file is bound back to its cgroup.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from actuators.base import Domain, Knob, Token
-from actuators.errors import ActuatorError, KnobUnavailable
+from actuators.errors import ActuatorError, KnobUnavailable, OutOfBounds, UnsafePath
 from actuators.journal import Journal
+from actuators.ownership import never_signal, novatune_cgroup
 from actuators.sysroot import SysRoot
 
 __all__ = ["VcpusKnob", "WorkloadCgroup", "kill_cgroup_tasks"]
@@ -41,23 +46,35 @@ _V1_EXTRA = {
 
 
 def kill_cgroup_tasks(root: SysRoot, rel: str, *, timeout_s: float = 5.0) -> list[int]:
-    """SIGKILL every process of the cgroup ``rel`` and wait until it is empty.
+    """SIGKILL every process of the novatune cgroup ``rel`` and wait until it is empty.
 
     Only on the real host: on a fake tree ``cgroup.procs`` is a plain file whose
-    pids mean nothing, so nothing is signalled.
+    pids mean nothing, so nothing is signalled. Never pid 1, a kernel thread,
+    novatune itself or an ancestor (:func:`actuators.ownership.never_signal`),
+    whatever cgroup they sit in.
 
     Returns:
         the pids signalled.
     Raises:
+        UnsafePath: ``rel`` is not a novatune cgroup directory (nothing is signalled).
         ActuatorError: tasks remain after ``timeout_s``.
     """
+    novatune_cgroup(rel)
     procs = f"{rel}/cgroup.procs"
     if not root.is_host or not root.exists(procs):
         return []
     killed: list[int] = []
+    spared: set[int] = set()
     deadline = time.monotonic() + timeout_s
     while True:
-        pids = [int(x) for x in root.read(procs).split()]
+        pids = []
+        for pid in (int(x) for x in root.read(procs).split()):
+            why = never_signal(pid)
+            if why is None:
+                pids.append(pid)
+            elif pid not in spared:
+                spared.add(pid)
+                log.warning("not signalling %s in %s: %s", pid, root.path(rel), why)
         if not pids:
             return killed
         if time.monotonic() > deadline:
@@ -75,7 +92,9 @@ def kill_cgroup_tasks(root: SysRoot, rel: str, *, timeout_s: float = 5.0) -> lis
 class WorkloadCgroup:
     """A cgroup a run owns. Build it with :meth:`create`."""
 
-    def __init__(self, *, name: str, rel: str, version: int, root: SysRoot, journal: Journal, run_id: str) -> None:
+    def __init__(
+        self, *, name: str, rel: str, version: int, root: SysRoot, journal: Journal | None, run_id: str
+    ) -> None:
         self.name = name
         self.rel = rel
         self.version = version
@@ -155,6 +174,42 @@ class WorkloadCgroup:
                 raise
         return cg
 
+    @classmethod
+    def of_file(cls, root: SysRoot, rel: str) -> WorkloadCgroup | None:
+        """The novatune cgroup a file ``rel`` (as a journal record names it) belongs to, bound for reading
+        and re-tuning its files only (it journals nothing and cannot be removed); None when its
+        directory is gone.
+
+        Raises:
+            UnsafePath: ``rel`` is not a file directly in a novatune cgroup directory
+                (``sys/fs/cgroup/[<controller>/]novatune-<name>/<file>``), or that directory is a symlink.
+        """
+        d, _, leaf = rel.rpartition("/") if isinstance(rel, str) else ("", "", "")
+        ctl, dirname = novatune_cgroup(d)
+        if not re.fullmatch(r"[A-Za-z0-9_.]{1,64}", leaf) or leaf in (".", ".."):
+            raise UnsafePath(f"refused cgroup file {rel!r}: not a control file")
+        if root.path(d).is_symlink():
+            raise UnsafePath(f"refused cgroup {d!r}: a symlink")
+        if not root.is_dir(d):
+            return None
+        name = dirname[len("novatune-"):]
+        if ctl is None:
+            return cls(name=name, rel=d, version=2, root=root, journal=None, run_id="")
+        cpu_rel = f"{_V1_CPU}/{dirname}"
+        cg = cls(name=name, rel=cpu_rel, version=1, root=root, journal=None, run_id="")
+        for extra in _V1_EXTRA:
+            base = f"sys/fs/cgroup/{extra}"
+            if os.path.realpath(root.path(base)) == os.path.realpath(root.path(_V1_CPU)):
+                cg.dirs[extra] = cpu_rel
+            elif root.is_dir(f"{base}/{dirname}"):
+                cg.dirs[extra] = f"{base}/{dirname}"
+        return cg
+
+    def _journal(self) -> Journal:
+        if self.journal is None:
+            raise ActuatorError(f"{self.path}: a cgroup read from a journal record is not this process's to change")
+        return self.journal
+
     def _add_v1(self, ctl: str) -> None:
         if ctl not in _V1_EXTRA:
             raise ActuatorError(f"unknown cgroup controller {ctl!r}; allowed: cpu, {', '.join(_V1_EXTRA)}")
@@ -168,11 +223,12 @@ class WorkloadCgroup:
         path = self.root.path(rel)
         if path.exists():
             raise ActuatorError(f"{path} exists already (left by a killed run? run `novatune recover`)")
-        self.journal.record_cgroup(self.run_id, rel, root=str(self.root.root), version=1)
+        journal = self._journal()
+        journal.record_cgroup(self.run_id, rel, root=str(self.root.root), version=1)
         try:
             os.mkdir(path, 0o755)
         except OSError as err:
-            self.journal.release_cgroup(self.run_id, rel, note=f"mkdir failed: {err}")
+            journal.release_cgroup(self.run_id, rel, note=f"mkdir failed: {err}")
             raise ActuatorError(f"cannot create cgroup {path}: {err.strerror or err}") from err
         self.dirs[ctl] = rel
         if ctl == "cpuset":  # an empty cpuset cannot take tasks: start from the parent's
@@ -223,11 +279,12 @@ class WorkloadCgroup:
         """
         if self.removed:
             return
+        journal = self._journal()
         for rel in reversed(list(dict.fromkeys(self.dirs.values()))):
             if self.root.path(rel).exists():
                 kill_cgroup_tasks(self.root, rel)
                 self.root.rmdir(rel)
-            self.journal.release_cgroup(self.run_id, rel)
+            journal.release_cgroup(self.run_id, rel)
         self.removed = True
         if self.enabled_in_parent:
             control = f"{_V2}/cgroup.subtree_control"
@@ -238,7 +295,7 @@ class WorkloadCgroup:
                     notes.append(f"{c} disabled again")
                 except ActuatorError as err:  # another cgroup uses it now: leave it on
                     notes.append(f"{c} left enabled: {err}")
-            self.journal.release_cgroup(self.run_id, control, note="; ".join(notes))
+            journal.release_cgroup(self.run_id, control, note="; ".join(notes))
 
 
 def _words(root: SysRoot, rel: str) -> list[str]:
@@ -314,6 +371,38 @@ class VcpusKnob(Knob):
     @property
     def journal_root(self) -> str | None:
         return str(self.cgroup.root.root) if self.cgroup is not None else None
+
+    @property
+    def journal_target(self) -> str | None:
+        return self._files()[1] if self.cgroup is not None else None
+
+    def check_old(self, raw: str) -> None:
+        """Whether ``raw`` (the quota file's old content, as journaled) is one this knob may write back:
+        no limit (``-1`` / ``max``), or a quota within the hard bounds, with a period of 1 ms .. 1 s.
+
+        Raises:
+            OutOfBounds: anything else (the message says what is allowed).
+        """
+        words = raw.split()
+        allowed = "allowed: -1 or a quota (v1), 'max PERIOD' or 'QUOTA PERIOD' (v2), period 1000..1000000 us"
+        try:
+            root, _, period_rel = self._files()
+            if period_rel is not None:
+                if len(words) != 1:
+                    raise ValueError(raw)
+                quota, period = int(words[0]), int(root.read(period_rel).split()[0])
+                unlimited = quota == -1
+            else:
+                if len(words) != 2:
+                    raise ValueError(raw)
+                unlimited, period = words[0] == "max", int(words[1])
+                quota = 0 if unlimited else int(words[0])
+        except (ValueError, IndexError, ActuatorError):
+            raise OutOfBounds(f"{self.name}: {raw!r} is not a quota; {allowed}") from None
+        if not 1000 <= period <= 1_000_000:
+            raise OutOfBounds(f"{self.name}: period {period} in {raw!r}; {allowed}")
+        if not unlimited:
+            self.normalise(quota / period)
 
     def read(self) -> float:
         q, p, _ = self._quota_period()

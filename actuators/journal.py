@@ -32,10 +32,12 @@ same as typed records (:mod:`actuators.records`, the one place they are parsed).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -46,7 +48,8 @@ from typing import Any
 import psutil
 
 from actuators.base import Token
-from actuators.errors import ActuatorError
+from actuators.errors import ActuatorError, UnsafePath
+from actuators.ownership import boot_id, process_starttime
 from actuators.records import KEPT_EVENT, OPENING_EVENTS, JournalView, KnobIntent
 
 __all__ = ["KEPT_EVENT", "OPENING_EVENTS", "Journal", "process_ctime", "same_process"]
@@ -55,7 +58,9 @@ log = logging.getLogger(__name__)
 
 
 def process_ctime(pid: int) -> float | None:
-    """psutil create time of ``pid``; None when it does not exist (or is a zombie)."""
+    """psutil create time of ``pid``; None when it does not exist (or is a zombie, or is no pid at all)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
     try:
         p = psutil.Process(pid)
         if p.status() == psutil.STATUS_ZOMBIE:
@@ -71,10 +76,46 @@ CTIME_TOLERANCE_S = 0.05
 
 def same_process(pid: Any, ctime: Any) -> bool:
     """Whether ``pid`` is alive and still the process created at ``ctime`` (a reused pid is not)."""
-    if pid is None or ctime is None:
-        return False
-    now = process_ctime(int(pid))
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(ctime, (int, float)):
+        return False  # a record's field of another type (a journal is only bytes) names no process
+    now = process_ctime(pid)
     return now is not None and abs(now - float(ctime)) < CTIME_TOLERANCE_S
+
+
+def open_journal(path: Path, flags: int) -> int:
+    """``os.open`` of the journal file, safely: never through a symlink (``O_NOFOLLOW``), never a FIFO or
+    device (``O_NONBLOCK``, then a regular file is required), owned by this user, writable by no one
+    else, and with one name only (a hard link to another file is refused). The file is created 0600.
+
+    Raises:
+        UnsafePath: the file is a symlink, not a regular file, owned by another user, group- or
+            world-writable, or has other names (the message says which and what is required).
+        OSError: it cannot be opened.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise UnsafePath(f"refusing the journal {path}: it is a symlink; it must be a regular file") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        why = None
+        if not stat.S_ISREG(st.st_mode):
+            why = "not a regular file"
+        elif st.st_uid != os.geteuid():
+            why = f"owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})"
+        elif st.st_mode & 0o022:
+            why = f"writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+        elif st.st_nlink != 1:
+            why = f"it has {st.st_nlink} names (a hard link)"
+        if why is not None:
+            raise UnsafePath(f"refusing the journal {path}: {why}; it must be a regular file of this user's, "
+                             "with one name, writable by no one else (0600)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class Journal:
@@ -130,7 +171,7 @@ class Journal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new_file = not self.path.exists()
             with self._lock:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                fd = open_journal(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                     size = os.fstat(fd).st_size
@@ -174,7 +215,7 @@ class Journal:
             ActuatorError: the journal exists but cannot be read.
         """
         try:
-            with open(self.path, "rb") as f:
+            with os.fdopen(open_journal(self.path, os.O_RDONLY), "rb") as f:
                 fcntl.flock(f.fileno(), fcntl.LOCK_SH)
                 data = f.read()
         except FileNotFoundError:
@@ -268,19 +309,24 @@ class Journal:
 
     # -------------------------------------------------------------- processes
     def record_process(self, run_id: str, pid: int, create_time: float | None = None) -> dict[str, Any]:
-        """Record a process the run spawned (recover kills it if the run dies).
+        """Record a process the run spawned (recover kills it if the run dies, and only it).
 
-        ``create_time`` defaults to psutil's; it guards against pid reuse.
+        The record carries the process's start time (``starttime``, clock ticks after boot, from
+        ``/proc/<pid>/stat``) and the boot (``boot_id``): what proves to ``recover`` that the pid is
+        still this process (:func:`actuators.ownership.check_signal`). ``create_time`` (psutil's, the
+        default) is kept for older readers.
 
         Raises:
-            ActuatorError: the process does not exist (and no create time was given).
+            ActuatorError: the process does not exist.
         """
+        starttime = process_starttime(pid)
         if create_time is None:
             create_time = process_ctime(pid)
-            if create_time is None:
-                raise ActuatorError(f"process {pid} does not exist")
+        if create_time is None or starttime is None:
+            raise ActuatorError(f"process {pid} does not exist")
         return self.append(
-            {"run": run_id, "kind": "process", "event": "created", "target": int(pid), "ctime": create_time}
+            {"run": run_id, "kind": "process", "event": "created", "target": int(pid), "ctime": create_time,
+             "starttime": starttime, "boot_id": boot_id()}
         )
 
     def release_process(self, run_id: str, pid: int, *, note: str | None = None) -> dict[str, Any]:

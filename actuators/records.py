@@ -7,9 +7,14 @@ journal (open knob intents, open resources, kept runs, a run's owners) from
 typed records. Session restore, ``recover`` and ``rollback`` read knob
 intents through it and restore them through :func:`actuators.restore.restore_intent`.
 
-Parsing never refuses a record (a record's fields are checked where they are
-used: the restore path); a field of the wrong type reads as None or as
-written. ``raw`` is the record as written, for records that close it.
+Parsing never refuses a record; a field of the wrong type reads as None or as
+written. ``raw`` is the record as written, for records that close it. What a
+record may make novatune do is judged where it is used, in one place each:
+a knob intent by :func:`actuators.vetting.vet_intent` (which
+:func:`actuators.restore.restore_intent` calls first), a process by
+:func:`actuators.ownership.check_signal`, a cgroup by
+:func:`actuators.ownership.novatune_cgroup`. An intent refused there is closed
+with a ``refused`` record (:data:`REFUSED_EVENT`, the reason in ``error``).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "CLOSING_EVENTS",
     "KEPT_EVENT",
     "OPENING_EVENTS",
+    "REFUSED_EVENT",
     "CgroupRecord",
     "JournalView",
     "KnobClosed",
@@ -38,6 +45,10 @@ __all__ = [
 OPENING_EVENTS = frozenset({"begin", "intent", "created"})
 #: the ``event`` of the ``kind: run`` record that marks a run's changes as kept (applied to stay)
 KEPT_EVENT = "kept"
+#: the ``event`` that closes an intent refused on replay (it named something novatune would not write)
+REFUSED_EVENT = "refused"
+#: events that close a knob intent: put back, or refused for good (never written)
+CLOSING_EVENTS = frozenset({"restored", REFUSED_EVENT})
 
 
 def _str(value: Any) -> str | None:
@@ -96,7 +107,8 @@ class KnobIntent(Record):
 
 @dataclass(frozen=True)
 class KnobClosed(Record):
-    """``kind: knob`` ``applied`` / ``restored`` / ``restore_failed``: closes the intent whose ``seq`` is ``ref``."""
+    """``kind: knob`` ``applied`` / ``restored`` / ``restore_failed`` / ``refused``: about the intent whose ``seq``
+    is ``ref`` (``restored`` and ``refused`` close it)."""
 
     knob: str | None = None
     target: Any = None
@@ -114,9 +126,13 @@ class ResourceRecord(Record):
 
 @dataclass(frozen=True)
 class ProcessRecord(ResourceRecord):
-    """``kind: process``: a process the run spawned (``target`` its pid, ``ctime`` its create time)."""
+    """``kind: process``: a process the run spawned (``target`` its pid, ``ctime`` its create time,
+    ``starttime`` its start time in clock ticks after boot and ``boot_id`` the boot: None in records
+    of older versions)."""
 
     ctime: float | None = None
+    starttime: int | None = None
+    boot_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,7 +195,8 @@ def parse_record(raw: dict[str, Any]) -> Record:
         return _knob(raw, base)
     common = {**base, "target": raw.get("target"), "note": _str(raw.get("note"))}
     if kind == "process":
-        return ProcessRecord(**common, ctime=_float(raw.get("ctime")))
+        return ProcessRecord(**common, ctime=_float(raw.get("ctime")), starttime=_int(raw.get("starttime")),
+                             boot_id=_str(raw.get("boot_id")))
     if kind == "cgroup":
         controllers = raw.get("controllers")
         return CgroupRecord(**common, root=_str(raw.get("root")), version=_int(raw.get("version")),
@@ -223,9 +240,9 @@ class JournalView:
         return JournalView(r for r in self.records if r.run == run)
 
     def open_intents(self, run: str | None = None) -> list[KnobIntent]:
-        """Intents not followed by a ``restored`` record, in journal order (an intent never marked
-        applied is open too: the write may have happened)."""
-        closed = {r.ref for r in self.records if isinstance(r, KnobClosed) and r.event == "restored"}
+        """Intents not followed by a ``restored`` (or ``refused``) record, in journal order (an intent
+        never marked applied is open too: the write may have happened)."""
+        closed = {r.ref for r in self.records if isinstance(r, KnobClosed) and r.event in CLOSING_EVENTS}
         return [r for r in self.records
                 if isinstance(r, KnobIntent) and r.seq not in closed and (run is None or r.run == run)]
 

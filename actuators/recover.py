@@ -3,10 +3,16 @@
 Works from the journal alone, without a catalog: each open entry records the
 file (relative to a root) and its raw old content, or the per-thread affinity
 masks; the typed reader (:mod:`actuators.records`) reads it and the one
-restore path (:mod:`actuators.restore`) puts it back. Targets outside the
-restorable trees (``/proc/sys``, ``/proc/irq``, ``/sys/kernel/mm``,
-``/sys/block``, ``/sys/fs/cgroup``, ``/sys/devices/system/cpu``) under the
-root are refused. Idempotent: a second call finds
+restore path (:mod:`actuators.restore`) puts it back. Nothing a record says is
+trusted: every knob intent is re-validated as a fresh apply would be
+(:func:`actuators.vetting.vet_intent`: its knob, its exact file, its old value
+within the hard bounds), a process is killed only when it is provably the one
+the run spawned (:func:`actuators.ownership.check_signal`: recorded start time,
+or a novatune cgroup; never pid 1, kernel threads or novatune itself), a cgroup
+is emptied and removed only when it is a novatune cgroup, a scratch directory
+deleted only when it is ``novatune-*`` in the temp dir. What is refused is
+reported (``report.refused``, the log) and never touched; a refused intent is
+closed with a ``refused`` record. Idempotent: a second call finds
 nothing open. Runs marked kept (applied to stay, see :mod:`actuators.journal`)
 are never restored here, not even with ``force``: ``novatune rollback`` undoes them.
 """
@@ -14,9 +20,7 @@ are never restored here, not even with ``force``: ``novatune rollback`` undoes t
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import signal
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,14 +29,18 @@ from typing import Any
 
 from actuators.cgroup import kill_cgroup_tasks
 from actuators.errors import ActuatorError, UnsafePath
-from actuators.journal import Journal, process_ctime, same_process
-from actuators.records import CgroupRecord, JournalView, KnobIntent, ProcessRecord, ResourceRecord
-from actuators.restore import Skipped, check_root, restore_intent
+from actuators.journal import Journal, same_process
+from actuators.ownership import check_signal, kill_verified, novatune_cgroup, process_starttime
+from actuators.records import REFUSED_EVENT, CgroupRecord, JournalView, KnobIntent, ProcessRecord, ResourceRecord
+from actuators.restore import Refused, Skipped, check_root, restore_intent
 from actuators.sysroot import SysRoot
 
 __all__ = ["RecoverReport", "recover"]
 
 log = logging.getLogger(__name__)
+
+#: the v2 root's subtree_control: where a run enables the controllers it needs (and recover disables them)
+_V2_CONTROL = "sys/fs/cgroup/cgroup.subtree_control"
 
 
 @dataclass
@@ -40,13 +48,15 @@ class RecoverReport:
     """What :func:`recover` did.
 
     ``restored``/``failed``/``skipped`` name journal entries (``run: knob target``);
+    ``refused`` names every record that named something novatune would not write,
+    kill or remove (a knob intent, a process, a cgroup, a scratch directory), with why;
     ``skipped_live`` lists runs whose owner is still alive (not touched without
     ``force``); ``kept`` the runs with open entries left alone because they were
     applied to stay; ``killed`` the pids killed; ``cgroups_removed`` the cgroup
     directories removed; ``scratch_removed`` the scratch directories deleted;
     ``runs`` the runs recovered. ``knobs`` has one dict per open knob entry, in
     the order handled: ``run``, ``knob``, ``target``, ``seq``, ``outcome``
-    (``restored`` | ``gone`` | ``failed`` | ``skipped``) and ``detail``.
+    (``restored`` | ``gone`` | ``failed`` | ``skipped`` | ``refused``) and ``detail``.
     """
 
     restored: list[str] = field(default_factory=list)
@@ -59,6 +69,7 @@ class RecoverReport:
     runs: list[str] = field(default_factory=list)
     knobs: list[dict[str, Any]] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -80,16 +91,20 @@ class _DeadRun:
     scratch: list[ResourceRecord]
 
 
-def _kill(pid: int, *, timeout_s: float = 5.0) -> bool:
-    """SIGKILL ``pid`` and wait until it is gone (a zombie counts as gone)."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
+def _kill(pid: int, starttime: int, *, timeout_s: float = 5.0) -> bool:
+    """SIGKILL ``pid`` if it still has ``starttime``, and wait until it is gone (a zombie counts as gone)."""
+    if not kill_verified(pid, starttime):
         return False
     deadline = time.monotonic() + timeout_s
-    while process_ctime(pid) is not None and time.monotonic() < deadline:
+    while process_starttime(pid) == starttime and time.monotonic() < deadline:
         time.sleep(0.02)
     return True
+
+
+def _refuse(report: RecoverReport, what: str) -> None:
+    """Report a refused record (and log it: the service's log, the CLI's stderr)."""
+    report.refused.append(what)
+    log.warning("recover refused %s", what)
 
 
 def _close(journal: Journal, e: KnobIntent, event: str, *, error: str | None = None) -> None:
@@ -125,16 +140,23 @@ def _select(view: JournalView, report: RecoverReport, force: bool) -> tuple[list
 
 
 def _kill_processes(journal: Journal, runs: list[_DeadRun], report: RecoverReport) -> None:
-    """The runs' processes, so nothing changes a setting back under us (pid AND create time must match)."""
-    me = os.getpid()
+    """The runs' processes, so nothing changes a setting back under us: only those provably the run's
+    (:func:`actuators.ownership.check_signal`); the others are reported and left alone."""
     for dead in runs:
         for p in dead.procs:
-            pid = int(p.target)
+            check = check_signal(p.target, starttime=p.starttime, boot=p.boot_id, ctime=p.ctime)
             note = "gone"
-            if pid != me and same_process(pid, p.raw.get("ctime")) and _kill(pid):
-                report.killed.append(pid)
+            if check.verdict == "refused":
+                _refuse(report, f"{dead.run}: process {p.target!r} (record {p.seq}): not killed: {check.why}")
+                note = f"not killed: {check.why}"
+            elif check.verdict == "ok" and check.starttime is not None and _kill(p.target, check.starttime):
+                report.killed.append(p.target)
                 note = "killed"
-            journal.release_process(dead.run, pid, note=f"recover: {note}")
+            if isinstance(p.target, int) and not isinstance(p.target, bool):
+                journal.release_process(dead.run, p.target, note=f"recover: {note}")
+            else:
+                journal.append({"run": dead.run, "kind": "process", "event": "released", "target": p.target,
+                                "note": f"recover: {note}"})
 
 
 def _restore_knobs(journal: Journal, entries: list[KnobIntent], root: SysRoot, report: RecoverReport) -> None:
@@ -145,6 +167,11 @@ def _restore_knobs(journal: Journal, entries: list[KnobIntent], root: SysRoot, r
         row: dict[str, Any] = {"run": run, "knob": e.knob, "target": e.target, "seq": e.seq}
         try:
             how = restore_intent(e, root)
+        except Refused as why:
+            _refuse(report, str(why))
+            report.knobs.append({**row, "outcome": "refused", "detail": str(why)})
+            _close(journal, e, REFUSED_EVENT, error=str(why))
+            continue
         except Skipped as why:
             report.skipped.append(f"{label} ({why})")
             report.knobs.append({**row, "outcome": "skipped", "detail": str(why)})
@@ -165,22 +192,27 @@ def _release_cgroup(c: CgroupRecord, root: SysRoot, report: RecoverReport) -> No
 
     Raises:
         Skipped: recorded under another root.
-        UnsafePath: outside ``sys/fs/cgroup``, or a controller novatune never enables.
+        UnsafePath: not a novatune cgroup (nor the v2 root's ``cgroup.subtree_control``), a symlink,
+            or a controller novatune never enables.
         ActuatorError, OSError: removal failed.
     """
     rel = str(c.target)
     check_root(c.root, root)
-    if not rel.startswith("sys/fs/cgroup/"):
-        raise UnsafePath(f"refused cgroup {rel!r}")
-    if rel.endswith("/cgroup.subtree_control"):
-        for ctl in reversed(list(c.raw.get("controllers") or ["cpu"])):
-            if ctl not in ("cpu", "memory", "cpuset"):
-                raise UnsafePath(f"refused controller {ctl!r} in {rel}")
+    if rel == _V2_CONTROL:
+        controllers = list(c.controllers or ("cpu",))
+        bad = [ctl for ctl in controllers if ctl not in ("cpu", "memory", "cpuset")]
+        if bad:
+            raise UnsafePath(f"refused controllers {bad} in {rel}: novatune enables only cpu, memory and cpuset")
+        for ctl in reversed(controllers):
             try:
                 root.write(rel, f"-{ctl}")
             except ActuatorError as err:  # still used by others: leave it
                 log.info("leaving %s enabled in %s: %s", ctl, rel, err)
-    elif root.path(rel).is_dir():
+        return
+    novatune_cgroup(rel)
+    if root.path(rel).is_symlink():
+        raise UnsafePath(f"refused cgroup {rel!r}: a symlink")
+    if root.path(rel).is_dir():
         report.killed.extend(kill_cgroup_tasks(root, rel))
         root.rmdir(rel)
         report.cgroups_removed.append(rel)
@@ -195,6 +227,10 @@ def _remove_cgroups(journal: Journal, runs: list[_DeadRun], root: SysRoot, repor
                 _release_cgroup(c, root, report)
             except Skipped as why:
                 report.skipped.append(f"{dead.run}: cgroup {rel} ({why})")
+                continue
+            except UnsafePath as why:
+                _refuse(report, f"{dead.run}: cgroup {rel!r} (record {c.seq}): {why}")
+                journal.release_cgroup(dead.run, rel, note=f"recover: refused: {why}")
                 continue
             except (ActuatorError, OSError) as err:
                 report.failed.append(f"{dead.run}: cgroup {rel}: {err}")
@@ -215,6 +251,10 @@ def _remove_scratch(journal: Journal, runs: list[_DeadRun], report: RecoverRepor
                 if path.is_dir():
                     shutil.rmtree(path)
                     report.scratch_removed.append(str(path))
+            except UnsafePath as why:
+                _refuse(report, f"{dead.run}: {why}")
+                journal.release_scratch(dead.run, path, note=f"recover: {why}")
+                continue
             except (ActuatorError, OSError) as err:
                 report.failed.append(f"{dead.run}: scratch {path}: {err}")
                 continue
@@ -224,15 +264,18 @@ def _remove_scratch(journal: Journal, runs: list[_DeadRun], report: RecoverRepor
 def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = False) -> RecoverReport:
     """Restore every open entry of every dead run (or of all runs, with ``force``).
 
-    First kills the processes of those runs (only when pid AND create time
-    match, so a reused pid is never killed); then restores the open entries
+    First kills the processes of those runs (only those provably the run's:
+    recorded start time, or a novatune cgroup for older records; a reused pid
+    is never killed); then restores the open entries
     of all of them newest first, in global journal order (when two dead runs
     changed the same file, the older run's saved value is written last), each
     isolated, through the one restore path (:func:`actuators.restore.restore_intent`);
     then removes the cgroups they created, newest first, and their scratch
     directories. Every step is journaled; a ``restored`` record is written
     only after the write succeeded. Entries recorded under another root are
-    skipped and reported. ``report.knobs`` gives the outcome per knob entry.
+    skipped and reported; records that name anything novatune would not write,
+    kill or remove are refused, reported (``report.refused``) and never acted
+    on. ``report.knobs`` gives the outcome per knob entry.
 
     Raises:
         ActuatorError: the journal cannot be read.

@@ -14,18 +14,20 @@ registry checks a restorer exists for each):
 * ``affinity`` / ``process``: per thread, only where the recorded create time matches;
 * ``nic``: ethtool, in the recorded namespace.
 
-Safety (as ``recover`` always had it): a file target must lie under
-:data:`~actuators.sysroot.RESTORABLE_PREFIXES`, and a record made under
-another root is skipped (:class:`Skipped`), never written here. The family
-that owns a record's knob is :func:`owner_of`: where a record's fields are to
-be checked against their family.
+Safety: before any restorer runs, :func:`restore_intent` re-validates the
+record through the same knob tables and hard bounds as a fresh apply
+(:func:`actuators.vetting.vet_intent`): a record that names anything else is
+:class:`~actuators.vetting.Refused` and never written, one made under another
+root is skipped (:class:`Skipped`), and one whose device, cgroup or namespace
+is gone is reported ``gone``. The restorers keep their own checks (a file
+target under :data:`~actuators.sysroot.RESTORABLE_PREFIXES`, threads by create
+time) behind it. The family that owns a record's knob is :func:`owner_of`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from actuators.affinity import restore_affinity
@@ -36,22 +38,11 @@ from actuators.nic import restore_nic
 from actuators.process import restore_process
 from actuators.records import KnobIntent
 from actuators.sysroot import RESTORABLE_PREFIXES, SysRoot
+from actuators.vetting import Refused, Skipped, check_root, vet_intent
 
-__all__ = ["RESTORERS", "Skipped", "check_root", "check_target", "owner_of", "restore_intent"]
+__all__ = ["RESTORERS", "Refused", "Skipped", "check_root", "check_target", "owner_of", "restore_intent"]
 
 Restorer = Callable[[KnobIntent, SysRoot], str]
-
-
-class Skipped(Exception):
-    """The record was made under another root: not restored here (reported as skipped)."""
-
-
-def check_root(recorded: str | None, root: SysRoot) -> None:
-    """Raises:
-    Skipped: ``recorded`` (a record's root) names another root than ``root``.
-    """
-    if recorded and Path(recorded) != root.root:
-        raise Skipped(f"recorded under root {recorded}, recovering {root.root}")
 
 
 def check_target(target: Any) -> str:
@@ -141,15 +132,18 @@ RESTORERS: dict[str, Restorer] = {
 
 
 def restore_intent(intent: KnobIntent, root: SysRoot) -> str:
-    """Put back what ``intent`` recorded, from the record alone, under ``root``.
+    """Put back what ``intent`` recorded, from the record alone, under ``root``, once it passed
+    :func:`~actuators.vetting.vet_intent` (the one check every replayed record goes through).
 
     Returns:
         ``"ok"``, ``"gone"`` (the device, cgroup or namespace went away with its
         setting) or ``"N thread(s)"`` (process and affinity changes).
     Raises:
+        Refused: the record names something a fresh apply would not write (nothing written).
         Skipped: recorded under another root.
         UnsafePath: a file target outside the restorable trees.
         ActuatorError, OSError: the restore failed (nothing claims it restored).
     """
-    restorer = RESTORERS.get(intent.restore, _file)  # an unknown kind is a file's, as recover always read it
-    return restorer(intent, root)
+    if vet_intent(intent, root).gone is not None:
+        return "gone"
+    return RESTORERS[intent.restore](intent, root)

@@ -5,7 +5,10 @@ journal ``applied``. ``restore_all`` undoes in reverse order, each step
 isolated; ``__exit__`` calls it, whatever way the block ends. A change is
 undone from the intent the session journaled, through the one restore path
 (:func:`actuators.restore.restore_intent`) that ``recover`` and ``rollback``
-use too.
+use too. Before an intent is journaled it passes the same check a replayed
+record does (:func:`actuators.vetting.vet_intent`): a change whose record could
+not be put back (its current value outside the knob's hard bounds, say) is not
+made at all.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from types import TracebackType
 from typing import Any
 
 from actuators.base import Change, Knob, Token
-from actuators.errors import ActuatorError, OutOfBounds
+from actuators.errors import ActuatorError, KnobUnavailable, OutOfBounds
 from actuators.journal import Journal
 from actuators.records import KnobIntent, parse_intent
 from actuators.registry import REGISTRY
 from actuators.restore import restore_intent
 from actuators.sysroot import SysRoot
+from actuators.vetting import Refused, vet_intent
 
 __all__ = ["ChangeSession"]
 
@@ -68,7 +72,8 @@ class ChangeSession:
 
         Raises:
             OutOfBounds: before anything is written or journaled.
-            KnobUnavailable: the knob cannot be used here.
+            KnobUnavailable: the knob cannot be used here, or its current state could not be put
+                back from the journal (nothing written or journaled).
             ActuatorError: the write failed or did not read back (that knob is
                 restored first, as far as possible).
         """
@@ -97,8 +102,20 @@ class ChangeSession:
         return change
 
     def _journal_intent(self, knob: Knob, token: Token) -> KnobIntent:
-        """Journal (fsync) what restore needs, before the write; the record as the typed reader reads it."""
-        return parse_intent(self.journal.intent(self.run_id, self.trial, token, root=knob.journal_root or ""))
+        """Journal (fsync) what restore needs, before the write; the record as the typed reader reads it.
+
+        Raises:
+            KnobUnavailable: the record would be refused on replay (nothing journaled).
+        """
+        root = knob.journal_root or ""
+        record = {"seq": 0, "run": self.run_id, "trial": self.trial, "kind": "knob", "event": "intent",
+                  "knob": token.knob, "scope": token.scope, "target": token.target, "restore": token.kind,
+                  "old": token.old, "new": token.new, "value": token.value, "root": root}
+        try:
+            vet_intent(parse_intent(record), SysRoot(root) if root else SysRoot())
+        except Refused as err:
+            raise KnobUnavailable(f"{knob.name}: not changed, novatune could not put it back: {err}") from None
+        return parse_intent(self.journal.intent(self.run_id, self.trial, token, root=root))
 
     def apply_many(self, values: Mapping[Knob, Any]) -> list[Change]:
         """Apply a set, ordered so relations between knobs hold after every write.

@@ -27,24 +27,29 @@ def recover(
     force: Annotated[bool, typer.Option(help="also restore runs whose process still looks alive")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restore every knob a killed run left changed; remove its cgroups and processes."""
+    """Restore every knob a killed run left changed; remove its cgroups and processes.
+
+    Journal records that name something novatune would not write, kill or remove are refused
+    (printed on stderr, never acted on): exit 2 then, 1 when a restore failed.
+    """
     from actuators import Journal
     from actuators import recover as do_recover
 
     paths = _paths().ensure()
     rep = do_recover(Journal(paths.journal), force=force)
     data = rep.as_dict()
+    code = 1 if not rep.ok else 2 if rep.refused else 0
     if as_json:
         _print_json(data)
-        if not rep.ok:
-            raise typer.Exit(1)
+        if code:
+            raise typer.Exit(code)
         return
     if rep.knobs:
         table = Table(title="recovered knobs (newest change first)")
         for col in ("run", "knob", "target", "outcome", "detail"):
             table.add_column(col, overflow="fold")
         for k in rep.knobs:
-            style = {"failed": "red", "skipped": "yellow"}.get(k["outcome"], "")
+            style = {"failed": "red", "skipped": "yellow", "refused": "red"}.get(k["outcome"], "")
             outcome = f"[{style}]{k['outcome']}[/]" if style else k["outcome"]
             table.add_row(escape(str(k["run"])), str(k["knob"]), str(k["target"]), outcome, escape(k["detail"] or ""))
         out.print(table)
@@ -54,10 +59,12 @@ def recover(
     cg_failed = [f for f in rep.failed if ": cgroup " in f or ": scratch " in f]
     for f in cg_failed:
         err.print(f"[red]failed:[/] {f}", highlight=False)
+    for why in rep.refused:
+        err.print(f"[red]refused (not acted on):[/] {escape(why)}", highlight=False)
     if not (rep.knobs or rep.runs or rep.skipped_live):
         out.print("nothing to recover: no open journal entries")
-    if not rep.ok:
-        raise typer.Exit(1)
+    if code:
+        raise typer.Exit(code)
 
 
 def metrics_cmd(

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from experiments.cli._common import JsonOpt, valid_name
+from experiments.cli._common import err as _err
 from experiments.cli._common import fmt as _fmt
 from experiments.cli._common import out as _out
 from experiments.cli._common import paths as _paths
@@ -106,6 +107,8 @@ def rollback_cmd(
         found = _fmt(k.live) + (" (drift)" if k.drift else "")
         table.add_row(k.knob, escape(_fmt(k.new)), escape(found), escape(_fmt(k.old)))
     _out.print(table)
+    for why in rb.refused:  # --force: skipped, never written
+        _err.print(f"[yellow]refused (not written):[/] {escape(why)}", highlight=False)
 
 
 def history_cmd(as_json: JsonOpt = False) -> None:

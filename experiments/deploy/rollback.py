@@ -1,6 +1,10 @@
 """Undo an application (``novatune rollback``, ``POST /tuning/rollback/{id}``): the values it replaced are
 restored byte for byte, newest change first, each isolated; refused when a knob drifted since it was
-applied, unless ``force``.
+applied, unless ``force``. Every journal record is first checked as a fresh apply would be
+(:func:`actuators.vetting.vet_intent`, the check the restore path itself makes): a record that names
+another file than its knob's, a value outside the knob's bounds, or no knob at all refuses the
+rollback (nothing changed); with ``force`` the valid records are restored and the refused ones
+reported (``Rollback.refused``) and closed, never written.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from actuators import (
     SysRoot,
 )
 from actuators.errors import UnknownKnob
-from actuators.records import JournalView, KnobIntent
+from actuators.records import REFUSED_EVENT, JournalView, KnobIntent
 from actuators.restore import Skipped, restore_intent
+from actuators.vetting import Refused, vet_intent
 from experiments.deploy.applications import (
     Application,
     ApplicationNotFound,
@@ -40,13 +45,15 @@ __all__ = ["Rollback", "rollback"]
 @dataclass
 class Rollback:
     """What :func:`rollback` did: ``knobs`` restored (``old`` is the value put back, ``live`` the value
-    found before), ``forced`` when drifted knobs were restored anyway."""
+    found before), ``forced`` when drifted knobs were restored anyway, ``refused`` the journal records
+    skipped with ``force`` because they named something novatune would not write (record and why)."""
 
     id: str
     source: str
     rolled_back_at: str
     knobs: list[AppliedKnob] = field(default_factory=list)
     forced: bool = False
+    refused: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,15 +73,39 @@ def _find(apps: dict[str, Application], app_id: str | None) -> Application:
     return apps[app_id]
 
 
+def _vetted(intents: list[KnobIntent], app: Application, root: SysRoot) -> tuple[list[KnobIntent], dict[int, str]]:
+    """The intents that pass the restore path's check, and the refused ones (seq -> why).
+
+    Raises:
+        ApplyError: a record was made under another root than the catalog's.
+    """
+    ok: list[KnobIntent] = []
+    refused: dict[int, str] = {}
+    for e in intents:
+        try:
+            vet_intent(e, root)
+        except Refused as why:
+            refused[e.seq] = str(why)
+            continue
+        except Skipped as why:
+            raise ApplyError(f"{app.id}: {e.knob}: {why}") from None
+        except ActuatorError as err:  # cannot be checked now (a read failed): nothing is changed
+            raise ApplyError(f"{app.id}: {err}") from None
+        ok.append(e)
+    return ok, refused
+
+
 def _rollback_rows(
     records: list[dict[str, Any]], app: Application, apps: dict[str, Application], cat: Catalog
-) -> tuple[list[tuple[KnobIntent, AppliedKnob]], list[str], list[str]]:
-    """The application's open intents, newest first, each with its row; what drifted; what is held by others.
+) -> tuple[list[tuple[KnobIntent, AppliedKnob]], list[str], list[str], dict[int, str]]:
+    """The application's open intents, newest first, each with its row; what drifted; what is held by
+    others; the records refused (seq -> why).
 
     Raises:
         ApplyError: a knob is unknown here, or was applied under another root than the catalog's.
     """
     intents = sorted(JournalView(records).open_intents(app.id), key=lambda e: e.seq, reverse=True)
+    intents, refused = _vetted(intents, app, cat.root)
     drift: list[str] = []
     held: list[str] = []
     todo: list[tuple[KnobIntent, AppliedKnob]] = []
@@ -103,7 +134,7 @@ def _rollback_rows(
         row = AppliedKnob(knob=name, old=row.old, new=row.new, changes=True, scope=e.scope, live=live,
                           drift=not (live is not None and knob.same(live, e.value)))
         todo.append((e, row))
-    return todo, drift, held
+    return todo, drift, held, refused
 
 
 def _restore_rows(
@@ -139,8 +170,10 @@ def rollback(id: str | None = None, *, paths: Paths, force: bool = False,
         ApplyConflict: already rolled back (when), not applied (failed), or a knob
             is now held by a live run.
         ApplyError: a knob drifted since it was applied (current vs applied;
-            ``force`` restores anyway), or a restore failed (the others are done;
-            retry rolls back what is left).
+            ``force`` restores anyway), a journal record of the application names
+            something novatune would not write (``force`` skips it; it is never
+            written), or a restore failed (the others are done; retry rolls back
+            what is left).
     """
     cat = catalog if catalog is not None else default_catalog()
     journal = Journal(paths.journal)
@@ -154,7 +187,14 @@ def rollback(id: str | None = None, *, paths: Paths, force: bool = False,
         if app.state != "applied":
             raise ApplyConflict(f"application {app.id} is {app.state}, not applied ({app.note}); "
                              "nothing to roll back (`novatune recover` undoes an interrupted apply)")
-        todo, drift, held = _rollback_rows(records, app, apps, cat)
+        todo, drift, held, refused = _rollback_rows(records, app, apps, cat)
+        if refused and not force:
+            raise ApplyError(
+                f"cannot roll back {app.id}: {len(refused)} journal record(s) name something novatune would not "
+                "write (nothing was changed):\n" + "\n".join(f"  - {why}" for why in refused.values())
+                + f"\nthe journal {paths.journal} may have been altered; with --force the other records are "
+                "restored and these are skipped"
+            )
         if held:
             raise ApplyConflict(f"cannot roll back {app.id} (nothing was changed):\n"
                                 + "\n".join(f"  - {h}" for h in held))
@@ -164,6 +204,9 @@ def rollback(id: str | None = None, *, paths: Paths, force: bool = False,
                 + "\n".join(f"  - {d}" for d in drift)
                 + "\nrestore the values from before the application anyway with --force"
             )
+        for e in JournalView(records).open_intents(app.id):
+            if e.seq in refused:  # --force: skipped for good, never written
+                journal.close_entry(e, REFUSED_EVENT, error=refused[e.seq])
         rows, failures = _restore_rows(journal, todo, cat.root)
         if failures:
             raise ApplyError(f"rollback of {app.id} incomplete (the other knobs were restored; retry "
@@ -172,6 +215,6 @@ def rollback(id: str | None = None, *, paths: Paths, force: bool = False,
         end = journal.append({"run": app.id, "kind": "run", "event": "end", "note": note, "rolled_back": True,
                               "forced": bool(drift)})
         return Rollback(id=app.id, source=app.source, rolled_back_at=iso(float(end["time"])), knobs=rows,
-                        forced=bool(drift))
+                        forced=bool(drift), refused=list(refused.values()))
 
 

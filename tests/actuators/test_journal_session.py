@@ -179,12 +179,15 @@ def test_recover_refuses_targets_outside_allowed_trees(fake_root: SysRoot, journ
          "old": "pwned\n", "new": "", "root": str(fake_root.root), "restore": "file"}
     )
     journal.append(
-        {"run": "evil", "kind": "knob", "event": "intent", "knob": "y", "target": "proc/sys/../../etc/passwd",
-         "old": "pwned\n", "new": "", "root": str(fake_root.root), "restore": "file"}
+        {"run": "evil", "kind": "knob", "event": "intent", "knob": "vm.swappiness",
+         "target": "proc/sys/../../etc/passwd", "old": "pwned\n", "new": "", "root": str(fake_root.root),
+         "restore": "file"}
     )
     rep = recover(journal, root=fake_root, force=True)
-    assert len(rep.failed) == 2 and not rep.restored
+    assert rep.failed == [] and not rep.restored and len(rep.refused) == 2, rep
+    assert [k["outcome"] for k in rep.knobs] == ["refused", "refused"]
     assert (fake_root.root / "etc/passwd").read_text().startswith("root:")
+    assert recover(journal, root=fake_root, force=True).refused == []  # closed as refused: reported once
 
 
 def test_recover_skips_entries_of_another_root(tmp_path: Path, fake_root: SysRoot, journal: Journal) -> None:
@@ -216,7 +219,7 @@ def test_recover_deletes_a_dead_runs_scratch_directory_and_nothing_else(tmp_path
         rep = recover(journal, force=True)
         assert rep.scratch_removed == [str(scratch)] and not scratch.exists()
         assert outside.is_dir() and victim.is_dir() and link.is_symlink()
-        assert len([f for f in rep.failed if "refused scratch" in f]) == 2
+        assert len([f for f in rep.refused if "refused scratch" in f]) == 2 and rep.failed == []
         assert recover(journal, force=True).scratch_removed == []  # journaled as released: idempotent
     finally:
         link.unlink(missing_ok=True)

@@ -92,6 +92,7 @@ def test_recover_never_kills_a_reused_pid(journal: Journal, sleeper: subprocess.
     assert ctime is not None
     journal.record_process("dead-run", sleeper.pid, ctime - 100.0)  # same pid, another process
     rec = journal.records()[0]
+    rec["starttime"] -= 10_000  # ... that started before this one: the pid was reused
     # make the run look dead: its owner is a pid that does not exist
     lines = journal.path.read_text().splitlines()
     import json

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from actuators import Catalog, ChangeSession, Journal, SysRoot, recover
-from actuators.errors import UnsafePath
 from actuators.records import (
     CgroupRecord,
     KnobClosed,
@@ -17,7 +16,7 @@ from actuators.records import (
     parse_intent,
     parse_record,
 )
-from actuators.restore import RESTORERS, Skipped, owner_of, restore_intent
+from actuators.restore import RESTORERS, Refused, Skipped, owner_of, restore_intent
 
 
 def test_every_kind_of_record_is_typed(fake_root: SysRoot, journal: Journal) -> None:
@@ -47,7 +46,7 @@ def test_odd_records_parse_and_are_judged_where_they_are_used() -> None:
     assert type(parse_record({"seq": 8, "kind": "weird"})) is Record
     with pytest.raises(ValueError, match="not a knob intent"):
         parse_intent({"seq": 9, "kind": "run", "event": "begin"})
-    with pytest.raises(UnsafePath):
+    with pytest.raises(Refused, match="no knob family names None"):
         restore_intent(rec, SysRoot("/nonexistent-root"))
 
 

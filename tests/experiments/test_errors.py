@@ -29,6 +29,7 @@ TABLE = {
     "OutOfBounds": (2, 422),
     "KnobUnavailable": (2, 422),
     "UnsafePath": (2, 422),
+    "Refused": (2, 422),
     "SpecError": (2, 422),
     "ConfigError": (2, 422),
     "SettingsError": (2, 422),

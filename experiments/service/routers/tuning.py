@@ -79,7 +79,9 @@ def tuning_apply(body: ApplyRequest, paths: DataDir, _: WriteAccess,
 
 @router.post("/rollback/{application_id}",
              responses={404: {"description": "no application of that id"},
-                        422: {"description": "a knob drifted since it was applied (use force)"}},
+                        422: {"description": "a knob drifted since it was applied (use force), or a journal "
+                                             "record names something novatune would not write (nothing "
+                                             "changed; force skips it)"}},
              summary="Restore the journaled old values of an applied configuration")
 def tuning_rollback(application_id: _APPLY_ID, paths: DataDir, _: WriteAccess,
                     force: Annotated[bool, Query(description="restore even knobs changed since")] = False
