@@ -7,13 +7,15 @@ Raises :class:`SettingsError` (exit 2, HTTP 422) naming every bad value and wher
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -115,6 +117,18 @@ class SettingsError(NovatuneError, ValueError):
     http_status = 422
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")  # a DNS name: no scheme, port, path or wildcard
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def config_file() -> Path:
     """``$NOVATUNE_CONFIG`` if set, else ``config.yaml`` in the data directory."""
     env = os.environ.get("NOVATUNE_CONFIG")
@@ -136,6 +150,31 @@ class Settings(BaseSettings):
     stop_timeout_s: float = Field(default=60.0, ge=1, le=3600, description="a stop waits this long, then kills")
     max_resumes: int = Field(default=3, ge=0, le=100, description="resumes of a study whose worker died")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    allowed_targets: list[str] = Field(default_factory=list, description=(
+        "running processes a passive study may observe and tune (strict: none by default), each one of "
+        "unit:NAME.service (a systemd unit), cgroup:/PATH (a cgroup, as /proc/PID/cgroup shows it, and "
+        "below), exe:/PATH (processes of that executable; pids only); pid 1, kernel threads, novatune "
+        "itself and the root cgroup are never targets. Environment: JSON, "
+        "NOVATUNE_ALLOWED_TARGETS='[\"unit:nginx.service\"]'"))
+    allowed_probe_hosts: list[str] = Field(default_factory=list, description=(
+        "hosts besides loopback that a passive probe_url / scrape_url may name (names or addresses; "
+        "default: none, loopback only)"))
+
+    @field_validator("allowed_targets")
+    @classmethod
+    def _allowed_targets(cls, value: list[str]) -> list[str]:
+        from collectors.passive.allowed import parse_rules
+
+        parse_rules(value)  # raises ValueError naming the bad entry and the allowed forms
+        return value
+
+    @field_validator("allowed_probe_hosts")
+    @classmethod
+    def _probe_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not _HOST.fullmatch(host) and not _is_ip(host):
+                raise ValueError(f"{host!r} is not a host name or an IP address (no scheme, port or wildcard)")
+        return [h.lower() for h in value]
 
     @classmethod
     def settings_customise_sources(

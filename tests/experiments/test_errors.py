@@ -23,6 +23,7 @@ TABLE = {
     "NovatuneError": (2, 422),
     "CollectorError": (2, 422),
     "WorkloadError": (2, 422),
+    "TargetRefused": (2, 422),
     "AdapterError": (2, 422),
     "ActuatorError": (2, 422),
     "UnknownKnob": (2, 404),
