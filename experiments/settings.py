@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     allowed_probe_hosts: list[str] = Field(default_factory=list, description=(
         "hosts besides loopback that a passive probe_url / scrape_url may name (names or addresses; "
         "default: none, loopback only)"))
+    protected_interfaces: list[str] = Field(default_factory=lambda: ["default-route"], description=(
+        "network interfaces whose nic.* knobs are never offered nor applied; 'default-route' stands for "
+        "every interface carrying a default route (IPv4 or IPv6) at the time"))
 
     @field_validator("allowed_targets")
     @classmethod
@@ -175,6 +178,15 @@ class Settings(BaseSettings):
             if not _HOST.fullmatch(host) and not _is_ip(host):
                 raise ValueError(f"{host!r} is not a host name or an IP address (no scheme, port or wildcard)")
         return [h.lower() for h in value]
+
+    @field_validator("protected_interfaces")
+    @classmethod
+    def _interfaces(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name != "default-route" and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", name):
+                raise ValueError(f"{name!r} is not an interface name; allowed: 'default-route' or a name of "
+                                 "up to 15 letters, digits, '_', '.', ':', '-'")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -37,7 +37,7 @@ from actuators.journal import OPENING_EVENTS, same_process
 from collectors.errors import NovatuneError
 from experiments.deploy.plan import instance_types
 from experiments.holds import KnobHeld, KnobHolds
-from experiments.settings import Paths
+from experiments.settings import Paths, Settings
 
 __all__ = ["Application", "ApplicationNotFound", "AppliedKnob", "ApplyConflict", "ApplyError", "NotApplied",
            "default_catalog", "history", "status"]
@@ -132,8 +132,10 @@ def new_id(existing: set[str]) -> str:
 
 
 def default_catalog() -> Catalog:
-    """The catalog of this machine (root ``/``, the namespace of this process)."""
-    return Catalog(SysRoot("/"), KnobContext(instance_types=instance_types()))
+    """The catalog of this machine (root ``/``, the namespace of this process, the protected interfaces of
+    the settings). Raises: SettingsError: the settings are invalid."""
+    protected = tuple(Settings.load().protected_interfaces)
+    return Catalog(SysRoot("/"), KnobContext(instance_types=instance_types(), protected_interfaces=protected))
 
 
 @contextmanager

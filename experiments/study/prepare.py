@@ -10,7 +10,8 @@ problem, and nothing has happened yet.
 The operator's settings that bound what a study may reach are read here, once,
 and carried by the plan: a passive workload's :class:`PassivePolicy` (allowed
 targets, checked now and again whenever the run lists the target's processes;
-hosts a probe may name).
+hosts a probe may name) and the protected interfaces whose ``nic.*`` knobs are
+refused.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actuators import Catalog
+from actuators import Catalog, KnobContext
 from collectors.errors import CollectorError, WorkloadError
 from collectors.passive.allowed import PassivePolicy
 from collectors.passive.target import PassiveWorkload
@@ -52,6 +53,8 @@ class StudyPlan:
     prices: UnitPrices
     #: a passive workload's allowed targets and probe hosts (the settings when prepared)
     policy: PassivePolicy = PassivePolicy()
+    #: interfaces whose nic.* knobs are refused (the setting ``protected_interfaces``)
+    protected_interfaces: tuple[str, ...] = ("default-route",)
 
     def build_workload(self, workdir: Path) -> Workload:
         """The spec's workload (not started), bound to the plan's :attr:`policy`."""
@@ -80,7 +83,7 @@ def prepare(
     settings: Settings | None = None,
 ) -> StudyPlan:
     """Check ``spec`` on this machine: trial budget, workload options (a passive target allowed, its URLs
-    loopback or allowed), knobs, metrics, prices.
+    loopback or allowed), knobs (none on a protected interface), metrics, prices.
 
     ``settings`` default to :meth:`Settings.load` (now).
 
@@ -93,6 +96,7 @@ def prepare(
         raise SpecError(source, [f"--trials must be >= 1, got {n_trials}"])
     settings = settings if settings is not None else Settings.load()
     policy = PassivePolicy.of(settings.allowed_targets, settings.allowed_probe_hosts)
+    protected = tuple(settings.protected_interfaces)
     try:
         probe = build_workload(spec.workload, paths.home / "runs" / ".check", policy=policy)
         if isinstance(probe, PassiveWorkload):
@@ -100,7 +104,8 @@ def prepare(
     except (WorkloadError, CollectorError, ValueError, TypeError) as err:
         raise SpecError(source, [f"workload ({spec.workload.kind}): {err}"]) from None
     metric_names = tuple(allowed_metrics(probe.metric_names()))
-    resolved = resolve(spec, Catalog(), check_availability=False, source=source, metrics=metric_names)
+    catalog = Catalog(context=KnobContext(protected_interfaces=protected))
+    resolved = resolve(spec, catalog, check_availability=False, source=source, metrics=metric_names)
     prices = load_unit_prices(profile=spec.cost.profile, model=spec.cost.pricing_model)
     return StudyPlan(spec=spec, source=source, n_trials=n_trials, metric_names=metric_names, resolved=resolved,
-                     prices=prices, policy=policy)
+                     prices=prices, policy=policy, protected_interfaces=protected)

@@ -181,7 +181,8 @@ class RunContext:
 
     def _bind_knobs(self) -> None:
         assert self.workload is not None
-        catalog = Catalog(context=KnobContext(cgroup=self.cgroup, pids=self.workload.pids))
+        catalog = Catalog(context=KnobContext(cgroup=self.cgroup, pids=self.workload.pids,
+                                              protected_interfaces=self.plan.protected_interfaces))
         self.resolved = self.plan.resolved.bind(catalog, source=self.plan.source)
         skipped = dict(self.resolved.skipped)
         for k in skipped:

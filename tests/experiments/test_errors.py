@@ -27,6 +27,7 @@ TABLE = {
     "AdapterError": (2, 422),
     "ActuatorError": (2, 422),
     "UnknownKnob": (2, 404),
+    "ProtectedInterface": (2, 422),
     "OutOfBounds": (2, 422),
     "KnobUnavailable": (2, 422),
     "UnsafePath": (2, 422),
@@ -50,7 +51,7 @@ BUILTIN_BASES = {
     "UnknownKnob": LookupError, "OutOfBounds": ValueError, "SpecError": ValueError, "ConfigError": ValueError,
     "SettingsError": ValueError, "StudyNotFound": LookupError, "ExportError": ValueError,
     "ExportRequestError": ValueError, "ApplyError": ValueError, "ApplyConflict": ValueError,
-    "ApplicationNotFound": LookupError,
+    "ApplicationNotFound": LookupError, "ProtectedInterface": LookupError,
 }
 
 

@@ -1,27 +1,34 @@
-"""Class 6: what a study may act on. Passive targets (pid 1, kernel threads, novatune itself, the root
-cgroup; anything the operator did not name).
+"""Classes 6 and 7: what a study may act on. Passive targets (pid 1, kernel threads, novatune itself, the
+root cgroup; anything the operator did not name) and NIC knobs on a protected interface (the one with
+the default route).
 
 Each test reproduces the attack the old code allowed -- a passive spec naming pid 1 or novatune's own
-pid passed ``prepare`` and process knobs then reniced it -- and asserts the refusal (its message names
-the target and the rule, CLI exit 2 / HTTP 4xx) and that nothing changed. Changes are only ever
-attempted on processes the test starts.
+pid passed ``prepare`` and process knobs then reniced it; ``nic.<default-route iface>.*`` was offered
+with risk "medium" -- and asserts the refusal (its message names the target and the rule, CLI exit 2 /
+HTTP 4xx) and that nothing changed. Changes are only ever attempted on processes the test starts; NIC
+writes only on a veth pair inside a network namespace the test creates; the host's interfaces are only
+read.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from actuators import ActuatorError, Catalog, ChangeSession, Journal, KnobContext
+from actuators import ActuatorError, Catalog, ChangeSession, Journal, KnobContext, SysRoot
+from actuators.errors import ProtectedInterface
+from actuators.nic import default_route_interfaces, protected
 from collectors.passive.allowed import PF_KTHREAD, PassivePolicy, TargetRefused, TargetRule, never_target
 from collectors.passive.target import PassiveWorkload
 from experiments.service import create_app
@@ -279,3 +286,123 @@ def test_process_knobs_refuse_a_never_target_whatever_bound_them(tmp_path: Path)
         assert _state(fake.pid) == before and fake.poll() is None
     finally:
         _reap(fake)
+
+
+# ================================================================== class 7: protected interfaces
+ROUTE = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth9\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth9\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth3\t0000A8C0\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+"""
+IPV6_ROUTE = (
+    "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 "
+    "00000400 00000003 00000000 00000003     wg0\n"
+    "00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 "
+    "ffffffff 00000001 00000000 00200200       lo\n"
+)
+
+
+def test_the_default_route_interfaces_are_read_from_proc_net_and_fail_closed(tmp_path: Path) -> None:
+    assert default_route_interfaces(ROUTE, IPV6_ROUTE) == {"eth9", "wg0"}  # the unreachable ::/0 on lo is not one
+    (tmp_path / "proc/net").mkdir(parents=True)
+    (tmp_path / "proc/net/route").write_text(ROUTE)
+    (tmp_path / "proc/net/ipv6_route").write_text(IPV6_ROUTE)
+    shield = protected(("default-route", "eth3"), root=SysRoot(tmp_path))
+    assert set(shield) == {"eth9", "wg0", "eth3"} and "default route" in shield["eth9"]
+    assert protected((), root=SysRoot(tmp_path)) == {}  # the operator removed the entry on purpose
+    (tmp_path / "proc/net/route").unlink()
+    assert list(protected(("default-route",), root=SysRoot(tmp_path))) == ["*"]  # unknown: every one
+
+
+def test_protected_interfaces_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.load().protected_interfaces == ["default-route"]
+    monkeypatch.setenv("NOVATUNE_PROTECTED_INTERFACES", '["../../etc"]')
+    with pytest.raises(SettingsError, match="protected_interfaces: .*not an interface name"):
+        Settings.load()
+
+
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("ethtool") is None,
+    reason="needs root, ip (iproute2) and ethtool",
+)
+
+
+@pytest.fixture
+def routed_netns() -> Iterator[str]:
+    """A namespace of the test's own: veth nva (with the default route) and nvb; the host's network untouched."""
+    ns = f"novatune-sec-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for cmd in (["link", "add", "nva", "type", "veth", "peer", "name", "nvb"],
+                    ["addr", "add", "10.213.0.2/24", "dev", "nva"], ["link", "set", "nva", "up"],
+                    ["link", "set", "nvb", "up"], ["route", "add", "default", "via", "10.213.0.1", "dev", "nva"]):
+            subprocess.run(["ip", "-n", ns, *cmd], check=True)
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def _features(ns: str, iface: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-k", iface], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@needs_netns
+def test_nic_knobs_of_the_default_route_interface_are_not_offered_and_refused(routed_netns: str) -> None:
+    ns = routed_netns
+    before = _features(ns, "nva")
+    cat = Catalog(context=KnobContext(netns=ns))
+    names = {k.name for k in cat.knobs() if k.name.startswith("nic.")}
+    assert "nic.nvb.gro" in names and not any(n.startswith("nic.nva.") for n in names)
+    with pytest.raises(ProtectedInterface, match=r"nic\.nva\.gro refused: nva is a protected interface \(it "
+                                                 r"carries a default route.*protected_interfaces \(now "
+                                                 r"\['default-route'\]"):
+        cat.get("nic.nva.gro")
+    assert ProtectedInterface.exit_code == 2 and 400 <= ProtectedInterface.http_status < 500
+    assert cat.get("nic.nvb.gro").name == "nic.nvb.gro"  # the others are still offered
+    named = Catalog(context=KnobContext(netns=ns, protected_interfaces=("nvb",)))
+    with pytest.raises(ProtectedInterface, match="listed in the setting protected_interfaces"):
+        named.get("nic.nvb.gro")
+    assert Catalog(context=KnobContext(netns=ns, protected_interfaces=())).get("nic.nva.gro")  # removed on purpose
+    assert _features(ns, "nva") == before
+
+
+def _default_iface() -> str:
+    ifaces = sorted(default_route_interfaces(Path("/proc/net/route").read_text(), ""))
+    if not ifaces or shutil.which("ethtool") is None:
+        pytest.skip("no IPv4 default route or no ethtool here")
+    return ifaces[0]
+
+
+def _novatune(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NOVATUNE_HOME": str(home), "COLUMNS": "400"}
+    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@root_only
+def test_the_hosts_default_route_interface_is_refused_by_knobs_spec_apply_and_api(tmp_path: Path) -> None:
+    iface = _default_iface()  # only ever read here: every write below is refused before it, or a dry run
+    before = subprocess.run(["ethtool", "-k", iface], capture_output=True, text=True).stdout
+    home = tmp_path / "home"
+    listed = _novatune("knobs", "list", "--json", home=home)
+    assert listed.returncode == 0, listed.stderr
+    assert not [k["name"] for k in json.loads(listed.stdout) if k["name"].startswith(f"nic.{iface}.")]
+    got = _novatune("knobs", "get", f"nic.{iface}.gro", home=home)
+    assert got.returncode == 2 and f"{iface} is a protected interface" in got.stderr, got.stderr
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"format": "novatune.config/v1", "knobs": {f"nic.{iface}.rx_ring": 1}}))
+    applied = _novatune("apply", str(cfg), "--dry-run", home=home)
+    assert applied.returncode == 2 and "nothing was changed" in applied.stderr, applied.stderr
+    assert f"nic.{iface}.rx_ring refused: {iface} is a protected interface" in applied.stderr
+    spec = {"name": "cut", "knobs": {f"nic.{iface}.gro": {"choices": ["on", "off"]}},
+            "objectives": {"throughput_rps": "maximize"}}
+    with pytest.raises(SpecError, match=rf"knobs\.nic\.{iface}\.gro: nic\.{iface}\.gro refused"):
+        prepare(parse_spec(spec), paths=Paths(home))
+    with TestClient(create_app(Paths(tmp_path / "api").ensure(), Settings(api_token=TOKEN))) as client:
+        r = client.get(f"/knobs/nic.{iface}.gro")
+        assert r.status_code == 422 and "protected interface" in r.json()["detail"]
+        assert not [k for k in client.get("/knobs").json() if k["name"].startswith(f"nic.{iface}.")]
+        r = client.post("/studies", json=spec, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 422 and "protected interface" in str(r.json()["problems"])
+    assert subprocess.run(["ethtool", "-k", iface], capture_output=True, text=True).stdout == before
