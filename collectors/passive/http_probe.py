@@ -25,7 +25,7 @@ import numpy as np
 
 from collectors.errors import CollectorError
 
-__all__ = ["OUTBOUND_RULE", "Endpoint", "ProbeResult", "check_http_url", "check_url", "describe", "fetch", "probe"]
+__all__ = ["OUTBOUND_RULE", "Endpoint", "ProbeResult", "check_url", "describe", "fetch", "probe"]
 
 OUTBOUND_RULE = ("http(s)://HOST[:PORT]/PATH where HOST is a loopback address (127.0.0.0/8, ::1, or localhost "
                  "resolving to loopback only) or a host listed in the setting allowed_probe_hosts")
@@ -75,11 +75,6 @@ def check_url(url: object, *, allowed_hosts: tuple[str, ...] = (), what: str = "
         raise refuse
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Endpoint(url, parts.scheme, host, port or (443 if parts.scheme == "https" else 80), target, allowed)
-
-
-def check_http_url(url: str, shape: str, *, allowed_hosts: tuple[str, ...] = ()) -> None:
-    """:func:`check_url` with ``shape`` (what the caller calls the URL) in the message. Raises: CollectorError."""
-    check_url(url, allowed_hosts=allowed_hosts, what=shape)
 
 
 def _addresses(ep: Endpoint) -> list[str]:
