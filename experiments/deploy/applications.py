@@ -131,10 +131,15 @@ def new_id(existing: set[str]) -> str:
             return app_id
 
 
-def default_catalog() -> Catalog:
-    """The catalog of this machine (root ``/``, the namespace of this process, the protected interfaces of
-    the settings). Raises: SettingsError: the settings are invalid."""
-    protected = tuple(Settings.load().protected_interfaces)
+def default_catalog(*, protect: bool = True) -> Catalog:
+    """The catalog of this machine (root ``/``, the namespace of this process), refusing the knobs of the
+    settings' protected interfaces; ``protect=False`` for reading what was applied and putting it back
+    (status, rollback), which a protected interface must never prevent.
+
+    Raises:
+        SettingsError: the settings are invalid.
+    """
+    protected = tuple(Settings.load().protected_interfaces) if protect else ()
     return Catalog(SysRoot("/"), KnobContext(instance_types=instance_types(), protected_interfaces=protected))
 
 
@@ -243,7 +248,7 @@ def status(paths: Paths, *, catalog: Catalog | None = None) -> dict[str, Any]:
     Returns:
         ``{"active": [application dict with knobs' live/drift], "drift": ["app-id: knob", ...]}``
     """
-    cat = catalog if catalog is not None else default_catalog()
+    cat = catalog if catalog is not None else default_catalog(protect=False)
     records = Journal(paths.journal).records()
     active: list[dict[str, Any]] = []
     drift: list[str] = []

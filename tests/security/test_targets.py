@@ -31,6 +31,7 @@ from actuators.errors import ProtectedInterface
 from actuators.nic import default_route_interfaces, protected
 from collectors.passive.allowed import PF_KTHREAD, PassivePolicy, TargetRefused, TargetRule, never_target
 from collectors.passive.target import PassiveWorkload
+from experiments.deploy.applications import default_catalog
 from experiments.service import create_app
 from experiments.settings import Paths, Settings, SettingsError
 from experiments.spec import SpecError, parse_spec
@@ -405,4 +406,8 @@ def test_the_hosts_default_route_interface_is_refused_by_knobs_spec_apply_and_ap
         assert not [k for k in client.get("/knobs").json() if k["name"].startswith(f"nic.{iface}.")]
         r = client.post("/studies", json=spec, headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 422 and "protected interface" in str(r.json()["problems"])
+    # what was applied before the rule (or before the route moved) can still be read and rolled back
+    assert default_catalog(protect=False).get(f"nic.{iface}.gro").name == f"nic.{iface}.gro"
+    with pytest.raises(ProtectedInterface):
+        default_catalog().get(f"nic.{iface}.gro")
     assert subprocess.run(["ethtool", "-k", iface], capture_output=True, text=True).stdout == before
