@@ -117,18 +117,6 @@ class SettingsError(NovatuneError, ValueError):
     http_status = 422
 
 
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOST = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")  # a DNS name: no scheme, port, path or wildcard
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def config_file() -> Path:
     """``$NOVATUNE_CONFIG`` if set, else ``config.yaml`` in the data directory."""
     env = os.environ.get("NOVATUNE_CONFIG")
@@ -174,9 +162,14 @@ class Settings(BaseSettings):
     @field_validator("allowed_probe_hosts")
     @classmethod
     def _probe_hosts(cls, value: list[str]) -> list[str]:
+        label = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
         for host in value:
-            if not _HOST.fullmatch(host) and not _is_ip(host):
-                raise ValueError(f"{host!r} is not a host name or an IP address (no scheme, port or wildcard)")
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:  # then a DNS name: no scheme, port, path or wildcard
+                if not re.fullmatch(rf"(?=.{{1,253}}$){label}(\.{label})*", host):
+                    raise ValueError(f"{host!r} is not a host name or an IP address (no scheme, port or "
+                                     "wildcard)") from None
         return [h.lower() for h in value]
 
     @field_validator("protected_interfaces")
