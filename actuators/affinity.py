@@ -21,13 +21,28 @@ from actuators.family import Env, Family, KnobExport, SystemdOption
 from actuators.journal import process_ctime
 from actuators.sysroot import SysRoot
 from collectors.errors import CollectorError
+from collectors.passive.allowed import NEVER, never_target
 from collectors.topology import read_cpu_topology
 from optimizer.placement import PLACEMENTS, layout, placement_of
 
 __all__ = [
-    "FAMILY", "AffinityFamily", "AffinityKnob", "PlacementKnob", "cpu_topology", "restore_affinity", "same_thread",
-    "threads_of",
+    "FAMILY", "AffinityFamily", "AffinityKnob", "PlacementKnob", "checked_pids", "cpu_topology", "restore_affinity",
+    "same_thread", "threads_of",
 ]
+
+
+def checked_pids(knob: str, pids: list[int]) -> list[int]:
+    """``pids``, the processes a process-scoped knob is about to act on, unless one of them is never a
+    target (pid 1, a kernel thread, novatune itself: :func:`collectors.passive.allowed.never_target`),
+    whatever bound them.
+
+    Raises:
+        ActuatorError: naming the process and the rule; nothing was changed.
+    """
+    reason = never_target(pids)
+    if reason is not None:
+        raise ActuatorError(f"{knob}: refused: {reason}; {NEVER}")
+    return pids
 
 def cpu_topology(root: SysRoot | None = None) -> dict[int, tuple[int, int]]:
     """CPU -> (package, core) of the online CPUs whose topology is known, read by collectors' topology reader.
@@ -128,8 +143,8 @@ class AffinityKnob(Knob):
 
 
     def pids(self) -> list[int]:
-        """Workload pids (``[]`` without a context)."""
-        return [int(p) for p in self._pids()] if self._pids is not None else []
+        """Workload pids (``[]`` without a context). Raises: ActuatorError: one is never a target."""
+        return checked_pids(self.name, [int(p) for p in self._pids()]) if self._pids is not None else []
 
     def available(self) -> str | None:
         if self._pids is None:

@@ -10,7 +10,7 @@ with the allowed names in the message.
 from __future__ import annotations
 
 from actuators.base import Knob
-from actuators.errors import UnknownKnob
+from actuators.errors import ProtectedInterface, UnknownKnob
 from actuators.family import Env, KnobContext
 from actuators.registry import REGISTRY, Registry
 from actuators.sysroot import SysRoot
@@ -70,6 +70,8 @@ class Catalog:
             raise self._unknown(name, "not in the catalog")
         try:
             return family.resolve(name, self.env)
+        except ProtectedInterface:
+            raise  # its own message: a knob that exists, refused by a rule (not an unknown name)
         except UnknownKnob as err:
             raise self._unknown(name, str(err)) from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collectors.errors import NovatuneError
 
-__all__ = ["ActuatorError", "KnobUnavailable", "OutOfBounds", "UnknownKnob", "UnsafePath"]
+__all__ = ["ActuatorError", "KnobUnavailable", "OutOfBounds", "ProtectedInterface", "UnknownKnob", "UnsafePath"]
 
 
 class ActuatorError(NovatuneError):
@@ -24,6 +24,15 @@ class UnknownKnob(ActuatorError, LookupError):
 
     exit_code = 2
     http_status = 404
+
+
+class ProtectedInterface(UnknownKnob):
+    """A ``nic.*`` knob of a protected network interface (by default, one carrying a default route): never
+    offered nor applied; the message names the interface, why it is protected and the setting that lists
+    it (exit 2, HTTP 422). An :class:`UnknownKnob`, so every site that lists unknown knobs lists it too."""
+
+    exit_code = 2
+    http_status = 422
 
 
 class OutOfBounds(ActuatorError, ValueError):

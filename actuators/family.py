@@ -71,6 +71,9 @@ class KnobContext:
     netns: str | None = None
     #: instance types a plan may choose (the priced catalogue, given by the caller)
     instance_types: tuple[str, ...] = ()
+    #: interfaces whose ``nic.*`` knobs are refused (the setting ``protected_interfaces``); ``default-route``
+    #: stands for every interface carrying a default route (see :func:`actuators.nic.protected`)
+    protected_interfaces: tuple[str, ...] = ("default-route",)
 
 
 @dataclass(frozen=True)

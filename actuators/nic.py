@@ -15,6 +15,16 @@ Commands are argument lists (no shell); interface and namespace names are
 matched against what exists, never pasted into a path. :data:`FAMILY`
 declares the ``nic`` family (TuneD's ``[net]`` plugin takes the same ethtool
 words).
+
+**Protected interfaces** (:func:`protected`, the one place of the rule): a ring of 1 or offloads off
+on the interface that carries SSH and the API can cut both, for a whole study or, applied to stay,
+for good. The knobs of a protected interface are not offered (:meth:`NicFamily.knobs` leaves them
+out) and naming one is refused (:func:`nic_knob` raises :class:`ProtectedInterface`): a spec, an
+apply, ``GET /knobs/NAME``. The list is the context's ``protected_interfaces`` (the setting of the
+same name), by default ``default-route``: every interface carrying a default route, IPv4 or IPv6,
+read from ``/proc/net/route`` and ``/proc/net/ipv6_route`` (of the namespace, with ``netns``). When
+the route table cannot be read every interface is protected. Restoring a journaled setting
+(:func:`restore_nic`) puts back what was there and is not refused.
 """
 
 from __future__ import annotations
@@ -26,10 +36,14 @@ import subprocess
 from typing import Any
 
 from actuators.base import Domain, Knob, Token
-from actuators.errors import ActuatorError, KnobUnavailable, OutOfBounds, UnknownKnob
+from actuators.errors import ActuatorError, KnobUnavailable, OutOfBounds, ProtectedInterface, UnknownKnob
 from actuators.family import Env, Family, KnobExport, TunedOption
+from actuators.sysroot import SysRoot
 
-__all__ = ["FAMILY", "NIC_LEAVES", "Ethtool", "NicFamily", "NicKnob", "interfaces", "nic_knob", "restore_nic"]
+__all__ = [
+    "DEFAULT_ROUTE", "FAMILY", "NIC_LEAVES", "Ethtool", "NicFamily", "NicKnob", "default_route_interfaces",
+    "interfaces", "nic_knob", "protected", "restore_nic",
+]
 
 _FEATURES = {"tso": ("tcp-segmentation-offload", "tso"), "gso": ("generic-segmentation-offload", "gso"),
              "gro": ("generic-receive-offload", "gro")}
@@ -37,6 +51,10 @@ _RINGS = {"rx_ring": ("RX", "rx"), "tx_ring": ("TX", "tx")}
 _COALESCE = {"rx_usecs": "rx-usecs"}
 NIC_LEAVES = (*_FEATURES, *_RINGS, *_COALESCE)
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+#: the entry of ``protected_interfaces`` that stands for every interface carrying a default route
+DEFAULT_ROUTE = "default-route"
+_RTF_UP, _RTF_REJECT = 0x0001, 0x0200
+_ALL = "*"  # protected() when the route table cannot be read: every interface
 
 
 def _netns_names() -> list[str]:
@@ -90,6 +108,80 @@ def interfaces(netns: str | None = None) -> list[str]:
         return []
     names = [line.split(":")[1].strip().split("@")[0] for line in out.stdout.splitlines() if ":" in line]
     return sorted(n for n in names if n != "lo")
+
+
+def default_route_interfaces(route: str, ipv6_route: str) -> set[str]:
+    """The interfaces of the default routes (up, not reject) in the texts of ``/proc/net/route`` and
+    ``/proc/net/ipv6_route``."""
+    out: set[str] = set()
+
+    def usable(flags: str) -> bool:
+        try:
+            value = int(flags, 16)
+        except ValueError:
+            return False
+        return bool(value & _RTF_UP) and not value & _RTF_REJECT
+
+    for line in route.splitlines()[1:]:  # Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+        f = line.split()
+        if len(f) >= 8 and f[1] == "00000000" and f[7] == "00000000" and usable(f[3]):
+            out.add(f[0])
+    for line in ipv6_route.splitlines():  # dest plen src plen next-hop metric refcnt use flags iface
+        f = line.split()
+        if len(f) >= 10 and f[0].strip("0") == "" and f[1] == "00" and usable(f[8]):
+            out.add(f[9])
+    return out
+
+
+def _route_tables(root: SysRoot, netns: str | None) -> tuple[str, str] | None:
+    """``/proc/net/route`` and ``/proc/net/ipv6_route`` (empty when IPv6 is off) of the host or of
+    ``netns``; None when the IPv4 table cannot be read."""
+    texts: list[str] = []
+    for name in ("route", "ipv6_route"):
+        try:
+            if netns is None:
+                texts.append(root.read(f"proc/net/{name}"))
+                continue
+            proc = subprocess.run(["ip", "netns", "exec", netns, "cat", f"/proc/net/{name}"],
+                                  capture_output=True, text=True, timeout=10)
+            if proc.returncode != 0:
+                raise OSError(proc.stderr.strip())
+            texts.append(proc.stdout)
+        except (ActuatorError, OSError, subprocess.TimeoutExpired):
+            if name == "route":
+                return None
+            texts.append("")
+    return texts[0], texts[1]
+
+
+def protected(entries: tuple[str, ...], *, root: SysRoot | None = None, netns: str | None = None) -> dict[str, str]:
+    """The protected interfaces of ``entries`` (the setting ``protected_interfaces``): interface -> why.
+
+    ``default-route`` stands for the interfaces carrying a default route in ``netns`` (or on the host);
+    when the route table cannot be read, ``{"*": why}``: every interface is protected.
+    """
+    out: dict[str, str] = {}
+    for entry in entries:
+        if entry != DEFAULT_ROUTE:
+            out.setdefault(entry, "it is listed in the setting protected_interfaces")
+            continue
+        tables = _route_tables(root if root is not None else SysRoot(), netns)
+        if tables is None:
+            return {_ALL: "the route table could not be read, so which interface carries the default route "
+                          "is unknown: every interface is protected"}
+        for iface in sorted(default_route_interfaces(*tables)):
+            out.setdefault(iface, "it carries a default route: SSH and the API most likely use it")
+    return out
+
+
+def _refuse(iface: str, leaf: str, shield: dict[str, str], entries: tuple[str, ...]) -> ProtectedInterface:
+    why = shield.get(iface) or shield[_ALL]
+    return ProtectedInterface(
+        f"nic.{iface}.{leaf} refused: {iface} is a protected interface ({why}); a ring of 1 or an offload "
+        f"turned off there can cut SSH and the API. Protected here: {', '.join(sorted(shield))}. The setting "
+        f"protected_interfaces (now {list(entries)}; '{DEFAULT_ROUTE}' stands for every interface with a "
+        "default route) lists them: tune another interface, or remove the entry from that setting on purpose"
+    )
 
 
 def _section(text: str, title: str) -> dict[str, str]:
@@ -215,18 +307,23 @@ def restore_nic(target: str, old: Any) -> None:
         netns, iface, leaf = target.split(":")
     except ValueError:
         raise ActuatorError(f"malformed NIC target {target!r}") from None
-    try:
-        knob = nic_knob(iface, leaf, netns=netns or None)
+    try:  # putting back what was there is never refused, protected interface or not
+        knob = nic_knob(iface, leaf, netns=netns or None, protect=())
     except UnknownKnob as err:
         raise ActuatorError(f"cannot restore {target}: {err}") from err
     knob.ethtool.run(*knob._set_args(old))
 
 
-def nic_knob(iface: str, leaf: str, *, netns: str | None = None) -> NicKnob:
-    """``nic.<iface>.<leaf>``; the interface must exist (in ``netns`` when given).
+def nic_knob(
+    iface: str, leaf: str, *, netns: str | None = None, protect: tuple[str, ...] = (DEFAULT_ROUTE,),
+    root: SysRoot | None = None,
+) -> NicKnob:
+    """``nic.<iface>.<leaf>``; the interface must exist (in ``netns`` when given) and not be protected
+    (``protect``: the entries of the setting ``protected_interfaces``; ``root``: where ``/proc/net`` is read).
 
     Raises:
         UnknownKnob: unknown leaf, bad or unknown interface or namespace.
+        ProtectedInterface: the interface is protected (see :func:`protected`).
     """
     if leaf not in NIC_LEAVES:
         raise UnknownKnob(f"nic knobs are {', '.join(NIC_LEAVES)}, not {leaf!r}")
@@ -234,6 +331,9 @@ def nic_knob(iface: str, leaf: str, *, netns: str | None = None) -> NicKnob:
     if not _NAME.fullmatch(iface) or iface not in interfaces(netns):
         where = f"netns {netns}" if netns else "this host"
         raise UnknownKnob(f"no interface {iface!r} in {where}; interfaces: {', '.join(interfaces(netns)) or 'none'}")
+    shield = protected(protect, root=root, netns=netns)
+    if iface in shield or _ALL in shield:
+        raise _refuse(iface, leaf, shield, protect)
     return NicKnob(iface, leaf, ethtool=ethtool)
 
 
@@ -260,14 +360,19 @@ class NicFamily(Family):
 
     def resolve(self, name: str, env: Env) -> Knob:
         iface, _, leaf = name[len("nic."):].rpartition(".")
-        return nic_knob(iface, leaf, netns=env.context.netns)
+        return nic_knob(iface, leaf, netns=env.context.netns, protect=env.context.protected_interfaces,
+                        root=env.root)
 
     def knobs(self, env: Env) -> list[Knob]:
-        """Each leaf of each interface; on the real host only (a fake tree has no NICs)."""
+        """Each leaf of each interface that is not protected; on the real host only (a fake tree has no NICs)."""
         if not env.root.is_host:
             return []
         ns = env.context.netns
-        return [nic_knob(i, leaf, netns=ns) for i in interfaces(ns) for leaf in NIC_LEAVES]
+        shield = protected(env.context.protected_interfaces, root=env.root, netns=ns)
+        if _ALL in shield:
+            return []
+        return [nic_knob(i, leaf, netns=ns, protect=()) for i in interfaces(ns) if i not in shield
+                for leaf in NIC_LEAVES]
 
 
 FAMILY = NicFamily()

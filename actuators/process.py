@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from actuators.affinity import same_thread, threads_of
+from actuators.affinity import checked_pids, same_thread, threads_of
 from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError
 from actuators.family import Condition, Env, Family, KnobExport, SystemdOption, one_line
@@ -140,7 +140,7 @@ class ProcessKnob(Knob):
         self._pids = pids
 
     def _threads(self) -> list[tuple[int, int]]:
-        pids = [int(p) for p in self._pids()] if self._pids is not None else []
+        pids = checked_pids(self.name, [int(p) for p in self._pids()]) if self._pids is not None else []
         return [(pid, tid) for pid in pids for tid in threads_of(pid)]
 
     def available(self) -> str | None:

@@ -13,6 +13,7 @@ written, :class:`InvalidName` (exit 2, HTTP 422) for a study name that is not on
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -276,6 +277,48 @@ class Settings(BaseSettings):
             raise ValueError(f"allowed_hosts takes bare host names or addresses (no scheme, port or wildcard): "
                              f"{', '.join(map(repr, bad))}")
         return names
+    allowed_targets: list[str] = Field(default_factory=list, description=(
+        "running processes a passive study may observe and tune (strict: none by default), each one of "
+        "unit:NAME.service (a systemd unit), cgroup:/PATH (a cgroup, as /proc/PID/cgroup shows it, and "
+        "below), exe:/PATH (processes of that executable; pids only); pid 1, kernel threads, novatune "
+        "itself and the root cgroup are never targets. Environment: JSON, "
+        "NOVATUNE_ALLOWED_TARGETS='[\"unit:nginx.service\"]'"))
+    allowed_probe_hosts: list[str] = Field(default_factory=list, description=(
+        "hosts besides loopback that a passive probe_url / scrape_url may name (names or addresses; "
+        "default: none, loopback only)"))
+    protected_interfaces: list[str] = Field(default_factory=lambda: ["default-route"], description=(
+        "network interfaces whose nic.* knobs are never offered nor applied; 'default-route' stands for "
+        "every interface carrying a default route (IPv4 or IPv6) at the time"))
+
+    @field_validator("allowed_targets")
+    @classmethod
+    def _allowed_targets(cls, value: list[str]) -> list[str]:
+        from collectors.passive.allowed import parse_rules
+
+        parse_rules(value)  # raises ValueError naming the bad entry and the allowed forms
+        return value
+
+    @field_validator("allowed_probe_hosts")
+    @classmethod
+    def _probe_hosts(cls, value: list[str]) -> list[str]:
+        label = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+        for host in value:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:  # then a DNS name: no scheme, port, path or wildcard
+                if not re.fullmatch(rf"(?=.{{1,253}}$){label}(\.{label})*", host):
+                    raise ValueError(f"{host!r} is not a host name or an IP address (no scheme, port or "
+                                     "wildcard)") from None
+        return [h.lower() for h in value]
+
+    @field_validator("protected_interfaces")
+    @classmethod
+    def _interfaces(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name != "default-route" and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", name):
+                raise ValueError(f"{name!r} is not an interface name; allowed: 'default-route' or a name of "
+                                 "up to 15 letters, digits, '_', '.', ':', '-'")
+        return value
 
     @classmethod
     def settings_customise_sources(

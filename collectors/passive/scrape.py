@@ -1,12 +1,14 @@
-"""Scrape a target's own Prometheus metrics (text exposition) into flat samples."""
+"""Scrape a target's own Prometheus metrics (text exposition) into flat samples.
+
+The request goes through :func:`collectors.passive.http_probe.fetch` (the outbound rule: loopback or
+an allowed host, no redirects followed); errors name the status code or the exception class, never
+the body's text.
+"""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 from collectors.errors import CollectorError
-from collectors.passive.http_probe import check_http_url
+from collectors.passive.http_probe import check_url, fetch
 
 __all__ = ["parse_exposition", "scrape"]
 
@@ -27,23 +29,33 @@ def parse_exposition(text: str, *, include: tuple[str, ...] = ()) -> dict[str, f
                     continue
                 labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
                 out[f"{s.name}{{{labels}}}" if labels else s.name] = float(s.value)
-    except (ValueError, TypeError) as err:
-        raise CollectorError(f"not Prometheus text exposition: {err}") from err
+    except (ValueError, TypeError) as err:  # the parser's message quotes the offending line: not repeated
+        raise CollectorError(f"not Prometheus text exposition ({type(err).__name__} from the parser)") from None
     return out
 
 
-def scrape(url: str, *, timeout_s: float = 5.0, include: tuple[str, ...] = ()) -> dict[str, float]:
+#: the most of an exposition read (a larger one is cut, and then fails to parse)
+MAX_EXPOSITION_BYTES = 32 << 20
+
+
+def scrape(
+    url: str, *, timeout_s: float = 5.0, include: tuple[str, ...] = (), allowed_hosts: tuple[str, ...] = (),
+) -> dict[str, float]:
     """GET ``url`` (a /metrics endpoint) and parse it.
 
     Raises:
-        CollectorError: bad URL, the endpoint cannot be reached or answers non-2xx, or the body is not an exposition.
+        CollectorError: the URL breaks the outbound rule, the endpoint cannot be reached or answers
+            other than 2xx (redirects are not followed), or the body is not an exposition.
     """
-    check_http_url(url, "scrape URL must be http(s)://HOST[:PORT]/metrics")
+    check_url(url, allowed_hosts=allowed_hosts, what="scrape URL")
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            body = resp.read().decode("utf-8", errors="replace")
-    except urllib.error.HTTPError as err:
-        raise CollectorError(f"scrape {url}: HTTP {err.code}") from err
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        raise CollectorError(f"scrape {url}: {getattr(err, 'reason', err)}") from err
-    return parse_exposition(body, include=include)
+        status, raw = fetch(url, timeout_s=timeout_s, allowed_hosts=allowed_hosts, max_bytes=MAX_EXPOSITION_BYTES)
+    except CollectorError as err:
+        raise CollectorError(f"scrape {err}") from None
+    if not 200 <= status < 300:
+        why = " (redirects are not followed)" if 300 <= status < 400 else ""
+        raise CollectorError(f"scrape {url}: HTTP {status}{why}")
+    try:
+        return parse_exposition(raw.decode("utf-8", errors="replace"), include=include)
+    except CollectorError as err:
+        raise CollectorError(f"scrape {url}: {err}") from None

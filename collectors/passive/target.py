@@ -48,6 +48,12 @@ Target scalars are means over the window's samples; ``Measurement.timeline``
 holds the per-sample values indexed by ``t_s`` (seconds since the window
 started; rates at row ``t`` cover the interval ending at ``t``).
 
+Which targets are allowed is :class:`~collectors.passive.allowed.PassivePolicy`'s rule (``policy``;
+strict by default: nothing is a target until the operator names it in ``allowed_targets``, and pid 1,
+kernel threads, novatune itself and the root cgroup never are), checked by :meth:`check_target` when a
+study is prepared, at :meth:`start`, and each time :meth:`pids` lists what knobs act on. URLs follow
+:mod:`~collectors.passive.http_probe`'s outbound rule (loopback, or ``allowed_probe_hosts``).
+
 A given pid or the cgroup that vanishes (exits, becomes a zombie, is reused,
 is removed) during warm-up or the window ends it early with a
 :class:`~collectors.errors.WorkloadError` saying what vanished and when. An
@@ -62,8 +68,6 @@ import datetime as dt
 import math
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +78,8 @@ import psutil
 
 from collectors.errors import CollectorError, WorkloadError
 from collectors.metrics import MetricsSampler, Target, parse_target
-from collectors.passive.http_probe import check_http_url
+from collectors.passive.allowed import PassivePolicy
+from collectors.passive.http_probe import check_url, fetch
 from collectors.passive.scrape import scrape
 from collectors.passive.window import (
     CGROUP_COLUMNS,
@@ -154,6 +159,8 @@ class PassiveWorkload(Workload):
             counter's events), giving ``scrape_errors`` and ``error_rate``.
         scrape_timeout_s: per-scrape timeout, in (0, 60] (default 5.0).
         sample_interval_s: target sampling period, in [0.1, 10] (default 0.5).
+        policy: what may be a target and which hosts besides loopback a URL may name (default: the
+            strict policy, no target allowed, loopback only).
 
     Raises:
         CollectorError: an option is invalid (the message names it and what is allowed).
@@ -174,7 +181,9 @@ class PassiveWorkload(Workload):
         error_counter: str | None = None,
         scrape_timeout_s: float = 5.0,
         sample_interval_s: float = 0.5,
+        policy: PassivePolicy | None = None,
     ) -> None:
+        self.policy = policy if policy is not None else PassivePolicy()
         if pids is not None:
             if isinstance(pids, (str, bytes)) or not isinstance(pids, Sequence) or not pids or not all(
                 isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pids
@@ -189,9 +198,7 @@ class PassiveWorkload(Workload):
             raise CollectorError("PassiveWorkload: give pids or cgroup, not both")
         for option, url in (("probe_url", probe_url), ("scrape_url", scrape_url)):
             if url is not None:
-                if not isinstance(url, str):
-                    raise _err(option, "an http(s):// URL", url)
-                check_http_url(url, f"PassiveWorkload: {option} must be http(s)://HOST[:PORT]/PATH")
+                check_url(url, allowed_hosts=self.policy.probe_hosts, what=f"PassiveWorkload: {option}")
         for option, name in (("throughput_counter", throughput_counter), ("error_counter", error_counter)):
             if name is not None and (not isinstance(name, str) or not _COUNTER_NAME.match(name)):
                 raise _err(option, "a Prometheus metric name ([A-Za-z_:][A-Za-z0-9_:]*)", name)
@@ -247,28 +254,42 @@ class PassiveWorkload(Workload):
         Raises:
             WorkloadError: a pid is not running, the cgroup does not exist, or a
                 URL cannot be reached / the scrape is not an exposition.
+            TargetRefused: the target is not allowed (see :meth:`check_target`).
         """
         del preexec_fn
         self._stopped = False
         self._resolve()
         if self.probe_url is not None:
-            try:
-                with urllib.request.urlopen(self.probe_url, timeout=self.probe_timeout_s) as resp:
-                    resp.read()
-            except urllib.error.HTTPError:
-                pass  # the server answered: reachable (the status counts as an error in measure)
-            except (urllib.error.URLError, OSError, TimeoutError, ValueError) as err:
-                raise WorkloadError(f"passive: probe_url {self.probe_url} is not reachable: "
-                                    f"{getattr(err, 'reason', err)}") from err
+            try:  # any status is an answer: reachable (a bad status counts as an error in measure)
+                fetch(self.probe_url, timeout_s=self.probe_timeout_s, allowed_hosts=self.policy.probe_hosts)
+            except CollectorError as err:
+                raise WorkloadError(f"passive: probe_url is not reachable: {err}") from None
         if self.scrape_url is not None:
             try:
-                scrape(self.scrape_url, timeout_s=self.scrape_timeout_s)
+                scrape(self.scrape_url, timeout_s=self.scrape_timeout_s, allowed_hosts=self.policy.probe_hosts)
             except CollectorError as err:
                 raise WorkloadError(f"passive: scrape_url: {err}") from err
         return self.pids()
 
+    def check_target(self) -> None:
+        """Check the target against :attr:`policy` now (what is not running is left to :meth:`start`).
+
+        Raises:
+            TargetRefused: naming the target, the rule it breaks and how to allow a target.
+        """
+        if self.pid_list is not None:
+            self.policy.check_pids(self.pid_list)
+        elif (path := self._cgroup_path()) is not None:
+            self.policy.check_cgroup(path)
+
     def pids(self) -> list[int]:
-        """The given pids still alive plus their descendants, or the cgroup's member processes; [] if gone."""
+        """The given pids still alive plus their descendants, or the cgroup's member processes; [] if gone.
+
+        This is what knobs act on, so it is checked against :attr:`policy` on every call.
+
+        Raises:
+            TargetRefused: the target (or a process in it now) is refused.
+        """
         if self.pid_list is not None:
             out: dict[int, None] = {}
             for pid in self.pid_list:
@@ -280,23 +301,30 @@ class PassiveWorkload(Workload):
                         out[child.pid] = None
                 except psutil.Error:
                     continue
+            self.policy.check_pids(self.pid_list, list(out))
             return sorted(out)
-        if self.cgroup is not None:
-            path = self._target.cgroup if self._target is not None else None
-            if path is None:
-                try:
-                    path = parse_target(self.cgroup).cgroup
-                except CollectorError:
-                    return []
-            if path is None:
-                return []
-            for name in ("cgroup.procs", "tasks"):
-                try:
-                    text = (path / name).read_text(encoding="ascii")
-                except OSError:
-                    continue
-                return sorted({int(x) for x in text.split() if x.isdigit()})
+        path = self._cgroup_path()
+        if path is None:
+            return []
+        for name in ("cgroup.procs", "tasks"):
+            try:
+                text = (path / name).read_text(encoding="ascii")
+            except OSError:
+                continue
+            self.policy.check_cgroup(path)
+            return sorted({int(x) for x in text.split() if x.isdigit()})
         return []
+
+    def _cgroup_path(self) -> Path | None:
+        """The cgroup directory (as resolved at start, else now); None without a cgroup or when it is not there."""
+        if self._target is not None:
+            return self._target.cgroup
+        if self.cgroup is None:
+            return None
+        try:
+            return parse_target(self.cgroup).cgroup
+        except CollectorError:
+            return None
 
     def measure(self, *, warmup_s: float, measure_s: float) -> Measurement:
         """Wait ``warmup_s`` (no load is driven), then observe the target for ``measure_s``.
@@ -366,7 +394,7 @@ class PassiveWorkload(Workload):
         """The probe thread for this window, started (and remembered so that :meth:`stop` can end it)."""
         assert self.probe_url is not None
         prober = Prober(self.probe_url, interval_s=self.probe_interval_s, timeout_s=self.probe_timeout_s,
-                        deadline=win.deadline, t0=win.t0)
+                        deadline=win.deadline, t0=win.t0, allowed_hosts=self.policy.probe_hosts)
         self._active = prober
         prober.start()
         return prober
@@ -467,7 +495,11 @@ class PassiveWorkload(Workload):
         return None
 
     def _resolve(self) -> None:
-        """Check that pids/cgroup exist now and remember their identity. Raises WorkloadError."""
+        """Check that pids/cgroup exist now and are allowed, and remember their identity.
+
+        Raises:
+            WorkloadError: not running, or no such cgroup. TargetRefused: not allowed.
+        """
         if self.pid_list is not None:
             self._created = {}
             for pid in self.pid_list:
@@ -478,11 +510,15 @@ class PassiveWorkload(Workload):
                     self._created[pid] = psutil.Process(pid).create_time()
                 except psutil.Error as err:
                     raise WorkloadError(f"passive: pids: process {pid} is not running ({err})") from err
+            self.policy.check_pids(self.pid_list)
         elif self.cgroup is not None:
             try:
-                self._target = parse_target(self.cgroup)
+                target = parse_target(self.cgroup)
             except CollectorError as err:
                 raise WorkloadError(f"passive: cgroup {self.cgroup!r} does not exist: {err}") from err
+            if target.cgroup is not None:
+                self.policy.check_cgroup(target.cgroup)
+            self._target = target
 
     def _vanished(self, sampler: MetricsSampler | None = None) -> str | None:
         if self.pid_list is not None:
@@ -529,7 +565,7 @@ class PassiveWorkload(Workload):
         wanted = [self.throughput_counter] + ([self.error_counter] if self.error_counter else [])
         t_a = time.monotonic()
         try:
-            values = scrape(self.scrape_url, timeout_s=self.scrape_timeout_s)
+            values = scrape(self.scrape_url, timeout_s=self.scrape_timeout_s, allowed_hosts=self.policy.probe_hosts)
         except CollectorError as err:
             notes.append(f"scrape at the {when} of the window failed: {err}")
             return None

@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-from collectors.passive.http_probe import probe
+from collectors.errors import CollectorError
+from collectors.passive.http_probe import describe, probe
 
 __all__ = [
     "CGROUP_COLUMNS",
@@ -74,9 +75,11 @@ class Prober(threading.Thread):
     kept in ``failure``, never lost.
     """
 
-    def __init__(self, url: str, *, interval_s: float, timeout_s: float, deadline: float, t0: float) -> None:
+    def __init__(self, url: str, *, interval_s: float, timeout_s: float, deadline: float, t0: float,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:
         super().__init__(name="passive-probe", daemon=True)
         self.url, self.interval_s, self.timeout_s = url, interval_s, timeout_s
+        self.allowed_hosts = allowed_hosts
         self.deadline, self.t0 = deadline, t0
         self.stop_event = threading.Event()
         self.ok_ms: list[float] = []
@@ -91,7 +94,8 @@ class Prober(threading.Thread):
                 left = self.deadline - time.monotonic()
                 if self.stop_event.is_set() or left <= 0:
                     break
-                r = probe(self.url, count=1, duration_s=min(3600.0, max(left, 1e-3)), timeout_s=self.timeout_s)
+                r = probe(self.url, count=1, duration_s=min(3600.0, max(left, 1e-3)), timeout_s=self.timeout_s,
+                          allowed_hosts=self.allowed_hosts)
                 if r.requests:
                     self.ok_ms.append(r.latency_p50_ms)
                 elif r.errors:
@@ -100,8 +104,10 @@ class Prober(threading.Thread):
                 failed = not r.requests
                 # also after an error, and never less than _ERROR_PAUSE_S then: no busy loop on a closed port
                 self.stop_event.wait(max(self.interval_s, _ERROR_PAUSE_S) if failed else self.interval_s)
+        except CollectorError as err:  # novatune's own message (the URL refused)
+            self.failure = str(err)
         except Exception as err:  # noqa: BLE001 - reported in notes, never lost in a thread
-            self.failure = f"{type(err).__name__}: {err}"
+            self.failure = describe(err)  # the class, never text a server sent
 
 
 def target_row(sample: dict[str, float], columns: dict[str, tuple[str, str, float]]) -> dict[str, float]:

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from collectors.errors import WorkloadError
+from collectors.passive.allowed import PassivePolicy
 from collectors.passive.target import PassiveWorkload
 from collectors.workloads.base import COMMON_METRICS, Workload
 from collectors.workloads.oltp import OltpService
@@ -49,13 +50,17 @@ TOOL_WORKLOADS: dict[str, type[ToolWorkload]] = {
 WORKLOADS: dict[str, type[Workload]] = {"oltp": OltpService, "passive": PassiveWorkload, **TOOL_WORKLOADS}
 
 
-def build_workload(spec: BaseModel | Mapping[str, Any], workdir: Path) -> Workload:
+def build_workload(
+    spec: BaseModel | Mapping[str, Any], workdir: Path, *, policy: PassivePolicy | None = None,
+) -> Workload:
     """The workload ``spec`` describes, validated, not started.
 
     Args:
         spec: the ``workload`` section: a pydantic model or a mapping with an
             optional ``kind`` (default ``oltp``) and the kind's options.
         workdir: the workload's scratch directory (not created here).
+        policy: a passive workload's allowed targets and probe hosts (the operator's settings; default:
+            the strict policy, which allows no target). Never taken from ``spec``.
 
     Raises:
         WorkloadError / CollectorError: an unknown kind, or an option the
@@ -67,7 +72,8 @@ def build_workload(spec: BaseModel | Mapping[str, Any], workdir: Path) -> Worklo
     if kind == "oltp":
         return OltpService(workdir, **opts)
     if kind == "passive":
-        return PassiveWorkload(**opts)
+        opts.pop("policy", None)
+        return PassiveWorkload(**opts, policy=policy)
     if kind not in TOOL_WORKLOADS:
         raise WorkloadError(f"unknown workload kind {kind!r}; known: oltp, passive, {', '.join(TOOL_WORKLOADS)}")
     return TOOL_WORKLOADS[kind](workdir, **opts)

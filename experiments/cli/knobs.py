@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from experiments.cli._common import JsonOpt, RootOpt, UserError, err, out
+from experiments.cli._common import JsonOpt, RootOpt, UserError, err, out, settings
 from experiments.cli._common import fmt as _fmt
 from experiments.cli._common import print_json as _print_json
 
@@ -40,7 +40,8 @@ def _bound(root: Path | None) -> tuple[Catalog, ConflictFinder]:
     base = "/" if root is None else str(root)
     if root is not None and not root.is_dir():
         raise UserError(f"--root {root}: not a directory")
-    return Catalog(SysRoot(base), KnobContext(instance_types=instance_types())), ConflictFinder(base)
+    context = KnobContext(instance_types=instance_types(), protected_interfaces=tuple(settings().protected_interfaces))
+    return Catalog(SysRoot(base), context), ConflictFinder(base)
 
 
 @knobs_app.command("list")

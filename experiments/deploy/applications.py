@@ -37,7 +37,7 @@ from actuators.journal import OPENING_EVENTS, same_process
 from collectors.errors import NovatuneError
 from experiments.deploy.plan import instance_types
 from experiments.holds import KnobHeld, KnobHolds
-from experiments.settings import Paths
+from experiments.settings import Paths, Settings
 
 __all__ = ["Application", "ApplicationNotFound", "AppliedKnob", "ApplyConflict", "ApplyError", "NotApplied",
            "default_catalog", "history", "status"]
@@ -131,9 +131,16 @@ def new_id(existing: set[str]) -> str:
             return app_id
 
 
-def default_catalog() -> Catalog:
-    """The catalog of this machine (root ``/``, the namespace of this process)."""
-    return Catalog(SysRoot("/"), KnobContext(instance_types=instance_types()))
+def default_catalog(*, protect: bool = True) -> Catalog:
+    """The catalog of this machine (root ``/``, the namespace of this process), refusing the knobs of the
+    settings' protected interfaces; ``protect=False`` for reading what was applied and putting it back
+    (status, rollback), which a protected interface must never prevent.
+
+    Raises:
+        SettingsError: the settings are invalid.
+    """
+    protected = tuple(Settings.load().protected_interfaces) if protect else ()
+    return Catalog(SysRoot("/"), KnobContext(instance_types=instance_types(), protected_interfaces=protected))
 
 
 @contextmanager
@@ -241,7 +248,7 @@ def status(paths: Paths, *, catalog: Catalog | None = None) -> dict[str, Any]:
     Returns:
         ``{"active": [application dict with knobs' live/drift], "drift": ["app-id: knob", ...]}``
     """
-    cat = catalog if catalog is not None else default_catalog()
+    cat = catalog if catalog is not None else default_catalog(protect=False)
     records = Journal(paths.journal).records()
     active: list[dict[str, Any]] = []
     drift: list[str] = []

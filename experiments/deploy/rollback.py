@@ -175,7 +175,7 @@ def rollback(id: str | None = None, *, paths: Paths, force: bool = False,
             written), or a restore failed (the others are done; retry rolls back
             what is left).
     """
-    cat = catalog if catalog is not None else default_catalog()
+    cat = catalog if catalog is not None else default_catalog(protect=False)  # putting back is never refused
     journal = Journal(paths.journal)
     with locked(paths), ExitStack() as stack:
         records = journal.records()

@@ -6,6 +6,12 @@ the metrics objectives and constraints may use) and loads the unit prices.
 What it returns, a :class:`StudyPlan`, is everything the run needs from the
 spec; a bad spec is a :class:`~experiments.spec.SpecError` listing every
 problem, and nothing has happened yet.
+
+The operator's settings that bound what a study may reach are read here, once,
+and carried by the plan: a passive workload's :class:`PassivePolicy` (allowed
+targets, checked now and again whenever the run lists the target's processes;
+hosts a probe may name) and the protected interfaces whose ``nic.*`` knobs are
+refused.
 """
 
 from __future__ import annotations
@@ -13,13 +19,17 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from actuators import Catalog
+from actuators import Catalog, KnobContext
 from collectors.errors import CollectorError, WorkloadError
+from collectors.passive.allowed import PassivePolicy
+from collectors.passive.target import PassiveWorkload
 from collectors.pricing import UnitPrices, load_unit_prices
+from collectors.workloads.base import Workload
 from collectors.workloads.registry import build_workload
-from experiments.settings import Paths
+from experiments.settings import Paths, Settings
 from experiments.spec import SpecError, StudySpec
 from experiments.study.metric_names import allowed_metrics
 from experiments.study.resolve import Resolved, resolve
@@ -41,6 +51,14 @@ class StudyPlan:
     metric_names: tuple[str, ...]
     resolved: Resolved
     prices: UnitPrices
+    #: a passive workload's allowed targets and probe hosts (the settings when prepared)
+    policy: PassivePolicy = PassivePolicy()
+    #: interfaces whose nic.* knobs are refused (the setting ``protected_interfaces``)
+    protected_interfaces: tuple[str, ...] = ("default-route",)
+
+    def build_workload(self, workdir: Path) -> Workload:
+        """The spec's workload (not started), bound to the plan's :attr:`policy`."""
+        return build_workload(self.spec.workload, workdir, policy=self.policy)
 
     @property
     def objectives(self) -> list[str]:
@@ -60,21 +78,34 @@ class StudyPlan:
         return self.spec.model_dump(mode="json")
 
 
-def prepare(spec: StudySpec, *, paths: Paths, trials: int | None = None, source: str = "<spec>") -> StudyPlan:
-    """Check ``spec`` on this machine: trial budget, workload options, knobs, metrics, prices.
+def prepare(
+    spec: StudySpec, *, paths: Paths, trials: int | None = None, source: str = "<spec>",
+    settings: Settings | None = None,
+) -> StudyPlan:
+    """Check ``spec`` on this machine: trial budget, workload options (a passive target allowed, its URLs
+    loopback or allowed), knobs (none on a protected interface), metrics, prices.
+
+    ``settings`` default to :meth:`Settings.load` (now).
 
     Raises:
         SpecError: every problem found, with what is allowed; nothing was started or written.
+        SettingsError: the settings are invalid.
     """
     n_trials = trials if trials is not None else spec.budget.trials
     if n_trials < 1:
         raise SpecError(source, [f"--trials must be >= 1, got {n_trials}"])
+    settings = settings if settings is not None else Settings.load()
+    policy = PassivePolicy.of(settings.allowed_targets, settings.allowed_probe_hosts)
+    protected = tuple(settings.protected_interfaces)
     try:
-        probe = build_workload(spec.workload, paths.home / "runs" / ".check")
+        probe = build_workload(spec.workload, paths.home / "runs" / ".check", policy=policy)
+        if isinstance(probe, PassiveWorkload):
+            probe.check_target()
     except (WorkloadError, CollectorError, ValueError, TypeError) as err:
         raise SpecError(source, [f"workload ({spec.workload.kind}): {err}"]) from None
     metric_names = tuple(allowed_metrics(probe.metric_names()))
-    resolved = resolve(spec, Catalog(), check_availability=False, source=source, metrics=metric_names)
+    catalog = Catalog(context=KnobContext(protected_interfaces=protected))
+    resolved = resolve(spec, catalog, check_availability=False, source=source, metrics=metric_names)
     prices = load_unit_prices(profile=spec.cost.profile, model=spec.cost.pricing_model)
     return StudyPlan(spec=spec, source=source, n_trials=n_trials, metric_names=metric_names, resolved=resolved,
-                     prices=prices)
+                     prices=prices, policy=policy, protected_interfaces=protected)

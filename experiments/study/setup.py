@@ -24,7 +24,6 @@ from collectors.cgroupstats import CgroupCpuReader
 from collectors.errors import CollectorError, WorkloadError
 from collectors.metrics import MetricsSampler, Target, parse_target
 from collectors.workloads.base import Workload
-from collectors.workloads.registry import build_workload
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths
 from experiments.spec import PassiveWorkloadSpec
@@ -129,7 +128,7 @@ class RunContext:
             self.cgroup_reason = f"no workload cgroup: {err}"
 
     def _start_workload(self) -> None:
-        workload = build_workload(self.plan.spec.workload, self.workdir / "work")
+        workload = self.plan.build_workload(self.workdir / "work")  # a passive one bound to the plan's policy
         self.workload = workload
         preexec = None
         if self.cgroup is not None:
@@ -182,7 +181,8 @@ class RunContext:
 
     def _bind_knobs(self) -> None:
         assert self.workload is not None
-        catalog = Catalog(context=KnobContext(cgroup=self.cgroup, pids=self.workload.pids))
+        catalog = Catalog(context=KnobContext(cgroup=self.cgroup, pids=self.workload.pids,
+                                              protected_interfaces=self.plan.protected_interfaces))
         self.resolved = self.plan.resolved.bind(catalog, source=self.plan.source)
         skipped = dict(self.resolved.skipped)
         for k in skipped:

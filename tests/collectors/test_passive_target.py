@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from collectors.errors import CollectorError, WorkloadError
-from collectors.passive.target import PassiveWorkload
+from collectors.passive.allowed import PassivePolicy
+from collectors.passive.target import PassiveWorkload as _PassiveWorkload
 from collectors.workloads.base import Measurement, Workload
 
 BURN = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end:\n    pass\n"
@@ -26,6 +27,19 @@ SLEEP = "import time\ntime.sleep({s})\n"
 BURN_ALLOC = ("import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end:\n"
               "    buf = bytearray(4 << 20)\n    t = time.monotonic() + 0.05\n    while time.monotonic() < t:\n"
               "        pass\n")
+
+
+#: the operator's allow-list of these tests: the processes they start run this interpreter
+ALLOW_PYTHON = PassivePolicy.of([f"exe:{os.path.realpath(sys.executable)}"])
+
+
+def PassiveWorkload(**kwargs: object) -> _PassiveWorkload:  # the class, with the tests' allow-list
+    kwargs.setdefault("policy", ALLOW_PYTHON)
+    return _PassiveWorkload(**kwargs)  # type: ignore[arg-type]
+
+
+def _allow_cgroup(name: str) -> PassivePolicy:
+    return PassivePolicy.of([f"cgroup:/{name}"])
 
 
 def _spawn(code: str) -> subprocess.Popen:
@@ -252,7 +266,7 @@ def cgroup_with_child():
 
 def test_cgroup_target_is_measured(cgroup_with_child):
     name, child = cgroup_with_child
-    wl = PassiveWorkload(cgroup=f"/sys/fs/cgroup/cpu/{name}", sample_interval_s=0.25)
+    wl = PassiveWorkload(cgroup=f"/sys/fs/cgroup/cpu/{name}", sample_interval_s=0.25, policy=_allow_cgroup(name))
     assert wl.start() == [child.pid]
     m = wl.measure(warmup_s=0, measure_s=1.2)
     assert set(m.metrics) == set(wl.metric_names())
@@ -266,7 +280,7 @@ def test_cgroup_target_is_measured(cgroup_with_child):
 def test_cgroup_removed_mid_window_ends_it_early(cgroup_with_child):
     name, child = cgroup_with_child
     path = Path(f"/sys/fs/cgroup/cpu/{name}")
-    wl = PassiveWorkload(cgroup=str(path), sample_interval_s=0.2)
+    wl = PassiveWorkload(cgroup=str(path), sample_interval_s=0.2, policy=_allow_cgroup(name))
     wl.start()
 
     def remove() -> None:
@@ -298,7 +312,8 @@ def test_missing_cgroup_files_are_noted_once_not_per_sample():
     path = Path(f"/sys/fs/cgroup/cpu/novatune-test-{uuid.uuid4().hex[:8]}")
     path.mkdir()  # only in the cpu hierarchy: no cpuacct.usage, no memory, no blkio counterpart
     try:
-        m = PassiveWorkload(cgroup=str(path), sample_interval_s=0.1).measure(warmup_s=0, measure_s=0.6)
+        m = PassiveWorkload(cgroup=str(path), sample_interval_s=0.1,
+                            policy=_allow_cgroup(path.name)).measure(warmup_s=0, measure_s=0.6)
         assert math.isnan(m.metrics["target_cpu_pct"]) and math.isnan(m.metrics["target_memory_bytes"])
         assert m.metrics["target_threads"] == 0  # empty, but present
         assert m.timeline is not None and len(m.timeline) >= 5

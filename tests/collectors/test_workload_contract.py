@@ -52,6 +52,7 @@ import psutil
 import pytest
 
 from collectors.errors import WorkloadError
+from collectors.passive.allowed import PassivePolicy
 from collectors.workloads.base import COMMON_METRICS, Measurement, Workload
 from collectors.workloads.registry import TOOL_WORKLOADS, WORKLOADS, build_workload, workload_metric_docs
 from collectors.workloads.tools.adapter import DEBIAN_PACKAGES
@@ -159,9 +160,11 @@ class Case:
     options: dict[str, Any]
     #: pids the test owns (passive's observed process): must survive stop(), excluded from the leftovers
     own_pids: list[int] = field(default_factory=list)
+    #: passive: the operator's allow-list (the observed process runs this interpreter)
+    policy: PassivePolicy | None = None
 
     def build(self, workdir: Path) -> Workload:
-        return build_workload({"kind": self.kind, **self.options}, workdir)
+        return build_workload({"kind": self.kind, **self.options}, workdir, policy=self.policy)
 
 
 @pytest.fixture
@@ -188,7 +191,8 @@ def case(request: pytest.FixtureRequest) -> Iterator[Case]:
     th.start()
     try:
         yield Case("passive", {"pids": [target.pid], "probe_url": f"http://127.0.0.1:{srv.server_address[1]}/",
-                               "probe_interval_s": 0.05, "sample_interval_s": 0.25}, own_pids=[target.pid])
+                               "probe_interval_s": 0.05, "sample_interval_s": 0.25}, own_pids=[target.pid],
+                   policy=PassivePolicy.of([f"exe:{os.path.realpath(sys.executable)}"]))
     finally:
         srv.shutdown()
         srv.server_close()

@@ -23,9 +23,11 @@ TABLE = {
     "NovatuneError": (2, 422),
     "CollectorError": (2, 422),
     "WorkloadError": (2, 422),
+    "TargetRefused": (2, 422),
     "AdapterError": (2, 422),
     "ActuatorError": (2, 422),
     "UnknownKnob": (2, 404),
+    "ProtectedInterface": (2, 422),
     "OutOfBounds": (2, 422),
     "KnobUnavailable": (2, 422),
     "UnsafePath": (2, 422),
@@ -61,7 +63,7 @@ BUILTIN_BASES = {
     "UnknownKnob": LookupError, "OutOfBounds": ValueError, "SpecError": ValueError, "ConfigError": ValueError,
     "SettingsError": ValueError, "StudyNotFound": LookupError, "ExportError": ValueError,
     "ExportRequestError": ValueError, "ApplyError": ValueError, "ApplyConflict": ValueError,
-    "ApplicationNotFound": LookupError, "InvalidName": ValueError,
+    "ApplicationNotFound": LookupError, "InvalidName": ValueError, "ProtectedInterface": LookupError,
 }
 
 

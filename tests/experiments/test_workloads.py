@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from collectors.errors import CollectorError, WorkloadError
+from collectors.passive.allowed import TargetRefused
 from collectors.passive.target import PassiveWorkload
 from collectors.workloads.base import Workload
 from collectors.workloads.oltp import OltpService
@@ -42,7 +43,11 @@ def test_every_spec_kind_builds_a_workload_without_starting_anything(tmp_path: P
         w = build_workload(_spec({"kind": kind, **opts}), tmp_path / kind)
         assert isinstance(w, Workload) and w.kind == kind
         assert "throughput" in w.metric_names() or kind == "passive"
-        assert w.pids() == [] or kind == "passive"
+        if kind == "passive":
+            with pytest.raises(TargetRefused, match="pid 1 "):
+                w.pids()  # built, not started; and pid 1 is never a target: not even listed for knobs
+        else:
+            assert w.pids() == []
     assert isinstance(build_workload(_spec({}), tmp_path), OltpService)
     assert isinstance(build_workload(_spec({"kind": "passive", "pids": [1]}), tmp_path), PassiveWorkload)
 

@@ -25,6 +25,16 @@ from tests.integration.conftest import REPO, needs_root, novatune, snapshot
 pytestmark = [pytest.mark.slow, needs_root]
 
 
+def _allow_python(home: Path) -> None:
+    """The operator's part of a passive study: name the target in the configuration. The processes these
+    tests observe run this interpreter, so its executable is the allowed target (novatune's own processes
+    run it too, and are never targets whatever the list says)."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = home / "config.yaml"
+    config.write_text(yaml.safe_dump({"allowed_targets": [f"exe:{os.path.realpath(sys.executable)}"]}))
+    config.chmod(0o600)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,6 +72,7 @@ def test_passive_study_tunes_a_running_service_and_leaves_it_running(tmp_path: P
         }
         path = tmp_path / "passive.yaml"
         path.write_text(yaml.safe_dump(spec))
+        _allow_python(home)
         before = snapshot()
         proc = novatune("study", "run", str(path), home=home, timeout=180)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -110,6 +121,7 @@ def test_passive_study_of_a_vanishing_process_fails_the_trial_with_the_reason(tm
         }
         path = tmp_path / "gone.yaml"
         path.write_text(yaml.safe_dump(spec))
+        _allow_python(home)
         study = subprocess.Popen([sys.executable, "-m", "experiments", "study", "run", str(path)], cwd=REPO,
                                  env={**os.environ, "NOVATUNE_HOME": str(home)},
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
