@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -136,6 +136,19 @@ class Settings(BaseSettings):
     stop_timeout_s: float = Field(default=60.0, ge=1, le=3600, description="a stop waits this long, then kills")
     max_resumes: int = Field(default=3, ge=0, le=100, description="resumes of a study whose worker died")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    workload_allowed_paths: list[str] = Field(
+        default_factory=list,
+        description="directories besides a run's own scratch directory where a workload may write (fio's "
+                    "filename); absolute paths; never novatune's data directory, even if one contains it",
+    )
+
+    @field_validator("workload_allowed_paths")
+    @classmethod
+    def _absolute_paths(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.startswith("/") or "\0" in p or ".." in p.split("/"):
+                raise ValueError(f"{p!r} must be an absolute path without '..'")
+        return v
 
     @classmethod
     def settings_customise_sources(

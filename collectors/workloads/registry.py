@@ -15,7 +15,8 @@ and every other field is a constructor option. Nothing here depends on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,19 @@ TOOL_WORKLOADS: dict[str, type[ToolWorkload]] = {
 WORKLOADS: dict[str, type[Workload]] = {"oltp": OltpService, "passive": PassiveWorkload, **TOOL_WORKLOADS}
 
 
-def build_workload(spec: BaseModel | Mapping[str, Any], workdir: Path) -> Workload:
+def build_workload(spec: BaseModel | Mapping[str, Any], workdir: Path, *,
+                   allowed_roots: Sequence[str | os.PathLike[str]] = (),
+                   protected: Sequence[str | os.PathLike[str]] = ()) -> Workload:
     """The workload ``spec`` describes, validated, not started.
 
     Args:
         spec: the ``workload`` section: a pydantic model or a mapping with an
             optional ``kind`` (default ``oltp``) and the kind's options.
         workdir: the workload's scratch directory (not created here).
+        allowed_roots: directories besides the workdir a path option (fio's
+            ``filename``) may name: the operator's ``workload_allowed_paths``.
+        protected: never a target of a path option, even under an allowed root
+            (novatune's data directory). See :mod:`collectors.safepath`.
 
     Raises:
         WorkloadError / CollectorError: an unknown kind, or an option the
@@ -70,7 +77,7 @@ def build_workload(spec: BaseModel | Mapping[str, Any], workdir: Path) -> Worklo
         return PassiveWorkload(**opts)
     if kind not in TOOL_WORKLOADS:
         raise WorkloadError(f"unknown workload kind {kind!r}; known: oltp, passive, {', '.join(TOOL_WORKLOADS)}")
-    return TOOL_WORKLOADS[kind](workdir, **opts)
+    return TOOL_WORKLOADS[kind](workdir, allowed_roots=allowed_roots, protected=protected, **opts)
 
 
 def workload_metric_docs(workload: Workload) -> dict[str, tuple[str, str]]:

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from actuators import Catalog
 from collectors.errors import CollectorError, WorkloadError
 from collectors.pricing import UnitPrices, load_unit_prices
+from collectors.workloads.base import Workload
 from collectors.workloads.registry import build_workload
-from experiments.settings import Paths
+from experiments.settings import Paths, Settings, config_file
 from experiments.spec import SpecError, StudySpec
 from experiments.study.metric_names import allowed_metrics
 from experiments.study.resolve import Resolved, resolve
 
-__all__ = ["StudyPlan", "prepare"]
+__all__ = ["StudyPlan", "prepare", "run_workload"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class StudyPlan:
     metric_names: tuple[str, ...]
     resolved: Resolved
     prices: UnitPrices
+    #: the operator's ``workload_allowed_paths`` when the spec was checked (where the workload may write)
+    allowed_paths: tuple[str, ...] = ()
 
     @property
     def objectives(self) -> list[str]:
@@ -60,21 +65,39 @@ class StudyPlan:
         return self.spec.model_dump(mode="json")
 
 
-def prepare(spec: StudySpec, *, paths: Paths, trials: int | None = None, source: str = "<spec>") -> StudyPlan:
-    """Check ``spec`` on this machine: trial budget, workload options, knobs, metrics, prices.
+def run_workload(spec: StudySpec, workdir: Path, *, paths: Paths, allowed_paths: Sequence[str]) -> Workload:
+    """The one place a study builds its workload: whatever it writes by path stays in ``workdir`` (its
+    scratch directory) or under the operator's ``allowed_paths``, never in the data directory or the
+    settings file (:mod:`collectors.safepath`).
+
+    Raises:
+        WorkloadError / CollectorError / ValueError / TypeError: see :func:`build_workload`.
+    """
+    return build_workload(spec.workload, workdir, allowed_roots=allowed_paths,
+                          protected=(paths.home, config_file()))
+
+
+def prepare(spec: StudySpec, *, paths: Paths, trials: int | None = None, source: str = "<spec>",
+            allowed_paths: Sequence[str] | None = None) -> StudyPlan:
+    """Check ``spec`` on this machine: trial budget, workload options (paths included), knobs, metrics, prices.
+
+    ``allowed_paths``: the roots besides its scratch directory where the workload may write (default:
+    the setting ``workload_allowed_paths``, read now).
 
     Raises:
         SpecError: every problem found, with what is allowed; nothing was started or written.
+        SettingsError: the settings cannot be read (``allowed_paths`` not given).
     """
     n_trials = trials if trials is not None else spec.budget.trials
     if n_trials < 1:
         raise SpecError(source, [f"--trials must be >= 1, got {n_trials}"])
+    roots = tuple(Settings.load().workload_allowed_paths if allowed_paths is None else allowed_paths)
     try:
-        probe = build_workload(spec.workload, paths.home / "runs" / ".check")
+        probe = run_workload(spec, paths.home / "runs" / ".check", paths=paths, allowed_paths=roots)
     except (WorkloadError, CollectorError, ValueError, TypeError) as err:
         raise SpecError(source, [f"workload ({spec.workload.kind}): {err}"]) from None
     metric_names = tuple(allowed_metrics(probe.metric_names()))
     resolved = resolve(spec, Catalog(), check_availability=False, source=source, metrics=metric_names)
     prices = load_unit_prices(profile=spec.cost.profile, model=spec.cost.pricing_model)
     return StudyPlan(spec=spec, source=source, n_trials=n_trials, metric_names=metric_names, resolved=resolved,
-                     prices=prices)
+                     prices=prices, allowed_paths=roots)

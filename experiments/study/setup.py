@@ -24,12 +24,11 @@ from collectors.cgroupstats import CgroupCpuReader
 from collectors.errors import CollectorError, WorkloadError
 from collectors.metrics import MetricsSampler, Target, parse_target
 from collectors.workloads.base import Workload
-from collectors.workloads.registry import build_workload
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths
 from experiments.spec import PassiveWorkloadSpec
 from experiments.study.manager import StudyConflict, host_wide
-from experiments.study.prepare import StudyPlan
+from experiments.study.prepare import StudyPlan, run_workload
 from experiments.study.resolve import Resolved
 
 __all__ = ["RunContext"]
@@ -129,7 +128,8 @@ class RunContext:
             self.cgroup_reason = f"no workload cgroup: {err}"
 
     def _start_workload(self) -> None:
-        workload = build_workload(self.plan.spec.workload, self.workdir / "work")
+        workload = run_workload(self.plan.spec, self.workdir / "work", paths=self.paths,
+                                allowed_paths=self.plan.allowed_paths)
         self.workload = workload
         preexec = None
         if self.cgroup is not None:

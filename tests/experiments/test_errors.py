@@ -24,6 +24,7 @@ TABLE = {
     "CollectorError": (2, 422),
     "WorkloadError": (2, 422),
     "AdapterError": (2, 422),
+    "PathRefused": (2, 422),
     "ActuatorError": (2, 422),
     "UnknownKnob": (2, 404),
     "OutOfBounds": (2, 422),
