@@ -168,20 +168,22 @@ class WriteRoots:
     @classmethod
     def of(cls, scratch: str | os.PathLike[str], allowed: Iterable[str | os.PathLike[str]] = (),
            protected: Iterable[str | os.PathLike[str]] = ()) -> WriteRoots:
-        """Roots resolved once (symlinks in the roots' own paths are the operator's; none is followed below).
+        """The roots: ``allowed`` and ``protected`` resolved once (symlinks in their own paths are the
+        operator's), ``scratch`` taken as it is: no component of its path may be a symlink (it is novatune's
+        own, under the resolved data directory: a symlink there was planted).
 
         Raises:
             PathRefused: a root that is not an absolute path, or holds NUL.
         """
-        def real(p: str | os.PathLike[str], what: str) -> Path:
+        def checked(p: str | os.PathLike[str], what: str) -> str:
             text = os.fspath(p)
             if not isinstance(text, str) or not os.path.isabs(text) or "\0" in text:
                 raise PathRefused(f"{what} {text!r} must be an absolute path")
-            return Path(os.path.realpath(text))
+            return text
 
-        return cls(real(os.path.abspath(os.fspath(scratch)), "scratch directory"),
-                   tuple(real(p, "allowed root") for p in allowed),
-                   tuple(real(p, "protected directory") for p in protected))
+        return cls(Path(os.path.normpath(os.path.abspath(os.fspath(scratch)))),
+                   tuple(Path(os.path.realpath(checked(p, "allowed root"))) for p in allowed),
+                   tuple(Path(os.path.realpath(checked(p, "protected directory"))) for p in protected))
 
     def describe(self) -> str:
         """What is allowed, for messages."""

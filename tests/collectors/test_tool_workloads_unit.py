@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from collectors.errors import WorkloadError
+from collectors.safepath import WriteRoots
 from collectors.workloads.base import COMMON_METRICS
 from collectors.workloads.registry import TOOL_WORKLOADS
-from collectors.safepath import WriteRoots
 from collectors.workloads.tools.adapter import AdapterError, AdapterResult
 from collectors.workloads.tools.fio import FioWorkload, check_fio_filename
 from collectors.workloads.tools.iperf3 import Iperf3Workload

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from collectors.errors import WorkloadError
-from collectors.safepath import PathRefused, SafeFile
+from collectors.safepath import SafeFile
 from collectors.workloads.process import run_bounded, tail
 from collectors.workloads.tools.adapter import (
     DEBIAN_PACKAGES,
@@ -44,6 +44,7 @@ _STD = re.compile(r"^latency stddev = ([0-9.]+) ms", re.M)
 _FAILED = re.compile(r"^number of failed transactions: (\d+)", re.M)
 _DONE = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
 _SETUP_TIMEOUT_S = 180.0
+_PWFILE = "pwfile"
 _PROGRESS = re.compile(r"^progress: ([0-9.]+) s, ([0-9.]+) tps, lat ([0-9.]+) ms stddev ([0-9.]+|NaN)", re.M)
 
 
@@ -185,6 +186,18 @@ class PgbenchWorkload(ToolWorkload):
         self._passfile: SafeFile | None = None
         super().__init__(workdir, **options)
 
+    def _prepare_own_paths(self) -> None:
+        """A random password: in ``pwfile`` of the private directory (the account's, for initdb; deleted
+        after it) and in ``pgpass`` in the workdir (0600, novatune's clients: ``PGPASSFILE``)."""
+        private = self._private
+        if private is None or self._passfile is not None:
+            return
+        password = secrets.token_urlsafe(32)
+        with private.roots.open_file(_PWFILE) as secret:
+            _write_secret(secret, password + "\n", give=private.give)
+        self._passfile = self.roots.open_file("pgpass")
+        _write_secret(self._passfile, f"{LOOPBACK}:*:*:postgres:{password}\n")
+
     @property
     def cluster_dir(self) -> Path | None:
         """The cluster's private directory while it exists (its ``home/data`` is the data directory)."""
@@ -264,10 +277,7 @@ class PgbenchWorkload(ToolWorkload):
         bindir = self.pg_bindir()
         assert bindir is not None
         private = self._server_dir()
-        password = secrets.token_urlsafe(32)
-        pwfile = private.top / "pwfile"
-        with private.roots.open_file(pwfile.name) as secret:
-            _write_secret(secret, password + "\n", give=private.give)
+        pwfile = private.top / _PWFILE
         private.open_to()
         data = private.home / "data"
         try:
@@ -279,11 +289,6 @@ class PgbenchWorkload(ToolWorkload):
         finally:
             pwfile.unlink(missing_ok=True)  # top is novatune's: postgres cannot swap the name
         self.port = free_port()
-        try:
-            self._passfile = self.roots.open_file("pgpass")
-        except PathRefused as err:
-            raise WorkloadError(f"pgbench: cannot write the password file: {err}") from None
-        _write_secret(self._passfile, f"{LOOPBACK}:{self.port}:*:postgres:{password}\n")
         argv = [
             str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", "",
             "-c", f"listen_addresses={LOOPBACK}", "-c", "password_encryption=scram-sha-256",

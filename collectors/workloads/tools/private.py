@@ -81,7 +81,7 @@ class PrivateDir:
         self.kind = kind
         self.account = account
         try:
-            self.top = Path(tempfile.mkdtemp(prefix=f"novatune-{kind}-"))
+            self.top = Path(os.path.realpath(tempfile.mkdtemp(prefix=f"novatune-{kind}-")))
         except OSError as err:
             raise WorkloadError(f"{kind}: cannot make a private directory: {err}") from err
         self.home = self.top / "home"

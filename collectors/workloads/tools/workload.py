@@ -206,7 +206,12 @@ class ToolWorkload(Workload):
         """Further checks before anything starts (user, privileges)."""
 
     def _prepare_own_paths(self) -> None:
-        """Make and check the files this tool writes by path (after the workdir; see :meth:`prepare_paths`)."""
+        """Make and check the files this tool writes by path (after the workdir and the server's private
+        directory; see :meth:`prepare_paths`). Idempotent."""
+
+    def _has_server(self) -> bool:
+        """Whether :meth:`start` starts a server (which gets a private directory)."""
+        return bool(self.SERVER_USERS)
 
     def _release_paths(self) -> None:
         """Close and remove what :meth:`_prepare_own_paths` made (from :meth:`stop`; idempotent)."""
@@ -269,8 +274,9 @@ class ToolWorkload(Workload):
         """Make and check everything a run writes by path; starts nothing (the first step of :meth:`start`).
 
         The workdir and its ``tmp/`` are made private directories (0700; refused when a symlink, another
-        user's, or writable by others), the log is opened through :attr:`roots`, then the tool's own
-        files (fio's file). Undone by :meth:`stop`.
+        user's, or writable by others), the log is opened through :attr:`roots`, a server gets its private
+        directory (:mod:`~collectors.workloads.tools.private`), then the tool's own files (fio's file,
+        wrk's served file, pgbench's password files). Idempotent; undone by :meth:`stop`.
 
         Raises:
             WorkloadError: a path is refused (the message says why and what is allowed) or cannot be made.
@@ -279,6 +285,8 @@ class ToolWorkload(Workload):
             self.roots.ensure_dir(".")
             self.roots.ensure_dir("tmp")
             self._open_log()
+            if self._has_server():
+                self._server_dir()
             self._prepare_own_paths()
         except PathRefused as err:
             raise WorkloadError(f"{self.kind}: cannot prepare workdir {self.workdir}: {err}") from None

@@ -232,11 +232,14 @@ class WrkWorkload(ToolWorkload):
             duration_s=seconds,
         )
 
-    def _start_tuned(self, preexec_fn: Callable[[], None] | None) -> None:
-        if self.options["url"] is not None:
-            self.url = self.options["url"]
+    def _has_server(self) -> bool:
+        return self.options["url"] is None
+
+    def _prepare_own_paths(self) -> None:
+        """The served file and the server's script, written into the server's private directory."""
+        private = self._private
+        if private is None or (private.top / "http_server.py").exists():
             return
-        private = self._server_dir()
         body = (b"novatune " * (self.options["file_bytes"] // 9 + 1))[: self.options["file_bytes"]]
         try:
             www = private.roots.ensure_dir("www")
@@ -245,6 +248,13 @@ class WrkWorkload(ToolWorkload):
             _write_new(private.roots.open_file("http_server.py", mode=0o644), Path(http_server.__file__).read_bytes())
         except (PathRefused, OSError) as err:
             raise WorkloadError(f"wrk: cannot write the served file in {private.top}: {err}") from err
+
+    def _start_tuned(self, preexec_fn: Callable[[], None] | None) -> None:
+        if self.options["url"] is not None:
+            self.url = self.options["url"]
+            return
+        private = self._server_dir()
+        www = private.top / "www"
         private.open_to()
         python = _interpreter(private.account)
         listener = socket.socket()  # bound here, on loopback: the server cannot choose where it listens
