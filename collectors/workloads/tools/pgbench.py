@@ -179,6 +179,7 @@ class PgbenchWorkload(ToolWorkload):
     METRICS = ("throughput", "latency_avg_ms", "latency_stddev_ms", "errors", "error_rate", "transactions")
     BINARIES = ("pgbench",)
     SERVER_USERS = ("postgres",)
+    PRIVATE_NAME = "pg"
     STOP_SIGNAL = signal.SIGINT  # fast shutdown
 
     def __init__(self, workdir: str | os.PathLike[str], **options: Any) -> None:

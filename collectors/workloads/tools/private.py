@@ -7,8 +7,8 @@ first of the workload's ``SERVER_USERS`` that exists, e.g. ``redis`` then ``nobo
 root) and before ``exec``. When novatune is not root the server simply runs as novatune's user.
 
 :class:`PrivateDir` is the server's directory, made fresh with ``mkdtemp`` under the system temp
-directory (``novatune-<kind>-*``, journaled as a scratch directory by the study so that ``recover``
-deletes it after a ``kill -9``):
+directory (``novatune-<kind>-*``, pgbench's ``novatune-pg-*``, journaled as a scratch directory by the
+study so that ``recover`` deletes it after a ``kill -9``):
 
 * ``top``: novatune's (mode 0710, group of the account: only the account may pass, nobody may list);
   what novatune writes for the server (served files, a password file) goes here, through
@@ -77,11 +77,11 @@ class PrivateDir:
         WorkloadError: the directory cannot be made.
     """
 
-    def __init__(self, kind: str, account: pwd.struct_passwd | None) -> None:
+    def __init__(self, kind: str, account: pwd.struct_passwd | None, *, name: str = "") -> None:
         self.kind = kind
         self.account = account
         try:
-            self.top = Path(os.path.realpath(tempfile.mkdtemp(prefix=f"novatune-{kind}-")))
+            self.top = Path(os.path.realpath(tempfile.mkdtemp(prefix=f"novatune-{name or kind}-")))
         except OSError as err:
             raise WorkloadError(f"{kind}: cannot make a private directory: {err}") from err
         self.home = self.top / "home"

@@ -164,6 +164,8 @@ class ToolWorkload(Workload):
     HOLDER: ClassVar[bool] = False
     #: accounts the server may run as when novatune is root, the first that exists (none: no server)
     SERVER_USERS: ClassVar[tuple[str, ...]] = ()
+    #: the server's private directory is ``novatune-<PRIVATE_NAME or kind>-*`` under the system temp directory
+    PRIVATE_NAME: ClassVar[str] = ""
     #: the tuned process (None until started; also when __init__ refused the options)
     _proc: subprocess.Popen[bytes] | None = None
     #: the server's private directory (None until start made it)
@@ -384,7 +386,8 @@ class ToolWorkload(Workload):
     def _server_dir(self) -> PrivateDir:
         """The server's private directory, made now (its account from :attr:`SERVER_USERS`). Raises: WorkloadError."""
         if self._private is None:
-            self._private = PrivateDir(self.kind, server_account(self.kind, self.SERVER_USERS))
+            account = server_account(self.kind, self.SERVER_USERS)
+            self._private = PrivateDir(self.kind, account, name=self.PRIVATE_NAME or self.kind)
         return self._private
 
     def _spawn_tuned(
