@@ -175,6 +175,7 @@ def world() -> Iterator[World]:
     os.link(host, allowed / "hardlink")
     os.mkfifo(allowed / "fifo")
     os.mknod(allowed / "null", 0o600 | 0o020000, os.makedev(1, 3))
+    os.mknod(host_dir / "null", 0o600 | 0o020000, os.makedev(1, 3))
     (allowed / "evil").symlink_to(host)
     tmp = base / "tmp"
     tmp.mkdir(mode=0o755)
@@ -194,20 +195,22 @@ def world() -> Iterator[World]:
 
 NAMES = ["fuzz", "fuzz-2"]
 PLANTS = [None, "fio.dat", "log", "tmp", "work", "study", "hardlink"]
-PARTS = ["..", ".", "", "etc", "shadow", "fio.dat", "planted", "dev", "null", "journal.jsonl", "runs", "fuzz", "work"]
+PARTS = ["..", ".", "", "etc", "novatune-absent", "fio.dat", "planted", "dev", "journal.jsonl", "runs", "fuzz", "work"]
 
 
 def hostile(w: World) -> st.SearchStrategy[str]:
     """Hostile strings: the targets that matter half of the time, else other paths, noise and path soup."""
+    # no real system file or device that a regression could damage: they stand in a temp tree (the host
+    # file for /etc/shadow, a node with /dev/null's numbers for a device); /etc paths name files that do not exist
     targets = [
-        "/etc/shadow", str(w.host), str(w.home / "journal.jsonl"), str(w.home / "optuna.db"),
+        "/etc/novatune-fuzz-absent", str(w.host), str(w.home / "journal.jsonl"), str(w.home / "optuna.db"),
         str(w.home / "runs" / "fuzz" / "trials" / "x.csv"), "../journal.jsonl", "../../../../etc/shadow",
         str(w.allowed / "hardlink"), str(w.allowed / "fifo"), str(w.allowed / "null"), str(w.allowed / "evil"),
-        str(w.allowed / "evil" / "x"), "planted", "/dev/vda", "/dev/null", "fio.dat",
+        str(w.allowed / "evil" / "x"), "planted", str(w.host_dir / "null"), "fio.dat",
     ]
     others = [
-        "/etc/passwd", str(w.home), "sub/dir/x.dat", "planted/x", "/dev/loop0", "/proc/self/mem",
-        "/proc/sys/kernel/core_pattern", "/sys/kernel/mm/ksm/run", str(w.allowed / "ok.dat"),
+        "/etc/novatune-fuzz-absent/x", str(w.home), "sub/dir/x.dat", "planted/x", "/dev/novatune-fuzz-absent",
+        "/proc/self/novatune-absent", "/sys/kernel/novatune-absent", str(w.allowed / "ok.dat"),
         str(w.allowed / "new" / "deep.dat"), "x" * 5000, "a\0b", "/" + "a/" * 2100, "fio.dat\0/etc/shadow",
         "~root/.ssh/authorized_keys", "http://127.0.0.1:1/", "file:///etc/shadow", "C:\\x", "fio.dat:/etc/shadow",
     ]

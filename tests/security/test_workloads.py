@@ -9,7 +9,8 @@
    superuser and could run OS commands), redis-server ran as root without auth, iperf3 as root. Now every
    server runs unprivileged and cannot be used by another local user.
 
-The attacks run against fake "host" files in temp directories (never the real /etc) and an unrelated uid.
+The attacks run against fake "host" files and a fake device node in temp directories, never a real system
+file or device (were a refusal ever to regress, a study would write into the target), and an unrelated uid.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     host = tmp_path / "host" / "etc" / "shadow"
     host.parent.mkdir(parents=True)
     host.write_text("root:$6$secret:19000:0:99999:7:::\n")
+    os.mknod(tmp_path / "host" / "null", 0o600 | 0o020000, os.makedev(1, 3))  # /dev/null's numbers: harmless
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"workload_allowed_paths": [str(allowed), str(tmp_path / "data")]}))
     monkeypatch.setenv("NOVATUNE_HOME", str(home))
@@ -64,7 +66,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
 
 
 def fio_spec(filename: str) -> dict:
-    return {"name": "fio-attack", "workload": {"kind": "fio", "rw": "randwrite", "size": "64G", "filename": filename},
+    return {"name": "fio-attack", "workload": {"kind": "fio", "rw": "randwrite", "size": "1M", "filename": filename},
             "knobs": {"vm.swappiness": {"low": 1, "high": 100}}, "objectives": {"throughput": "maximize"},
             "budget": {"trials": 1}}
 
@@ -73,12 +75,11 @@ def fio_spec(filename: str) -> dict:
 
 #: target -> what the refusal must say
 TARGETS = {
-    "/etc/shadow": "outside the allowed roots",  # the real one: refused on its name, never opened
-    "host": "outside the allowed roots",
+    "host": "outside the allowed roots",  # stands for /etc/shadow
+    "device": "outside the allowed roots",  # stands for /dev/vda
     "journal": "inside novatune's own data directory",  # under an allowed root that contains the data directory
     "optuna.db": "inside novatune's own data directory",
     "../../../journal.jsonl": "'..' component",
-    "/dev/vda": "outside the allowed roots",
 }
 
 
@@ -86,7 +87,7 @@ TARGETS = {
 def test_a_spec_cannot_make_fio_write_outside_the_allowed_roots(
         world: dict[str, Path], target: str, capsys: pytest.CaptureFixture[str]) -> None:
     """CLI (exit 2) and API (422) refuse the spec before anything runs; the targets keep their bytes."""
-    name = {"host": str(world["host"]), "journal": str(world["journal"]),
+    name = {"host": str(world["host"]), "journal": str(world["journal"]), "device": str(world["tmp"] / "host" / "null"),
             "optuna.db": str(world["home"] / "optuna.db")}.get(target, target)
     before = {p: digest(p) for p in (world["journal"], world["host"])}
     spec_file = world["tmp"] / "spec.yaml"
@@ -192,10 +193,12 @@ def as_attacker(argv: list[str]) -> subprocess.CompletedProcess[str]:
 def _listeners(pids: list[int]) -> tuple[set[str], set[str]]:
     tcp, unix = set(), set()
     for pid in pids:
-        for c in psutil.Process(pid).net_connections(kind="inet"):
-            if c.status == psutil.CONN_LISTEN:
-                tcp.add(c.laddr.ip)
-        unix |= {c.laddr for c in psutil.Process(pid).net_connections(kind="unix") if c.laddr}
+        try:
+            proc = psutil.Process(pid)
+            tcp |= {c.laddr.ip for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+            unix |= {c.laddr for c in proc.net_connections(kind="unix") if c.laddr}
+        except psutil.NoSuchProcess:
+            continue  # a server's short-lived helper
     return tcp, unix
 
 
