@@ -319,6 +319,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name!r} is not an interface name; allowed: 'default-route' or a name of "
                                  "up to 15 letters, digits, '_', '.', ':', '-'")
         return value
+    workload_allowed_paths: list[str] = Field(
+        default_factory=list,
+        description="directories besides a run's own scratch directory where a workload may write (fio's "
+                    "filename); absolute paths; never novatune's data directory, even if one contains it",
+    )
+
+    @field_validator("workload_allowed_paths")
+    @classmethod
+    def _absolute_paths(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.startswith("/") or "\0" in p or ".." in p.split("/"):
+                raise ValueError(f"{p!r} must be an absolute path without '..'")
+        return v
 
     @classmethod
     def settings_customise_sources(

@@ -148,7 +148,8 @@ class WorkloadSpec(_Strict):
 
 
 class FioWorkloadSpec(_Strict):
-    """fio on a file in the study's work directory (or a file/loop device you name)."""
+    """fio on a file in the study's work directory, or under a directory the operator allowed (the setting
+    ``workload_allowed_paths``); never a device, a symlink or novatune's data directory."""
 
     kind: Literal["fio"]
     rw: str = "randread"
@@ -158,7 +159,7 @@ class FioWorkloadSpec(_Strict):
     direct: bool = False
     numjobs: int = Field(default=1, ge=1, le=64)
     ioengine: str = "psync"
-    filename: str | None = None
+    filename: str | None = Field(default=None, min_length=1, max_length=4096)
 
 
 class PgbenchWorkloadSpec(_Strict):
@@ -171,7 +172,8 @@ class PgbenchWorkloadSpec(_Strict):
 
 
 class RedisBenchmarkWorkloadSpec(_Strict):
-    """redis-benchmark against a redis-server (no persistence) the study starts."""
+    """redis-benchmark against a redis-server (no persistence, unprivileged, on a private unix socket) the study
+    starts."""
 
     kind: Literal["redis-benchmark"]
     requests: int = Field(default=5000, ge=100, le=1_000_000)

@@ -27,10 +27,13 @@ and is safe to call twice.
 Optional members have defaults in the protocol itself; every workload
 subclasses :class:`Workload` explicitly and inherits them, so callers call
 them directly (no ``getattr`` probing): ``scratch_dirs() -> list[Path]``
-lists the directories a workload created outside its workdir (pgbench's
-throwaway PostgreSQL cluster under the system temp dir; ``[]`` by default);
+lists the directories a workload created outside its workdir (a server's
+private directory under the system temp dir; ``[]`` by default);
 the trial loop journals them so that ``novatune recover`` deletes them after a
-``kill -9``, and :meth:`Workload.stop` deletes them.
+``kill -9``, and :meth:`Workload.stop` deletes them. ``prepare_paths()``
+makes and checks what ``start`` writes by path (through
+:class:`collectors.safepath.WriteRoots`: the workdir, the roots the operator
+allowed, never a symlink, a device or the data directory), starting nothing.
 
 Metric names are shared across workloads where the meaning is the same:
 ``throughput`` (the tool's main rate, unit in :attr:`Measurement.units`),
@@ -117,6 +120,11 @@ class Workload(Protocol):
     def scratch_dirs(self) -> list[Path]:
         """Directories outside the workdir that :meth:`stop` deletes (for the crash journal); [] by default."""
         return []
+
+    def prepare_paths(self) -> None:
+        """Make and check every file and directory :meth:`start` writes by path, starting nothing (the first
+        step of ``start``; undone by :meth:`stop`); nothing by default. Raises WorkloadError."""
+        return None
 
 
 def process_tree(proc: subprocess.Popen[Any] | None) -> list[int]:

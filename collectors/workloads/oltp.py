@@ -35,6 +35,7 @@ from typing import IO, Any
 import pandas as pd
 
 from collectors.errors import WorkloadError
+from collectors.safepath import PathRefused, WriteRoots
 from collectors.workloads.base import Measurement, Workload, process_tree
 from collectors.workloads.oltp_server import DEFAULT_CPU_ITERATIONS, DEFAULT_ROWS
 from collectors.workloads.process import child_env, run_bounded, stop_process, tail
@@ -250,11 +251,7 @@ class OltpWorkload:
         """
         if self._proc is not None:
             raise WorkloadError("OltpWorkload already started; call stop() first")
-        try:
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        except OSError as err:
-            raise WorkloadError(f"cannot prepare workdir {self.workdir}: {err}") from err
+        self.prepare_paths()
         cmd = [
             sys.executable,
             "-m",
@@ -292,6 +289,26 @@ class OltpWorkload:
             self.stop()
             raise
         return self.pids()
+
+    def prepare_paths(self) -> None:
+        """Make the workdir a private directory (0700; refused when a symlink, another user's or writable
+        by others: the server creates its database in it by path) and open the server log, emptied,
+        through :class:`collectors.safepath.WriteRoots`. Starts nothing; undone by :meth:`stop`.
+
+        Raises:
+            WorkloadError: the workdir or the log is refused or cannot be made.
+        """
+        if self._log is not None:
+            return
+        roots = WriteRoots.of(self.workdir)
+        try:
+            roots.ensure_dir(".")
+            log = roots.open_file(self.log_path.name)
+        except PathRefused as err:
+            raise WorkloadError(f"cannot prepare workdir {self.workdir}: {err}") from None
+        os.close(log.dir_fd)
+        os.ftruncate(log.fd, 0)
+        self._log = os.fdopen(log.fd, "wb")
 
     def _wait_ready(self) -> dict[str, Any]:
         assert self._proc is not None and self._proc.stdout is not None
@@ -464,6 +481,10 @@ class OltpService(Workload):
     def start(self, *, preexec_fn: Callable[[], None] | None = None) -> list[int]:
         """Start the server (``preexec_fn`` runs in it before its workers fork). Raises: WorkloadError."""
         return self.inner.start(preexec_fn=preexec_fn)
+
+    def prepare_paths(self) -> None:
+        """The private workdir and the server log (see :meth:`OltpWorkload.prepare_paths`). Raises: WorkloadError."""
+        self.inner.prepare_paths()
 
     def pids(self) -> list[int]:
         """The server and its workers ([] when not running)."""

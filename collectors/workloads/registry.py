@@ -15,7 +15,8 @@ and every other field is a constructor option. Nothing here depends on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ WORKLOADS: dict[str, type[Workload]] = {"oltp": OltpService, "passive": PassiveW
 
 def build_workload(
     spec: BaseModel | Mapping[str, Any], workdir: Path, *, policy: PassivePolicy | None = None,
+    allowed_roots: Sequence[str | os.PathLike[str]] = (), protected: Sequence[str | os.PathLike[str]] = (),
 ) -> Workload:
     """The workload ``spec`` describes, validated, not started.
 
@@ -61,6 +63,10 @@ def build_workload(
         workdir: the workload's scratch directory (not created here).
         policy: a passive workload's allowed targets and probe hosts (the operator's settings; default:
             the strict policy, which allows no target). Never taken from ``spec``.
+        allowed_roots: directories besides the workdir a path option (fio's
+            ``filename``) may name: the operator's ``workload_allowed_paths``.
+        protected: never a target of a path option, even under an allowed root
+            (novatune's data directory). See :mod:`collectors.safepath`.
 
     Raises:
         WorkloadError / CollectorError: an unknown kind, or an option the
@@ -76,7 +82,7 @@ def build_workload(
         return PassiveWorkload(**opts, policy=policy)
     if kind not in TOOL_WORKLOADS:
         raise WorkloadError(f"unknown workload kind {kind!r}; known: oltp, passive, {', '.join(TOOL_WORKLOADS)}")
-    return TOOL_WORKLOADS[kind](workdir, **opts)
+    return TOOL_WORKLOADS[kind](workdir, allowed_roots=allowed_roots, protected=protected, **opts)
 
 
 def workload_metric_docs(workload: Workload) -> dict[str, tuple[str, str]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,12 @@ from collectors.passive.target import PassiveWorkload
 from collectors.pricing import UnitPrices, load_unit_prices
 from collectors.workloads.base import Workload
 from collectors.workloads.registry import build_workload
-from experiments.settings import Paths, Settings
+from experiments.settings import Paths, Settings, config_file
 from experiments.spec import SpecError, StudySpec
 from experiments.study.metric_names import allowed_metrics
 from experiments.study.resolve import Resolved, resolve
 
-__all__ = ["StudyPlan", "prepare"]
+__all__ = ["StudyPlan", "prepare", "run_workload"]
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,12 @@ class StudyPlan:
     #: interfaces whose nic.* knobs are refused (the setting ``protected_interfaces``)
     protected_interfaces: tuple[str, ...] = ("default-route",)
 
-    def build_workload(self, workdir: Path) -> Workload:
-        """The spec's workload (not started), bound to the plan's :attr:`policy`."""
-        return build_workload(self.spec.workload, workdir, policy=self.policy)
+    #: the operator's ``workload_allowed_paths`` when the spec was checked (where the workload may write)
+    allowed_paths: tuple[str, ...] = ()
+
+    def build_workload(self, workdir: Path, *, paths: Paths) -> Workload:
+        """The spec's workload (not started), bound to the plan's :attr:`policy` and :attr:`allowed_paths`."""
+        return run_workload(self.spec, workdir, paths=paths, allowed_paths=self.allowed_paths, policy=self.policy)
 
     @property
     def objectives(self) -> list[str]:
@@ -78,14 +82,29 @@ class StudyPlan:
         return self.spec.model_dump(mode="json")
 
 
+def run_workload(spec: StudySpec, workdir: Path, *, paths: Paths, allowed_paths: Sequence[str],
+                 policy: PassivePolicy | None = None) -> Workload:
+    """The one place a study builds its workload: whatever it writes by path stays in ``workdir`` (its
+    scratch directory) or under the operator's ``allowed_paths``, never in the data directory or the
+    settings file (:mod:`collectors.safepath`); a passive one is bound to ``policy`` (the operator's
+    allowed targets and probe hosts; default: the strict policy, which allows no target).
+
+    Raises:
+        WorkloadError / CollectorError / ValueError / TypeError: see :func:`build_workload`.
+    """
+    return build_workload(spec.workload, workdir, policy=policy, allowed_roots=allowed_paths,
+                          protected=(paths.home, config_file()))
+
+
 def prepare(
     spec: StudySpec, *, paths: Paths, trials: int | None = None, source: str = "<spec>",
-    settings: Settings | None = None,
+    settings: Settings | None = None, allowed_paths: Sequence[str] | None = None,
 ) -> StudyPlan:
-    """Check ``spec`` on this machine: trial budget, workload options (a passive target allowed, its URLs
-    loopback or allowed), knobs (none on a protected interface), metrics, prices.
+    """Check ``spec`` on this machine: trial budget, workload options (paths included; a passive target
+    allowed, its URLs loopback or allowed), knobs (none on a protected interface), metrics, prices.
 
-    ``settings`` default to :meth:`Settings.load` (now).
+    ``settings`` default to :meth:`Settings.load` (now); ``allowed_paths``, the roots besides its scratch
+    directory where the workload may write, to the setting ``workload_allowed_paths``.
 
     Raises:
         SpecError: every problem found, with what is allowed; nothing was started or written.
@@ -97,8 +116,9 @@ def prepare(
     settings = settings if settings is not None else Settings.load()
     policy = PassivePolicy.of(settings.allowed_targets, settings.allowed_probe_hosts)
     protected = tuple(settings.protected_interfaces)
+    roots = tuple(settings.workload_allowed_paths if allowed_paths is None else allowed_paths)
     try:
-        probe = build_workload(spec.workload, paths.home / "runs" / ".check", policy=policy)
+        probe = run_workload(spec, paths.home / "runs" / ".check", paths=paths, allowed_paths=roots, policy=policy)
         if isinstance(probe, PassiveWorkload):
             probe.check_target()
     except (WorkloadError, CollectorError, ValueError, TypeError) as err:
@@ -108,4 +128,4 @@ def prepare(
     resolved = resolve(spec, catalog, check_availability=False, source=source, metrics=metric_names)
     prices = load_unit_prices(profile=spec.cost.profile, model=spec.cost.pricing_model)
     return StudyPlan(spec=spec, source=source, n_trials=n_trials, metric_names=metric_names, resolved=resolved,
-                     prices=prices, policy=policy, protected_interfaces=protected)
+                     prices=prices, policy=policy, protected_interfaces=protected, allowed_paths=roots)

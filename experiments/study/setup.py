@@ -128,7 +128,7 @@ class RunContext:
             self.cgroup_reason = f"no workload cgroup: {err}"
 
     def _start_workload(self) -> None:
-        workload = self.plan.build_workload(self.workdir / "work")  # a passive one bound to the plan's policy
+        workload = self.plan.build_workload(self.workdir / "work", paths=self.paths)  # policy and roots bound
         self.workload = workload
         preexec = None
         if self.cgroup is not None:

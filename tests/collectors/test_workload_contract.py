@@ -86,7 +86,9 @@ BINARIES = {
     "wrk": ("wrk",), "iperf3": ("iperf3",), "stress-ng": ("stress-ng",),
 }
 # what a tool could leave outside its workdir if it were misconfigured
-_LEFTOVER = re.compile(r"^(iperf3\.|fio|stress-ng|dump\.rdb|appendonly|\.s\.PGSQL|index\.html|novatune-pg-)")
+_LEFTOVER = re.compile(
+    r"^(iperf3\.|fio|stress-ng|dump\.rdb|appendonly|\.s\.PGSQL|index\.html|novatune-(pg|redis-benchmark|iperf3|wrk)-)"
+)
 _OUTSIDE_DIRS = (Path(tempfile.gettempdir()), Path("/dev/shm"), Path("/var/run/postgresql"), REPO)
 
 

@@ -25,6 +25,7 @@ TABLE = {
     "WorkloadError": (2, 422),
     "TargetRefused": (2, 422),
     "AdapterError": (2, 422),
+    "PathRefused": (2, 422),
     "ActuatorError": (2, 422),
     "UnknownKnob": (2, 404),
     "ProtectedInterface": (2, 422),

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -177,14 +178,24 @@ def test_a_workload_that_cannot_start_is_a_clear_error_and_nothing_is_stored(tmp
     assert "Traceback" not in proc.stdout + proc.stderr and "internal error" not in msg
 
 
-def _leftovers(home: Path) -> list[str]:
-    """Processes a study started and left behind (they run in its data dir, or hold the PostgreSQL cluster)."""
+#: the servers' private directories under the system temp directory (pgbench's cluster, redis, iperf3, wrk)
+PRIVATE = ("novatune-pg-*", "novatune-redis-benchmark-*", "novatune-iperf3-*", "novatune-wrk-*")
+
+
+def _private_dirs() -> set[Path]:
+    return {p for g in PRIVATE for p in Path(tempfile.gettempdir()).glob(g)}
+
+
+def _leftovers(home: Path, before: set[Path]) -> list[str]:
+    """Processes a study started and left behind: they run in its data dir, or in a server's private
+    directory that did not exist before the study (a concurrent test's own servers are not ours)."""
     import psutil
 
     out = []
     for p in psutil.process_iter(["pid", "cmdline", "cwd"]):
         text = " ".join(p.info["cmdline"] or []) + " " + (p.info["cwd"] or "")
-        if str(home) in text or "novatune-pg-" in text:
+        mine = any(g.rstrip("*") in text for g in PRIVATE) and not any(str(d) in text for d in before)
+        if str(home) in text or mine:
             out.append(f"{p.info['pid']}: {text}")
     return out
 
@@ -199,12 +210,12 @@ def test_example_spec_runs_as_a_real_study(example: str, home: Path) -> None:
             pytest.skip(f"{binary} not installed (Debian package: {DEBIAN_PACKAGES.get(binary, '?')})")
     spec = REPO / "experiments" / "specs" / f"{example}.yaml"
     before = snapshot()
-    clusters = set(Path("/tmp").glob("novatune-pg-*"))
+    clusters = _private_dirs()
     proc = novatune("study", "run", str(spec), "--trials", "2", home=home, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert snapshot() == before, "a knob or cgroup was left changed"
-    assert _leftovers(home) == []
-    assert set(Path("/tmp").glob("novatune-pg-*")) == clusters  # pgbench's cluster deleted
+    assert _leftovers(home, clusters) == []
+    assert _private_dirs() <= clusters  # the servers' directories deleted (another test's may go meanwhile)
     name = yaml.safe_load(spec.read_text())["name"]
     shown = json.loads(novatune("study", "show", name, "--json", home=home, check=True).stdout)
     assert [t["state"] for t in shown["trials"]] == ["complete", "complete"], shown["trials"]

@@ -15,6 +15,8 @@
   ``DEBIAN_PACKAGES``, the adapter table ``ADAPTERS`` / ``get_adapter``).
 * :mod:`~collectors.workloads.tools.workload`: what every tool workload shares
   (``ToolWorkload``, ``HolderWorkload``).
+* :mod:`~collectors.workloads.tools.private`: who a server runs as (never
+  root) and its private directory.
 * :mod:`~collectors.workloads.tools.http_server`: the static HTTP server wrk
   measures (a ``python -m`` entry point, standard library only).
 

@@ -248,6 +248,7 @@ def run_adapter(
     preexec_fn: Callable[[], None] | None = None,
     extra_args: tuple[str, ...] = (),
     on_failure: Callable[[], None] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> AdapterResult:
     """Run ``adapter.command() + extra_args`` (no shell), wait at most ``timeout_s`` and parse the output.
 
@@ -257,7 +258,8 @@ def run_adapter(
     to the adapter's own bound plus 30 s. ``preexec_fn`` runs in the child
     before ``exec``. ``on_failure`` is called before a non-zero exit or an
     unparsable output is reported (a tool workload raises there instead when
-    its server died meanwhile).
+    its server died meanwhile). ``pass_fds`` are descriptors the tool inherits
+    (fio's file, opened safely by novatune, named ``/proc/self/fd/N``).
 
     Raises:
         AdapterError: binary missing (names the Debian package), the preexec
@@ -268,7 +270,8 @@ def run_adapter(
     limit = timeout_s if timeout_s is not None else adapter.max_runtime_s() + 30.0
     merge = adapter.merge_stderr
     try:
-        proc = run_bounded(argv, timeout_s=limit, cwd=cwd, env=env, preexec_fn=preexec_fn, merge_stderr=merge)
+        proc = run_bounded(argv, timeout_s=limit, cwd=cwd, env=env, preexec_fn=preexec_fn, merge_stderr=merge,
+                           pass_fds=pass_fds)
     except subprocess.TimeoutExpired as err:
         raise AdapterError(adapter.tool, f"timed out after {limit:g} s; stderr: {tail(err.stderr)}") from None
     except subprocess.SubprocessError as err:

@@ -1,7 +1,8 @@
 """fio: the adapter (a bounded, time-based job with JSON output; IOPS and completion-latency
 percentiles) and :class:`FioWorkload` (the holder process is tuned, fio runs copy its attributes).
 
-:func:`check_fio_filename` decides which file or device fio may touch.
+:func:`check_fio_filename` decides which file fio may touch (through :mod:`collectors.safepath`);
+:func:`lay_out` writes it to its size before fio gets it.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ import json
 import math
 import os
 import re
-import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 
+from collectors.safepath import PathRefused, SafeFile, WriteRoots
 from collectors.workloads.tools.adapter import (
     AdapterBase,
     AdapterError,
@@ -27,14 +28,14 @@ from collectors.workloads.tools.adapter import (
 )
 from collectors.workloads.tools.workload import HolderWorkload, check_int, make_adapter, whole_seconds
 
-__all__ = ["FioAdapter", "FioWorkload", "check_fio_filename", "parse_fio"]
+__all__ = ["FioAdapter", "FioWorkload", "check_fio_filename", "lay_out", "parse_fio"]
 
 TOOL = "fio"
 _RW = ("read", "write", "randread", "randwrite", "rw", "randrw")
 _ENGINES = ("psync", "sync", "pvsync", "pvsync2", "libaio", "io_uring", "posixaio", "mmap")
 _MAX_SIZE = 64 << 30
 _MAX_BS = 64 << 20
-_LOOP_DEVICE = re.compile(r"/dev/loop[0-9]+")
+_LAYOUT_CHUNK = 1 << 20
 _SIZE = re.compile(r"([0-9]+)([kmgt]?)(i?b?)", re.IGNORECASE)
 _SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _PCT = {"latency_p50_ms": "50.000000", "latency_p95_ms": "95.000000", "latency_p99_ms": "99.000000"}
@@ -171,56 +172,42 @@ def _size_bytes(tool: str, name: str, value: Any, high: int) -> int:
     return n
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True
+def check_fio_filename(filename: str | os.PathLike[str] | None, roots: WriteRoots | str | os.PathLike[str]) -> Path:
+    """The path fio may use, or an AdapterError saying why it is refused; creates nothing.
 
-
-def check_fio_filename(filename: str | os.PathLike[str] | None, workdir: Path) -> Path:
-    """The path fio may use, or an AdapterError saying why it is refused.
-
-    ``None`` -> ``<workdir>/fio.dat``. Otherwise the path (symlinks resolved)
-    must be inside the workdir, or an existing regular file the user named, or
-    a loop device ``/dev/loopN``. Every other block device is refused (fio
-    would overwrite it), as are character devices, directories, FIFOs and
-    paths outside the workdir that do not exist.
+    ``roots`` is a :class:`~collectors.safepath.WriteRoots` (or a workdir: that directory alone).
+    ``None`` -> ``<workdir>/fio.dat``; a relative name is under the workdir. The file must lie in the
+    run's workdir or under a configured allowed root (never in the protected data directory), be reached
+    without a symlink, and be a regular file: devices (loop devices too), FIFOs, directories are refused,
+    as is an existing file with more than one link or of another user. See :mod:`collectors.safepath`.
     """
-    root = Path(os.path.realpath(workdir))
+    if not isinstance(roots, WriteRoots):
+        roots = WriteRoots.of(roots)
     if filename is None:
-        return root / "fio.dat"
-    text = os.fspath(filename)
-    if not isinstance(text, str) or not text or ":" in text or "\0" in text:
+        filename = "fio.dat"
+    text = os.fspath(filename) if isinstance(filename, (str, os.PathLike)) else filename
+    if not isinstance(text, str) or not text or ":" in text:
         raise AdapterError("fio", f"filename must be a plain path (no ':'), got {filename!r}")
-    path = Path(text)
-    if not path.is_absolute():
-        path = root / path
-    real = Path(os.path.realpath(path))
     try:
-        st: os.stat_result | None = os.stat(real)
-    except FileNotFoundError:
-        st = None
+        return roots.check(text)
+    except PathRefused as err:
+        raise AdapterError("fio", f"filename {text[:200]!r} refused: {err}") from None
+
+
+def lay_out(target: SafeFile, size: int) -> None:
+    """Write ``target`` up to ``size`` bytes (what fio's own layout does; fio is given the open file and
+    cannot unlink and recreate it). Existing bytes are kept. Raises: AdapterError."""
+    try:
+        have = os.fstat(target.fd).st_size
+        chunk = os.urandom(_LAYOUT_CHUNK)  # not zeros: a file system that compresses must still store them
+        while have < size:
+            n = os.pwrite(target.fd, chunk[: min(_LAYOUT_CHUNK, size - have)], have)
+            if n <= 0:
+                raise OSError(f"short write at byte {have}")
+            have += n
+        os.fsync(target.fd)
     except OSError as err:
-        raise AdapterError("fio", f"filename {text!r}: cannot stat {real}: {err}") from err
-    if st is not None and stat.S_ISBLK(st.st_mode):
-        if _LOOP_DEVICE.fullmatch(str(real)):
-            return real
-        raise AdapterError(
-            "fio", f"filename {text!r} is the block device {real}: refused (fio would overwrite it); "
-            "only loop devices /dev/loopN are allowed"
-        )
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise AdapterError("fio", f"filename {text!r} ({real}) is not a regular file: refused")
-    if _inside(real, root):
-        return real
-    if st is None:
-        raise AdapterError(
-            "fio", f"filename {text!r} ({real}) is outside the workdir {root} and does not exist: "
-            "only an existing regular file may be named outside the workdir"
-        )
-    return real
+        raise AdapterError("fio", f"cannot lay out {target.path} to {size} bytes: {err}") from err
 
 
 class FioWorkload(HolderWorkload):
@@ -228,11 +215,14 @@ class FioWorkload(HolderWorkload):
 
     Options (defaults):
 
-    * ``filename`` (None -> ``<workdir>/fio.dat``, deleted by :meth:`stop`):
-      the file fio reads/writes. Must be inside the workdir, an existing
-      regular file the user named (write modes overwrite up to ``size`` of
-      it), or a loop device ``/dev/loopN``; any other block device is refused,
-      symlinks are resolved first and the check is repeated before every run.
+    * ``filename`` (None -> ``<workdir>/fio.dat``): the file fio reads/writes,
+      in the workdir or under a root the operator allowed
+      (``workload_allowed_paths``), never in novatune's data directory; a
+      regular file only (devices, loop devices too, are refused), reached
+      without symlinks, with one link and of the running user. novatune opens
+      (or creates) it itself, writes it up to ``size`` and gives fio the open
+      file (``/proc/self/fd/N``), checked again before every run; a file it
+      created is deleted by :meth:`stop`, an existing one is left.
     * ``rw`` ("randread"): read, write, randread, randwrite, rw, randrw.
     * ``bs`` ("4k"): block size, up to 64M. ``size`` ("32M"): file size, up to 64G.
     * ``iodepth`` (1): 1..1024. ``numjobs`` (1): 1..64.
@@ -255,6 +245,10 @@ class FioWorkload(HolderWorkload):
     METRICS = ("throughput", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "errors", "bytes_per_s")
     BINARIES = ("fio",)
 
+    def __init__(self, workdir: str | os.PathLike[str], **kw: Any) -> None:
+        self._target: SafeFile | None = None
+        super().__init__(workdir, **kw)
+
     def _validate(self) -> None:
         o = self.options
         if o["rw"] not in _RW:
@@ -267,20 +261,40 @@ class FioWorkload(HolderWorkload):
             raise AdapterError("fio", f"direct must be true or false, got {o['direct']!r}")
         if o["ioengine"] not in _ENGINES:
             raise AdapterError("fio", f"ioengine must be one of {list(_ENGINES)}, got {o['ioengine']!r}")
-        check_fio_filename(o["filename"], self.workdir)
-        self._adapter(1.0).command()
+        path = check_fio_filename(o["filename"], self.roots)
+        self._adapter(1.0, filename=str(path)).command()
 
-    def stop(self) -> None:
-        """Kill and reap the holder; delete the default scratch file (a named file is never deleted). Idempotent."""
-        super().stop()
-        if self.options["filename"] is None:
-            (Path(os.path.realpath(self.workdir)) / "fio.dat").unlink(missing_ok=True)
+    def _prepare_own_paths(self) -> None:
+        """Open (or create) fio's file safely and keep it open until :meth:`stop`."""
+        if self._target is None:
+            name = check_fio_filename(self.options["filename"], self.roots)
+            self._target = self.roots.open_file(name)
 
-    def _adapter(self, runtime_s: float) -> FioAdapter:
+    def _start_tuned(self, preexec_fn: Callable[[], None] | None) -> None:
+        assert self._target is not None
+        lay_out(self._target, _size_bytes("fio", "size", self.options["size"], _MAX_SIZE))
+        super()._start_tuned(preexec_fn)
+
+    def _release_paths(self) -> None:
+        """Delete the file if this run created it, close it. Idempotent."""
+        target, self._target = self._target, None
+        if target is not None:
+            if target.created:
+                target.unlink()
+            target.close()
+
+    def _adapter(self, runtime_s: float, filename: str | None = None) -> FioAdapter:
         o = self.options
-        path = check_fio_filename(o["filename"], self.workdir)  # checked again at every run (symlink swaps)
+        if filename is None:  # a run: the open file, checked again right before fio gets it
+            if self._target is None:
+                raise AdapterError("fio", "the file is not open (start() opens it)")
+            try:
+                self._target.verify()
+            except PathRefused as err:
+                raise AdapterError("fio", f"refused before the run: {err}") from None
+            filename = self._target.proc_path
         return make_adapter(
-            "fio", FioAdapter, filename=str(path), rw=o["rw"], size=str(o["size"]), bs=str(o["bs"]),
+            "fio", FioAdapter, filename=filename, rw=o["rw"], size=str(o["size"]), bs=str(o["bs"]),
             runtime_s=runtime_s, numjobs=o["numjobs"], iodepth=o["iodepth"], ioengine=o["ioengine"],
             direct=o["direct"],
         )
@@ -291,4 +305,7 @@ class FioWorkload(HolderWorkload):
         ramp_ms = round(warmup_s * 1000)
         extra = (f"--ramp_time={ramp_ms}ms",) if ramp_ms > 0 else ()
         adapter = self._adapter(float(secs))
-        return self._run(adapter, extra_args=extra, timeout_s=adapter.max_runtime_s() + warmup_s + 30.0), None, notes
+        assert self._target is not None
+        result = self._run(adapter, extra_args=extra, timeout_s=adapter.max_runtime_s() + warmup_s + 30.0,
+                           pass_fds=(self._target.fd,))
+        return result, None, notes

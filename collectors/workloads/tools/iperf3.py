@@ -102,6 +102,9 @@ def parse_iperf3(text: str) -> AdapterResult:
 class Iperf3Workload(ToolWorkload):
     """iperf3 TCP over loopback; a persistent ``iperf3 -s`` on 127.0.0.1:<free port> is the tuned process.
 
+    The server runs as user ``nobody`` in its private directory (its working and temp directory; see
+    :mod:`collectors.workloads.tools.private`), never as root.
+
     Options (defaults): ``streams`` (1): 1..128 parallel streams (``-P``).
 
     A warm-up run of ``warmup_s`` (discarded) when > 0, then a run of
@@ -117,6 +120,7 @@ class Iperf3Workload(ToolWorkload):
     OPTIONS: ClassVar[Mapping[str, Any]] = {"streams": 1}
     METRICS = ("throughput", "errors", "retransmits", "sender_bits_per_s", "bytes")
     BINARIES = ("iperf3",)
+    SERVER_USERS = ("nobody",)
 
     def __init__(self, workdir: str | os.PathLike[str], **options: Any) -> None:
         self.port: int | None = None
@@ -133,9 +137,11 @@ class Iperf3Workload(ToolWorkload):
         )
 
     def _start_tuned(self, preexec_fn: Callable[[], None] | None) -> None:
+        private = self._server_dir()
+        private.open_to()
         self.port = free_port()
         argv = [which_or_error(self.kind, "iperf3"), "-s", "-B", LOOPBACK, "-p", str(self.port)]
-        self._spawn_tuned(argv, preexec_fn)
+        self._spawn_tuned(argv, preexec_fn, private=private)
         port = self.port
         self._wait(lambda: self._listening(port), "iperf3 server")  # no connect: it would count as a test
 

@@ -1,5 +1,6 @@
 """pgbench: the adapter (a bounded TPC-B-like run against PostgreSQL on 127.0.0.1; tps and latency
-avg/stddev) and :class:`PgbenchWorkload`, which starts the throwaway PostgreSQL cluster it measures."""
+avg/stddev) and :class:`PgbenchWorkload`, which starts the throwaway PostgreSQL cluster it measures
+(as user postgres, password-protected)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import math
 import os
 import pwd
 import re
-import shutil
+import secrets
 import signal
 import subprocess
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from collectors.errors import WorkloadError
+from collectors.safepath import SafeFile
 from collectors.workloads.process import run_bounded, tail
 from collectors.workloads.tools.adapter import (
     DEBIAN_PACKAGES,
@@ -30,6 +31,7 @@ from collectors.workloads.tools.adapter import (
     to_float,
     which_or_error,
 )
+from collectors.workloads.tools.private import account_env
 from collectors.workloads.tools.workload import LOOPBACK, ToolWorkload, check_int, free_port, make_adapter
 
 __all__ = ["PgbenchAdapter", "PgbenchWorkload", "parse_pgbench"]
@@ -42,6 +44,7 @@ _STD = re.compile(r"^latency stddev = ([0-9.]+) ms", re.M)
 _FAILED = re.compile(r"^number of failed transactions: (\d+)", re.M)
 _DONE = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
 _SETUP_TIMEOUT_S = 180.0
+_PWFILE = "pwfile"
 _PROGRESS = re.compile(r"^progress: ([0-9.]+) s, ([0-9.]+) tps, lat ([0-9.]+) ms stddev ([0-9.]+|NaN)", re.M)
 
 
@@ -94,6 +97,18 @@ class PgbenchAdapter(AdapterBase):
         return parse_pgbench(text)
 
 
+def _write_secret(target: SafeFile, text: str, *, give: Callable[[int], None] | None = None) -> None:
+    """Write ``text`` as the whole content of ``target`` (0600, left open); ``give`` hands it to the server's
+    account first. Raises: WorkloadError."""
+    try:
+        if give is not None:
+            give(target.fd)
+        os.ftruncate(target.fd, 0)
+        os.pwrite(target.fd, text.encode(), 0)
+    except OSError as err:
+        raise WorkloadError(f"pgbench: cannot write {target.path}: {err}") from err
+
+
 def parse_pgbench(text: str) -> AdapterResult:
     """Parse pgbench's run summary (and ``-P`` progress lines into ``raw["progress"]``).
 
@@ -132,18 +147,19 @@ def parse_pgbench(text: str) -> AdapterResult:
 
 
 class PgbenchWorkload(ToolWorkload):
-    """pgbench against a throwaway PostgreSQL cluster (the tuned process) in the workdir.
+    """pgbench against a throwaway PostgreSQL cluster (the tuned process).
 
-    :meth:`start` runs ``initdb`` as user ``postgres`` in a private directory
-    it creates (``mkdtemp`` under the system temp dir, mode 0700, owned by
-    ``postgres``: the workdir may sit under a home directory ``postgres``
-    cannot enter, e.g. root's), with trust auth and ``--no-sync``, starts
-    ``postgres`` on 127.0.0.1:<free port> (no Unix socket, ``fsync=off``,
-    ``synchronous_commit=off``) as user ``postgres`` with the caller's
-    ``preexec_fn`` run as root before the privilege drop, waits for
-    ``pg_isready`` and runs ``pgbench -i -s scale`` once. Needs root and the
-    ``postgres`` user. :meth:`stop` is a fast shutdown (SIGINT) and deletes
-    the cluster directory; the server log stays in the workdir.
+    :meth:`start` makes the server's private directory (mkdtemp under the system temp dir: novatune's
+    top directory, mode 0710, and ``home`` inside, 0700, owned by ``postgres``: the workdir may sit under
+    a home directory ``postgres`` cannot enter, e.g. root's), runs ``initdb`` there as user ``postgres``
+    with ``--no-sync`` and SCRAM authentication for a random password (handed over in a file novatune
+    deletes right after; TCP connections need it, there is no Unix socket), starts ``postgres`` on
+    127.0.0.1:<free port> only (``fsync=off``, ``synchronous_commit=off``) as user ``postgres`` with the
+    caller's ``preexec_fn`` run as root before the privilege drop, waits for ``pg_isready`` and runs
+    ``pgbench -i -s scale`` once. The clients read the password from a 0600 file in the workdir
+    (``PGPASSFILE``); no other local user can connect. Needs root and the ``postgres`` user.
+    :meth:`stop` is a fast shutdown (SIGINT) and deletes the cluster directory and the password file;
+    the server log stays in the workdir.
 
     Options (defaults): ``clients`` (2): 1..1000; ``threads`` (1):
     1..min(clients, 256); ``scale`` (1): 1..100.
@@ -162,13 +178,31 @@ class PgbenchWorkload(ToolWorkload):
     OPTIONS: ClassVar[Mapping[str, Any]] = {"clients": 2, "threads": 1, "scale": 1}
     METRICS = ("throughput", "latency_avg_ms", "latency_stddev_ms", "errors", "error_rate", "transactions")
     BINARIES = ("pgbench",)
+    SERVER_USERS = ("postgres",)
+    PRIVATE_NAME = "pg"
     STOP_SIGNAL = signal.SIGINT  # fast shutdown
 
     def __init__(self, workdir: str | os.PathLike[str], **options: Any) -> None:
         self.port: int | None = None
-        self._pw: pwd.struct_passwd | None = None
-        self.cluster_dir: Path | None = None
+        self._passfile: SafeFile | None = None
         super().__init__(workdir, **options)
+
+    def _prepare_own_paths(self) -> None:
+        """A random password: in ``pwfile`` of the private directory (the account's, for initdb; deleted
+        after it) and in ``pgpass`` in the workdir (0600, novatune's clients: ``PGPASSFILE``)."""
+        private = self._private
+        if private is None or self._passfile is not None:
+            return
+        password = secrets.token_urlsafe(32)
+        with private.roots.open_file(_PWFILE) as secret:
+            _write_secret(secret, password + "\n", give=private.give)
+        self._passfile = self.roots.open_file("pgpass")
+        _write_secret(self._passfile, f"{LOOPBACK}:*:*:postgres:{password}\n")
+
+    @property
+    def cluster_dir(self) -> Path | None:
+        """The cluster's private directory while it exists (its ``home/data`` is the data directory)."""
+        return self._private.top if self._private is not None else None
 
     def _validate(self) -> None:
         o = self.options
@@ -205,22 +239,28 @@ class PgbenchWorkload(ToolWorkload):
         if os.geteuid() != 0:
             raise WorkloadError("pgbench: starting the PostgreSQL cluster as user postgres needs root")
         try:
-            self._pw = pwd.getpwnam("postgres")
+            pwd.getpwnam("postgres")
         except KeyError as err:
             raise WorkloadError(
                 "pgbench: no 'postgres' user to run the PostgreSQL cluster (Debian package: postgresql)"
             ) from err
 
+    def _env(self) -> dict[str, str]:
+        env = super()._env()
+        if self._passfile is not None:
+            env["PGPASSFILE"] = str(self._passfile.path)
+        return env
+
     def _as_postgres(self, argv: list[str], what: str, timeout_s: float) -> None:
-        """Run ``argv`` to completion as user postgres in the cluster directory. Raises: WorkloadError."""
-        assert self._pw is not None
-        assert self.cluster_dir is not None
-        env = self._env()
-        env.update(HOME=self._pw.pw_dir, USER="postgres", LOGNAME="postgres", TMPDIR=str(self.cluster_dir))
+        """Run ``argv`` to completion as user postgres in the cluster's home. Raises: WorkloadError."""
+        private = self._private
+        assert private is not None and private.account is not None
+        acct = private.account
+        env = account_env(self._env(), acct, private.home)
         try:
             proc = run_bounded(
-                argv, timeout_s=timeout_s, cwd=self.cluster_dir, env=env,
-                user=self._pw.pw_uid, group=self._pw.pw_gid, extra_groups=[],
+                argv, timeout_s=timeout_s, cwd=private.home, env=env,
+                user=acct.pw_uid, group=acct.pw_gid, extra_groups=[],
             )
         except subprocess.TimeoutExpired as err:
             raise WorkloadError(
@@ -235,45 +275,32 @@ class PgbenchWorkload(ToolWorkload):
 
     def _start_tuned(self, preexec_fn: Callable[[], None] | None) -> None:
         """A fresh cluster (initdb), its server (the tuned process, as postgres), then ``pgbench -i``."""
-        assert self._pw is not None
         bindir = self.pg_bindir()
         assert bindir is not None
-        data = self._make_cluster_dir() / "data"
-        self._as_postgres(
-            [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync",
-             "-E", "UTF8", "--locale=C"],
-            "initdb", _SETUP_TIMEOUT_S,
-        )
+        private = self._server_dir()
+        pwfile = private.top / _PWFILE
+        private.open_to()
+        data = private.home / "data"
+        try:
+            self._as_postgres(
+                [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-host=scram-sha-256",
+                 "--auth-local=peer", f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8", "--locale=C"],
+                "initdb", _SETUP_TIMEOUT_S,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)  # top is novatune's: postgres cannot swap the name
         self.port = free_port()
         argv = [
             str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", "",
-            "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", f"listen_addresses={LOOPBACK}", "-c", "password_encryption=scram-sha-256",
+            "-c", "fsync=off", "-c", "synchronous_commit=off",
             "-c", "full_page_writes=off", "-c", "logging_collector=off",
             "-c", f"max_connections={max(100, self.options['clients'] + 10)}",
         ]
-        self._spawn_tuned(argv, preexec_fn, cwd=data.parent, drop_to=self._pw, death_signal=signal.SIGINT)
+        self._spawn_tuned(argv, preexec_fn, private=private, death_signal=signal.SIGINT)
         isready = [str(bindir / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(self.port), "-U", "postgres"]
         self._wait(lambda: run_bounded(isready, timeout_s=10).returncode == 0, "PostgreSQL")
         self._init_tables()
-
-    def _make_cluster_dir(self) -> Path:
-        """A fresh private directory (``mkdtemp``, 0700) owned by postgres, in :meth:`scratch_dirs` at once."""
-        assert self._pw is not None
-        try:
-            root = self.cluster_dir = Path(tempfile.mkdtemp(prefix="novatune-pg-"))  # 0700, fresh every start
-            os.chown(root, self._pw.pw_uid, self._pw.pw_gid)
-        except OSError as err:
-            raise WorkloadError(f"pgbench: cannot prepare a cluster directory: {err}") from err
-        probe = run_bounded(
-            ["test", "-w", str(root)], timeout_s=10, cwd="/", user=self._pw.pw_uid, group=self._pw.pw_gid,
-            extra_groups=[],
-        )
-        if probe.returncode != 0:
-            raise WorkloadError(
-                f"pgbench: user postgres cannot reach {root}: every parent directory of the system temp "
-                "directory must be searchable by others (chmod o+x)"
-            )
-        return root
 
     def _init_tables(self) -> None:
         """``pgbench -i -s scale`` once. Raises: WorkloadError (with the stderr tail, or the server's log)."""
@@ -287,17 +314,16 @@ class PgbenchWorkload(ToolWorkload):
             self._check_alive("during pgbench -i")
             raise WorkloadError(f"pgbench -i failed ({proc.returncode}); stderr: {tail(proc.stderr)}")
 
-    def scratch_dirs(self) -> list[Path]:
-        """Directories outside the workdir that :meth:`stop` deletes (the cluster), for the crash journal."""
-        return [self.cluster_dir] if self.cluster_dir is not None else []
+    def _release_paths(self) -> None:
+        passfile, self._passfile = self._passfile, None
+        if passfile is not None:
+            passfile.unlink()
+            passfile.close()
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT), reap every backend, then delete the throwaway cluster. Idempotent."""
         super().stop()
         self.port = None
-        if self.cluster_dir is not None:
-            shutil.rmtree(self.cluster_dir, ignore_errors=True)
-            self.cluster_dir = None
 
     def _measure(self, warmup_s: float, measure_s: float) -> tuple[AdapterResult, pd.DataFrame | None, list[str]]:
         result, notes = self._warm_then_measure(warmup_s, measure_s)

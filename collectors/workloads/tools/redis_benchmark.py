@@ -1,5 +1,6 @@
-"""redis-benchmark: the adapter (a bounded request count against 127.0.0.1 with ``--csv`` output) and
-:class:`RedisBenchmarkWorkload`, which starts the throwaway ``redis-server`` it measures."""
+"""redis-benchmark: the adapter (a bounded request count against 127.0.0.1 or a unix socket with ``--csv``
+output) and :class:`RedisBenchmarkWorkload`, which starts the throwaway ``redis-server`` it measures
+(unprivileged, on a unix socket in its private directory)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import csv
 import io
 import math
 import os
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
+import psutil
 
 from collectors.workloads.tools.adapter import (
     AdapterBase,
@@ -22,7 +24,7 @@ from collectors.workloads.tools.adapter import (
     to_float,
     which_or_error,
 )
-from collectors.workloads.tools.workload import LOOPBACK, ToolWorkload, check_int, free_port, make_adapter
+from collectors.workloads.tools.workload import ToolWorkload, check_int, make_adapter
 
 __all__ = ["TESTS", "RedisBenchmarkAdapter", "RedisBenchmarkWorkload", "parse_redis_benchmark"]
 
@@ -35,12 +37,14 @@ _LAT = {"latency_p50_ms": "p50_latency_ms", "latency_p95_ms": "p95_latency_ms", 
 
 @dataclass(frozen=True, kw_only=True)
 class RedisBenchmarkAdapter(AdapterBase):
-    """``redis-benchmark -h host -p port -n requests -c clients -t tests --csv``.
+    """``redis-benchmark -h host -p port -n requests -c clients -t tests --csv`` (``-s socket`` instead of
+    host and port when ``socket`` is given).
 
     The count ``requests`` (per test) bounds the run.
     """
 
-    port: int
+    port: int | None = None
+    socket: str | None = None
     host: str = "127.0.0.1"
     requests: int = 5000
     clients: int = 10
@@ -52,22 +56,33 @@ class RedisBenchmarkAdapter(AdapterBase):
 
     def command(self) -> list[str]:
         """Raises: AdapterError: an option out of range or an unknown test."""
-        check_count(TOOL, "port", self.port, high=65535)
+        target = self._target()
         check_count(TOOL, "requests", self.requests, high=1_000_000)
         check_count(TOOL, "clients", self.clients, high=1000)
         bad = [t for t in self.tests if t not in TESTS]
         if not self.tests or bad:
             raise AdapterError(TOOL, f"tests must be a non-empty subset of {list(TESTS)}, got {list(self.tests)}")
         return [
-            "redis-benchmark", "-h", self.host, "-p", str(self.port), "-n", str(self.requests),
+            "redis-benchmark", *target, "-n", str(self.requests),
             "-c", str(self.clients), "-t", ",".join(self.tests), "--csv",
         ]
 
+    def _target(self) -> list[str]:
+        if self.socket is not None:
+            if not self.socket or "\0" in self.socket:
+                raise AdapterError(TOOL, f"socket must be a path, got {self.socket!r}")
+            return ["-s", self.socket]
+        if self.port is None:
+            raise AdapterError(TOOL, "give a port or a socket")
+        return ["-h", self.host, "-p", str(check_count(TOOL, "port", self.port, high=65535))]
+
     def server_command(self) -> list[str]:
-        """A throwaway redis-server on ``host:port``: no persistence. Raises: AdapterError: bad port."""
-        check_count(TOOL, "port", self.port, high=65535)
-        return ["redis-server", "--bind", self.host, "--port", str(self.port), "--save", "", "--appendonly", "no",
-                "--daemonize", "no"]
+        """A throwaway redis-server without persistence: on ``host:port``, or (``socket``) on that unix
+        socket only (``--port 0``, socket mode 0700). Raises: AdapterError: bad port or socket."""
+        target = self._target()
+        where = (["--port", "0", "--unixsocket", target[1], "--unixsocketperm", "700"] if self.socket is not None
+                 else ["--port", str(self.port)])
+        return ["redis-server", "--bind", self.host, *where, "--save", "", "--appendonly", "no", "--daemonize", "no"]
 
     def parse(self, text: str) -> AdapterResult:
         return parse_redis_benchmark(text)
@@ -114,8 +129,10 @@ def parse_redis_benchmark(text: str) -> AdapterResult:
 class RedisBenchmarkWorkload(ToolWorkload):
     """redis-benchmark against a throwaway ``redis-server`` (the tuned process) without persistence.
 
-    The server listens on 127.0.0.1:<free port> with ``--save ''``,
-    ``--appendonly no`` and its working directory in the workdir.
+    The server runs as user ``redis`` (else ``nobody``) in its private directory (see
+    :mod:`collectors.workloads.tools.private`) and listens on a unix socket there only (mode 0700, no
+    TCP: ``--port 0``), with ``--save ''`` and ``--appendonly no``; redis-benchmark runs as that user
+    too (the socket's directory is the server account's). No other local user can reach it.
 
     Options (defaults): ``requests`` (5000): 1..1 000 000 per test; ``clients``
     (10): 1..1000; ``tests`` (("set", "get")): a non-empty subset of
@@ -138,9 +155,10 @@ class RedisBenchmarkWorkload(ToolWorkload):
     METRICS = ("throughput", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_avg_ms",
                "errors", "error_rate", "requests")
     BINARIES = ("redis-server", "redis-benchmark")
+    SERVER_USERS = ("redis", "nobody")
 
     def __init__(self, workdir: str | os.PathLike[str], **options: Any) -> None:
-        self.port: int | None = None
+        self.socket: Path | None = None
         super().__init__(workdir, **options)
 
     def _validate(self) -> None:
@@ -159,38 +177,46 @@ class RedisBenchmarkWorkload(ToolWorkload):
 
     def _bench_adapter(self, requests: int, port: int | None = None) -> RedisBenchmarkAdapter:
         o = self.options
+        where: dict[str, Any] = {"port": port} if port is not None else {"socket": str(self.socket)}
         return make_adapter(
-            "redis-benchmark", RedisBenchmarkAdapter, port=port if port is not None else self.port,
+            "redis-benchmark", RedisBenchmarkAdapter, **where,
             requests=requests, clients=o["clients"], tests=tuple(o["tests"]),
         )
 
     def _start_tuned(self, preexec_fn: Callable[[], None] | None) -> None:
-        self.port = free_port()
+        private = self._server_dir()
+        private.open_to()
+        self.socket = private.home / "redis.sock"
         argv = self._bench_adapter(1).server_command()
         argv[0] = which_or_error(self.kind, argv[0])
-        argv += ["--dir", str(self.workdir), "--logfile", "", "--protected-mode", "yes"]
-        self._spawn_tuned(argv, preexec_fn)
-        self._wait(self._pong, "redis-server")
+        argv += ["--dir", str(private.home), "--logfile", "", "--protected-mode", "yes"]
+        self._spawn_tuned(argv, preexec_fn, private=private)
+        self._wait(self._serving, "redis-server")
 
-    def _pong(self) -> bool:
-        with socket.create_connection((LOOPBACK, self.port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+    def _serving(self) -> bool:
+        """The server holds its unix socket (read from /proc: novatune never connects through the account's
+        directory as root)."""
+        sock = str(self.socket)
+        return any(c.laddr == sock for p in self.pids() for c in psutil.Process(p).net_connections(kind="unix"))
+
+    def _run_client(self, requests: int) -> AdapterResult:
+        """One redis-benchmark run, as the server's account (it owns the socket's directory)."""
+        return self._run(self._bench_adapter(requests), run_as=self._private.account if self._private else None)
 
     def stop(self) -> None:
         super().stop()
-        self.port = None
+        self.socket = None
 
     def _measure(self, warmup_s: float, measure_s: float) -> tuple[AdapterResult, pd.DataFrame | None, list[str]]:
         requests = self.options["requests"]
         if warmup_s > 0:
-            self._run(self._bench_adapter(min(requests, max(100, requests // 10))))
+            self._run_client(min(requests, max(100, requests // 10)))
         note = (
             f"redis-benchmark is count-driven: {requests} requests per test bound the window; "
             f"measure_s={measure_s:g} is not used"
         )
         notes = [note]
-        return self._run(self._bench_adapter(requests)), None, notes
+        return self._run_client(requests), None, notes
 
     def _operations(self, result: AdapterResult) -> float:
         return float(self.options["requests"] * len(self.options["tests"]))

@@ -7,19 +7,30 @@ adapter (command + parser) and its workload, a subclass of
 (client-only tools). What is *tuned* (what :meth:`ToolWorkload.start` starts,
 with the caller's ``preexec_fn``, and what :meth:`ToolWorkload.pids` returns):
 
-* client/server tools: the server. pgbench -> a throwaway PostgreSQL cluster
-  (run as user ``postgres``, fsync off, TCP on 127.0.0.1 only, no Unix
-  socket); redis-benchmark -> ``redis-server`` without persistence; wrk -> a
-  small static HTTP server (:mod:`collectors.workloads.tools.http_server`)
-  unless a URL is given (then nothing is started and ``pids()`` is ``[]``);
-  iperf3 -> a persistent ``iperf3 -s`` on 127.0.0.1. The client runs outside
-  the caller's ``preexec_fn`` (not in the workload cgroup).
+* client/server tools: the server, never as root (an unprivileged account,
+  :mod:`collectors.workloads.tools.private`, living in a private directory).
+  pgbench -> a throwaway PostgreSQL cluster (user ``postgres``, fsync off, TCP
+  on 127.0.0.1 only with a random SCRAM password, no Unix socket);
+  redis-benchmark -> ``redis-server`` without persistence (user ``redis`` or
+  ``nobody``, no TCP: a unix socket in its private directory); wrk -> a small
+  static HTTP server (:mod:`collectors.workloads.tools.http_server`, user
+  ``nobody``, on a socket novatune bound to 127.0.0.1) unless a URL is given
+  (then nothing is started and ``pids()`` is ``[]``); iperf3 -> a persistent
+  ``iperf3 -s`` on 127.0.0.1 (user ``nobody``). The client runs outside the
+  caller's ``preexec_fn`` (not in the workload cgroup).
 * client-only tools (fio, stress-ng): a long-lived *holder* process
   (``sleep 86400``). Every tool run is spawned with a preexec that runs the
   caller's ``preexec_fn`` (cgroup placement) and then copies the holder's
   current CPU affinity, scheduling policy (non-real-time only), nice value and
   I/O priority into the tool, so process knobs applied to the holder act on
   the tool.
+
+Paths: :meth:`ToolWorkload.prepare_paths` (the first step of ``start``) makes and
+checks everything a run writes by path: the workdir and ``tmp/`` in it must be
+private directories, files novatune writes itself (the log, fio's file) are
+opened through :class:`collectors.safepath.WriteRoots` (the workdir, plus the
+``allowed_roots`` the operator configured, never the ``protected`` data
+directory; no symlink, device or hard link).
 
 Every child gets ``TMPDIR=<workdir>/tmp``, runs with ``cwd`` in the workdir and
 in its own process group; it receives a signal if the thread that started it
@@ -57,7 +68,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, ClassVar, Self
 
@@ -65,6 +76,7 @@ import pandas as pd
 import psutil
 
 from collectors.errors import WorkloadError
+from collectors.safepath import PathRefused, WriteRoots
 from collectors.workloads._proc import set_parent_death_signal
 from collectors.workloads.base import Measurement, Workload, process_tree
 from collectors.workloads.process import child_env, stop_process, tail
@@ -77,6 +89,7 @@ from collectors.workloads.tools.adapter import (
     run_adapter,
     which_or_error,
 )
+from collectors.workloads.tools.private import PrivateDir, account_env, drop_privileges, server_account
 
 __all__ = [
     "LOOPBACK",
@@ -149,16 +162,35 @@ class ToolWorkload(Workload):
     STOP_SIGNAL: ClassVar[int] = signal.SIGTERM
     #: whether the tuned process is a holder whose attributes tool runs copy
     HOLDER: ClassVar[bool] = False
+    #: accounts the server may run as when novatune is root, the first that exists (none: no server)
+    SERVER_USERS: ClassVar[tuple[str, ...]] = ()
+    #: the server's private directory is ``novatune-<PRIVATE_NAME or kind>-*`` under the system temp directory
+    PRIVATE_NAME: ClassVar[str] = ""
     #: the tuned process (None until started; also when __init__ refused the options)
     _proc: subprocess.Popen[bytes] | None = None
+    #: the server's private directory (None until start made it)
+    _private: PrivateDir | None = None
 
-    def __init__(self, workdir: str | os.PathLike[str], **options: Any) -> None:
+    def __init__(self, workdir: str | os.PathLike[str], *, allowed_roots: Sequence[str | os.PathLike[str]] = (),
+                 protected: Sequence[str | os.PathLike[str]] = (), **options: Any) -> None:
+        """``workdir``: the run's scratch directory; ``allowed_roots``: further directories a path option
+        may name (the operator's ``workload_allowed_paths``); ``protected``: never a target (the data
+        directory); ``options``: the workload's :attr:`OPTIONS`.
+
+        Raises:
+            AdapterError: an unknown or bad option, a bad root.
+        """
         unknown = sorted(set(options) - set(self.OPTIONS))
         if unknown:
             raise AdapterError(self.kind, f"unknown option(s) {unknown}; allowed: {sorted(self.OPTIONS)}")
         self.workdir = Path(os.path.abspath(workdir))
+        try:
+            self.roots = WriteRoots.of(self.workdir, allowed_roots, protected)
+        except PathRefused as err:
+            raise AdapterError(self.kind, str(err)) from None
         self.options: dict[str, Any] = {**self.OPTIONS, **options}
         self._proc = None
+        self._private = None
         self._log: IO[bytes] | None = None
         self._preexec: Callable[[], None] | None = None
         self._started = False
@@ -174,6 +206,17 @@ class ToolWorkload(Workload):
 
     def _prerequisites(self) -> None:
         """Further checks before anything starts (user, privileges)."""
+
+    def _prepare_own_paths(self) -> None:
+        """Make and check the files this tool writes by path (after the workdir and the server's private
+        directory; see :meth:`prepare_paths`). Idempotent."""
+
+    def _has_server(self) -> bool:
+        """Whether :meth:`start` starts a server (which gets a private directory)."""
+        return bool(self.SERVER_USERS)
+
+    def _release_paths(self) -> None:
+        """Close and remove what :meth:`_prepare_own_paths` made (from :meth:`stop`; idempotent)."""
 
     def _start_tuned(self, preexec_fn: Callable[[], None] | None) -> None:
         """Start the tuned process into ``self._proc`` and wait until it is ready."""
@@ -219,18 +262,40 @@ class ToolWorkload(Workload):
         for binary in self._binaries():
             which_or_error(self.kind, binary)
         self._prerequisites()
-        try:
-            (self.workdir / "tmp").mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise WorkloadError(f"{self.kind}: cannot prepare workdir {self.workdir}: {err}") from err
         self._started = True
         self._preexec = preexec_fn
         try:
+            self.prepare_paths()
             self._start_tuned(preexec_fn)
         except BaseException:
             self.stop()
             raise
         return self.pids()
+
+    def prepare_paths(self) -> None:
+        """Make and check everything a run writes by path; starts nothing (the first step of :meth:`start`).
+
+        The workdir and its ``tmp/`` are made private directories (0700; refused when a symlink, another
+        user's, or writable by others), the log is opened through :attr:`roots`, a server gets its private
+        directory (:mod:`~collectors.workloads.tools.private`), then the tool's own files (fio's file,
+        wrk's served file, pgbench's password files). Idempotent; undone by :meth:`stop`.
+
+        Raises:
+            WorkloadError: a path is refused (the message says why and what is allowed) or cannot be made.
+        """
+        try:
+            self.roots.ensure_dir(".")
+            self.roots.ensure_dir("tmp")
+            self._open_log()
+            if self._has_server():
+                self._server_dir()
+            self._prepare_own_paths()
+        except PathRefused as err:
+            raise WorkloadError(f"{self.kind}: cannot prepare workdir {self.workdir}: {err}") from None
+
+    def scratch_dirs(self) -> list[Path]:
+        """The server's private directory outside the workdir while it exists, for the crash journal."""
+        return [self._private.top] if self._private is not None else []
 
     def pids(self) -> list[int]:
         """The tuned process and its descendants, parent first ([] when none runs)."""
@@ -269,6 +334,10 @@ class ToolWorkload(Workload):
         if self._log is not None:
             self._log.close()
             self._log = None
+        self._release_paths()
+        private, self._private = self._private, None
+        if private is not None:
+            private.remove()
 
     def __enter__(self) -> Self:
         if not self._started:
@@ -307,12 +376,19 @@ class ToolWorkload(Workload):
             )
 
     def _open_log(self) -> IO[bytes]:
+        """The tuned process's log, opened once through :attr:`roots`. Raises: PathRefused."""
         if self._log is None:
-            try:
-                self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-            except OSError as err:
-                raise WorkloadError(f"{self.kind}: cannot open {self.log_path}: {err}") from err
+            safe = self.roots.open_file(self.log_path.name, append=True)
+            os.close(safe.dir_fd)
+            self._log = os.fdopen(safe.fd, "ab")
         return self._log
+
+    def _server_dir(self) -> PrivateDir:
+        """The server's private directory, made now (its account from :attr:`SERVER_USERS`). Raises: WorkloadError."""
+        if self._private is None:
+            account = server_account(self.kind, self.SERVER_USERS)
+            self._private = PrivateDir(self.kind, account, name=self.PRIVATE_NAME or self.kind)
+        return self._private
 
     def _spawn_tuned(
         self,
@@ -320,35 +396,33 @@ class ToolWorkload(Workload):
         preexec_fn: Callable[[], None] | None,
         *,
         stdout_pipe: bool = False,
-        cwd: Path | None = None,
-        drop_to: pwd.struct_passwd | None = None,
+        private: PrivateDir | None = None,
         death_signal: int = signal.SIGTERM,
+        pass_fds: tuple[int, ...] = (),
     ) -> subprocess.Popen[bytes]:
-        """Popen the tuned process: caller's preexec (as root), then optional privilege drop, then PDEATHSIG."""
+        """Popen the tuned process: caller's preexec (as root), then PDEATHSIG. A server (``private``) runs
+        as its account in its private ``home`` (cwd, ``HOME``, ``TMPDIR``)."""
         log = self._open_log()
         parent = os.getpid()
+        account = private.account if private is not None else None
 
         def _pre() -> None:
             if preexec_fn is not None:
                 preexec_fn()
-            if drop_to is not None:
-                os.setgroups([])
-                os.setgid(drop_to.pw_gid)
-                os.setuid(drop_to.pw_uid)
+            drop_privileges(account)
             set_parent_death_signal(death_signal, expected_parent=parent)
 
-        env = self._env()
-        if drop_to is not None:
-            env.update(HOME=drop_to.pw_dir, USER=drop_to.pw_name, LOGNAME=drop_to.pw_name)
+        env = self._env() if private is None else account_env(self._env(), account, private.home)
         try:
             self._proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE if stdout_pipe else log,
                 stderr=log,
-                cwd=cwd or self.workdir,
+                cwd=private.home if private is not None else self.workdir,
                 env=env,
                 process_group=0,
+                pass_fds=pass_fds,
                 preexec_fn=_pre,  # noqa: PLW1509 - the contract: cgroup placement before exec
             )
         except (OSError, subprocess.SubprocessError) as err:
@@ -382,11 +456,13 @@ class ToolWorkload(Workload):
             for c in p.net_connections(kind="tcp")
         )
 
-    def _tool_preexec(self) -> Callable[[], None]:
-        """The preexec of a tool run: the caller's preexec, then the holder's scheduling attributes."""
+    def _tool_preexec(self, run_as: pwd.struct_passwd | None = None) -> Callable[[], None]:
+        """The preexec of a tool run: the caller's preexec, then the holder's scheduling attributes
+        (a client: ``run_as``'s account, when given)."""
         caller = self._preexec
         if not self.HOLDER:
             def _client() -> None:
+                drop_privileges(run_as)
                 set_parent_death_signal(signal.SIGKILL)
             return _client
         assert self._proc is not None
@@ -428,9 +504,11 @@ class ToolWorkload(Workload):
         return self._run(self._adapter(float(secs))), notes
 
     def _run(
-        self, adapter: Adapter, *, extra_args: tuple[str, ...] = (), timeout_s: float | None = None
+        self, adapter: Adapter, *, extra_args: tuple[str, ...] = (), timeout_s: float | None = None,
+        pass_fds: tuple[int, ...] = (), run_as: pwd.struct_passwd | None = None,
     ) -> AdapterResult:
-        """Run one tool invocation through :func:`run_adapter`, with this workload's preexec, env and cwd.
+        """Run one tool invocation through :func:`run_adapter`, with this workload's preexec, env and cwd
+        (``pass_fds``: descriptors the tool inherits; ``run_as``: a client run as the server's account).
 
         If the tuned process died meanwhile, that is the error reported (with
         its log tail) rather than the tool's failure.
@@ -440,8 +518,8 @@ class ToolWorkload(Workload):
             WorkloadError: the tuned process exited during the run.
         """
         return run_adapter(
-            adapter, timeout_s=timeout_s, cwd=self.workdir, env=self._env(), preexec_fn=self._tool_preexec(),
-            extra_args=extra_args, on_failure=lambda: self._check_alive("during the run"),
+            adapter, timeout_s=timeout_s, cwd=self.workdir, env=self._env(), preexec_fn=self._tool_preexec(run_as),
+            extra_args=extra_args, on_failure=lambda: self._check_alive("during the run"), pass_fds=pass_fds,
         )
 
     def _metrics(self, result: AdapterResult) -> dict[str, float]:

@@ -7,19 +7,26 @@ import ipaddress
 import json
 import math
 import os
+import pwd
 import re
 import selectors
+import shutil
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import pandas as pd
 
 from collectors.errors import WorkloadError
+from collectors.safepath import PathRefused, SafeFile
+from collectors.workloads.process import run_bounded
+from collectors.workloads.tools import http_server
 from collectors.workloads.tools.adapter import (
     AdapterBase,
     AdapterError,
@@ -116,6 +123,34 @@ def parse_wrk(text: str) -> AdapterResult:
     )
 
 
+def _write_new(target: SafeFile, data: bytes) -> None:
+    """Write ``data`` into the fresh file ``target`` and close it. Raises: OSError."""
+    with target:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(target.fd, view):]
+
+
+def _interpreter(account: pwd.struct_passwd | None) -> str:
+    """A Python that ``account`` may run (novatune's own may live where it cannot read, e.g. under /root).
+
+    Raises:
+        WorkloadError: none of novatune's, ``python3`` on PATH and ``/usr/bin/python3`` runs as the account.
+    """
+    if account is None:
+        return sys.executable
+    tried = list(dict.fromkeys(p for p in (sys.executable, shutil.which("python3"), "/usr/bin/python3") if p))
+    for python in tried:
+        try:
+            if run_bounded([python, "-I", "-c", "import http.server"], timeout_s=30, cwd="/", user=account.pw_uid,
+                           group=account.pw_gid, extra_groups=[]).returncode == 0:
+                return python
+        except (OSError, subprocess.SubprocessError, subprocess.TimeoutExpired):
+            continue
+    raise WorkloadError(f"wrk: no Python that user {account.pw_name} may run for the HTTP server "
+                        f"(tried: {', '.join(tried)})")
+
+
 def _loopback_url(url: Any) -> str:
     """``url`` if it is http(s) to a loopback address (literal 127.0.0.0/8, ::1, or localhost).
 
@@ -149,9 +184,11 @@ def _loopback_url(url: Any) -> str:
 class WrkWorkload(ToolWorkload):
     """wrk against a built-in static HTTP server (the tuned process), or against a given loopback URL.
 
-    Without ``url``, :meth:`start` writes ``<workdir>/www/index.html``
-    (``file_bytes`` bytes) and starts :mod:`collectors.workloads.tools.http_server`
-    (HTTP/1.1 keep-alive, threaded, no access log) on 127.0.0.1:<free port>.
+    Without ``url``, :meth:`start` writes ``www/index.html`` (``file_bytes``
+    bytes) in the server's private directory and starts
+    :mod:`collectors.workloads.tools.http_server` (HTTP/1.1 keep-alive,
+    threaded, no access log) as user ``nobody`` on a socket novatune bound to
+    127.0.0.1:<free port>.
     With ``url`` nothing is started and :meth:`pids` is ``[]``.
 
     Options (defaults): ``url`` (None): http(s) to 127.0.0.0/8, ::1 or
@@ -173,6 +210,7 @@ class WrkWorkload(ToolWorkload):
     METRICS = ("throughput", "latency_p50_ms", "latency_p75_ms", "latency_p90_ms", "latency_p99_ms",
                "latency_avg_ms", "latency_stddev_ms", "errors", "error_rate", "requests")
     BINARIES = ("wrk",)
+    SERVER_USERS = ("nobody",)
 
     def __init__(self, workdir: str | os.PathLike[str], **options: Any) -> None:
         self.url: str | None = None
@@ -194,21 +232,43 @@ class WrkWorkload(ToolWorkload):
             duration_s=seconds,
         )
 
+    def _has_server(self) -> bool:
+        return self.options["url"] is None
+
+    def _prepare_own_paths(self) -> None:
+        """The served file and the server's script, written into the server's private directory."""
+        private = self._private
+        if private is None or (private.top / "http_server.py").exists():
+            return
+        body = (b"novatune " * (self.options["file_bytes"] // 9 + 1))[: self.options["file_bytes"]]
+        try:
+            www = private.roots.ensure_dir("www")
+            os.chmod(www, 0o755)  # novatune's, readable: the server only reads it
+            _write_new(private.roots.open_file("www/index.html", mode=0o644), body)
+            _write_new(private.roots.open_file("http_server.py", mode=0o644), Path(http_server.__file__).read_bytes())
+        except (PathRefused, OSError) as err:
+            raise WorkloadError(f"wrk: cannot write the served file in {private.top}: {err}") from err
+
     def _start_tuned(self, preexec_fn: Callable[[], None] | None) -> None:
         if self.options["url"] is not None:
             self.url = self.options["url"]
             return
-        www = self.workdir / "www"
+        private = self._server_dir()
+        www = private.top / "www"
+        private.open_to()
+        python = _interpreter(private.account)
+        listener = socket.socket()  # bound here, on loopback: the server cannot choose where it listens
         try:
-            www.mkdir(exist_ok=True)
-            body = (b"novatune " * (self.options["file_bytes"] // 9 + 1))[: self.options["file_bytes"]]
-            (www / "index.html").write_bytes(body)
-        except OSError as err:
-            raise WorkloadError(f"wrk: cannot write the served file in {www}: {err}") from err
-        argv = [sys.executable, "-m", "collectors.workloads.tools.http_server", "http", "--root", str(www),
-                "--host", LOOPBACK, "--port", "0"]
-        proc = self._spawn_tuned(argv, preexec_fn, stdout_pipe=True)
-        port = self._read_ready(proc)
+            listener.bind((LOOPBACK, 0))
+            listener.listen(128)
+            fd = listener.fileno()
+            argv = [python, "-I", str(private.top / "http_server.py"), "http", "--root", str(www), "--fd", str(fd)]
+            proc = self._spawn_tuned(argv, preexec_fn, stdout_pipe=True, private=private, pass_fds=(fd,))
+            port = listener.getsockname()[1]
+        finally:
+            listener.close()
+        if self._read_ready(proc) != port:
+            raise WorkloadError("wrk: the HTTP server reported another port than the one it was given")
         self.url = f"http://{LOOPBACK}:{port}/index.html"
 
     def _read_ready(self, proc: subprocess.Popen[bytes]) -> int:
