@@ -199,6 +199,17 @@ def test_a_non_loopback_bind_needs_tls_or_an_explicit_flag():
     assert warning is not None and "WARNING" in warning and "plain HTTP" in warning
 
 
+def test_the_server_trusts_no_forwarded_address_and_carries_the_limits(tmp_path):
+    from experiments.service.serving import uvicorn_config
+
+    settings = Settings(api_token=TOKEN, read_timeout_s=3, max_header_bytes=2048)
+    config = uvicorn_config(_app(tmp_path), settings, max_connections=100, tls=None)
+    # X-Forwarded-For from 127.0.0.1 would let a local client pick the address its failures count against
+    assert config.proxy_headers is False and config.ws == "none"
+    limits = config.http.limits
+    assert (limits.read_timeout_s, limits.max_header_bytes, limits.max_connections) == (3, 2048, 100)
+
+
 def _novatune(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
