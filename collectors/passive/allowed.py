@@ -32,7 +32,7 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from collectors.errors import WorkloadError
@@ -204,7 +204,7 @@ def never_target(pids: Iterable[int], *, proc: Path = Path("/proc"), self_pid: i
     The "never" half of the rule for callers that have no policy (``actuators``' process knobs, whatever
     bound them); pids that are not running are skipped.
     """
-    policy = PassivePolicy(proc=proc, self_pid=self_pid if self_pid is not None else os.getpid())
+    policy = PassivePolicy(proc=proc, self_pid=self_pid)
     own: frozenset[int] | None = None
     for pid in pids:
         info = read_proc(proc, pid)
@@ -229,13 +229,14 @@ class PassivePolicy:
     (``allowed_probe_hosts``: hosts besides loopback that a probe or scrape URL may name).
 
     The default is the strict one: no target allowed, probes and scrapes to loopback only.
-    ``proc`` and ``self_pid`` are for tests (a fake ``/proc``).
+    ``proc`` and ``self_pid`` are for tests (a fake ``/proc``; novatune's pid, default: this process's,
+    read at each check).
     """
 
     targets: tuple[TargetRule, ...] = ()
     probe_hosts: tuple[str, ...] = ()
     proc: Path = Path("/proc")
-    self_pid: int = field(default_factory=os.getpid)
+    self_pid: int | None = None
 
     @classmethod
     def of(cls, allowed_targets: Iterable[str] = (), allowed_probe_hosts: Iterable[str] = ()) -> PassivePolicy:
@@ -245,8 +246,8 @@ class PassivePolicy:
     # -------------------------------------------------------------- pieces
     def own(self) -> frozenset[int]:
         """novatune's own pid and every ancestor of it (the processes that started it)."""
-        out = {self.self_pid}
-        pid = self.self_pid
+        pid = self.self_pid if self.self_pid is not None else os.getpid()
+        out = {pid}
         for _ in range(_MAX_ANCESTORS):
             info = read_proc(self.proc, pid)
             if info is None or info.ppid <= 0 or info.ppid in out:

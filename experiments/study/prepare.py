@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ class StudyPlan:
     resolved: Resolved
     prices: UnitPrices
     #: a passive workload's allowed targets and probe hosts (the settings when prepared)
-    policy: PassivePolicy = PassivePolicy()
+    policy: PassivePolicy = field(default_factory=PassivePolicy)
     #: interfaces whose nic.* knobs are refused (the setting ``protected_interfaces``)
     protected_interfaces: tuple[str, ...] = ("default-route",)
 
