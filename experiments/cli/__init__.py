@@ -95,7 +95,8 @@ def _main(argv: list[str] | None) -> int:
             err.print(f"[yellow]interrupted by {e}[/]: the trial's knobs were restored")
             return 130
         if isinstance(e, NovatuneError):
-            err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
+            # one line, whatever the terminal's width
+            err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             return e.exit_code
         if os.environ.get("NOVATUNE_DEBUG") == "1":
             raise

@@ -272,7 +272,8 @@ def test_a_short_token_is_refused_wherever_it_comes_from(tmp_path, monkeypatch):
     assert proc.returncode == 2 and "at least 16 characters" in proc.stderr and "tiny-tok" not in proc.stderr
     monkeypatch.delenv("NOVATUNE_API_TOKEN")
     paths = Paths(tmp_path / "home").ensure()
-    token_file(paths).write_text("a\n")  # a token file someone wrote by hand
+    token_file(paths).write_text("a\n")  # a token file someone wrote by hand (private, as the rule wants)
+    token_file(paths).chmod(0o600)
     with pytest.raises(SettingsError, match="holds 1 characters; at least 16"):
         api_token(Settings(), paths)
     assert token_file(paths).read_text() == "a\n"

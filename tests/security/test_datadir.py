@@ -75,7 +75,7 @@ def test_a_data_directory_another_user_prepared_is_refused_everywhere(planted):
         assert f"the data directory {home} is not safe" in msg, msg
         assert "owned by uid 65534 (nobody) with mode 0777" in msg and "chown root" in msg and "chmod 0700" in msg
     with pytest.raises(UnsafeLocation, match="owned by uid 65534"):
-        create_app(Paths(home), Settings(api_token="t"))  # the service never starts on it
+        create_app(Paths(home), Settings(api_token="a-token-of-sixteen-or-more"))  # the service never starts on it
     with pytest.raises(UnsafeLocation):
         api_token(Settings(), Paths(home))  # their token is never the API's
     assert snapshot(home) == before  # nothing read into use, nothing written

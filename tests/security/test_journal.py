@@ -177,7 +177,7 @@ def test_rollback_refuses_hostile_records_on_every_face(
 
     paths, app_id, applied = _apply_with_hostile_records(tmp_path, root)
     assert (root.root / "proc/sys/kernel/timer_migration").read_text() == "0"
-    monkeypatch.setattr("experiments.deploy.rollback.default_catalog", lambda: Catalog(root))
+    monkeypatch.setattr("experiments.deploy.rollback.default_catalog", lambda **_: Catalog(root))
     reasons = [why for *_, why in _hostile_knobs(root)]
 
     with pytest.raises(ApplyError) as err:
@@ -194,7 +194,7 @@ def test_rollback_refuses_hostile_records_on_every_face(
     assert "nothing was changed" in shown and "no knob family names 'kernel.core_pattern'" in shown
     assert tree_bytes(root.root) == applied
 
-    with TestClient(create_app(paths, Settings(api_token=TOKEN))) as client:
+    with TestClient(create_app(paths, Settings(api_token=TOKEN)), base_url="http://127.0.0.1") as client:
         res = client.post(f"/tuning/rollback/{app_id}", headers={"Authorization": f"Bearer {TOKEN}"})
     assert res.status_code == 422, res.text
     assert all(why in res.json()["detail"] for why in reasons), res.json()

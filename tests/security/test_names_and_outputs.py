@@ -113,7 +113,7 @@ def test_the_manager_and_the_api_refuse_a_hostile_name(tmp_path):
     with pytest.raises(InvalidName):
         mgr.claim(load_spec(SPEC), name="../x", trials=1, managed=False, pid=os.getpid())
     assert mgr.records() == []
-    with TestClient(create_app(paths, Settings(api_token=TOKEN))) as c:
+    with TestClient(create_app(paths, Settings(api_token=TOKEN)), base_url="http://127.0.0.1") as c:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         spec = {"name": "x", "workload": {"kind": "oltp"}, "knobs": {"vm.swappiness": {"low": 1, "high": 100}},
                 "objectives": {"throughput_rps": "maximize"}}
@@ -225,7 +225,7 @@ def test_exports_refuse_what_a_crafted_study_database_smuggles(tmp_path, case):
     proc = novatune("study", "export", "evil", "--format", "shell", "-o", str(out), home=paths.home)
     assert proc.returncode == 2 and "no export may carry" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() and not Path("/tmp/pwned").exists()
-    with TestClient(create_app(paths, Settings(api_token=TOKEN))) as c:
+    with TestClient(create_app(paths, Settings(api_token=TOKEN)), base_url="http://127.0.0.1") as c:
         r = c.get("/studies/evil/export", params={"format": "tuned"})
         assert r.status_code == 409 and "no export may carry" in r.json()["detail"], r.text
 

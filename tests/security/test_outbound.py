@@ -162,7 +162,8 @@ def test_the_cli_and_the_api_refuse_an_off_host_probe_with_exit_2_and_422(tmp_pa
                           cwd=REPO, env={**os.environ, "COLUMNS": "400"}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "probe_url must be http(s)" in proc.stderr and OFF_HOST in proc.stderr
     assert "Traceback" not in proc.stderr
-    with TestClient(create_app(Paths(tmp_path / "api").ensure(), Settings(api_token=TOKEN))) as client:
+    app = create_app(Paths(tmp_path / "api").ensure(), Settings(api_token=TOKEN))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         r = client.post("/studies", json=spec, headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 422 and any("loopback" in p for p in r.json()["problems"]), r.text
 

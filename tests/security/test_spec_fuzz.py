@@ -303,10 +303,12 @@ def _run(w: World, spec_data: dict[str, Any], plant: str | None, roots: list[str
         return None
     finally:
         AUDIT.active = False
-    workdir = w.paths.study_dir(spec.name) / "work"
-    _plant(w, w.paths.study_dir(spec.name), spec.workload.kind, plant)
+    study = w.paths.runs / spec.name  # where the study's directory goes; planted on before the run looks at it
+    workdir = study / "work"
+    _plant(w, study, spec.workload.kind, plant)
     AUDIT.active = True
     try:
+        workdir = w.paths.study_dir(spec.name) / "work"  # as the run gets it (a planted link is refused here)
         wl = run_workload(spec, workdir, paths=w.paths, allowed_paths=roots)
         try:
             wl.prepare_paths()

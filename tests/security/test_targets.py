@@ -149,7 +149,8 @@ def test_a_passive_spec_naming_pid_1_is_refused_by_prepare_the_cli_and_the_api(t
                           cwd=REPO, env={**os.environ, "COLUMNS": "400"}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "pid 1" in proc.stderr and "never targets" in proc.stderr and "Traceback" not in proc.stderr
-    with TestClient(create_app(Paths(tmp_path / "api").ensure(), Settings(api_token=TOKEN))) as client:
+    app = create_app(Paths(tmp_path / "api").ensure(), Settings(api_token=TOKEN))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         r = client.post("/studies", json=spec, headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 422, r.text
         assert any("pid 1" in p and "never targets" in p for p in r.json()["problems"]), r.text
@@ -174,7 +175,7 @@ def test_passive_targets_are_strict_by_default_and_allowed_by_the_operators_sett
         cfg.write_text(yaml.safe_dump({"allowed_targets": [f"exe:{PYTHON}"]}))
         plan = prepare(spec, paths=Paths(tmp_path / "home"))
         assert plan.policy.targets == (TargetRule("exe", PYTHON),)
-        wl = plan.build_workload(tmp_path / "w")
+        wl = plan.build_workload(tmp_path / "w", paths=Paths(tmp_path / "home"))
         assert wl.start() == [target.pid] and wl.pids() == [target.pid]
         assert target.poll() is None
     finally:
@@ -400,7 +401,8 @@ def test_the_hosts_default_route_interface_is_refused_by_knobs_spec_apply_and_ap
             "objectives": {"throughput_rps": "maximize"}}
     with pytest.raises(SpecError, match=rf"knobs\.nic\.{iface}\.gro: nic\.{iface}\.gro refused"):
         prepare(parse_spec(spec), paths=Paths(home))
-    with TestClient(create_app(Paths(tmp_path / "api").ensure(), Settings(api_token=TOKEN))) as client:
+    app = create_app(Paths(tmp_path / "api").ensure(), Settings(api_token=TOKEN))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         r = client.get(f"/knobs/nic.{iface}.gro")
         assert r.status_code == 422 and "protected interface" in r.json()["detail"]
         assert not [k for k in client.get("/knobs").json() if k["name"].startswith(f"nic.{iface}.")]

@@ -99,7 +99,7 @@ def test_a_spec_cannot_make_fio_write_outside_the_allowed_roots(
     if "outside" in TARGETS[target]:
         assert "workload_allowed_paths root" in err, err  # says what is allowed
 
-    with TestClient(create_app(Paths(world["home"]), Settings(api_token=TOKEN))) as client:
+    with TestClient(create_app(Paths(world["home"]), Settings(api_token=TOKEN)), base_url="http://127.0.0.1") as client:
         r = client.post("/studies", json=fio_spec(name), headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 422, r.text
     assert TARGETS[target] in r.text
