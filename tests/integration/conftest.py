@@ -70,3 +70,12 @@ def home(tmp_path, mlflow_template) -> Path:
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changes kernel settings: needs root")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Everything under tests/integration is in the slow tier: it runs the real CLI, the service, real tools
+    and studies. The fast tier (``-m "not slow"``) is the unit, contract and security tests."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.slow)

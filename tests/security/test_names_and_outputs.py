@@ -17,6 +17,7 @@ import optuna
 import pytest
 from fastapi.testclient import TestClient
 
+from collectors.errors import NovatuneError
 from experiments.deploy.export import FORMATS, ExportError, render, write_export
 from experiments.safefs import UnsafeLocation
 from experiments.service import create_app
@@ -147,14 +148,16 @@ def test_an_output_path_that_is_a_link_is_refused_not_followed(stored, tmp_path)
     shadow.write_text("root:$6$secret:19000:0:99999:7:::\n")
     out = tmp_path / "out"
     out.mkdir()
+    view = load_view(stored.optuna_url, "s")
     for fmt, name in (("json", "novatune.json"), ("shell", "novatune-apply.sh"), ("sysctl", "90-novatune.conf")):
         link = out / name
         link.symlink_to(shadow)
-        for dest in (link, out, f"{out}/"):
-            proc = novatune("study", "export", "s", "--format", fmt, "-o", str(dest), home=stored.home)
-            assert proc.returncode == 2, proc.stderr
-            assert f"{link} is a symbolic link; novatune never writes through a link" in proc.stderr
+        for dest in (link, out, Path(f"{out}/")):  # the file, or the directory it would be written into
+            with pytest.raises(NovatuneError, match=f"{link} is a symbolic link; novatune never writes through"):
+                write_export(view, fmt, dest)
             assert link.is_symlink() and os.readlink(link) == str(shadow)
+    proc = novatune("study", "export", "s", "--format", "json", "-o", f"{out}/", home=stored.home)  # the CLI's -o
+    assert proc.returncode == 2 and "is a symbolic link; novatune never writes through a link" in proc.stderr
     assert shadow.read_text() == "root:$6$secret:19000:0:99999:7:::\n"
     assert sorted(p.name for p in out.iterdir()) == ["90-novatune.conf", "novatune-apply.sh", "novatune.json"]
 
@@ -218,9 +221,15 @@ def test_exports_refuse_what_a_crafted_study_database_smuggles(tmp_path, case):
     paths = Paths(tmp_path / "home").ensure()
     study(paths.optuna_url, "evil", knobs, sysctl_keys=keys)
     view = load_view(paths.optuna_url, "evil")
-    for fmt in FORMATS:
+    for fmt in FORMATS:  # the check sits before every format's renderer (both faces call render)
         with pytest.raises(ExportError, match="cannot be exported: its database holds what no export may carry"):
             render(view, fmt)
+
+
+def test_both_faces_refuse_an_export_the_database_smuggles_into_and_write_nothing(tmp_path):
+    knobs, keys = HOSTILE["value with shell code"]
+    paths = Paths(tmp_path / "home").ensure()
+    study(paths.optuna_url, "evil", knobs, sysctl_keys=keys)
     out = tmp_path / "out"
     proc = novatune("study", "export", "evil", "--format", "shell", "-o", str(out), home=paths.home)
     assert proc.returncode == 2 and "no export may carry" in proc.stderr and "Traceback" not in proc.stderr
