@@ -289,7 +289,8 @@ def _run_process_group(cmd: list[str], *, grace_s: float = 10.0) -> int:
         set_parent_death_signal(signal.SIGTERM, expected_parent=me)
 
     # `novatune ui` has started no thread when it forks, and the child only calls prctl before exec
-    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=in_child)  # noqa: PLW1509 - see above
+    # cwd "/": nothing in the directory `novatune ui` was started from is on MLflow's import path
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=in_child, cwd="/")  # noqa: PLW1509 - see above
 
     def forward(signum: int, _frame: Any) -> None:
         _signal_group(proc.pid, signum)
@@ -328,7 +329,7 @@ def ui(
     warning = check_bind(host, tls=False, insecure=insecure_bind, what="novatune ui", tls_possible=False)
     paths = _paths()
     exe = shutil.which("mlflow") or sys.executable
-    cmd = [exe] if exe.endswith("mlflow") else [exe, "-m", "mlflow"]
+    cmd = [exe] if exe.endswith("mlflow") else [exe, "-P", "-m", "mlflow"]
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     cmd += ["ui", "--backend-store-uri", paths.mlflow_uri, "--default-artifact-root", paths.artifacts.as_uri(),
             "--host", host, "--port", str(port), "--x-frame-options", "DENY"]

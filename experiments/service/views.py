@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from experiments.safefs import UnsafeLocation
 from experiments.settings import Paths
 from experiments.study.manager import ACTIVE, StudyManager
 
@@ -105,7 +106,7 @@ class StudyIndex:
         try:
             with os.scandir(self.paths.runs) as it:
                 for entry in it:
-                    if entry.is_dir():
+                    if entry.is_dir(follow_symlinks=False):  # a link under runs/ is no study of ours
                         m = self._mtime(Path(entry.path) / "status.json")
                         if m:
                             out[entry.name] = m
@@ -146,6 +147,8 @@ class StudyIndex:
             if self._status.get(name, (None,))[0] != m:
                 try:
                     data = json.loads((self.paths.study_dir(name) / "status.json").read_text())
+                except UnsafeLocation:
+                    continue  # a link under runs/ is not a study's directory: never read through it
                 except (OSError, ValueError):
                     complete = False  # being replaced right now: the next look reads it
                     continue

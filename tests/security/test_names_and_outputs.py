@@ -253,3 +253,17 @@ def test_hostile_objective_names_stay_inside_the_header_comment(tmp_path):
     check = subprocess.run(["shellcheck", "-S", "warning", str(script)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout
     assert subprocess.run(["bash", "-n", str(script)], timeout=30).returncode == 0
+
+
+def test_a_link_under_runs_is_not_listed_nor_read_by_the_api(tmp_path):
+    """Only the data directory's owner can put a link under runs/, but the API still never reads through
+    one: the listing skips it (it used to answer 500 once the name check refused the path)."""
+    paths = Paths(tmp_path / "home").ensure()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "status.json").write_text('{"name": "linked", "state": "running"}')
+    (paths.runs / "linked").symlink_to(elsewhere)
+    with TestClient(create_app(paths, Settings(api_token=TOKEN)), base_url="http://127.0.0.1") as c:
+        r = c.get("/studies")
+        assert r.status_code == 200, r.text
+        assert "linked" not in r.text
