@@ -110,6 +110,9 @@ class Guard:
             return
         try:
             self._check_head(scope)
+            if not _has_body(scope):  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body (a GET)
+                await self.app(scope, receive, send)
+                return
             body = await self._read_body(receive)
         except RequestRefused as err:
             await refusal(err, close=True)(scope, receive, send)
@@ -162,6 +165,14 @@ class Guard:
         except TimeoutError:
             raise RequestTimedOut(f"the request body did not arrive within {self.read_timeout_s:g} s "
                                   "(read_timeout_s)") from None
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request announces a body (a Content-Length other than 0, or a Transfer-Encoding)."""
+    for key, value in scope["headers"]:
+        if (key == b"content-length" and value.strip() != b"0") or key == b"transfer-encoding":
+            return True
+    return False
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
