@@ -341,7 +341,7 @@ class WriteRoots:
         return loc.path
 
     def open_file(self, name: str | os.PathLike[str], *, append: bool = False, mode: int = 0o600) -> SafeFile:
-        """Open (or create, ``mode``) ``name`` read-write for novatune itself; never truncates.
+        """Open (or create with ``mode``, whatever the umask) ``name`` read-write for novatune itself; never truncates.
 
         Raises:
             PathRefused: see the module docstring (also when the file cannot be opened or made).
@@ -400,6 +400,8 @@ def _open_in(dfd: int, name: str, path: Path, *, append: bool, mode: int) -> Saf
                 raise PathRefused(f"{path} was replaced while it was opened: refused")
             if before is not None:
                 os.set_blocking(fd, True)
+            else:
+                os.fchmod(fd, mode)  # the mode asked for, whatever the umask (novatune runs under 077)
         except BaseException:
             os.close(fd)
             raise

@@ -235,3 +235,17 @@ def test_pgbench_needs_the_postgres_user(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(WorkloadError, match="no 'postgres' user .*Debian package: postgresql"):
         PgbenchWorkload(tmp_path / "wd").start()
     assert not (tmp_path / "wd").exists()
+
+
+def test_a_file_made_for_a_server_has_the_mode_asked_for_under_novatunes_umask(tmp_path: Path) -> None:
+    """novatune runs under umask 077; a file it makes for an unprivileged server (wrk's served page and
+    script, 0644) must still be readable by that server (CI caught `Permission denied` as nobody)."""
+    old = os.umask(0o077)
+    try:
+        made = WriteRoots.of(tmp_path).open_file("served.py", mode=0o644)
+    finally:
+        os.umask(old)
+    try:
+        assert (tmp_path / "served.py").stat().st_mode & 0o777 == 0o644
+    finally:
+        made.close()
