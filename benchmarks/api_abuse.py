@@ -31,13 +31,10 @@ prints a JSON document.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import resource
 import secrets
 import selectors
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -48,22 +45,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from _service import BenchError, finish, free_port, start_serve, stop_serve
+
 BODY_BYTES = 100_000_000
 CHUNK = 64 * 1024
 HEALTH_EVERY_S = 0.1
 HEALTH_TIMEOUT_S = 5.0
 TARGET_S = 1.0
-
-
-class BenchError(RuntimeError):
-    """A step of the benchmark failed (the message says which)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -230,13 +218,7 @@ def _bodies(port: int, token: str, deadline: float, out: dict[str, Any]) -> list
 
 # ------------------------------------------------------------------ the run
 def _start_server(home: Path, token: str, port: int) -> tuple[subprocess.Popen[bytes], Path]:
-    env = {**os.environ, "NOVATUNE_HOME": str(home), "NOVATUNE_API_TOKEN": token}
-    env.pop("NOVATUNE_CONFIG", None)
-    log = home.parent / f"{home.name}-server.log"
-    with open(log, "wb") as f:
-        server = subprocess.Popen([sys.executable, "-m", "experiments", "serve", "--port", str(port)], cwd=REPO,
-                                  env=env, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+    server, log = start_serve(home, token, port)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -244,19 +226,8 @@ def _start_server(home: Path, token: str, port: int) -> tuple[subprocess.Popen[b
         if _health(port)[1] == 200:
             return server, log
         time.sleep(0.2)
-    _stop_server(server)
+    stop_serve(server, timeout_s=30)
     raise BenchError("the server did not answer /healthz within 60 s")
-
-
-def _stop_server(server: subprocess.Popen[bytes]) -> int | None:
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-    return server.returncode
 
 
 def _raise_own_fd_limit(needed: int) -> None:
@@ -300,7 +271,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _raise_own_fd_limit(args.half_open + 256)
     home = Path(tempfile.mkdtemp(prefix="novatune-abuse-"))
     token = secrets.token_urlsafe(24)
-    port = _free_port()
+    port = free_port()
     result: dict[str, Any] = {"port": port, "seconds": args.seconds, "target_ms": TARGET_S * 1000}
     server, log = _start_server(home, token, port)
     try:
@@ -309,7 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["rss_after_mb"] = _rss_mb(server.pid)
         result["healthz_after"] = _health(port)[1]
     finally:
-        result["server_exit"] = _stop_server(server)
+        result["server_exit"] = stop_serve(server, timeout_s=30)[0]
         if args.keep:
             result["data_dir"], result["server_log"] = str(home), str(log)
         else:
@@ -344,15 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 1 <= args.seconds <= 50 or not 0 <= args.half_open <= 5000:
         ap.error("--seconds must be in 1..50 and --half-open in 0..5000")
-    try:
-        result = run(args)
-    except BenchError as err:
-        print(f"api_abuse: {err}", file=sys.stderr)
-        return 2
-    ok, line = verdict(result)
-    result["ok"] = ok
-    print(json.dumps(result, indent=2) if args.json else line)
-    return 0 if ok else 1
+    return finish("api_abuse", lambda: run(args), verdict, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +46,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from _service import BenchError, finish, free_port, start_serve, stop_serve
+
 #: the shared tool beside the checkout (as .ci/run finds it), else the workplace copy
 KNOB_SNAPSHOT = next((p for p in (Path(__file__).resolve().parents[1].parent / "shared/tools/knob-snapshot",
                                   Path("/work/shared/tools/knob-snapshot")) if p.exists()),
@@ -87,10 +85,6 @@ end
 """
 
 
-class BenchError(RuntimeError):
-    """A step of the benchmark failed (the message says which)."""
-
-
 # ------------------------------------------------------------------ http
 def _request(base: str, method: str, path: str, *, token: str | None = None, body: Any = None,
              timeout: float = 10.0) -> tuple[int, Any]:
@@ -110,12 +104,6 @@ def _request(base: str, method: str, path: str, *, token: str | None = None, bod
         return status, json.loads(raw)
     except ValueError:
         return status, raw.decode(errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(what: str, timeout_s: float, probe, interval_s: float = 0.2):
@@ -241,25 +229,12 @@ def _run_wrk(args: argparse.Namespace, base: str, token: str, study: str, workdi
     return results
 
 
-def _start_server(args: argparse.Namespace, home: Path, token: str, port: int) -> tuple[subprocess.Popen, Any]:
-    """``novatune serve`` on ``port`` with its own data directory; returns the process and its log file."""
-    env = {**os.environ, "NOVATUNE_HOME": str(home), "NOVATUNE_API_TOKEN": token}
-    env.pop("NOVATUNE_CONFIG", None)
-    if args.log_level:
-        env["NOVATUNE_LOG_LEVEL"] = args.log_level
-    server_log = open(home.parent / f"{home.name}-server.log", "wb")  # noqa: SIM115 - closed by _stop_server
-    server = subprocess.Popen([sys.executable, "-m", "experiments", "serve", "--port", str(port)], cwd=REPO, env=env,
-                              stdin=subprocess.DEVNULL, stdout=server_log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    return server, server_log
-
-
 def _start_study(args: argparse.Namespace, base: str, token: str, server: subprocess.Popen,
-                 server_log: Any) -> tuple[str, dict[str, Any]]:
+                 server_log: Path) -> tuple[str, dict[str, Any]]:
     """Wait for the service, POST the study, wait until it runs a trial; returns its name and summary."""
     def healthy():
         if server.poll() is not None:
-            raise BenchError(f"the server exited ({server.returncode}); log: {server_log.name}")
+            raise BenchError(f"the server exited ({server.returncode}); log: {server_log}")
         status, body = _request(base, "GET", "/healthz", timeout=2)
         return status == 200, body
     _wait("the service's /healthz", 60, healthy)
@@ -274,7 +249,7 @@ def _start_study(args: argparse.Namespace, base: str, token: str, server: subpro
 
     def running():
         if server.poll() is not None:
-            raise BenchError(f"the server exited ({server.returncode}); log: {server_log.name}")
+            raise BenchError(f"the server exited ({server.returncode}); log: {server_log}")
         status, body = _request(base, "GET", f"/studies/{study}", timeout=5)
         if status == 200 and body["state"] in ("failed", "completed", "stopped"):
             raise BenchError(f"the study ended before the load started: {body['state']} ({body.get('reason')})")
@@ -319,15 +294,9 @@ def _stop(base: str, token: str, study: str | None, server: subprocess.Popen, re
             result["study_stop"] = {"status": status, "state": body.get("state") if isinstance(body, dict) else body}
         except (OSError, urllib.error.URLError) as err:
             result["study_stop"] = {"error": str(err)}
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-            result["server_killed"] = True
-    result["server_exit"] = server.returncode
+    result["server_exit"], killed = stop_serve(server, timeout_s=90)
+    if killed:
+        result["server_killed"] = True
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -336,13 +305,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise BenchError("wrk is not installed (Debian: apt-get install wrk)")
     home = Path(tempfile.mkdtemp(prefix="novatune-load-"))
     token = secrets.token_urlsafe(24)
-    port = args.port or _free_port()
+    port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     result: dict[str, Any] = {"clients": args.clients, "seconds": args.seconds, "target_p99_ms": args.target_ms,
                               "port": port}
     snap_before = home.parent / f"{home.name}-knobs-before.json"
     have_snapshot = _snapshot(snap_before)
-    server, server_log = _start_server(args, home, token, port)
+    server, server_log = start_serve(home, token, port,
+                                     env={"NOVATUNE_LOG_LEVEL": args.log_level} if args.log_level else None)
     result["server_pid"] = server.pid
     study = None
     try:
@@ -352,17 +322,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _load(args, base, token, study, home, result)
     finally:
         _stop(base, token, study, server, result)
-        server_log.close()
         result["journal"] = _journal_check(home / "journal.jsonl")
         if have_snapshot:
             result["knobs"] = _snapshot_diff(snap_before)
             snap_before.unlink(missing_ok=True)
         if args.keep:
             result["data_dir"] = str(home)
-            result["server_log"] = server_log.name
+            result["server_log"] = str(server_log)
         else:
             shutil.rmtree(home, ignore_errors=True)
-            Path(server_log.name).unlink(missing_ok=True)
+            server_log.unlink(missing_ok=True)
     return result
 
 
@@ -402,15 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.clients < 2 or args.seconds < 1:
         ap.error("--clients must be >= 2 and --seconds >= 1")
-    try:
-        result = run(args)
-    except BenchError as err:
-        print(f"api_load: {err}", file=sys.stderr)
-        return 2
-    ok, line = verdict(result)
-    result["ok"] = ok
-    print(json.dumps(result, indent=2) if args.json else line)
-    return 0 if ok else 1
+    return finish("api_load", lambda: run(args), verdict, as_json=args.json)
 
 
 if __name__ == "__main__":
