@@ -79,33 +79,26 @@ class _Leaky(http.server.BaseHTTPRequestHandler):
     body carry the secret; a redirect off the host; a status line that is the secret; a 200 body that is
     not an exposition; a good exposition."""
 
+    def _reply(self, code: int, body: bytes, reason: str | None = None,
+               headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self.send_response(code, reason)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self) -> None:
         if self.path == "/fail":
-            body = f"internal error: {SECRET}\n".encode()
-            self.send_response(500, f"Broken {SECRET}")
-            self.send_header("X-Debug", SECRET)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._reply(500, f"internal error: {SECRET}\n".encode(), f"Broken {SECRET}", (("X-Debug", SECRET),))
         elif self.path == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", f"http://{OFF_HOST}/metrics")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self._reply(302, b"", headers=(("Location", f"http://{OFF_HOST}/metrics"),))
         elif self.path == "/garbage":
             self.wfile.write(f"{SECRET} this is not HTTP\r\n\r\n".encode())
         elif self.path == "/notmetrics":
-            body = f"{{ not metrics {SECRET}\n".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._reply(200, f"{{ not metrics {SECRET}\n".encode())
         else:
-            body = b"# TYPE app_requests_total counter\napp_requests_total 5\n"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._reply(200, b"# TYPE app_requests_total counter\napp_requests_total 5\n")
 
     def log_message(self, *args: object) -> None:
         pass
