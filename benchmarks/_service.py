@@ -1,8 +1,7 @@
 """What the API benchmarks share: a real ``novatune serve`` in a data directory of its own, a free port,
 the error a failed step raises, and the ``main`` tail (run, judge, print, exit code).
 
-Imported as ``_service`` by the benchmark scripts (``python benchmarks/<name>.py`` puts this folder first
-on ``sys.path``).
+Imported as ``benchmarks._service`` by the benchmark scripts, which put the checkout's root on ``sys.path``.
 """
 
 from __future__ import annotations

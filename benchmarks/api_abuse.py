@@ -45,7 +45,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _service import BenchError, finish, free_port, start_serve, stop_serve
+# ``python benchmarks/<name>.py`` puts benchmarks/ first on sys.path; the shared helper is imported by its
+# package name from the checkout's root, so no top-level module named ``_service`` exists anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._service import BenchError, finish, free_port, start_serve, stop_serve
 
 BODY_BYTES = 100_000_000
 CHUNK = 64 * 1024

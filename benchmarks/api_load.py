@@ -46,7 +46,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _service import BenchError, finish, free_port, start_serve, stop_serve
+# ``python benchmarks/<name>.py`` puts benchmarks/ first on sys.path; the shared helper is imported by its
+# package name from the checkout's root, so no top-level module named ``_service`` exists anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._service import BenchError, finish, free_port, start_serve, stop_serve
 
 #: the shared tool beside the checkout (as .ci/run finds it), else the workplace copy
 KNOB_SNAPSHOT = next((p for p in (Path(__file__).resolve().parents[1].parent / "shared/tools/knob-snapshot",

@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print a figure (``python benchmarks/<name>.py``); not tests."""
