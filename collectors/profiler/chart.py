@@ -276,11 +276,11 @@ def render_chart_svg(chart: Chart, *, width: int = 1200) -> str:
         '<rect width="6" height="6" fill="#e4e4e4"/><rect width="2.5" height="6" fill="#a8a8a8"/></pattern></defs>',
         f"<style>{_SVG_CSS}</style>",
         f'<script type="application/json" id="flame-config">{config}</script>',
-        f'<script type="text/ecmascript"><![CDATA[{_SVG_JS}]]></script>',
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fafafa"/>',
         f'<text id="title" x="{width / 2:.0f}" y="24" text-anchor="middle">{xml_text(chart.title)}</text>',
         f'<text id="subtitle" x="{width / 2:.0f}" y="42" text-anchor="middle">{xml_text(chart.subtitle)}</text>',
         f'<text id="reset" class="ctl" x="{XPAD}" y="24">Reset Zoom</text>',
         f'<text id="search" class="ctl" x="{width - XPAD}" y="24" text-anchor="end">Search</text>',
     ]
-    return "\n".join([*head, *body, "</svg>"]) + "\n"
+    script = f'<script type="text/ecmascript"><![CDATA[{_SVG_JS}]]></script>'  # last: the frames exist by then
+    return "\n".join([*head, *body, script, "</svg>"]) + "\n"

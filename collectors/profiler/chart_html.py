@@ -24,10 +24,11 @@ h1 { font-size: 18px; margin: 0 0 2px; } .sub, .note { color: #555; }
 .controls { margin: 8px 0; display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }
 #search { width: 22em; padding: 3px 6px; } #matched { font-weight: bold; color: #8a008a; }
 .chart { position: relative; width: 100%; overflow: hidden; background: #fff; border: 1px solid #ddd; }
-.frame { position: absolute; height: 17px; box-sizing: border-box; border: 0.5px solid #fafafa;
-  border-radius: 2px; padding: 0 3px; font-size: 12px; line-height: 16px; white-space: nowrap; overflow: hidden;
+.frame { position: absolute; height: 17px; box-sizing: border-box; box-shadow: inset -1px -1px 0 #fafafa;
+  border-radius: 2px; text-indent: 3px; font-size: 12px; line-height: 16px; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; cursor: pointer; }
-.frame:hover { border-color: #000; } .frame.dark { color: #fff; } .frame.parent { opacity: 0.55; }
+.frame:hover { outline: 1px solid #000; outline-offset: -1px; }
+.frame.dark { color: #fff; } .frame.parent { opacity: 0.55; }
 .frame.match { background: rgb(230, 0, 230) !important; color: #fff; }
 .frame.vanished { background: repeating-linear-gradient(45deg, #a8a8a8 0 2.5px, #e4e4e4 2.5px 6px) !important;
   cursor: default; }
