@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from collectors.profiler.chart import HATCH, Band, Bar, Chart, Table, render_chart_svg
@@ -33,6 +32,7 @@ from collectors.profiler.flamegraph import (
     SVG_WIDTH,
     hidden_note,
     layout,
+    paused_gc,
 )
 from collectors.profiler.model import Frame, Profile, ProfileError
 
@@ -53,17 +53,19 @@ def diff_color(delta_pct: float, *, scale: float, noise_pct: float) -> str:
     return f"#ff{c:02x}{c:02x}" if delta_pct > 0 else f"#{c:02x}{c:02x}ff"
 
 
-@dataclass(slots=True, eq=False)
 class DiffNode:
     """A frame path of either profile with its samples in both (``base``/``target``: total, ``*_self``: self)."""
 
-    name: str
-    frame: Frame | None = None
-    base: int = 0
-    target: int = 0
-    base_self: int = 0
-    target_self: int = 0
-    children: dict[str, DiffNode] = field(default_factory=dict)
+    __slots__ = ("base", "base_self", "children", "frame", "name", "target", "target_self")
+
+    def __init__(self, name: str, frame: Frame | None = None) -> None:
+        self.name = name
+        self.frame = frame
+        self.base = self.target = self.base_self = self.target_self = 0
+        self.children: dict[str, DiffNode] = {}
+
+    def __repr__(self) -> str:
+        return f"DiffNode({self.name!r}, base={self.base}, target={self.target})"
 
 
 def _label(frame: Frame, threads: bool) -> str | None:
@@ -104,15 +106,27 @@ class ProfileDiff:
         self.base_meta = base.meta
         self.target_meta = target.meta
         self.noise_pct = noise_pct
-        self.scale = max((abs(self.delta_pct(n)) for n, _ in self.walk()), default=0.0)
+        self.scale = max((abs(self.delta_pct(n)) for n in self._nodes()), default=0.0)
+        self._vanished: list[tuple[tuple[str, ...], DiffNode]] | None = None
+        self._functions: list[tuple[float, float, str, str]] | None = None
 
-    def walk(self) -> Iterator[tuple[DiffNode, tuple[str, ...]]]:
-        """``(node, label path)`` for every node but the root, depth first, children by label."""
-        todo: list[tuple[DiffNode, tuple[str, ...]]] = [(c, (c.name,)) for c in _sorted(self.root, reverse=True)]
+    def walk(self, *, into: Callable[[DiffNode], bool] | None = None) -> Iterator[tuple[DiffNode, int]]:
+        """``(node, depth)`` for every node but the root (depth 1 under it), depth first, children by label;
+        with ``into``, the children of a node are visited only when ``into(node)`` is true."""
+        todo: list[tuple[DiffNode, int]] = [(c, 1) for c in _sorted(self.root, reverse=True)]
         while todo:
-            node, path = todo.pop()
-            yield node, path
-            todo.extend((c, (*path, c.name)) for c in _sorted(node, reverse=True))
+            node, depth = todo.pop()
+            yield node, depth
+            if node.children and (into is None or into(node)):
+                todo.extend((c, depth + 1) for c in _sorted(node, reverse=True))
+
+    def _nodes(self) -> Iterator[DiffNode]:
+        """Every node but the root, in no particular order (cheaper than :meth:`walk`)."""
+        todo = list(self.root.children.values())
+        while todo:
+            node = todo.pop()
+            yield node
+            todo.extend(node.children.values())
 
     def base_pct(self, node: DiffNode) -> float:
         return 100.0 * node.base / self.base_total
@@ -139,47 +153,50 @@ class ProfileDiff:
 
     def vanished(self) -> list[tuple[tuple[str, ...], DiffNode]]:
         """The top-most vanished frames (their parent is in the target), each with its label path."""
-        out = []
-        for node, path in self.walk():
-            if node.target == 0 and node.base > 0 and self._parent_kept(path):
-                out.append((path, node))
-        return out
-
-    def _parent_kept(self, path: tuple[str, ...]) -> bool:
-        node = self.root
-        for name in path[:-1]:
-            node = node.children[name]
-        return node.target > 0
+        if self._vanished is None:
+            out = []
+            path: list[str] = []
+            for node, depth in self.walk(into=lambda n: n.target > 0):  # never into a vanished subtree
+                del path[depth - 1:]
+                path.append(node.name)
+                if node.target == 0 and node.base > 0:
+                    out.append((tuple(path), node))
+            self._vanished = out
+        return list(self._vanished)
 
     def functions(self) -> list[dict[str, Any]]:
         """Per function (name and file), its self share in base and target and the change, largest change
         first: ``{"function", "file", "base_pct", "target_pct", "delta_pct"}``. Thread and process root
         frames are not functions and are left out."""
-        selfs: dict[tuple[str, str], list[int]] = {}
-        for node, _ in self.walk():
-            frame = node.frame
-            if frame is None or frame.kind in _ROOTS or (node.base_self == 0 and node.target_self == 0):
-                continue
-            acc = selfs.setdefault(frame.key, [0, 0])
-            acc[0] += node.base_self
-            acc[1] += node.target_self
-        figures = sorted(((100.0 * b / self.base_total, 100.0 * t / self.target_total, function, file)
-                          for (function, file), (b, t) in selfs.items()),
-                         key=lambda r: (-abs(r[1] - r[0]), r[2], r[3]))
+        if self._functions is None:
+            selfs: dict[tuple[str, str], list[int]] = {}
+            for node in self._nodes():
+                frame = node.frame
+                if frame is None or frame.kind in _ROOTS or (node.base_self == 0 and node.target_self == 0):
+                    continue
+                acc = selfs.setdefault(frame.key, [0, 0])
+                acc[0] += node.base_self
+                acc[1] += node.target_self
+            self._functions = sorted(((100.0 * b / self.base_total, 100.0 * t / self.target_total, function, file)
+                                      for (function, file), (b, t) in selfs.items()),
+                                     key=lambda r: (-abs(r[1] - r[0]), r[2], r[3]))
+        figures = self._functions
         return [{"function": function, "file": file, "base_pct": round(bp, 4), "target_pct": round(tp, 4),
                  "delta_pct": round(tp - bp, 4)} for bp, tp, function, file in figures]
 
+    @paused_gc()
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: totals, ``noise_pct``, ``functions`` (:meth:`functions`), ``frames`` (the merged
         frame tree, flat in depth-first order: each with its ``parent`` index, -1 under the root, shares and
         status) and ``vanished`` (the label paths of the top-most vanished frames with their base share)."""
         frames: list[dict[str, Any]] = []
-        index: dict[tuple[str, ...], int] = {}
-        for node, path in self.walk():
+        parents: list[int] = [-1]  # the index of the last node seen at each depth (-1: the root)
+        for node, depth in self.walk():
             f = node.frame or Frame(node.name, kind="other")
-            index[path] = len(frames)
+            del parents[depth:]
+            parents.append(len(frames))
             frames.append({
-                "parent": index.get(path[:-1], -1), "name": node.name, "function": f.function, "file": f.file,
+                "parent": parents[depth - 1], "name": node.name, "function": f.function, "file": f.file,
                 "line": f.line, "kind": f.kind, "base_pct": round(self.base_pct(node), 4),
                 "target_pct": round(self.target_pct(node), 4), "delta_pct": round(self.delta_pct(node), 4),
                 "base_self_pct": round(100.0 * node.base_self / self.base_total, 4),
@@ -199,6 +216,7 @@ def _sorted(node: DiffNode, *, reverse: bool = False) -> list[DiffNode]:
     return sorted(node.children.values(), key=lambda c: c.name, reverse=reverse)
 
 
+@paused_gc()
 def diff(base: Profile, target: Profile, *, noise_pct: float = 0.5, threads: bool = False) -> ProfileDiff:
     """The differential profile of ``target`` against ``base``, by share of each profile's own total.
 
@@ -211,8 +229,9 @@ def diff(base: Profile, target: Profile, *, noise_pct: float = 0.5, threads: boo
         if prof.total <= 0:
             raise ProfileError(f"the {name} profile has no samples: a diff needs samples on both sides")
     root = DiffNode(ROOT)
-    _add(root, base, side="base", threads=threads)
-    _add(root, target, side="target", threads=threads)
+    with paused_gc():
+        _add(root, base, side="base", threads=threads)
+        _add(root, target, side="target", threads=threads)
     return ProfileDiff(root, base, target, noise_pct=float(noise_pct))
 
 
@@ -270,6 +289,7 @@ def diff_chart(d: ProfileDiff, *, title: str, min_width: float, max_boxes: int |
                  notes=hidden_note(lay, what), legend=legend, band=_band(d, min_width=min_width), table=table)
 
 
+@paused_gc()
 def render_diff_svg(d: ProfileDiff, *, title: str = "Differential Flame Graph", width: int = SVG_WIDTH) -> str:
     """The differential flamegraph as a self-contained SVG (zoom, search, reset as :func:`render_svg`;
     vanished frames hatched in a band under the chart)."""
@@ -278,6 +298,7 @@ def render_diff_svg(d: ProfileDiff, *, title: str = "Differential Flame Graph", 
                             width=width)
 
 
+@paused_gc()
 def render_diff_html(d: ProfileDiff, *, title: str = "Differential Flame Graph") -> str:
     """The differential flamegraph as an offline interactive HTML page (as :func:`render_html`), with the
     vanished band and a table of the functions whose self share changed most."""

@@ -212,3 +212,20 @@ def test_an_empty_profile_is_a_clear_error() -> None:
         render_svg(Profile())
     with pytest.raises(ProfileError, match="no samples"):
         render_html(Profile())
+
+
+def test_rendering_pauses_the_garbage_collector_and_restores_it_as_it_was() -> None:
+    import gc
+
+    assert gc.isenabled()
+    render_svg(_mix())
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        render_html(_mix())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(ProfileError):
+        render_svg(Profile())
+    assert gc.isenabled()
