@@ -57,6 +57,7 @@ TABLE = {
     "InsecureBind": (2, 422),
     "UnsafeLocation": (2, 409),
     "InvalidName": (2, 422),
+    "ProfileError": (2, 422),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
