@@ -51,38 +51,44 @@ def hotspots(profile: Profile, *, threshold_pct: float = 5.0, by: By = "function
         raise ProfileError(f"hotspots by {by!r}: allowed are 'function' and 'line'")
     if not 0.0 <= threshold_pct <= 100.0:
         raise ProfileError(f"hotspot threshold {threshold_pct} %: it must be within 0..100")
-    total: dict[tuple[str, str, int], int] = {}
-    self_: dict[tuple[str, str, int], int] = {}
-    # (function, file) -> line -> [samples holding it, samples where it is the leaf]
-    lines: dict[tuple[str, str], dict[int, list[int]]] = {}
+    units, unit_of = _index(profile, by)  # what a row is: (function, file, line or 0)
+    places, place_of = _index(profile, "line")  # (function, file, line), for a function's reported line
+    code = [f.kind not in ("thread", "process") for f in profile.frames]
+    total, self_ = [0] * len(units), [0] * len(units)
+    held, leaf_of = [0] * len(places), [0] * len(places)
     all_samples = 0
-    frames = profile.frames
     for key, count in profile.samples.items():
-        code = [frames[i] for i in key if frames[i].kind not in ("thread", "process")]
         all_samples += count
-        if not code:
+        ids = [fid for fid in key if code[fid]]
+        if not ids:
             continue
-        seen: set[tuple[str, str, int]] = set()
-        for f in code:
-            k = (f.function, f.file, f.line if by == "line" else 0)
-            if k not in seen:
-                seen.add(k)
-                total[k] = total.get(k, 0) + count
+        for u in {unit_of[fid] for fid in ids}:  # once per sample, however deep the recursion
+            total[u] += count
+        self_[unit_of[ids[-1]]] += count
         if by == "function":
-            for fl in {(f.function, f.file, f.line) for f in code}:
-                lines.setdefault(fl[:2], {}).setdefault(fl[2], [0, 0])[0] += count
-        leaf = code[-1]
-        if by == "function":
-            lines[leaf.key][leaf.line][1] += count
-        k = (leaf.function, leaf.file, leaf.line if by == "line" else 0)
-        self_[k] = self_.get(k, 0) + count
+            for p in {place_of[fid] for fid in ids}:
+                held[p] += count
+            leaf_of[place_of[ids[-1]]] += count
     if not all_samples:
         return []
+    best: dict[tuple[str, str], tuple[int, int, int]] = {}  # (function, file) -> (-held, -leaf, line)
+    for p, (function, file, line) in enumerate(places):
+        rank = (-held[p], -leaf_of[p], line)
+        if held[p] and rank < best.get((function, file), (1, 1, 0)):
+            best[(function, file)] = rank
     rows = []
-    for k, t in total.items():
-        s_pct, t_pct = 100.0 * self_.get(k, 0) / all_samples, 100.0 * t / all_samples
-        if s_pct >= threshold_pct or t_pct >= threshold_pct:
-            line = k[2] if by == "line" else min(lines[k[:2]].items(), key=lambda lc: (-lc[1][0], -lc[1][1], lc[0]))[0]
-            rows.append(Hotspot(function=k[0], file=k[1], line=line, self_pct=s_pct, total_pct=t_pct))
+    for u, (function, file, unit_line) in enumerate(units):
+        s_pct, t_pct = 100.0 * self_[u] / all_samples, 100.0 * total[u] / all_samples
+        if total[u] and (s_pct >= threshold_pct or t_pct >= threshold_pct):
+            line = unit_line if by == "line" else best[(function, file)][2]
+            rows.append(Hotspot(function=function, file=file, line=line, self_pct=s_pct, total_pct=t_pct))
     rows.sort(key=lambda h: (-h.self_pct, -h.total_pct, h.function, h.file, h.line))
     return rows
+
+
+def _index(profile: Profile, by: By) -> tuple[list[tuple[str, str, int]], list[int]]:
+    """The distinct ``(function, file, line)`` (line 0 ``by="function"``) of the profile's frames, and the
+    position of each frame's in that list."""
+    units: dict[tuple[str, str, int], int] = {}
+    of = [units.setdefault((f.function, f.file, f.line if by == "line" else 0), len(units)) for f in profile.frames]
+    return list(units), of

@@ -22,19 +22,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from collectors.profiler.formats._frames import frame_name, frame_of
-from collectors.profiler.model import Frame, Profile, ProfileError, ProfileMeta
+from collectors.profiler.model import Frame, FrameKind, Profile, ProfileError, ProfileMeta
 
 __all__ = ["dumps", "loads"]
 
 #: a pprof file (decompressed) larger than this is refused
 MAX_BYTES = 256 * 1024 * 1024
 _META_COMMENT = "novatune-meta "
-_ROOT_KINDS = ("process", "thread")
+_ROOT_KINDS: tuple[FrameKind, ...] = ("process", "thread")  # the order they lead a stack in
 _U64 = (1 << 64) - 1
+_SMALL = [bytes((i,)) for i in range(0x80)]
 
 
 # -- encoding ------------------------------------------------------------------------------------
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _SMALL[n]
     n &= _U64  # an int64 below zero is its two's complement, ten bytes
     out = bytearray()
     while True:
@@ -87,7 +90,7 @@ def dumps(profile: Profile) -> bytes:
     if period:
         body += _len(1, _int(1, s(mode)) + _int(2, s("nanoseconds")))
     functions: dict[tuple[str, str], int] = {}
-    locations: dict[int, int] = {}
+    locations: dict[int, bytes] = {}  # frame id -> its location id as a varint
     tail = bytearray()  # functions and locations, after the samples (field order is free)
     for key, count in profile.samples.items():
         lead = 0
@@ -97,13 +100,15 @@ def dumps(profile: Profile) -> bytes:
         for fid in reversed(key[lead:]):  # leaf first
             loc = locations.get(fid)
             if loc is None:
-                loc = locations[fid] = len(locations) + 1
-                tail += _location(profile.frames[fid], loc, functions, s)
+                loc_id = len(locations) + 1
+                loc = locations[fid] = _varint(loc_id)
+                tail += _location(profile.frames[fid], loc_id, functions, s)
             loc_ids.append(loc)
         labels = b"".join(_len(3, _int(1, s(profile.frames[fid].kind)) + _int(2, s(profile.frames[fid].function)))
                           for fid in key[:lead])
         values = [count, count * period] if period else [count]
-        body += _len(2, _packed(1, loc_ids) + _packed(2, values) + labels)
+        packed_locs = _len(1, b"".join(loc_ids)) if loc_ids else b""
+        body += _len(2, packed_locs + _packed(2, values) + labels)
     body += tail
     try:
         comment = _META_COMMENT + json.dumps(meta.to_dict(), sort_keys=True, allow_nan=False)
@@ -181,6 +186,8 @@ def _packed_varints(buf: bytes, what: str) -> list[int]:
     Raises:
         ProfileError: the last varint is truncated or one is longer than ten bytes.
     """
+    if not any(b & 0x80 for b in buf):
+        return list(buf)  # every value below 128: one byte each
     out: list[int] = []
     n = shift = 0
     for b in buf:
@@ -331,17 +338,18 @@ def loads(data: bytes) -> Profile:
     text = raw.text
     prof = Profile(_meta(raw))
     pick, divide = _count_index(raw)
-    frames: dict[int, list[Frame]] = {}
+    ids: dict[int, tuple[int, ...]] = {}  # location id -> its profile frame ids, root-most first
     for locs, values, labels in raw.samples:
         if len(values) != len(raw.sample_types):
             raise ProfileError(f"pprof data is malformed: a sample has {len(values)} values for "
                                f"{len(raw.sample_types)} sample types")
-        leaf_first = [f for loc in locs for f in _frames_at(loc, raw, frames)]
+        count = values[pick] // divide
         roots = {text(k): text(v) for k, v in labels}
-        lead = [Frame(function=roots["process"], kind="process")] if roots.get("process") else []
-        if roots.get("thread"):
-            lead.append(Frame(function=roots["thread"], kind="thread"))
-        prof.add(lead + leaf_first[::-1], values[pick] // divide)
+        key = tuple(prof.intern(Frame(function=roots[k], kind=k)) for k in _ROOT_KINDS if roots.get(k))
+        for loc in reversed(locs):
+            key += ids[loc] if loc in ids else ids.setdefault(loc, _frame_ids(loc, raw, prof))
+        if count > 0 and key:
+            prof.samples[key] = prof.samples.get(key, 0) + count
     if not prof.samples:
         raise ProfileError("pprof profile holds no samples with a positive count")
     return prof
@@ -384,12 +392,9 @@ def _count_index(raw: _Raw) -> tuple[int, int]:
     return idx, period if period > 0 and types[idx][1] == text(raw.period_type[1]) else 1
 
 
-def _frames_at(loc_id: int, raw: _Raw, cache: dict[int, list[Frame]]) -> list[Frame]:
-    """A location's frames, innermost (inlined callee) first, as pprof lists its lines."""
+def _frame_ids(loc_id: int, raw: _Raw, prof: Profile) -> tuple[int, ...]:
+    """A location's frames interned in ``prof``, caller first (pprof lists the inlined callee first)."""
     text = raw.text
-    hit = cache.get(loc_id)
-    if hit is not None:
-        return hit
     if loc_id not in raw.locations:
         raise ProfileError(f"pprof data is malformed: a sample names location {loc_id}, which does not exist")
     mapping, address, lines = raw.locations[loc_id]
@@ -402,5 +407,4 @@ def _frames_at(loc_id: int, raw: _Raw, cache: dict[int, list[Frame]]) -> list[Fr
         out.append(frame_of(text(name), text(file), line))
     if not lines:  # not symbolised: the address in its mapping
         out.append(Frame(function=f"0x{address:x}", file=text(raw.mappings.get(mapping, 0)), kind="native"))
-    cache[loc_id] = out
-    return out
+    return tuple(prof.intern(f) for f in reversed(out))

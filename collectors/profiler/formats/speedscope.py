@@ -129,14 +129,17 @@ def loads(text: str | bytes) -> Profile:
     if ext is None and period_s:
         meta.rate_hz = 1.0 / period_s
     prof = Profile(meta)
+    ids: dict[int, int] = {}  # speedscope frame index -> profile frame id, interned on first use
     for i, (name, unit, stacks, weights) in enumerate(parsed):
         root = _root_frame(i, name, len(parsed), roots)
+        lead = (prof.intern(root),) if root else ()
         scale = 1.0 if unit == "none" else (_UNITS[unit] / period_s if period_s > 0 else 0.0)
         for stack, weight in zip(stacks, weights):
-            count = round(weight * scale)
-            if count < 1 and weight > 0:
-                count = 1
-            prof.add(([root] if root else []) + [frames[j] for j in stack], count)
+            count = max(round(weight * scale), 1 if weight > 0 else 0)
+            if count < 1 or not (stack or lead):
+                continue
+            key = lead + tuple(ids[j] if j in ids else ids.setdefault(j, prof.intern(frames[j])) for j in stack)
+            prof.samples[key] = prof.samples.get(key, 0) + count
     if not prof.samples:
         raise ProfileError("speedscope file holds no samples (every sampled profile is empty)")
     return prof
@@ -168,11 +171,12 @@ def _read_profile(i: int, raw: Any, n_frames: int) -> tuple[str, str, list[list[
     if not isinstance(samples, list) or not isinstance(weights, list) or len(samples) != len(weights):
         raise ProfileError(f"speedscope profile {i}: 'samples' and 'weights' must be lists of the same length")
     stacks: list[list[int]] = []
-    for stack in samples:
-        if not isinstance(stack, list) or not all(_is_index(j, n_frames) for j in stack):
+    for raw_stack in samples:
+        stack = _indices(raw_stack, n_frames)
+        if stack is None:
             raise ProfileError(f"speedscope profile {i}: a sample is not a list of frame indices "
                                f"in 0..{n_frames - 1}")
-        stacks.append([int(j) for j in stack])
+        stacks.append(stack)
     if not all(_is_number(w) and w >= 0 for w in weights):
         raise ProfileError(f"speedscope profile {i}: weights must be finite numbers >= 0")
     name = raw.get("name")
@@ -181,6 +185,15 @@ def _read_profile(i: int, raw: Any, n_frames: int) -> tuple[str, str, list[list[
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _indices(stack: Any, n: int) -> list[int] | None:
+    """``stack`` as frame indices below ``n``, or None when it is not a list of them."""
+    if not isinstance(stack, list):
+        return None
+    if all(type(j) is int for j in stack):  # the common case, fast; bool is no index, a float may be
+        return stack if not stack or (min(stack) >= 0 and max(stack) < n) else None
+    return [int(j) for j in stack] if all(_is_index(j, n) for j in stack) else None
 
 
 def _is_index(v: Any, n: int) -> bool:
