@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ EXPORTER = "novatune"
 MAX_BYTES = 256 * 1024 * 1024
 _UNITS: dict[str, float] = {"seconds": 1.0, "milliseconds": 1e-3, "microseconds": 1e-6, "nanoseconds": 1e-9}
 _NO_THREAD = "(no thread)"
+_PYSPY_THREAD = re.compile(r'^Thread (?P<tid>\d+) "(?P<name>.*)"$')
 
 
 def dumps(profile: Profile) -> str:
@@ -131,7 +133,8 @@ def loads(text: str | bytes) -> Profile:
     prof = Profile(meta)
     ids: dict[int, int] = {}  # speedscope frame index -> profile frame id, interned on first use
     for i, (name, unit, stacks, weights) in enumerate(parsed):
-        root = _root_frame(i, name, len(parsed), roots)
+        rooted = all(frames[stack[0]].kind == "thread" for stack in stacks if stack)
+        root = _root_frame(i, name, len(parsed), roots, rooted)
         lead = (prof.intern(root),) if root else ()
         scale = 1.0 if unit == "none" else (_UNITS[unit] / period_s if period_s > 0 else 0.0)
         for stack, weight in zip(stacks, weights):
@@ -210,13 +213,16 @@ def _period_seconds(parsed: Sequence[tuple[str, str, list[list[int]], list[float
     return best if math.isfinite(best) else 0.0
 
 
-def _root_frame(i: int, name: str, n_profiles: int, roots: Any) -> Frame | None:
-    """The ``thread`` root of profile ``i``: as novatune recorded it, else one per profile when there are
-    several (the name kept when it already has the ``thread (TID): NAME`` shape)."""
+def _root_frame(i: int, name: str, n_profiles: int, roots: Any, rooted: bool) -> Frame | None:
+    """The ``thread`` root of profile ``i``: as novatune recorded it; else none when there is one profile or
+    its stacks already start with a thread frame (py-spy ``--threads``); else one named after the profile
+    (py-spy's ``Thread TID "NAME"`` becomes py-spy's raw ``thread (TID): NAME``)."""
     if isinstance(roots, Sequence) and not isinstance(roots, str) and i < len(roots):
         return Frame(function=name, kind="thread") if roots[i] else None
-    if n_profiles == 1:
+    if n_profiles == 1 or rooted:
         return None
+    pyspy = _PYSPY_THREAD.match(name)
+    if pyspy:
+        return Frame(function=f"thread ({pyspy['tid']}): {pyspy['name']}", kind="thread")
     shaped = frame_of(name, "", 0)
     return shaped if shaped.kind == "thread" else Frame(function=f"thread ({i:x}): {name}", kind="thread")
-

@@ -5,6 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +154,48 @@ def test_metadata_json_cannot_carry_is_a_clear_error() -> None:
     prof.meta.overhead["est_slowdown_pct"] = math.nan
     with pytest.raises(ProfileError, match="number JSON cannot carry"):
         speedscope.dumps(prof)
+
+
+def test_py_spy_thread_profiles_become_its_raw_thread_labels() -> None:
+    """py-spy names each profile ``Thread TID "NAME"``; with ``--threads`` its stacks also start with a
+    ``thread (TID): NAME`` frame, which must not be doubled."""
+    frames = [{"name": "thread (77): worker"}, {"name": "run", "file": "/a.py", "line": 2}]
+    plain = {"type": "sampled", "name": 'Thread 76 "MainThread"', "unit": "seconds", "startValue": 0,
+             "endValue": 0.02, "samples": [[1], [1]], "weights": [0.01, 0.01]}
+    rooted = dict(plain, name='Thread 77 "worker"', samples=[[0, 1]], weights=[0.01])
+    back = speedscope.loads(_foreign([plain, rooted], frames))
+    assert back.threads() == {"thread (76): MainThread": 2, "thread (77): worker": 1}
+    assert all(len([f for f in s if f.kind == "thread"]) == 1 for s, _ in back.stacks())
+
+
+@pytest.fixture
+def py_spy_speedscope(tmp_path: Path) -> str:
+    """py-spy's own speedscope output of a short two-thread Python program (bounded; always reaped)."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    exe = str(py_spy) if py_spy.exists() else shutil.which("py-spy")
+    if exe is None:
+        pytest.skip("py-spy is not installed")
+    script = tmp_path / "target.py"
+    script.write_text("import threading, time\n"
+                      "def spin():\n    end = time.time() + 8\n    while time.time() < end:\n        sum(range(1000))\n"
+                      "threading.Thread(target=spin, name='worker', daemon=True).start()\nspin()\n")
+    target = subprocess.Popen([sys.executable, str(script)])
+    out = tmp_path / "py-spy.json"
+    try:
+        time.sleep(0.3)
+        res = subprocess.run([exe, "record", "-p", str(target.pid), "-d", "1", "-r", "100", "-f", "speedscope",
+                              "-o", str(out), "--full-filenames"], capture_output=True, timeout=30)
+        assert res.returncode == 0, res.stderr.decode()
+    finally:
+        target.kill()
+        target.wait(timeout=10)
+    return out.read_text()
+
+
+def test_reads_py_spys_own_speedscope_output(py_spy_speedscope: str) -> None:
+    prof = speedscope.loads(py_spy_speedscope)
+    names = {label.split(": ", 1)[1] for label in prof.threads()}
+    assert names == {"MainThread", "worker"}
+    assert 50 <= prof.total <= 250 and prof.meta.rate_hz == pytest.approx(100.0)
+    assert any(f.function == "spin" and f.file.endswith("target.py") for f in prof.frames)
+    validate_speedscope(json.loads(speedscope.dumps(prof)))  # and what novatune writes of it conforms
