@@ -148,6 +148,11 @@ class Paths:
     def runs(self) -> Path:
         return self.home / "runs"
 
+    @property
+    def profiles(self) -> Path:
+        """The profile store (``collectors.profiler.store.ProfileStore``): its index and compressed windows."""
+        return self.home / "profiles"
+
     def study_dir(self, study: str) -> Path:
         """``runs/<study>``: only for a valid name (:func:`check_name`), never through a symbolic link.
 
@@ -259,6 +264,17 @@ class Settings(BaseSettings):
     auth_failure_limit: int = Field(default=10, ge=1, le=10_000, description="failed authentications from one "
                                                                             "address within a minute before 429")
     auth_lockout_s: float = Field(default=60.0, ge=1, le=3600, description="how long such an address gets 429")
+    # ---- the profiler (collectors.profiler; `novatune profile`, /profiling)
+    profiling_budget_pct: float = Field(default=1.0, ge=0.1, le=10, description="continuous profiling keeps its "
+                                        "estimated slowdown of the target under this share of its throughput")
+    profiling_window_s: float = Field(default=30.0, ge=10, le=60, description="length of one continuous-profiling "
+                                                                              "window (each stored as it completes)")
+    profiling_retention_days: float = Field(default=7.0, ge=0.01, le=365, description="stored profiles older "
+                                            "than this are deleted (older than an hour: merged hourly)")
+    profiling_max_bytes: int = Field(default=512 << 20, ge=1 << 20, le=1 << 40, description="stored profiles "
+                                     "beyond this total size are deleted, oldest first")
+    profiling_max_sessions: int = Field(default=4, ge=1, le=64, description="profiling sessions the service "
+                                                                            "runs at once")
 
     @field_validator("api_token")
     @classmethod

@@ -318,6 +318,18 @@ class ChooseSpec(_Strict):
     target: str | None = None
 
 
+class ProfileSpec(_Strict):
+    """Profile the tuned processes (the workload's Python processes, with their children) with py-spy in
+    every trial's measurement window: each trial's flamegraph and its diff against the baseline trial go to
+    MLflow, and the study's summary names the hotspots that changed most between the baseline and the
+    chosen configuration. ``mode: wall`` includes idle threads (off-CPU time); ``native`` adds C frames."""
+
+    mode: Literal["cpu", "wall"] = "cpu"
+    rate_hz: float = Field(default=100.0, ge=5, le=100)
+    native: bool = False
+    noise_pct: float = Field(default=0.5, ge=0, le=20)
+
+
 class StudySpec(_Strict):
     """What to tune, how to measure it and what counts as better."""
 
@@ -336,6 +348,7 @@ class StudySpec(_Strict):
     trust_region: TrustRegionSpec | None = None
     warm_start: WarmStartSpec = WarmStartSpec()
     choose: ChooseSpec = ChooseSpec()
+    profile: ProfileSpec | None = None
 
     @field_validator("knobs")
     @classmethod

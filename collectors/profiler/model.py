@@ -56,6 +56,8 @@ class Frame:
     @property
     def label(self) -> str:
         """The collapsed-stack label: ``function (file:line)``, ``function (file)`` or ``function``."""
+        if self.kind == "kernel":
+            return f"{self.function}_[k]"  # perf's (and flamegraph.pl's) mark, so a round trip keeps the kind
         if self.kind in ("thread", "process", "other") or not self.file:
             return self.function
         return f"{self.function} ({self.file}:{self.line})" if self.line else f"{self.function} ({self.file})"

@@ -64,10 +64,13 @@ def run_trial(run: Run, number: int, params: dict[str, Any]) -> TrialReport:
     units: dict[str, str] = {}  # metric -> unit, as the workload reports them
     resolved, plan = run.resolved, run.plan
     session = ChangeSession(run.journal, run_id=run.run_id, trial=number)
+    profiler = run.measurer.profiler
     if not resolved.space.is_valid(params):  # e.g. an enqueued point: never reaches an actuator
         tr.reason = f"invalid combination (outside a range or breaking a knob ordering): {params}"
         tr.seconds = time.monotonic() - t0
         return tr
+    if profiler is not None:
+        profiler.start_trial(number)
     try:
         with session:
             session.apply_many({resolved.knobs[n]: v for n, v in params.items()})
@@ -81,6 +84,8 @@ def run_trial(run: Run, number: int, params: dict[str, Any]) -> TrialReport:
     if session.failures:
         tr.state, tr.reason = "fail", "restore failed: " + "; ".join(map(str, session.failures))
     Measurer.save_series(run.workdir, number, series, timelines)
+    if profiler is not None:
+        tr.profile_files, tr.profile_tags = profiler.finish_trial(params)
     tr.seconds = time.monotonic() - t0
     if tr.state == "complete":
         tr.feasible = all(violation(plan, m, tr.metrics) <= 0 for m in plan.spec.constraints)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,9 @@ from collectors.timeseries import steady_window
 from experiments.study.metric_names import SERIES_METRICS
 from experiments.study.prepare import StudyPlan
 from experiments.study.setup import RunContext
+
+if TYPE_CHECKING:
+    from experiments.study.profiling import TrialProfiler
 from optimizer.cost import Sizing, cost_per_1k_requests, hourly_cost
 from optimizer.stats import estimate
 
@@ -47,9 +51,11 @@ def violation(plan: StudyPlan, metric: str, metrics: dict[str, float]) -> float:
 class Measurer:
     """Measures trials of one run (its workload, collector and cgroup reader)."""
 
-    def __init__(self, plan: StudyPlan, ctx: RunContext) -> None:
+    def __init__(self, plan: StudyPlan, ctx: RunContext, *, profiler: TrialProfiler | None = None) -> None:
         self.plan = plan
         self.ctx = ctx
+        #: samples the tuned processes in each window when the spec has a ``profile:`` section
+        self.profiler = profiler
 
     def window(self, rep: int, series: list[pd.DataFrame], timelines: list[pd.DataFrame],
                units: dict[str, str]) -> dict[str, float]:
@@ -63,9 +69,13 @@ class Measurer:
         assert ctx.workload is not None and ctx.collector is not None
         recorder = Recorder(ctx.collector, interval_s=t.sample_interval_s)
         before = ctx.reader.read() if ctx.reader is not None else None
+        profiling: AbstractContextManager[None] = nullcontext()
+        if self.profiler is not None:
+            profiling = self.profiler.window(ctx.workload.pids(), warmup_s=t.warmup_s, measure_s=t.measure_s)
         recorder.start()
         try:
-            res = ctx.workload.measure(warmup_s=t.warmup_s, measure_s=t.measure_s)
+            with profiling:
+                res = ctx.workload.measure(warmup_s=t.warmup_s, measure_s=t.measure_s)
         finally:
             frame = recorder.stop()
         after = ctx.reader.read() if ctx.reader is not None else None

@@ -82,6 +82,8 @@ class TrialReport:
     seconds: float = 0.0
     samples: list[list[float]] = field(default_factory=list)
     started: float = 0.0  # wall clock (epoch seconds) when the trial began applying its knobs
+    profile_files: list[Path] = field(default_factory=list)  # flamegraph, diff against the baseline (profile:)
+    profile_tags: dict[str, str] = field(default_factory=dict)  # profile_id, profile_note
 
 
 @dataclass
@@ -104,3 +106,5 @@ class StudyReport:
     stop_reason: str = ""
     choice_reason: str = ""
     mlflow_experiment_id: str | None = None
+    #: the functions whose share changed most between the baseline and the chosen trial (``profile:``)
+    profile_changes: dict[str, Any] | None = None

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -33,6 +33,9 @@ from experiments.study.plots import (
 from experiments.study.prepare import StudyPlan
 from experiments.study.results import Decision, StudyView, load_view
 from optimizer.pareto import pareto_info
+
+if TYPE_CHECKING:
+    from experiments.study.profiling import TrialProfiler
 
 __all__ = ["finish", "log_trial", "write_status"]
 
@@ -96,13 +99,14 @@ def log_trial(tracker: Any, tr: TrialReport, workdir: Path, *, baseline: bool) -
     tags = {"state": tr.state, "feasible": str(tr.feasible).lower(), "baseline": str(baseline).lower()}
     if tr.reason:
         tags["failure_reason"] = tr.reason[:5000]
+    tags.update(tr.profile_tags)
     tracker.log_trial(
         tr.number,
         params=tr.params,
         # medians over the repeats, <metric>_ci_low/_ci_high when there were several (see Measurer.reduce)
         metrics={**tr.metrics, "trial_seconds": tr.seconds, "repeats": float(len(tr.samples))},
         tags=tags,
-        artifacts=[f for f in files if f.exists()],
+        artifacts=[f for f in files if f.exists()] + [(f, "profile") for f in tr.profile_files if f.exists()],
         started=tr.started or None,
         finished=(tr.started + tr.seconds) if tr.started else None,
     )
@@ -225,6 +229,14 @@ def _parallel_coordinates(objectives: list[str], paths: Paths, name: str, workdi
         return []
 
 
+def _changes_text(changes: dict[str, Any] | None) -> str:
+    """``f: 70.0% -> 35.0% (-35.0 pp); ...`` for the study run's tag (empty without a profile)."""
+    if not changes:
+        return ""
+    return "; ".join(f"{c['function']}: {c['base_pct']:.1f}% -> {c['target_pct']:.1f}% ({c['delta_pct']:+.1f} pp)"
+                     for c in changes["changed"])[:5000]
+
+
 def _finish_tracking(tracker: Any, view: StudyView, report: StudyReport, decision: Decision | None,
                      importance: dict[str, float], artifacts: list[Any], not_plotted: dict[str, str]) -> None:
     info, _ = view.pareto()
@@ -249,20 +261,37 @@ def _finish_tracking(tracker: Any, view: StudyView, report: StudyReport, decisio
             "choice": report.choice_reason,
             "noise_equivalent_trials": ",".join(map(str, decision.equivalent)) if decision else "",
             "noisy_pareto_trials": ",".join(map(str, decision.noisy_front)) if decision else "",
+            "profile_changes": _changes_text(report.profile_changes),
             "plots_skipped": "; ".join(f"{k}: {v}" for k, v in not_plotted.items()) or "none",
         },
         status="FINISHED" if report.state == "completed" else "KILLED",
     )
 
 
-def finish(paths: Paths, report: StudyReport, tracker: Any, workdir: Path) -> None:
+def _profile_changes(profiler: TrialProfiler | None, report: StudyReport, workdir: Path,
+                     artifacts: list[Any]) -> None:
+    """What changed in the profile between the baseline and the chosen trial (``profile:``), into the
+    report and ``profile-changes.json``."""
+    if profiler is None:
+        return
+    report.profile_changes = profiler.summary(report.knee)
+    if report.profile_changes is not None:
+        path = workdir / "profile-changes.json"
+        write_json_atomic(path, report.profile_changes)
+        artifacts.append((path, "profile"))
+
+
+def finish(paths: Paths, report: StudyReport, tracker: Any, workdir: Path, *,
+           profiler: TrialProfiler | None = None) -> None:
     """Pareto front, choice, plots and exports of study ``report.name``; all logged to the study run (when
-    ``tracker`` is given). Never raises."""
+    ``tracker`` is given); with ``profiler``, the hotspots that changed most between the baseline and the
+    chosen trial. Never raises."""
     try:
         view = load_view(paths.optuna_url, report.name)
         not_plotted: dict[str, str] = {}
         artifacts: list[Any] = [(f, "plots") for f in _front_plots(view, report.name, workdir, not_plotted)]
         decision = _choose(view, report, paths, workdir, artifacts)
+        _profile_changes(profiler, report, workdir, artifacts)
         importance = _importance(report.objectives, paths, report.name, workdir)
         if importance:
             artifacts += [(f, "plots") for f in importance[1]]

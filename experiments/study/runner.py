@@ -18,7 +18,8 @@ import logging
 import math
 import time
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -32,6 +33,9 @@ from experiments.study.outcomes import Event, Interrupted, StudyReport, signals_
 from experiments.study.prepare import StudyPlan
 from experiments.study.reporting import finish, write_status
 from experiments.study.setup import RunContext
+
+if TYPE_CHECKING:
+    from experiments.study.profiling import TrialProfiler
 
 __all__ = ["StudyRunner"]
 
@@ -68,6 +72,7 @@ class StudyRunner:
         self.tracking_uri = tracking_uri or paths.mlflow_uri
         self._study: optuna.Study | None = None  # set once the run has opened its study
         self._tracker_used: Any = None
+        self._profiler: TrialProfiler | None = None
 
     def _check_name(self, storage: optuna.storages.BaseStorage) -> None:
         existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
@@ -94,6 +99,21 @@ class StudyRunner:
         )
         return tracker
 
+    def _new_profiler(self, workdir: Path) -> TrialProfiler | None:
+        """The spec's ``profile:`` section: profiles of every trial, stored and logged (None without it)."""
+        spec = self.plan.spec.profile
+        if spec is None:
+            return None
+        from collectors.profiler.store import ProfileStore
+        from experiments.settings import Settings
+        from experiments.study.profiling import TrialProfiler
+
+
+        settings = Settings()  # the profile store's retention: what the service and the CLI use
+        store = ProfileStore(self.paths.profiles, retention_days=settings.profiling_retention_days,
+                             max_bytes=settings.profiling_max_bytes)
+        return TrialProfiler(spec, study=self.name, workdir=workdir, store=store)
+
     def _trials(self, ctx: RunContext, run_id: str, journal: Journal, report: StudyReport, t_start: float) -> None:
         """Open the study, then run its trials (the study and the tracker are kept for the report)."""
         assert ctx.resolved is not None
@@ -108,9 +128,10 @@ class StudyRunner:
         self.on_event("start", name=self.name, total=self.plan.n_trials, skipped=ctx.skipped,
                       baseline=opened.baseline, sampler=opened.sampler.reason)
         timeout = self.plan.spec.budget.timeout_s
+        self._profiler = self._new_profiler(ctx.workdir)
         run = Run(plan=self.plan, run_id=run_id, journal=journal, workdir=ctx.workdir, resolved=ctx.resolved,
-                  measurer=Measurer(self.plan, ctx), study=opened.study, report=report, tracker=tracker,
-                  on_event=self.on_event, deadline=t_start + timeout if timeout else math.inf, region=opened.region)
+                  measurer=Measurer(self.plan, ctx, profiler=self._profiler), study=opened.study, report=report,
+                  tracker=tracker, on_event=self.on_event, deadline=t_start + timeout if timeout else math.inf, region=opened.region)
         optimize(run, done_before=opened.done_before, remeasured_before=opened.remeasured_before)
         baseline = opened.baseline
         report.restore_mismatches = [f"{n}: {knob.read()!r} != baseline {baseline[n]!r}"
@@ -156,7 +177,7 @@ class StudyRunner:
                 raise
             finally:
                 if self._study is not None:
-                    finish(self.paths, report, self._tracker_used, workdir)
+                    finish(self.paths, report, self._tracker_used, workdir, profiler=self._profiler)
                     write_status(self.plan, self._study, report, workdir)
                 report.seconds = time.monotonic() - t_start
                 self.on_event("finish", report=report)

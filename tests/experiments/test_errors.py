@@ -57,6 +57,10 @@ TABLE = {
     "InsecureBind": (2, 422),
     "UnsafeLocation": (2, 409),
     "InvalidName": (2, 422),
+    # the profiler (issue 14)
+    "ProfileError": (2, 422),
+    "UnknownProfile": (2, 404),
+    "UnsafeStore": (2, 409),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
@@ -65,6 +69,7 @@ BUILTIN_BASES = {
     "SettingsError": ValueError, "StudyNotFound": LookupError, "ExportError": ValueError,
     "ExportRequestError": ValueError, "ApplyError": ValueError, "ApplyConflict": ValueError,
     "ApplicationNotFound": LookupError, "InvalidName": ValueError, "ProtectedInterface": LookupError,
+    "UnknownProfile": LookupError,
 }
 
 
