@@ -57,6 +57,16 @@ TABLE = {
     "InsecureBind": (2, 422),
     "UnsafeLocation": (2, 409),
     "InvalidName": (2, 422),
+    # the profiler (collectors/profiler)
+    "ProfileError": (2, 422),
+    # the profiler's sampling (part C: collectors/profiler/target.py)
+    "ProfileTargetError": (2, 422),
+    "ProfileTargetNotFound": (2, 404),
+    "ProfileTargetRefused": (2, 403),
+    "NotAPythonProcess": (2, 422),
+    "ProfileTargetExited": (2, 409),
+    "EmptyProfile": (2, 409),
+    "ProfilerUnavailable": (2, 409),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
