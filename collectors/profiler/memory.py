@@ -6,8 +6,9 @@ leak only when the growth is steady.
 :func:`leak_trend` fits a least-squares line to USS (RSS when USS is absent) over time and calls it a
 "possible leak" only when all of these hold: at least ``min_points`` samples over at least ``min_span_s``,
 slope above ``min_slope_mb_h``, total growth above ``min_growth_mb``, a good fit (R² >= ``min_r2``) and
-mostly rising steps (>= ``min_rising`` of the non-flat steps). A process that allocates and frees (a sawtooth),
-or grew once and then stayed, is not flagged.
+steady growth: each quarter of the span (mean of its samples) above the one before by at least a quarter of
+the fitted growth per quarter. A process that allocates and frees (a sawtooth), or grew once and then
+stayed (a step), is not flagged.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class MemorySampler:
 @dataclass(frozen=True)
 class Trend:
     """A fitted memory trend: ``slope_mb_h`` (MB per hour), ``r2`` (fit quality), ``growth_mb`` (fitted
-    growth over the span), ``points``, ``span_s``, ``rising`` (share of rising steps) and the verdict."""
+    growth over the span), ``points``, ``span_s``, ``rising`` (share of the quarter-to-quarter steps that
+    rose) and the verdict."""
 
     slope_mb_h: float
     r2: float
@@ -80,9 +82,17 @@ class Trend:
         return f"possible leak: {what}" if self.possible_leak else f"no steady growth: {what}"
 
 
-def leak_trend(samples: Sequence[dict[str, float]], *, min_points: int = 5, min_span_s: float = 2.0,
-               min_slope_mb_h: float = 1.0, min_growth_mb: float = 1.0, min_r2: float = 0.8,
-               min_rising: float = 0.7) -> Trend:
+def _quarters_rising(pts: list[tuple[float, float]], per_quarter: float) -> float:
+    """The share of the 3 quarter-to-quarter steps (means of 4 consecutive quarters) that rose by at least a
+    quarter of the fitted growth per quarter."""
+    n = len(pts)
+    means = [sum(y for _, y in pts[i * n // 4:(i + 1) * n // 4]) / max(1, len(pts[i * n // 4:(i + 1) * n // 4]))
+             for i in range(4)]
+    return sum(1 for a, b in zip(means, means[1:]) if b - a >= 0.25 * per_quarter) / 3
+
+
+def leak_trend(samples: Sequence[dict[str, float]], *, min_points: int = 8, min_span_s: float = 2.0,
+               min_slope_mb_h: float = 1.0, min_growth_mb: float = 1.0, min_r2: float = 0.8) -> Trend:
     """The trend of ``samples`` (``meta.memory`` rows, possibly of several windows with ``t`` continuing);
     see the module docstring for when it is a possible leak."""
     metric = "uss_mb" if samples and all("uss_mb" in s for s in samples) else "rss_mb"
@@ -98,11 +108,9 @@ def leak_trend(samples: Sequence[dict[str, float]], *, min_points: int = 5, min_
     slope = sxy / sxx if sxx > 0 else 0.0  # MB per second
     r2 = (sxy * sxy) / (sxx * syy) if sxx > 0 and syy > 0 else 0.0
     span = pts[-1][0] - pts[0][0]
-    steps = [b[1] - a[1] for a, b in zip(pts, pts[1:])]
-    moving = [d for d in steps if abs(d) > 0.01]
-    rising = sum(1 for d in moving if d > 0) / len(moving) if moving else 0.0
     growth = slope * span
+    rising = _quarters_rising(pts, growth / 4) if n >= 4 and growth > 0 else 0.0
     leak = (n >= min_points and span >= min_span_s and slope * 3600 >= min_slope_mb_h and growth >= min_growth_mb
-            and r2 >= min_r2 and rising >= min_rising)
+            and r2 >= min_r2 and rising == 1.0)
     return Trend(round(slope * 3600, 3), round(r2, 4), round(growth, 3), n, round(span, 3), round(rising, 3),
                  leak, metric)
