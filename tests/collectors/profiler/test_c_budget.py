@@ -27,7 +27,7 @@ def _fig(**kw) -> WindowFigures:
 def test_measure_records_rate_cpu_and_the_estimated_slowdown():
     m = measure(_fig(pyspy_cpu_s=0.6, host_busy_cpu_s=60.0))
     assert m["rate_hz"] == 100 and m["pyspy_cpu_pct"] == pytest.approx(2.0)
-    assert m["est_slowdown_pct"] == pytest.approx(1.0)  # saturated host: 0.6 s of 60 busy CPU-seconds
+    assert m["est_slowdown_pct"] == pytest.approx(2.0)  # saturated host: 2 x 0.6 s of 60 busy CPU-seconds
     assert m["budget_pct"] == 1.0 and m["nonblocking"] == 1.0 and m["behind"] == 0.0
     idle_host = measure(_fig(pyspy_cpu_s=0.6, host_busy_frac=0.5, host_busy_cpu_s=30.0))
     assert idle_host["est_slowdown_pct"] == 0.0, "nonblocking on a host with idle CPUs costs the target nothing"
@@ -42,8 +42,8 @@ def test_figures_round_trip_through_meta_overhead():
 
 
 def test_the_rate_is_lowered_when_over_budget():
-    d = next_window(_fig(pyspy_cpu_s=1.2))  # 4 % of a core, 2 % slowdown on a saturated host
-    assert 5 <= d.rate_hz < 50 and "est. slowdown 2.00 %" in d.reason
+    d = next_window(_fig(pyspy_cpu_s=1.2))  # 4 % of a core, 4 % slowdown on a saturated host
+    assert 5 <= d.rate_hz < 50 and "est. slowdown 4.00 %" in d.reason
     after = measure(_fig(rate_hz=d.rate_hz, pyspy_cpu_s=1.2 * d.rate_hz / 100))
     assert after["est_slowdown_pct"] <= CFG.budget_pct
 
