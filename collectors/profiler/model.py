@@ -114,6 +114,8 @@ class ProfileMeta:
     memory: list[dict[str, float]] = field(default_factory=list)
     errors: int = 0
     native: bool = False
+    #: top allocation sites of a launched process (tracemalloc): ``{"file", "line", "size_bytes", "count"}``
+    allocations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

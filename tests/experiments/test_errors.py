@@ -61,6 +61,15 @@ TABLE = {
     "ProfileError": (2, 422),
     "UnknownProfile": (2, 404),
     "UnsafeStore": (2, 409),
+    "ProfileTargetError": (2, 422),
+    "ProfileTargetNotFound": (2, 404),
+    "ProfileTargetRefused": (2, 403),
+    "NotAPythonProcess": (2, 422),
+    "ProfileTargetExited": (2, 409),
+    "EmptyProfile": (2, 409),
+    "ProfilerUnavailable": (2, 409),
+    "UnknownSession": (2, 404),
+    "SessionConflict": (2, 409),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
