@@ -7,6 +7,7 @@
 - :mod:`.service`: ``serve``, ``health``, ``settings show|set``, ``ui`` (``/healthz``, ``/settings``)
 - :mod:`.system`: ``recover``, ``metrics``, ``topology`` (this machine)
 - :mod:`.replay`: ``replay``
+- :mod:`.profile`: ``profile record|watch|list|show|hotspots``, ``flamegraph diff`` (``/profiling``)
 - :mod:`._common`: consoles, data directory, settings, JSON output, :class:`UserError`
 
 This module builds the app, registers every command (in the order ``novatune --help`` lists them)
@@ -26,7 +27,7 @@ import typer
 from rich.markup import escape
 
 from collectors.errors import NovatuneError
-from experiments.cli import knobs, replay, service, study, system, tuning
+from experiments.cli import knobs, profile, replay, service, study, system, tuning
 from experiments.cli._common import UserError, err
 from experiments.safefs import private_umask
 
@@ -52,6 +53,8 @@ app.command("status")(tuning.status_cmd)
 app.add_typer(study.study_app, name="study")
 app.add_typer(knobs.knobs_app, name="knobs")
 app.add_typer(service.settings_app, name="settings")
+app.add_typer(profile.profile_app, name="profile")
+app.add_typer(profile.flamegraph_app, name="flamegraph")
 
 
 def main(argv: list[str] | None = None) -> int:

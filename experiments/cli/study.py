@@ -148,6 +148,18 @@ def _print_versus(name: str, vs: dict[str, Any] | None, *, limit: int = 5) -> No
                       f"`novatune study export {name} --trial {dom[0]['trial']}`", highlight=False)
 
 
+def _print_profile_changes(changes: dict[str, Any]) -> None:
+    """The hotspots whose share of the samples changed most between the baseline and the chosen trial."""
+    out.print(f"\n[bold]Profile[/]: what changed most from the baseline (trial {changes['baseline_trial']}) to the "
+              f"chosen trial {changes['chosen_trial']} (share of samples; changes under {changes['noise_pct']:g} "
+              "points left out):")
+    for c in changes["changed"] or []:
+        out.print(f"  {escape(c['function'])}: {c['base_pct']:.1f} % -> {c['target_pct']:.1f} % "
+                  f"({c['delta_pct']:+.1f} points)", highlight=False)
+    if not changes["changed"]:
+        out.print("  no function's share changed beyond the noise threshold")
+
+
 def _print_study_result(report, paths, *, quick: bool) -> None:
     from experiments.study.results import load_view
 
@@ -185,6 +197,8 @@ def _print_study_result(report, paths, *, quick: bool) -> None:
         out.print(f"also as yaml, sysctl, tuned, systemd or shell: novatune study export {report.name} --format FORMAT")
     else:
         out.print("[yellow]no feasible trial: nothing to export[/]")
+    if report.profile_changes:
+        _print_profile_changes(report.profile_changes)
     if report.restore_mismatches:
         err.print("[red]NOT restored:[/] " + "; ".join(report.restore_mismatches) + " — run `novatune recover`")
     else:

@@ -31,6 +31,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
+from experiments.profiling.sessions import ProfilingSessions
 from experiments.service import docs, errors
 from experiments.service.auth import Authenticator, AuthFailures
 from experiments.service.exposition import ServiceMetrics
@@ -78,6 +79,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         stop.set()
         watcher.join(timeout=10)
+        app.state.profiling.shutdown()
         manager.shutdown()
 
 
@@ -130,6 +132,7 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None, *,
                                      stop_timeout_s=settings.stop_timeout_s, max_resumes=settings.max_resumes,
                                      tracking_uri=settings.mlflow_tracking_uri)
     app.state.index = StudyIndex(paths, app.state.manager)
+    app.state.profiling = ProfilingSessions(paths.profiles, settings)
     app.state.exposition = ServiceMetrics(paths, version=ver)
     errors.install(app)
     for router in ROUTERS:

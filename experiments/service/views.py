@@ -61,6 +61,9 @@ class StudySummary(BaseModel):
     leader: Leader | None = Field(default=None, description="the trial leading so far (the knee of the feasible "
                                   "front), with all its objective values")
     choice: dict[str, Any] | None = Field(default=None, description="the configuration chosen for export")
+    profile_changes: dict[str, Any] | None = Field(default=None, description="with a profile: section, the "
+                                                   "functions whose share of the samples changed most between "
+                                                   "the baseline and the chosen trial")
     convergence: dict[str, Any] | None = None
     stop_reason: str | None = None
     reason: str | None = Field(default=None, description="why the state is what it is (failures, resumes)")
@@ -209,6 +212,7 @@ class StudyIndex:
             best=st.get("best") or {},
             leader=st.get("leader"),
             choice=st.get("choice"),
+            profile_changes=st.get("profile_changes"),
             convergence=st.get("convergence"),
             stop_reason=st.get("stop_reason"),
             reason=reason,

@@ -32,7 +32,7 @@ from collectors.errors import NovatuneError
 from collectors.profiler.diff import diff, render_diff_html, render_diff_svg
 from collectors.profiler.flamegraph import render_html, render_svg
 from collectors.profiler.model import Profile, ProfileMeta
-from collectors.profiler.sampler import SamplerOptions, check_target, record_pid
+from collectors.profiler.sampler import SamplerOptions, record_pid
 from collectors.profiler.store import ProfileStore
 from experiments.spec import ProfileSpec
 
@@ -81,7 +81,7 @@ class TrialProfiler:
         self.study = study
         self.workdir = workdir
         self.store = store
-        self.options = SamplerOptions(mode=spec.mode, rate_hz=spec.rate_hz, native=spec.native, subprocesses=True)
+        self.options = SamplerOptions(mode=spec.mode, rate_hz=int(spec.rate_hz), native=spec.native, subprocesses=True)
         self._trial: _Trial | None = None
         self._profiles: dict[int, Profile] = {}  # trial number -> its merged profile (this run's trials)
         self._lock = threading.Lock()
@@ -116,9 +116,8 @@ class TrialProfiler:
         if stop.wait(delay_s):
             return
         for pid in _roots(pids):
-            try:
-                check_target(pid)  # the workload's own process: no allow-list, but Python and alive
-                prof = record_pid(pid, duration_s, self.options)
+            try:  # the workload's own process: no allow-list (pid 1, kernel threads, novatune never), Python, alive
+                prof = record_pid(pid, duration_s, self.options, partial_ok=True, stop=stop)
             except NovatuneError as err:
                 trial.notes.append(f"pid {pid}: {err}")
                 continue

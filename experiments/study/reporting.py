@@ -79,6 +79,7 @@ def write_status(plan: StudyPlan, study: optuna.Study, report: StudyReport, work
             "best": best,
             "leader": _leader(plan, feasible),
             "choice": attrs.get("choice"),
+            "profile_changes": attrs.get("profile_changes"),
             "convergence": attrs.get("convergence"),
             "stop_reason": report.stop_reason if report.state != "running" else None,
             "sampler": attrs.get("sampler"),
@@ -268,7 +269,7 @@ def _finish_tracking(tracker: Any, view: StudyView, report: StudyReport, decisio
     )
 
 
-def _profile_changes(profiler: TrialProfiler | None, report: StudyReport, workdir: Path,
+def _profile_changes(profiler: TrialProfiler | None, report: StudyReport, paths: Paths, workdir: Path,
                      artifacts: list[Any]) -> None:
     """What changed in the profile between the baseline and the chosen trial (``profile:``), into the
     report and ``profile-changes.json``."""
@@ -276,6 +277,8 @@ def _profile_changes(profiler: TrialProfiler | None, report: StudyReport, workdi
         return
     report.profile_changes = profiler.summary(report.knee)
     if report.profile_changes is not None:
+        optuna.load_study(study_name=report.name, storage=paths.optuna_url).set_user_attr(
+            "profile_changes", report.profile_changes)
         path = workdir / "profile-changes.json"
         write_json_atomic(path, report.profile_changes)
         artifacts.append((path, "profile"))
@@ -291,7 +294,7 @@ def finish(paths: Paths, report: StudyReport, tracker: Any, workdir: Path, *,
         not_plotted: dict[str, str] = {}
         artifacts: list[Any] = [(f, "plots") for f in _front_plots(view, report.name, workdir, not_plotted)]
         decision = _choose(view, report, paths, workdir, artifacts)
-        _profile_changes(profiler, report, workdir, artifacts)
+        _profile_changes(profiler, report, paths, workdir, artifacts)
         importance = _importance(report.objectives, paths, report.name, workdir)
         if importance:
             artifacts += [(f, "plots") for f in importance[1]]

@@ -268,6 +268,7 @@ class StudyView:
             "convergence": self.attrs.get("convergence"),
             "choice": self.attrs.get("choice"),
             "importance": self.attrs.get("importance"),
+            "profile_changes": self.attrs.get("profile_changes"),
         }
 
     def trial(self, number: int) -> FrozenTrial:

@@ -131,7 +131,8 @@ class StudyRunner:
         self._profiler = self._new_profiler(ctx.workdir)
         run = Run(plan=self.plan, run_id=run_id, journal=journal, workdir=ctx.workdir, resolved=ctx.resolved,
                   measurer=Measurer(self.plan, ctx, profiler=self._profiler), study=opened.study, report=report,
-                  tracker=tracker, on_event=self.on_event, deadline=t_start + timeout if timeout else math.inf, region=opened.region)
+                  tracker=tracker, on_event=self.on_event, deadline=t_start + timeout if timeout else math.inf,
+                  region=opened.region)
         optimize(run, done_before=opened.done_before, remeasured_before=opened.remeasured_before)
         baseline = opened.baseline
         report.restore_mismatches = [f"{n}: {knob.read()!r} != baseline {baseline[n]!r}"

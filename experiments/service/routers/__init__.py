@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from experiments.service.routers import knobs, operations, settings, studies, tuning
+from experiments.service.routers import knobs, operations, profiling, settings, studies, tuning
 
 __all__ = ["ROUTERS"]
 
@@ -21,4 +21,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     tuning.router,              # /tuning
     knobs.router,               # /knobs
     settings.router,            # /settings
+    profiling.router,           # /profiling
 )
