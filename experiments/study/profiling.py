@@ -98,7 +98,8 @@ class TrialProfiler:
         duration = measure_s - 2 * _MARGIN_S
         if trial is None or duration < 1:
             if trial is not None:
-                trial.notes.append(f"measure_s {measure_s:g} s is too short to profile (at least 3 s)")
+                least = 1 + 2 * _MARGIN_S
+                trial.notes.append(f"measure_s {measure_s:g} s is too short to profile (at least {least:g} s)")
             yield
             return
         stop = threading.Event()

@@ -282,6 +282,9 @@ def _profile_changes(profiler: TrialProfiler | None, report: StudyReport, paths:
         path = workdir / "profile-changes.json"
         write_json_atomic(path, report.profile_changes)
         artifacts.append((path, "profile"))
+        chosen = workdir / "trials" / f"trial-{report.knee:03d}-diff-vs-baseline"
+        artifacts += [(chosen.with_suffix(s), "profile") for s in (".svg", ".html")
+                      if chosen.with_suffix(s).exists()]
 
 
 def finish(paths: Paths, report: StudyReport, tracker: Any, workdir: Path, *,
