@@ -7,12 +7,13 @@ from ``/proc/stat``, py-spy's own "behind in sampling" and "Errors: N" output).
 
 **The model** (estimates, stated as such; ``benchmarks/profiler_overhead.py`` measures the real loss):
 
-* *blocking* (py-spy's default): every sample stops every thread of the target (ptrace) while py-spy reads
-  the stacks, so the target loses the paused share of its wall time whatever the host's load. The pause is
-  at least py-spy's CPU time (it works while the target is stopped) and, measured on a 2-vCPU VM, grows
-  with the thread count (one attach/detach per thread) and with the scheduler's wake-up latency:
-  ``pause ~= PAUSE_BASE_S + PAUSE_PER_THREAD_S * threads`` per sample. The estimate is the larger of the two:
-  ``est_slowdown = max(pyspy_cpu_s, samples * pause) / window_s``.
+* *blocking* (py-spy's default): every sampling round stops every thread of the target (ptrace) while
+  py-spy reads the stacks, so the target loses the paused share of its wall time whatever the host's load.
+  The pause is at least py-spy's CPU time (it works while the target is stopped) and grows with the thread
+  count (one attach/detach per thread) and the scheduler's wake-up latency: ``pause ~= PAUSE_BASE_S +
+  PAUSE_PER_THREAD_S * threads`` per round (``benchmarks/profiler_overhead.py --blocking`` on the 2-vCPU VM:
+  1 thread at 100 Hz lost ~8 %, 100 threads at 5 Hz ~10-12 %). The estimate is the larger of the two:
+  ``est_slowdown = max(pyspy_cpu_s, rate_hz * window_s * pause) / window_s``.
 * *nonblocking*: the target is never stopped; it loses only the CPU py-spy takes from it when the host has
   no idle CPU (with a free core, ``benchmarks/profiler_overhead.py`` measures 0.00 % +- 0.15 at 100 Hz). On a
   saturated host py-spy's CPU comes out of the busy tasks, and the profiled target bears more than its
@@ -48,10 +49,10 @@ __all__ = [
     "next_window",
 ]
 
-#: blocking mode's modelled pause per sample: a base (attach/detach, wake-up latency) ...
+#: blocking mode's modelled pause per sampling round: a base (attach/detach, wake-up latency) ...
 PAUSE_BASE_S = 1.0e-3
 #: ... and a part per thread of the target
-PAUSE_PER_THREAD_S = 0.1e-3
+PAUSE_PER_THREAD_S = 0.2e-3
 #: how much more than its proportional share of py-spy's CPU a profiled target loses on a saturated host
 CONTENTION_FACTOR = 2.0
 
@@ -147,8 +148,9 @@ def measure(fig: WindowFigures, config: BudgetConfig | None = None) -> dict[str,
         busy = max(fig.host_busy_cpu_s, fig.pyspy_cpu_s, 1e-9)
         est = min(100.0, _saturation(fig.host_busy_frac) * CONTENTION_FACTOR * 100.0 * fig.pyspy_cpu_s / busy)
     else:
-        pause = fig.samples * (PAUSE_BASE_S + PAUSE_PER_THREAD_S * max(1, fig.threads))
-        est = 100.0 * max(fig.pyspy_cpu_s, pause) / window
+        # (py-spy's "Samples" counts stack traces, one per thread per round: the rounds are rate x window)
+        pause = fig.rate_hz * window * (PAUSE_BASE_S + PAUSE_PER_THREAD_S * max(1, fig.threads))
+        est = min(100.0, 100.0 * max(fig.pyspy_cpu_s, pause) / window)
     return {
         "rate_hz": float(fig.rate_hz),
         "pyspy_cpu_pct": round(cpu_pct, 4),

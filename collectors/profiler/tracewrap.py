@@ -8,8 +8,8 @@ works too)::
     python tracewrap.py --out FILE -- -c CODE ARGS...
 
 The program runs as ``__main__`` with ``sys.argv`` and ``sys.path[0]`` as ``python SCRIPT`` would set them.
-At exit (normal end, ``sys.exit``, an uncaught exception) or on SIGTERM (novatune ends a launched command
-with it) the snapshot is written once, atomically, as JSON::
+When the program's main code ends (normal end, ``sys.exit``, an uncaught exception; at exit as a fallback)
+or on SIGTERM (novatune ends a launched command with it) the snapshot is written once, atomically, as JSON::
 
     {"top": [{"file": ..., "line": N, "size_bytes": N, "count": N}, ...],
      "traced_current_bytes": N, "traced_peak_bytes": N}
@@ -95,6 +95,13 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     tracemalloc.start(frames)
+    try:
+        _run(rest)
+    finally:  # while the program's globals are still alive (an exit would free them before atexit runs)
+        _dump(out, top, skip)
+
+
+def _run(rest: list[str]) -> None:
     if rest[0] == "-m" and len(rest) > 1:
         sys.argv = [rest[1], *rest[2:]]
         sys.path[0] = os.getcwd()
@@ -107,7 +114,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv = list(rest)
         sys.path[0] = os.path.dirname(os.path.abspath(rest[0]))
         runpy.run_path(rest[0], run_name="__main__")
-
 
 if __name__ == "__main__":
     main()

@@ -191,8 +191,8 @@ def test_record_command_of_a_command_that_fails_at_once_says_so():
     with pytest.raises(ProfileTargetExited, match="exited with code 2 .*: .*can't open file"):
         record_command([sys.executable, "/nonexistent/app.py"], 2)
     with pytest.raises(ProfileTargetExited, match=r"exited with code 3 \d.* into the window: boom"):
-        record_command([sys.executable, "-c", "import sys, time; time.sleep(1); sys.stderr.write('boom'); "
-                        "sys.exit(3)"], 5)
+        record_command([sys.executable, "-c", "import sys, time\nend = time.monotonic() + 1\n"
+                        "while time.monotonic() < end: pass\nsys.stderr.write('boom'); sys.exit(3)"], 5)
     with pytest.raises(ProfileError, match="needs a Python command"):
         record_command(["sleep", "1"], 1, tracemalloc=True)
     with pytest.raises(ProfileError, match="empty"):
