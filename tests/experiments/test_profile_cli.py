@@ -413,3 +413,17 @@ def test_ctrl_c_during_watch_stores_the_window_so_far_and_leaves_nothing_running
     rows = stored(home)
     assert len(rows) == 1 and rows[0]["labels"]["partial"] == "true" and rows[0]["labels"]["stopped"] == "true"
     assert 1 < rows[0]["duration_s"] < 10 and rows[0]["samples"] > 20
+
+
+@pytest.mark.slow
+def test_perf_engine_for_a_process_that_does_not_run_python(tmp_path):
+    if shutil.which("perf") is None:
+        pytest.skip("perf is not installed (Debian linux-perf): the not-Python error says so instead")
+    loop = "i=0; while [ $i -lt 100000000 ]; do i=$((i+1)); done"
+    refused = novatune("profile", "record", "--duration", "2", "--", "sh", "-c", loop, home=tmp_path / "home")
+    assert refused.returncode == 2 and "--engine perf" in refused.stderr.decode()
+    proc = ok(novatune("profile", "record", "--duration", "2", "--engine", "perf", "-f", "json", "--", "sh", "-c",
+                       loop, home=tmp_path / "home"))
+    doc = json.loads(proc.stdout)
+    assert doc["meta"]["engine"] == "perf" and sum(c for _, c in doc["samples"]) > 20
+    assert {f[3] for f in doc["frames"]} & {"native", "kernel"}
