@@ -10,7 +10,11 @@ profile file); ``flamegraph diff`` compares two profiles by their shares of samp
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -62,6 +66,27 @@ def _check_output(output: Path | None) -> None:
         raise UserError(f"cannot write {output}: it is a directory; give -o a file name")
 
 
+@contextmanager
+def _ctrl_c_ends(stop: threading.Event) -> Iterator[None]:
+    """While inside, the first Ctrl-C sets ``stop`` (the window ends now and what was sampled is kept, as
+    py-spy itself does); a second one interrupts (nothing kept)."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (an embedding caller): Ctrl-C keeps its usual meaning
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _emit(data: bytes, output: Path | None, fmt: str) -> None:
     """``data`` to ``output`` (written privately, then renamed) or to standard output (text formats only
     when it is a terminal)."""
@@ -96,8 +121,8 @@ def record_cmd(
 ) -> None:
     """Sample one window of a running Python process (--pid PID, an allowed target) or of a command novatune
     starts and stops (-- CMD ...); store it and write it in --format. The stored id is printed on standard
-    error. E.g. `novatune profile record --pid 4242 -d 30 -f svg -o app.svg`,
-    `novatune profile record -f speedscope -o run.json -- python app.py`."""
+    error; Ctrl-C ends the window early and keeps what was sampled. E.g. `novatune profile record --pid 4242
+    -d 30 -f svg -o app.svg`, `novatune profile record -f speedscope -o run.json -- python app.py`."""
     from experiments.profiling.outputs import FORMATS, render
     from experiments.profiling.sessions import record_once
 
@@ -107,10 +132,13 @@ def record_cmd(
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
     _check_output(output)
-    prof, pid_id = record_once(pid=pid, command=command, duration_s=duration, rate_hz=rate, mode=mode,
-                               native=native, engine=engine, settings=settings(), store=store())
+    stop = threading.Event()
+    with _ctrl_c_ends(stop):
+        prof, pid_id = record_once(pid=pid, command=command, duration_s=duration, rate_hz=rate, mode=mode,
+                                   native=native, engine=engine, settings=settings(), store=store(), stop=stop)
+    early = ", stopped early by Ctrl-C" if prof.meta.labels.get("stopped") == "true" else ""
     err.print(f"profile {pid_id}: {prof.total} samples at {prof.meta.rate_hz:g} Hz over {prof.meta.duration_s:.1f} s"
-              f" ({prof.meta.mode})")
+              f" ({prof.meta.mode}{early})", soft_wrap=True)
     _emit(render(prof, fmt, title=f"pid {prof.meta.pid}: {prof.meta.cmdline[:80]}"), output, fmt)
 
 

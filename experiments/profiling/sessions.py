@@ -67,10 +67,12 @@ def _duration(duration_s: float, *, low: float = 1.0, high: float = MAX_DURATION
 
 def record_once(*, pid: int | None, command: list[str], duration_s: float, rate_hz: float, mode: str,
                 native: bool, settings: Settings, store: ProfileStore | None, engine: str = "py-spy",
-                labels: dict[str, str] | None = None) -> tuple[Profile, str | None]:
+                labels: dict[str, str] | None = None,
+                stop: threading.Event | None = None) -> tuple[Profile, str | None]:
     """One window of ``pid`` (an allowed target) or of ``command`` (started, profiled, stopped, reaped), at
     most one sampler window (1..3600 s); stored when ``store`` is given. Returns the profile and its stored
-    id. ``engine``: "py-spy" (Python processes) or "perf" (any process; native and kernel stacks).
+    id. ``engine``: "py-spy" (Python processes) or "perf" (any process; native and kernel stacks). Setting
+    ``stop`` ends the window early: the samples so far are kept (labelled ``partial``, ``stopped``).
 
     Raises:
         ProfileError (and its subclasses): a bound, the target (missing, refused, not Python, exited), py-spy.
@@ -81,9 +83,9 @@ def record_once(*, pid: int | None, command: list[str], duration_s: float, rate_
     dur = _duration(duration_s, high=WINDOW_MAX_S)
     tags = {"source": "record", **(labels or {})}
     if pid is not None:
-        prof = record_pid(pid, dur, opts, policy=policy(settings), labels=tags)
+        prof = record_pid(pid, dur, opts, policy=policy(settings), labels=tags, stop=stop)
     else:
-        prof = record_command(command, dur, opts, labels=tags)
+        prof = record_command(command, dur, opts, labels=tags, stop=stop)
     return prof, store.put(prof) if store is not None else None
 
 

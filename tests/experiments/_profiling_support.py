@@ -89,10 +89,9 @@ def gone_pid() -> int:
     return proc.pid
 
 
-def own_pyspy(*targets: int) -> list[int]:
-    """py-spy processes that name one of ``targets`` or are this process's children."""
-    found = {p for t in targets for p in pyspy_children(t)}
-    me = str(os.getpid())
+def pyspy_under(parent: int) -> list[int]:
+    """py-spy processes whose parent is ``parent``."""
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -101,9 +100,14 @@ def own_pyspy(*targets: int) -> list[int]:
             exe = os.readlink(f"/proc/{entry}/exe")
         except OSError:
             continue
-        if exe.endswith("py-spy") and stat[stat.rfind(")") + 2:].split()[1] == me:
-            found.add(int(entry))
-    return sorted(found)
+        if exe.endswith("py-spy") and stat[stat.rfind(")") + 2:].split()[1] == str(parent):
+            found.append(int(entry))
+    return found
+
+
+def own_pyspy(*targets: int) -> list[int]:
+    """py-spy processes that name one of ``targets`` or are this process's children."""
+    return sorted({p for t in targets for p in pyspy_children(t)} | set(pyspy_under(os.getpid())))
 
 
 def wait_until(pred, timeout: float, what: str, interval: float = 0.1):  # type: ignore[no-untyped-def]

@@ -34,6 +34,7 @@ from tests.experiments._profiling_support import (
     mix_proc,
     mix_script,
     own_pyspy,
+    pyspy_under,
     spawned,
     svg_shares,
     wait_until,
@@ -427,3 +428,31 @@ def test_perf_engine_for_a_process_that_does_not_run_python(tmp_path):
     doc = json.loads(proc.stdout)
     assert doc["meta"]["engine"] == "perf" and sum(c for _, c in doc["samples"]) > 20
     assert {f[3] for f in doc["frames"]} & {"native", "kernel"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_record_ends_the_window_early_and_keeps_it(tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "NOVATUNE_HOME": str(home), "NOVATUNE_ALLOWED_TARGETS": ALLOW_PYTHON}
+    with mix_proc(tmp_path, 70) as target:
+        for argv in (["--pid", str(target.pid)], ["--", sys.executable, str(mix_script(tmp_path)), "70"]):
+            cli = subprocess.Popen([sys.executable, "-m", "experiments", "profile", "record", "-d", "60", *argv],
+                                   cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                pyspy = wait_until(lambda c=cli: own_pyspy(target.pid) or pyspy_under(c.pid), 30, "py-spy to start")
+                time.sleep(1.5)
+                cli.send_signal(signal.SIGINT)
+                out, err = cli.communicate(timeout=30)
+            finally:
+                if cli.poll() is None:
+                    cli.kill()
+                    cli.wait()
+            assert cli.returncode == 0, err
+            assert "stopped early by Ctrl-C" in err.decode() and shares_collapsed_text(out.decode())["heavy_a"] > 40
+            assert all(not os.path.exists(f"/proc/{p}") for p in pyspy), "py-spy is reaped"
+        assert target.poll() is None and own_pyspy(target.pid) == []
+    rows = stored(home)
+    assert len(rows) == 2 and all(r["labels"]["stopped"] == "true" and r["duration_s"] < 20 for r in rows)
+    assert not [ln for ln in subprocess.run(["pgrep", "-f", str(tmp_path / "mix.py")], capture_output=True,
+                                            text=True).stdout.split() if int(ln) != target.pid], "launched: ended"
+
