@@ -265,7 +265,8 @@ class ProfilingSessions:
                                   partial_ok=True, stop=session.stop,
                                   labels={"source": "api", "session": session.id})
                 self._put(session, prof)
-                session.ended = "stopped" if session.stop.is_set() else "completed"
+                exited = prof.meta.labels.get("partial") == "true" and not session.stop.is_set()
+                session.ended = "stopped" if session.stop.is_set() else "target exited" if exited else "completed"
             session.state = "stopped" if session.stop.is_set() else "completed"
         except NovatuneError as err:
             session.errors.append(str(err))

@@ -456,3 +456,16 @@ def test_ctrl_c_during_record_ends_the_window_early_and_keeps_it(tmp_path):
     assert not [ln for ln in subprocess.run(["pgrep", "-f", str(tmp_path / "mix.py")], capture_output=True,
                                             text=True).stdout.split() if int(ln) != target.pid], "launched: ended"
 
+
+
+@pytest.mark.slow
+def test_a_pid_that_exits_mid_window_is_a_clear_error_with_nothing_kept(tmp_path):
+    home = tmp_path / "home"
+    with mix_proc(tmp_path, 70, lifetime_s=2.5) as target:
+        proc = novatune("profile", "record", "--pid", str(target.pid), "-d", "20", home=home, allowed=ALLOW_PYTHON)
+        target.wait(timeout=10)
+        assert own_pyspy(target.pid) == []
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"pid {target.pid}" in err and "exited" in err and "-- CMD" in err and "Traceback" not in err
+    assert stored(home) == []

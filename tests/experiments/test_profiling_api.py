@@ -277,6 +277,19 @@ def test_delete_stops_a_long_session_within_seconds_keeping_its_partial_window(c
     assert window["profile_id"] == row["id"] and {"rate_hz", "pyspy_cpu_pct", "next_rate_hz"} <= set(window)
 
 
+@pytest.mark.slow
+def test_a_target_that_exits_mid_session_ends_it_with_the_window_so_far(client, tmp_path):
+    with mix_proc(tmp_path, 70, lifetime_s=3) as short, mix_proc(tmp_path, 70, lifetime_s=3) as long:
+        sids = {dur: client.post("/profiling/sessions", json={"pid": p.pid, "duration_s": dur},
+                                 headers=AUTH).json()["id"] for dur, p in ((5, short), (60, long))}
+        done = {dur: _wait_done(client, sid) for dur, sid in sids.items()}  # one window, then a watch of 10 s ones
+        assert own_pyspy(short.pid, long.pid) == []
+    for dur, s in done.items():
+        assert (s["state"], s["ended"], s["windows"]) == ("completed", "target exited", 1), (dur, s)
+        (row,) = client.get("/profiling/profiles", params={"label": f"session={sids[dur]}"}).json()
+        assert row["labels"]["partial"] == "true" and 1 < row["duration_s"] < 5 and row["samples"] > 20
+
+
 def test_too_many_sessions_or_the_same_pid_twice_is_409(client, tmp_path):
     idle = [sys.executable, "-c", IDLE]
     with spawned(idle) as a, spawned(idle) as b, spawned(idle) as c:
