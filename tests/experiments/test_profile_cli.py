@@ -207,12 +207,12 @@ def test_the_real_cli_exits_2_without_a_traceback(tmp_path, idle_python):
     assert stored(tmp_path / "home") == [] and own_pyspy(idle_python.pid) == []
 
 
-def test_help_names_the_shapes_users_rely_on():
+def test_help_names_the_shapes_users_rely_on(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+
     def helptext(*argv: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "experiments", *argv, "--help"], cwd=REPO, capture_output=True,
-                              text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+        assert main([*argv, "--help"]) == 0
+        return capsys.readouterr().out
 
     top = helptext("profile")
     for word in ("record", "watch", "list", "show", "hotspots"):
