@@ -10,7 +10,11 @@ profile file); ``flamegraph diff`` compares two profiles by their shares of samp
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -46,6 +50,43 @@ def store() -> ProfileStore:
 _LONG_LABELS = frozenset({"flags", "memory_trend"})
 
 
+def _check_output(output: Path | None) -> None:
+    """Refuse an ``-o`` that cannot be written before any work (a record samples for seconds first).
+
+    Raises:
+        UserError: its directory is missing or not a directory, or it names a directory.
+    """
+    if output is None:
+        return
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"cannot write {output}: the directory {parent} does not exist; create it or give -o a "
+                        "path in an existing directory")
+    if output.is_dir():
+        raise UserError(f"cannot write {output}: it is a directory; give -o a file name")
+
+
+@contextmanager
+def _ctrl_c_ends(stop: threading.Event) -> Iterator[None]:
+    """While inside, the first Ctrl-C sets ``stop`` (the window ends now and what was sampled is kept, as
+    py-spy itself does); a second one interrupts (nothing kept)."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (an embedding caller): Ctrl-C keeps its usual meaning
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _emit(data: bytes, output: Path | None, fmt: str) -> None:
     """``data`` to ``output`` (written privately, then renamed) or to standard output (text formats only
     when it is a terminal)."""
@@ -64,7 +105,8 @@ def _emit(data: bytes, output: Path | None, fmt: str) -> None:
     sys.stdout.flush()
 
 
-@profile_app.command("record", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@profile_app.command("record", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                     options_metavar="(--pid PID | -- CMD ...) [OPTIONS]")
 def record_cmd(
     ctx: typer.Context,
     pid: Annotated[int | None, typer.Option("--pid", "-p", help="a running Python process (an allowed target)")] = None,
@@ -72,11 +114,15 @@ def record_cmd(
     rate: Annotated[float, typer.Option("--rate", "-r", help="samples per second (1..1000)")] = 100.0,
     mode: Annotated[str, typer.Option("--mode", help="cpu (running code) | wall (idle threads too)")] = "cpu",
     native: Annotated[bool, typer.Option("--native", help="C/C++ frames of native extensions too")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="py-spy (Python processes) | perf (any process: native "
+                                                         "and kernel stacks, cpu mode)")] = "py-spy",
     fmt: FormatOpt = "collapsed",
     output: OutOpt = None,
 ) -> None:
-    """Sample one window of ``--pid PID`` or of ``-- CMD ...`` (started and stopped by novatune); store it and
-    write it in ``--format``. The stored id is printed on standard error."""
+    """Sample one window of a running Python process (--pid PID, an allowed target) or of a command novatune
+    starts and stops (-- CMD ...); store it and write it in --format. The stored id is printed on standard
+    error; Ctrl-C ends the window early and keeps what was sampled. E.g. `novatune profile record --pid 4242
+    -d 30 -f svg -o app.svg`, `novatune profile record -f speedscope -o run.json -- python app.py`."""
     from experiments.profiling.outputs import FORMATS, render
     from experiments.profiling.sessions import record_once
 
@@ -85,10 +131,14 @@ def record_cmd(
         raise UserError("give exactly one target: --pid PID, or -- CMD ... (a command to start and profile)")
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    prof, pid_id = record_once(pid=pid, command=command, duration_s=duration, rate_hz=rate, mode=mode,
-                               native=native, settings=settings(), store=store())
+    _check_output(output)
+    stop = threading.Event()
+    with _ctrl_c_ends(stop):
+        prof, pid_id = record_once(pid=pid, command=command, duration_s=duration, rate_hz=rate, mode=mode,
+                                   native=native, engine=engine, settings=settings(), store=store(), stop=stop)
+    early = ", stopped early by Ctrl-C" if prof.meta.labels.get("stopped") == "true" else ""
     err.print(f"profile {pid_id}: {prof.total} samples at {prof.meta.rate_hz:g} Hz over {prof.meta.duration_s:.1f} s"
-              f" ({prof.meta.mode})")
+              f" ({prof.meta.mode}{early})", soft_wrap=True)
     _emit(render(prof, fmt, title=f"pid {prof.meta.pid}: {prof.meta.cmdline[:80]}"), output, fmt)
 
 
@@ -101,8 +151,9 @@ def watch_cmd(
     mode: Annotated[str, typer.Option("--mode", help="cpu | wall")] = "cpu",
     windows: Annotated[int | None, typer.Option("--windows", help="stop after this many windows")] = None,
 ) -> None:
-    """Profile continuously, one window after the other, each stored as it completes, until Ctrl-C (or
-    ``--windows N``); the rate adapts to keep the measured overhead under ``profiling_budget_pct``."""
+    """Profile continuously, one window after the other, each stored as it completes, until Ctrl-C (the window
+    so far is stored too) or --windows N; the rate adapts to keep the measured overhead under the setting
+    profiling_budget_pct. Each window's id, rate and overhead are printed as it is stored."""
     from experiments.profiling.sessions import watch
 
     if (pid is None) == (cgroup is None):
@@ -114,10 +165,13 @@ def watch_cmd(
                   f"py-spy {o.get('pyspy_cpu_pct', float('nan')):.2f} % CPU  "
                   f"est. slowdown {o.get('est_slowdown_pct', float('nan')):.2f} %")
 
+    def failed(target: int, error: Exception) -> None:
+        err.print(f"pid {target}: no window: {escape(str(error))}", highlight=False, soft_wrap=True)
+
     s = settings()
     n = watch(pid=pid, cgroup=cgroup, window_s=window or s.profiling_window_s, rate_hz=rate, mode=mode,
-              settings=s, store=store(), max_windows=windows, on_window=shown)
-    err.print(f"{n} windows stored")
+              settings=s, store=store(), max_windows=windows, on_window=shown, on_error=failed)
+    err.print(f"{n} window{'' if n == 1 else 's'} stored")
 
 
 @profile_app.command("list")
@@ -154,20 +208,22 @@ def list_cmd(
 
 @profile_app.command("show")
 def show_cmd(
-    ref: Annotated[str, typer.Argument(help="a stored profile id, or a profile file")],
+    ref: Annotated[str, typer.Argument(metavar="ID|FILE", help="a stored profile id, or a profile file")],
     fmt: FormatOpt = "collapsed",
     output: OutOpt = None,
 ) -> None:
-    """A stored profile (or a profile file) in ``--format``."""
+    """A stored profile (an id from `novatune profile list`) or a profile file (collapsed, speedscope, pprof,
+    JSON) in --format."""
     from experiments.profiling.outputs import render
 
+    _check_output(output)
     prof = _load(ref)
     _emit(render(prof, fmt, title=ref, header=True), output, fmt)
 
 
 @profile_app.command("hotspots")
 def hotspots_cmd(
-    ref: Annotated[str, typer.Argument(help="a stored profile id, or a profile file")],
+    ref: Annotated[str, typer.Argument(metavar="ID|FILE", help="a stored profile id, or a profile file")],
     as_json: JsonOpt = False,
     threshold: Annotated[float, typer.Option("--threshold", help="smallest share shown, percent (0..100)")] = 5.0,
     by: Annotated[Literal["function", "line"], typer.Option("--by", help="function | line")] = "function",
@@ -197,8 +253,8 @@ def hotspots_cmd(
 
 @flamegraph_app.command("diff")
 def diff_cmd(
-    base: Annotated[str, typer.Argument(help="the base profile: a stored id or a profile file")],
-    target: Annotated[str, typer.Argument(help="the target profile: a stored id or a profile file")],
+    base: Annotated[str, typer.Argument(metavar="BASE", help="the base profile: a stored id or a profile file")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="the target profile: a stored id or a profile file")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="svg | html | json")] = "svg",
     output: OutOpt = None,
     noise: Annotated[float, typer.Option("--noise", help="changes of a frame's share below this many "
@@ -209,6 +265,7 @@ def diff_cmd(
     target_pct and delta_pct."""
     from experiments.profiling.outputs import render_diff
 
+    _check_output(output)
     b, t = _load(base), _load(target)
     _emit(render_diff(b, t, fmt, title=f"{target} against {base}", noise_pct=noise), output, fmt)
 

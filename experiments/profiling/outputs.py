@@ -139,4 +139,9 @@ def load(ref: str, store: ProfileStore | None, *, files: bool = True) -> Profile
             data = inner
         except UnicodeDecodeError:
             pass
-    return _from_bytes(data, ref)
+    try:
+        return _from_bytes(data, ref)
+    except ProfileError as err:  # the reader's complaint, with the file it is about (diff reads two)
+        if str(err).startswith(ref):
+            raise
+        raise ProfileError(f"{ref}: not a profile file: {err}") from None

@@ -59,28 +59,33 @@ def _rate(rate_hz: float) -> int:
     return int(rate_hz)
 
 
-def _duration(duration_s: float, *, low: float = 1.0) -> float:
-    if not low <= duration_s <= MAX_DURATION_S:
-        raise ProfileError(f"duration {duration_s:g} s is out of bounds; allowed: {low:g} to {MAX_DURATION_S:g} s")
+def _duration(duration_s: float, *, low: float = 1.0, high: float = MAX_DURATION_S) -> float:
+    if not low <= duration_s <= high:
+        raise ProfileError(f"duration {duration_s:g} s is out of bounds; allowed: {low:g} to {high:g} s")
     return float(duration_s)
 
 
 def record_once(*, pid: int | None, command: list[str], duration_s: float, rate_hz: float, mode: str,
-                native: bool, settings: Settings, store: ProfileStore | None,
-                labels: dict[str, str] | None = None) -> tuple[Profile, str | None]:
-    """One window of ``pid`` (an allowed target) or of ``command`` (started, profiled, stopped, reaped);
-    stored when ``store`` is given. Returns the profile and its stored id.
+                native: bool, settings: Settings, store: ProfileStore | None, engine: str = "py-spy",
+                labels: dict[str, str] | None = None,
+                stop: threading.Event | None = None) -> tuple[Profile, str | None]:
+    """One window of ``pid`` (an allowed target) or of ``command`` (started, profiled, stopped, reaped), at
+    most one sampler window (1..3600 s); stored when ``store`` is given. Returns the profile and its stored
+    id. ``engine``: "py-spy" (Python processes) or "perf" (any process; native and kernel stacks). Setting
+    ``stop`` ends the window early: the samples so far are kept (labelled ``partial``, ``stopped``).
 
     Raises:
         ProfileError (and its subclasses): a bound, the target (missing, refused, not Python, exited), py-spy.
     """
-    opts = SamplerOptions(mode=mode, rate_hz=_rate(rate_hz), native=native)
-    dur = _duration(duration_s)
+    from collectors.profiler.sampler import MAX_DURATION_S as WINDOW_MAX_S
+
+    opts = SamplerOptions(mode=mode, rate_hz=_rate(rate_hz), native=native, engine=engine).check()
+    dur = _duration(duration_s, high=WINDOW_MAX_S)
     tags = {"source": "record", **(labels or {})}
     if pid is not None:
-        prof = record_pid(pid, dur, opts, policy=policy(settings), labels=tags)
+        prof = record_pid(pid, dur, opts, policy=policy(settings), labels=tags, stop=stop)
     else:
-        prof = record_command(command, dur, opts, labels=tags)
+        prof = record_command(command, dur, opts, labels=tags, stop=stop)
     return prof, store.put(prof) if store is not None else None
 
 
@@ -101,10 +106,12 @@ def _housekeeping(store: ProfileStore) -> None:
 
 def watch(*, pid: int | None, cgroup: str | None, window_s: float, rate_hz: float, mode: str, settings: Settings,
           store: ProfileStore, max_windows: int | None = None,
-          on_window: Callable[[str, Profile], None] | None = None, stop: threading.Event | None = None) -> int:
+          on_window: Callable[[str, Profile], None] | None = None,
+          on_error: Callable[[int, ProfileError], None] | None = None, stop: threading.Event | None = None) -> int:
     """Continuous profiling of ``pid`` or of ``cgroup``'s Python processes until Ctrl-C, ``stop`` or
-    ``max_windows``; each window stored as it completes (and handed to ``on_window`` with its id). Returns the
-    number of windows stored. Ctrl-C is the normal way out: py-spy is stopped and reaped, nothing is lost.
+    ``max_windows``; each window stored as it completes (and handed to ``on_window`` with its id; a window that
+    gave no profile, e.g. an idle target in CPU mode, to ``on_error`` with its pid). Returns the number of
+    windows stored. Ctrl-C is the normal way out: py-spy is stopped and reaped, the window so far stored.
 
     Raises:
         ProfileError (and its subclasses): a bound, the target (missing, refused, not Python).
@@ -127,15 +134,26 @@ def watch(*, pid: int | None, cgroup: str | None, window_s: float, rate_hz: floa
     rate = _rate(rate_hz)
     watcher = Watcher(on_window=put, pid=pid, cgroup=cgroup, window_s=window_s,
                       options=SamplerOptions(mode=mode, rate_hz=rate), config=_budget(settings, rate),
-                      policy=policy(settings), labels={"source": "watch"}, max_windows=max_windows)
+                      policy=policy(settings), labels={"source": "watch"}, max_windows=max_windows,
+                      on_error=on_error)
     stop = stop or threading.Event()
-    thread = watcher.start(stop)
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            watcher.run(stop)
+        finally:
+            done.set()
+
+    # waited on through an Event: a KeyboardInterrupt inside Thread.join() marks the thread as ended on
+    # CPython < 3.12, so a join after Ctrl-C would return at once and lose the window being stopped
+    threading.Thread(target=run, name="novatune-profile-watch", daemon=True).start()
     try:
-        while thread.is_alive():
-            thread.join(0.5)
+        while not done.wait(0.5):
+            pass
     except KeyboardInterrupt:
         stop.set()
-        thread.join(10)
+        done.wait(15)
     _housekeeping(store)
     return stored
 
@@ -247,7 +265,8 @@ class ProfilingSessions:
                                   partial_ok=True, stop=session.stop,
                                   labels={"source": "api", "session": session.id})
                 self._put(session, prof)
-                session.ended = "stopped" if session.stop.is_set() else "completed"
+                exited = prof.meta.labels.get("partial") == "true" and not session.stop.is_set()
+                session.ended = "stopped" if session.stop.is_set() else "target exited" if exited else "completed"
             session.state = "stopped" if session.stop.is_set() else "completed"
         except NovatuneError as err:
             session.errors.append(str(err))

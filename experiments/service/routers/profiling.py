@@ -36,7 +36,7 @@ class SessionRequest(BaseModel):
     """A background profiling session of a running Python process."""
 
     model_config = ConfigDict(extra="forbid")
-    pid: int = Field(ge=2, le=4_194_304, description="the process (an allowed target: allowed_targets)")
+    pid: int = Field(ge=1, le=4_194_304, description="the process (an allowed target: allowed_targets)")
     duration_s: float = Field(default=60.0, ge=1, le=86_400, description="how long; windows of "
                                                                           "profiling_window_s are stored as they end")
     rate_hz: int = Field(default=100, ge=5, le=100, description="starting samples per second, adapted to the "
