@@ -9,7 +9,8 @@ What it does, every step bounded in time:
 
 1. starts the target: ``--threads`` threads each running ``f70(); f25(); f5()`` (one loop, 7000 / 2500 / 500
    iterations) and counting its operations into its slot of a shared memory-mapped file (read by this process:
-   no pipe, no extra thread in the target); it ends itself after a lifetime and is killed at the end anyway;
+   no pipe, no extra thread in the target; with one thread the main thread is the worker, so the target has
+   exactly one thread); it ends itself after a lifetime and is killed at the end anyway;
 2. runs two identical targets side by side (twins A and B) and measures them in segments of ``--segment``
    seconds: in each segment one twin is profiled and the other is not, and the roles swap every segment
    (``--rounds`` rounds of two segments, the order swapped every round). A round's ratio is
@@ -67,7 +68,7 @@ TARGET_MIX_PP = 5.0
 TARGET = """
 import mmap, os, struct, sys, threading, time
 path, nthreads, lifetime = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-threading.Timer(lifetime, os._exit, (0,)).start()
+deadline = time.monotonic() + lifetime
 fd = os.open(path, os.O_RDWR)
 mm = mmap.mmap(fd, 8 * nthreads)
 def f70():
@@ -92,9 +93,14 @@ def worker(slot):
         f70(); f25(); f5()
         n += 1
         pack("<q", mm, slot * 8, n)
+        if n % 64 == 0 and time.monotonic() > deadline:
+            os._exit(0)
+if nthreads == 1:  # one thread: the main thread is the worker (no helper thread for py-spy to walk)
+    worker(0)
 for i in range(nthreads):
     threading.Thread(target=worker, args=(i,), name=f"w{i}", daemon=True).start()
-threading.Event().wait()
+time.sleep(lifetime)
+os._exit(0)
 """
 
 

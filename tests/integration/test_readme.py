@@ -9,6 +9,7 @@ folder (so ``~/.local/share/novatune`` is the data directory the README's comman
 2. "The service": ``novatune serve &``, a short study through the HTTP API, its export, the stop.
 3. "Deploy the chosen configuration": every command, with paths under ``/etc`` redirected to a
    temporary folder; ``apply`` and ``rollback`` change the real knobs and put them back.
+4. "Profile what runs": two recordings of a command novatune starts, hotspots, a diff, the store's list.
 
 Substitutions, and nothing else: ``/etc/`` -> a temporary folder, port 8080 -> a free port
 (``NOVATUNE_PORT`` for the CLI, the literal in the curl lines). Every block runs under
@@ -158,6 +159,18 @@ def test_the_readme_blocks_run_as_written(tmp_path: Path, capsys) -> None:
     # apply said what it did not apply (the run-bound knobs) and how to deploy them
     assert re.search(r"not applied sizing\.vcpus=\S+: bound to a run's workload .*CPUQuota=", proc.stdout), proc.stdout
     assert "rolled back apply-" in proc.stdout and "no drift" in proc.stdout
+
+    # 4. Profile what runs
+    proc = _run(block("Profile what runs"), cwd=src, env=env, timeout=300, log=log)
+    assert proc.returncode == 0, log.read_text()[-6000:]
+    hot = json.loads(proc.stdout[proc.stdout.index("["):proc.stdout.index("]\n") + 1])
+    assert all(set(h) == {"function", "file", "line", "self_pct", "total_pct"} for h in hot), hot
+    lam = next(h for h in hot if h["function"].endswith("<lambda>"))  # the sort key: Python code of its own
+    assert lam["self_pct"] >= 5 and hot[0]["self_pct"] >= lam["self_pct"], hot
+    assert "lambda" in (src / "diff.html").read_text()  # the frame that appeared in the second workload
+    assert proc.stdout.count("source=record") >= 2, proc.stdout[-3000:]  # both windows listed from the store
+    left = subprocess.run(["pgrep", "-f", "timeit -n 100000000"], capture_output=True, text=True)
+    assert left.stdout == "", f"a profiled command was left running: {left.stdout}"
 
     assert snapshot() == before, "the README's commands left a knob or a cgroup changed"
     if KNOB_SNAPSHOT is not None:
