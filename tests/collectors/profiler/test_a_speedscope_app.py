@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from collectors.profiler.formats import collapsed, pprof, speedscope
-from collectors.profiler.hotspots import hotspots
+from collectors.profiler.hotspots import Hotspot, hotspots
 from tests.collectors.profiler.a_samples import known_profile
 
 pytestmark = pytest.mark.slow
@@ -147,8 +147,14 @@ def test_speedscope_imports_the_collapsed_output_and_agrees_with_line_hotspots(s
     (root / "p.txt").write_text(collapsed.dumps(prof))
     rows = _sandwich(base, "p.txt", tmp_path / "chromium")
     assert rows["handle (/srv/app/app.py:12)"] == ("620 (62%)", "100 (10%)")
-    ours = {(f"{h.function} ({h.file}:{h.line})" if h.file else h.function).replace(";", ":"): h
-            for h in hotspots(prof, threshold_pct=0, by="line")}
+    kernel = {f.function for f in prof.frames if f.kind == "kernel"}  # collapsed marks them as perf does: _[k]
+
+    def label(h: Hotspot) -> str:
+        if h.file:
+            return f"{h.function} ({h.file}:{h.line})"
+        return f"{h.function}_[k]" if h.function in kernel else h.function
+
+    ours = {label(h).replace(";", ":"): h for h in hotspots(prof, threshold_pct=0, by="line")}
     ours = {k.replace(":0)", ")"): h for k, h in ours.items()}  # a native frame has no line
     code_rows = {k: v for k, v in rows.items() if not k.startswith("thread (")}
     assert set(code_rows) == set(ours)
