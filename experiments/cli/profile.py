@@ -266,11 +266,12 @@ def diff_cmd(
     from experiments.profiling.outputs import render_diff
 
     _check_output(output)
-    b, t = _load(base), _load(target)
+    st = store()
+    b, t = _load(base, st), _load(target, st)
     _emit(render_diff(b, t, fmt, title=f"{target} against {base}", noise_pct=noise), output, fmt)
 
 
-def _load(ref: str) -> Profile:
+def _load(ref: str, st: ProfileStore | None = None) -> Profile:
     from experiments.profiling.outputs import load
 
-    return load(ref, store())
+    return load(ref, st if st is not None else store())

@@ -75,7 +75,7 @@ def render_diff(base: Profile, target: Profile, fmt: str, *, title: str = "", no
         raise ProfileError(f"noise threshold {noise_pct:g} % is out of range; allowed: 0 to 50 %")
     from collectors.profiler.diff import diff, render_diff_html, render_diff_svg
 
-    d = diff(base.without_threads(), target.without_threads(), noise_pct=noise_pct)
+    d = diff(base, target, noise_pct=noise_pct)  # thread roots merged (their ids differ between runs)
     if fmt == "json":
         return json.dumps(d.to_dict(), indent=1).encode()
     renderer = render_diff_svg if fmt == "svg" else render_diff_html

@@ -230,7 +230,7 @@ class ProfilingSessions:
             if any(s.pid == pid for s in running):
                 raise SessionConflict(f"pid {pid} is profiled already by session "
                                       f"{next(s.id for s in running if s.pid == pid)}")
-            check_target(pid, policy=policy(self.settings))
+            rule = policy(self.settings)
             n = max(1, round(dur / self.settings.profiling_window_s))
             window = dur / n
             session = Session(id=secrets.token_hex(6), pid=pid, mode=mode, rate_hz=rate, duration_s=dur,
@@ -240,10 +240,12 @@ class ProfilingSessions:
 
                 session.watcher = Watcher(on_window=lambda p: self._put(session, p), pid=pid,
                                           window_s=min(window, WINDOW_BOUNDS[1]), options=opts,
-                                          config=_budget(self.settings, rate), policy=policy(self.settings),
+                                          config=_budget(self.settings, rate), policy=rule,
                                           labels={"source": "api", "session": session.id}, max_windows=n,
-                                          on_error=lambda _pid, e: session.errors.append(str(e)))
-            session.thread = threading.Thread(target=self._run, args=(session, opts), daemon=True,
+                                          on_error=lambda _pid, e: session.errors.append(str(e)))  # checks pid
+            else:
+                check_target(pid, policy=rule)
+            session.thread = threading.Thread(target=self._run, args=(session, opts, rule), daemon=True,
                                               name=f"novatune-profile-{session.id}")
             self._sessions[session.id] = session
             self._forget_old()
@@ -256,12 +258,12 @@ class ProfilingSessions:
         session.windows.append({"profile_id": pid, "start": prof.meta.start, "duration_s": prof.meta.duration_s,
                                 "samples": prof.total, **prof.meta.overhead})
 
-    def _run(self, session: Session, opts: SamplerOptions) -> None:
+    def _run(self, session: Session, opts: SamplerOptions, rule: PassivePolicy) -> None:
         try:
             if session.watcher is not None:
                 session.ended = session.watcher.run(session.stop)
             else:  # shorter than a window: one window of the whole duration
-                prof = record_pid(session.pid, session.duration_s, opts, policy=policy(self.settings),
+                prof = record_pid(session.pid, session.duration_s, opts, policy=rule,
                                   partial_ok=True, stop=session.stop,
                                   labels={"source": "api", "session": session.id})
                 self._put(session, prof)

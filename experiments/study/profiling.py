@@ -84,7 +84,6 @@ class TrialProfiler:
         self.options = SamplerOptions(mode=spec.mode, rate_hz=int(spec.rate_hz), native=spec.native, subprocesses=True)
         self._trial: _Trial | None = None
         self._profiles: dict[int, Profile] = {}  # trial number -> its merged profile (this run's trials)
-        self._lock = threading.Lock()
 
     # -- one trial ---------------------------------------------------------------------------------
     def start_trial(self, number: int) -> None:
@@ -122,11 +121,10 @@ class TrialProfiler:
             except NovatuneError as err:
                 trial.notes.append(f"pid {pid}: {err}")
                 continue
-            with self._lock:
-                if trial.profile is None:
-                    trial.profile = prof
-                else:
-                    trial.profile.merge(prof)
+            if trial.profile is None:  # this window's thread is the trial's only writer
+                trial.profile = prof
+            else:
+                trial.profile.merge(prof)
             break  # one root: the workload's server and its workers; several would profile the loader too
 
     def finish_trial(self, params: dict[str, Any]) -> tuple[list[Path], dict[str, str]]:
@@ -169,7 +167,7 @@ class TrialProfiler:
             files.append(path)
         base = self._profiles.get(0)
         if base is not None and number != 0:
-            d = diff(base.without_threads(), prof.without_threads(), noise_pct=self.spec.noise_pct)
+            d = diff(base, prof, noise_pct=self.spec.noise_pct)  # threads merged: their ids differ by run
             dtitle = f"{self.study}: trial {number} against the baseline (trial 0)"
             for suffix, text in (("svg", render_diff_svg(d, title=dtitle)), ("html", render_diff_html(d, title=dtitle)),
                                  ("json", json.dumps(d.to_dict(), indent=1))):
@@ -185,6 +183,6 @@ class TrialProfiler:
         base, target = self._profiles.get(0), self._profiles.get(chosen) if chosen is not None else None
         if base is None or target is None or chosen is None:
             return None
-        d = diff(base.without_threads(), target.without_threads(), noise_pct=self.spec.noise_pct)
+        d = diff(base, target, noise_pct=self.spec.noise_pct)
         changed = [f for f in d.functions() if abs(f["delta_pct"]) >= self.spec.noise_pct][:top]
         return {"baseline_trial": 0, "chosen_trial": chosen, "noise_pct": self.spec.noise_pct, "changed": changed}
