@@ -153,6 +153,16 @@ class Paths:
         """The profile store (``collectors.profiler.store.ProfileStore``): its index and compressed windows."""
         return self.home / "profiles"
 
+    @property
+    def usage_db(self) -> Path:
+        """The usage history of observed targets (``collectors.usage.history.UsageStore``)."""
+        return self.home / "usage.db"
+
+    @property
+    def rightsizing_db(self) -> Path:
+        """Right-sizing proposals and their approval history (``experiments.rightsizing``)."""
+        return self.home / "rightsizing.db"
+
     def study_dir(self, study: str) -> Path:
         """``runs/<study>``: only for a valid name (:func:`check_name`), never through a symbolic link.
 
@@ -275,6 +285,21 @@ class Settings(BaseSettings):
                                      "beyond this total size are deleted, oldest first")
     profiling_max_sessions: int = Field(default=4, ge=1, le=64, description="profiling sessions the service "
                                                                             "runs at once")
+    # ---- right-sizing and cost (collectors.usage, optimizer.rightsizing; `novatune observe|rightsize|cost`)
+    observe_targets: list[str] = Field(default_factory=list, description="running targets `novatune serve` "
+                                       "observes continuously for right-sizing, each cgroup:/PATH, unit:NAME.service "
+                                       "or pid:N (each must also be allowed by allowed_targets)")
+    observe_interval_s: float = Field(default=15.0, ge=1, le=3600, description="seconds between two usage "
+                                                                              "samples of an observed target")
+    usage_retention_days: float = Field(default=90.0, ge=1, le=3650, description="usage history older than this "
+                                        "is deleted (older samples are kept at coarser resolution)")
+    rightsizing_profile: Literal["savings", "balanced", "reliability"] = Field(
+        default="balanced", description="default right-sizing profile: savings, balanced or reliability")
+    rightsizing_validation_s: float = Field(default=300.0, ge=10, le=7 * 86400, description="after a "
+                                            "right-sizing change is applied, it is watched this long and rolled "
+                                            "back if the target degrades (throttling, OOM kills, memory pressure)")
+    trace_max_bytes: int = Field(default=1 << 30, ge=1 << 20, le=1 << 40, description="largest usage trace "
+                                 "(CSV) `rightsize replay` and `observe --import` read")
 
     @field_validator("api_token")
     @classmethod
