@@ -2,7 +2,10 @@
 
 ``load_unit_prices`` gives USD per vCPU-hour and per GiB-hour; ``load_instance_types``
 gives AWS EC2 instance types in us-east-1 with their on-demand price (a copy of
-``shared/datasets/pricing/aws-ec2-us-east-1.csv``, prices as of 2026-07-20).
+``shared/datasets/pricing/aws-ec2-us-east-1.csv``, prices as of 2026-07-20);
+``load_discounts`` gives the spot / reserved / savings-plan discount figures of
+``collectors/data/discounts.csv`` (advertised maxima, and figures derived from or observed in
+AWS price records; see :mod:`optimizer.rightsizing.discounts` for which a plan may use).
 
 Prices come from the packaged snapshot ``collectors/data/unit-prices.csv``
 (a copy of ``shared/datasets/pricing/unit-prices.csv``: OpenCost default unit
@@ -20,11 +23,16 @@ from importlib import resources
 from pathlib import Path
 
 from collectors.errors import CollectorError
+from optimizer.rightsizing.discounts import Discount
 
-__all__ = ["InstanceType", "UnitPrices", "load_instance_types", "load_unit_prices"]
+__all__ = ["Discount", "InstanceType", "UnitPrices", "load_discounts", "load_instance_types", "load_unit_prices"]
 
 _REQUIRED = ("profile", "resource", "pricing_model", "usd_per_unit_hour", "unit")
 _INSTANCE_COLUMNS = ("instance_type", "family", "generation", "vcpu", "memory_gib", "ondemand_usd_per_hour", "arch")
+_DISCOUNT_COLUMNS = (
+    "provider", "purchase_option", "term", "payment_option", "scope", "discount_pct_min", "discount_pct_max",
+    "discount_kind", "basis", "source",
+)
 _UNITS = {"cpu": "vCPU-hour", "memory": "GiB-hour"}
 
 
@@ -148,3 +156,41 @@ def load_unit_prices(
         f" (profile {profile}, {model}, values dated {cpu.get('values_dated', '?')}; file {where})"
     )
     return UnitPrices(cpu_usd_per_vcpu_hour=prices["cpu"], memory_usd_per_gib_hour=prices["memory"], source=source)
+
+
+def _pct(value: str) -> float | None:
+    return None if value.strip() == "" else float(value)
+
+
+def load_discounts(*, path: str | os.PathLike[str] | None = None) -> list[Discount]:
+    """The discount rows of the packaged ``discounts.csv`` (or ``path``), in file order.
+
+    ``instance_type`` is set for rows derived or observed for one type (the first word of their
+    ``scope``, e.g. ``m5.large``); the ``source`` of a row joins its ``source`` and
+    ``source_version`` columns.
+
+    Raises:
+        CollectorError: the file cannot be read, lacks a column, or a row is malformed (a
+            percentage that is not a number or outside [0, 100], a missing maximum, an unknown
+            ``discount_kind``); the message names the file and line.
+    """
+    rows, where = _read_rows(path, packaged="discounts.csv", required=_DISCOUNT_COLUMNS)
+    out: list[Discount] = []
+    for i, r in enumerate(rows, start=2):
+        try:
+            hi = _pct(r["discount_pct_max"])
+            if hi is None:
+                raise ValueError("discount_pct_max is empty")
+            first = r["scope"].split(" ")[0]
+            typed = r["discount_kind"] != "up_to" and "." in first
+            version = (r.get("source_version") or "").strip()
+            out.append(Discount(
+                provider=r["provider"], purchase_option=r["purchase_option"], term=r["term"],
+                payment_option=r["payment_option"], scope=r["scope"], pct_min=_pct(r["discount_pct_min"]),
+                pct_max=hi, kind=r["discount_kind"], basis=r["basis"],
+                source=f"{r['source']} @ {version}" if version else r["source"],
+                instance_type=first if typed else None,
+            ))
+        except (ValueError, TypeError, AttributeError) as err:
+            raise CollectorError(f"{where}:{i}: malformed discount row: {err}") from err
+    return out
