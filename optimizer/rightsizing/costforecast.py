@@ -3,7 +3,8 @@
 Usage is averaged per hour, then each resource is fitted with a robust (Huber, by iteratively
 reweighted least squares) regression on a
 linear trend and Fourier terms of the day and the week -- each only when the history is long
-enough to show it (:data:`TREND_DAYS`, :data:`DAILY_DAYS`, :data:`WEEKLY_DAYS`). The forecast is
+enough to show it (:data:`TREND_DAYS`, :data:`DAILY_DAYS`, :data:`WEEKLY_DAYS`); a slope within
+:data:`TREND_SE` standard errors of zero is dropped rather than extrapolated. The forecast is
 priced as OpenCost prices an allocation: ``cores x vCPU-hour + GiB x GiB-hour`` per hour, where
 the allocation is ``max(request, usage)`` when a request is given.
 
@@ -34,6 +35,8 @@ DAY = 86400.0
 TREND_DAYS = 3.0
 DAILY_DAYS = 2.0
 WEEKLY_DAYS = 14.0
+#: a fitted slope within this many standard errors of 0 is dropped (not extrapolated)
+TREND_SE = 2.0
 #: the backtest holds out this many days when the history has LONG_DAYS, else HOLDOUT_FRAC of it
 HOLDOUT_DAYS = 7.0
 LONG_DAYS = 21.0
@@ -106,17 +109,38 @@ def huber_fit(x: np.ndarray, y: np.ndarray, *, k: float = 1.345, iterations: int
     return np.asarray(beta, dtype=np.float64)
 
 
+def _significant_slope(x: np.ndarray, y: np.ndarray, beta: np.ndarray) -> bool:
+    """Is the trend coefficient (column 1) more than :data:`TREND_SE` standard errors from 0?"""
+    r = y - x @ beta
+    dof = max(1, len(y) - x.shape[1])
+    sigma2 = float(r @ r) / dof
+    try:
+        cov = sigma2 * np.linalg.inv(x.T @ x)
+    except np.linalg.LinAlgError:
+        return False
+    se = float(np.sqrt(max(cov[1, 1], 0.0)))
+    return bool(abs(beta[1]) > TREND_SE * se)
+
+
 def fit_hourly(t: np.ndarray, y: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """Fit ``y`` (hourly values at times ``t``) and return a predictor (>= 0) and its description."""
     span_days = float(t[-1] - t[0]) / DAY if len(t) > 1 else 0.0
     trend, daily, weekly = span_days >= TREND_DAYS, span_days >= DAILY_DAYS, span_days >= WEEKLY_DAYS
     terms = [name for name, on in (("trend", trend), ("daily", daily), ("weekly", weekly)) if on]
     if not terms or len(t) < 12:
-        level = float(np.median(y)) if len(y) else 0.0
-        return (lambda tt: np.full(len(tt), level)), "median level"
+        level = float(np.mean(y)) if len(y) else 0.0
+        return (lambda tt: np.full(len(tt), level)), "the mean level (too short for a trend or a cycle)"
     t0 = float(t[0])
     x = _features(t, t0=t0, trend=trend, daily=daily, weekly=weekly)
     beta = huber_fit(x, y)
+    if trend and not _significant_slope(x, y, beta):
+        trend = False
+        terms = [*terms[1:], f"no trend (its slope was within {TREND_SE:g} standard errors of 0)"]
+        x = _features(t, t0=t0, trend=trend, daily=daily, weekly=weekly)
+        beta = huber_fit(x, y)
+    # the robust fit finds the shape; the level is set so the fit's mean is the data's mean (a
+    # Huber location sits between the median and the mean of skewed usage, and cost is a mean)
+    beta[0] += float(np.mean(y - x @ beta))
 
     def predict(tt: np.ndarray) -> np.ndarray:
         xx = _features(tt, t0=t0, trend=trend, daily=daily, weekly=weekly)

@@ -165,6 +165,8 @@ def current_type(types: Iterable[InstanceLike], current: str | InstanceLike | tu
                  *, arch: str | None = None) -> InstanceLike:
     """The current size as a catalog type: by name, as given, or the cheapest type holding (cores, GiB).
 
+    A size is priced at the cheapest non-burstable type of ``arch`` (any when None) that holds it.
+
     Raises:
         ValueError: an unknown type name, or no type holds the given size.
     """
@@ -178,7 +180,7 @@ def current_type(types: Iterable[InstanceLike], current: str | InstanceLike | tu
     if isinstance(current, tuple):
         cores, gib = current
         fits = [t for t in pool if t.vcpus >= cores - _EPS and t.memory_gib >= gib - _EPS
-                and (arch is None or t.arch == arch)]
+                and (arch is None or t.arch == arch) and not is_burstable(t)]
         if not fits:
             raise ValueError(f"no instance type holds the current size {cores:g} vCPUs / {gib:g} GiB")
         return min(fits, key=lambda t: (t.usd_per_hour, t.vcpus, t.memory_gib, t.name))

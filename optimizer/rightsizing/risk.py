@@ -7,9 +7,10 @@ the floor: 0 very-low, 1 low, 2 medium, 3 high, 4 very-high):
   :data:`CPU_COMFORT` to 100 % (no headroom left is "low", not "medium": CPU over the size is
   slowed, not killed). Samples above the size: 1 + 2 x (their share / :data:`CPU_SHARE_HIGH`,
   capped at 1) + (their mean excess over the size / :data:`CPU_EXCESS_HIGH`, capped at 1).
-  Throttling seen at a capacity at or below the size counts those samples as above it.
+  A sample throttled at a capacity at or above the size counts as above it (its demand exceeded
+  that capacity, so it exceeds a size no larger).
 * **Memory** -- any sample above the size is an OOM kill: 3 + (share / :data:`MEM_SHARE_VERY_HIGH`,
-  capped at 1); an OOM event recorded while the capacity was at or below the size likewise. No
+  capped at 1); an OOM kill recorded while the capacity was at or above the size is at least 3. No
   sample above: 0..2 as the peak rises from :data:`MEM_COMFORT` of the size to the size.
 """
 
@@ -59,18 +60,18 @@ def _mem_score(peak_ratio: float, share_above: float) -> float:
 
 
 def _throttled_mask(usage: UsageSeries, cpu_cores: float) -> np.ndarray:
-    """Samples throttled at a capacity no larger than ``cpu_cores`` (their demand was above it)."""
+    """Samples throttled at a capacity at least ``cpu_cores`` (their demand was above that size)."""
     if usage.throttled_ratio is None:
         return np.zeros(len(usage), dtype=bool)
     thr = np.nan_to_num(usage.throttled_ratio, nan=0.0) > THROTTLED
     if usage.cpu_capacity is None:
         return thr & (usage.cpu_cores >= 0.95 * cpu_cores)
     cap = usage.cpu_capacity
-    return thr & np.isfinite(cap) & (cap <= cpu_cores * (1 + 1e-9))
+    return thr & (~np.isfinite(cap) | (cap >= cpu_cores * (1 - 1e-9)))
 
 
 def _oom_at_or_below(usage: UsageSeries, mem_gib: float) -> bool:
-    """An OOM kill recorded while the memory capacity was at or below ``mem_gib`` (unknown: at the peak)."""
+    """An OOM kill recorded while the memory capacity was at or above ``mem_gib`` (unknown: the peak)."""
     if not usage.oom_times:
         return False
     if usage.mem_capacity is None:
@@ -78,7 +79,7 @@ def _oom_at_or_below(usage: UsageSeries, mem_gib: float) -> bool:
     for when in usage.oom_times:
         i = int(np.searchsorted(usage.t, when, side="right")) - 1
         cap = usage.mem_capacity[max(0, min(i, len(usage) - 1))] if len(usage) else np.nan
-        if not np.isfinite(cap) or cap <= mem_gib * (1 + 1e-9):
+        if not np.isfinite(cap) or cap >= mem_gib * (1 - 1e-9):
             return True
     return False
 
