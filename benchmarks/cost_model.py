@@ -25,11 +25,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.pricing import load_discounts, load_instance_types, load_unit_prices
-from optimizer.rightsizing.costplan import predict_cost, savings
+from collectors.pricing import CATALOG_SOURCE, load_discounts, load_instance_types, load_unit_prices
+from optimizer.instance import HOURS_PER_MONTH
+from optimizer.rightsizing import costforecast, risk
+from optimizer.rightsizing.costplan import SPOT_INTERRUPTION_RISK, predict_cost, purchase_plan, savings
 from optimizer.rightsizing.discounts import option_discount, supported_options
-from optimizer.rightsizing.model import Recommendation, ResourceRecommendation, UsageSeries
-from optimizer.rightsizing.offers import cgroup_limits, match_offers
+from optimizer.rightsizing.model import RISK_LABELS, Recommendation, ResourceRecommendation, UsageSeries
+from optimizer.rightsizing.offers import BURSTABLE_BASELINE, PAGE, cgroup_limits, match_offers
 
 BITBRAINS = Path("/work/shared/datasets/utilization/bitbrains_rnd/2013-8")
 DAY = 86400.0
@@ -102,10 +104,16 @@ def print_rows(title: str, rows: list[dict]) -> None:
 
 def discounts_section() -> None:
     rows = load_discounts()
+    print(f"instance catalog: {CATALOG_SOURCE}")
+    print("discount sources used:")
+    for src in sorted({r.source for r in rows if r.usable and r.provider == "aws"}):
+        print(f"  {src}")
     print("purchase options priced from derived/observed figures (discount below on-demand):")
     for opt in supported_options(rows):
         own, other = option_discount(rows, opt, "m5.large"), option_discount(rows, opt, "r7i.large")
         print(f"  {opt:<40} m5.large {own.pct:5.1f} %   r7i.large {other.pct:5.1f} %")
+    for opt, name in (("spot", "m5.large"), ("spot", "r7i.large"), ("reserved_1y_no_upfront", "r7i.large")):
+        print(f"  basis of {opt} for {name}: {option_discount(rows, opt, name).basis}")
     skipped = sorted({f"{r.provider} {r.purchase_option} (up to {r.pct_max:g} %)" for r in rows if not r.usable})
     print(f"advertised maxima, never used as a saving: {'; '.join(skipped)}")
 
@@ -133,6 +141,33 @@ def match_section() -> None:
     print(f"  as cgroup limits on a 4-CPU host: {lim.systemd} cpu.max {lim.cpu_max!r}")
 
 
+def constants_section() -> None:
+    print(f"\na month is {HOURS_PER_MONTH:g} hours; memory limits are rounded up to a {PAGE}-byte page")
+    print(f"risk labels 0..4: {', '.join(RISK_LABELS)}; spot adds {SPOT_INTERRUPTION_RISK} to an interruptible "
+          "target's risk and makes a non-interruptible one's at least 3")
+    print("risk scale: " + ", ".join(f"{k}={getattr(risk, k)}" for k in (
+        "CPU_COMFORT", "CPU_SHARE_HIGH", "CPU_EXCESS_HIGH", "MEM_COMFORT", "MEM_SHARE_VERY_HIGH", "THROTTLED")))
+    print(f"burstable types kept only when the median CPU <= {BURSTABLE_BASELINE} x their vCPUs")
+    print("forecast: " + ", ".join(f"{k}={getattr(costforecast, k)}" for k in (
+        "DAILY_DAYS", "TREND_DAYS", "WEEKLY_DAYS", "TREND_SE", "HOLDOUT_DAYS", "LONG_DAYS", "HOLDOUT_FRAC",
+        "MIN_TRAIN_HOURS", "MIN_HOLDOUT_HOURS", "BAND_PERCENTILES")))
+
+
+def plan_section() -> None:
+    types, rows = load_instance_types(), load_discounts()
+    u = synthetic()["noisy seasonal"]
+    d = purchase_plan.__kwdefaults__ or {}
+    plan = purchase_plan(u, types.values(), rows, unit="m5.large")
+    print(f"\npurchase plan for the 'noisy seasonal' shape in m5.large units (default baseline quantile "
+          f"{d.get('baseline_quantile')}, option {d.get('baseline_option')}):")
+    print(f"  {plan.baseline_instances} x {plan.unit_type} on {plan.baseline_option}: "
+          f"{plan.baseline_usd_per_month:.2f} USD/month; peaks {plan.peak_instance_hours:.0f} instance-hours "
+          f"on {plan.peak_option}: {plan.peak_usd_per_month:.2f}; total {plan.total_usd_per_month:.2f} against "
+          f"{plan.all_on_demand_usd_per_month:.2f} all on demand (peak count on demand all month: "
+          f"{plan.static_on_demand_usd_per_month:.2f}); break-even busy share {plan.break_even_share:.3f}, "
+          f"count needed that often {plan.break_even_instances}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bitbrains", type=Path, default=BITBRAINS)
@@ -140,7 +175,9 @@ def main() -> None:
     ap.add_argument("--horizon-days", type=float, default=10.0)
     args = ap.parse_args()
     discounts_section()
+    constants_section()
     match_section()
+    plan_section()
     prices = load_unit_prices()
     pc, pm = prices.cpu_usd_per_vcpu_hour, prices.memory_usd_per_gib_hour
     print(f"\nforecast honesty: train {args.train_days:g} days, predict {args.horizon_days:g}; prices "

@@ -25,7 +25,16 @@ from pathlib import Path
 from collectors.errors import CollectorError
 from optimizer.rightsizing.discounts import Discount
 
-__all__ = ["Discount", "InstanceType", "UnitPrices", "load_discounts", "load_instance_types", "load_unit_prices"]
+__all__ = [
+    "CATALOG_SOURCE", "Discount", "InstanceType", "UnitPrices", "load_discounts", "load_instance_types",
+    "load_unit_prices",
+]
+
+#: where the packaged instance catalog comes from and the date its prices refer to
+CATALOG_SOURCE = (
+    "aws/karpenter-provider-aws pkg/providers/pricing/zz_generated.pricing_aws.go @ 6fc13b5236fd "
+    "(us-east-1 Linux on-demand, generated 2026-07-20)"
+)
 
 _REQUIRED = ("profile", "resource", "pricing_model", "usd_per_unit_hour", "unit")
 _INSTANCE_COLUMNS = ("instance_type", "family", "generation", "vcpu", "memory_gib", "ondemand_usd_per_hour", "arch")

@@ -9,7 +9,7 @@ priced as OpenCost prices an allocation: ``cores x vCPU-hour + GiB x GiB-hour`` 
 the allocation is ``max(request, usage)`` when a request is given.
 
 The band (``low``..``high``) assumes the fit's hourly errors persist over the horizon (as a level
-shift would): the 10th and 90th percentiles of the residual hourly cost, times the hours, widened
+shift would): the :data:`BAND_PERCENTILES` of the residual hourly cost, times the hours, widened
 to at least the backtest's relative error. The backtest holds out the last 7 days (or the last
 30 % when the history is shorter than 21 days), fits the rest, predicts the held-out hours and
 compares the total cost: ``backtest_error_pct = |predicted - actual| / actual x 100``.
@@ -26,7 +26,8 @@ import numpy as np
 from optimizer.rightsizing.model import UsageSeries
 
 __all__ = [
-    "DAILY_DAYS", "TREND_DAYS", "WEEKLY_DAYS", "CostPrediction", "fit_hourly", "huber_fit", "predict_cost",
+    "BAND_PERCENTILES", "DAILY_DAYS", "TREND_DAYS", "WEEKLY_DAYS", "CostPrediction", "fit_hourly", "huber_fit",
+    "predict_cost",
 ]
 
 HOUR = 3600.0
@@ -41,6 +42,8 @@ TREND_SE = 2.0
 HOLDOUT_DAYS = 7.0
 LONG_DAYS = 21.0
 HOLDOUT_FRAC = 0.3
+#: the band: these percentiles of the residual hourly cost, persisting over the horizon
+BAND_PERCENTILES = (10.0, 90.0)
 #: the shortest training part and held-out part of a backtest, in hourly bins
 MIN_TRAIN_HOURS = 24
 MIN_HOLDOUT_HOURS = 6
@@ -207,8 +210,9 @@ def predict_cost(
     usd = float(per_hour.sum()) * (horizon_days * 24 / n)
     resid = _hour_cost(cpu, mem, prices, requests) - _hour_cost(fc(th), fm(th), prices, requests)
     hours = horizon_days * 24
-    low = usd + hours * float(np.percentile(resid, 10)) if len(resid) > 1 else usd
-    high = usd + hours * float(np.percentile(resid, 90)) if len(resid) > 1 else usd
+    lo_q, hi_q = BAND_PERCENTILES
+    low = usd + hours * float(np.percentile(resid, lo_q)) if len(resid) > 1 else usd
+    high = usd + hours * float(np.percentile(resid, hi_q)) if len(resid) > 1 else usd
     err = _backtest(th, cpu, mem, prices, requests)
     if err is not None:
         low, high = min(low, usd * (1 - err / 100)), max(high, usd * (1 + err / 100))

@@ -146,7 +146,9 @@ class PurchasePlan:
     ``all_on_demand_usd_per_month`` prices the same instance-hours on demand;
     ``static_on_demand_usd_per_month`` keeps the peak count on demand all month.
     ``break_even_share``: a baseline instance pays off when it is needed at least this share of the
-    time (1 - discount); ``notes`` give the bases of the figures and the assumptions.
+    time (1 - discount); ``break_even_instances``: the largest count the history needed that often
+    (the cost-optimal baseline if the history repeats; the default quantile is more cautious);
+    ``notes`` give the bases of the figures and the assumptions.
     """
 
     unit_type: str
@@ -161,6 +163,7 @@ class PurchasePlan:
     static_on_demand_usd_per_month: float
     savings_usd_per_month: float
     break_even_share: float
+    break_even_instances: int = 0
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +177,13 @@ def _needed(usage: UsageSeries, unit: InstanceLike) -> np.ndarray:
     need = np.maximum(np.ceil(np.round(usage.cpu_cores / unit.vcpus, 9)),
                       np.ceil(np.round(usage.mem_gib / unit.memory_gib, 9)))
     return np.maximum(need, 1.0)
+
+
+def _break_even_count(need: np.ndarray, share: float) -> int:
+    """The largest count ``b`` with ``need >= b`` in at least ``share`` of the samples."""
+    levels = np.unique(need)
+    busy = [int(b) for b in levels if float((need >= b).mean()) >= share - 1e-12]
+    return max(busy, default=0)
 
 
 def purchase_plan(
@@ -234,7 +244,8 @@ def purchase_plan(
         peak_option=peak_option, peak_instance_hours=peak_hours, peak_usd_per_month=peak_usd,
         total_usd_per_month=total, all_on_demand_usd_per_month=all_od,
         static_on_demand_usd_per_month=float(need.max()) * od_month, savings_usd_per_month=all_od - total,
-        break_even_share=1.0 - base.pct / 100.0, notes=notes,
+        break_even_share=1.0 - base.pct / 100.0,
+        break_even_instances=_break_even_count(need, 1.0 - base.pct / 100.0), notes=notes,
     )
 
 

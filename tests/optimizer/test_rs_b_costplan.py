@@ -119,9 +119,15 @@ def test_purchase_plan_by_hand() -> None:
     assert plan.static_on_demand_usd_per_month == pytest.approx(3 * 73.0)
     assert plan.savings_usd_per_month == pytest.approx(109.5 - 80.3)
     assert plan.break_even_share == pytest.approx(0.6)
+    assert plan.break_even_instances == 1  # 2+ instances are needed 40 % of the time, under 60 %
     assert "assumed for a.large" in plan.notes[0]
     higher = purchase_plan(series(cpu, 2.0), CATALOG, DISCOUNTS, unit="a.large", baseline_quantile=0.7)
     assert higher.baseline_instances == 2
+    # 40 % off: the 2nd instance is needed 40 % of the time, exactly the break-even share
+    cheap = [d for d in DISCOUNTS if d.kind != "derived"] + [
+        type(DISCOUNTS[0])("aws", "reserved_instance_standard", "1y", "No Upfront", "b.xlarge us-east-1", 60, 60,
+                           "derived", "b", "s", "b.xlarge")]
+    assert purchase_plan(series(cpu, 2.0), CATALOG, cheap, unit="a.large").break_even_instances == 2
 
 
 def test_purchase_plan_spot_peaks_for_a_batch_target() -> None:
