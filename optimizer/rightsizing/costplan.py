@@ -62,15 +62,15 @@ def _median_fit(usage: UsageSeries) -> tuple[float, float]:
 
 def _candidates(usage: UsageSeries, pool: list[InstanceLike], cur: InstanceLike | None,
                 arch: str | None) -> list[InstanceLike]:
-    """Types that hold the median usage, priced no higher than the current (or the peak + headroom) type."""
+    """Types that hold the median usage, priced up to the dearer of the current type and the cheapest
+    type holding the peak with headroom (so an under-provisioned target sees larger sizes too)."""
     mc, mm = _median_fit(usage)
     fit = [t for t in pool if t.vcpus >= mc and t.memory_gib >= mm and (arch is None or t.arch == arch)]
-    if cur is None:
-        top = (float(usage.cpu_cores.max()) * _PEAK_HEADROOM, float(usage.mem_gib.max()) * _PEAK_HEADROOM)
-        holding = [t for t in fit if t.vcpus >= top[0] and t.memory_gib >= top[1]]
-        ceiling = min((t.usd_per_hour for t in holding), default=max((t.usd_per_hour for t in fit), default=0.0))
-    else:
-        ceiling = cur.usd_per_hour
+    top = (float(usage.cpu_cores.max()) * _PEAK_HEADROOM, float(usage.mem_gib.max()) * _PEAK_HEADROOM)
+    holding = [t for t in fit if t.vcpus >= top[0] and t.memory_gib >= top[1]]
+    ceiling = min((t.usd_per_hour for t in holding), default=max((t.usd_per_hour for t in fit), default=0.0))
+    if cur is not None:
+        ceiling = max(ceiling, cur.usd_per_hour)
     out = [t for t in fit if t.usd_per_hour <= ceiling + 1e-12]
     if cur is not None and all(t.name != cur.name for t in out):
         out.append(cur)
@@ -93,9 +93,9 @@ def cost_front(
 ) -> list[Offer]:
     """The offers on the Pareto front of monthly cost against performance risk, cheapest first.
 
-    Candidates are the catalog types that hold the median CPU and memory, priced up to the current
-    type (``current``: a name, a type, a (cores, GiB) size; default the series' last known capacity,
-    else the cheapest type holding 1.25 x the peak) and of ``arch`` (as in
+    Candidates are the catalog types that hold the median CPU and memory, priced up to the dearer
+    of the current type (``current``: a name, a type, a (cores, GiB) size; default the series' last
+    known capacity) and the cheapest type holding 1.25 x the peak, and of ``arch`` (as in
     :func:`.offers.match_offers`: default the current type's), each under each of ``options`` (default: every
     option the discount data support). An offer's risk is :func:`size_risk` of its size; on spot it
     is raised by :data:`SPOT_INTERRUPTION_RISK` for an interruptible target and to at least 3 for

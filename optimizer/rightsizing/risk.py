@@ -64,10 +64,10 @@ def _throttled_mask(usage: UsageSeries, cpu_cores: float) -> np.ndarray:
     if usage.throttled_ratio is None:
         return np.zeros(len(usage), dtype=bool)
     thr = np.nan_to_num(usage.throttled_ratio, nan=0.0) > THROTTLED
-    if usage.cpu_capacity is None:
-        return thr & (usage.cpu_cores >= 0.95 * cpu_cores)
-    cap = usage.cpu_capacity
-    return thr & (~np.isfinite(cap) | (cap >= cpu_cores * (1 - 1e-9)))
+    # a throttled sample ran at its quota: where the capacity is unknown, its usage stands for it
+    proxy = usage.cpu_cores / 0.95
+    cap = proxy if usage.cpu_capacity is None else np.where(np.isfinite(usage.cpu_capacity), usage.cpu_capacity, proxy)
+    return thr & (cap >= cpu_cores * (1 - 1e-9))
 
 
 def _oom_at_or_below(usage: UsageSeries, mem_gib: float) -> bool:
@@ -127,8 +127,9 @@ def risk_from_stats(cpu_stats: Mapping[str, float], mem_stats: Mapping[str, floa
                     cpu_cores: float, mem_gib: float) -> float:
     """The risk of a size from a recommendation's percentile statistics (``p50``..``max``, ``peak``).
 
-    The same scale as :func:`size_risk`, when only the observed percentiles are at hand (the share
-    above a size is interpolated between them, the excess taken at the maximum); an approximation.
+    The same scale as :func:`size_risk`, when only the observed percentiles are at hand: the share
+    above a size is interpolated between them, the mean excess taken as half the excess of the
+    maximum (or p99), memory above the size as an OOM. An approximation.
 
     Raises:
         ValueError: a size that is not > 0.

@@ -9,6 +9,7 @@ from optimizer.pareto import pareto_mask
 from optimizer.rightsizing.costplan import cost_front, purchase_plan, savings, size_risk
 from optimizer.rightsizing.model import UsageSeries
 from optimizer.rightsizing.offers import SpotSuitability, price_offer
+from optimizer.rightsizing.risk import risk_from_stats
 from tests.optimizer.test_rs_b_offers import CATALOG, DISCOUNTS, T0
 
 OPTIONS = ("on_demand", "spot", "reserved_1y_no_upfront")
@@ -159,3 +160,58 @@ def test_savings() -> None:
     assert savings(0.0, 0.0).pct == 0.0
     with pytest.raises(ValueError, match="current cost must be a finite number >= 0"):
         savings(-1.0, 2.0)
+
+
+def _stats(a: np.ndarray) -> dict[str, float]:
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+
+
+def test_risk_from_stats_tracks_size_risk() -> None:
+    rng = np.random.default_rng(3)
+    usage = series(rng.gamma(2.0, 0.6, 3000), rng.normal(6, 0.8, 3000).clip(0.1))
+    cs, ms = _stats(usage.cpu_cores), _stats(usage.mem_gib)
+    for cores, gib in [(1, 4), (2, 8), (3, 9), (4, 10), (6, 12), (8, 16)]:
+        exact, approx = size_risk(usage, cores, gib), risk_from_stats(cs, ms, cores, gib)
+        assert abs(exact - approx) <= 1.0, (cores, gib, exact, approx)
+    assert risk_from_stats(cs, ms, 16, 32) == 0.0
+    assert risk_from_stats(cs, {"p50": 4.0, "peak": 9.0}, 16, 8) >= 3.0  # a peak above memory: OOM
+    with pytest.raises(ValueError, match="mem_gib > 0"):
+        risk_from_stats(cs, ms, 2, 0)
+
+
+def test_throttling_at_an_unknown_capacity_stands_at_the_usage() -> None:
+    n = 100
+    thr = np.zeros(n)
+    thr[:10] = 0.5
+    usage = series(np.full(n, 1.9), 3.0, throttled_ratio=thr, cpu_capacity=np.full(n, np.nan))
+    assert size_risk(usage, 2, 16) >= 3.0  # throttled at about 1.9/0.95 = 2 cores
+    assert size_risk(usage, 4, 16) < 1.0
+
+
+def test_cost_front_reaches_above_an_under_provisioned_current() -> None:
+    cpu = np.r_[np.full(300, 1.8), np.full(300, 3.6)]  # half the time above a.large's 2 vCPUs
+    usage = series(cpu, 3.0, cpu_capacity=np.full(600, 2.0), mem_capacity=np.full(600, 4.0))
+    # the current size comes from the capacities; candidates go up to the type holding 1.25 x the peak
+    front = cost_front(usage, CATALOG, DISCOUNTS, options=("on_demand",), arch="x86_64")
+    names = [o.instance_type for o in front]
+    assert names == ["a.large", "c.xlarge", "b.2xlarge"]
+    assert front[0].risk == 4.0 and front[1].risk == pytest.approx((0.9 - 0.7) / 0.3) and front[2].risk == 0.0
+    assert front[-1].savings_usd_per_month == pytest.approx((0.10 - 0.48) * 730)  # costs more than now
+    unknown = cost_front(series(cpu, 3.0), CATALOG, DISCOUNTS, options=("on_demand",), arch="x86_64")
+    # without a current size a.large does not hold the median (2.7 cores) and is no candidate
+    assert [o.instance_type for o in unknown] == names[1:] and unknown[0].savings_usd_per_month is None
+
+
+def test_cost_front_never_dominated_on_random_catalogs() -> None:
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        cat = [type(CATALOG[0])(f"x{i}.size", int(rng.integers(1, 17)), float(rng.integers(1, 65)),
+                                float(rng.uniform(0.01, 1.0))) for i in range(25)]
+        usage = series(rng.gamma(2.0, 0.8, 500), rng.gamma(4.0, 1.0, 500))
+        front = cost_front(usage, cat, DISCOUNTS, options=("on_demand", "spot", "reserved_1y_no_upfront"))
+        pts = np.array([[o.usd_per_month, o.risk] for o in front])
+        if len(pts) == 0:
+            continue
+        assert pareto_mask(pts, ["minimize", "minimize"]).all(), trial
+        assert (np.diff(pts[:, 0]) >= 0).all() and (np.diff(pts[:, 1]) <= 0).all(), trial
