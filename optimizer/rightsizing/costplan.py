@@ -259,6 +259,9 @@ class Savings:
     usd_per_year: float
     pct: float
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 def savings(current_usd_per_month: float, recommended_usd_per_month: float) -> Savings:
     """The monthly and yearly saving and its share of the current cost (0 % when the current is free).

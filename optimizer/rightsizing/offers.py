@@ -99,6 +99,9 @@ class SpotSuitability:
     memory_floor_share: float = 0.0
     cpu_cv: float = 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 #: shortest history to judge a target's shape
 SPOT_MIN_HOURS = 24.0
@@ -283,6 +286,12 @@ class CgroupLimits:
     def cpu_max(self) -> str:
         """The cgroup v2 ``cpu.max`` line."""
         return f"{self.cpu_quota_us} {self.cpu_period_us}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cpu_max"] = self.cpu_max
+        d["notes"] = list(self.notes)
+        return d
 
 
 def _ceil(x: float) -> int:

@@ -215,3 +215,20 @@ def test_cost_front_never_dominated_on_random_catalogs() -> None:
             continue
         assert pareto_mask(pts, ["minimize", "minimize"]).all(), trial
         assert (np.diff(pts[:, 0]) >= 0).all() and (np.diff(pts[:, 1]) <= 0).all(), trial
+
+
+def test_results_serialise_to_json() -> None:
+    import json
+
+    from optimizer.rightsizing.costplan import predict_cost
+    from optimizer.rightsizing.offers import cgroup_limits, spot_suitability
+    from tests.optimizer.test_rs_b_offers import rec
+
+    usage = _usage_for_front()
+    docs = [o.to_dict() for o in cost_front(usage, CATALOG, DISCOUNTS, options=OPTIONS)]
+    docs += [purchase_plan(usage, CATALOG, DISCOUNTS).to_dict(), savings(10.0, 4.0).to_dict(),
+             spot_suitability(usage).to_dict(), cgroup_limits(rec(2.4, 9.0), cpus_online=4).to_dict(),
+             predict_cost(usage, cpu_usd_per_vcpu_hour=0.03, memory_usd_per_gib_hour=0.004).to_dict()]
+    back = json.loads(json.dumps(docs))
+    assert back[-2]["cpu_max"] == "240000 100000" and back[-2]["systemd"]["CPUQuota"] == "240%"
+    assert back[-4]["usd_per_month"] == 6.0
