@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from optimizer.instance import HOURS_PER_MONTH, InstanceLike
-from optimizer.rightsizing.discounts import ON_DEMAND, Discount, option_discount
+from optimizer.rightsizing.discounts import ON_DEMAND, Discount, option_discount, supported_options
 from optimizer.rightsizing.model import Recommendation, UsageSeries
 from optimizer.rightsizing.risk import risk_from_stats, size_risk
 
@@ -232,6 +232,11 @@ def match_offers(
     """
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
+    allowed = supported_options(discounts)
+    for option in options:
+        if option not in allowed:
+            raise ValueError(f"no derived or observed discount for purchase option {option!r}; "
+                             f"allowed: {', '.join(allowed)}")
     pool = list(types)
     cores, gib = rec.cpu.target, rec.memory.target
     cur = None if current is None else current_type(pool, current, arch=None if arch == "any" else arch)
@@ -249,13 +254,21 @@ def match_offers(
             if median > BURSTABLE_BASELINE * t.vcpus:
                 continue
             note = "burstable: a load above its CPU-credit baseline for long costs extra or is slowed"
-        risk = (size_risk(usage, t.vcpus, t.memory_gib) if usage is not None
-                else risk_from_stats(rec.cpu.observed, _mem_stats(rec.memory.observed), t.vcpus, t.memory_gib))
         for option in options:
-            offers.append(price_offer(t, option, discounts, risk=risk, spot=spot,
+            offers.append(price_offer(t, option, discounts, risk=0.0, spot=spot,
                                       current_usd_per_month=cur_month, note=note))
     offers.sort(key=lambda o: (o.usd_per_month, o.vcpus, o.memory_gib, o.instance_type, o.purchase_option))
-    return offers[:limit]
+    # the risk of a size only for the offers returned (it reads the whole history)
+    mem_stats = _mem_stats(rec.memory.observed)
+    risks: dict[tuple[int, float], float] = {}
+    out = []
+    for o in offers[:limit]:
+        key = (o.vcpus, o.memory_gib)
+        if key not in risks:
+            risks[key] = (size_risk(usage, o.vcpus, o.memory_gib) if usage is not None
+                          else risk_from_stats(rec.cpu.observed, mem_stats, o.vcpus, o.memory_gib))
+        out.append(replace(o, risk=risks[key]))
+    return out
 
 
 def _mem_stats(observed: Mapping[str, float]) -> dict[str, float]:

@@ -128,6 +128,8 @@ def test_match_offers_bad_input() -> None:
     with pytest.raises(ValueError, match="unknown instance type 'z.huge'"):
         match_offers(rec(2.4, 9.0), CATALOG, DISCOUNTS, current="z.huge")
     assert match_offers(rec(64, 512), CATALOG, DISCOUNTS) == []
+    with pytest.raises(ValueError, match="'savings_plan_compute'; allowed: on_demand, spot, reserved_1y_no_upfront"):
+        match_offers(rec(64, 512), CATALOG, DISCOUNTS, options=("savings_plan_compute",))
 
 
 def test_risk_from_usage_when_given() -> None:
