@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optimizer.rightsizing.discounts import Discount, option_discount, supported_options
 from optimizer.rightsizing.model import Recommendation, ResourceRecommendation, UsageSeries
@@ -194,3 +197,17 @@ def test_cgroup_limits_errors() -> None:
         cgroup_limits(rec(2.4, 9.0), cpus_online=0)
     with pytest.raises(ValueError, match="period_us must be in"):
         cgroup_limits(rec(2.4, 9.0), cpus_online=4, period_us=500)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cores=st.floats(0.01, 64.0), gib=st.floats(0.01, 512.0), online=st.integers(1, 128),
+       period=st.integers(1000, 1_000_000))
+def test_cgroup_limits_properties(cores: float, gib: float, online: int, period: int) -> None:
+    lim = cgroup_limits(rec(cores, gib), cpus_online=online, period_us=period)
+    n = min(math.ceil(round(cores, 6)), online)
+    assert lim.allowed_cpus == ("0" if n == 1 else f"0-{n - 1}")
+    assert lim.cpu_quota_us >= 1000 and lim.cpu_quota_us <= n * period
+    assert lim.cpu_quota_us >= min(cores, online) * period - 1
+    assert lim.memory_max_bytes % 4096 == 0 and 0 <= lim.memory_max_bytes - gib * 2**30 < 4096 + 1e-3
+    assert lim.systemd["MemoryMax"] == lim.memory_max_bytes and lim.systemd["AllowedCPUs"] == lim.allowed_cpus
+    assert int(str(lim.systemd["CPUQuota"]).rstrip("%")) >= min(cores, online) * 100 - 1e-6
