@@ -19,7 +19,8 @@ Per resource (``cpu`` in cores, ``memory`` in GiB):
    kill bumps memory to ``max(peak * 1.2, peak + 100 MiB)`` (VPA) and marks the risk; a CPU that ran
    at >= 95 % of its capacity in more than 5 % of samples (or was throttled in more than 10 % of CFS
    periods) is demand-censored -- its true demand is unknown -- so the target is above the capacity
-   (``max(capacity, p99, level) * (1 + sat_bump)``, replacing the margins, which would only measure the cap) and the finding ``under-provisioned``.
+   (``max(capacity, p99, level) * (1 + sat_bump)``, replacing the margins, which would only measure
+   the cap) and the finding ``under-provisioned``.
 
 Findings (AWS Compute Optimizer): ``under-provisioned`` when the current size is below ``lower`` (the
 level the workload needs before any margin), or censored, or memory killed by OOM below the target;
@@ -72,7 +73,8 @@ class ProfileParams:
     ``q``: the histogram percentile per resource; ``margin`` (CPU) or ``mem_margin`` (memory, whose level
     is already a percentile of hourly peaks) + ``burst_k`` x cv: the multiplicative headroom; ``conf_k``:
     the exponent of the confidence multiplier; ``peak_margin``: memory's headroom over its peak, plus
-    ``drift_z`` times its day-to-day drift over the horizon; ``sat_bump``: how far above a saturated CPU's capacity to go.
+    ``drift_z`` times its day-to-day drift over the horizon; ``sat_bump``: how far above a saturated
+    CPU's capacity to go.
     """
 
     q_cpu: float
