@@ -15,7 +15,8 @@ Per resource (``cpu`` in cores, ``memory`` in GiB):
    the history grows (capped at 2).
 5. **Floors**: memory never below the peak working set seen, plus the profile's peak margin, plus
    ``drift_z`` times how far the daily peak wanders over the horizon (a random walk: the robust standard
-   deviation of its day-to-day changes times the square root of the horizon in days); an OOM
+   deviation of its day-to-day changes times the square root of the horizon in days, at most
+   ``peak_margin`` of the peak again); an OOM
    kill bumps memory to ``max(peak * 1.2, peak + 100 MiB)`` (VPA) and marks the risk; a CPU that ran
    at >= 95 % of its capacity in more than 5 % of samples (or was throttled in more than 10 % of CFS
    periods) is demand-censored -- its true demand is unknown -- so the target is above the capacity
@@ -218,7 +219,8 @@ def _memory_floor(u: UsageSeries, s: _Sized, p: ProfileParams) -> _Sized:
     """Memory never below the peak plus the profile's margin; OOM kills bump it (VPA) and count as risk."""
     r = s.rec
     peak = r.observed["max"]
-    drift = _drift(u, horizon_d=_horizon_h(u) / 24.0)
+    # a working set's daily peak is bounded, not a free random walk: the drift adds at most peak_margin again
+    drift = min(_drift(u, horizon_d=_horizon_h(u) / 24.0), peak * p.peak_margin / max(p.drift_z, 1e-9))
     floor = peak * (1.0 + p.peak_margin) + p.drift_z * drift
     reasons = list(s.reasons)
     target = r.target

@@ -12,7 +12,8 @@ one) are all the recommender and the rules may read; the rest is the test part, 
 Fixed rules (:data:`RULES`) on the same training part: ``p90+15%`` (VPA's target), ``p95+20%``,
 ``p99+20%``, ``max+10%``. The recommender is **dominated** on a resource when some rule has both less
 under-provisioning and less unused capacity (both strictly). Series too short to split (fewer than
-two samples) are listed but not scored; ``insufficient-data`` series are scored with their best guess.
+two samples: no test part) are recommended but not scored; ``insufficient-data`` series are scored
+with their best guess.
 """
 
 from __future__ import annotations
@@ -96,13 +97,14 @@ def score(size: float, test: np.ndarray) -> Score:
 
 @dataclass(frozen=True)
 class VmReplay:
-    """One series' replay: its recommendation (None when not scored), train/test sizes, and per resource the
-    scores of the recommender (``"recommender"``) and of each rule, with each rule's size."""
+    """One series' replay: its recommendation (from the training part), train/test sizes, and per resource
+    the scores of the recommender (``"recommender"``) and of each rule, with each rule's size (both empty
+    when there is no test part)."""
 
     target: str
     n_train: int
     n_test: int
-    recommendation: Recommendation | None
+    recommendation: Recommendation
     scores: dict[str, dict[str, Score]] = field(default_factory=dict)
     rule_sizes: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -111,10 +113,9 @@ def _one(series: UsageSeries, train_frac: float, profile: str,
          rec_fn: Callable[..., Recommendation]) -> VmReplay:
     k = split(series, train_frac)
     n_test = len(series) - k
-    if k == 0 or n_test == 0:
-        return VmReplay(series.target, k, n_test, None)
-    train = series.head(k)
-    rec = rec_fn(train, profile=profile)
+    rec = rec_fn(series.head(k), profile=profile)
+    if n_test == 0:
+        return VmReplay(series.target, k, n_test, rec)
     scores: dict[str, dict[str, Score]] = {}
     sizes: dict[str, dict[str, float]] = {}
     for res in RESOURCES:
@@ -159,11 +160,10 @@ def replay(series: Mapping[str, UsageSeries], *, train_frac: float = 0.5, profil
 def summarize(vms: list[VmReplay], *, train_frac: float, profile: str) -> dict[str, Any]:
     """Pooled figures per resource: the recommender's and each rule's under-provisioning and unused capacity
     (%), and ``dominated_by``: the rules with both less (empty when the recommender is never dominated)."""
-    scored = [v for v in vms if v.recommendation is not None]
+    scored = [v for v in vms if v.scores]
     out: dict[str, Any] = {
         "vms": len(vms), "scored": len(scored), "train_frac": train_frac, "profile": profile,
-        "insufficient_data": sum(1 for v in scored if v.recommendation and
-                                 v.recommendation.finding == "insufficient-data"),
+        "insufficient_data": sum(1 for v in scored if v.recommendation.finding == "insufficient-data"),
         "test_samples": sum(v.n_test for v in scored),
         "definitions": {
             "under_provisioned_pct": "test samples whose usage is above the recommended size, % of test samples",
