@@ -83,20 +83,21 @@ def _header(path: Path) -> list[str]:
 
 
 def _timestamps(raw: pd.Series, path: Path, first_line: int) -> np.ndarray:
-    """Unix seconds from Unix seconds or ISO 8601 text (naive times are UTC)."""
-    num = pd.to_numeric(raw, errors="coerce")
-    if num.notna().all():
-        return num.to_numpy(dtype=np.float64)
-    try:
-        dt = pd.to_datetime(raw, utc=True, format="ISO8601")
-    except (ValueError, TypeError) as e:
-        bad = raw[num.isna()].index[0]
-        raise TraceError(f"trace {path}: line {first_line + bad}: timestamp {raw[bad]!r} is neither Unix seconds "
-                         f"nor ISO 8601 ({e})") from None
-    if dt.isna().any():
-        bad = int(np.flatnonzero(dt.isna().to_numpy())[0])
+    """Unix seconds from Unix seconds or ISO 8601 text, row by row (naive times are UTC)."""
+    if raw.isna().any():
+        bad = int(np.flatnonzero(raw.isna().to_numpy())[0])
         raise TraceError(f"trace {path}: line {first_line + bad}: missing timestamp")
-    return (dt.astype("int64") / 1e9).to_numpy(dtype=np.float64)
+    num = pd.to_numeric(raw, errors="coerce")
+    out = num.to_numpy(dtype=np.float64, copy=True)
+    text = num.isna().to_numpy()
+    if text.any():
+        dt = pd.to_datetime(raw[text], utc=True, format="ISO8601", errors="coerce")
+        if dt.isna().any():
+            bad = int(np.flatnonzero(text)[np.flatnonzero(dt.isna().to_numpy())[0]])
+            raise TraceError(f"trace {path}: line {first_line + bad}: timestamp {raw.iloc[bad]!r} is neither Unix "
+                             "seconds nor ISO 8601 (e.g. 1375308176 or 2013-08-01T00:02:56Z)")
+        out[text] = (dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+    return out
 
 
 def _numbers(chunk: pd.DataFrame, col: str, path: Path, first_line: int) -> np.ndarray:
