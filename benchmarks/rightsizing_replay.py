@@ -13,8 +13,10 @@ strictly lower), and whether the issue's targets hold (memory <= 1 %, CPU <= 5 %
 ``PARAMS``, ``HALF_LIFE_S``, the drift floor, the saturation step) were chosen on the *tuning* sources: the
 Bitbrains development subset (19 VMs; the data set's README keeps the rest of GWA-T-12 back for evaluation)
 and synthetic ``steady``, ``bursty`` and ``daily`` fleets with seed 1. The *held-out* sources are synthetic
-fleets of every shape (``optimizer.rightsizing.synthetic.SHAPES``) with seed 3, not run while tuning (seed 2
-was looked at during development, after which the drift floor for memory was added).
+fleets of every shape (``optimizer.rightsizing.synthetic.SHAPES``) with seed 4, not run while tuning. Seeds 2
+and 3 of the other shapes were looked at during development: their trending memory missed the 1 % target
+(3-5 %), after which memory got its drift floor, a less strict trend test (t >= 2) and, in ``balanced``, a
+peak margin of 20 % instead of 10 %; seed 4 was first run for the figures this prints.
 
 Then the speed target: a CSV of 250 VMs x 10 days at 5-minute resolution (mixed shapes) is written and
 replayed in a fresh Python process through the command's own function (``replay_cmd --json``, as
@@ -43,7 +45,7 @@ from optimizer.rightsizing.replay import RULES, replay  # noqa: E402
 
 _SHARED = "shared/datasets/utilization/bitbrains_rnd"
 TUNING_SHAPES = ("steady", "bursty", "daily")
-TUNING_SEED, HELD_OUT_SEED = 1, 3
+TUNING_SEED, HELD_OUT_SEED = 1, 4
 TARGETS = {"cpu": 5.0, "memory": 1.0}
 
 

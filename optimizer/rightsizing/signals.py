@@ -63,8 +63,11 @@ class Trend:
     t_stat: float = 0.0
 
 
-def trend(hours: np.ndarray, values: np.ndarray) -> Trend:
-    """The Huber-regression trend of hourly ``values`` at ``hours``; not significant below 24 hours of data."""
+def trend(hours: np.ndarray, values: np.ndarray, *, t_min: float = TREND_T, min_rise: float = TREND_MIN_RISE) -> Trend:
+    """The Huber-regression trend of hourly ``values`` at ``hours``; not significant below 24 hours of data.
+
+    Significant when ``|t| >= t_min`` and the rise over the history is at least ``min_rise`` of the median.
+    """
     if len(hours) < 24 or float(np.ptp(hours)) < 23:
         return Trend()
     from sklearn.exceptions import ConvergenceWarning
@@ -91,7 +94,7 @@ def trend(hours: np.ndarray, values: np.ndarray) -> Trend:
     t_stat = slope / se
     level_end = float(fit.predict(np.array([[x[-1]]]))[0]) * scale
     rise = abs(slope) * float(np.ptp(x))
-    significant = abs(t_stat) >= TREND_T and rise >= TREND_MIN_RISE * max(float(np.median(y)), 1e-9)
+    significant = abs(t_stat) >= t_min and rise >= min_rise * max(float(np.median(y)), 1e-9)
     return Trend(slope_per_day=slope * scale, level_end=level_end, significant=bool(significant),
                  t_stat=float(t_stat))
 

@@ -113,7 +113,7 @@ def test_steady_overprovisioned_vm():
     u = series(2.0 + rng.normal(0, 0.1, n).clip(-0.3, 0.3), 9.0 + rng.normal(0, 0.05, n), cap_cpu=8, cap_mem=32)
     r = recommend(u)
     assert r.finding == "over-provisioned" and r.cpu.finding == "over-provisioned"
-    assert 2.0 < r.cpu.target < 3.2 and 9.0 < r.memory.target < 11.0
+    assert 2.0 < r.cpu.target < 3.2 and 9.0 < r.memory.target < 12.0
     assert r.memory.target >= r.memory.observed["peak"]
     assert r.needs_hours == 0 and 0 < r.confidence <= 1 and r.risk < 1
     assert any("memory: peak" in s for s in r.reasons) and all(isinstance(s, str) for s in r.reasons)
@@ -220,6 +220,13 @@ def test_property_memory_at_least_peak_and_profiles_monotone(shape, seed, days):
     for a, b in zip(recs, recs[1:], strict=False):
         assert a.cpu.target <= b.cpu.target * (1 + 1e-9)
         assert a.memory.target <= b.memory.target * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("shape", synthetic.SHAPES)
+def test_balanced_memory_is_at_least_every_fixed_rule(shape):
+    u = synthetic.generate(shape, seed=11, days=6)
+    target = recommend(u).memory.target
+    assert all(target >= fixed_rule(u.mem_gib, rule) for rule in RULES)
 
 
 # -- synthetic --------------------------------------------------------------------------------------------
