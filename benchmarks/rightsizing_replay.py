@@ -7,7 +7,8 @@ Each source is replayed as ``novatune rightsize replay`` does (train on the firs
 score on the rest). Printed per source and resource: the recommender's under-provisioning (% of test samples
 above the size) and unused capacity (% of provisioned capacity-time), the same two for each fixed rule
 (p90+15 % as VPA, p95+20 %, p99+20 %, max+10 %), whether a rule dominates the recommender (both figures
-strictly lower), and whether the issue's targets hold (memory <= 1 %, CPU <= 5 %, never dominated).
+strictly lower; "weakly": a rule with as little under-provisioning -- a tie, mostly both 0 % -- and less
+unused capacity), and whether the issue's targets hold (memory <= 1 %, CPU <= 5 %, never dominated).
 
 **Which sources chose the settings.** The recommender's settings (``optimizer.rightsizing.recommend``:
 ``PARAMS``, ``HALF_LIFE_S``, the drift floor, the saturation step) were chosen on the *tuning* sources: the
@@ -69,8 +70,8 @@ def table(rows: list[tuple[str, str, dict]], profile: str) -> bool:
     rules = list(RULES)
     head = f"{'source':<20} {'role':<8} {'res':<6} {'recommender':>15}  " + "  ".join(f"{r:>13}" for r in rules)
     print(f"profile {profile}; each cell: under-provisioned % / unused %")
-    print(head + "  dominated  target")
-    print("-" * len(head) + "-" * 19)
+    print(head + "  dominated  weakly (ties)        target")
+    print("-" * len(head) + "-" * 40)
     ok = True
     for name, role, s in rows:
         for res in ("cpu", "memory"):
@@ -81,8 +82,9 @@ def table(rows: list[tuple[str, str, dict]], profile: str) -> bool:
             met = me["under_provisioned_pct"] <= TARGETS[res] and not r["dominated_by"]
             ok &= met
             dom = ",".join(r["dominated_by"]) or "no"
+            weak = ",".join(r["weakly_dominated_by"]) or "no"
             print(f"{name:<20} {role:<8} {res:<6} {me['under_provisioned_pct']:6.2f} /{me['unused_pct']:6.1f}  "
-                  f"{cells}  {dom:>9}  {'met' if met else 'MISSED'}")
+                  f"{cells}  {dom:>9}  {weak:<20} {'met' if met else 'MISSED'}")
     return ok
 
 

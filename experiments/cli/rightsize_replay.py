@@ -40,8 +40,8 @@ def _tables(report: dict[str, Any]) -> None:
         table.add_row(res, "recommender", fmt(r["recommender"]["under_provisioned_pct"]),
                       fmt(r["recommender"]["unused_pct"]), "")
         for name, v in r["rules"].items():
-            table.add_row("", name, fmt(v["under_provisioned_pct"]), fmt(v["unused_pct"]),
-                          "yes" if name in r["dominated_by"] else "no")
+            dom = "yes" if name in r["dominated_by"] else "weakly" if name in r["weakly_dominated_by"] else "no"
+            table.add_row("", name, fmt(v["under_provisioned_pct"]), fmt(v["unused_pct"]), dom)
     out.print(table)
 
 

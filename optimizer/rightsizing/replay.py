@@ -11,7 +11,8 @@ one) are all the recommender and the rules may read; the rest is the test part, 
 
 Fixed rules (:data:`RULES`) on the same training part: ``p90+15%`` (VPA's target), ``p95+20%``,
 ``p99+20%``, ``max+10%``. The recommender is **dominated** on a resource when some rule has both less
-under-provisioning and less unused capacity (both strictly). Series too short to split (fewer than
+under-provisioning and less unused capacity (both strictly); *weakly* dominated when a rule has as little
+under-provisioning (a tie, typically both 0 %) and less unused capacity. Series too short to split (fewer than
 two samples: no test part) are recommended but not scored; ``insufficient-data`` series are scored
 with their best guess.
 """
@@ -159,7 +160,8 @@ def replay(series: Mapping[str, UsageSeries], *, train_frac: float = 0.5, profil
 
 def summarize(vms: list[VmReplay], *, train_frac: float, profile: str) -> dict[str, Any]:
     """Pooled figures per resource: the recommender's and each rule's under-provisioning and unused capacity
-    (%), and ``dominated_by``: the rules with both less (empty when the recommender is never dominated)."""
+    (%), ``dominated_by``: the rules with both less (empty when the recommender is never dominated), and
+    ``weakly_dominated_by``: the rules with no more under-provisioning and less unused capacity."""
     scored = [v for v in vms if v.scores]
     out: dict[str, Any] = {
         "vms": len(vms), "scored": len(scored), "train_frac": train_frac, "profile": profile,
@@ -170,6 +172,8 @@ def summarize(vms: list[VmReplay], *, train_frac: float, profile: str) -> dict[s
             "unused_pct": "sum over test samples of max(size - usage, 0), % of size x test samples "
                           "(pooled: capacity-time)",
             "dominated_by": "fixed rules with both less under-provisioning and less unused capacity",
+            "weakly_dominated_by": "fixed rules with no more under-provisioning and less unused capacity "
+                                   "(ties at 0 % under-provisioning land here)",
         },
     }
     for res in RESOURCES:
@@ -184,5 +188,7 @@ def summarize(vms: list[VmReplay], *, train_frac: float, profile: str) -> dict[s
             "rules": {name: s.to_dict() for name, s in rules.items()},
             "dominated_by": [name for name, s in rules.items()
                              if s.under_pct < mine.under_pct and s.unused_pct < mine.unused_pct],
+            "weakly_dominated_by": [name for name, s in rules.items()
+                                    if s.under_pct <= mine.under_pct and s.unused_pct < mine.unused_pct],
         }
     return out

@@ -63,7 +63,7 @@ def test_json_follows_the_contract(tmp_path):
     s = d["summary"]
     assert s["train_frac"] == 0.6 and s["profile"] == "savings" and s["vms"] == 4
     for res in ("cpu", "memory"):
-        assert set(s[res]) == {"recommender", "rules", "dominated_by"}
+        assert set(s[res]) == {"recommender", "rules", "dominated_by", "weakly_dominated_by"}
         assert set(s[res]["rules"]) == {"p90+15%", "p95+20%", "p99+20%", "max+10%"}
         assert set(s[res]["recommender"]) == {"under_provisioned_pct", "unused_pct"}
     priced = [x for x in d["recommendations"] if x["instance_type"]]

@@ -287,8 +287,9 @@ def test_replay_dominance_is_strict_on_both_figures():
         return replace(r, cpu=replace(r.cpu, target=100.0))
 
     s = replay({"a": u}, rec_fn=huge).summary()
-    # every rule has 0 under-provisioning like the recommender: none is strictly better on both
+    # every rule has 0 under-provisioning like the recommender: none is strictly better on both, all weakly
     assert s["cpu"]["dominated_by"] == []
+    assert set(s["cpu"]["weakly_dominated_by"]) == set(RULES)
 
     def tiny(train, profile):
         r = recommend(train, profile=profile)
