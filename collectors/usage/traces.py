@@ -14,7 +14,8 @@ order. Refused with a :class:`TraceError` (exit 2 / HTTP 422), nothing half-read
 
 A VM with only a few samples is not an error: the recommender answers ``insufficient-data`` for it.
 The file is read in chunks of :data:`CHUNK_ROWS` rows, only the contract's columns, as float32 (usage)
-and float64 (times): memory stays about 30 bytes per row whatever the file holds besides.
+and float64 (times): memory holds about 35 bytes per row (twice that while the chunks are joined) whatever else
+the file holds.
 
 **Bitbrains** (:func:`read_bitbrains`): a directory of ``<vm>.csv`` files (searched recursively; files of
 the same VM in several month folders are joined), ``;``+TAB separated, MHz and KiB converted to cores
