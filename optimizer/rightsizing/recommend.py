@@ -3,8 +3,10 @@
 Per resource (``cpu`` in cores, ``memory`` in GiB):
 
 1. **Level**: a percentile of a decaying histogram (VPA: exponential buckets, weights halving every
-   72 h, :data:`HALF_LIFE_S`). CPU uses every sample; memory uses the peak of each hour (VPA keeps memory peaks per
-   interval: a working set that touched 9 GiB for a minute needed 9 GiB).
+   72 h, :data:`HALF_LIFE_S`), and at least the same percentile of the whole history without decay (rare
+   bursts recur whether or not the last days had one). CPU uses every sample; memory uses the peak of
+   each hour (VPA keeps memory peaks per interval: a working set that touched 9 GiB for a minute needed
+   9 GiB).
 2. **Cycle**: a daily or weekly cycle (autocorrelation of hourly values at 24 h / 168 h) raises the
    level to the cycle's typical peak, so a target is not sized for the average hour of the day.
 3. **Trend**: a robust (Huber) fit of hourly values; a significant rise is extrapolated over the
@@ -131,14 +133,17 @@ def _saturation(u: UsageSeries) -> tuple[bool, float, float]:
 
 
 def _level(u: UsageSeries, values: np.ndarray, resource: str, q: float, ref_t: float) -> tuple[float, np.ndarray]:
-    """The decaying-histogram percentile and the values it was built from (CPU samples or hourly memory peaks)."""
+    """The percentile (the larger of the decaying histogram's and the whole history's: decay follows a level
+    that moved, but rare bursts recur whether or not the last days had one) and the values it was built from
+    (CPU samples or hourly memory peaks)."""
     t = u.t
     if resource == "memory" and u.interval_s < 3600:
         hours, values = signals.hourly(t, values, how="max")
         t = t[0] + hours * 3600.0
-    h = DecayingHistogram.from_samples(values, t, half_life_s=HALF_LIFE_S, ref_t=ref_t,
-                                       first_bucket=FLOORS[resource] / 4, ratio=1.02)
-    return h.percentile(q), values
+    levels = [DecayingHistogram.from_samples(values, t, half_life_s=half_life, ref_t=ref_t,
+                                             first_bucket=FLOORS[resource] / 4, ratio=1.02).percentile(q)
+              for half_life in (HALF_LIFE_S, math.inf)]
+    return max(levels), values
 
 
 def _size(u: UsageSeries, resource: str, p: ProfileParams, *, ref_t: float, days: float) -> _Sized:

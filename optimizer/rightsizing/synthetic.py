@@ -102,12 +102,14 @@ def generate(shape: str, *, seed: int, days: float = 10.0, interval_s: float = 3
 
 
 def fleet(shape: str, n: int, *, seed: int, days: float = 10.0, interval_s: float = 300.0) -> dict[str, UsageSeries]:
-    """``n`` series of ``shape`` named ``<shape>-<seed>-<i>``, each with its own seed derived from ``seed``.
+    """``n`` series of ``shape`` named ``<shape>-<seed>-<i>``, each with its own seed derived from ``seed`` and
+    the shape.
 
     Raises:
         ValueError: see :func:`generate`.
     """
-    seeds = np.random.SeedSequence(seed).spawn(n)
+    # the shape is part of the seed: fleets of two shapes share no draws (steady and leak have the same CPU model)
+    seeds = np.random.SeedSequence([seed, SHAPES.index(shape) if shape in SHAPES else 0]).spawn(n)
     out = {}
     for i, s in enumerate(seeds):
         name = f"{shape}-{seed}-{i}"
