@@ -307,3 +307,12 @@ def test_one_sample_vm_is_recommended_not_scored():
     s = res.summary()
     assert s["vms"] == 2 and s["scored"] == 1
     assert res.vms[0].recommendation.finding == "insufficient-data"
+
+
+def test_old_bursts_are_not_forgotten_by_the_decay():
+    # bursts in the first days only: the decayed percentile alone would forget them, the level keeps them
+    n = 10 * 288
+    cpu = np.full(n, 0.2)
+    cpu[: 4 * 288 : 10] = 2.0  # 10 % of the first 4 days: 4 % of the history
+    r = recommend(series(cpu, np.ones(n), cap_cpu=4, cap_mem=4))
+    assert r.cpu.target >= float(np.percentile(cpu, 98))
