@@ -70,6 +70,8 @@ TABLE = {
     "ProfilerUnavailable": (2, 409),
     "UnknownSession": (2, 404),
     "SessionConflict": (2, 409),
+    # right-sizing (issue 15)
+    "TraceError": (2, 422),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
