@@ -1,0 +1,103 @@
+"""A real v1 cgroup of the test's own (cpu, cpuacct, memory; a unique name, removed afterwards) and bounded child
+processes placed in it (always killed and reaped)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CG = Path("/sys/fs/cgroup")
+CONTROLLERS = ("cpu", "cpuacct", "memory")
+
+BUSY = """
+import sys, time
+frac, secs = float(sys.argv[1]), float(sys.argv[2])
+end = time.monotonic() + secs
+while time.monotonic() < end:
+    t = time.monotonic()
+    while time.monotonic() - t < 0.02 * frac:
+        pass
+    time.sleep(0.02 * (1 - frac))
+"""
+ALLOC = """
+import sys, time
+mib, secs = int(sys.argv[1]), float(sys.argv[2])
+blocks = []
+for _ in range(mib):
+    b = bytearray(1 << 20)
+    for i in range(0, len(b), 4096):
+        b[i] = 1
+    blocks.append(b)
+print("ready", flush=True)
+time.sleep(secs)
+"""
+
+
+class LiveCgroup:
+    """``/sys/fs/cgroup/{cpu,cpuacct,memory}/<name>`` and the processes the test started in it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rel = f"/{name}"
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def dir(self, controller: str) -> Path:
+        return CG / controller / self.name
+
+    def write(self, controller: str, leaf: str, value: str) -> None:
+        (self.dir(controller) / leaf).write_text(value)
+
+    def spawn(self, code: str, *args: object, wait_ready: bool = False) -> subprocess.Popen[str]:
+        """A python child running ``code`` moved into this cgroup before it starts (it waits on stdin)."""
+        gate = "import sys; sys.stdin.readline()\n"
+        p = subprocess.Popen([sys.executable, "-c", gate + code, *map(str, args)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        for c in CONTROLLERS:
+            (self.dir(c) / "cgroup.procs").write_text(str(p.pid))
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        if wait_ready:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        return p
+
+    def cleanup(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+        for c in CONTROLLERS:
+            d = self.dir(c)
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
+def _v1_available() -> bool:
+    return os.geteuid() == 0 and all((CG / c / "cgroup.procs").is_file() for c in CONTROLLERS)
+
+
+@pytest.fixture
+def live_cgroup() -> Iterator[LiveCgroup]:
+    if not _v1_available():
+        pytest.skip("needs root and cgroup v1 cpu, cpuacct and memory hierarchies")
+    cg = LiveCgroup(f"nt-rs-c-{uuid.uuid4().hex[:12]}")
+    try:
+        for c in CONTROLLERS:
+            cg.dir(c).mkdir()
+        yield cg
+    finally:
+        cg.cleanup()
