@@ -90,8 +90,8 @@ def _v1_available() -> bool:
     return os.geteuid() == 0 and all((CG / c / "cgroup.procs").is_file() for c in CONTROLLERS)
 
 
-@pytest.fixture
-def live_cgroup() -> Iterator[LiveCgroup]:
+def make_live_cgroup() -> Iterator[LiveCgroup]:
+    """A new cgroup (skips without root and v1 hierarchies), removed with its processes afterwards."""
     if not _v1_available():
         pytest.skip("needs root and cgroup v1 cpu, cpuacct and memory hierarchies")
     cg = LiveCgroup(f"nt-rs-c-{uuid.uuid4().hex[:12]}")
@@ -101,3 +101,8 @@ def live_cgroup() -> Iterator[LiveCgroup]:
         yield cg
     finally:
         cg.cleanup()
+
+
+@pytest.fixture
+def live_cgroup() -> Iterator[LiveCgroup]:
+    yield from make_live_cgroup()
