@@ -35,7 +35,6 @@ def live_cgroup() -> Iterator[LiveCgroup]:
     yield from make_live_cgroup()
 
 
-
 app.command()(observe_cmd)
 app.command("noop")(lambda: None)  # two commands: the first is called by name
 
@@ -127,9 +126,12 @@ def test_ctrl_c_ends_cleanly_with_a_summary(live_cgroup, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script, "observe-cmd", "--cgroup", live_cgroup.rel, "--interval",
                              "0.2"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(3)
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # printed just before Ctrl-C is taken over (imports may take seconds here)
+        time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=20)
+        stderr = first + stderr
     finally:
         if proc.poll() is None:
             proc.kill()
