@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from collectors.passive.allowed import PassivePolicy, TargetRefused
-from collectors.usage.errors import TargetVanished
+from collectors.usage.errors import TargetVanished, UsageError
 from collectors.usage.sampler import UsageSampler
 from collectors.usage.target import resolve_target
 
@@ -89,3 +89,49 @@ def test_a_removed_cgroup_vanishes_and_the_root_and_unlisted_cgroups_are_refused
     d.rmdir()
     with pytest.raises(TargetVanished, match="removed"):
         sampler.sample()
+
+
+def test_one_sample_reads_each_file_once(tmp_path, monkeypatch):
+    from collectors.rootfs import RootReader
+
+    _tree(tmp_path)
+    target = resolve_target("cgroup:/app.slice/web", policy=_policy(tmp_path, "cgroup:/app.slice"), root=tmp_path)
+    sampler = UsageSampler(target, root=tmp_path)
+    reads: list[str] = []
+    real = RootReader.read_bytes
+
+    def counted(self: RootReader, rel: str) -> bytes:
+        reads.append(f"{self.root}/{rel}")
+        return real(self, rel)
+
+    monkeypatch.setattr(RootReader, "read_bytes", counted)
+    sampler.sample()
+    assert reads and len(reads) == len(set(reads)), sorted(reads)
+
+
+def test_the_observer_stores_ages_the_store_and_drops_a_vanished_target(tmp_path):
+    import threading
+
+    from collectors.usage.history import UsageStore
+    from collectors.usage.observe import Observer
+
+    d = _tree(tmp_path)
+    target = resolve_target("cgroup:/app.slice/web", policy=_policy(tmp_path, "cgroup:/app.slice"), root=tmp_path)
+    store = UsageStore(tmp_path / "usage.db")
+    aged: list[float] = []
+    real = store.downsample
+    store.downsample = lambda now: aged.append(now) or real(now)  # type: ignore[method-assign]
+    stop = threading.Event()
+    obs = Observer([target], store, interval_s=0.05, stop=stop, root=str(tmp_path), maintenance_s=0.1)
+    summary = obs.run(duration_s=0.5)
+    assert 8 <= summary.stored[target.name] <= 10 and summary.gone == {}
+    assert len(store.series(target.name)) == summary.stored[target.name]
+    assert 2 <= len(aged) <= 6  # at start and about every 0.1 s, not every tick
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()
+    summary = obs.run(duration_s=5)  # ends at once: nothing left to observe
+    assert summary.ended_s - summary.started_s < 5 and list(summary.gone) == [target.name]
+    assert "removed" in summary.gone[target.name] and obs.status()["observing"] == []
+    with pytest.raises(UsageError, match="nothing to observe"):
+        Observer([], store, interval_s=1, stop=stop)
