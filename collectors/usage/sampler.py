@@ -6,10 +6,11 @@ Files (v1 under each controller's directory, v2 under the unified one):
 * CPU used: the delta of ``cpuacct.usage`` (v1) or ``cpu.stat usage_usec`` (v2) over wall time, read by
   :class:`collectors.cgroupstats.CgroupCpuReader`; throttling: ``nr_throttled / nr_periods`` of ``cpu.stat`` over
   the same interval (0 with no quota). A ``pid:`` target in the root cgroup: the CPU time of the process and
-  its descendants (psutil; time of descendants that exited in between is lost).
+  its descendants (psutil; time of descendants that exited in between is lost); the same for a ``pid:`` target
+  whose cgroup holds other processes too.
 * Memory: working set = usage - inactive file cache (v1 ``memory.usage_in_bytes`` - ``total_inactive_file`` of
-  ``memory.stat``; v2 ``memory.current`` - ``inactive_file``), and the usage itself; a ``pid:`` target in the
-  root cgroup: the summed RSS of its tree (both figures).
+  ``memory.stat``; v2 ``memory.current`` - ``inactive_file``), and the usage itself; a ``pid:`` target read from
+  its process tree: the summed RSS of the tree (both figures).
 * CPU capacity: the CFS quota / period (v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``, v2 ``cpu.max``), else the
   CPUs of the cgroup's cpuset (v1 ``cpuset.effective_cpus``, v2 ``cpuset.cpus.effective``), else the online
   CPUs. Memory capacity: the limit (v1 the smaller of ``memory.limit_in_bytes`` and ``hierarchical_memory_limit``,
@@ -117,8 +118,10 @@ class UsageSampler:
 
     def _int(self, controller: str, name: str) -> int | None:
         text = self._file(controller, name)
+        if not text or not text.split() or text.split()[0] == "max":  # v2's "no limit"
+            return None
         try:
-            return int(text.split()[0]) if text else None
+            return int(text.split()[0])
         except ValueError:
             self._once(name, f"unparsable {text[:40]!r}" if text else "empty")
             return None
@@ -182,11 +185,9 @@ class UsageSampler:
     def _memory(self) -> tuple[float, float, float]:
         """(working set, usage, limit) in bytes (NaN unknown; the limit is MemTotal when there is none)."""
         total = float(self._mem_total) if self._mem_total else _NAN
-        if "memory" in self.target.tree:
-            rss = self._tree_rss()
-            return rss, rss, total
         v2 = self.target.version == 2
-        usage = self._int("memory", "memory.current" if v2 else "memory.usage_in_bytes")
+        usage = None if "memory" in self.target.tree else self._int("memory", "memory.current" if v2 else
+                                                                   "memory.usage_in_bytes")
         stat_text = self._file("memory", "memory.stat")
         stat = parse_kv(stat_text, int) if stat_text else {}
         inactive = stat.get("inactive_file" if v2 else "total_inactive_file", 0)
@@ -195,6 +196,9 @@ class UsageSampler:
         limit = float(min(limits)) if limits else _NAN
         if not math.isnan(total) and (math.isnan(limit) or limit >= total):
             limit = total
+        if "memory" in self.target.tree:
+            rss = self._tree_rss()
+            return rss, rss, limit
         if usage is None:
             return _NAN, _NAN, limit
         return float(max(0, usage - inactive)), float(usage), limit

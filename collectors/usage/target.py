@@ -7,10 +7,10 @@ A spec is one of
   unified ``/sys/fs/cgroup``);
 * ``unit:NAME.service`` (or ``.scope``) -- a systemd unit, whose cgroup is ``/system.slice/NAME.service``; a unit
   with no such cgroup (not started, or systemd not running) is :class:`TargetNotFound`;
-* ``pid:N`` -- a process: its cgroups from ``/proc/N/cgroup``; a resource whose cgroup is the root cgroup (a
-  process nobody placed in a cgroup) is read from the process tree instead (psutil: N and its descendants).
-  When the process's cgroup holds other processes too, the cgroup is what is measured: that is what a limit
-  set on it would act on.
+* ``pid:N`` -- a process: its cgroups from ``/proc/N/cgroup``. A resource whose cgroup is the root cgroup (a
+  process nobody placed in a cgroup), or a cgroup that also holds processes other than N and its descendants (a
+  container's or a login session's), is read from the process tree instead (psutil: N and its descendants) --
+  the cgroup would count the others too; its limits still give the capacity.
 
 Every target is checked by :class:`collectors.passive.allowed.PassivePolicy` (the operator's
 ``allowed_targets``; pid 1, kernel threads, novatune itself and the root cgroup never are): a refusal is the
@@ -21,6 +21,7 @@ the host's ``/proc`` and needs the real root).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ SPEC_FORMS = ("a target is cgroup:/PATH (a cgroup, as /proc/PID/cgroup shows it,
 #: the v1 hierarchies a target is read from (cpu: quota and throttling, cpuacct: usage, cpuset: CPUs)
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "cpuset")
 _CG = "sys/fs/cgroup"
+_MAX_WALK = 1024  # bound on the cgroups read below a pid's cgroup
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ class ResolvedTarget:
         dirs: root-relative cgroup directory per controller (v1: ``cpu``, ``cpuacct``, ``memory``, ``cpuset``
             where the cgroup exists and is not the root; v2: ``unified``).
         pid: the process of a ``pid:`` target; ``pid_start`` its start time (a reused pid is another process).
-        tree: the resources (``cpu``, ``memory``) read from the process tree (the pid's cgroup is the root).
+        tree: the resources (``cpu``, ``memory``) read from the process tree (the pid's cgroup is the root, or
+            holds other processes).
     """
 
     name: str
@@ -132,6 +135,22 @@ def _pid_cgroups(fs: RootReader, pid: int, version: int) -> dict[str, str]:
     return out
 
 
+def _only(fs: RootReader, cgroup_dir: str, pids: set[int]) -> bool:
+    """Whether every process in ``cgroup_dir`` and the cgroups below it is one of ``pids`` (at most
+    :data:`_MAX_WALK` cgroups are read; more counts as shared)."""
+    for n, (dirpath, dirnames, _) in enumerate(os.walk(fs.path(cgroup_dir))):
+        if n >= _MAX_WALK:
+            return False
+        try:
+            text = Path(dirpath, "cgroup.procs").read_text(encoding="ascii")
+        except OSError:
+            continue
+        if any(int(x) not in pids for x in text.split() if x.isdigit()):
+            return False
+        dirnames.sort()
+    return True
+
+
 def _resolve_pid(fs: RootReader, pid: int, version: int, policy: PassivePolicy) -> ResolvedTarget:
     try:
         proc = psutil.Process(pid) if fs.is_host else None
@@ -148,9 +167,12 @@ def _resolve_pid(fs: RootReader, pid: int, version: int, policy: PassivePolicy) 
             dirs[ctl] = base
     usage_ctl = "unified" if version == 2 else "cpuacct"
     mem_ctl = "unified" if version == 2 else "memory"
-    tree = frozenset(r for r, c in (("cpu", usage_ctl), ("memory", mem_ctl)) if c not in dirs)
+    ours = {pid, *members}
+    tree = frozenset(r for r, c in (("cpu", usage_ctl), ("memory", mem_ctl))
+                     if c not in dirs or not _only(fs, dirs[c], ours))
     if tree and not fs.is_host:
-        raise UsageError(f"pid:{pid}: its cgroup is the root cgroup; the process tree is read only on the real root")
+        raise UsageError(f"pid:{pid}: its cgroup is the root cgroup or shared; the process tree is read only on the "
+                         "real root")
     return ResolvedTarget(f"pid:{pid}", "pid", version, dirs, pid=pid, pid_start=start, tree=tree)
 
 

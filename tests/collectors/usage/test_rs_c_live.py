@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -87,6 +88,9 @@ def test_a_pid_in_the_root_cpu_cgroup_is_read_from_its_process_tree():
         exe = os.path.realpath(f"/proc/{child.pid}/exe")
         target = resolve_target(f"pid:{child.pid}", policy=_policy(f"exe:{exe}"))
         assert "cpu" in target.tree and target.pid == child.pid
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        own_memcg = next(line.split(":", 2)[2] for line in lines if line.split(":")[1] == "memory")
+        assert ("memory" in target.tree) == (own_memcg != "/")  # shared with this test (and more): the tree
         c0, t0 = _cpu_s(child), time.monotonic()
         sampler = UsageSampler(target)
         time.sleep(3)
@@ -94,6 +98,8 @@ def test_a_pid_in_the_root_cpu_cgroup_is_read_from_its_process_tree():
         truth = (_cpu_s(child) - c0) / (time.monotonic() - t0)
         assert s.cpu_cores == pytest.approx(truth, rel=0.15, abs=0.03), (s, truth)
         assert 0.2 <= s.cpu_cores <= 0.6, s
+        rss = psutil.Process(child.pid).memory_info().rss / 2**30
+        assert s.mem_gib == pytest.approx(rss, rel=0.2), (s, rss)
     finally:
         child.kill()
         child.wait()
@@ -155,3 +161,15 @@ def test_the_observer_stores_every_interval_and_survives_a_target_that_vanishes(
     series = store.series(name)
     assert len(series) == obs.summary.stored[name]
     assert 0.15 <= float(series.cpu_cores[1:].mean()) <= 0.45
+
+
+def test_a_pid_alone_in_a_cgroup_is_read_from_that_cgroup(live_cgroup):
+    busy = live_cgroup.spawn(BUSY, 0.3, 5)
+    target = resolve_target(f"pid:{busy.pid}", policy=_policy(f"cgroup:{live_cgroup.rel}"))
+    assert target.tree == frozenset() and target.dirs["memory"].endswith(live_cgroup.name)
+    live_cgroup.spawn(BUSY, 0.1, 5)  # another process joins: the cgroup is shared now
+    target = resolve_target(f"pid:{busy.pid}", policy=_policy(f"cgroup:{live_cgroup.rel}"))
+    assert target.tree == frozenset({"cpu", "memory"})
+    live_cgroup.write("memory", "memory.limit_in_bytes", str(512 * 2**20))
+    s = UsageSampler(target).sample()
+    assert s.mem_capacity == pytest.approx(512 * MIB)  # the shared cgroup's limit is still the capacity
