@@ -67,15 +67,19 @@ class Observer:
         root: the root the targets were resolved under.
         maintenance_s: seconds between two downsample/prune passes (the first at start).
         on_sample: called with each target's sample after it is stored (the CLI prints them).
+        persistent: keep running with no target left (``novatune serve``: targets come back through :meth:`add`);
+            then ``targets`` may be empty.
+        on_tick: called after each interval (``novatune serve`` looks for missing targets again).
 
     Raises:
-        UsageError: no target, or ``interval_s`` not a positive number.
+        UsageError: no target (unless ``persistent``), or ``interval_s`` not a positive number.
     """
 
     def __init__(self, targets: Sequence[ResolvedTarget], store: UsageStore, *, interval_s: float,
                  stop: threading.Event, root: RootReader | str = "/", maintenance_s: float = 3600.0,
-                 on_sample: Callable[[str, UsageSample], None] | None = None) -> None:
-        if not targets:
+                 on_sample: Callable[[str, UsageSample], None] | None = None, persistent: bool = False,
+                 on_tick: Callable[[], None] | None = None) -> None:
+        if not targets and not persistent:
             raise UsageError("nothing to observe: give at least one target")
         if not (isinstance(interval_s, (int, float)) and 0 < interval_s <= 86400):
             raise UsageError(f"interval must be a number of seconds in (0, 86400], got {interval_s!r}")
@@ -84,15 +88,28 @@ class Observer:
         self.stop = stop
         self.maintenance_s = maintenance_s
         self.on_sample = on_sample
+        self.persistent = persistent
+        self.on_tick = on_tick
+        self.root = root
         self.summary = ObserveSummary(started_s=time.time())
         self._samplers: dict[str, UsageSampler] = {}
-        for t in targets:
-            try:
-                self._samplers[t.name] = UsageSampler(t, root=root)
-            except (TargetVanished, NovatuneError) as err:
-                self._vanished(t.name, err)
-        self._last_maintenance = -float("inf")
         self._lock = threading.Lock()
+        for t in targets:
+            self.add(t)
+        self._last_maintenance = -float("inf")
+
+    def add(self, target: ResolvedTarget) -> bool:
+        """Observe ``target`` from the next interval on (again, when it had vanished); False when it vanished
+        already (recorded in :attr:`gone`)."""
+        try:
+            sampler = UsageSampler(target, root=self.root)
+        except NovatuneError as err:
+            self._vanished(target.name, err)
+            return False
+        with self._lock:
+            self._samplers[target.name] = sampler
+            self.summary.gone.pop(target.name, None)
+        return True
 
     @property
     def gone(self) -> dict[str, str]:
@@ -104,8 +121,9 @@ class Observer:
 
     def _vanished(self, name: str, err: Exception) -> None:
         log.warning("observe: %s: %s; no longer observed", name, err)
-        self.summary.gone[name] = str(err)
-        self._samplers.pop(name, None)
+        with self._lock:
+            self.summary.gone[name] = str(err)
+            self._samplers.pop(name, None)
 
     def _error(self, what: str) -> None:
         log.warning("observe: %s", what)
@@ -126,7 +144,9 @@ class Observer:
     def tick(self) -> int:
         """One interval: sample every target, store, maintain. Returns the samples stored."""
         stored = 0
-        for name, sampler in list(self._samplers.items()):
+        with self._lock:
+            samplers = list(self._samplers.items())
+        for name, sampler in samplers:
             if self.stop.is_set():
                 break
             try:
@@ -146,23 +166,26 @@ class Observer:
                 self.on_sample(name, s)
         self.summary.intervals += 1
         self._maintain()
+        if self.on_tick is not None:
+            self.on_tick()
         return stored
 
     def status(self) -> dict[str, Any]:
         """The targets observed now, the samples stored per target, those gone and the last errors."""
         with self._lock:
             d = self.summary.to_dict()
-        d["observing"] = sorted(self._samplers)
+            d["observing"] = sorted(self._samplers)
         d["interval_s"] = self.interval_s
         return d
 
     def run(self, *, duration_s: float | None = None) -> ObserveSummary:
-        """Observe until ``stop`` is set, ``duration_s`` passed or no target is left; the summary."""
+        """Observe until ``stop`` is set, ``duration_s`` passed or no target is left (unless ``persistent``); the
+        summary."""
         self._maintain()
         start = time.monotonic()
         deadline = None if duration_s is None else start + duration_s
         n = 0
-        while self._samplers and not self.stop.is_set():
+        while (self._samplers or self.persistent) and not self.stop.is_set():
             n += 1
             wake = start + n * self.interval_s
             if deadline is not None and wake > deadline + 1e-6:

@@ -2,30 +2,36 @@
 
 :class:`ObservingService` is made with the app (no I/O then), started from the FastAPI lifespan and stopped at
 shutdown. :meth:`~ObservingService.start` resolves each target of ``observe_targets`` and checks it with the
-allowed-target policy (``allowed_targets``): a target that is refused, missing or malformed is logged and listed in
+allowed-target policy (``allowed_targets``): a target that is refused or malformed is logged and listed in
 :meth:`~ObservingService.status` under ``refused`` with the reason -- never fatal, the service and the other targets
-go on. The targets left run in one :class:`collectors.usage.observe.Observer` thread every ``observe_interval_s``
-seconds (downsampling and pruning hourly, with ``usage_retention_days``); one that vanishes later is listed under
-``gone``. A store that cannot be opened is logged and reported under ``error``.
+go on. One that does not exist yet (a service started after novatune) is listed under ``missing`` and looked for
+again every :data:`RETRY_S` seconds, as is one that vanished (``gone``: a restarted service gets its cgroup back).
+The targets run in one :class:`collectors.usage.observe.Observer` thread every ``observe_interval_s`` seconds
+(downsampling and pruning hourly, with ``usage_retention_days``). A store that cannot be opened is logged and
+reported under ``error``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from collectors.errors import NovatuneError
 from collectors.passive.allowed import PassivePolicy
+from collectors.usage.errors import TargetNotFound
 from collectors.usage.history import UsageStore
 from collectors.usage.observe import Observer
 from collectors.usage.target import ResolvedTarget, resolve_target
 from experiments.settings import Paths, Settings
 
-__all__ = ["ObservingService"]
+__all__ = ["RETRY_S", "ObservingService"]
 
 log = logging.getLogger(__name__)
+#: seconds between two looks for targets that are missing or vanished
+RETRY_S = 60.0
 
 
 class ObservingService:
@@ -42,45 +48,69 @@ class ObservingService:
         self.settings = settings
         self.root = root
         self.refused: dict[str, str] = {}
+        self.missing: dict[str, str] = {}
         self.error: str | None = None
+        self.retry_s = RETRY_S
+        self._policy: PassivePolicy | None = None
+        self._last_retry = 0.0
         self._stop = threading.Event()
         self._observer: Observer | None = None
         self._thread: threading.Thread | None = None
 
-    def _resolve(self) -> list[ResolvedTarget]:
+    def _resolve_one(self, spec: str) -> ResolvedTarget | None:
+        assert self._policy is not None
         try:
-            policy = PassivePolicy.of(self.settings.allowed_targets, self.settings.allowed_probe_hosts)
-        except ValueError as err:
-            self.error = f"allowed_targets: {err}"
-            log.warning("observe: %s; nothing observed", self.error)
-            return []
-        found = []
-        for spec in dict.fromkeys(self.settings.observe_targets):
-            try:
-                found.append(resolve_target(spec, policy=policy, root=self.root))
-            except NovatuneError as err:
-                self.refused[spec] = str(err)
-                log.warning("observe: %s not observed: %s", spec, err)
+            found = resolve_target(spec, policy=self._policy, root=self.root)
+        except TargetNotFound as err:
+            if spec not in self.missing:
+                log.warning("observe: %s not there (looked for again every %g s): %s", spec, self.retry_s, err)
+            self.missing[spec] = str(err)
+            return None
+        except NovatuneError as err:
+            self.refused[spec] = str(err)
+            self.missing.pop(spec, None)
+            log.warning("observe: %s not observed: %s", spec, err)
+            return None
+        self.missing.pop(spec, None)
         return found
+
+    def _retry(self) -> None:
+        """Every ``retry_s``: look again for missing targets and for those that vanished."""
+        now = time.monotonic()
+        if self._observer is None or now - self._last_retry < self.retry_s:
+            return
+        self._last_retry = now
+        for spec in [*self.missing, *self._observer.gone]:
+            found = self._resolve_one(spec)
+            if found is not None and self._observer.add(found):
+                log.info("observe: %s observed (again)", spec)
 
     def start(self) -> None:
         """Resolve and check the targets, start the observer thread (nothing when no target is left)."""
         if self._thread is not None or not self.settings.observe_targets:
             return
-        targets = self._resolve()
-        if not targets:
+        try:
+            self._policy = PassivePolicy.of(self.settings.allowed_targets, self.settings.allowed_probe_hosts)
+        except ValueError as err:
+            self.error = f"allowed_targets: {err}"
+            log.warning("observe: %s; nothing observed", self.error)
             return
+        targets = [t for t in map(self._resolve_one, dict.fromkeys(self.settings.observe_targets)) if t is not None]
+        if not targets and not self.missing:
+            return
+        self._last_retry = time.monotonic()
         try:
             store = UsageStore(self.paths.usage_db, retention_days=self.settings.usage_retention_days)
             self._observer = Observer(targets, store, interval_s=self.settings.observe_interval_s, stop=self._stop,
-                                      root=str(self.root))
+                                      root=str(self.root), persistent=True, on_tick=self._retry)
         except NovatuneError as err:
             self.error = str(err)
             log.warning("observe: %s; nothing observed", err)
             return
         self._thread = threading.Thread(target=self._run, name="novatune-observe", daemon=True)
         self._thread.start()
-        log.info("observe: %s every %g s", ", ".join(t.name for t in targets), self.settings.observe_interval_s)
+        log.info("observe: %s every %g s", ", ".join(t.name for t in targets) or "nothing yet",
+                 self.settings.observe_interval_s)
 
     def _run(self) -> None:
         assert self._observer is not None
@@ -97,8 +127,9 @@ class ObservingService:
             self._thread.join(timeout=timeout_s)
 
     def status(self) -> dict[str, Any]:
-        """``targets`` (the setting), ``observing``, ``refused`` and ``gone`` (target -> why), ``stored`` (samples
-        per target since start), ``running``, ``interval_s``, ``errors`` (the store's) and ``error``."""
+        """``targets`` (the setting), ``observing``, ``refused``, ``missing`` and ``gone`` (target -> why),
+        ``stored`` (samples per target since start), ``running``, ``interval_s``, ``errors`` (the store's) and
+        ``error``."""
         obs = self._observer.status() if self._observer is not None else {}
         return {
             "targets": list(self.settings.observe_targets),
@@ -106,6 +137,7 @@ class ObservingService:
             "running": self._thread is not None and self._thread.is_alive(),
             "observing": obs.get("observing", []),
             "refused": dict(self.refused),
+            "missing": dict(self.missing),
             "gone": obs.get("gone", {}),
             "stored": obs.get("stored", {}),
             "errors": obs.get("errors", []),

@@ -54,14 +54,15 @@ class LiveCgroup:
     def write(self, controller: str, leaf: str, value: str) -> None:
         (self.dir(controller) / leaf).write_text(value)
 
-    def spawn(self, code: str, *args: object, wait_ready: bool = False) -> subprocess.Popen[str]:
-        """A python child running ``code`` moved into this cgroup before it starts (it waits on stdin)."""
+    def spawn(self, code: str, *args: object, wait_ready: bool = False, sub: str = "") -> subprocess.Popen[str]:
+        """A python child running ``code`` moved into this cgroup (or its child cgroup ``sub``) before it starts
+        (it waits on stdin)."""
         gate = "import sys; sys.stdin.readline()\n"
         p = subprocess.Popen([sys.executable, "-c", gate + code, *map(str, args)], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
         self.procs.append(p)
         for c in CONTROLLERS:
-            (self.dir(c) / "cgroup.procs").write_text(str(p.pid))
+            (self.dir(c) / sub / "cgroup.procs").write_text(str(p.pid))
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.flush()
@@ -69,13 +70,19 @@ class LiveCgroup:
             assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         return p
 
+    def mkdir(self, sub: str = "") -> None:
+        """Create the cgroup (or its child cgroup ``sub``) in every controller's hierarchy."""
+        for c in CONTROLLERS:
+            (self.dir(c) / sub).mkdir()
+
     def cleanup(self) -> None:
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
             p.wait(timeout=10)
-        for c in CONTROLLERS:
-            d = self.dir(c)
+        dirs = [Path(root) for c in CONTROLLERS if self.dir(c).is_dir()
+                for root, _, _ in os.walk(self.dir(c), topdown=False)]  # children first
+        for d in dirs:
             for _ in range(50):
                 try:
                     d.rmdir()
@@ -96,8 +103,7 @@ def make_live_cgroup() -> Iterator[LiveCgroup]:
         pytest.skip("needs root and cgroup v1 cpu, cpuacct and memory hierarchies")
     cg = LiveCgroup(f"nt-rs-c-{uuid.uuid4().hex[:12]}")
     try:
-        for c in CONTROLLERS:
-            cg.dir(c).mkdir()
+        cg.mkdir()
         yield cg
     finally:
         cg.cleanup()
