@@ -11,7 +11,9 @@ late sample for a bucket that exists is merged into it. OOM kills are events (ti
 The file: created 0600 with ``O_EXCL | O_NOFOLLOW``; it and its WAL files must be regular files of the running
 user with one link (else :class:`UsageStoreError`), checked before every connection. Each call opens a fresh
 connection (safe across threads), in WAL mode; writes run in ``BEGIN IMMEDIATE`` transactions (one writer at a
-time, readers never blocked).
+time, readers never blocked). A long-running writer (the observer) holds one connection for its thread with
+:meth:`UsageStore.held` (closing the last connection checkpoints the WAL: too costly every interval) and writes
+every target of an interval in one transaction (:meth:`UsageStore.add_batch`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import math
 import os
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +94,7 @@ class UsageStore:
         self.path = Path(path)
         self.retention_days = float(retention_days)
         self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
         self._create()
 
     # ------------------------------------------------------------------ the file
@@ -127,17 +131,35 @@ class UsageStore:
                         conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _open(self) -> sqlite3.Connection:
         self._check_files()
         try:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
-        except sqlite3.Error as err:
-            raise UsageStoreError(f"cannot open the usage store {self.path}: {err}") from err
-        try:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA journal_size_limit = 67108864")
+        except sqlite3.Error as err:
+            raise UsageStoreError(f"cannot open the usage store {self.path}: {err}") from err
+        return conn
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """While inside, this thread's calls share one connection (closed on exit)."""
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        self._local.conn = self._open()
+        try:
+            yield
+        finally:
+            conn, self._local.conn = self._local.conn, None
+            conn.close()
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        held = getattr(self._local, "conn", None)
+        conn = held if held is not None else self._open()
+        try:
             yield conn
         except (sqlite3.OperationalError, sqlite3.DataError) as err:
             raise UsageStoreError(f"usage store {self.path}: {err}") from err
@@ -146,7 +168,8 @@ class UsageStore:
                 raise
             raise UsageStoreError(f"usage store {self.path} is damaged or not a database: {err}") from err
         finally:
-            conn.close()
+            if held is None:
+                conn.close()
 
     @staticmethod
     @contextmanager
@@ -193,20 +216,27 @@ class UsageStore:
     def add(self, target: str, samples: Sequence[UsageSample], *, source: str = "observe") -> int:
         """Store ``samples`` of ``target`` (a sample at a time already stored replaces it); OOM kills become
         events. Returns the samples written."""
-        if not samples:
-            return 0
+        return self.add_batch({target: samples}, source=source)
+
+    def add_batch(self, batch: Mapping[str, Sequence[UsageSample]], *, source: str = "observe") -> int:
+        """:meth:`add` for several targets in one transaction. Returns the samples written."""
 
         def row(s: UsageSample) -> list[float | None]:
             means = [_num(getattr(s, f)) for f in MEASURES.values()]
             return [s.t, *means, *means, *(_num(getattr(s, f)) for f in CAPACITY.values())]
 
-        psi = next((s.psi_source for s in reversed(samples) if s.psi_source), "")
+        n = 0
+        batch = {k: v for k, v in batch.items() if v}
+        if not batch:
+            return 0
         with self._writing() as conn:
-            self._target_row(conn, target, source, psi, samples[-1].t)
-            n = self._insert(conn, target, (row(s) for s in samples))
-            conn.executemany("INSERT INTO events (target, t, kind, count) VALUES (?, ?, 'oom_kill', ?) ON CONFLICT "
-                             "DO UPDATE SET count = count + excluded.count",
-                             [(target, s.t, s.oom_kills) for s in samples if s.oom_kills > 0])
+            for target, samples in batch.items():
+                psi = next((s.psi_source for s in reversed(samples) if s.psi_source), "")
+                self._target_row(conn, target, source, psi, samples[-1].t)
+                n += self._insert(conn, target, (row(s) for s in samples))
+                conn.executemany("INSERT INTO events (target, t, kind, count) VALUES (?, ?, 'oom_kill', ?) ON "
+                                 "CONFLICT DO UPDATE SET count = count + excluded.count",
+                                 [(target, s.t, s.oom_kills) for s in samples if s.oom_kills > 0])
         return n
 
     def import_series(self, series: UsageSeries, *, source: str) -> int:

@@ -3,7 +3,8 @@
 :class:`Observer` is what ``novatune observe`` runs in the foreground and ``novatune serve`` in a thread. Each
 interval it takes one :meth:`~collectors.usage.sampler.UsageSampler.sample` of every target still there (one read
 of each file per target: its CPU cost is bounded by the number of targets, not by the history) and writes them
-with :meth:`~collectors.usage.history.UsageStore.add`, one transaction per target. Every ``maintenance_s`` (an
+with :meth:`~collectors.usage.history.UsageStore.add_batch`, one transaction per interval, over one connection held
+for the run (``benchmarks/usage_observe.py`` measures the cost). Every ``maintenance_s`` (an
 hour) and at start it runs :meth:`~collectors.usage.history.UsageStore.downsample` and
 :meth:`~collectors.usage.history.UsageStore.prune`.
 
@@ -143,27 +144,28 @@ class Observer:
 
     def tick(self) -> int:
         """One interval: sample every target, store, maintain. Returns the samples stored."""
-        stored = 0
         with self._lock:
             samplers = list(self._samplers.items())
+        batch: dict[str, list[UsageSample]] = {}
         for name, sampler in samplers:
             if self.stop.is_set():
                 break
             try:
-                s = sampler.sample()
+                batch[name] = [sampler.sample()]
             except TargetVanished as err:
                 self._vanished(name, err)
-                continue
-            try:
-                self.store.add(name, [s])
-            except NovatuneError as err:
-                self._error(f"{name}: a sample could not be stored: {err}")
-                continue
-            stored += 1
-            with self._lock:
+        stored = 0
+        try:
+            stored = self.store.add_batch(batch)
+        except NovatuneError as err:
+            self._error(f"{len(batch)} sample(s) could not be stored: {err}")
+            batch = {}
+        with self._lock:
+            for name in batch:
                 self.summary.stored[name] = self.summary.stored.get(name, 0) + 1
-            if self.on_sample is not None:
-                self.on_sample(name, s)
+        if self.on_sample is not None:
+            for name, samples in batch.items():
+                self.on_sample(name, samples[0])
         self.summary.intervals += 1
         self._maintain()
         if self.on_tick is not None:
@@ -181,17 +183,18 @@ class Observer:
     def run(self, *, duration_s: float | None = None) -> ObserveSummary:
         """Observe until ``stop`` is set, ``duration_s`` passed or no target is left (unless ``persistent``); the
         summary."""
-        self._maintain()
-        start = time.monotonic()
-        deadline = None if duration_s is None else start + duration_s
-        n = 0
-        while (self._samplers or self.persistent) and not self.stop.is_set():
-            n += 1
-            wake = start + n * self.interval_s
-            if deadline is not None and wake > deadline + 1e-6:
-                break
-            if self.stop.wait(max(0.0, wake - time.monotonic())):
-                break
-            self.tick()
+        with self.store.held():
+            self._maintain()
+            start = time.monotonic()
+            deadline = None if duration_s is None else start + duration_s
+            n = 0
+            while (self._samplers or self.persistent) and not self.stop.is_set():
+                n += 1
+                wake = start + n * self.interval_s
+                if deadline is not None and wake > deadline + 1e-6:
+                    break
+                if self.stop.wait(max(0.0, wake - time.monotonic())):
+                    break
+                self.tick()
         self.summary.ended_s = time.time()
         return self.summary
