@@ -25,7 +25,7 @@ import stat
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +63,8 @@ _FILES = ("", "-wal", "-shm", "-journal")
 @dataclass(frozen=True)
 class TargetInfo:
     """One stored target: its name, first and last sample time (Unix s), the samples it stands for (raw samples
-    observed or imported, including those now in buckets), the rows stored, and its source (``observe``, ``csv``,
-    ``prometheus``)."""
+    observed or imported, including those now in buckets), the rows stored, its source (``observe``, ``csv``,
+    ``prometheus``) and where its PSI figures came from (``cgroup``, ``host``, or ``""``: none)."""
 
     name: str
     first_s: float
@@ -72,6 +72,10 @@ class TargetInfo:
     samples: int
     rows: int
     source: str
+    psi_source: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
 
 
 def _num(x: float | None) -> float | None:
@@ -314,9 +318,9 @@ class UsageStore:
     def targets(self) -> list[TargetInfo]:
         """Every stored target, by name."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT name, MIN(t), MAX(t), SUM(n), COUNT(*), source FROM targets JOIN samples ON "
-                                "target = name GROUP BY name ORDER BY name").fetchall()
-        return [TargetInfo(r[0], float(r[1]), float(r[2]), int(r[3]), int(r[4]), r[5]) for r in rows]
+            rows = conn.execute("SELECT name, MIN(t), MAX(t), SUM(n), COUNT(*), source, psi_source FROM targets JOIN "
+                                "samples ON target = name GROUP BY name ORDER BY name").fetchall()
+        return [TargetInfo(r[0], float(r[1]), float(r[2]), int(r[3]), int(r[4]), r[5], r[6]) for r in rows]
 
     def _rows(self, target: str, columns: str, since: float | None, until: float | None) -> list[tuple]:
         lo = -math.inf if since is None else since

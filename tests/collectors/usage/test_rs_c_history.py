@@ -38,6 +38,7 @@ def test_samples_round_trip_into_the_shared_model_with_capacity_and_oom_events(s
     [info] = store.targets()
     assert (info.name, info.first_s, info.last_s, info.samples, info.source) == ("cgroup:/a", NOW, NOW + 45, 4,
                                                                                  "observe")
+    assert info.psi_source == "host" and info.to_dict()["rows"] == 4
     df = store.frame("cgroup:/a")
     assert df["psi_cpu"].tolist() == [1.0] * 4 and df["psi_memory"].isna().all()
     assert df["mem_usage_gib"].iloc[-1] == pytest.approx(6.0)
@@ -136,3 +137,17 @@ def test_the_store_stays_bounded_at_the_default_retention(tmp_path):
     assert rows <= int(2 * DAY / step) + 12 * 288 + 76 * 24 + 3 * 24
     assert st.file_bytes() < 3 * 2**20, st.file_bytes()
     assert st.series("cgroup:/a").mem_gib.max() == pytest.approx(2.0, abs=0.1)
+
+
+def test_a_held_connection_serves_one_thread_and_batches_write_together(store):
+    import threading
+
+    with store.held():
+        assert store.add_batch({"cgroup:/a": [sample(NOW)], "cgroup:/b": [sample(NOW), sample(NOW + 1)],
+                                "cgroup:/c": []}) == 3
+        seen = []
+        reader = threading.Thread(target=lambda: seen.append([i.name for i in store.targets()]))
+        reader.start()
+        reader.join()
+        assert seen == [["cgroup:/a", "cgroup:/b"]]  # another thread reads what the held connection committed
+    assert [i.samples for i in store.targets()] == [1, 2]
