@@ -24,7 +24,7 @@ from collectors.usage.history import UsageStore
 from experiments.cli._common import UserError
 from experiments.cli.observe import observe_cmd, parse_time, target_spec
 from optimizer.rightsizing.model import UsageSeries
-from tests.collectors.usage.conftest import BUSY, LiveCgroup, make_live_cgroup
+from tests.collectors.usage.conftest import BUSY, CPU_Q, MEM_Q, LiveCgroup, make_live_cgroup, run_prometheus
 
 REPO = Path(__file__).resolve().parents[2]
 app = typer.Typer()
@@ -33,6 +33,11 @@ app = typer.Typer()
 @pytest.fixture
 def live_cgroup() -> Iterator[LiveCgroup]:
     yield from make_live_cgroup()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory) -> Iterator[str]:
+    yield from run_prometheus(tmp_path_factory.mktemp("prom"))
 
 
 app.command()(observe_cmd)
@@ -99,6 +104,21 @@ def test_modes_are_exclusive_and_complete(tmp_path, monkeypatch):
               "--target", "t", "--start", "2026-01-01T00:00:00Z", "--end", "2026-01-01T01:00:00Z",
               monkeypatch=monkeypatch)
     assert isinstance(res.exception, PrometheusUnreachable)
+
+
+@pytest.mark.slow
+def test_a_prometheus_import_is_stored_under_its_target(prometheus, tmp_path, monkeypatch):
+    end = time.time()
+    res = run(tmp_path, "--prometheus", prometheus, "--query-cpu", CPU_Q, "--query-mem", MEM_Q, "--target", "prom",
+              "--start", str(end - 20), "--end", str(end), "--step", "1", "--json", monkeypatch=monkeypatch)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["mode"] == "import-prometheus" and doc["stored"]["prom"] == doc["samples"] >= 6
+    series = UsageStore(tmp_path / "usage.db").series("prom")
+    assert len(series) == doc["samples"] and (series.mem_gib > 0).all()
+    res = run(tmp_path, "--prometheus", prometheus, "--query-cpu", "rate(", "--query-mem", MEM_Q, "--target", "p",
+              monkeypatch=monkeypatch)
+    assert "parse error" in str(res.exception)
 
 
 def test_a_csv_import_stores_every_vm_under_its_id(tmp_path, monkeypatch):

@@ -1,9 +1,13 @@
 """A real v1 cgroup of the test's own (cpu, cpuacct, memory; a unique name, removed afterwards) and bounded child
-processes placed in it (always killed and reaped)."""
+processes placed in it (always killed and reaped); a real Prometheus server on 127.0.0.1 that scrapes itself
+(Debian's prometheus package, unpacked: PROMETHEUS=/path/to/prometheus, else PATH; outside CI a missing binary
+skips, under CI it fails)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from collectors.usage.errors import PrometheusError, UsageError
+from collectors.usage.promimport import query_range
+
 CG = Path("/sys/fs/cgroup")
+CPU_Q = "rate(process_cpu_seconds_total[5s])"
+MEM_Q = "process_resident_memory_bytes"
 CONTROLLERS = ("cpu", "cpuacct", "memory")
 
 BUSY = """
@@ -112,3 +121,51 @@ def make_live_cgroup() -> Iterator[LiveCgroup]:
 @pytest.fixture
 def live_cgroup() -> Iterator[LiveCgroup]:
     yield from make_live_cgroup()
+
+
+def _binary() -> str | None:
+    env = os.environ.get("PROMETHEUS")
+    return env if env and os.access(env, os.X_OK) else shutil.which("prometheus")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_prometheus(d: Path) -> Iterator[str]:
+    """A Prometheus server on 127.0.0.1 scraping itself every second, storing in ``d``; its base URL once it has
+    samples; killed afterwards. Skips when the binary is missing, fails under CI."""
+    binary = _binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("PROMETHEUS is not set and prometheus is not on PATH: .ci/run unpacks Debian's package")
+        pytest.skip("prometheus not installed (Debian package 'prometheus' unpacked; or set PROMETHEUS)")
+    port = free_port()
+    (d / "prometheus.yml").write_text(
+        f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: self\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
+    log = open(d / "log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
+                            cwd=d)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (d / "log").read_text()[-2000:]
+            try:
+                now = time.time()
+                t, _ = query_range(url, CPU_Q, start=now - 30, end=now, step=1)
+                if len(t) >= 6:
+                    break
+            except (PrometheusError, UsageError):
+                pass
+            assert time.monotonic() < deadline, "prometheus gave no samples in 60 s: " + (d / "log").read_text()[-2000:]
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        log.close()

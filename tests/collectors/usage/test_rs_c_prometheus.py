@@ -3,10 +3,6 @@ PROMETHEUS=/path/to/prometheus, else PATH). Outside CI a missing binary skips; u
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -17,57 +13,14 @@ from collectors.usage.errors import PrometheusError, PrometheusUnreachable, Usag
 from collectors.usage.history import UsageStore
 from collectors.usage.promimport import import_prometheus, query_range
 
+from .conftest import CPU_Q, MEM_Q, free_port, run_prometheus
+
 pytestmark = pytest.mark.slow
-CPU_Q = "rate(process_cpu_seconds_total[5s])"
-MEM_Q = "process_resident_memory_bytes"
-
-
-def _binary() -> str | None:
-    env = os.environ.get("PROMETHEUS")
-    return env if env and os.access(env, os.X_OK) else shutil.which("prometheus")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory) -> Iterator[str]:
-    binary = _binary()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("PROMETHEUS is not set and prometheus is not on PATH: .ci/run unpacks Debian's package")
-        pytest.skip("prometheus not installed (Debian package 'prometheus' unpacked; or set PROMETHEUS)")
-    d = tmp_path_factory.mktemp("prom")
-    port = _free_port()
-    (d / "prometheus.yml").write_text(
-        f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: self\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
-    log = open(d / "log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=d)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (d / "log").read_text()[-2000:]
-            try:
-                now = time.time()
-                t, _ = query_range(url, CPU_Q, start=now - 30, end=now, step=1)
-                if len(t) >= 6:
-                    break
-            except (PrometheusError, UsageError):
-                pass
-            assert time.monotonic() < deadline, "prometheus gave no samples in 60 s: " + (d / "log").read_text()[-2000:]
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        log.close()
+    yield from run_prometheus(tmp_path_factory.mktemp("prom"))
 
 
 def test_a_cpu_and_a_memory_query_become_one_usage_series_and_are_stored(prometheus, tmp_path):
@@ -113,7 +66,7 @@ def test_errors_carry_prometheus_text_or_say_what_is_missing(prometheus):
     with pytest.raises(PrometheusError, match="several series"):
         query_range(prometheus, "prometheus_http_requests_total", start=end - 10, end=end, step=1)
     with pytest.raises(PrometheusUnreachable, match="does not answer") as gone:
-        query_range(f"http://127.0.0.1:{_free_port()}", MEM_Q, start=end - 10, end=end, step=1)
+        query_range(f"http://127.0.0.1:{free_port()}", MEM_Q, start=end - 10, end=end, step=1)
     assert gone.value.http_status == 409
     with pytest.raises(UsageError, match="loopback"):
         query_range("http://192.0.2.1:9090", MEM_Q, start=end - 10, end=end, step=1)
