@@ -31,6 +31,7 @@ __all__ = [
     "parse_kv",
     "parse_meminfo",
     "parse_size",
+    "psi_some_avg10",
     "selector_value",
     "selector_words",
 ]
@@ -178,3 +179,17 @@ def parse_kv(text: str, convert: Callable[[str], T]) -> dict[str, T]:
             except ValueError:
                 continue
     return out
+
+
+def psi_some_avg10(text: str) -> float | None:
+    """The ``some avg10=`` value of a pressure file (``/proc/pressure/cpu``, a v2 cgroup's ``memory.pressure``),
+    percent; None when the file has no such field."""
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "some":
+            kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+            try:
+                return float(kv["avg10"])
+            except (KeyError, ValueError):
+                return None
+    return None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from collectors.cgroupstats import CgroupCpuReader
 from collectors.errors import CollectorError
-from collectors.kernelfiles import parse_kv
+from collectors.kernelfiles import parse_kv, psi_some_avg10
 from collectors.metrics.snapshot import Snapshot, SourceIO
 
 __all__ = ["Target", "TargetSources", "parse_target"]
@@ -239,7 +239,7 @@ class TargetSources:
                     self.io.gap(f"{n}.{leaf}", f"{src} has no {key}")
         psi = self.io.read_abs(path / "memory.pressure", f"{n}.memory_pressure_pct")
         if psi is not None:
-            avg10 = _psi_some_avg10(psi)
+            avg10 = psi_some_avg10(psi)
             if avg10 is None:
                 self.io.gap(f"{n}.memory_pressure_pct", f"{path / 'memory.pressure'}: no 'some avg10='")
             else:
@@ -308,15 +308,3 @@ class TargetSources:
         note = " (v1 blkio throttle accounting, see module doc)"
         s.rate(f"{n}.read_bytes_per_s", rb, "bytes/s", str(f), "bytes read" + note)
         s.rate(f"{n}.write_bytes_per_s", wb, "bytes/s", str(f), "bytes written" + note)
-
-
-def _psi_some_avg10(text: str) -> float | None:
-    for line in text.splitlines():
-        parts = line.split()
-        if parts and parts[0] == "some":
-            kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-            try:
-                return float(kv["avg10"])
-            except (KeyError, ValueError):
-                return None
-    return None

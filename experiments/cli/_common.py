@@ -8,7 +8,11 @@ Everything that costs an import (the manager, the index) is imported when first 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,8 +26,8 @@ if TYPE_CHECKING:
     from experiments.service.views import StudyIndex
     from experiments.study.manager import StudyManager
 
-__all__ = ["JsonOpt", "NameArg", "RootOpt", "UserError", "err", "fmt", "index", "manager", "out", "paths",
-           "print_json", "settings", "valid_name"]
+__all__ = ["JsonOpt", "NameArg", "RootOpt", "UserError", "ctrl_c_ends", "err", "fmt", "index", "manager", "out",
+           "paths", "print_json", "settings", "valid_name"]
 
 #: what a command prints (tables, results)
 out = Console()
@@ -101,3 +105,24 @@ def fmt(v: Any) -> str:
     if v is None:
         return "-"
     return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+@contextmanager
+def ctrl_c_ends(stop: threading.Event) -> Iterator[None]:
+    """While inside, the first Ctrl-C sets ``stop`` (the command ends now and keeps what it did so far: a profile
+    window what was sampled, as py-spy itself does; ``observe`` the samples stored); a second one interrupts."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (an embedding caller): Ctrl-C keeps its usual meaning
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

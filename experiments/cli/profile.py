@@ -10,11 +10,8 @@ profile file); ``flamegraph diff`` compares two profiles by their shares of samp
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -23,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from experiments.cli._common import JsonOpt, UserError, err, out, paths, print_json, settings
+from experiments.cli._common import ctrl_c_ends as _ctrl_c_ends
 
 if TYPE_CHECKING:
     from collectors.profiler.model import Profile
@@ -64,27 +62,6 @@ def _check_output(output: Path | None) -> None:
                         "path in an existing directory")
     if output.is_dir():
         raise UserError(f"cannot write {output}: it is a directory; give -o a file name")
-
-
-@contextmanager
-def _ctrl_c_ends(stop: threading.Event) -> Iterator[None]:
-    """While inside, the first Ctrl-C sets ``stop`` (the window ends now and what was sampled is kept, as
-    py-spy itself does); a second one interrupts (nothing kept)."""
-
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread (an embedding caller): Ctrl-C keeps its usual meaning
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _emit(data: bytes, output: Path | None, fmt: str) -> None:

@@ -8,7 +8,9 @@ background studies, the cached :class:`~experiments.service.views.StudyIndex` an
 At start-up the manager reconciles the registry (live workers are adopted,
 studies whose worker died are resumed) and a watcher thread keeps doing so
 every second; at shutdown the workers restore their knobs and stop, to resume
-at the next start.
+at the next start. The targets of the setting ``observe_targets`` are sampled into the usage store by a
+thread started and stopped with the app (``app.state.observing``,
+:class:`~experiments.rightsizing.observing.ObservingService`).
 
 Endpoints: one router per resource (:mod:`experiments.service.routers`): ``/healthz``, ``/metrics``,
 ``/studies...``, ``/tuning/...``, ``/knobs``, ``/settings``; and ``/openapi.json``, ``/docs`` and
@@ -32,6 +34,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from experiments.profiling.sessions import ProfilingSessions
+from experiments.rightsizing.observing import ObservingService
 from experiments.service import docs, errors
 from experiments.service.auth import Authenticator, AuthFailures
 from experiments.service.exposition import ServiceMetrics
@@ -74,11 +77,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = threading.Event()
     watcher = threading.Thread(target=_watch, args=(app, stop), name="novatune-watcher", daemon=True)
     watcher.start()
+    app.state.observing.start()
     try:
         yield
     finally:
         stop.set()
         watcher.join(timeout=10)
+        app.state.observing.stop()
         app.state.profiling.shutdown()
         manager.shutdown()
 
@@ -133,6 +138,7 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None, *,
                                      tracking_uri=settings.mlflow_tracking_uri)
     app.state.index = StudyIndex(paths, app.state.manager)
     app.state.profiling = ProfilingSessions(paths.profiles, settings)
+    app.state.observing = ObservingService(paths, settings)
     app.state.exposition = ServiceMetrics(paths, version=ver)
     errors.install(app)
     for router in ROUTERS:

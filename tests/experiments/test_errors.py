@@ -72,6 +72,14 @@ TABLE = {
     "SessionConflict": (2, 409),
     # right-sizing (issue 15)
     "TraceError": (2, 422),
+    # the usage history of running targets (collectors.usage)
+    "UsageError": (2, 422),
+    "TargetNotFound": (2, 404),
+    "TargetVanished": (2, 409),
+    "UnknownTarget": (2, 404),
+    "UsageStoreError": (2, 409),
+    "PrometheusError": (2, 422),
+    "PrometheusUnreachable": (2, 409),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
@@ -80,7 +88,7 @@ BUILTIN_BASES = {
     "SettingsError": ValueError, "StudyNotFound": LookupError, "ExportError": ValueError,
     "ExportRequestError": ValueError, "ApplyError": ValueError, "ApplyConflict": ValueError,
     "ApplicationNotFound": LookupError, "InvalidName": ValueError, "ProtectedInterface": LookupError,
-    "UnknownProfile": LookupError,
+    "UnknownProfile": LookupError, "UnknownTarget": LookupError,
 }
 
 
