@@ -27,7 +27,18 @@ import typer
 from rich.markup import escape
 
 from collectors.errors import NovatuneError
-from experiments.cli import knobs, profile, replay, service, study, system, tuning
+from experiments.cli import (
+    knobs,
+    observe,
+    profile,
+    replay,
+    rightsize,
+    rightsize_replay,
+    service,
+    study,
+    system,
+    tuning,
+)
 from experiments.cli._common import UserError, err
 from experiments.safefs import private_umask
 
@@ -44,6 +55,7 @@ app.command()(service.ui)
 app.command("metrics")(system.metrics_cmd)
 app.command("topology")(system.topology_cmd)
 app.command("replay")(replay.replay_cmd)
+app.command("observe")(observe.observe_cmd)
 app.command()(service.serve)
 app.command("health")(service.health_cmd)
 app.command("apply")(tuning.apply_cmd)
@@ -55,6 +67,9 @@ app.add_typer(knobs.knobs_app, name="knobs")
 app.add_typer(service.settings_app, name="settings")
 app.add_typer(profile.profile_app, name="profile")
 app.add_typer(profile.flamegraph_app, name="flamegraph")
+rightsize.rightsize_app.command("replay")(rightsize_replay.replay_cmd)
+app.add_typer(rightsize.rightsize_app, name="rightsize")
+app.add_typer(rightsize.cost_app, name="cost")
 
 
 def main(argv: list[str] | None = None) -> int:

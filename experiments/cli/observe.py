@@ -16,7 +16,6 @@ Prometheus that does not answer, a bad query with Prometheus's text).
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import math
 import threading
 import time
@@ -118,14 +117,9 @@ def _live(spec: str, interval: float | None, duration: float | None, as_json: bo
 
 
 def _import_csv(path: Path) -> dict[str, Any]:
-    # part A's reader (collectors.usage.traces); imported by name so this module stands before it is merged
-    try:
-        traces = importlib.import_module("collectors.usage.traces")
-    except ModuleNotFoundError as e:
-        if e.name != "collectors.usage.traces":
-            raise
-        raise UserError("--import-csv needs the trace reader collectors.usage.traces, not in this build") from None
-    series: dict[str, UsageSeries] = traces.read_trace(path, max_bytes=settings().trace_max_bytes)
+    from experiments.rightsizing.replay import load_series
+
+    series: dict[str, UsageSeries] = load_series(path, max_bytes=settings().trace_max_bytes)
     store = usage_store()
     stored = {name: store.import_series(s, source="csv") for name, s in series.items()}
     return {"mode": "import-csv", "file": str(path), "store": str(store.path), "stored": stored,

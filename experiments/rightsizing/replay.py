@@ -7,10 +7,11 @@ Output (the issue's contract, :func:`replay_report`)::
                           "usd_per_month", "savings_usd_per_month"}, ...],
      "summary": {... see optimizer.rightsizing.replay.summarize ...}}
 
-``instance_type`` is the cheapest catalog type with at least the recommended vCPUs and memory
-(:func:`optimizer.instance.cheapest_fitting`); ``usd_per_month`` its on-demand price over 730 hours;
-``savings_usd_per_month`` the price of the cheapest type that fits the VM's current capacity minus
-that (None when the capacity is unknown or nothing fits).
+``instance_type`` is the cheapest x86_64, non-burstable catalog type with at least the recommended vCPUs
+and memory (:func:`optimizer.rightsizing.offers.cheapest_holding`, as a plan prices it);
+``usd_per_month`` its on-demand price over 730 hours; ``savings_usd_per_month`` the price of the cheapest
+such type that holds the VM's current capacity minus that (None when the capacity is unknown or nothing
+fits).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from typing import Any
 
 from collectors.pricing import InstanceType, load_instance_types
 from collectors.usage.traces import TraceError, read_bitbrains, read_trace
-from optimizer.instance import cheapest_fitting
 from optimizer.rightsizing.model import PROFILES, UsageSeries
+from optimizer.rightsizing.offers import cheapest_holding
 from optimizer.rightsizing.replay import VmReplay, replay
 
 __all__ = ["HOURS_PER_MONTH", "load_series", "price_row", "replay_report"]
@@ -53,12 +54,12 @@ def _monthly(t: InstanceType | None) -> float | None:
 def price_row(v: VmReplay, types: Mapping[str, InstanceType]) -> dict[str, Any]:
     """One recommendation row of the contract for ``v``."""
     rec = v.recommendation
-    fit = cheapest_fitting(types.values(), vcpus=rec.cpu.target, memory_gib=rec.memory.target)
+    fit = cheapest_holding(types.values(), rec.cpu.target, rec.memory.target)
     usd = _monthly(fit)  # type: ignore[arg-type]
     cur_cpu, cur_mem = rec.cpu.current, rec.memory.current
     savings = None
     if cur_cpu is not None and cur_mem is not None and usd is not None:
-        now = _monthly(cheapest_fitting(types.values(), vcpus=cur_cpu, memory_gib=cur_mem))  # type: ignore[arg-type]
+        now = _monthly(cheapest_holding(types.values(), cur_cpu, cur_mem))  # type: ignore[arg-type]
         savings = None if now is None else round(now - usd, 2)
     return {
         "vm_id": v.target, "cpu_cores": round(rec.cpu.target, 4), "mem_gib": round(rec.memory.target, 4),

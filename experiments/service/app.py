@@ -34,6 +34,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from experiments.profiling.sessions import ProfilingSessions
+from experiments.rightsizing.background import Validations
 from experiments.rightsizing.observing import ObservingService
 from experiments.service import docs, errors
 from experiments.service.auth import Authenticator, AuthFailures
@@ -85,6 +86,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         watcher.join(timeout=10)
         app.state.observing.stop()
         app.state.profiling.shutdown()
+        app.state.validations.shutdown()
         manager.shutdown()
 
 
@@ -139,6 +141,7 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None, *,
     app.state.index = StudyIndex(paths, app.state.manager)
     app.state.profiling = ProfilingSessions(paths.profiles, settings)
     app.state.observing = ObservingService(paths, settings)
+    app.state.validations = Validations(paths, settings)
     app.state.exposition = ServiceMetrics(paths, version=ver)
     errors.install(app)
     for router in ROUTERS:

@@ -190,6 +190,19 @@ def current_type(types: Iterable[InstanceLike], current: str | InstanceLike | tu
     return current
 
 
+def cheapest_holding(types: Iterable[InstanceLike], cores: float, gib: float, *,
+                     arch: str | None = "x86_64") -> InstanceLike | None:
+    """The cheapest non-burstable type of ``arch`` holding ``cores`` and ``gib``; None when none is large enough.
+
+    How a size is priced as an instance type in a plan: x86_64 by default, since moving to arm64 changes
+    the binaries too (``arch=None`` allows any).
+    """
+    try:
+        return current_type(types, (cores, gib), arch=arch)
+    except ValueError:
+        return None
+
+
 def resolve_arch(arch: str | None, current: object, cur: InstanceLike | None) -> str | None:
     """The architecture to match: ``arch``; None (any) for ``"any"``; by default the current type's
     when ``current`` names a type (a move should not change the binaries' architecture unasked)."""

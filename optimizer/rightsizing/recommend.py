@@ -289,24 +289,29 @@ def _overall(cpu: ResourceRecommendation, mem: ResourceRecommendation) -> str:
     return "optimized"
 
 
-def recommend(usage: UsageSeries, *, profile: str = "balanced", now: float | None = None) -> Recommendation:
+def recommend(usage: UsageSeries, *, profile: str = "balanced", now: float | None = None,
+              min_hours: float = MIN_HOURS) -> Recommendation:
     """The recommendation for ``usage`` under ``profile`` (see the module for the method).
 
     ``now`` (Unix seconds, default the last sample) only ages the history: one older than 7 days halves
     the confidence. Never raises on a short or odd series: fewer than :data:`MIN_SAMPLES` samples or
-    less than :data:`MIN_HOURS` hours give ``insufficient-data`` with ``needs_hours`` and a best guess.
+    less than ``min_hours`` hours (default :data:`MIN_HOURS`, Compute Optimizer's 30 h; the setting
+    ``rightsizing_min_history_h``) give ``insufficient-data`` with ``needs_hours`` and a best guess.
 
     Raises:
-        ValueError: ``profile`` is not one of :data:`~optimizer.rightsizing.model.PROFILES`.
+        ValueError: ``profile`` is not one of :data:`~optimizer.rightsizing.model.PROFILES`, or ``min_hours``
+            is not a positive number.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown right-sizing profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    if not (math.isfinite(min_hours) and min_hours > 0):
+        raise ValueError(f"min_hours must be a positive number of hours, got {min_hours}")
     p = PARAMS[profile]
     span = usage.span_hours
     if len(usage) == 0:
         return Recommendation(target=usage.target, profile=profile, cpu=_empty(usage, "cpu"),
                               memory=_empty(usage, "memory"), finding="insufficient-data",
-                              confidence=0.0, risk=0.0, history_hours=0.0, needs_hours=MIN_HOURS,
+                              confidence=0.0, risk=0.0, history_hours=0.0, needs_hours=min_hours,
                               reasons=("no samples yet",))
     last = float(usage.t[-1])
     ref = max(last, now) if now is not None else last
@@ -320,11 +325,11 @@ def recommend(usage: UsageSeries, *, profile: str = "balanced", now: float | Non
         confidence = round(confidence / 2, 3)
         reasons.append(f"the last sample is {(now - last) / 86400:.0f} days old: confidence halved")
     interval_h = usage.interval_s / 3600 if len(usage) > 1 else 0.0
-    needs = max(MIN_HOURS - span, (MIN_SAMPLES - len(usage)) * interval_h if len(usage) < MIN_SAMPLES else 0.0)
-    if span < MIN_HOURS or len(usage) < MIN_SAMPLES:
+    needs = max(min_hours - span, (MIN_SAMPLES - len(usage)) * interval_h if len(usage) < MIN_SAMPLES else 0.0)
+    if span < min_hours or len(usage) < MIN_SAMPLES:
         needs = max(needs, 1e-3) if not math.isfinite(needs) or needs <= 0 else needs
         reasons.insert(0, f"insufficient data: {span:.1f} h and {len(usage)} samples; needs {needs:.1f} more hours "
-                          f"(at least {MIN_HOURS:g} h and {MIN_SAMPLES} samples); the sizes are a cautious guess")
+                          f"(at least {min_hours:g} h and {MIN_SAMPLES} samples); the sizes are a cautious guess")
         return Recommendation(target=usage.target, profile=profile, cpu=cpu.rec, memory=mem.rec,
                               finding="insufficient-data", confidence=min(confidence, 0.2),
                               risk=max(cpu.rec.risk, mem.rec.risk), history_hours=span, needs_hours=round(needs, 2),

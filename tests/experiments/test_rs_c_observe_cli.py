@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from collectors.usage.errors import PrometheusUnreachable, TargetNotFound
 from collectors.usage.history import UsageStore
 from experiments.cli._common import UserError
 from experiments.cli.observe import observe_cmd, parse_time, target_spec
-from optimizer.rightsizing.model import UsageSeries
 from tests.collectors.usage.conftest import BUSY, CPU_Q, MEM_Q, LiveCgroup, make_live_cgroup, run_prometheus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,18 +120,19 @@ def test_a_prometheus_import_is_stored_under_its_target(prometheus, tmp_path, mo
 
 
 def test_a_csv_import_stores_every_vm_under_its_id(tmp_path, monkeypatch):
-    seen = {}
-
-    def read_trace(path, *, max_bytes):  # a stand-in for part A's reader: the agreed signature
-        seen.update(path=path, max_bytes=max_bytes)
-        return {v: UsageSeries(v, t=[0.0, 300.0], cpu_cores=[1.0, 2.0], mem_gib=[1.0, 1.5]) for v in ("vm-a", "vm-b")}
-
-    monkeypatch.setitem(sys.modules, "collectors.usage.traces", types.SimpleNamespace(read_trace=read_trace))
-    res = run(tmp_path, "--import-csv", "trace.csv", "--json", monkeypatch=monkeypatch)
+    trace = tmp_path / "trace.csv"
+    trace.write_text("vm_id,timestamp,cpu_used_cores,mem_used_gib\n"
+                     "vm-a,0,1.0,1.0\nvm-b,0,0.5,2.0\nvm-a,300,2.0,1.5\nvm-b,300,0.25,2.5\n")
+    res = run(tmp_path, "--import-csv", str(trace), "--json", monkeypatch=monkeypatch)
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["stored"] == {"vm-a": 2, "vm-b": 2}
-    assert seen == {"path": Path("trace.csv"), "max_bytes": 1 << 30}
-    assert [t.source for t in UsageStore(tmp_path / "usage.db").targets()] == ["csv", "csv"]
+    store = UsageStore(tmp_path / "usage.db")
+    assert [t.source for t in store.targets()] == ["csv", "csv"]
+    assert store.series("vm-a").cpu_cores.tolist() == [1.0, 2.0] and store.series("vm-b").mem_gib.tolist() == [2.0, 2.5]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("vm_id,timestamp,cpu_used_cores\nvm-a,0,1.0\n")
+    res = run(tmp_path, "--import-csv", str(bad), monkeypatch=monkeypatch)
+    assert res.exit_code == 2 and "mem_used_gib" in str(res.exception or res.output)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from experiments.service.routers import knobs, operations, profiling, settings, studies, tuning
+from experiments.service.routers import knobs, operations, profiling, rightsizing, settings, studies, tuning
 
 __all__ = ["ROUTERS"]
 
@@ -22,4 +22,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     knobs.router,               # /knobs
     settings.router,            # /settings
     profiling.router,           # /profiling
+    rightsizing.router,         # /rightsizing
+    rightsizing.cost_router,    # /cost
 )
