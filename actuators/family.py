@@ -272,7 +272,7 @@ class Family:
 
     def context_of(self, root: SysRoot, rel: str) -> KnobContext | None:
         """The context a journal record's file ``rel`` binds the family's knobs in (families with
-        :attr:`bound_by_target`); None when the family binds nothing from a file, or what it named is gone.
+        :attr:`bound_by_target`); None when the family binds nothing from a file.
 
         Raises:
             UnsafePath: ``rel`` is not a file the family's knobs write.

@@ -213,9 +213,9 @@ class CpusetCpusKnob(CpusetKnob):
         return _missing(self.cgroup, "cpuset") or super().available()
 
 
-def context_of_file(root: SysRoot, rel: str) -> KnobContext | None:
-    """The context binding a ``rightsize.*`` knob to the cgroup whose file ``rel`` a journal record names;
-    None when that cgroup directory is gone (and its setting with it).
+def context_of_file(root: SysRoot, rel: str) -> KnobContext:
+    """The context binding a ``rightsize.*`` knob to the cgroup whose file ``rel`` a journal record names (the
+    directory may be gone: the knob is then unavailable, and vetting reports the record ``gone``).
 
     Raises:
         UnsafePath: ``rel`` is not a ``rightsize.*`` leaf file (:data:`LEAVES`) of a cgroup below a hierarchy's
@@ -236,7 +236,7 @@ def context_of_file(root: SysRoot, rel: str) -> KnobContext | None:
     check_cgroup_path(cgroup)
     if root.path(d).is_symlink():
         raise UnsafePath(f"refused cgroup directory {d!r}: a symlink")
-    return KnobContext(target_cgroup=cgroup) if root.is_dir(d) else None
+    return KnobContext(target_cgroup=cgroup)
 
 
 def _fake_members(root: SysRoot, d: str) -> list[int] | None:

@@ -229,15 +229,20 @@ def _gone_or_refused(m: Match, rel: str, root: SysRoot, err: UnknownKnob) -> str
 
 
 def _target_context(m: Match, root: SysRoot, rel: str) -> KnobContext | str:
-    """A running target's cgroup (``rightsize.*``): a leaf file of a cgroup below a hierarchy's root, reached
-    through no symlink, holding no process that is never a target; a str: gone."""
+    """A running target's cgroup (``rightsize.*``): the record's knob writes exactly ``rel``, a leaf file of a
+    cgroup below a hierarchy's root, reached through no symlink, holding no process that is never a target;
+    a str: the cgroup is gone."""
     try:
         context = m.family.context_of(root, rel)
-    except UnsafePath as err:
+        knob = m.family.resolve(m.name, Env(root, context or KnobContext()))
+    except (UnsafePath, UnknownKnob) as err:
         raise Refused(str(err)) from None
-    if context is None:
+    if context is None or knob.journal_target != rel:
+        raise Refused(f"{m.name} writes {knob.journal_target!r}, the record names {rel!r}")
+    d = rel.rpartition("/")[0]
+    if not root.is_dir(d):
         return f"cgroup of {rel} is gone"
-    why = target_refusal(root, rel.rpartition("/")[0])
+    why = target_refusal(root, d)
     if why is not None:
         raise Refused(f"{m.name} never writes {rel!r}: {why}")
     return context
