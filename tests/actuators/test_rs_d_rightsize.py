@@ -142,25 +142,29 @@ def _write_journal(path: Path, records: list[dict[str, Any]]) -> Journal:
 
 def test_recover_refuses_records_outside_a_target_cgroup(tmp_path: Path) -> None:
     """Hand-written rightsize records naming the root cgroup, a file outside the cgroup tree, a path with '..',
-    another knob's file, or a cgroup holding this process: refused, never written."""
-    records = [
-        _record("sys/fs/cgroup/cpu/cpu.cfs_quota_us"),  # the root cgroup
-        _record("etc/passwd", old="root::0:0::/:/bin/sh\n"),
-        _record("sys/fs/cgroup/cpu/x/../../../../etc/passwd"),
-        _record("proc/sys/vm/swappiness", old="60\n"),
-        _record("sys/fs/cgroup/memory/x/memory.limit_in_bytes", old="1\n"),  # not the cpu knob's file
-    ]
+    another knob's file, or a cgroup holding this process: refused, never written.
+
+    Each record's "old" value is the file's current content, so that even a broken vetting would write back
+    what is there (the report, not the bytes, is what fails then).
+    """
     own = own_memory_cgroup()
-    watched = [Path("/etc/passwd"), Path("/proc/sys/vm/swappiness"), Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")]
+    files = {
+        "sys/fs/cgroup/cpu/cpu.cfs_quota_us": "rightsize.cpu_cores",  # the root cgroup
+        "etc/passwd": "rightsize.cpu_cores",
+        "proc/sys/vm/swappiness": "rightsize.cpu_cores",
+    }
     if own is not None:  # this pytest process's own memory cgroup: novatune itself is never a target
-        rel = f"sys/fs/cgroup/memory{own}/memory.limit_in_bytes"
-        records.append(_record(rel, old="1073741824\n", knob="rightsize.memory_gib"))
-        watched.append(Path("/") / rel)
-    before = {p: p.read_bytes() for p in watched}
+        files[f"sys/fs/cgroup/memory{own}/memory.limit_in_bytes"] = "rightsize.memory_gib"
+    before = {rel: (Path("/") / rel).read_bytes() for rel in files}
+    records = [_record(rel, old=before[rel].decode(), knob=knob) for rel, knob in files.items()]
+    records += [
+        _record("sys/fs/cgroup/cpu/x/../../../../etc/passwd", old=before["etc/passwd"].decode()),
+        _record("sys/fs/cgroup/memory/x/memory.limit_in_bytes", old="-1\n"),  # not the cpu knob's file
+    ]
     journal = _write_journal(tmp_path / "journal.jsonl", records)
     rep = recover(journal, root=SysRoot("/"), force=True)  # force: the writer of the records is this live process
     assert rep.restored == [] and len(rep.refused) == len(records), rep
-    assert {p: p.read_bytes() for p in watched} == before
+    assert {rel: (Path("/") / rel).read_bytes() for rel in files} == before
     if own is not None:
         assert any("never a target" in why and "novatune itself" in why for why in rep.refused), rep.refused
 
