@@ -13,7 +13,17 @@ from typing import Any
 
 import pytest
 
-from actuators import Catalog, ChangeSession, Journal, KnobContext, OutOfBounds, SysRoot, UnknownKnob, recover
+from actuators import (
+    Catalog,
+    ChangeSession,
+    Journal,
+    KnobContext,
+    KnobUnavailable,
+    OutOfBounds,
+    SysRoot,
+    UnknownKnob,
+    recover,
+)
 from actuators.records import parse_intent
 from actuators.rightsize import check_cgroup_path, context_of_file
 from actuators.vetting import Refused, vet_intent
@@ -231,3 +241,45 @@ def test_context_of_file_binds_only_rightsize_files(fake_root: SysRoot) -> None:
                 "sys/fs/cgroup/blkio/a/b/cpu.cfs_quota_us", "proc/sys/vm/swappiness"):
         with pytest.raises(UnsafePath):
             context_of_file(fake_root, bad)
+
+
+def _fake_v2(base: Path) -> SysRoot:
+    files = {
+        "proc/meminfo": "MemTotal:       8388608 kB\n",
+        "sys/devices/system/cpu/online": "0-3\n",
+        "sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n",
+        "sys/fs/cgroup/svc.slice/cpuset.cpus.effective": "0-3\n",
+        "sys/fs/cgroup/svc.slice/web.service/cpu.max": "max 100000\n",
+        "sys/fs/cgroup/svc.slice/web.service/memory.max": "max\n",
+        "sys/fs/cgroup/svc.slice/web.service/memory.current": f"{300 * 1024**2}\n",
+        "sys/fs/cgroup/svc.slice/web.service/memory.stat": f"anon 1\ninactive_file {100 * 1024**2}\n",
+        "sys/fs/cgroup/svc.slice/web.service/cpuset.cpus": "\n",
+        "sys/fs/cgroup/svc.slice/web.service/cgroup.procs": "",
+    }
+    for rel, text in files.items():
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_text(text)
+    return SysRoot(base)
+
+
+def test_cgroup_v2_through_a_session(tmp_path: Path) -> None:
+    root = _fake_v2(tmp_path / "v2")
+    before = tree_bytes(root.root)
+    cat = Catalog(root, KnobContext(target_cgroup="/svc.slice/web.service"))
+    cores, mem, cpus = (cat.get(f"rightsize.{n}") for n in ("cpu_cores", "memory_gib", "cpuset_cpus"))
+    assert cores.read() == 4.0 and mem.read() == 8.0  # no limit: the online CPUs, the RAM
+    assert cpus.domain.choices == ("0", "0-1", "0-2", "0-3")
+    with pytest.raises(OutOfBounds, match=r"allowed: \[0\.244"):  # 1.25 x (300 - 100) MiB
+        mem.validate(0.2)
+    journal = Journal(tmp_path / "journal.jsonl")
+    with ChangeSession(journal, run_id="v2", trial=None) as session:
+        session.apply_many({cores: 1.5, mem: 0.5, cpus: "0-1"})
+        d = root.root / "sys/fs/cgroup/svc.slice/web.service"
+        assert (d / "cpu.max").read_text() == "150000 100000"
+        assert (d / "memory.max").read_text() == str(GIB // 2)
+        assert (d / "cpuset.cpus").read_text() == "0-1"
+    assert tree_bytes(root.root) == before
+    (root.root / "sys/fs/cgroup/svc.slice/web.service/cgroup.procs").write_text("1\n")  # now it holds init
+    with ChangeSession(journal, run_id="v2b", trial=None) as session, pytest.raises(KnobUnavailable, match="init"):
+        session.apply(cores, 1.0)
+    assert (root.root / "sys/fs/cgroup/svc.slice/web.service/cpu.max").read_text() == "max 100000\n"

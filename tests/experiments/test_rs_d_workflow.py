@@ -4,7 +4,11 @@ degradation), and every refusal before anything is written."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +25,7 @@ from experiments.rightsizing import workflow
 from experiments.rightsizing.health import CgroupHealthSampler, Health
 from experiments.rightsizing.proposals import InvalidTransition, ProposalError, ProposalStore
 from experiments.settings import Paths, Settings
+from tests.actuators.conftest import REPO
 from tests.actuators.rightsize_target import RealTarget, real_target
 
 GIB = 1024**3
@@ -267,3 +272,56 @@ def test_target_names() -> None:
     for bad in ("cgroup:/", "cgroup:/a/../b", "exe:/bin/sh", "unit:../x.service", "pid:abc", "nginx"):
         with pytest.raises(ProposalError):
             workflow.target_cgroup(bad)
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from actuators import rightsize
+from experiments.rightsizing import workflow
+from experiments.rightsizing.proposals import ProposalStore
+from experiments.settings import Paths, Settings
+
+
+def stall(self, token):  # the memory intent is journaled (fsynced); the process dies before writing it
+    print("ready", flush=True)
+    time.sleep(120)
+
+
+rightsize.MemoryGibKnob.commit = stall
+paths = Paths(Path(sys.argv[2]))
+workflow.apply(ProposalStore(paths.rightsizing_db), sys.argv[3], paths=paths,
+               settings=Settings(allowed_targets=["cgroup:" + sys.argv[4]]), who="doomed")
+"""
+
+
+@pytest.mark.slow
+def test_kill9_mid_apply_then_novatune_recover(idle: RealTarget, store: ProposalStore, paths: Paths,
+                                               tmp_path: Path) -> None:
+    before = _bytes(idle)
+    pid = _approved(store, f"cgroup:{idle.cgroup}", {"rightsize.cpu_cores": 0.3, "rightsize.memory_gib": 0.5})
+    script = tmp_path / "apply.py"
+    script.write_text(KILL_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), REPO, str(paths.home), pid, idle.cgroup],
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert idle.file("cpu", "cpu.cfs_quota_us").read_text() == "30000\n"  # the first knob was written
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    env = {**os.environ, "NOVATUNE_HOME": str(paths.home)}
+    rec = subprocess.run([sys.executable, "-m", "experiments", "recover", "--json"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert rec.returncode == 0, rec.stderr
+    report = json.loads(rec.stdout)
+    assert sorted(k["knob"] for k in report["knobs"]) == ["rightsize.cpu_cores", "rightsize.memory_gib"]
+    assert _bytes(idle) == before
+    assert store.get(pid).state == "approved"  # never recorded as applied
+    assert [a.state for a in history(paths)] == ["failed"]
