@@ -25,7 +25,7 @@ from typing import Any
 from collectors.cgroupstats import CgroupCpuReader, CgroupCpuSample, cpu_delta
 from collectors.kernelfiles import parse_kv
 
-__all__ = ["CgroupHealthSampler", "Health", "Judge", "Thresholds"]
+__all__ = ["ALIASES", "CgroupHealthSampler", "Health", "Judge", "Thresholds"]
 
 GIB = 1024**3
 
@@ -41,21 +41,30 @@ class Health:
     working_set_gib: float | None = None
 
     @classmethod
-    def of(cls, value: Health | Mapping[str, Any]) -> Health:
-        """A :class:`Health` from itself or a mapping with (some of) its field names (other keys ignored; NaN and
-        non-numbers read as None)."""
+    def of(cls, value: object) -> Health:
+        """A :class:`Health` from itself, a mapping or an object with (some of) its field names as keys or
+        attributes (also the aliases of :data:`ALIASES`: ``oom_kill``, ``psi_some_avg10``, ``mem_gib``, ...);
+        other keys are ignored, NaN and non-numbers read as None."""
         if isinstance(value, Health):
             return value
-        if not isinstance(value, Mapping):
-            raise TypeError(f"a health sample is a Health or a mapping, got {type(value).__name__}")
+        get = value.get if isinstance(value, Mapping) else (lambda k: getattr(value, k, None))
         out: dict[str, Any] = {}
         for f in fields(cls):
-            v = value.get(f.name)
+            v = next((x for x in (get(n) for n in (f.name, *ALIASES.get(f.name, ()))) if x is not None), None)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 out[f.name] = int(v) if f.name == "oom_kills" else float(v)
             else:
                 out[f.name] = None
         return cls(**out)
+
+
+#: other names a sampler may give a field (the usage collector's, the kernel's)
+ALIASES: dict[str, tuple[str, ...]] = {
+    "throttled_ratio": ("throttled",),
+    "oom_kills": ("oom_kill", "oom_count", "ooms"),
+    "memory_pressure": ("memory_psi", "psi_some_avg10", "mem_psi_some_avg10", "mem_pressure"),
+    "working_set_gib": ("mem_gib", "working_set"),
+}
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ __all__ = [
     "ProposalStore",
     "UnknownProposal",
     "UnsafeProposalStore",
+    "check_values",
+    "values_from_recommendation",
 ]
 
 STATES = ("proposed", "approved", "applied", "validated", "rolled_back", "rejected")
@@ -199,6 +201,28 @@ def check_values(values: Any) -> dict[str, Any]:
             raise ProposalError(f"{name}: {value!r} is not a finite number > 0")
         out[name] = float(value)
     return out
+
+
+def values_from_recommendation(recommendation: Mapping[str, Any], *, cpuset_cpus: str | None = None) -> dict[str, Any]:
+    """The knob values that put a recommendation (:meth:`Recommendation.to_dict`) in place: its CPU target in
+    cores (rounded up to 0.01) and memory target in GiB (rounded up to a MiB), optionally a cpuset.
+
+    Raises:
+        ProposalError: the recommendation has insufficient data (how many more hours it needs) or no sizes.
+    """
+    if recommendation.get("finding") == "insufficient-data":
+        raise ProposalError(f"{recommendation.get('target')}: insufficient data to propose a size; needs "
+                            f"{recommendation.get('needs_hours', '?')} more hours of history")
+    try:
+        cpu = float(recommendation["cpu"]["target"])
+        mem = float(recommendation["memory"]["target"])
+    except (KeyError, TypeError, ValueError):
+        raise ProposalError("the recommendation has no cpu.target / memory.target sizes") from None
+    values: dict[str, Any] = {"rightsize.cpu_cores": math.ceil(cpu * 100 - 1e-9) / 100,
+                              "rightsize.memory_gib": math.ceil(mem * 1024 - 1e-9) / 1024}
+    if cpuset_cpus is not None:
+        values["rightsize.cpuset_cpus"] = cpuset_cpus
+    return check_values(values)
 
 
 # ------------------------------------------------------------------ the store

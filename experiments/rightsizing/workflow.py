@@ -33,14 +33,37 @@ from experiments.deploy.applications import ApplyError, history
 from experiments.deploy.apply import apply_to_target
 from experiments.deploy.rollback import rollback as rollback_application
 from experiments.rightsizing.health import Health, Judge, Thresholds
-from experiments.rightsizing.proposals import InvalidTransition, Proposal, ProposalError, ProposalStore
+from experiments.rightsizing.proposals import (
+    InvalidTransition,
+    Proposal,
+    ProposalError,
+    ProposalStore,
+    values_from_recommendation,
+)
 from experiments.settings import Paths, Settings
+from optimizer.rightsizing.model import Recommendation
 
-__all__ = ["apply", "approve", "reject", "rollback", "target_cgroup", "validate"]
+__all__ = ["apply", "approve", "propose", "reject", "rollback", "target_cgroup", "validate"]
 
 log = logging.getLogger(__name__)
 
 Sample = Health | Mapping[str, Any]
+
+
+def propose(store: ProposalStore, recommendation: Recommendation, *, plan: Mapping[str, Any] | None = None,
+            cpuset_cpus: str | None = None, who: str = "novatune", note: str | None = None) -> Proposal:
+    """A new ``proposed`` proposal putting ``recommendation`` in place on its target (``recommendation.target``:
+    ``cgroup:/PATH``, ``unit:NAME.service`` or ``pid:N``), with the offers / purchase ``plan`` it was priced with.
+
+    Raises:
+        ProposalError: the recommendation has insufficient data, the target is not a cgroup, unit or pid, or a
+            field is not acceptable.
+    """
+    target_cgroup(recommendation.target)
+    rec = recommendation.to_dict()
+    return store.create(target=recommendation.target, profile=recommendation.profile, recommendation=rec,
+                        values=values_from_recommendation(rec, cpuset_cpus=cpuset_cpus), plan=plan, who=who,
+                        note=note or "; ".join(recommendation.reasons) or None)
 
 
 def approve(store: ProposalStore, id: str, *, who: str, note: str | None = None) -> Proposal:

@@ -142,3 +142,29 @@ def test_symlinked_database_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsafeProposalStore, match="symbolic link"):
         ProposalStore(home / "rightsizing.db")
     assert target.read_bytes() == b""
+
+
+def _rec(finding: str = "over-provisioned", cpu: float = 1.234, mem: float = 2.0001) -> Any:
+    from optimizer.rightsizing.model import Recommendation, ResourceRecommendation
+
+    def rr(resource: str, target: float) -> ResourceRecommendation:
+        return ResourceRecommendation(resource=resource, target=target, lower=target * 0.8, upper=target * 1.2,
+                                      current=8.0, finding=finding)
+
+    return Recommendation(target="cgroup:/svc", profile="savings", cpu=rr("cpu", cpu), memory=rr("memory", mem),
+                          finding=finding, confidence=0.8, risk=1.0, history_hours=72.0,
+                          needs_hours=18.0 if finding == "insufficient-data" else 0.0,
+                          reasons=("cpu: p95 1.1 + 10 %",))
+
+
+def test_propose_from_a_recommendation(store: ProposalStore) -> None:
+    from experiments.rightsizing import workflow
+
+    p = workflow.propose(store, _rec(), plan={"usd_per_month": 12.5}, cpuset_cpus="0-1")
+    assert p.state == "proposed" and p.target == "cgroup:/svc" and p.profile == "savings"
+    assert p.values == {"rightsize.cpu_cores": 1.24, "rightsize.memory_gib": 2.0009765625,
+                        "rightsize.cpuset_cpus": "0-1"}  # rounded up: never below the recommendation
+    assert p.recommendation["risk_label"] == "low" and p.history[0].note == "cpu: p95 1.1 + 10 %"
+    with pytest.raises(ProposalError, match="needs 18.0 more hours"):
+        workflow.propose(store, _rec("insufficient-data"))
+    assert len(store.list()) == 1
