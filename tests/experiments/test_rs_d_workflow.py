@@ -297,31 +297,37 @@ workflow.apply(ProposalStore(paths.rightsizing_db), sys.argv[3], paths=paths,
 
 
 @pytest.mark.slow
-def test_kill9_mid_apply_then_novatune_recover(idle: RealTarget, store: ProposalStore, paths: Paths,
-                                               tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9-then-recover", "ctrl-c"])
+def test_killed_mid_apply_leaves_the_target_as_found(idle: RealTarget, store: ProposalStore, paths: Paths,
+                                                     tmp_path: Path, sig: signal.Signals) -> None:
+    """Killed between the journal write and the write: kill -9 leaves the journal to `novatune recover`, which
+    restores both files; Ctrl-C restores them in the process itself (recover then finds nothing to do)."""
     before = _bytes(idle)
     pid = _approved(store, f"cgroup:{idle.cgroup}", {"rightsize.cpu_cores": 0.3, "rightsize.memory_gib": 0.5})
     script = tmp_path / "apply.py"
     script.write_text(KILL_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), REPO, str(paths.home), pid, idle.cgroup],
-                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         assert idle.file("cpu", "cpu.cfs_quota_us").read_text() == "30000\n"  # the first knob was written
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        proc.send_signal(sig)
+        proc.wait(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    if sig == signal.SIGINT:
+        assert _bytes(idle) == before  # put back before the process ended
     env = {**os.environ, "NOVATUNE_HOME": str(paths.home)}
     rec = subprocess.run([sys.executable, "-m", "experiments", "recover", "--json"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=120)
     assert rec.returncode == 0, rec.stderr
-    report = json.loads(rec.stdout)
-    assert sorted(k["knob"] for k in report["knobs"]) == ["rightsize.cpu_cores", "rightsize.memory_gib"]
+    knobs = sorted(k["knob"] for k in json.loads(rec.stdout)["knobs"])
+    assert knobs == ([] if sig == signal.SIGINT else ["rightsize.cpu_cores", "rightsize.memory_gib"])
     assert _bytes(idle) == before
     assert store.get(pid).state == "approved"  # never recorded as applied
     assert [a.state for a in history(paths)] == ["failed"]
