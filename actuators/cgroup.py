@@ -19,7 +19,7 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from actuators.base import Domain, Knob, Token
 from actuators.errors import ActuatorError, KnobUnavailable, OutOfBounds, UnsafePath
@@ -27,7 +27,7 @@ from actuators.journal import Journal
 from actuators.ownership import never_signal, novatune_cgroup
 from actuators.sysroot import SysRoot
 
-__all__ = ["VcpusKnob", "WorkloadCgroup", "kill_cgroup_tasks"]
+__all__ = ["CgroupDirs", "VcpusKnob", "WorkloadCgroup", "kill_cgroup_tasks"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,28 @@ def kill_cgroup_tasks(root: SysRoot, rel: str, *, timeout_s: float = 5.0) -> lis
             except ProcessLookupError:
                 pass
         time.sleep(0.02)
+
+
+class CgroupDirs(Protocol):
+    """What a cgroup-bound knob reads of its cgroup: a run's :class:`WorkloadCgroup`, or a running target's
+    (:class:`actuators.rightsize.TargetCgroup`). ``rel`` is the cpu controller's directory (root-relative)."""
+
+    @property
+    def root(self) -> SysRoot: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def rel(self) -> str: ...
+
+    @property
+    def removed(self) -> bool: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    def dir_for(self, controller: str) -> str | None: ...
 
 
 class WorkloadCgroup:
@@ -313,10 +335,10 @@ class VcpusKnob(Knob):
     ``max``) reads as ``os.cpu_count()``.
     """
 
-    def __init__(self, *, cgroup: WorkloadCgroup | None) -> None:
-        ncpu = os.cpu_count() or 1
+    def __init__(self, *, cgroup: CgroupDirs | None, name: str = "sizing.vcpus", ncpu: int | None = None) -> None:
+        ncpu = ncpu or os.cpu_count() or 1
         super().__init__(
-            name="sizing.vcpus",
+            name=name,
             domain=Domain("float", 0.05, float(ncpu)),
             risk="medium",
             scope="cgroup",
@@ -325,6 +347,7 @@ class VcpusKnob(Knob):
             description="CPU quota of the workload cgroup, in vCPUs (CFS bandwidth).",
         )
         self.cgroup = cgroup
+        self.ncpu = ncpu
 
     def _files(self) -> tuple[SysRoot, str, str | None]:
         cg = self.cgroup
@@ -406,7 +429,7 @@ class VcpusKnob(Knob):
 
     def read(self) -> float:
         q, p, _ = self._quota_period()
-        return float(os.cpu_count() or 1) if q is None else q / p
+        return float(self.ncpu) if q is None else q / p
 
     def same(self, a: Any, b: Any) -> bool:
         return abs(float(a) - float(b)) <= 1e-4

@@ -74,6 +74,10 @@ class KnobContext:
     #: interfaces whose ``nic.*`` knobs are refused (the setting ``protected_interfaces``); ``default-route``
     #: stands for every interface carrying a default route (see :func:`actuators.nic.protected`)
     protected_interfaces: tuple[str, ...] = ("default-route",)
+    #: a running target's cgroup the ``rightsize.*`` knobs act on: its path inside its hierarchy, as
+    #: ``/proc/PID/cgroup`` shows it (``/system.slice/nginx.service``); whether the operator allows it is
+    #: checked by the caller (``experiments``), see :mod:`actuators.rightsize`
+    target_cgroup: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,9 @@ class Family:
     exports: ClassVar[Mapping[str, KnobExport]] = {}
     #: bound to a run's workload (cgroup / process scope): deployed through the workload's unit
     workload: ClassVar[bool] = False
+    #: one name acts on a different file per binding (a running target's cgroup): two journal records of
+    #: the family conflict only when their targets are equal, and a record is bound back by :meth:`context_of`
+    bound_by_target: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"<Family {self.name}>"
@@ -262,6 +269,15 @@ class Family:
     def knobs(self, env: Env) -> list[Knob]:
         """Every concrete knob of the family on this machine (default: each fixed name)."""
         return [self.resolve(n, env) for n in self.fixed]
+
+    def context_of(self, root: SysRoot, rel: str) -> KnobContext | None:
+        """The context a journal record's file ``rel`` binds the family's knobs in (families with
+        :attr:`bound_by_target`); None when the family binds nothing from a file.
+
+        Raises:
+            UnsafePath: ``rel`` is not a file the family's knobs write.
+        """
+        return None
 
     def rank(self, name: str) -> int:
         """The apply rank of ``name`` (0 unless ``apply_order`` says otherwise)."""

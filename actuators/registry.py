@@ -15,7 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from actuators import affinity, block, cpu, instance, irq, kernel, memory, net, nic, process, sizing, sysctl, thp
+from actuators import (
+    affinity,
+    block,
+    cpu,
+    instance,
+    irq,
+    kernel,
+    memory,
+    net,
+    nic,
+    process,
+    rightsize,
+    sizing,
+    sysctl,
+    thp,
+)
 from actuators.errors import ActuatorError
 from actuators.family import Condition, Family, Match, Ordering, fill
 from actuators.sysroot import RESTORABLE_PREFIXES
@@ -33,6 +48,7 @@ FAMILIES: tuple[Family, ...] = (
     cpu.FAMILY,
     irq.FAMILY,
     sizing.FAMILY,
+    rightsize.FAMILY,
     affinity.FAMILY,
     process.FAMILY,
     nic.FAMILY,

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from actuators.base import Domain, FileKnob, Knob
-from actuators.cgroup import VcpusKnob, WorkloadCgroup
+from actuators.cgroup import CgroupDirs, VcpusKnob, WorkloadCgroup
 from actuators.errors import ActuatorError, OutOfBounds
 from actuators.family import Env, Family, KnobExport, SystemdOption, one_line
 from actuators.sysroot import SysRoot
@@ -56,7 +56,7 @@ class _CgroupFileKnob(FileKnob):
 
     controller = "cpu"
 
-    def __init__(self, *, cgroup: WorkloadCgroup | None, leaf_v1: str, leaf_v2: str, **kw: Any) -> None:
+    def __init__(self, *, cgroup: CgroupDirs | None, leaf_v1: str, leaf_v2: str, **kw: Any) -> None:
         self.cgroup = cgroup
         d = cgroup.dir_for(self.controller) if cgroup is not None else None
         root = cgroup.root if cgroup is not None else SysRoot()
@@ -102,11 +102,11 @@ class CpuWeightKnob(_CgroupFileKnob):
 class MemoryKnob(_CgroupFileKnob):
     controller = "memory"
 
-    def __init__(self, *, cgroup: WorkloadCgroup | None) -> None:
+    def __init__(self, *, cgroup: CgroupDirs | None, name: str = "sizing.memory_gib") -> None:
         root = cgroup.root if cgroup is not None else SysRoot()
         total = _mem_total_bytes(root) / GIB
         super().__init__(
-            cgroup=cgroup, leaf_v1="memory.limit_in_bytes", leaf_v2="memory.max", name="sizing.memory_gib",
+            cgroup=cgroup, leaf_v1="memory.limit_in_bytes", leaf_v2="memory.max", name=name,
             domain=Domain("float", MEMORY_FLOOR_GIB, max(total, MEMORY_FLOOR_GIB)), risk="high", unit="GiB",
             description=f"Memory limit of the workload cgroup; never below {MEMORY_MARGIN}x its working set.",
         )
@@ -156,7 +156,7 @@ class MemoryKnob(_CgroupFileKnob):
 class CpusetKnob(_CgroupFileKnob):
     controller = "cpuset"
 
-    def __init__(self, *, cgroup: WorkloadCgroup | None, what: str) -> None:
+    def __init__(self, *, cgroup: CgroupDirs | None, what: str, name: str | None = None) -> None:
         if what not in ("cpus", "mems"):
             raise ValueError(f"cpuset knob is cpus or mems, not {what!r}")
         self.what = what
@@ -173,7 +173,7 @@ class CpusetKnob(_CgroupFileKnob):
             n = (os.cpu_count() or 1) if what == "cpus" else 1
             choices = _ranges(tuple(range(n)))
         super().__init__(
-            cgroup=cgroup, leaf_v1=f"cpuset.{what}", leaf_v2=f"cpuset.{what}", name=f"sizing.cpuset_{what}",
+            cgroup=cgroup, leaf_v1=f"cpuset.{what}", leaf_v2=f"cpuset.{what}", name=name or f"sizing.cpuset_{what}",
             domain=Domain("categorical", choices=choices), risk="medium", unit="list",
             description=f"{'CPUs' if what == 'cpus' else 'NUMA memory nodes'} of the workload cgroup (compact range).",
         )

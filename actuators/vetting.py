@@ -13,7 +13,10 @@ fresh apply, and anything else is :class:`Refused` (never written):
   exactly the record's target; the path is root-relative, without ``.``/``..``, under the restorable
   trees, through no symlink except the ones the kernel makes (``/sys/block/<dev>``, a CPU's
   ``cpufreq``, a co-mounted v1 hierarchy) and is not itself a link; a cgroup file must be in a
-  novatune cgroup (:func:`actuators.ownership.novatune_cgroup`); a namespace-bound target names a
+  novatune cgroup (:func:`actuators.ownership.novatune_cgroup`), except a ``rightsize.*`` file: one of that
+  family's leaf files of a cgroup directory below a hierarchy's root that holds no process that is never a
+  target (pid 1, kernel threads, novatune itself: :func:`actuators.rightsize.target_refusal`, the rule of
+  :mod:`collectors.passive.allowed`); a namespace-bound target names a
   per-namespace ``net.*`` sysctl. The raw old bytes must be text a kernel file holds, parse as the
   knob's value and lie within its hard bounds / allowed values (two documented widenings: an IRQ
   mask may name CPUs that are possible but offline, and an empty cpuset, "the parent's", is allowed);
@@ -52,6 +55,7 @@ from actuators.net import NetnsRoot, TcpMemKnob
 from actuators.nic import NIC_LEAVES, Ethtool, NicKnob
 from actuators.ownership import never_signal
 from actuators.records import KnobIntent
+from actuators.rightsize import target_refusal
 from actuators.sizing import CpusetKnob
 from actuators.sysroot import RESTORABLE_PREFIXES, SysRoot
 from collectors.kernelfiles import parse_cpu_list, parse_cpu_mask
@@ -224,8 +228,31 @@ def _gone_or_refused(m: Match, rel: str, root: SysRoot, err: UnknownKnob) -> str
     raise Refused(f"{m.name} does not resolve here: {err}")
 
 
+def _target_context(m: Match, root: SysRoot, rel: str) -> KnobContext | str:
+    """A running target's cgroup (``rightsize.*``): the record's knob writes exactly ``rel``, a leaf file of a
+    cgroup below a hierarchy's root, reached through no symlink, holding no process that is never a target;
+    a str: the cgroup is gone."""
+    try:
+        context = m.family.context_of(root, rel)
+        knob = m.family.resolve(m.name, Env(root, context or KnobContext()))
+    except (UnsafePath, UnknownKnob) as err:
+        raise Refused(str(err)) from None
+    if context is None or knob.journal_target != rel:
+        raise Refused(f"{m.name} writes {knob.journal_target!r}, the record names {rel!r}")
+    d = rel.rpartition("/")[0]
+    if not root.is_dir(d):
+        return f"cgroup of {rel} is gone"
+    why = target_refusal(root, d)
+    if why is not None:
+        raise Refused(f"{m.name} never writes {rel!r}: {why}")
+    return context
+
+
 def _context(m: Match, root: SysRoot, rel: str, ns: str | None) -> KnobContext | str:
-    """The context the record's knob is bound in (its namespace or its novatune cgroup); a str: gone."""
+    """The context the record's knob is bound in (its namespace, its novatune cgroup or a running target's
+    cgroup); a str: gone."""
+    if m.family.bound_by_target:
+        return _target_context(m, root, rel)
     if m.family.workload:
         try:
             cg = WorkloadCgroup.of_file(root, rel)

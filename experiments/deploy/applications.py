@@ -34,13 +34,14 @@ from actuators import (
     SysRoot,
 )
 from actuators.journal import OPENING_EVENTS, same_process
+from actuators.registry import REGISTRY
 from collectors.errors import NovatuneError
 from experiments.deploy.plan import instance_types
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths, Settings
 
 __all__ = ["Application", "ApplicationNotFound", "AppliedKnob", "ApplyConflict", "ApplyError", "NotApplied",
-           "default_catalog", "history", "status"]
+           "bound_knob", "default_catalog", "history", "status"]
 
 State = Literal["applied", "rolled_back", "failed", "applying", "dry_run", "unchanged"]
 
@@ -82,6 +83,8 @@ class AppliedKnob:
     drift: bool | None = None
     #: dry run only: why applying this knob would be refused (held by another run or application)
     held_by: str | None = None
+    #: the file it writes, for a knob bound to a running target (``rightsize.*``): how it is bound back
+    target: str | None = None
 
 
 @dataclass
@@ -109,6 +112,8 @@ class Application:
     note: str | None = None
     #: knobs of the configuration that were not applied (bound to a run's workload), with how to deploy each
     not_applied: list[NotApplied] = field(default_factory=list)
+    #: the running target it was applied to (``cgroup:/PATH``), for ``rightsize.*`` applications
+    target: str | None = None
 
     @property
     def changed(self) -> list[str]:
@@ -176,11 +181,37 @@ def owners(records: list[dict[str, Any]], run: str) -> list[int]:
     return sorted(int(p) for p, c in pids if p is not None and same_process(p, c))
 
 
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def same_target(entry: dict[str, Any], knob: Knob, target: str | None) -> bool:
+    """Whether a journal entry is about the same setting as ``knob`` (writing ``target``): the same name, or the
+    same file; for a family whose one name acts on a different file per target (``rightsize.*``), the same file."""
     recorded, mine = entry.get("root") or None, knob.journal_root
     if recorded and mine and os.path.normpath(recorded) != os.path.normpath(mine):
         return False
-    return entry.get("knob") == knob.name or (target is not None and entry.get("target") == target)
+    same_file = target is not None and entry.get("target") == target
+    family = REGISTRY.family_of(knob.name)
+    if family is not None and family.bound_by_target:
+        return same_file
+    return entry.get("knob") == knob.name or same_file
+
+
+def bound_knob(cat: Catalog, name: str, target: Any) -> Knob:
+    """The knob ``name`` of ``cat``; for a family bound to a running target (``rightsize.*``), bound to the cgroup
+    of the file ``target`` a journal record names.
+
+    Raises:
+        UnknownKnob: no such knob here.
+        UnsafePath: ``target`` is not a file of the family (a record :func:`actuators.vetting.vet_intent` refuses).
+    """
+    family = REGISTRY.family_of(name)
+    if family is not None and family.bound_by_target and isinstance(target, str):
+        context = family.context_of(cat.root, target)
+        if context is not None:
+            return Catalog(cat.root, context).get(name)
+    return cat.get(name)
 
 
 def holder(records: list[dict[str, Any]], knob: Knob, target: str | None, apps: dict[str, Application],
@@ -217,8 +248,10 @@ def read_applications(records: list[dict[str, Any]]) -> dict[str, Application]:
             apps[str(run)] = Application(
                 id=str(run), time=iso(float(r["time"])), source=str(meta.get("source", "")), state="applying",
                 knobs=[AppliedKnob(knob=k["knob"], old=k.get("old"), new=k.get("new"), changes=bool(k.get("changes")),
-                                   scope=k.get("scope")) for k in meta.get("knobs", [])],
+                                   scope=k.get("scope"), target=_str_or_none(k.get("target")))
+                       for k in meta.get("knobs", [])],
                 not_applied=[NotApplied(**k) for k in meta.get("not_applied", [])],
+                target=_str_or_none(meta.get("target")),
             )
         elif r.get("event") == "end" and run is not None:
             ended[str(run)] = r
@@ -257,7 +290,7 @@ def status(paths: Paths, *, catalog: Catalog | None = None) -> dict[str, Any]:
             continue
         for k in app.knobs:
             try:
-                knob = cat.get(k.knob)
+                knob = bound_knob(cat, k.knob, k.target)
                 k.live = knob.read()
                 k.drift = not knob.same(k.live, k.new)
             except (ActuatorError, OSError):

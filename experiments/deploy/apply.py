@@ -10,6 +10,10 @@ by a live run (e.g. a running study), by a crashed run that was not recovered,
 or by another active application is refused, naming the holder; a write that
 fails or does not read back restores what was written and raises. The journal
 records are described in :mod:`.applications`.
+
+The knobs of a *running target's* cgroup (``rightsize.*``) have their own path,
+:func:`apply_to_target`: bound to one cgroup the operator allows (``allowed_targets``,
+checked here before anything is written), journaled and rolled back the same way.
 """
 
 from __future__ import annotations
@@ -26,10 +30,14 @@ from actuators import (
     ChangeSession,
     Journal,
     Knob,
+    KnobContext,
     OutOfBounds,
+    SysRoot,
 )
-from actuators.errors import UnknownKnob
+from actuators.errors import UnknownKnob, UnsafePath
 from actuators.journal import KEPT_EVENT
+from actuators.registry import REGISTRY
+from collectors.passive.allowed import PassivePolicy
 from experiments.deploy.applications import (
     Application,
     AppliedKnob,
@@ -54,7 +62,7 @@ from experiments.deploy.config_file import (
 )
 from experiments.settings import Paths
 
-__all__ = ["apply_config", "apply_trial"]
+__all__ = ["apply_config", "apply_to_target", "apply_trial"]
 
 
 def _deploy_hint(knob: Knob, value: Any, study: str | None, unit_options: dict[str, str]) -> str:
@@ -133,6 +141,15 @@ def apply_config(
     checked = _check(values, catalog if catalog is not None else default_catalog(), study=study, source=source)
     if dry_run:
         return _dry_run(checked, paths, source)
+    return _commit(checked, paths, source)
+
+
+def _commit(checked: _Checked, paths: Paths, source: str, *, target: str | None = None) -> Application:
+    """Under the data directory's lock and the knobs' holds: refuse held knobs, record the application, write.
+
+    Raises:
+        ApplyConflict: a knob that would change is held; ApplyError: a write failed (what was written is restored).
+    """
     journal = Journal(paths.journal)
     with locked(paths), holding([k.name for k in checked.plan], f"novatune apply of {source}"):
         records = journal.records()
@@ -143,15 +160,15 @@ def apply_config(
         if not any(r.changes for r in checked.rows):
             return Application(id=app_id, time=iso(time.time()), source=source, state="unchanged", knobs=checked.rows,
                                note="every knob already has its value: nothing written, nothing recorded",
-                               not_applied=checked.not_applied)
-        begin = journal.append({
-            "run": app_id, "kind": "run", "event": "begin",
-            "application": {"source": source, "knobs": [asdict(r) for r in checked.rows],
-                            "not_applied": [asdict(n) for n in checked.not_applied]},
-        })
+                               not_applied=checked.not_applied, target=target)
+        meta: dict[str, Any] = {"source": source, "knobs": [asdict(r) for r in checked.rows],
+                                "not_applied": [asdict(n) for n in checked.not_applied]}
+        if target is not None:
+            meta["target"] = target
+        begin = journal.append({"run": app_id, "kind": "run", "event": "begin", "application": meta})
         _write(checked, journal, app_id, source)
         return Application(id=app_id, time=iso(float(begin["time"])), source=source, state="applied",
-                           knobs=checked.rows, not_applied=checked.not_applied)
+                           knobs=checked.rows, not_applied=checked.not_applied, target=target)
 
 
 @dataclass
@@ -182,8 +199,11 @@ def _check_knob(knob: Knob, value: Any, values: Mapping[str, Any], checked: _Che
         problems.append(f"{knob.name}: {err}")
         return
     checked.targets[knob.name] = knob.journal_target
+    bound = REGISTRY.family_of(knob.name)
     checked.rows.append(AppliedKnob(knob=knob.name, old=old, new=new, changes=not knob.same(old, new),
-                                    scope=knob.scope))
+                                    scope=knob.scope,
+                                    target=knob.journal_target if bound is not None and bound.bound_by_target
+                                    else None))
     checked.plan[knob] = new
 
 
@@ -268,6 +288,66 @@ def _write(checked: _Checked, journal: Journal, app_id: str, source: str) -> Non
         else:
             left = "; every knob written so far was restored"
         raise ApplyError(f"{app_id}: {err}{left}") from err
+
+
+def apply_to_target(
+    values: Mapping[str, Any],
+    *,
+    target: str,
+    policy: PassivePolicy,
+    paths: Paths,
+    source: str,
+    dry_run: bool = False,
+) -> Application:
+    """Apply ``rightsize.*`` values to stay on the running target whose cgroup is ``target`` (its path inside its
+    hierarchy, as ``/proc/PID/cgroup`` shows it): the one path for knobs bound to a running target
+    (:func:`apply_config` still refuses every workload-bound knob).
+
+    Before anything is written: every name must be a knob bound to a running target; the target must be a cgroup
+    path other than the root; each cgroup directory a knob writes is checked against ``policy`` (the operator's
+    ``allowed_targets``, and never pid 1, kernel threads, novatune itself or the root cgroup); every value is
+    validated through the knob's hard bounds (memory: never below the working set x the margin, never above the
+    RAM). Then as :func:`apply_config`: old bytes journaled (fsynced) before each write, each write read back,
+    the application marked kept -- ``novatune rollback ID`` undoes it, and ``recover`` undoes an apply killed
+    before it was kept. The application records the target as ``cgroup:PATH``.
+
+    Raises:
+        TargetRefused: the policy refuses the target (nothing written).
+        ApplyError: no values, a knob of another family, a bad target path, a value out of bounds (knob, value and
+            allowed range named), a knob not available on the target, or a write failed (what was written is
+            restored first).
+        ApplyConflict: a knob of the target is held by another run or application.
+    """
+    from actuators.rightsize import RIGHTSIZE, check_cgroup_path
+
+    if not values:
+        raise ApplyError("nothing to apply: no rightsize knob named")
+    others = [n for n in values if (f := REGISTRY.family_of(n)) is None or not f.bound_by_target]
+    if others:
+        raise ApplyError(f"cannot apply {', '.join(others)} to a running target (nothing was changed); allowed: "
+                         f"{', '.join(RIGHTSIZE)} (host knobs: `novatune apply`)")
+    try:
+        check_cgroup_path(target)
+    except UnsafePath as err:
+        raise ApplyError(f"cannot apply (nothing was changed): {err}") from None
+    cat = Catalog(SysRoot("/"), KnobContext(target_cgroup=target))
+    checked = _Checked()
+    problems: list[str] = []
+    for name, value in values.items():
+        try:
+            knob = cat.get(name)
+        except UnknownKnob as err:
+            problems.append(str(err))
+            continue
+        rel = knob.journal_target
+        if rel and knob.available() is None:
+            policy.check_cgroup(cat.root.path(rel.rpartition("/")[0]))
+        _check_knob(knob, value, values, checked, problems)
+    if problems:
+        raise ApplyError("cannot apply (nothing was changed):\n" + "\n".join(f"  - {p}" for p in problems))
+    if dry_run:
+        return _dry_run(checked, paths, source)
+    return _commit(checked, paths, source, target=f"cgroup:{target}")
 
 
 def apply_trial(

@@ -20,7 +20,7 @@ from actuators import (
     Journal,
     SysRoot,
 )
-from actuators.errors import UnknownKnob
+from actuators.errors import UnknownKnob, UnsafePath
 from actuators.records import REFUSED_EVENT, JournalView, KnobIntent
 from actuators.restore import Skipped, restore_intent
 from actuators.vetting import Refused, vet_intent
@@ -30,6 +30,7 @@ from experiments.deploy.applications import (
     AppliedKnob,
     ApplyConflict,
     ApplyError,
+    bound_knob,
     default_catalog,
     holder,
     holding,
@@ -113,8 +114,8 @@ def _rollback_rows(
     for e in intents:
         name = str(e.knob)
         try:
-            knob = cat.get(name)
-        except UnknownKnob as err:
+            knob = bound_knob(cat, name, e.target)
+        except (UnknownKnob, UnsafePath) as err:
             raise ApplyError(f"{app.id}: {name}: {err}") from None
         mine = knob.journal_root
         if e.root and mine and os.path.normpath(e.root) != os.path.normpath(mine):

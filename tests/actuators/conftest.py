@@ -131,6 +131,19 @@ def fake_cgroup_files(path: Path) -> None:
         (path / name).write_text(content)
 
 
+def fake_target_cgroup(base: Path, cgroup: str, *, procs: str = "") -> None:
+    """Play the kernel: a running target's cgroup ``cgroup`` (``/a/b``) in the fake v1 cpu, memory and cpuset
+    hierarchies, with ``procs`` in each ``cgroup.procs``."""
+    for ctl, files in CGROUP_V1_NEW_DIR.items():
+        d = base / "sys/fs/cgroup" / ctl / cgroup.lstrip("/")
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (d / name).write_text(procs if name == "cgroup.procs" else text)
+        if ctl == "cpuset":
+            (d / "cpuset.cpus").write_text("0-1\n")
+            (d / "cpuset.mems").write_text("0\n")
+
+
 def tree_bytes(base: Path) -> dict[str, bytes | str]:
     """Every file's bytes (and every dir/link) under ``base``: equal means byte-identical trees."""
     out: dict[str, bytes | str] = {}

@@ -26,7 +26,7 @@ from actuators import (
     UnknownKnob,
     WorkloadCgroup,
 )
-from tests.actuators.conftest import fake_cgroup_files, tree_bytes
+from tests.actuators.conftest import fake_cgroup_files, fake_target_cgroup, tree_bytes
 
 #: every knob of the fake tree's catalog (all families) -> a value that changes it
 FAMILIES = {
@@ -78,6 +78,9 @@ FAMILIES = {
     "sizing.memory_gib": 0.5,
     "sizing.cpuset_cpus": "0",
     "sizing.cpuset_mems": "0",
+    "rightsize.cpu_cores": 0.5,
+    "rightsize.memory_gib": 0.5,
+    "rightsize.cpuset_cpus": "0",
     "affinity.cpus": 1,
     "affinity.placement": "spread",
     "sched.policy": "batch",
@@ -132,6 +135,9 @@ def case(request: pytest.FixtureRequest, fake_root: SysRoot, journal: Journal, k
         cg = WorkloadCgroup.create("contract", journal=journal, run_id="r", root=fake_root,
                                    controllers=("cpu", "memory", "cpuset"))
         ctx = KnobContext(cgroup=cg)
+    elif name.startswith("rightsize."):
+        fake_target_cgroup(fake_root.root, "/svc.slice/contract.service")
+        ctx = KnobContext(target_cgroup="/svc.slice/contract.service")
     if name in PROCESS_KNOBS:
         if name == "affinity.cpus" and len(os.sched_getaffinity(0)) < 2:
             pytest.skip("affinity.cpus needs at least 2 allowed CPUs to make a change")

@@ -55,7 +55,7 @@ def test_apply_verify_recover_rollback_round_trip(tmp_path: Path, original: str)
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["knobs"][0] == {"knob": KNOB, "old": old, "new": new, "changes": True,
                                                        "scope": "host", "live": None, "drift": None,
-                                               "held_by": None}
+                                               "held_by": None, "target": None}
     assert FILE.read_text() == original and not (home / "journal.jsonl").exists()
 
     assert tune("verify", str(cfg), home=home).returncode == 1  # not applied yet: drift
