@@ -27,7 +27,10 @@ from actuators.journal import Journal
 from actuators.ownership import never_signal, novatune_cgroup
 from actuators.sysroot import SysRoot
 
-__all__ = ["CgroupDirs", "VcpusKnob", "WorkloadCgroup", "kill_cgroup_tasks"]
+__all__ = ["VCPUS_FLOOR", "CgroupDirs", "VcpusKnob", "WorkloadCgroup", "kill_cgroup_tasks"]
+
+#: the smallest CPU quota novatune sets, in CPUs (5 ms per 100 ms period)
+VCPUS_FLOOR = 0.05
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +342,7 @@ class VcpusKnob(Knob):
         ncpu = ncpu or os.cpu_count() or 1
         super().__init__(
             name=name,
-            domain=Domain("float", 0.05, float(ncpu)),
+            domain=Domain("float", VCPUS_FLOOR, float(ncpu)),
             risk="medium",
             scope="cgroup",
             needs_root=True,

@@ -295,7 +295,7 @@ class Settings(BaseSettings):
                                         "is deleted (older samples are kept at coarser resolution)")
     rightsizing_profile: Literal["savings", "balanced", "reliability"] = Field(
         default="balanced", description="default right-sizing profile: savings, balanced or reliability")
-    rightsizing_min_history_h: float = Field(default=30.0, ge=0.01, le=24 * 365, description="hours of history a "
+    rightsizing_min_history_h: float = Field(default=30.0, ge=0.001, le=24 * 365, description="hours of history a "
                                              "target needs before it gets a recommendation (AWS Compute Optimizer: "
                                              "30); shorter gives insufficient-data")
     rightsizing_validation_s: float = Field(default=300.0, ge=10, le=7 * 86400, description="after a "

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from collectors.errors import NovatuneError
 from collectors.pricing import InstanceType, UnitPrices, load_discounts, load_instance_types, load_unit_prices
 from collectors.usage.history import TargetInfo, UsageStore
-from experiments.rightsizing.proposals import OPEN_STATES, Proposal, ProposalStore, UnknownProposal
+from experiments.rightsizing.proposals import Proposal, ProposalStore, UnknownProposal, values_from_recommendation
+from experiments.rightsizing.workflow import propose
 from experiments.settings import Paths, Settings
 from optimizer.instance import HOURS_PER_MONTH
 from optimizer.rightsizing.costforecast import predict_cost
@@ -40,14 +42,20 @@ from optimizer.rightsizing.model import PROFILES, Recommendation, UsageSeries
 from optimizer.rightsizing.offers import cgroup_limits, cheapest_holding, match_offers, spot_suitability
 from optimizer.rightsizing.recommend import recommend
 
-__all__ = ["LIVE_KINDS", "Analysis", "Rightsizing", "UnknownProfile"]
+__all__ = ["LIVE_KINDS", "Analysis", "Rightsizing", "RightsizingError"]
 
 #: target names whose cgroup novatune can act on (the rest are plans only)
 LIVE_KINDS = ("cgroup:", "unit:", "pid:")
+#: a proposal in these states stands for its target's current size (listing again does not add another)
+OPEN_STATES = ("proposed", "approved", "applied", "validated")
 
 
-class UnknownProfile(ValueError):
-    """Raised (as a ValueError) for a profile outside :data:`~optimizer.rightsizing.model.PROFILES`."""
+class RightsizingError(NovatuneError, ValueError):
+    """A request the engine cannot take: an unknown profile, a horizon out of range (exit 2, HTTP 422; the
+    message says what is allowed)."""
+
+    exit_code = 2
+    http_status = 422
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ class Analysis:
 
 def _check_profile(profile: str) -> str:
     if profile not in PROFILES:
-        raise UnknownProfile(f"unknown right-sizing profile {profile!r}; allowed: {', '.join(PROFILES)}")
+        raise RightsizingError(f"unknown right-sizing profile {profile!r}; allowed: {', '.join(PROFILES)}")
     return profile
 
 
@@ -108,7 +116,7 @@ class Rightsizing:
 
     Raises (from its methods): ``UnknownTarget`` (404) for a target with no history, ``UnknownProposal`` (404),
     ``InvalidTransition`` (409), ``TargetRefused`` (422) for a target the operator did not allow,
-    :class:`UnknownProfile` (a ValueError the faces turn into exit 2 / 422).
+    :class:`RightsizingError` (exit 2 / 422).
     """
 
     def __init__(self, paths: Paths, settings: Settings, *, cpus_online: int | None = None) -> None:
@@ -207,23 +215,15 @@ class Rightsizing:
             out.append(self._propose(a, who=who) if a.live and a.limits is not None else a)
         return out
 
-    def _values(self, a: Analysis) -> dict[str, float]:
-        rec = a.recommendation
-        assert a.limits is not None
-        cores = a.limits["cpu_quota_us"] / a.limits["cpu_period_us"]
-        return {"rightsize.cpu_cores": round(cores, 3),
-                "rightsize.memory_gib": round(a.limits["memory_max_bytes"] / 2**30, 4) if rec.memory.target else 0.0}
-
     def _propose(self, a: Analysis, *, who: str) -> Analysis:
         if a.recommendation.finding == "insufficient-data":
             return a
-        values = self._values(a)
+        values = values_from_recommendation(a.recommendation.to_dict())
         for p in self.proposals.list(target=a.target):
             if p.state in OPEN_STATES and p.values == values and p.profile == a.recommendation.profile:
                 return Analysis(**{**a.__dict__, "proposal": p})
-        p = self.proposals.create(target=a.target, profile=a.recommendation.profile,
-                                  recommendation=a.recommendation.to_dict(), values=values,
-                                  plan={"limits": a.limits, "offers": a.offers, "cost": a.cost}, who=who)
+        p = propose(self.proposals, a.recommendation, plan={"limits": a.limits, "offers": a.offers, "cost": a.cost},
+                    who=who)
         return Analysis(**{**a.__dict__, "proposal": p})
 
     def proposal(self, ref: str) -> Proposal:
@@ -283,7 +283,7 @@ class Rightsizing:
     def predict(self, target: str, *, horizon_days: float = 30.0) -> dict[str, Any]:
         """The target's allocation cost over the next ``horizon_days``, with the method's backtested error."""
         if not (math.isfinite(horizon_days) and 1 <= horizon_days <= 365):
-            raise UnknownProfile(f"horizon_days must be within 1..365, got {horizon_days}")
+            raise RightsizingError(f"horizon_days must be within 1..365, got {horizon_days}")
         usage = self.usage.series(target)
         up = self.unit_prices
         pred = predict_cost(usage, cpu_usd_per_vcpu_hour=up.cpu_usd_per_vcpu_hour,
@@ -309,4 +309,5 @@ class Rightsizing:
         total = savings(cur_total, new_total)
         return {"targets": rows, "current_usd_per_month": round(cur_total, 2),
                 "recommended_usd_per_month": round(new_total, 2),
-                "savings_usd_per_month": round(total.usd_per_month, 2), "savings_pct": round(total.pct, 1), "basis": self.unit_prices.source}
+                "savings_usd_per_month": round(total.usd_per_month, 2), "savings_pct": round(total.pct, 1),
+                "basis": self.unit_prices.source}

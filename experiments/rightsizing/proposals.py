@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from actuators.cgroup import VCPUS_FLOOR
+from actuators.sizing import MEMORY_FLOOR_GIB
 from collectors.errors import NovatuneError
 from experiments.safefs import private_dir
 
@@ -205,7 +207,8 @@ def check_values(values: Any) -> dict[str, Any]:
 
 def values_from_recommendation(recommendation: Mapping[str, Any], *, cpuset_cpus: str | None = None) -> dict[str, Any]:
     """The knob values that put a recommendation (:meth:`Recommendation.to_dict`) in place: its CPU target in
-    cores (rounded up to 0.01) and memory target in GiB (rounded up to a MiB), optionally a cpuset.
+    cores (rounded up to 0.01, at least the quota floor 0.05) and memory target in GiB (rounded up to a MiB, at
+    least 64 MiB), optionally a cpuset.
 
     Raises:
         ProposalError: the recommendation has insufficient data (how many more hours it needs) or no sizes.
@@ -218,8 +221,9 @@ def values_from_recommendation(recommendation: Mapping[str, Any], *, cpuset_cpus
         mem = float(recommendation["memory"]["target"])
     except (KeyError, TypeError, ValueError):
         raise ProposalError("the recommendation has no cpu.target / memory.target sizes") from None
-    values: dict[str, Any] = {"rightsize.cpu_cores": math.ceil(cpu * 100 - 1e-9) / 100,
-                              "rightsize.memory_gib": math.ceil(mem * 1024 - 1e-9) / 1024}
+    # never below the knobs' hard floors (an idle target's recommendation can be smaller than a quota may be)
+    values: dict[str, Any] = {"rightsize.cpu_cores": max(VCPUS_FLOOR, math.ceil(cpu * 100 - 1e-9) / 100),
+                              "rightsize.memory_gib": max(MEMORY_FLOOR_GIB, math.ceil(mem * 1024 - 1e-9) / 1024)}
     if cpuset_cpus is not None:
         values["rightsize.cpuset_cpus"] = cpuset_cpus
     return check_values(values)

@@ -76,6 +76,7 @@ TABLE = {
     "SessionConflict": (2, 409),
     # right-sizing (issue 15)
     "TraceError": (2, 422),
+    "RightsizingError": (2, 422),
     # the usage history of running targets (collectors.usage)
     "UsageError": (2, 422),
     "TargetNotFound": (2, 404),

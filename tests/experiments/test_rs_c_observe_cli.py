@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from collectors.passive.allowed import TargetRefused
 from collectors.usage.errors import PrometheusUnreachable, TargetNotFound
 from collectors.usage.history import UsageStore
+from collectors.usage.traces import TraceError
 from experiments.cli._common import UserError
 from experiments.cli.observe import observe_cmd, parse_time, target_spec
 from tests.collectors.usage.conftest import BUSY, CPU_Q, MEM_Q, LiveCgroup, make_live_cgroup, run_prometheus
@@ -132,7 +133,7 @@ def test_a_csv_import_stores_every_vm_under_its_id(tmp_path, monkeypatch):
     bad = tmp_path / "bad.csv"
     bad.write_text("vm_id,timestamp,cpu_used_cores\nvm-a,0,1.0\n")
     res = run(tmp_path, "--import-csv", str(bad), monkeypatch=monkeypatch)
-    assert res.exit_code == 2 and "mem_used_gib" in str(res.exception or res.output)
+    assert isinstance(res.exception, TraceError) and "lacks column(s) mem_used_gib" in str(res.exception)
 
 
 @pytest.mark.slow

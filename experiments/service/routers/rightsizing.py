@@ -17,7 +17,7 @@ router = APIRouter(prefix="/rightsizing", tags=["rightsizing"])
 cost_router = APIRouter(prefix="/cost", tags=["cost"])
 
 ProposalId = Annotated[str, Path(description="a proposal's id (GET /rightsizing/recommendations)",
-                                 pattern=r"^[0-9a-f]{12}$")]
+                                 pattern=r"^rs-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")]
 Profile = Annotated[str | None, Query(pattern=r"^(savings|balanced|reliability)$",
                                       description="savings | balanced | reliability (default: the setting)")]
 TargetQ = Annotated[str | None, Query(max_length=300, description="one target (cgroup:/PATH, unit:NAME.service, "
