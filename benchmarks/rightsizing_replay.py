@@ -14,14 +14,17 @@ unused capacity), and whether the issue's targets hold (memory <= 1 %, CPU <= 5 
 ``PARAMS``, ``HALF_LIFE_S``, the drift floor, the saturation step) were chosen on the *tuning* sources: the
 Bitbrains development subset (19 VMs; the data set's README keeps the rest of GWA-T-12 back for evaluation)
 and synthetic ``steady``, ``bursty`` and ``daily`` fleets with seed 1. The *held-out* sources are synthetic
-fleets of every shape (``optimizer.rightsizing.synthetic.SHAPES``) with seed 12, not run while tuning.
+fleets of every shape (``optimizer.rightsizing.synthetic.SHAPES``) with seed 13, not run while tuning.
 Earlier held-out seeds were looked at during development and are spent: with seeds 2 and 3 trending memory
 missed the 1 % target (3-5 %), after which memory got its drift floor, a less strict trend test (t >= 2)
 and, in ``balanced``, a peak margin of 20 % instead of 10 %; with seed 4 (after the fleets' seeds began to
 include the shape) p99+20 % dominated bursty CPU by a hair, and seeds 4-11 of bursty showed it in 3 of 8
 draws, after which the level became the larger of the decayed and the undecayed percentile (checked on the
-tuning sources: Bitbrains CPU 1.58 -> 1.31 % under-provisioned, unused 60.5 -> 60.6 %). Seed 12 was first
-run for the figures this prints.
+tuning sources: Bitbrains CPU 1.58 -> 1.31 % under-provisioned, unused 60.5 -> 60.6 %). Seed 12 then showed
+p99+20 % still dominating bursty CPU, so seed 12 is spent too: balanced's CPU percentile went from p98 + 15 %
+to p99 + 10 % (chosen on the tuning sources and the spent bursty seeds 4-11, where p99+20 % no longer
+dominates any of them; Bitbrains CPU 1.31 -> 1.23 % under-provisioned, unused 60.6 -> 61.5 %). Seed 13 was
+first run for the figures this prints.
 Role ``split``: the Bitbrains VMs again with train fractions 0.3 and 0.7 (settings were chosen at 0.5
 only); every other source is replayed with train fraction 0.5.
 
@@ -52,7 +55,7 @@ from optimizer.rightsizing.replay import RULES, replay  # noqa: E402
 
 _SHARED = "shared/datasets/utilization/bitbrains_rnd"
 TUNING_SHAPES = ("steady", "bursty", "daily")
-TUNING_SEED, HELD_OUT_SEED = 1, 12
+TUNING_SEED, HELD_OUT_SEED = 1, 13
 TARGETS = {"cpu": 5.0, "memory": 1.0}
 
 

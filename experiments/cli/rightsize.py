@@ -149,7 +149,8 @@ def apply_cmd(
     p = workflow.apply(eng.proposals, eng.proposal(ref).id, paths=eng.paths, settings=eng.settings, who=who(),
                        note=note)
     if not as_json:
-        out.print(f"{p.id} ({escape(p.target)}): applied " + ", ".join(f"{k}={v}" for k, v in p.values.items()))
+        read_back = escape(p.history[-1].note or "")
+        out.print(f"{p.id} ({escape(p.target)}): applied, read back from the kernel: {read_back}")
     if not no_validate:
         stop = threading.Event()
         if not as_json:
@@ -166,11 +167,26 @@ def apply_cmd(
 
 @rightsize_app.command("rollback")
 def rollback_cmd(ref: RefArg, note: NoteOpt = None, as_json: JsonOpt = False) -> None:
-    """applied | validated -> rolled_back: the exact old values written back."""
+    """applied | validated -> rolled_back: the exact old values written back. Given a target, its open proposal;
+    when it has none (its change was already rolled back), nothing to do: it says so and exits 0."""
     from experiments.rightsizing import workflow
+    from experiments.rightsizing.engine import LIVE_KINDS
+    from experiments.rightsizing.proposals import UnknownProposal
 
     eng = engine()
-    p = workflow.rollback(eng.proposals, eng.proposal(ref).id, paths=eng.paths, who=who(), note=note)
+    try:
+        p = eng.proposal(ref)
+    except UnknownProposal:
+        if not ref.startswith(LIVE_KINDS):
+            raise
+        last = next(iter(eng.proposals.list(target=ref)), None)
+        state = f"its newest proposal {last.id} is {last.state}" if last else "it has no proposal"
+        if as_json:
+            print_json({"target": ref, "rolled_back": None, "reason": state})
+        else:
+            out.print(f"nothing to roll back on {escape(ref)}: {state}")
+        return
+    p = workflow.rollback(eng.proposals, p.id, paths=eng.paths, who=who(), note=note)
     if as_json:
         print_json(p.to_dict())
     else:
@@ -197,14 +213,26 @@ def history_cmd(target: Annotated[str | None, typer.Argument(help="one target (d
 @rightsize_app.command("plot")
 def plot_cmd(target: Annotated[str, typer.Argument(help="an observed or imported target")],
              output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write")],
-             profile: ProfileOpt = None) -> None:
+             profile: ProfileOpt = None,
+             train_frac: Annotated[float | None, typer.Option(
+                 "--train-frac", min=0.05, max=0.95,
+                 help="recommend from this first share of the history only, and mark where it ends (a replay)")
+             ] = None) -> None:
     """A PNG of the target's CPU and memory use against its current and recommended size."""
     from experiments.rightsizing.plot import plot_usage
+    from optimizer.rightsizing.recommend import recommend
+    from optimizer.rightsizing.replay import split
 
-    if not output.parent.is_dir() and str(output.parent):
+    if str(output.parent) and not output.parent.is_dir():
         raise UserError(f"cannot write {output}: the directory {output.parent} does not exist")
-    a = engine().analyse(target, profile=profile)
-    plot_usage(a.usage, a.recommendation, output)
+    eng = engine()
+    a = eng.analyse(target, profile=profile)
+    rec, until = a.recommendation, None
+    if train_frac is not None:
+        n = split(a.usage, train_frac)
+        rec = recommend(a.usage.head(n), profile=rec.profile, min_hours=eng.settings.rightsizing_min_history_h)
+        until = float(a.usage.t[n - 1])
+    plot_usage(a.usage, rec, output, train_until=until)
     err.print(f"wrote {escape(str(output))}")
 
 

@@ -22,6 +22,7 @@ x vCPU-hour + GiB x GiB-hour, from ``collectors/data/unit-prices.csv``).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,9 +153,7 @@ class Rightsizing:
         live = info is not None and _live(info)
         limits = None
         if live:
-            import os
-
-            lim = cgroup_limits(rec, cpus_online=self.cpus_online or os.cpu_count() or 1)
+            lim = cgroup_limits(rec, cpus_online=self._cpus())
             limits = {"cpu_quota_us": lim.cpu_quota_us, "cpu_period_us": lim.cpu_period_us,
                       "memory_max_bytes": lim.memory_max_bytes, "allowed_cpus": lim.allowed_cpus,
                       "systemd": dict(lim.systemd), "notes": list(lim.notes)}
@@ -162,6 +161,9 @@ class Rightsizing:
                                                       current=self._current_size(usage), limit=3)]
         return Analysis(target=target, live=live, usage=usage, recommendation=rec, offers=offers, limits=limits,
                         cost=self._cost(usage, rec))
+
+    def _cpus(self) -> int:
+        return self.cpus_online or os.cpu_count() or 1
 
     def _current_size(self, usage: UsageSeries) -> tuple[float, float] | None:
         cpu, mem = usage.current("cpu"), usage.current("memory")
@@ -219,11 +221,13 @@ class Rightsizing:
         if a.recommendation.finding == "insufficient-data":
             return a
         values = values_from_recommendation(a.recommendation.to_dict())
+        # a quota above the CPUs the machine has is no limit at all: more than that is a plan, not a value
+        values["rightsize.cpu_cores"] = min(values["rightsize.cpu_cores"], float(self._cpus()))
         for p in self.proposals.list(target=a.target):
             if p.state in OPEN_STATES and p.values == values and p.profile == a.recommendation.profile:
                 return Analysis(**{**a.__dict__, "proposal": p})
         p = propose(self.proposals, a.recommendation, plan={"limits": a.limits, "offers": a.offers, "cost": a.cost},
-                    who=who)
+                    who=who, values=values)
         return Analysis(**{**a.__dict__, "proposal": p})
 
     def proposal(self, ref: str) -> Proposal:

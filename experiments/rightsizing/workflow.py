@@ -51,9 +51,12 @@ Sample = Health | Mapping[str, Any]
 
 
 def propose(store: ProposalStore, recommendation: Recommendation, *, plan: Mapping[str, Any] | None = None,
-            cpuset_cpus: str | None = None, who: str = "novatune", note: str | None = None) -> Proposal:
+            cpuset_cpus: str | None = None, who: str = "novatune", note: str | None = None,
+            values: Mapping[str, Any] | None = None) -> Proposal:
     """A new ``proposed`` proposal putting ``recommendation`` in place on its target (``recommendation.target``:
     ``cgroup:/PATH``, ``unit:NAME.service`` or ``pid:N``), with the offers / purchase ``plan`` it was priced with.
+    ``values`` (default :func:`~experiments.rightsizing.proposals.values_from_recommendation`) are the knob values
+    to apply, when the caller has adjusted them (a CPU quota capped at the CPUs there are).
 
     Raises:
         ProposalError: the recommendation has insufficient data, the target is not a cgroup, unit or pid, or a
@@ -61,9 +64,9 @@ def propose(store: ProposalStore, recommendation: Recommendation, *, plan: Mappi
     """
     target_cgroup(recommendation.target)
     rec = recommendation.to_dict()
+    chosen = values if values is not None else values_from_recommendation(rec, cpuset_cpus=cpuset_cpus)
     return store.create(target=recommendation.target, profile=recommendation.profile, recommendation=rec,
-                        values=values_from_recommendation(rec, cpuset_cpus=cpuset_cpus), plan=plan, who=who,
-                        note=note or "; ".join(recommendation.reasons) or None)
+                        values=chosen, plan=plan, who=who, note=note or "; ".join(recommendation.reasons) or None)
 
 
 def approve(store: ProposalStore, id: str, *, who: str, note: str | None = None) -> Proposal:

@@ -100,7 +100,7 @@ class ProfileParams:
 PARAMS: dict[str, ProfileParams] = {
     "savings": ProfileParams(q_cpu=0.95, q_mem=0.98, margin=0.10, mem_margin=0.0, burst_k=0.05, conf_k=0.1,
                              peak_margin=0.10, drift_z=0.5, sat_bump=0.05),
-    "balanced": ProfileParams(q_cpu=0.98, q_mem=0.99, margin=0.15, mem_margin=0.05, burst_k=0.10, conf_k=0.25,
+    "balanced": ProfileParams(q_cpu=0.99, q_mem=0.99, margin=0.10, mem_margin=0.05, burst_k=0.10, conf_k=0.25,
                               peak_margin=0.20, drift_z=1.0, sat_bump=0.10),
     "reliability": ProfileParams(q_cpu=0.995, q_mem=1.0, margin=0.25, mem_margin=0.10, burst_k=0.15, conf_k=0.5,
                                  peak_margin=0.30, drift_z=2.0, sat_bump=0.25),

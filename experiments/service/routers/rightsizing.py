@@ -24,8 +24,11 @@ TargetQ = Annotated[str | None, Query(max_length=300, description="one target (c
                                                                    "pid:N or an imported name)")]
 Note = Annotated[str | None, Query(max_length=500, description="why (kept in the history)")]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no proposal of that id"}}
-_MOVE: dict[int | str, dict[str, Any]] = {**_NOT_FOUND, 409: {"description": "not allowed from the proposal's "
-                                                                            "current state (the allowed ones listed)"}}
+_MOVE: dict[int | str, dict[str, Any]] = {
+    **_NOT_FOUND,
+    409: {"description": "not allowed from the proposal's current state (the allowed ones listed)"},
+    422: {"description": "a malformed id or note (the reason in the message)"},
+}
 
 
 def _engine(request: Request) -> Rightsizing:
@@ -37,8 +40,9 @@ def _who(request: Request) -> str:
     return f"api:{client.host if client else 'unknown'}"
 
 
-@router.get("/recommendations", summary="Recommendations for every observed target (a proposal recorded for "
-                                        "each live target with enough history)")
+@router.get("/recommendations", responses={404: {"description": "no history for that target"}},
+            summary="Recommendations for every observed target (a proposal recorded for each live target with "
+                    "enough history)")
 def recommendations(request: Request, _: ReadAccess, profile: Profile = None,
                     target: TargetQ = None) -> list[dict[str, Any]]:
     return [a.to_dict() for a in _engine(request).recommendations(profile=profile, target=target,
