@@ -10,9 +10,13 @@ folder (so ``~/.local/share/novatune`` is the data directory the README's comman
 3. "Deploy the chosen configuration": every command, with paths under ``/etc`` redirected to a
    temporary folder; ``apply`` and ``rollback`` change the real knobs and put them back.
 4. "Profile what runs": two recordings of a command novatune starts, hotspots, a diff, the store's list.
+5. "Right-size what runs": a replay of the shared Bitbrains traces, then the built-in OLTP service in a
+   cgroup of its own under load, observed, its proposal approved, applied (validated or rolled back under
+   the load), rolled back, its history; the cost savings.
 
 Substitutions, and nothing else: ``/etc/`` -> a temporary folder, port 8080 -> a free port
-(``NOVATUNE_PORT`` for the CLI, the literal in the curl lines). Every block runs under
+(``NOVATUNE_PORT`` for the CLI, the literal in the curl lines), the demo service's port 7411 -> a free
+port, ``../shared/`` -> the shared data beside the checkout (the copy has no parent of its own). Every block runs under
 ``set -euo pipefail``; the kernel settings must read as before at the end (``knob-snapshot`` when
 it sits beside the checkout, and the integration snapshot of the tuned files and cgroups).
 """
@@ -171,6 +175,25 @@ def test_the_readme_blocks_run_as_written(tmp_path: Path, capsys) -> None:
     assert proc.stdout.count("source=record") >= 2, proc.stdout[-3000:]  # both windows listed from the store
     left = subprocess.run(["pgrep", "-f", "timeit -n 100000000"], capture_output=True, text=True)
     assert left.stdout == "", f"a profiled command was left running: {left.stdout}"
+
+    # 5. Right-size what runs
+    shared = next((p for p in (REPO.parent / "shared", Path("/work/shared")) if (p / "datasets").is_dir()), None)
+    assert shared is not None, "the shared data sets must sit beside the checkout"
+    rightsize = block("Right-size what runs").replace("../shared/", f"{shared}/").replace("7411", str(_free_port()))
+    proc = _run(rightsize, cwd=src, env=env, timeout=600, log=log)
+    assert proc.returncode == 0, log.read_text()[-6000:]
+    replay = json.loads((src / "replay.json").read_text())
+    assert len(replay["recommendations"]) == 19 and set(replay["recommendations"][0]) == {
+        "vm_id", "cpu_cores", "mem_gib", "finding", "confidence", "instance_type", "usd_per_month",
+        "savings_usd_per_month"}
+    assert not replay["summary"]["cpu"]["dominated_by"] and not replay["summary"]["memory"]["dominated_by"]
+    assert json.loads((src / "observed.json").read_text())["samples"] >= 30
+    states = [h["state"] for h in json.loads((src / "history.json").read_text())]
+    assert states[:3] == ["proposed", "approved", "applied"] and states[-1] == "rolled_back", states
+    assert states[3] in ("validated", "rolled_back"), states
+    assert all(h["who"] == "cli:root" for h in json.loads((src / "history.json").read_text())[1:])
+    assert "saves $" in proc.stdout, proc.stdout[-3000:]
+    assert not Path("/sys/fs/cgroup/cpu/demo-oltp").exists(), "the demo cgroup was left behind"
 
     assert snapshot() == before, "the README's commands left a knob or a cgroup changed"
     if KNOB_SNAPSHOT is not None:
