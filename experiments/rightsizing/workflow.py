@@ -29,6 +29,8 @@ from typing import Any
 from actuators.errors import UnsafePath
 from actuators.rightsize import check_cgroup_path
 from collectors.passive.allowed import PassivePolicy
+from collectors.usage.errors import UsageError
+from collectors.usage.target import parse_target
 from experiments.deploy.applications import ApplyError, history
 from experiments.deploy.apply import apply_to_target
 from experiments.deploy.rollback import rollback as rollback_application
@@ -95,13 +97,15 @@ def target_cgroup(target: str, *, proc: Path = Path("/proc")) -> str:
         ProposalError: another form, a bad path, a pid that is not running, or (cgroup v1) a process whose cpu and
             memory cgroups differ.
     """
-    kind, _, value = target.partition(":") if isinstance(target, str) else ("", "", "")
-    if kind == "unit" and value.endswith((".service", ".scope")) and "/" not in value:
-        value, kind = f"/system.slice/{value}", "cgroup"
-    if kind == "pid" and value.isdigit():
-        value, kind = _cgroup_of_pid(int(value), proc), "cgroup"
-    if kind != "cgroup":
-        raise ProposalError(f"target {target!r:.80}: allowed forms: cgroup:/PATH, unit:NAME.service, pid:N")
+    try:
+        spec = parse_target(target)  # the one syntax of a target (the usage collector's)
+    except UsageError as err:
+        raise ProposalError(str(err)) from None
+    kind, value = spec.kind, spec.value
+    if kind == "unit":
+        value = f"/system.slice/{value}"
+    elif kind == "pid":
+        value = _cgroup_of_pid(int(value), proc)
     try:
         return check_cgroup_path(value)
     except UnsafePath as err:
