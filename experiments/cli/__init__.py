@@ -8,6 +8,9 @@
 - :mod:`.system`: ``recover``, ``metrics``, ``topology`` (this machine)
 - :mod:`.replay`: ``replay``
 - :mod:`.profile`: ``profile record|watch|list|show|hotspots``, ``flamegraph diff`` (``/profiling``)
+- :mod:`.observe`: ``observe`` (a running target's usage history; imports)
+- :mod:`.rightsize`: ``rightsize list|show|approve|apply|reject|rollback|history|plot``, ``cost
+  recommendations|savings|predict`` (``/rightsizing``, ``/cost``); :mod:`.rightsize_replay`: ``rightsize replay``
 - :mod:`._common`: consoles, data directory, settings, JSON output, :class:`UserError`
 
 This module builds the app, registers every command (in the order ``novatune --help`` lists them)
