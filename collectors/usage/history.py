@@ -58,6 +58,9 @@ _SCHEMA = (
         t REAL NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (target, t, kind)) WITHOUT ROWID""",
 )
 _FILES = ("", "-wal", "-shm", "-journal")
+#: what ages: the history novatune observed itself. An imported trace (CSV, Prometheus) is the user's record of
+#: another time -- a 2013 trace is as old as it is on import -- so it is kept as imported until deleted.
+_AGES = "target IN (SELECT name FROM targets WHERE source = 'observe')"
 
 
 @dataclass(frozen=True)
@@ -284,13 +287,14 @@ class UsageStore:
         conn.execute(
             f"INSERT INTO samples (target, res, t, n, {', '.join(_COLS)}) "
             f"SELECT target, {size}, (CAST(t / {size} AS INTEGER) * {size}) + {size / 2}, SUM(n), {means}, {maxes}, "
-            f"{caps} FROM samples WHERE res = ? AND t < ? GROUP BY target, CAST(t / {size} AS INTEGER) "
+            f"{caps} FROM samples WHERE res = ? AND t < ? AND {_AGES} GROUP BY target, CAST(t / {size} AS INTEGER) "
             f"ON CONFLICT (target, res, t) DO UPDATE SET {merge}", (src, before))
-        return conn.execute("DELETE FROM samples WHERE res = ? AND t < ?", (src, before)).rowcount
+        return conn.execute(f"DELETE FROM samples WHERE res = ? AND t < ? AND {_AGES}", (src, before)).rowcount
 
     def downsample(self, now: float) -> dict[str, int]:
         """Raw samples older than 2 days into 5-minute buckets, 5-minute buckets older than 14 days into 1-hour
-        buckets (complete buckets only). Returns the rows folded per step."""
+        buckets (complete buckets only), of observed targets (imports stay as imported). Returns the rows folded
+        per step."""
         raw_cut = math.floor((now - RAW_DAYS * DAY) / 300) * 300
         five_cut = math.floor((now - FIVE_MIN_DAYS * DAY) / 3600) * 3600
         with self._writing() as conn:
@@ -299,12 +303,12 @@ class UsageStore:
         return {"raw_to_5min": raw, "5min_to_1h": five}
 
     def prune(self, now: float) -> int:
-        """Drop samples and events older than ``retention_days`` and targets left with nothing. Returns the sample
-        rows dropped."""
+        """Drop samples and events of observed targets older than ``retention_days`` (imports are kept until
+        deleted), and targets left with nothing. Returns the sample rows dropped."""
         cut = now - self.retention_days * DAY
         with self._writing() as conn:
-            n = conn.execute("DELETE FROM samples WHERE t < ?", (cut,)).rowcount
-            conn.execute("DELETE FROM events WHERE t < ?", (cut,))
+            n = conn.execute(f"DELETE FROM samples WHERE t < ? AND {_AGES}", (cut,)).rowcount
+            conn.execute(f"DELETE FROM events WHERE t < ? AND {_AGES}", (cut,))
             conn.execute("DELETE FROM targets WHERE NOT EXISTS (SELECT 1 FROM samples WHERE target = name)")
         with self._connect() as conn:
             conn.execute("PRAGMA incremental_vacuum")

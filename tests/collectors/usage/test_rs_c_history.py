@@ -111,6 +111,19 @@ def test_an_import_is_stored_under_its_name_and_source(store):
     assert store.targets()[0].source == "csv" and store.targets()[0].samples == 2
 
 
+def test_an_imported_trace_keeps_its_age_and_resolution(store):
+    """A 2013 trace imported today is not 10 years past retention: only observed history ages."""
+    t = NOW - 4000 * DAY + 300.0 * np.arange(600)
+    cpu = np.where(np.arange(600) % 50 == 0, 8.0, 1.0)  # 5-minute spikes an hourly mean would flatten
+    store.import_series(UsageSeries("vm-2013", t=t, cpu_cores=cpu, mem_gib=np.full(600, 2.0)), source="csv")
+    store.add("cgroup:/live", [sample(NOW - 100 * DAY), sample(NOW)])
+    store.downsample(NOW)
+    assert store.prune(NOW) == 1  # the observed sample past retention, not the import
+    back = store.series("vm-2013")
+    assert back.t.tolist() == t.tolist() and back.cpu_cores.max() == 8.0
+    assert store.series("cgroup:/live").t.tolist() == [NOW]
+
+
 def test_the_store_file_must_be_a_private_regular_file(tmp_path):
     (tmp_path / "real.db").write_bytes(b"")
     (tmp_path / "usage.db").symlink_to(tmp_path / "real.db")
