@@ -17,6 +17,7 @@ compares the total cost: ``backtest_error_pct = |predicted - actual| / actual x 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -90,26 +91,20 @@ def _features(t: np.ndarray, *, t0: float, trend: bool, daily: bool, weekly: boo
     return np.column_stack(cols)
 
 
-def huber_fit(x: np.ndarray, y: np.ndarray, *, k: float = 1.345, iterations: int = 50) -> np.ndarray:
-    """Huber M-estimate of ``y ~ x @ beta`` by iteratively reweighted least squares.
+def huber_fit(x: np.ndarray, y: np.ndarray, *, k: float = 1.345) -> np.ndarray:
+    """Huber M-estimate of ``y ~ x @ beta`` (scikit-learn's :class:`~sklearn.linear_model.HuberRegressor`,
+    no penalty; ``x`` carries its own constant column): a residual beyond ``k`` scales counts linearly, not
+    squared, so a burst or an outage moves the fit little."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import HuberRegressor
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-    The residual scale is the MAD (x 1.4826) of the current residuals; a residual beyond ``k``
-    scales gets weight ``k / |r|``, so a burst or an outage moves the fit little.
-    """
-    beta = np.linalg.lstsq(x, y, rcond=None)[0]
-    for _ in range(iterations):
-        r = y - x @ beta
-        s = 1.4826 * float(np.median(np.abs(r - np.median(r))))
-        if s <= 1e-12:
-            break
-        w = np.minimum(1.0, k * s / np.maximum(np.abs(r), 1e-300))
-        sw = np.sqrt(w)
-        new = np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)[0]
-        if np.allclose(new, beta, rtol=1e-8, atol=1e-12):
-            beta = new
-            break
-        beta = new
-    return np.asarray(beta, dtype=np.float64)
+    scale = float(np.median(np.abs(y))) or float(np.mean(np.abs(y))) or 1.0
+    # one BLAS thread, as in signals.trend: BLAS threads make a small fit many times slower on a busy host
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = HuberRegressor(epsilon=k, alpha=0.0, fit_intercept=False, max_iter=500).fit(x, y / scale)
+    return np.asarray(fit.coef_, dtype=np.float64) * scale
 
 
 def _significant_slope(x: np.ndarray, y: np.ndarray, beta: np.ndarray) -> bool:
