@@ -188,4 +188,4 @@ def observe_cmd(
         out.print(f"{escape(name)}: {n} samples stored")
     for name, why in result.get("gone", {}).items():
         out.print(f"{escape(name)}: no longer observed: {escape(why)}")
-    out.print(f"{result['samples']} samples stored in {escape(result['store'])}")
+    out.print(f"{result['samples']} samples stored in {escape(result['store'])}", soft_wrap=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -158,5 +159,7 @@ def test_ctrl_c_ends_cleanly_with_a_summary(live_cgroup, tmp_path):
             proc.wait()
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr and "observing cgroup:" in stderr
-    n = int(stdout.strip().splitlines()[-1].split()[0])
+    m = re.search(r"^(\d+) samples stored in ", stdout, re.M)  # one line: a long path must not wrap it
+    assert m, stdout
+    n = int(m.group(1))
     assert n >= 3 and len(UsageStore(tmp_path / "usage.db").series(f"cgroup:{live_cgroup.rel}")) == n
