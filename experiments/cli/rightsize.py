@@ -146,8 +146,9 @@ def apply_cmd(
     from experiments.rightsizing import workflow
 
     eng = engine()
-    p = workflow.apply(eng.proposals, eng.proposal(ref).id, paths=eng.paths, settings=eng.settings, who=who(),
-                       note=note)
+    p = eng.proposal(ref)
+    watch = None if no_validate else eng.before_change(p)
+    p = workflow.apply(eng.proposals, p.id, paths=eng.paths, settings=eng.settings, who=who(), note=note)
     if not as_json:
         read_back = escape(p.history[-1].note or "")
         out.print(f"{p.id} ({escape(p.target)}): applied, read back from the kernel: {read_back}")
@@ -157,7 +158,8 @@ def apply_cmd(
             secs = validate_for if validate_for is not None else eng.settings.rightsizing_validation_s
             err.print(f"watching {escape(p.target)} for {secs:g} s (Ctrl-C rolls back)")
         with ctrl_c_ends(stop):
-            p = eng.validate_after_apply(p, duration_s=validate_for, stop=stop.is_set, who=who())
+            assert watch is not None
+            p = eng.validate_after_apply(p, watch, duration_s=validate_for, stop=stop.is_set, who=who())
     if as_json:
         print_json(p.to_dict())
         return

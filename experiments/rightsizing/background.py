@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiments.settings import Paths, Settings
+
+if TYPE_CHECKING:
+    from experiments.rightsizing.engine import Watch
 
 __all__ = ["Validations"]
 
@@ -29,21 +32,22 @@ class Validations:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
-    def start(self, proposal_id: str, *, duration_s: float | None, who: str) -> None:
-        """Watch the applied proposal in a new thread (one per proposal)."""
-        t = threading.Thread(target=self._run, args=(proposal_id, duration_s, who),
+    def start(self, proposal_id: str, watch: Watch, *, duration_s: float | None, who: str) -> None:
+        """Watch the applied proposal in a new thread (one per proposal), against ``watch`` (taken before the
+        change: :meth:`~experiments.rightsizing.engine.Rightsizing.before_change`)."""
+        t = threading.Thread(target=self._run, args=(proposal_id, watch, duration_s, who),
                              name=f"novatune-validate-{proposal_id}", daemon=True)
         with self._lock:
             self._threads = {k: v for k, v in self._threads.items() if v.is_alive()}
             self._threads[proposal_id] = t
         t.start()
 
-    def _run(self, proposal_id: str, duration_s: float | None, who: str) -> None:
+    def _run(self, proposal_id: str, watch: Watch, duration_s: float | None, who: str) -> None:
         from experiments.rightsizing.engine import Rightsizing
 
         try:
             eng = Rightsizing(self.paths, self.settings)
-            p = eng.validate_after_apply(eng.proposals.get(proposal_id), duration_s=duration_s,
+            p = eng.validate_after_apply(eng.proposals.get(proposal_id), watch, duration_s=duration_s,
                                          stop=self._stop.is_set, who=who)
             log.info("right-sizing proposal %s on %s: %s", p.id, p.target, p.state)
         except Exception:  # a watch thread must log, never die silently; validate() rolls back on its own errors

@@ -43,7 +43,7 @@ from optimizer.rightsizing.model import PROFILES, Recommendation, UsageSeries
 from optimizer.rightsizing.offers import cgroup_limits, cheapest_holding, match_offers, spot_suitability
 from optimizer.rightsizing.recommend import recommend
 
-__all__ = ["LIVE_KINDS", "Analysis", "Rightsizing", "RightsizingError"]
+__all__ = ["LIVE_KINDS", "Analysis", "Rightsizing", "RightsizingError", "Watch"]
 
 #: target names whose cgroup novatune can act on (the rest are plans only)
 LIVE_KINDS = ("cgroup:", "unit:", "pid:")
@@ -57,6 +57,14 @@ class RightsizingError(NovatuneError, ValueError):
 
     exit_code = 2
     http_status = 422
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A validation's sampler of the target and its baseline (taken before the change)."""
+
+    sampler: Callable[[], Any]
+    baseline: Any
 
 
 @dataclass(frozen=True)
@@ -252,18 +260,37 @@ class Rightsizing:
                 rows.append({"proposal": p.id, "target": p.target, **step.__dict__})
         return sorted(rows, key=lambda r: str(r["at"]))
 
-    def validate_after_apply(self, p: Proposal, *, duration_s: float | None, stop: Callable[[], bool] | None = None,
-                             who: str = "novatune") -> Proposal:
-        """Watch the applied proposal ``p`` for ``duration_s`` (default ``rightsizing_validation_s``) and roll it
-        back on degradation (see :func:`experiments.rightsizing.workflow.validate`)."""
-        from experiments.rightsizing.health import CgroupHealthSampler
-        from experiments.rightsizing.workflow import target_cgroup, validate
+    def before_change(self, p: Proposal) -> Watch:
+        """What a validation compares with, taken BEFORE the proposal is applied: the OOM kills so far and the
+        memory pressure now (from the target's cgroup), and the throttling the history shows over the last
+        hour (its 95th percentile; the throttling of the moment when there is no history)."""
+        import numpy as np
+
+        from experiments.rightsizing.health import CgroupHealthSampler, Health
+        from experiments.rightsizing.workflow import target_cgroup
 
         sampler = CgroupHealthSampler(target_cgroup(p.target))
-        baseline = sampler()
-        return validate(self.proposals, p.id, baseline=baseline, sample=sampler, stop=stop, paths=self.paths,
-                        who=who, duration_s=self.settings.rightsizing_validation_s if duration_s is None
-                        else duration_s)
+        now = sampler()
+        throttled = now.throttled_ratio
+        try:
+            recent = self.usage.series(p.target, since=time.time() - 3600).throttled_ratio
+        except LookupError:  # UnknownTarget: no history any more
+            recent = None
+        if recent is not None and np.isfinite(recent).any():
+            throttled = float(np.nanpercentile(recent, 95))
+        return Watch(sampler, Health(throttled_ratio=throttled, oom_kills=now.oom_kills,
+                                     memory_pressure=now.memory_pressure, working_set_gib=now.working_set_gib))
+
+    def validate_after_apply(self, p: Proposal, watch: Watch, *, duration_s: float | None,
+                             stop: Callable[[], bool] | None = None, who: str = "novatune") -> Proposal:
+        """Watch the applied proposal ``p`` for ``duration_s`` (default ``rightsizing_validation_s``) against
+        ``watch`` (:meth:`before_change`) and roll it back on degradation (see
+        :func:`experiments.rightsizing.workflow.validate`)."""
+        from experiments.rightsizing.workflow import validate
+
+        return validate(self.proposals, p.id, baseline=watch.baseline, sample=watch.sampler, stop=stop,
+                        paths=self.paths, who=who,
+                        duration_s=self.settings.rightsizing_validation_s if duration_s is None else duration_s)
 
     # ------------------------------------------------------------------ cost
     def cost_recommendations(self, *, profile: str | None = None) -> list[dict[str, Any]]:

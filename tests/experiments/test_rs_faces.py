@@ -164,3 +164,27 @@ def test_a_live_target_is_approved_applied_validated_and_rolled_back_through_the
             assert [s["state"] for s in steps] == ["proposed", "approved", "applied", "validated", "rolled_back"]
             assert all(s["who"].startswith("api:") for s in steps)
             assert c.post(f"/rightsizing/approve/{pid}", headers=AUTH).status_code == 409
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_the_validation_baseline_is_taken_before_the_change(paths):
+    """The throttling a validation compares with is what the history showed before the change (its p95 over the
+    last hour), and the OOM kills counted are the ones so far, read from the cgroup before anything is written."""
+    from experiments.rightsizing.engine import Rightsizing
+
+    with real_target("idle") as t:
+        target = f"cgroup:{t.cgroup}"
+        now = time.time()
+        ts = now - 3000 + 60.0 * np.arange(50)
+        throttled = np.where(np.arange(50) % 10 == 0, 0.9, 0.4)  # throttled before: 40 %, bursts to 90 %
+        UsageStore(paths.usage_db).import_series(
+            UsageSeries(target, t=ts, cpu_cores=np.full(50, 0.5), mem_gib=np.full(50, 0.1), throttled_ratio=throttled),
+            source="observe")
+        eng = Rightsizing(paths, Settings(allowed_targets=[target]))
+        p = eng.proposals.create(target=target, profile="balanced", recommendation={"target": target},
+                                 values={"rightsize.cpu_cores": 1.0, "rightsize.memory_gib": 1.0})
+        watch = eng.before_change(p)
+        assert watch.baseline.throttled_ratio == pytest.approx(float(np.percentile(throttled, 95)))
+        assert watch.baseline.oom_kills == 0
+        assert int(t.file("cpu", "cpu.cfs_quota_us").read_text()) == -1  # nothing written by looking

@@ -79,8 +79,9 @@ def apply(proposal_id: ProposalId, request: Request, _: WriteAccess, note: Note 
     from experiments.rightsizing import workflow
 
     eng, who = _engine(request), _who(request)
+    watch = eng.before_change(eng.proposals.check_transition(proposal_id, "applied"))
     p = workflow.apply(eng.proposals, proposal_id, paths=eng.paths, settings=eng.settings, who=who, note=note)
-    request.app.state.validations.start(p.id, duration_s=validate_s, who=who)
+    request.app.state.validations.start(p.id, watch, duration_s=validate_s, who=who)
     return p.to_dict()
 
 
