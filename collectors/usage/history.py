@@ -8,10 +8,10 @@ gives memory from the bucket maxima (right-sizing must never cut below a peak wo
 capacity is the bucket's maximum. Only complete buckets are made (the cut-off is aligned to the bucket size), and a
 late sample for a bucket that exists is merged into it. OOM kills are events (time, count), never downsampled.
 
-The file: created 0600 with ``O_EXCL | O_NOFOLLOW``; it and its WAL files must be regular files of the running
-user with one link (else :class:`UsageStoreError`), checked before every connection. Each call opens a fresh
-connection (safe across threads), in WAL mode; writes run in ``BEGIN IMMEDIATE`` transactions (one writer at a
-time, readers never blocked). A long-running writer (the observer) holds one connection for its thread with
+The file follows :mod:`collectors.sqlitefile` (created 0600 with ``O_EXCL | O_NOFOLLOW``; it and its WAL files
+must be regular files of the running user with one link, else :class:`UsageStoreError`, checked before every
+connection; a fresh connection per call, in WAL mode; writes in ``BEGIN IMMEDIATE`` transactions: one writer at
+a time, readers never blocked). A long-running writer (the observer) holds one connection for its thread with
 :meth:`UsageStore.held` (closing the last connection checkpoints the WAL: too costly every interval) and writes
 every target of an interval in one transaction (:meth:`UsageStore.add_batch`).
 """
@@ -21,8 +21,6 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-import stat
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -31,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from collectors.sqlitefile import SqliteFile
 from collectors.usage.errors import UnknownTarget, UsageError, UsageStoreError
 from collectors.usage.sampler import UsageSample
 from optimizer.rightsizing.model import UsageSeries
@@ -57,7 +56,6 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS events (target TEXT NOT NULL REFERENCES targets (name) ON DELETE CASCADE,
         t REAL NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (target, t, kind)) WITHOUT ROWID""",
 )
-_FILES = ("", "-wal", "-shm", "-journal")
 #: what ages: the history novatune observed itself. An imported trace (CSV, Prometheus) is the user's record of
 #: another time -- a 2013 trace is as old as it is on import -- so it is kept as imported until deleted.
 _AGES = "target IN (SELECT name FROM targets WHERE source = 'observe')"
@@ -101,109 +99,18 @@ class UsageStore:
         self.path = Path(path)
         self.retention_days = float(retention_days)
         self.busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._create()
-
-    # ------------------------------------------------------------------ the file
-    def _check_files(self) -> None:
-        for suffix in _FILES:
-            p = Path(f"{self.path}{suffix}")
-            try:
-                st = os.lstat(p)
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
-                what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file with one link"
-                raise UsageStoreError(f"usage store file {p} is {what}; it must be a regular file owned by uid "
-                                      f"{os.geteuid()} with one link: move it away")
-
-    def _create(self) -> None:
-        self._check_files()
-        try:
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-        except FileExistsError:
-            pass
-        except OSError as err:
-            raise UsageStoreError(f"cannot create the usage store {self.path}: {err.strerror}") from err
-        with self._connect() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise UsageStoreError(f"usage store {self.path} has schema {version}; this novatune reads "
-                                      f"{SCHEMA_VERSION}: use a newer novatune or another file")
-            if version < SCHEMA_VERSION:
-                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-                conn.execute("PRAGMA journal_mode = WAL")
-                with self._transaction(conn):
-                    for statement in _SCHEMA:
-                        conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    def _open(self) -> sqlite3.Connection:
-        self._check_files()
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA journal_size_limit = 67108864")
-        except sqlite3.Error as err:
-            raise UsageStoreError(f"cannot open the usage store {self.path}: {err}") from err
-        return conn
+        self._db = SqliteFile(self.path, what="usage store", schema=_SCHEMA, version=SCHEMA_VERSION,
+                              unsafe=UsageStoreError, busy_timeout_s=busy_timeout_s, row_factory=False)
 
     @contextmanager
     def held(self) -> Iterator[None]:
         """While inside, this thread's calls share one connection (closed on exit)."""
-        if getattr(self._local, "conn", None) is not None:
+        with self._db.held():
             yield
-            return
-        self._local.conn = self._open()
-        try:
-            yield
-        finally:
-            conn, self._local.conn = self._local.conn, None
-            conn.close()
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        held = getattr(self._local, "conn", None)
-        conn = held if held is not None else self._open()
-        try:
-            yield conn
-        except (sqlite3.OperationalError, sqlite3.DataError) as err:
-            raise UsageStoreError(f"usage store {self.path}: {err}") from err
-        except sqlite3.DatabaseError as err:
-            if type(err) is not sqlite3.DatabaseError:
-                raise
-            raise UsageStoreError(f"usage store {self.path} is damaged or not a database: {err}") from err
-        finally:
-            if held is None:
-                conn.close()
-
-    @staticmethod
-    @contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn, self._transaction(conn):
-            yield conn
 
     def file_bytes(self) -> int:
         """The database and its WAL on disk, in bytes."""
-        total = 0
-        for suffix in ("", "-wal"):
-            try:
-                total += os.lstat(f"{self.path}{suffix}").st_size
-            except FileNotFoundError:
-                pass
-        return total
+        return self._db.file_bytes()
 
     # ------------------------------------------------------------------ writing
     @staticmethod
@@ -236,7 +143,7 @@ class UsageStore:
         batch = {k: v for k, v in batch.items() if v}
         if not batch:
             return 0
-        with self._writing() as conn:
+        with self._db.writing() as conn:
             for target, samples in batch.items():
                 psi = next((s.psi_source for s in reversed(samples) if s.psi_source), "")
                 self._target_row(conn, target, source, psi, samples[-1].t)
@@ -260,7 +167,7 @@ class UsageStore:
 
         if n == 0:
             return 0
-        with self._writing() as conn:
+        with self._db.writing() as conn:
             self._target_row(conn, series.target, source, "", float(series.t[-1]))
             written = self._insert(conn, series.target, (row(i) for i in range(n)))
             conn.executemany("INSERT INTO events (target, t, kind, count) VALUES (?, ?, 'oom_kill', 1) ON CONFLICT "
@@ -269,7 +176,7 @@ class UsageStore:
 
     def delete(self, target: str) -> None:
         """Forget ``target`` and all its history. Raises: UnknownTarget."""
-        with self._writing() as conn:
+        with self._db.writing() as conn:
             if conn.execute("DELETE FROM targets WHERE name = ?", (target,)).rowcount == 0:
                 raise self._unknown(conn, target)
 
@@ -297,7 +204,7 @@ class UsageStore:
         per step."""
         raw_cut = math.floor((now - RAW_DAYS * DAY) / 300) * 300
         five_cut = math.floor((now - FIVE_MIN_DAYS * DAY) / 3600) * 3600
-        with self._writing() as conn:
+        with self._db.writing() as conn:
             raw = self._bucket(conn, 0, 300, raw_cut)
             five = self._bucket(conn, 300, 3600, five_cut)
         return {"raw_to_5min": raw, "5min_to_1h": five}
@@ -306,11 +213,11 @@ class UsageStore:
         """Drop samples and events of observed targets older than ``retention_days`` (imports are kept until
         deleted), and targets left with nothing. Returns the sample rows dropped."""
         cut = now - self.retention_days * DAY
-        with self._writing() as conn:
+        with self._db.writing() as conn:
             n = conn.execute(f"DELETE FROM samples WHERE t < ? AND {_AGES}", (cut,)).rowcount
             conn.execute(f"DELETE FROM events WHERE t < ? AND {_AGES}", (cut,))
             conn.execute("DELETE FROM targets WHERE NOT EXISTS (SELECT 1 FROM samples WHERE target = name)")
-        with self._connect() as conn:
+        with self._db.connect() as conn:
             conn.execute("PRAGMA incremental_vacuum")
         return n
 
@@ -321,7 +228,7 @@ class UsageStore:
 
     def targets(self) -> list[TargetInfo]:
         """Every stored target, by name."""
-        with self._connect() as conn:
+        with self._db.connect() as conn:
             rows = conn.execute("SELECT name, MIN(t), MAX(t), SUM(n), COUNT(*), source, psi_source FROM targets JOIN "
                                 "samples ON target = name GROUP BY name ORDER BY name").fetchall()
         return [TargetInfo(r[0], float(r[1]), float(r[2]), int(r[3]), int(r[4]), r[5], r[6]) for r in rows]
@@ -329,7 +236,7 @@ class UsageStore:
     def _rows(self, target: str, columns: str, since: float | None, until: float | None) -> list[tuple]:
         lo = -math.inf if since is None else since
         hi = math.inf if until is None else until
-        with self._connect() as conn:
+        with self._db.connect() as conn:
             if conn.execute("SELECT 1 FROM targets WHERE name = ?", (target,)).fetchone() is None:
                 raise self._unknown(conn, target)
             return conn.execute(f"SELECT {columns} FROM samples WHERE target = ? AND t >= ? AND t <= ? ORDER BY t, "
@@ -367,7 +274,7 @@ class UsageStore:
         """OOM kills of ``target``: (time, count) oldest first. Raises: UnknownTarget."""
         lo = -math.inf if since is None else since
         hi = math.inf if until is None else until
-        with self._connect() as conn:
+        with self._db.connect() as conn:
             if conn.execute("SELECT 1 FROM targets WHERE name = ?", (target,)).fetchone() is None:
                 raise self._unknown(conn, target)
             rows = conn.execute("SELECT t, count FROM events WHERE target = ? AND kind = 'oom_kill' AND t >= ? AND "

@@ -26,10 +26,8 @@ import math
 import os
 import secrets
 import sqlite3
-import stat
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import Any
 from actuators.cgroup import VCPUS_FLOOR
 from actuators.sizing import MEMORY_FLOOR_GIB
 from collectors.errors import NovatuneError
+from collectors.sqlitefile import SqliteFile
 from experiments.safefs import private_dir
 
 __all__ = [
@@ -245,75 +244,9 @@ class ProposalStore:
         directory = private_dir(given.parent, what="the right-sizing store's directory", create=True)
         self.path = directory / given.name
         self.busy_timeout_s = busy_timeout_s
-        self._create()
-
-    # -------------------------------------------------------------- files
-    def _check_files(self) -> None:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            p = Path(f"{self.path}{suffix}")
-            try:
-                st = os.lstat(p)
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
-                what = ("a symbolic link" if stat.S_ISLNK(st.st_mode)
-                        else "not a regular file with one link of this user")
-                raise UnsafeProposalStore(f"right-sizing store file {p} is {what}; it must be a regular file owned by "
-                                          f"uid {os.geteuid()} with one link: move it away")
-
-    def _create(self) -> None:
-        self._check_files()
-        try:
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-        except FileExistsError:
-            pass
-        except OSError as err:
-            raise UnsafeProposalStore(f"cannot create the right-sizing store {self.path}: {err.strerror}") from err
-        with self._connect() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise UnsafeProposalStore(f"right-sizing store {self.path} has schema {version}; this novatune reads "
-                                          f"{SCHEMA_VERSION}: use a newer novatune or another data directory")
-            if version < SCHEMA_VERSION:
-                conn.execute("PRAGMA journal_mode = WAL")
-                with self._transaction(conn):
-                    for statement in _SCHEMA:
-                        conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self._check_files()
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
-        except sqlite3.Error as err:
-            raise UnsafeProposalStore(f"cannot open the right-sizing store {self.path}: {err}") from err
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA synchronous = FULL")
-            yield conn
-        except (sqlite3.OperationalError, sqlite3.DataError) as err:
-            raise UnsafeProposalStore(f"right-sizing store {self.path}: {err}") from err
-        except sqlite3.DatabaseError as err:
-            if type(err) is not sqlite3.DatabaseError:  # IntegrityError, ProgrammingError: a bug, not input
-                raise
-            raise UnsafeProposalStore(f"right-sizing store {self.path} is damaged or not a database: {err}") from err
-        finally:
-            conn.close()
-
-    @staticmethod
-    @contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        # FULL: an approval or an applied change, once answered, survives a power loss
+        self._db = SqliteFile(self.path, what="right-sizing store", schema=_SCHEMA, version=SCHEMA_VERSION,
+                              unsafe=UnsafeProposalStore, busy_timeout_s=busy_timeout_s, synchronous="FULL")
 
     # -------------------------------------------------------------- reading
     @staticmethod
@@ -341,7 +274,7 @@ class ProposalStore:
         Raises:
             UnknownProposal: no such id.
         """
-        with self._connect() as conn:
+        with self._db.connect() as conn:
             return self._proposal(conn, self._row(conn, id))
 
     def list(self, state: str | None = None, target: str | None = None) -> list[Proposal]:
@@ -360,7 +293,7 @@ class ProposalStore:
             where.append("target = ?")
             args.append(target)
         sql = "SELECT * FROM proposals" + (" WHERE " + " AND ".join(where) if where else "")
-        with self._connect() as conn:
+        with self._db.connect() as conn:
             rows = conn.execute(sql + " ORDER BY created DESC, id DESC", args).fetchall()
             return [self._proposal(conn, r) for r in rows]
 
@@ -390,7 +323,7 @@ class ProposalStore:
         rec, pl = _json("recommendation", recommendation), _json("plan", plan or {})
         created = now_iso()
         pid = f"rs-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        with self._connect() as conn, self._transaction(conn):
+        with self._db.writing() as conn:
             conn.execute("INSERT INTO proposals VALUES (?, ?, ?, ?, ?, ?, ?, 'proposed', NULL, ?)",
                          (pid, target, profile, created, rec, knob_values, pl, time.time()))
             conn.execute("INSERT INTO history VALUES (?, 0, 'proposed', ?, ?, ?)", (pid, who, created, note))
@@ -410,7 +343,7 @@ class ProposalStore:
             raise ProposalError(f"unknown proposal state {to!r}; allowed: {', '.join(STATES)}")
         _text("who", who, _MAX_WHO)
         _text("note", note, _MAX_NOTE, optional=True)
-        with self._connect() as conn, self._transaction(conn):
+        with self._db.writing() as conn:
             row = self._row(conn, id)
             allowed = TRANSITIONS[row["state"]]
             if to not in allowed:
