@@ -118,8 +118,12 @@ def _cgroup_dirs(fs: RootReader, version: int, rel: str) -> dict[str, str]:
     return {ctl: f"{_CG}/{ctl}{rel}" for ctl in V1_CONTROLLERS if fs.is_dir(f"{_CG}/{ctl}{rel}")}
 
 
-def _pid_cgroups(fs: RootReader, pid: int, version: int) -> dict[str, str]:
-    """controller (``unified`` on v2) -> the pid's cgroup path, from ``/proc/PID/cgroup``."""
+def pid_cgroups(fs: RootReader, pid: int, version: int) -> dict[str, str]:
+    """controller (``unified`` on v2) -> the pid's cgroup path, from ``/proc/PID/cgroup``.
+
+    Raises:
+        TargetNotFound: no such process.
+    """
     try:
         text = fs.read_bytes(f"proc/{pid}/cgroup").decode("latin-1")
     except OSError as err:
@@ -158,7 +162,7 @@ def _resolve_pid(fs: RootReader, pid: int, version: int, policy: PassivePolicy) 
         members = [c.pid for c in proc.children(recursive=True)] if proc is not None else []
     except psutil.Error as err:
         raise TargetNotFound(f"pid:{pid}: no such process (it never ran or exited)") from err
-    paths = _pid_cgroups(fs, pid, version)
+    paths = pid_cgroups(fs, pid, version)
     policy.check_pids([pid], members)
     dirs: dict[str, str] = {}
     for ctl, rel in paths.items():

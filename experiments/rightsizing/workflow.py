@@ -23,14 +23,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from actuators.errors import UnsafePath
 from actuators.rightsize import check_cgroup_path
 from collectors.passive.allowed import PassivePolicy
-from collectors.usage.errors import UsageError
-from collectors.usage.target import parse_target
+from collectors.rootfs import RootReader
+from collectors.usage.errors import TargetNotFound, UsageError
+from collectors.usage.target import cgroup_version, parse_target, pid_cgroups
 from experiments.deploy.applications import ApplyError, history
 from experiments.deploy.apply import apply_to_target
 from experiments.deploy.rollback import rollback as rollback_application
@@ -89,7 +89,7 @@ def reject(store: ProposalStore, id: str, *, who: str, note: str | None = None) 
     return store.transition(id, "rejected", who=who, note=note)
 
 
-def target_cgroup(target: str, *, proc: Path = Path("/proc")) -> str:
+def target_cgroup(target: str, *, root: RootReader | None = None) -> str:
     """The cgroup path (inside its hierarchy) of a target named ``cgroup:/PATH``, ``unit:NAME.service`` /
     ``unit:NAME.scope`` or ``pid:N``.
 
@@ -105,31 +105,26 @@ def target_cgroup(target: str, *, proc: Path = Path("/proc")) -> str:
     if kind == "unit":
         value = f"/system.slice/{value}"
     elif kind == "pid":
-        value = _cgroup_of_pid(int(value), proc)
+        value = _cgroup_of_pid(int(value), root if root is not None else RootReader())
     try:
         return check_cgroup_path(value)
     except UnsafePath as err:
         raise ProposalError(f"target {target!r:.80}: {err}") from None
 
 
-def _cgroup_of_pid(pid: int, proc: Path) -> str:
+def _cgroup_of_pid(pid: int, fs: RootReader) -> str:
     try:
-        lines = (proc / str(pid) / "cgroup").read_text().splitlines()
-    except OSError:
+        paths = pid_cgroups(fs, pid, cgroup_version(fs))  # the usage collector's reader of /proc/PID/cgroup
+    except TargetNotFound:
         raise ProposalError(f"pid {pid} is not running") from None
-    paths: dict[str, str] = {}
-    for line in lines:
-        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-        for c in controllers.split(",") if controllers else [""]:
-            paths[c] = path
+    if "unified" in paths:
+        return paths["unified"]
     if "cpu" in paths:
         if paths.get("memory", paths["cpu"]) != paths["cpu"]:
             raise ProposalError(f"pid {pid} is in cpu cgroup {paths['cpu']} but memory cgroup {paths['memory']}; "
                                 "name the cgroup to right-size as cgroup:/PATH")
         return paths["cpu"]
-    if "" in paths:
-        return paths[""]
-    raise ProposalError(f"pid {pid}: no cpu cgroup in {proc / str(pid) / 'cgroup'}")
+    raise ProposalError(f"pid {pid}: no cpu cgroup in /proc/{pid}/cgroup")
 
 
 def apply(store: ProposalStore, id: str, *, paths: Paths, settings: Settings, who: str,
