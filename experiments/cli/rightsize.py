@@ -48,6 +48,14 @@ def who() -> str:
     return f"cli:{os.environ.get('SUDO_USER') or getpass.getuser()}"
 
 
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table with these columns, long cells folded (targets and notes are long)."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    return table
+
+
 def _row(a: Analysis) -> list[str]:
     d = a.to_dict()
     cur = f"{fmt(d['current_cpu_cores'])} / {fmt(d['current_mem_gib'])}"
@@ -66,10 +74,8 @@ def list_cmd(profile: ProfileOpt = None, as_json: JsonOpt = False) -> None:
     if not found:
         err.print("no observed targets: `novatune observe --cgroup PATH` (or --pid, --systemd, --import-csv) first")
         return
-    table = Table(title="right-sizing")
-    for col in ("target", "proposal", "state", "finding", "now cores / GiB", "recommended", "confidence", "risk",
-                "saves $/month"):
-        table.add_column(col, overflow="fold")
+    table = _table("right-sizing", ("target", "proposal", "state", "finding", "now cores / GiB", "recommended",
+                                     "confidence", "risk", "saves $/month"))
     for a in found:
         table.add_row(*_row(a))
     out.print(table)
@@ -203,9 +209,7 @@ def history_cmd(target: Annotated[str | None, typer.Argument(help="one target (d
     if as_json:
         print_json(rows)
         return
-    table = Table(title="right-sizing history")
-    for col in ("at", "proposal", "target", "state", "who", "note"):
-        table.add_column(col, overflow="fold")
+    table = _table("right-sizing history", ("at", "proposal", "target", "state", "who", "note"))
     for r in rows:
         table.add_row(str(r["at"]), r["proposal"], escape(r["target"]), r["state"], escape(r["who"]),
                       escape(r.get("note") or ""))
@@ -246,9 +250,8 @@ def cost_recommendations_cmd(profile: ProfileOpt = None, as_json: JsonOpt = Fals
     if as_json:
         print_json(rows)
         return
-    table = Table(title="cost: cost against performance risk (Pareto front), per target")
-    for col in ("target", "instance type", "option", "$/month", "risk", "spot"):
-        table.add_column(col, overflow="fold")
+    table = _table("cost: cost against performance risk (Pareto front), per target",
+                   ("target", "instance type", "option", "$/month", "risk", "spot"))
     for r in rows:
         for o in r.get("front", [])[:6]:
             table.add_row(escape(r["target"]), o["instance_type"], o["purchase_option"], f"{o['usd_per_month']:.2f}",
@@ -270,9 +273,8 @@ def cost_savings_cmd(profile: ProfileOpt = None, as_json: JsonOpt = False) -> No
     if as_json:
         print_json(data)
         return
-    table = Table(title="savings (allocation cost: cores x vCPU-hour + GiB x GiB-hour)")
-    for col in ("target", "finding", "now $/month", "recommended $/month", "saves $/month", "instance plan"):
-        table.add_column(col, overflow="fold")
+    table = _table("savings (allocation cost: cores x vCPU-hour + GiB x GiB-hour)",
+                   ("target", "finding", "now $/month", "recommended $/month", "saves $/month", "instance plan"))
     for r in data["targets"]:
         plan = r["instance_plan"]
         move = f"{plan['current_type']} -> {plan['recommended_type']} ({fmt(plan['usd_per_month_delta'])} $/month)"

@@ -152,11 +152,14 @@ class Rightsizing:
     def targets(self) -> list[TargetInfo]:
         return self.usage.targets()
 
-    def analyse(self, target: str, *, profile: str | None = None, now: float | None = None) -> Analysis:
-        """The recommendation, offers, cgroup values and costs of one stored target (no proposal recorded)."""
+    def analyse(self, target: str | TargetInfo, *, profile: str | None = None, now: float | None = None) -> Analysis:
+        """The recommendation, offers, cgroup values and costs of one stored target (no proposal recorded); given
+        as its name, or as the :class:`TargetInfo` a caller listing every target already has."""
         prof = _check_profile(profile or self.settings.rightsizing_profile)
-        usage = self.usage.series(target)  # UnknownTarget first, for a target with no history
-        info = next((t for t in self.targets() if t.name == target), None)
+        name = target if isinstance(target, str) else target.name
+        usage = self.usage.series(name)  # UnknownTarget first, for a target with no history
+        info = target if isinstance(target, TargetInfo) else next((t for t in self.targets() if t.name == name), None)
+        target = name
         rec = recommend(usage, profile=prof, now=now, min_hours=self.settings.rightsizing_min_history_h)
         live = info is not None and _live(info)
         limits = None
@@ -218,10 +221,10 @@ class Rightsizing:
                         who: str = "novatune") -> list[Analysis]:
         """Every stored target (or one) analysed; a live target with a usable recommendation gets a proposal
         (a new one only when its open proposal has other values)."""
-        names = [target] if target is not None else [t.name for t in self.targets()]
+        names: list[str | TargetInfo] = [target] if target is not None else list(self.targets())
         out = []
         for name in names:
-            a = self.analyse(name, profile=profile)
+            a = self.analyse(name, profile=profile)  # a TargetInfo: no second scan of the targets per target
             out.append(self._propose(a, who=who) if a.live and a.limits is not None else a)
         return out
 
@@ -297,7 +300,7 @@ class Rightsizing:
         """Per target: the Pareto front of monthly cost against risk, the purchase plan, the savings."""
         rows = []
         for info in self.targets():
-            a = self.analyse(info.name, profile=profile)
+            a = self.analyse(info, profile=profile)
             usage, size = a.usage, self._current_size(a.usage)
             row: dict[str, Any] = {"target": info.name, "finding": a.recommendation.finding,
                                    "recommended": {"cpu_cores": a.recommendation.cpu.target,
@@ -327,7 +330,7 @@ class Rightsizing:
         """What moving every target to its recommendation saves per month (allocation cost), and per target."""
         rows, cur_total, new_total = [], 0.0, 0.0
         for info in self.targets():
-            a = self.analyse(info.name, profile=profile)
+            a = self.analyse(info, profile=profile)
             alloc = a.cost["allocation_usd_per_month"]
             plan = a.cost["instance_plan"]
             rows.append({"target": info.name, "finding": a.recommendation.finding,
