@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.study.plots import _plt
+from experiments.study.plots import headless_pyplot
 from optimizer.rightsizing.model import Recommendation, UsageSeries
 
 __all__ = ["plot_usage"]
@@ -32,7 +32,7 @@ def plot_usage(usage: UsageSeries, rec: Recommendation, path: str | Path, *, tra
     """
     if len(usage) == 0:
         raise ValueError(f"{usage.target}: no samples to plot")
-    plt = _plt()
+    plt = headless_pyplot()
     when = [datetime.fromtimestamp(x, UTC) for x in usage.t]
     fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     panels = (

@@ -17,6 +17,7 @@ from typing import Any
 from optimizer.pareto import ParetoInfo
 
 __all__ = [
+    "headless_pyplot",
     "plot_convergence",
     "plot_convergence_html",
     "plot_importance",
@@ -30,7 +31,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _plt():
+def headless_pyplot():
+    """``matplotlib.pyplot`` on the headless Agg backend (every PNG novatune draws goes through it)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -43,7 +45,7 @@ def plot_pareto(
     info: ParetoInfo, names: list[str], path: Path, *, title: str, trial_numbers: list[int] | None = None
 ) -> Path:
     """Scatter of the first two objectives: feasible, infeasible, front, knee."""
-    plt = _plt()
+    plt = headless_pyplot()
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
     vals = info.values
     x, y = (0, 1) if vals.shape[1] >= 2 else (0, 0)
@@ -69,7 +71,7 @@ def plot_pareto(
 
 def plot_convergence(info: ParetoInfo, path: Path, *, title: str) -> Path:
     """Hypervolume of the feasible trials after each trial."""
-    plt = _plt()
+    plt = headless_pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.plot(range(len(info.hv_history)), info.hv_history, "-o", color="#1f77b4")
     ax.set_xlabel("trial")
@@ -84,7 +86,7 @@ def plot_convergence(info: ParetoInfo, path: Path, *, title: str) -> Path:
 
 def plot_importance(importance: dict[str, dict[str, float]], path: Path, *, title: str) -> Path:
     """Horizontal bars: each knob's importance for each objective (fANOVA, sums to 1 per objective)."""
-    plt = _plt()
+    plt = headless_pyplot()
     knobs = sorted({k for d in importance.values() for k in d},
                    key=lambda k: -max(d.get(k, 0) for d in importance.values()))
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(knobs) + 1.5))
@@ -212,7 +214,7 @@ def plot_parallel_coordinates(
     """
     import optuna
 
-    plt = _plt()  # the Agg backend before Optuna's matplotlib module touches pyplot
+    plt = headless_pyplot()  # the Agg backend before Optuna's matplotlib module touches pyplot
     from optuna.visualization import plot_parallel_coordinate as pc_plotly
     from optuna.visualization.matplotlib import plot_parallel_coordinate as pc_mpl
 
