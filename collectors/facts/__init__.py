@@ -1,0 +1,1 @@
+"""Facts the advisors read: topology, workload patterns and measurements as plain data (optimizer.advisors)."""

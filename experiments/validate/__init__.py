@@ -1,0 +1,1 @@
+"""Validated apply: measure, apply, measure again, decide (optimizer.decision), keep or roll back."""
