@@ -20,13 +20,13 @@ The decision is ``roll_back`` when any guard is ``worse``, ``keep`` when every g
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["DECISIONS", "Decision", "Guard", "MetricVerdict", "decide", "parse_guard"]
+__all__ = ["DECISIONS", "Decision", "Guard", "MetricVerdict", "PairMeasure", "decide", "parse_guard", "sequential"]
 
 #: what :func:`decide` may answer
 DECISIONS = ("keep", "roll_back", "inconclusive")
@@ -181,3 +181,43 @@ def decide(before: Mapping[str, Sequence[float]], after: Mapping[str, Sequence[f
     return Decision("keep", f"no guard is worse than its limit: {summary}", tuple(verdicts), confidence)
 
 
+
+
+#: one A/B pair of windows: (metrics with the old values, metrics with the change)
+PairMeasure = Callable[[], tuple[Mapping[str, float], Mapping[str, float]]]
+
+
+def sequential(measure_pair: PairMeasure, guards: Sequence[Guard], *, initial_pairs: int, max_pairs: int,
+               batch: int = 2, confidence: float = 0.95, seed: int = 0) -> tuple[Decision, int]:
+    """The validation procedure, shared by the validated apply and the decision-quality simulation.
+
+    Measures ``initial_pairs`` A/B pairs (``measure_pair`` runs one window without and one with the
+    change and returns each window's metrics), decides, and while the answer is ``inconclusive``
+    measures ``batch`` more pairs up to ``max_pairs``. Returns the last decision and the pairs measured;
+    an ``inconclusive`` answer at the end means: roll back (a change is never kept unshown).
+
+    Raises:
+        ValueError: ``initial_pairs`` < 1 or ``max_pairs`` < ``initial_pairs``; see :func:`decide`.
+    """
+    if initial_pairs < 1 or max_pairs < initial_pairs or batch < 1:
+        raise ValueError(f"need 1 <= initial_pairs ({initial_pairs}) <= max_pairs ({max_pairs}) and batch >= 1")
+    before: dict[str, list[float]] = {}
+    after: dict[str, list[float]] = {}
+
+    def more(n: int) -> None:
+        for _ in range(n):
+            a, b = measure_pair()
+            for k, v in a.items():
+                before.setdefault(k, []).append(float(v))
+            for k, v in b.items():
+                after.setdefault(k, []).append(float(v))
+
+    more(initial_pairs)
+    pairs = initial_pairs
+    while True:
+        d = decide(before, after, guards, confidence=confidence, seed=seed)
+        if d.decision != "inconclusive" or pairs >= max_pairs:
+            return d, pairs
+        step = min(batch, max_pairs - pairs)
+        more(step)
+        pairs += step
