@@ -5,8 +5,8 @@ Pure: plain data in (:class:`IoFacts`, filled by :func:`collectors.facts.io.read
 What it advises, per device (knobs ``block.<dev>.scheduler`` / ``.read_ahead_kb`` / ``.nr_requests``):
 
 * **scheduler**, from the device kind: NVMe fits ``none`` (deep hardware queues; an elevator only
-  costs CPU per request); virtio, loop (whatever its copied rotational flag) and other solid-state
-  devices fit ``none`` or ``mq-deadline``;
+  costs CPU per request); virtio and loop devices (whatever their rotational flag says) and other
+  solid-state devices fit ``none`` or ``mq-deadline``;
   a rotational disk fits ``mq-deadline`` or ``bfq`` (seek ordering, reads not starved by writes).
   A scheduler that fits is kept.
 * **read_ahead_kb**, from the read pattern: large mean read requests or a high read-merge ratio
@@ -134,11 +134,12 @@ class BlockFacts:
 
     @property
     def family(self) -> str:
-        """``nvme``, ``rotational`` or ``solid`` (every other non-rotational device, and a loop device,
-        whose rotational flag is copied from its backing device whose own queue orders the real I/O)."""
+        """``nvme``, ``rotational`` or ``solid``: every other non-rotational device, a loop device (its
+        rotational flag is copied from its backing device, whose own queue orders the real I/O) and a
+        virtio disk (virtio-blk never clears the flag, so it says nothing about the storage behind)."""
         if self.kind == "nvme":
             return "nvme"
-        if self.kind == "loop":
+        if self.kind in ("loop", "virtio"):
             return "solid"
         return "rotational" if self.rotational else "solid"
 

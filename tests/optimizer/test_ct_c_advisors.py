@@ -106,3 +106,14 @@ def test_netns_advice_is_targeted_and_skips_host_wide_busy_poll() -> None:
     advice = net_advise(NetFacts(root="/", netns="ns1", interfaces=(nic,), tcp=tcp, connections=(conn,)))
     assert [a.target for a in advice] == ["netns:ns1"]
     assert _knobs(advice) == {"net.ipv4.tcp_rmem": [4096, 32768, 131072], "net.ipv4.tcp_wmem": [4096, 32768, 131072]}
+
+
+def test_virtio_and_loop_rotational_flag_is_not_trusted() -> None:
+    # virtio-blk never clears the flag and a loop device copies its backing device's: neither is seek-bound
+    for kind in ("virtio", "loop"):
+        dev = _dev(kind=kind, rotational=True, scheduler="none", read_ahead_kb=4096, sampled=_pattern(30_000, 4.0))
+        assert _knobs(advise(IoFacts(root="/", devices=(dev,)))) == {"block.loop3.read_ahead_kb": 128}
+    scsi = _dev(kind="scsi", rotational=True, scheduler="none", schedulers=("none", "mq-deadline"),
+                read_ahead_kb=4096, sampled=_pattern(30_000, 4.0))
+    assert _knobs(advise(IoFacts(root="/", devices=(scsi,)))) == {
+        "block.loop3.scheduler": "mq-deadline", "block.loop3.read_ahead_kb": 32}
