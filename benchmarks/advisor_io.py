@@ -76,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="advisor-io-") as tmp, private_paths() as paths:
         backing = Path(tmp) / "disk.img"
         _make_backing(backing, size_mb)
-        dev = run_bounded(["losetup", "-f", "--show", str(backing)], timeout_s=30).strip()
+        dev = run_bounded(["losetup", "-f"], timeout_s=30).strip()  # the next free device
         name = os.path.basename(dev)
+        ra_file = Path(f"/sys/block/{name}/queue/read_ahead_kb")
+        pristine = ra_file.read_text()  # attaching sets the window from the backing file; detaching keeps it
+        run_bounded(["losetup", dev, str(backing)], timeout_s=30)  # fails if another process took it meanwhile
         journal = Journaled(paths, Catalog(SysRoot("/"), KnobContext()))
         try:
             poor = {f"block.{name}.read_ahead_kb": args.poor_ra}
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 journal.close()
             finally:
                 run_bounded(["losetup", "-d", dev], timeout_s=30)
+                if ra_file.read_text() != pristine:  # the detached device as it was found
+                    ra_file.write_text(pristine)
     return 0
 
 
