@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
             for a in advice:
                 print("measured advice:", json.dumps(measured_advice(a, change).as_dict(), default=str))
+            journal.apply(values, "advisor_io: the advice, read again")
+            again, _ = _advise_while_running(dev, name, size_mb // 2, args.sample_s)
+            journal.undo_last()
+            print("advice with the advice applied (should be none: no oscillation):", [a.title for a in again])
         finally:
             try:
                 journal.close()

@@ -137,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         for a in advice:
             print("measured advice:", json.dumps(measured_advice(a, change).as_dict(), default=str))
+        apply(values, "the advice, read again")
+        again, _ = _advise_while_running(srv, cli, addr)
+        undo()
+        print("advice with the advice applied (should be none: no oscillation):", [a.title for a in again])
     return 0
 
 

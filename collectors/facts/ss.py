@@ -37,8 +37,10 @@ def _details(local: str, peer: str, words: list[str]) -> Connection:
         return int(v) if v.isdigit() else 0
 
     rtt = kv.get("rtt", "").split("/")[0]
+    minrtt = kv.get("minrtt", "")
     return Connection(
         local=local, peer=peer, rtt_ms=float(rtt) if re.fullmatch(r"[0-9.]+", rtt) else None,
+        min_rtt_ms=float(minrtt) if re.fullmatch(r"[0-9.]+", minrtt) else None,
         delivery_rate_bps=_rate(kv.get("delivery_rate", "")), bytes_acked=num("bytes_acked"),
         bytes_received=num("bytes_received"), cc=cc, rwnd_limited_pct=limited.get("rwnd"),
         sndbuf_limited_pct=limited.get("sndbuf"), segs_out=num("segs_out"), segs_in=num("segs_in"),

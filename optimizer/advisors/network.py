@@ -8,7 +8,9 @@ network namespace the advice's ``target`` is ``netns:NAME`` (those ``net.*`` kno
 
 * **Buffers (BDP)**: for the established connections that carried data, the bandwidth-delay product
   ``BDP = rate × RTT`` with ``rate`` the link speed when the interface reports one (else the measured
-  delivery rate) and ``RTT`` the measured one. The max of ``tcp_rmem`` / ``tcp_wmem`` should be at least
+  delivery rate) and ``RTT`` the minimum measured one (the smoothed RTT includes the queue the buffers
+  build: a BDP from it grows with every raise). ``2 × BDP`` is rounded up to a power of two, at least
+  128 KiB. The max of ``tcp_rmem`` / ``tcp_wmem`` should be at least
   ``2 × BDP`` (and ``rmem_max`` / ``wmem_max`` too); a connection that spent a share of its time limited by
   the receive window or the send buffer (``rwnd_limited`` / ``sndbuf_limited``) is evidence that the
   buffers bind, and raises the confidence.
@@ -83,6 +85,7 @@ class Connection:
     local: str
     peer: str
     rtt_ms: float | None = None
+    min_rtt_ms: float | None = None
     delivery_rate_bps: float | None = None
     bytes_acked: int = 0
     bytes_received: int = 0
@@ -95,6 +98,12 @@ class Connection:
     @property
     def bytes(self) -> int:
         return self.bytes_acked + self.bytes_received
+
+    @property
+    def base_rtt_ms(self) -> float | None:
+        """The path's own round trip: the minimum RTT seen (the smoothed one includes the queue that the
+        buffers themselves build, so a BDP from it would grow with every buffer raise)."""
+        return self.min_rtt_ms if self.min_rtt_ms else self.rtt_ms
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,7 @@ def advise(facts: NetFacts) -> list[Advice]:
 
 def _path(facts: NetFacts) -> tuple[Connection, float, int, str] | None:
     """The busiest data-carrying connection, the rate used for its BDP, the BDP, and the rate's source."""
-    busy = [c for c in facts.connections if c.bytes >= _MIN_CONN_BYTES and c.rtt_ms and c.rtt_ms > 0]
+    busy = [c for c in facts.connections if c.bytes >= _MIN_CONN_BYTES and c.base_rtt_ms and c.base_rtt_ms > 0]
     if not busy:
         return None
     conn = max(busy, key=lambda c: c.bytes)
@@ -142,15 +151,17 @@ def _path(facts: NetFacts) -> tuple[Connection, float, int, str] | None:
         rate, src = conn.delivery_rate_bps, "measured delivery rate"
     else:
         return None
-    assert conn.rtt_ms is not None
-    return conn, rate, bdp_bytes(rate, conn.rtt_ms), src
+    rtt = conn.base_rtt_ms
+    assert rtt is not None
+    return conn, rate, bdp_bytes(rate, rtt), src
 
 
 def _conn_evidence(facts: NetFacts, conn: Connection, rate: float, bdp: int, src: str) -> tuple[Evidence, ...]:
     ss = facts.sources.get("connections", "ss -tin")
     return (
         Evidence("connection", f"{conn.local} -> {conn.peer}", "", ss),
-        Evidence("RTT", conn.rtt_ms, "ms", ss),
+        Evidence("RTT (smoothed)", conn.rtt_ms, "ms", ss),
+        Evidence("RTT (minimum, for the BDP)", conn.base_rtt_ms, "ms", ss),
         Evidence("delivery rate", conn.delivery_rate_bps, "bit/s", ss),
         Evidence("bytes carried", conn.bytes, "B", ss),
         Evidence("rwnd limited", conn.rwnd_limited_pct, "%", ss),
@@ -184,9 +195,10 @@ def _buffers(facts: NetFacts, target: str | None) -> list[Advice]:
     sysctl = facts.sources.get("tcp", "proc/sys/net")
     return [Advice(
         advisor="network", title=f"TCP buffers up to {want // _KIB} KiB (2 × BDP)",
-        why=(f"BDP = {rate / 1e9:.2f} Gbit/s ({src}) × {conn.rtt_ms} ms = {bdp // _KIB} KiB; the TCP buffer max "
-             f"is {smallest // _KIB} KiB, below 2 × BDP" + (f"; the busiest connection was window- or buffer-"
-                                                          f"limited {limited:.0f} % of its time" if limited else "")),
+        why=(f"BDP = {rate / 1e9:.2f} Gbit/s ({src}) × {conn.base_rtt_ms} ms (min RTT) = {bdp // _KIB} KiB; "
+             f"the TCP buffer max is {smallest // _KIB} KiB, below 2 × BDP"
+             + (f"; the busiest connection was window- or buffer-limited {limited:.0f} % of its time"
+                if limited else "")),
         changes=tuple(changes), metric="throughput", expected_impact=round(impact, 3), confidence=conf, risk=1.0,
         evidence=(*_conn_evidence(facts, conn, rate, bdp, src),
                   Evidence("tcp_rmem", " ".join(map(str, tcp.rmem)), "B", f"{sysctl}/ipv4/tcp_rmem"),

@@ -118,8 +118,8 @@ def test_small_buffers_in_a_namespace_are_advised_from_measured_rtt(
     assert facts.tcp.rmem == (4096, 4096, 8192) and facts.netns == cli
     assert [i.management for i in facts.interfaces] == [False]  # the namespace has no default route
     busiest = max(facts.connections, key=lambda c: c.bytes)
-    assert busiest.rtt_ms is not None and busiest.bytes > 1 << 20
+    assert busiest.base_rtt_ms is not None and busiest.bytes > 1 << 20
     advice = net_advisor.advise(facts)
     buffers = [a for a in advice if "net.ipv4.tcp_rmem" in a.values]
     assert len(buffers) == 1 and buffers[0].target == f"netns:{cli}"
-    assert buffers[0].values["net.ipv4.tcp_rmem"][2] >= 2 * net_advisor.bdp_bytes(10_000e6, busiest.rtt_ms)
+    assert buffers[0].values["net.ipv4.tcp_rmem"][2] >= 2 * net_advisor.bdp_bytes(10_000e6, busiest.base_rtt_ms)

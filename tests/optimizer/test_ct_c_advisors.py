@@ -117,3 +117,13 @@ def test_virtio_and_loop_rotational_flag_is_not_trusted() -> None:
                 read_ahead_kb=4096, sampled=_pattern(30_000, 4.0))
     assert _knobs(advise(IoFacts(root="/", devices=(scsi,)))) == {
         "block.loop3.scheduler": "mq-deadline", "block.loop3.read_ahead_kb": 32}
+
+
+def test_bdp_uses_the_minimum_rtt_so_raising_buffers_does_not_ratchet() -> None:
+    # under load the smoothed RTT includes the queue the buffers build; the minimum RTT is the path's
+    tcp = TcpSettings(rmem=(4096, 131072, 131072), wmem=(4096, 131072, 131072), congestion_control="bbr")
+    loaded = Connection(local="a:1", peer="b:2", rtt_ms=0.4, min_rtt_ms=0.02, delivery_rate_bps=5e9,
+                        bytes_acked=1 << 30, rwnd_limited_pct=60.0)
+    facts = NetFacts(root="/", interfaces=(Interface(name="v0", speed_mbps=10000),), tcp=tcp, connections=(loaded,))
+    assert net_advise(facts) == []  # 2 x (10 Gbit/s x 0.02 ms) = 50 KB < 128 KiB already there
+    assert _knobs(net_advise(replace(facts, connections=(replace(loaded, min_rtt_ms=None),))))  # smoothed: raise
