@@ -127,3 +127,28 @@ def test_bdp_uses_the_minimum_rtt_so_raising_buffers_does_not_ratchet() -> None:
     facts = NetFacts(root="/", interfaces=(Interface(name="v0", speed_mbps=10000),), tcp=tcp, connections=(loaded,))
     assert net_advise(facts) == []  # 2 x (10 Gbit/s x 0.02 ms) = 50 KB < 128 KiB already there
     assert _knobs(net_advise(replace(facts, connections=(replace(loaded, min_rtt_ms=None),))))  # smoothed: raise
+
+
+@settings(max_examples=80, deadline=None)
+@given(kind=st.sampled_from(["nvme", "virtio", "scsi", "loop", "zram", "md", "other"]), rot=st.booleans(),
+       ra=st.integers(0, 16384), nr=st.integers(1, 8192), reads=st.integers(0, 10**6), kb=st.floats(0.5, 1024),
+       merges=st.integers(0, 10**6), writes=st.integers(0, 10**6), queue_ms=st.integers(0, 10**7),
+       sched=st.sampled_from(["none", "mq-deadline", "bfq", "kyber"]))
+def test_io_advice_is_well_formed_and_idle_devices_get_none(kind: str, rot: bool, ra: int, nr: int, reads: int,
+                                                            kb: float, merges: int, writes: int, queue_ms: int,
+                                                            sched: str) -> None:
+    p = _pattern(reads, kb, merges, writes, queue_ms=queue_ms)
+    dev = _dev(kind=kind, rotational=rot, read_ahead_kb=ra, nr_requests=nr, scheduler=sched,
+               schedulers=("none", "mq-deadline", "bfq", "kyber"), sampled=p)
+    advice = advise(IoFacts(root="/", devices=(dev,)))
+    if p.requests < IDLE_REQUESTS or kind in ("zram", "md"):
+        assert advice == []
+    for a in advice:
+        assert 0 < a.confidence <= 0.85 and a.evidence and len(a.changes) == 1
+        c = a.changes[0]
+        assert c.value != c.current
+        if c.knob.endswith(".scheduler"):
+            assert c.value in ("none", "mq-deadline") and (c.value == "mq-deadline") == (rot and kind in ("scsi", "other"))
+        if c.knob.endswith(".nr_requests"):
+            assert nr < c.value <= 4096
+    assert len(rank(advice)) == len(advice)
