@@ -148,7 +148,8 @@ def test_io_advice_is_well_formed_and_idle_devices_get_none(kind: str, rot: bool
         c = a.changes[0]
         assert c.value != c.current
         if c.knob.endswith(".scheduler"):
-            assert c.value in ("none", "mq-deadline") and (c.value == "mq-deadline") == (rot and kind in ("scsi", "other"))
+            seeking = rot and kind in ("scsi", "other")
+            assert c.value in ("none", "mq-deadline") and (c.value == "mq-deadline") == seeking
         if c.knob.endswith(".nr_requests"):
             assert nr < c.value <= 4096
     assert len(rank(advice)) == len(advice)
