@@ -14,10 +14,11 @@ their CPU use and context switches, IRQ counts and affinities); :func:`plan` lay
 * **IRQ steering**: IRQs delivered to dedicated CPUs are moved to the shared pool (``irq.N.affinity``),
   and ``irq.default_affinity`` excludes the dedicated CPUs.
 
-Roles: a process is latency-sensitive when it mostly sleeps voluntarily (a server waiting for requests:
-voluntary context switches at least :data:`LATENCY_VOLUNTARY_SHARE` of all), batch when the scheduler
-takes the CPU from it (involuntary switches dominate) -- unless the caller names them (``latency_pids``,
-``batch_pids``).
+Roles: a process is latency-sensitive when its CPU bursts are short and end in a voluntary sleep (a
+server waiting for the next request: at least :data:`LATENCY_WAKEUPS_PER_CPU_S` voluntary context
+switches per CPU-second it uses), batch when it computes until preempted -- unless the caller names them
+(``latency_pids``, ``batch_pids``). Involuntary switches are not the sign: under contention a server is
+preempted as often as a batch job.
 
 The ``affinity.cpus`` knob is a CPU *count* laid out from the lowest CPUs (``affinity.placement``
 ``compact``); a pool it can express (a prefix of the online CPUs) becomes a knob change bound to
@@ -50,7 +51,9 @@ __all__ = [
 MAX_OVERCOMMIT = 2.0
 #: below this CPU use (CPUs) a process needs no pool of its own
 MIN_BUSY = 0.05
-LATENCY_VOLUNTARY_SHARE = 0.5
+#: a process that sleeps voluntarily at least this often per CPU-second it uses (mean CPU burst <= 20 ms
+#: before it blocks again) serves requests; fewer sleeps: it computes until preempted (batch)
+LATENCY_WAKEUPS_PER_CPU_S = 50.0
 
 
 @dataclass(frozen=True)
@@ -123,11 +126,11 @@ class PinPlan:
 
 
 def role(p: PinProcessFacts) -> str:
-    """``latency`` (mostly voluntary sleeps), ``batch`` (mostly preempted) or ``idle`` (below :data:`MIN_BUSY`)."""
+    """``latency`` (short CPU bursts ending in a sleep), ``batch`` (long bursts) or ``idle`` (below
+    :data:`MIN_BUSY`)."""
     if p.cpu_share < MIN_BUSY:
         return "idle"
-    switches = p.voluntary_per_s + p.involuntary_per_s
-    if switches > 0 and p.voluntary_per_s / switches >= LATENCY_VOLUNTARY_SHARE:
+    if p.voluntary_per_s >= LATENCY_WAKEUPS_PER_CPU_S * p.cpu_share:
         return "latency"
     return "batch"
 
@@ -275,7 +278,7 @@ def _irq_advice(facts: PinningFacts, pl: PinPlan) -> Advice | None:
         hits = sum(n for c, n in q.counts.items() if c in ded)
         total += sum(q.counts.values())
         on_ded += hits
-        if q.affinity is not None and set(q.affinity) & ded:
+        if hits and q.affinity is not None and set(q.affinity) & ded:  # the idle ones follow the default
             changes.append(Change(f"irq.{q.irq}.affinity", cpu_list(to), cpu_list(q.affinity)))
             ev.append(Evidence(f"IRQ {q.irq} ({q.name}) on dedicated CPUs", hits, "interrupts", "proc/interrupts"))
     if facts.default_irq_affinity is not None and set(facts.default_irq_affinity) & ded:

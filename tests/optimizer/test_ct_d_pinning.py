@@ -57,7 +57,7 @@ def test_shared_pool_overcommit_stays_within_1_5_to_2(tmp_path):
 
 
 def test_never_all_cpus_dedicated(tmp_path):
-    procs = [FakeProc(100 + i, f"svc{i}", last_cpu=i, cpu_share=2.0, voluntary=10_000, involuntary=10,
+    procs = [FakeProc(100 + i, f"svc{i}", last_cpu=i, cpu_share=2.0, voluntary=5_000_000, involuntary=10,
                       pages={0: 1000})
              for i in range(12)]
     facts = pin_facts.read(root=machine(tmp_path, nodes=2, procs=procs))
@@ -70,7 +70,7 @@ def test_never_all_cpus_dedicated(tmp_path):
 
 def test_irqs_are_steered_off_dedicated_cpus(tmp_path):
     irqs = [FakeIrq(40, "nvme0q1", {15: 90_000, 0: 10}, "0-15"), FakeIrq(41, "eth0-rx", {0: 5_000}, "0"),
-            FakeIrq(42, "eth0-tx", {7: 100}, "7")]
+            FakeIrq(42, "eth0-tx", {7: 100}, "7"), FakeIrq(43, "idle", {}, "0-15")]
     facts = _two_socket(tmp_path, irqs=irqs)
     assert {q.irq: q.counts.get(15) for q in facts.irqs}["40"] == 90_000
     assert facts.default_irq_affinity == tuple(range(16))
@@ -80,7 +80,7 @@ def test_irqs_are_steered_off_dedicated_cpus(tmp_path):
     pl = pinning.plan(facts)
     dedicated = set(pl.dedicated[100])
     vals = irq[0].values
-    assert set(vals) == {"irq.40.affinity", "irq.42.affinity", "irq.default_affinity"}  # 41 is on CPU 0 only
+    assert set(vals) == {"irq.40.affinity", "irq.42.affinity", "irq.default_affinity"}  # not 41 (CPU 0), 43 (idle)
     for v in vals.values():
         cpus = {int(x) for part in v.split(",") for x in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)}
         assert cpus and not cpus & dedicated and 0 in cpus
@@ -124,3 +124,11 @@ def test_this_machine_with_a_sampled_busy_child():
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_preempted_server_is_still_latency_sensitive():
+    # under contention a server is preempted as often as a busy loop; its many short voluntary sleeps tell it apart
+    server = pinning.PinProcessFacts(1, "svc", cpu_share=0.3, voluntary_per_s=450, involuntary_per_s=900)
+    loop = pinning.PinProcessFacts(2, "loop", cpu_share=0.3, voluntary_per_s=0.5, involuntary_per_s=900)
+    idle = pinning.PinProcessFacts(3, "idle", cpu_share=0.01, voluntary_per_s=5)
+    assert [pinning.role(p) for p in (server, loop, idle)] == ["latency", "batch", "idle"]
