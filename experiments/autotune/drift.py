@@ -6,7 +6,9 @@ noise, with confidence, to count:
 
 * ``fell``: an objective is worse than ``drop_limit`` (e.g. -10 %) since the reference (one-sided);
 * ``drifted``: a workload characteristic (offered load / throughput, the target's CPU use, the host's
-  CPU use) or an objective moved more than ``drift_limit`` in either direction (two guards per metric).
+  CPU use), the latency or an objective moved more than ``drift_limit`` in either direction (two guards
+  per metric). The latency counts because a closed-loop load on a saturated service shows more load as
+  longer queues (latency), not as more throughput.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from optimizer.decision import Guard, decide
 __all__ = ["CHARACTERISTICS", "check_drift"]
 
 #: what characterises the workload, when measured: its load (a closed-loop load generator's throughput
-#: is its offered load), the CPU the tuned processes use, the host's CPU use
-CHARACTERISTICS = ("throughput_rps", "throughput", "target_cpu_cores", "host_cpu_util_pct")
+#: is its offered load), the CPU the tuned processes use, the host's CPU use, and its latency (queueing)
+CHARACTERISTICS = ("throughput_rps", "throughput", "target_cpu_cores", "host_cpu_util_pct", "latency_p95_ms")
 
 
 def _both(ref: Mapping[str, Sequence[float]], now: Mapping[str, Sequence[float]], m: str) -> bool:

@@ -65,7 +65,8 @@ class Autotuner:
         on_event: ``on_event(kind, fields)`` for progress display (kinds: ``state``, ``cycle``, ``step``).
         settings: the operator's settings (default: loaded when the spec is checked).
     Raises:
-        AutotuneError: bad options. AutotuneNotFound: ``tuner_id`` unknown.
+        AutotuneError: bad options. AutotuneNotFound: ``tuner_id`` unknown. SpecError: the spec does not fit
+            this machine (a new tuner is checked before anything is written).
     """
 
     def __init__(self, spec: StudySpec, *, paths: Paths, options: AutotuneOptions, validate: Validator | None = None,
@@ -80,11 +81,14 @@ class Autotuner:
         self.stop_event = threading.Event()
         self._validate = validate
         resume = tuner_id is not None
+        self.scale: float = 1.0
+        if not resume:
+            self.check()  # a spec that does not fit this machine leaves no tuner behind
         self.id = tuner_id or new_tuner_id()
         self.store = TunerStore(self.paths, self.id, create=not resume)
         meta = self.store.meta() if resume else {}
         self.cycle: int = int(meta.get("cycle", 0))
-        self.scale: float = float(meta.get("trust_scale", 1.0))
+        self.scale = float(meta.get("trust_scale", 1.0))
         self.quiet: int = int(meta.get("quiet_cycles", 0))
         self.converged: bool = bool(meta.get("converged", False))
         self.reference: dict[str, list[float]] | None = meta.get("reference")

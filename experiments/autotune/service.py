@@ -130,11 +130,6 @@ class ContinuousTuners:
                 raise AutotuneConflict(f"continuous tuner {busy[clash[0]]} already tunes {', '.join(clash)}; stop it "
                                        f"first (DELETE /tuning/continuous/{busy[clash[0]]})")
             tuner = Autotuner(spec, paths=self.paths, options=options, source=source, settings=self.settings)
-            try:
-                tuner.check()
-            except BaseException:
-                tuner.store.update(state="failed", reason="the spec does not fit this machine")
-                raise
             t = threading.Thread(target=self._run, args=(tuner,), name=f"novatune-autotune-{tuner.id}", daemon=True)
             self._tuners[tuner.id] = tuner
             self._threads[tuner.id] = t
