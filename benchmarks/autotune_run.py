@@ -71,6 +71,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=0.0, help="seconds between cycle starts (0: back to back)")
     ap.add_argument("--study-trials", type=int, default=4)
     ap.add_argument("--windows", type=int, default=4)
+    ap.add_argument("--window", type=float, default=None, help="seconds of a window (default: the spec's)")
     ap.add_argument("--validator", choices=("auto", "engine", "interim"), default="auto")
     ap.add_argument("--spec", default=str(REPO / "experiments/specs/autotune-oltp.yaml"))
     ap.add_argument("--out", default="autotune-history.json")
@@ -91,7 +92,7 @@ def main() -> int:
         return {"clients": a.before if time.monotonic() - t0 < seconds / 2 else a.after}
 
     opts = AutotuneOptions(duration_s=seconds, interval_s=a.interval, study_trials=a.study_trials,
-                           windows=a.windows, validation_s=60, converge_after=3)
+                           windows=a.windows, window_s=a.window, validation_s=60, converge_after=3)
 
     def show(kind: str, f: dict[str, Any]) -> None:
         at = f"[{time.monotonic() - t0:6.0f} s, clients {load()['clients']}]"
