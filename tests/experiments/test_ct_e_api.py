@@ -146,3 +146,40 @@ def test_cli_run_then_history(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, ca
     assert main(["autotune", "history", out["tuner"]["id"], "--json"]) == 0
     h = json.loads(capsys.readouterr().out)
     assert [c["cycle"] for c in h["cycles"]] == [1, 2]
+
+
+def test_rollback_of_a_step_through_the_api(client: TestClient, paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments.autotune.loop import Autotuner
+    from experiments.autotune.model import AutotuneOptions
+    from experiments.deploy.apply import apply_config
+    from experiments.spec import parse_spec
+    from experiments.validate.model import ValidationReport, ValidationRequest
+
+    before = snapshot([KNOB])[KNOB]
+    new = 77 if before != 77 else 78
+    monkeypatch.setattr(probe, "search", lambda plan, **kw: probe.StudyOutcome(kw["name"], {}, {KNOB: new}, "s"))
+
+    def kept(req: ValidationRequest) -> ValidationReport:  # the validator double: applies and keeps
+        app = apply_config(req.values, paths=paths, source=req.source)
+        return ValidationReport(id="v", decision="kept", reason="double", source=req.source, values=req.values,
+                                application=app.id)
+
+    t = Autotuner(parse_spec(SPEC), paths=paths, options=AutotuneOptions(cycles=1, interval_s=0, windows=3),
+                  validate=kept, settings=Settings())
+    try:
+        t.run()
+        (step,) = client.get(f"/tuning/continuous/{t.id}/history").json()["steps"]
+        assert snapshot([KNOB])[KNOB] == new and step["application"]
+        r = client.post(f"/tuning/rollback/{step['id']}", headers=AUTH)
+        assert r.status_code == 200 and r.json()["step"]["undoes"] == step["id"]
+        assert r.json()["id"] == step["application"]  # the application's rollback, as for an application id
+        assert snapshot([KNOB])[KNOB] == before
+        again = client.post(f"/tuning/rollback/{step['id']}", headers=AUTH)
+        assert again.status_code == 409 and "nothing to undo" in again.json()["detail"]
+    finally:
+        from experiments.deploy.applications import history as app_history
+        from experiments.deploy.rollback import rollback
+        for app in app_history(paths):
+            if app.state == "kept":
+                rollback(app.id, paths=paths, force=True)
+    assert snapshot([KNOB])[KNOB] == before
