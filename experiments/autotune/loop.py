@@ -140,8 +140,9 @@ class Autotuner:
     # ---------------------------------------------------------------- run
     def run(self, stop: threading.Event | None = None) -> dict[str, Any]:
         """Cycles until ``options.cycles`` / ``options.duration_s`` or ``stop`` (or :meth:`stop`); returns the
-        final meta. A stop during a study or a validation ends it with its knobs restored; kept steps stay
-        (applications). Raises SpecError (the spec does not fit this machine) before any cycle."""
+        final meta. The duration is a bound: a cycle still running when it ends stops like on :meth:`stop`.
+        A stop during a study or a validation ends it with its knobs restored; kept steps stay (applications).
+        Raises SpecError (the spec does not fit this machine) before any cycle."""
         if stop is not None:
             def relay() -> None:
                 stop.wait()
@@ -150,6 +151,10 @@ class Autotuner:
         opts, t0 = self.options, time.monotonic()
         self.check()
         start_cycle = self.cycle
+        deadline = threading.Timer(opts.duration_s, self.stop_event.set) if opts.duration_s is not None else None
+        if deadline is not None:  # the duration bounds the run: a cycle still running then ends, restored
+            deadline.daemon = True
+            deadline.start()
         try:
             while not self.stop_event.is_set():
                 if opts.cycles is not None and self.cycle - start_cycle >= opts.cycles:
@@ -160,18 +165,19 @@ class Autotuner:
                 if self.state == "failed":
                     break
                 wait = (opts.quiet_interval_s if self.converged else opts.interval_s) - (time.monotonic() - started)
-                if opts.duration_s is not None:
-                    left = opts.duration_s - (time.monotonic() - t0)
-                    if left <= max(wait, 0):
-                        break
                 done = opts.cycles is not None and self.cycle - start_cycle >= opts.cycles
                 if not done and wait > 0 and self.stop_event.wait(wait):
                     break
         except (KeyboardInterrupt, Interrupted):
             self.stop_event.set()
+        finally:
+            if deadline is not None:
+                deadline.cancel()
         final = "failed" if self.state == "failed" else "stopped"
-        self._set(final, ended=time.time(), kept_steps=self.steps.kept_ids(),
-                  reason=self.store.meta().get("reason") if final == "failed" else "stopped")
+        timed_out = opts.duration_s is not None and time.monotonic() - t0 >= opts.duration_s
+        why = self.store.meta().get("reason") if final == "failed" else (
+            f"duration of {opts.duration_s:g} s reached" if timed_out else "stopped")
+        self._set(final, ended=time.time(), kept_steps=self.steps.kept_ids(), reason=why)
         return self.store.meta()
 
     def stop(self) -> None:

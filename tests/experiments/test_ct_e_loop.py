@@ -245,3 +245,22 @@ def test_a_real_cycle_measures_and_runs_a_bounded_study(paths) -> None:
     assert view.attrs["spec"]["trust_region"]["max_step"] == 0.2  # the default region around the current value
     assert meta["state"] == "stopped" and snapshot([KNOB])[KNOB] == before and time.monotonic() - t0 < 300
     assert len(seen) == (1 if cycle["candidate"] else 0)
+
+
+def test_the_duration_bounds_a_cycle_in_progress(paths, script) -> None:
+    s = script(Script({1: 100.0}))
+    saw_stop: list[bool] = []
+
+    def long_search(plan: Any, *, paths: Paths, name: str, min_gain: float, stop: Any = None) -> probe.StudyOutcome:
+        saw_stop.append(stop.wait(60))  # a study that would run long: the duration's end reaches it
+        from experiments.study.outcomes import Interrupted
+        raise Interrupted("stop requested")
+
+    s.search = long_search  # type: ignore[method-assign]
+    probe.search = long_search  # the script fixture restores the module attribute
+    t = Autotuner(_spec(), paths=paths, options=_opts(duration_s=1), validate=applying_double(paths),
+                  settings=Settings())
+    meta = t.run()
+    assert saw_stop == [True] and meta["state"] == "stopped" and meta["reason"] == "duration of 1 s reached"
+    (cycle,) = history(paths, t.id)["cycles"]
+    assert cycle["decision"] == "stopped"
