@@ -32,7 +32,7 @@ from typing import Any
 from collectors.errors import NovatuneError
 from experiments.autotune import probe
 from experiments.autotune.drift import check_drift
-from experiments.autotune.model import AutotuneOptions, CycleRecord
+from experiments.autotune.model import AutotuneError, AutotuneOptions, CycleRecord
 from experiments.autotune.steps import Steps
 from experiments.autotune.store import TunerStore, new_tuner_id
 from experiments.settings import Paths, Settings
@@ -65,7 +65,8 @@ class Autotuner:
         on_event: ``on_event(kind, fields)`` for progress display (kinds: ``state``, ``cycle``, ``step``).
         settings: the operator's settings (default: loaded when the spec is checked).
     Raises:
-        AutotuneError: bad options. AutotuneNotFound: ``tuner_id`` unknown. SpecError: the spec does not fit
+        AutotuneError: bad options (and, from :meth:`run`, no validated apply installed).
+        AutotuneNotFound: ``tuner_id`` unknown. SpecError: the spec does not fit
             this machine (a new tuner is checked before anything is written).
     """
 
@@ -124,7 +125,11 @@ class Autotuner:
         """The validated apply the tuner uses (the engine, bound to the data directory and the stop event)."""
         if self._validate is None:
             # the validated apply (experiments.validate.engine), imported when first needed
-            validated_apply = importlib.import_module("experiments.validate.engine").validated_apply
+            try:
+                validated_apply = importlib.import_module("experiments.validate.engine").validated_apply
+            except ImportError as err:
+                raise AutotuneError(f"the validated apply (experiments.validate.engine) is not installed here "
+                                    f"({err}); the continuous tuner never applies without it") from None
 
             def _engine(req: ValidationRequest) -> ValidationReport:
                 return validated_apply(req, paths=self.paths, stop=self.stop_event,
@@ -150,6 +155,11 @@ class Autotuner:
             threading.Thread(target=relay, name=f"novatune-autotune-{self.id}-stop", daemon=True).start()
         opts, t0 = self.options, time.monotonic()
         self.check()
+        try:
+            self.validator()  # AutotuneError now, not after the first study, when there is none
+        except AutotuneError as err:
+            self._set("failed", ended=time.time(), reason=str(err))
+            raise
         start_cycle = self.cycle
         deadline = threading.Timer(opts.duration_s, self.stop_event.set) if opts.duration_s is not None else None
         if deadline is not None:  # the duration bounds the run: a cycle still running then ends, restored
@@ -170,6 +180,9 @@ class Autotuner:
                     break
         except (KeyboardInterrupt, Interrupted):
             self.stop_event.set()
+        except Exception as err:  # a bug: recorded as the tuner's end, then raised
+            self._set("failed", ended=time.time(), reason=f"{type(err).__name__}: {err}")
+            raise
         finally:
             if deadline is not None:
                 deadline.cancel()

@@ -97,9 +97,11 @@ def rollback_step(paths: Paths, step_id: str, *, force: bool = False) -> dict[st
 class ContinuousTuners:
     """The service's background tuners, by id (one thread each)."""
 
-    def __init__(self, paths: Paths, settings: Settings) -> None:
+    def __init__(self, paths: Paths, settings: Settings, *, validate: Any = None) -> None:
         self.paths = paths
         self.settings = settings
+        #: the validated apply the tuners use (None: the engine; a test double in tests)
+        self.validate = validate
         self._tuners: dict[str, Any] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -129,7 +131,9 @@ class ContinuousTuners:
             if clash:
                 raise AutotuneConflict(f"continuous tuner {busy[clash[0]]} already tunes {', '.join(clash)}; stop it "
                                        f"first (DELETE /tuning/continuous/{busy[clash[0]]})")
-            tuner = Autotuner(spec, paths=self.paths, options=options, source=source, settings=self.settings)
+            tuner = Autotuner(spec, paths=self.paths, options=options, source=source, settings=self.settings,
+                              validate=self.validate)
+            tuner.validator()  # AutotuneError (422) when no validated apply is installed
             t = threading.Thread(target=self._run, args=(tuner,), name=f"novatune-autotune-{tuner.id}", daemon=True)
             self._tuners[tuner.id] = tuner
             self._threads[tuner.id] = t
