@@ -46,8 +46,11 @@ __all__ = ["Autotuner", "Validator"]
 log = logging.getLogger(__name__)
 
 Validator = Callable[[ValidationRequest], ValidationReport]
-#: consecutive failed cycles after which the tuner gives up (state ``failed``)
-MAX_FAILURES = 3
+#: consecutive failed cycles after which the tuner gives up (state ``failed``); between them it waits
+#: FIRST_BACKOFF_S, then twice as long each time (at most MAX_BACKOFF_S): 10 + 20 + 40 + 80 s by default
+MAX_FAILURES = 5
+FIRST_BACKOFF_S = 10.0
+MAX_BACKOFF_S = 300.0
 
 
 class Autotuner:
@@ -175,6 +178,8 @@ class Autotuner:
                 if self.state == "failed":
                     break
                 wait = (opts.quiet_interval_s if self.converged else opts.interval_s) - (time.monotonic() - started)
+                if self.failures:  # a busy knob, a failing workload: back off before the next try
+                    wait = max(wait, min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (self.failures - 1)))
                 done = opts.cycles is not None and self.cycle - start_cycle >= opts.cycles
                 if not done and wait > 0 and self.stop_event.wait(wait):
                     break

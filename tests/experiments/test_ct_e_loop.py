@@ -264,3 +264,19 @@ def test_the_duration_bounds_a_cycle_in_progress(paths, script) -> None:
     assert saw_stop == [True] and meta["state"] == "stopped" and meta["reason"] == "duration of 1 s reached"
     (cycle,) = history(paths, t.id)["cycles"]
     assert cycle["decision"] == "stopped"
+
+
+def test_failing_cycles_back_off_then_fail(paths, script, monkeypatch) -> None:
+    from experiments.autotune import loop
+    from experiments.study.manager import StudyConflict
+
+    def busy(plan: Any, **kw: Any) -> probe.Measured:
+        raise StudyConflict("vm.vfs_cache_pressure is held by study x")
+
+    monkeypatch.setattr(probe, "measure", busy)
+    monkeypatch.setattr(loop, "FIRST_BACKOFF_S", 0.01)
+    t = Autotuner(_spec(), paths=paths, options=_opts(), validate=applying_double(paths), settings=Settings())
+    meta = t.run()
+    cycles = history(paths, t.id)["cycles"]
+    assert len(cycles) == loop.MAX_FAILURES and meta["state"] == "failed" and "held by study x" in meta["reason"]
+    assert all(c["decision"] == "error" and "StudyConflict" in c["error"] for c in cycles)
