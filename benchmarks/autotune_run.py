@@ -1,6 +1,6 @@
 """The continuous tuner against a load that changes half-way (issue 16's acceptance run).
 
-    python benchmarks/autotune_run.py --minutes 30 [--before 2 --after 12] [--out FILE]
+    python benchmarks/autotune_run.py --minutes 30 [--before 1 --after 12] [--out FILE]
 
 Runs :class:`experiments.autotune.loop.Autotuner` on ``experiments/specs/autotune-oltp.yaml`` for
 ``--minutes``; the OLTP load generator's clients go from ``--before`` to ``--after`` at half time (the
@@ -66,7 +66,7 @@ def interim_validator(paths: Any, stop: threading.Event, *, windows: int) -> Any
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
-    ap.add_argument("--before", type=int, default=2, help="load generator clients in the first half")
+    ap.add_argument("--before", type=int, default=1, help="load generator clients in the first half")
     ap.add_argument("--after", type=int, default=12, help="load generator clients in the second half")
     ap.add_argument("--interval", type=float, default=0.0, help="seconds between cycle starts (0: back to back)")
     ap.add_argument("--study-trials", type=int, default=4)
