@@ -3,6 +3,7 @@
 - :mod:`.study`: ``quickstart``, ``study run|start|watch|stop|delete|list|show|trials|pareto|export``,
   ``convergence`` (API: ``/studies``, ``GET /tuning/convergence``)
 - :mod:`.tuning`: ``apply``, ``rollback``, ``history``, ``status`` (``/tuning``)
+- :mod:`.autotune`: ``autotune run|status|history`` (``/tuning/continuous``)
 - :mod:`.knobs`: ``knobs list|get``, ``plan``, ``verify`` (``/knobs``)
 - :mod:`.service`: ``serve``, ``health``, ``settings show|set``, ``ui`` (``/healthz``, ``/settings``)
 - :mod:`.system`: ``recover``, ``metrics``, ``topology`` (this machine)
@@ -31,6 +32,7 @@ from rich.markup import escape
 
 from collectors.errors import NovatuneError
 from experiments.cli import (
+    autotune,
     knobs,
     observe,
     profile,
@@ -66,6 +68,7 @@ app.command("rollback")(tuning.rollback_cmd)
 app.command("history")(tuning.history_cmd)
 app.command("status")(tuning.status_cmd)
 app.add_typer(study.study_app, name="study")
+app.add_typer(autotune.autotune_app, name="autotune")
 app.add_typer(knobs.knobs_app, name="knobs")
 app.add_typer(service.settings_app, name="settings")
 app.add_typer(profile.profile_app, name="profile")

@@ -89,14 +89,20 @@ def apply_cmd(
 
 def rollback_cmd(
     app_id: Annotated[str | None, typer.Argument(metavar="[ID]",
-                                                 help="application id (default: the latest active one)")] = None,
+                                                 help="application id, or a continuous tuner's step id "
+                                                      "(default: the latest active application)")] = None,
     force: Annotated[bool, typer.Option("--force", help="restore even knobs changed since the application")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Put back the values an application replaced and close its journal entries."""
-    from experiments.deploy.rollback import rollback
+    """Put back the values an application (or a continuous tuner's step) replaced; close its journal entries."""
+    from experiments.autotune.service import rollback_step
+    from experiments.deploy.rollback import Rollback, rollback
 
-    rb = rollback(app_id, paths=_paths(), force=force)
+    step = rollback_step(_paths(), app_id, force=force) if app_id else None
+    if step is not None and as_json:
+        _print_json({"step": step["step"], "rollback": step["rollback"].as_dict()})
+        return
+    rb: Rollback = step["rollback"] if step is not None else rollback(app_id, paths=_paths(), force=force)
     if as_json:
         _print_json(rb.as_dict())
         return

@@ -33,6 +33,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
+from experiments.autotune.service import ContinuousTuners
 from experiments.profiling.sessions import ProfilingSessions
 from experiments.rightsizing.background import Validations
 from experiments.rightsizing.observing import ObservingService
@@ -87,6 +88,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.observing.stop()
         app.state.profiling.shutdown()
         app.state.validations.shutdown()
+        app.state.continuous.shutdown()
         manager.shutdown()
 
 
@@ -142,6 +144,7 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None, *,
     app.state.profiling = ProfilingSessions(paths.profiles, settings)
     app.state.observing = ObservingService(paths, settings)
     app.state.validations = Validations(paths, settings)
+    app.state.continuous = ContinuousTuners(paths, settings)
     app.state.exposition = ServiceMetrics(paths, version=ver)
     errors.install(app)
     for router in ROUTERS:

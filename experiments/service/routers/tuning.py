@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from experiments.service.deps import DataDir, Index, ReadAccess, WriteAccess
+from experiments.service.routers.continuous import register as _register_continuous
 
 __all__ = ["ApplyRequest", "router"]
 
@@ -27,12 +28,14 @@ def _as_dict(obj: Any) -> Any:
     return obj
 
 
-@router.get("/status", summary="Running studies and the configurations applied to stay (with drift)")
+@router.get("/status", summary="Running studies, the configurations applied to stay (with drift) and the "
+                               "continuous tuners (state, cycle, convergence, current configuration)")
 def tuning_status(paths: DataDir, index: Index, _: ReadAccess) -> dict[str, Any]:
+    from experiments.autotune.service import summaries
     from experiments.deploy.applications import status
 
     running = [s for s in json.loads(index.listing()) if s["state"] in ("starting", "running", "stopping")]
-    return {"studies": running, "applied": _as_dict(status(paths))}
+    return {"studies": running, "applied": _as_dict(status(paths)), "continuous": summaries(paths)}
 
 
 @router.get("/history", summary="Configurations applied with `novatune apply` (newest first) and their rollbacks")
@@ -82,10 +85,18 @@ def tuning_apply(body: ApplyRequest, paths: DataDir, _: WriteAccess,
                         422: {"description": "a knob drifted since it was applied (use force), or a journal "
                                              "record names something novatune would not write (nothing "
                                              "changed; force skips it)"}},
-             summary="Restore the journaled old values of an applied configuration")
+             summary="Restore the journaled old values of an applied configuration (or of a continuous tuner's "
+                     "step: its id from /tuning/continuous/{id}/history)")
 def tuning_rollback(application_id: _APPLY_ID, paths: DataDir, _: WriteAccess,
                     force: Annotated[bool, Query(description="restore even knobs changed since")] = False
                     ) -> dict[str, Any]:
+    from experiments.autotune.service import rollback_step
     from experiments.deploy.rollback import rollback
 
+    step = rollback_step(paths, application_id, force=force)
+    if step is not None:
+        return _as_dict(step["rollback"]) | {"step": step["step"]}
     return _as_dict(rollback(application_id, paths=paths, force=force))
+
+
+_register_continuous(router)
