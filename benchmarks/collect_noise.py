@@ -43,7 +43,7 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     "stress_ng_cpu": {"kind": "stress-ng", "stressor": "cpu", "workers": 1},
     "fio_randread": {"kind": "fio", "rw": "randread", "bs": "4k", "size": "64M", "iodepth": 1,
                      "direct": False, "ioengine": "psync"},
-    "redis": {"kind": "redis-benchmark", "requests": 120000, "clients": 10, "tests": ("set", "get")},
+    "redis": {"kind": "redis-benchmark", "requests": 40000, "clients": 10, "tests": ("set", "get")},
 }
 
 #: metrics not worth keeping (constant or bookkeeping)

@@ -6,8 +6,9 @@ decision-quality benchmark (``benchmarks/decision_quality.py``) asks the same fu
 measured noise with known injected effects.
 
 Each guard is a metric, its good direction and a limit: the worst relative change allowed
-(``-0.10``: at most 10 % worse). Per guard the relative change of the median (signed so that
-positive is better) gets a bootstrap confidence interval, a Mann–Whitney p-value and Cliff's delta:
+(``-0.10``: at most 10 % worse; for a minimized metric such as latency, at most 10 % higher). Per
+guard the relative change (signed so that positive is better) gets a confidence interval, a
+Mann–Whitney p-value and Cliff's delta:
 
 * ``worse``: the whole interval is below the limit (worse than allowed, with confidence);
 * ``ok``: the whole interval is above the limit (shown not to be worse than allowed);
@@ -15,6 +16,24 @@ positive is better) gets a bootstrap confidence interval, a Mann–Whitney p-val
 
 The decision is ``roll_back`` when any guard is ``worse``, ``keep`` when every guard is ``ok``,
 ``inconclusive`` otherwise: a change is never kept unless it is shown safe.
+
+The interval (``method``, :data:`METHODS`) is on the log scale, so a change is a ratio:
+
+* ``t`` (default): a t interval of the mean log ratio: over the A/B pairs when the windows were
+  measured as pairs (``paired=True``, what :func:`sequential` does: drift of a shared machine cancels
+  within a pair), else Welch's interval of the difference of mean logs. Exact for log-normal windows,
+  honest for 3-8 windows, and closed-form (fast);
+* ``hl``: the Hodges–Lehmann shift of the logs with its Mann–Whitney (Moses) interval: distribution
+  free; infinite (``unclear``) when the samples are too small for the confidence;
+* ``bootstrap``: the first version, a percentile bootstrap of the medians' log ratio; too narrow for
+  small samples (kept for comparison in the benchmark).
+
+The defaults (:data:`DEFAULT_METHOD`, :data:`DEFAULT_CONFIDENCE`, :data:`DEFAULT_INITIAL_PAIRS`,
+:data:`DEFAULT_MAX_PAIRS`, :func:`pairs_for_window`) were chosen by ``benchmarks/decision_quality.py``
+on measured noise (docs/validation.md, "How a decision is made"). A harmful change ends kept only
+when its guard's interval lies wholly above the limit: a one-sided error of (1 - confidence) / 2 per
+look; with two guards a false rollback of a neutral change needs one guard's interval wholly below
+the limit, which the simulation counts.
 """
 
 from __future__ import annotations
