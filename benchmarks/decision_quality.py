@@ -177,7 +177,9 @@ def meets(t: Mapping[str, float]) -> bool:
 def choose(train: Mapping[str, pd.DataFrame], settings: Sequence[Setting], *, reps: int, draw: str
            ) -> tuple[Setting, list[dict[str, Any]]]:
     """The cheapest setting (fewest mean pairs) meeting both targets on every training set; when none
-    does, the one with the most correct decisions among those with harmful kept <= target (else overall)."""
+    does, the one with the most correct decisions (worst training set) among those that keep at most
+    half the harmful-kept target on every training set (a margin for data it has not seen); when
+    none does that either, the safest."""
     tried: list[dict[str, Any]] = []
     for s in settings:
         rows = evaluate(train, s, reps=reps, draw=draw)
@@ -190,8 +192,12 @@ def choose(train: Mapping[str, pd.DataFrame], settings: Sequence[Setting], *, re
     if ok:
         best = min(ok, key=lambda t: (t["all"]["mean_pairs"], -t["all"]["correct"]))
     else:
-        safe = [t for t in tried if all(p["harmful_kept"] <= TARGET_HARMFUL_KEPT for p in t["per_set"].values())]
-        best = max(safe or tried, key=lambda t: min(p["correct"] for p in t["per_set"].values()))
+        safe = [t for t in tried
+                if all(p["harmful_kept"] <= TARGET_HARMFUL_KEPT / 2 for p in t["per_set"].values())]
+        if safe:
+            best = max(safe, key=lambda t: min(p["correct"] for p in t["per_set"].values()))
+        else:
+            best = min(tried, key=lambda t: max(p["harmful_kept"] for p in t["per_set"].values()))
     report = [{"setting": asdict(t["setting"]), "per_set": t["per_set"], "all": t["all"]} for t in tried]
     chosen: Setting = best["setting"]
     return chosen, report
@@ -209,12 +215,12 @@ def print_table(rows: Sequence[Mapping[str, Any]], held_out: Sequence[str]) -> N
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--reps", type=int, default=None, help="repetitions per cell (default 100; 40 with --quick)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions per cell (default 100; 30 with --quick)")
     ap.add_argument("--draw", choices=("interleaved", "iid"), default="interleaved")
     ap.add_argument("--quick", action="store_true", help="a small grid and few repetitions (for tests)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
-    reps = args.reps or (40 if args.quick else 100)
+    reps = args.reps or (30 if args.quick else 100)
     sets = load(args.data)
     train = {k: v for k, v in sets.items() if k in TRAIN}
     held = {k: v for k, v in sets.items() if k not in TRAIN}
@@ -226,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"settings chosen on (train): {', '.join(train)}; reported on (held out): {', '.join(held)}")
     # interleaved draws use each real window at most once per run; iid draws resample without that bound
     longest = min(len(v) for v in sets.values()) // 2 if args.draw == "interleaved" else 60
-    chosen, tried = choose(train, grid(args.quick, max_pairs=longest), reps=max(20, reps // 2), draw=args.draw)
+    chosen, tried = choose(train, grid(args.quick, max_pairs=longest), reps=reps, draw=args.draw)
     print(f"chosen: {chosen.label()}")
     rows = evaluate(sets, chosen, reps=reps, draw=args.draw, seed=1)
     print_table(rows, list(held))
