@@ -41,6 +41,7 @@ from experiments.cli import (
     study,
     system,
     tuning,
+    validate,
 )
 from experiments.cli._common import UserError, err
 from experiments.safefs import private_umask
@@ -65,6 +66,7 @@ app.command("apply")(tuning.apply_cmd)
 app.command("rollback")(tuning.rollback_cmd)
 app.command("history")(tuning.history_cmd)
 app.command("status")(tuning.status_cmd)
+app.command("validations")(validate.validations_cmd)
 app.add_typer(study.study_app, name="study")
 app.add_typer(knobs.knobs_app, name="knobs")
 app.add_typer(service.settings_app, name="settings")

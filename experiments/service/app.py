@@ -44,6 +44,7 @@ from experiments.service.routers import ROUTERS
 from experiments.service.views import StudyIndex
 from experiments.settings import Paths, Settings, api_token
 from experiments.study.manager import StudyManager
+from experiments.validate.background import ValidationRunner
 
 __all__ = ["create_app", "package_version"]
 
@@ -87,6 +88,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.observing.stop()
         app.state.profiling.shutdown()
         app.state.validations.shutdown()
+        app.state.validated.shutdown()
         manager.shutdown()
 
 
@@ -142,6 +144,7 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None, *,
     app.state.profiling = ProfilingSessions(paths.profiles, settings)
     app.state.observing = ObservingService(paths, settings)
     app.state.validations = Validations(paths, settings)
+    app.state.validated = ValidationRunner(paths)
     app.state.exposition = ServiceMetrics(paths, version=ver)
     errors.install(app)
     for router in ROUTERS:

@@ -199,13 +199,16 @@ def _keep(report: ValidationReport, checked: Checked, req: ValidationRequest, pa
 
 def validated_apply(req: ValidationRequest, *, paths: Paths, on_event: OnEvent | None = None,
                     stop: threading.Event | None = None, spec: StudySpec | None = None,
-                    catalog: Any = None) -> ValidationReport:
+                    catalog: Any = None, checked: Checked | None = None,
+                    validation_id: str | None = None) -> ValidationReport:
     """Apply ``req.values`` for a validation period and keep them only when no guard is worse than its limit.
 
     ``on_event(kind, fields)`` is called with ``start`` (pairs, guards), ``window`` (each measured window)
     and ``decided``; ``stop`` set ends the validation between two windows (the change is undone, decision
     ``rolled_back``, reason ``stopped``); ``spec``: the spec itself instead of ``req.spec_path`` (the API's
-    inline spec); ``catalog``: the knobs (default: this machine's).
+    inline spec); ``catalog``: the knobs (default: this machine's); ``checked`` and ``validation_id``: the
+    request already checked (:func:`~experiments.validate.checks.check_request`) and its id already chosen
+    (:func:`~experiments.validate.store.new_validation_id`), for a caller that answers before it runs (the API).
 
     Returns the stored report: ``kept`` (``application`` is the id ``novatune rollback`` takes),
     ``rolled_back`` or ``inconclusive`` (the old values are back: ``restored``).
@@ -216,9 +219,10 @@ def validated_apply(req: ValidationRequest, *, paths: Paths, on_event: OnEvent |
         StudyConflict: another novatune process holds a knob the workload needs.
     """
     emit = _emit(on_event)
-    checked = check_request(req, paths=paths, spec=spec, catalog=catalog)
+    if checked is None:
+        checked = check_request(req, paths=paths, spec=spec, catalog=catalog)
     paths = paths.ensure()
-    vid = new_validation_id(paths)
+    vid = validation_id or new_validation_id(paths)
     report = ValidationReport(id=vid, decision=RUNNING, reason="measuring", source=req.source,
                               values=checked.changes, started=time.time(), old=checked.old)
     journal = Journal(paths.journal)
