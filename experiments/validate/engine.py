@@ -19,6 +19,7 @@ in the report). When the decision is *keep*, the values are then applied to stay
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -150,7 +151,7 @@ def _conclude(report: ValidationReport, checked: Checked, decision: Decision | N
     if decision is not None:
         report.decision = _DECISION[decision.decision]
         report.reason = decision.reason
-        report.metrics = [m for m in decision.as_dict()["metrics"]]
+        report.metrics = json.loads(json.dumps(decision.as_dict()["metrics"]))  # as stored: intervals as lists
     else:
         report.decision, report.reason = "rolled_back", why or "stopped"
     if report.decision == "inconclusive":
