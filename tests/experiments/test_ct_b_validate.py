@@ -192,3 +192,89 @@ def test_cli_bad_options_exit_2_and_write_nothing(tmp_path, spec, monkeypatch, c
     printed = capsys.readouterr().err
     assert code == 2 and message in printed and len(printed.strip().splitlines()) == 1
     assert not home.exists()
+
+
+# ------------------------------------------------------------------------ API
+LOCAL, TOKEN = "http://127.0.0.1", "unit-token-abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SPEC = {"name": "v", "workload": {"kind": "fio", "rw": "read", "size": "4M"},
+        "knobs": {"vm.dirty_ratio": {"low": 10, "high": 40}}, "objectives": {"throughput": "maximize"}}
+
+
+@pytest.fixture
+def client(paths):
+    from fastapi.testclient import TestClient
+
+    from experiments.service import create_app
+    from experiments.settings import Settings
+
+    with TestClient(create_app(paths.ensure(), Settings(api_token=TOKEN)), base_url=LOCAL) as c:
+        yield c
+
+
+def _body(**validate: Any) -> dict[str, Any]:
+    return {"config": {"format": "novatune.config/v1", "knobs": {KNOB: NEW}}, "validate": {"spec": SPEC, **validate}}
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    (_body(guards=["foo"]), 422, "expected METRIC"),
+    (_body(window_s=0), 422, "greater than 0"),
+    ({**_body(), "study": "s"}, 422, "not with 'study'"),
+    (_body(spec={**SPEC, "workload": {"kind": "nope"}}), 422, "unknown workload kind"),
+    (_body(guards=["bogus:-10%"]), 422, "allowed"),
+    ({"config": {"format": "novatune.config/v1", "knobs": {"no.such.knob": 1}}, "validate": {"spec": SPEC}}, 422,
+     "no.such.knob"),
+])
+def test_api_refuses_bad_validations_without_writing(client, paths, body, status, message) -> None:
+    r = client.post("/tuning/apply", json=body, headers=AUTH)
+    assert r.status_code == status and message in r.text
+    assert client.get("/tuning/validations", headers=AUTH).json() == []
+    assert not paths.journal.exists()
+
+
+def test_api_unknown_validation_is_404_and_writes_need_the_token(client) -> None:
+    r = client.get("/tuning/validations/val-20260101-000000-abcd", headers=AUTH)
+    assert r.status_code == 404 and "no validation" in r.json()["detail"]
+    assert client.get("/tuning/validations/..%2F..%2Fx", headers=AUTH).status_code in (404, 422)
+    assert client.post("/tuning/apply", json=_body()).status_code == 401
+
+
+def test_api_runs_it_in_the_background_and_shutdown_stops_it(paths, monkeypatch) -> None:
+    """202 and an id at once; the report is 'running'; stopping the service stops the validation (which
+    restores and reports rolled_back / stopped)."""
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from experiments.deploy.applications import AppliedKnob
+    from experiments.service import create_app
+    from experiments.settings import Settings
+    from experiments.validate import background
+    from experiments.validate.checks import Checked
+    from experiments.validate.store import save_report
+
+    seen: dict[str, Any] = {}
+
+    def fake_check(req, *, paths, spec):
+        seen["spec"] = spec.name
+        return Checked(plan=None, rows=[AppliedKnob(knob=KNOB, old=OLD, new=NEW, changes=True)],  # type: ignore[arg-type]
+                       writes={}, guards=[], initial_pairs=3, max_pairs=9, window_len_s=5.0,
+                       vetted=SimpleNamespace(plan={}, rows=[]))
+
+    def fake_run(req, *, paths, stop, checked, validation_id):
+        assert stop.wait(30)  # until the service shuts down
+        r = load_report(paths, validation_id)
+        r.decision, r.reason = "rolled_back", "stopped: the change was undone before a decision"
+        save_report(paths, r)
+        return r
+
+    monkeypatch.setattr(background, "check_request", fake_check)
+    monkeypatch.setattr(engine, "validated_apply", fake_run)
+    with TestClient(create_app(paths.ensure(), Settings(api_token=TOKEN)), base_url=LOCAL) as c:
+        r = c.post("/tuning/apply", json=_body(window_s=60), headers=AUTH)
+        assert r.status_code == 202 and seen["spec"] == "v"
+        vid = r.json()["validation"]
+        got = c.get(f"/tuning/validations/{vid}", headers=AUTH).json()
+        assert (got["decision"], got["values"], got["old"]) == ("running", {KNOB: NEW}, {KNOB: OLD})
+    final = load_report(paths, vid)
+    assert final.decision == "rolled_back" and final.reason.startswith("stopped")
