@@ -174,7 +174,7 @@ def _measure(v: _Validation, req: ValidationRequest) -> tuple[Decision | None, s
     except (_Stopped, KeyboardInterrupt, Interrupted) as err:
         detail = f" ({type(err).__name__}: {err})" if not isinstance(err, _Stopped) else ""
         return None, f"stopped{detail}: the change was undone before a decision"
-    except (ActuatorError, WorkloadError, CollectorError, OSError) as err:
+    except (ActuatorError, WorkloadError, CollectorError, OSError, ValueError) as err:  # as a study's trial
         return None, f"failed: {type(err).__name__}: {err}; the change was undone"
 
 
