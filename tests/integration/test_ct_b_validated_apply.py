@@ -47,7 +47,10 @@ def loopfs(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         try:
             yield Path(dev).name, mnt
         finally:
-            subprocess.run(["umount", str(mnt)], check=False, timeout=120)
+            for _ in range(30):  # a killed workload may still be exiting (recover's kill): bounded retries
+                if subprocess.run(["umount", str(mnt)], check=False, capture_output=True, timeout=120).returncode == 0:
+                    break
+                time.sleep(1.0)
     finally:
         subprocess.run(["losetup", "-d", dev], check=False, timeout=60)
 
@@ -79,9 +82,9 @@ def _queue(dev: str, name: str) -> bytes:
 
 
 def _validate(home: Path, cfg: Path, spec: Path, env: dict[str, str], *, window: str = "40",
-              max_window: str = "120") -> tuple[int, dict, str]:
+              max_window: str = "120", guards: tuple[str, ...] = ()) -> tuple[int, dict, str]:
     proc = novatune("apply", str(cfg), "--validate", str(spec), "--window", window, "--max-window", max_window,
-                    "--json", home=home, timeout=900, env=env)
+                    *[a for g in guards for a in ("--guard", g)], "--json", home=home, timeout=900, env=env)
     return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr
 
 
@@ -106,10 +109,13 @@ def test_a_change_that_does_nothing_is_kept_and_rolls_back(tmp_path, loopfs) -> 
     knob = f"block.{dev}.rq_affinity"
     old = _queue(dev, "rq_affinity")
     new = 2 if old.strip() != b"2" else 1
-    # longer windows: on this shared 2-vCPU VM a 3 s window of this CPU-bound job varies by +-20 %
+    # longer windows: on this shared 2-vCPU VM (load ~9) a 3 s window of this CPU-bound job varies by +-20 %;
+    # the guard is the spec's objective only: the p95 of a ~2 us page-cache hit varies by +-15 % from window to
+    # window here, so the default second guard (latency_p95_ms) can leave a harmless change inconclusive (rolled
+    # back: the safe side); the rolled-back test above keeps both default guards
     spec, cfg, env = _setup(tmp_path, mnt, {knob: new}, measure_s=8)
     home = tmp_path / "home"
-    code, report, err = _validate(home, cfg, spec, env, window="60", max_window="300")
+    code, report, err = _validate(home, cfg, spec, env, window="60", max_window="300", guards=("throughput:-10%",))
     assert code == 0, f"{report.get('reason')}\n{err}"
     assert report["decision"] == "kept" and report["application"]
     assert all(m["verdict"] == "ok" for m in report["metrics"])
