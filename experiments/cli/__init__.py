@@ -43,6 +43,7 @@ from experiments.cli import (
     study,
     system,
     tuning,
+    validate,
 )
 from experiments.cli._common import UserError, err
 from experiments.safefs import private_umask
@@ -67,6 +68,7 @@ app.command("apply")(tuning.apply_cmd)
 app.command("rollback")(tuning.rollback_cmd)
 app.command("history")(tuning.history_cmd)
 app.command("status")(tuning.status_cmd)
+app.command("validations")(validate.validations_cmd)
 app.add_typer(study.study_app, name="study")
 app.add_typer(autotune.autotune_app, name="autotune")
 app.add_typer(knobs.knobs_app, name="knobs")

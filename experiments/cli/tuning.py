@@ -52,18 +52,49 @@ def apply_cmd(
                                               callback=valid_name)] = None,
     trial: Annotated[int | None, typer.Option("--trial", min=0,
                                               help="with --study: the trial (default: the study's choice)")] = None,
+    validate: Annotated[Path | None, typer.Option("--validate", metavar="SPEC",
+                                                  help="validate the change with this spec's workload first: "
+                                                       "measure before/after (A/B windows), keep it only when no "
+                                                       "guard is worse than its limit; exit 0 kept, 3 rolled back "
+                                                       "or inconclusive")] = None,
+    window: Annotated[float | None, typer.Option("--window", metavar="S",
+                                                 help="with --validate: the validation window in seconds "
+                                                      "(default 600)")] = None,
+    max_window: Annotated[float | None, typer.Option("--max-window", metavar="S",
+                                                     help="with --validate: how far an inconclusive result extends "
+                                                          "the window (default 3 x --window)")] = None,
+    guard: Annotated[list[str] | None, typer.Option("--guard", metavar="METRIC:-N%",
+                                                    help="with --validate: a guarded metric and how much worse it "
+                                                         "may get (repeatable; default: the spec's first objective "
+                                                         "and latency_p95_ms, each -10%)")] = None,
+    no_interleave: Annotated[bool, typer.Option("--no-interleave",
+                                                help="with --validate: all windows before, then all after "
+                                                     "(default: interleaved A B B A ...)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Apply a configuration to stay (journaled; `novatune rollback` undoes it, `recover` does not)."""
+    """Apply a configuration to stay (journaled; `novatune rollback` undoes it, `recover` does not).
+
+    With --validate SPEC the change is first measured against SPEC's workload (old and new values in
+    alternating windows) and kept only when shown safe; otherwise the old values are put back through the
+    journal. Exit codes with --validate: 0 kept, 3 rolled back or inconclusive, 2 bad input (nothing written).
+    """
+    from experiments.cli.validate import check_options, run_validated
     from experiments.deploy.applications import ApplyError
     from experiments.deploy.apply import apply_config, apply_trial
     from experiments.deploy.config_file import load_config
 
+    guards = check_options(validate=validate, window=window, max_window=max_window, guards=guard or [],
+                           no_interleave=no_interleave, dry_run=dry_run, study=study)
     paths = _paths()
     if (config is None) == (study is None):
         raise ApplyError("give either CONFIG or --study NAME [--trial N]")
     if trial is not None and study is None:
         raise ApplyError("--trial needs --study NAME")
+    if validate is not None:
+        assert config is not None  # check_options refuses --study with --validate
+        run_validated(config, spec=validate, window=window, max_window=max_window, guards=guards,
+                      interleave=not no_interleave, as_json=as_json)
+        return
     if study is not None:
         app = apply_trial(study, trial, paths=paths, dry_run=dry_run)
     else:

@@ -62,7 +62,7 @@ from experiments.deploy.config_file import (
 )
 from experiments.settings import Paths
 
-__all__ = ["apply_config", "apply_to_target", "apply_trial"]
+__all__ = ["apply_config", "apply_to_target", "apply_trial", "check_config", "held_knobs"]
 
 
 def _deploy_hint(knob: Knob, value: Any, study: str | None, unit_options: dict[str, str]) -> str:
@@ -142,6 +142,23 @@ def apply_config(
     if dry_run:
         return _dry_run(checked, paths, source)
     return _commit(checked, paths, source)
+
+
+def check_config(values: Mapping[str, Any], *, source: str, catalog: Catalog | None = None) -> _Checked:
+    """The checks :func:`apply_config` makes before anything is written (unknown knob, hard bounds,
+    availability, protected interfaces, workload-bound knobs listed in ``not_applied``), for a caller that
+    writes through its own journaled session (the validated apply, :mod:`experiments.validate`).
+
+    Raises:
+        ApplyError: every problem, in one message (nothing was written).
+    """
+    return _check(_values(values), catalog if catalog is not None else default_catalog(), study=None, source=source)
+
+
+def held_knobs(checked: _Checked, records: list[dict[str, Any]]) -> list[str]:
+    """``knob: who holds it`` for every knob of ``checked`` that would change and is held by a live run, a dead
+    unrecovered run or an active application (the journal's ``records``); empty when every knob is free."""
+    return _held_by(checked, records)
 
 
 def _commit(checked: _Checked, paths: Paths, source: str, *, target: str | None = None) -> Application:

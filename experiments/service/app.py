@@ -45,6 +45,7 @@ from experiments.service.routers import ROUTERS
 from experiments.service.views import StudyIndex
 from experiments.settings import Paths, Settings, api_token
 from experiments.study.manager import StudyManager
+from experiments.validate.background import ValidationRunner
 
 __all__ = ["create_app", "package_version"]
 
@@ -89,6 +90,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.profiling.shutdown()
         app.state.validations.shutdown()
         app.state.continuous.shutdown()
+        app.state.validated.shutdown()
         manager.shutdown()
 
 
@@ -145,6 +147,7 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None, *,
     app.state.observing = ObservingService(paths, settings)
     app.state.validations = Validations(paths, settings)
     app.state.continuous = ContinuousTuners(paths, settings)
+    app.state.validated = ValidationRunner(paths)
     app.state.exposition = ServiceMetrics(paths, version=ver)
     errors.install(app)
     for router in ROUTERS:

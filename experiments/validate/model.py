@@ -40,7 +40,8 @@ class ValidationRequest:
 class ValidationReport:
     """What happened: ``decision`` (one of :data:`OUTCOMES`), ``reason``, the before/after figures per
     guard with intervals (:class:`optimizer.decision.MetricVerdict` as dicts), the windows measured,
-    the application id when kept, timestamps."""
+    the application id when kept, timestamps; ``old``: each knob's value before the change, ``restored``: each
+    knob's value read back after the change was undone (None when it was kept or never written)."""
 
     id: str
     decision: str
@@ -52,10 +53,12 @@ class ValidationReport:
     application: str | None = None
     started: float = 0.0
     ended: float = 0.0
+    old: dict[str, Any] = field(default_factory=dict)
+    restored: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("id", "decision", "reason", "source", "values", "metrics",
-                                               "windows", "application", "started", "ended")}
+                                               "windows", "application", "started", "ended", "old", "restored")}
 
 
 #: progress callback: (event, fields)

@@ -88,6 +88,8 @@ TABLE = {
     "UsageStoreError": (2, 409),
     "PrometheusError": (2, 422),
     "PrometheusUnreachable": (2, 409),
+    "ValidationRefused": (2, 422),
+    "ValidationNotFound": (2, 404),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
@@ -97,6 +99,7 @@ BUILTIN_BASES = {
     "ExportRequestError": ValueError, "ApplyError": ValueError, "ApplyConflict": ValueError,
     "ApplicationNotFound": LookupError, "InvalidName": ValueError, "ProtectedInterface": LookupError,
     "UnknownProfile": LookupError, "UnknownTarget": LookupError,
+    "ValidationRefused": ValueError, "ValidationNotFound": LookupError,
 }
 
 
