@@ -36,6 +36,7 @@ from experiments.cli import (
     knobs,
     observe,
     profile,
+    recommend,
     replay,
     rightsize,
     rightsize_replay,
@@ -78,6 +79,7 @@ app.add_typer(profile.flamegraph_app, name="flamegraph")
 rightsize.rightsize_app.command("replay")(rightsize_replay.replay_cmd)
 app.add_typer(rightsize.rightsize_app, name="rightsize")
 app.add_typer(rightsize.cost_app, name="cost")
+app.add_typer(recommend.recommend_app, name="recommend")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -168,7 +168,8 @@ def _measure(v: _Validation, req: ValidationRequest) -> tuple[Decision | None, s
     checked = v.checked
     try:
         decision, pairs = sequential(v.pair_measure(req.interleave), checked.guards,
-                                     initial_pairs=checked.initial_pairs, max_pairs=checked.max_pairs)
+                                     initial_pairs=checked.initial_pairs, max_pairs=checked.max_pairs,
+                                     paired=req.interleave)  # interleaved windows are A/B pairs
         v.on_event("decided", {"decision": decision.decision, "pairs": pairs, "reason": decision.reason})
         return decision, None
     except (_Stopped, KeyboardInterrupt, Interrupted) as err:

@@ -80,6 +80,8 @@ TABLE = {
     # right-sizing (issue 15)
     "TraceError": (2, 422),
     "RightsizingError": (2, 422),
+    "UnknownRecommendation": (2, 404),
+    "NotAcceptable": (2, 409),
     # the usage history of running targets (collectors.usage)
     "UsageError": (2, 422),
     "TargetNotFound": (2, 404),

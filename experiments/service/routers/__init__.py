@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from experiments.service.routers import knobs, operations, profiling, rightsizing, settings, studies, tuning
+from experiments.service.routers import (
+    knobs,
+    operations,
+    profiling,
+    recommendations,
+    rightsizing,
+    settings,
+    studies,
+    tuning,
+)
 
 __all__ = ["ROUTERS"]
 
@@ -24,4 +33,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     profiling.router,           # /profiling
     rightsizing.router,         # /rightsizing
     rightsizing.cost_router,    # /cost
+    recommendations.router,     # /recommendations
 )
