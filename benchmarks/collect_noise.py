@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated subset of {list(WORKLOADS)}")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data" / "noise")
     ap.add_argument("--budget-s", type=float, default=900.0, help="bound on the whole run")
+    ap.add_argument("--note", default="", help="what else ran on the machine (kept in each CSV header)")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in WORKLOADS]
@@ -142,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         header = [f"command: {cmd}", f"workload: {WORKLOADS[name]}", f"started: {began}",
                   f"ended: {datetime.now(UTC).isoformat(timespec='seconds')}", f"machine: {_machine()}",
                   f"load average at start: {load}",
-                  f"windows: {len(rows)} of warm-up {args.warmup:g} s + measure {args.measure:g} s, back to back",
-                  "shared machine: other engineers measured their own workloads at the same time (real noise)"]
+                  f"windows: {len(rows)} of warm-up {args.warmup:g} s + measure {args.measure:g} s, back to back"]
+        if args.note:
+            header.append(f"note: {args.note}")
         write_csv(args.out / f"{name}.csv", rows, header)
         print(f"{name}: {len(rows)} windows -> {args.out / (name + '.csv')}", flush=True)
     print(f"done in {time.monotonic() - start:.0f} s")

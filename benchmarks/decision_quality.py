@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draw", choices=("interleaved", "iid"), default="interleaved")
     ap.add_argument("--quick", action="store_true", help="a small grid and few repetitions (for tests)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    ap.add_argument("--defaults", action="store_true", help="no choice: evaluate the validated apply's shipped "
+                                                            "defaults (optimizer.decision.DEFAULT_*) only")
     args = ap.parse_args(argv)
     reps = args.reps or (30 if args.quick else 100)
     sets = load(args.data)
@@ -232,7 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"settings chosen on (train): {', '.join(train)}; reported on (held out): {', '.join(held)}")
     # interleaved draws use each real window at most once per run; iid draws resample without that bound
     longest = min(len(v) for v in sets.values()) // 2 if args.draw == "interleaved" else 60
-    chosen, tried = choose(train, grid(args.quick, max_pairs=longest), reps=reps, draw=args.draw)
+    candidates = grid(args.quick, max_pairs=longest)
+    if args.defaults:
+        from optimizer.decision import (
+            DEFAULT_CONFIDENCE,
+            DEFAULT_INITIAL_PAIRS,
+            DEFAULT_MAX_PAIRS,
+            DEFAULT_METHOD,
+        )
+
+        candidates = [Setting(DEFAULT_METHOD, DEFAULT_CONFIDENCE, DEFAULT_INITIAL_PAIRS,
+                              min(DEFAULT_MAX_PAIRS, longest))]
+    chosen, tried = choose(train, candidates, reps=reps, draw=args.draw)
     print(f"chosen: {chosen.label()}")
     rows = evaluate(sets, chosen, reps=reps, draw=args.draw, seed=1)
     print_table(rows, list(held))
