@@ -61,6 +61,9 @@ def run_cmd(
     windows: Annotated[int, typer.Option("--windows", help="windows per check of the current configuration")] = 5,
     validation: Annotated[float, typer.Option("--validation", help="seconds of each validated apply")] = 600.0,
     converge_after: Annotated[int, typer.Option("--converge-after", help="quiet cycles before converged")] = 3,
+    restore_at_exit: Annotated[bool, typer.Option("--restore-at-exit", help="roll every kept step back when the "
+                                                                            "tuner stops (leave the host as found)")
+                               ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the continuous tuner on SPEC (measure, drift check, trust-region study, validated apply)."""
@@ -83,6 +86,12 @@ def run_cmd(
     finally:
         signal.signal(signal.SIGTERM, previous)
     kept = tuner.steps.kept()
+    if restore_at_exit:
+        from experiments.autotune.service import rollback_step
+
+        for step in reversed(kept):  # newest first: each restores what the one before it found
+            rollback_step(_paths(), str(step["id"]))
+        kept = tuner.steps.kept()
     if as_json:
         _print_json({"tuner": meta, "kept_steps": kept})
         return

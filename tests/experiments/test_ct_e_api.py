@@ -6,7 +6,6 @@ the API's shapes are checked without a workload; the loop itself is tested in te
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from typing import Any
@@ -149,20 +148,6 @@ def test_cli_status_and_history(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, 
     assert main(["autotune", "run", str(tmp_path / "missing.yaml")]) == 2
 
 
-ENGINE = importlib.util.find_spec("experiments.validate.engine") is not None
-
-
-@pytest.mark.skipif(ENGINE, reason="the validated apply is installed")
-def test_cli_run_refuses_without_a_validated_apply(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any,
-                                                   scripted: None) -> None:
-    monkeypatch.setenv("NOVATUNE_HOME", str(tmp_path / "home"))
-    spec = tmp_path / "s.json"
-    spec.write_text(json.dumps(SPEC))
-    assert main(["autotune", "run", str(spec), "--cycles", "1"]) == 2
-    assert "the validated apply (experiments.validate.engine) is not installed" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(not ENGINE, reason="part B's validated apply is not in this tree (runs after the merge)")
 def test_cli_run_then_history(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, scripted: None) -> None:
     monkeypatch.setenv("NOVATUNE_HOME", str(tmp_path / "home"))
     spec = tmp_path / "s.json"

@@ -195,6 +195,21 @@ def test_the_readme_blocks_run_as_written(tmp_path: Path, capsys) -> None:
     assert "saves $" in proc.stdout, proc.stdout[-3000:]
     assert not Path("/sys/fs/cgroup/cpu/demo-oltp").exists(), "the demo cgroup was left behind"
 
+    # 6. Keep it tuned
+    proc = _run(block("Keep it tuned"), cwd=src, env=env, timeout=900, log=log)
+    assert proc.returncode == 0, log.read_text()[-6000:]
+    two = json.loads((src / "recommend-two-socket.json").read_text())
+    advisors = {r["advisor"] for r in two["recommendations"]}
+    assert {"numa", "pinning", "io"} <= advisors, advisors
+    assert all(r["evidence"] and 0 <= r["confidence"] <= 1 for r in two["recommendations"])
+    assert two["recommendations"][0]["score"] >= two["recommendations"][-1]["score"]
+    val = json.loads((src / "validation.json").read_text())
+    assert val["decision"] == "rolled_back" and val["restored"] == val["old"], val["reason"]
+    assert "rolled_back" in proc.stdout  # `novatune validations` lists it
+    tuned = json.loads((src / "autotune-history.json").read_text())
+    assert tuned["cycles"] and all(s["before"] == s["after"] or s["decision"] == "kept" for s in tuned["steps"])
+    assert not Path(src / "ra").is_mount(), "the README's loop filesystem was left mounted"
+
     assert snapshot() == before, "the README's commands left a knob or a cgroup changed"
     if KNOB_SNAPSHOT is not None:
         diff = subprocess.run([sys.executable, str(KNOB_SNAPSHOT), "--diff", str(tmp_path / "knobs-before.json")],
