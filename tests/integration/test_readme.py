@@ -89,6 +89,7 @@ def _run(script: str, *, cwd: Path, env: dict[str, str], timeout: float, log: Pa
     return proc
 
 
+@pytest.mark.timeout(1800)  # the quickstart, then every block of the README in turn
 def test_the_readme_blocks_run_as_written(tmp_path: Path, capsys) -> None:
     src = tmp_path / "novatune"
     shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(

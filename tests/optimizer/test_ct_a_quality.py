@@ -65,7 +65,7 @@ def test_quick_run_on_the_measured_noise_never_keeps_harmful_changes(tmp_path: P
     target holds on the held-out sets; the correct share is reported (it misses 95 % there: see
     docs/validation.md), not asserted."""
     out = tmp_path / "dq.json"
-    assert dq.main(["--quick", "--data", str(DATA.parent / "noise-shared"), "--json", str(out)]) == 0
+    assert dq.main(["--quick", "--reps", "15", "--data", str(DATA.parent / "noise-shared"), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert set(res["train"]) == set(dq.TRAIN) and res["held_out"] and not set(res["held_out"]) & set(dq.TRAIN)
     held = {k: v for k, v in res["totals"].items() if v["split"] == "held-out"}
