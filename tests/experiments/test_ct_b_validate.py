@@ -242,34 +242,14 @@ def test_api_unknown_validation_is_404_and_writes_need_the_token(client) -> None
 def test_api_runs_it_in_the_background_and_shutdown_stops_it(paths, monkeypatch) -> None:
     """202 and an id at once; the report is 'running'; stopping the service stops the validation (which
     restores and reports rolled_back / stopped)."""
-    from types import SimpleNamespace
-
     from fastapi.testclient import TestClient
 
-    from experiments.deploy.applications import AppliedKnob
     from experiments.service import create_app
     from experiments.settings import Settings
-    from experiments.validate import background
-    from experiments.validate.checks import Checked
-    from experiments.validate.store import save_report
+    from tests.experiments.validation_stubs import stub_background_validation
 
     seen: dict[str, Any] = {}
-
-    def fake_check(req, *, paths, spec):
-        seen["spec"] = spec.name
-        return Checked(plan=None, rows=[AppliedKnob(knob=KNOB, old=OLD, new=NEW, changes=True)],  # type: ignore[arg-type]
-                       writes={}, guards=[], initial_pairs=3, max_pairs=9, window_len_s=5.0,
-                       vetted=SimpleNamespace(plan={}, rows=[]))
-
-    def fake_run(req, *, paths, stop, checked, validation_id):
-        assert stop.wait(30)  # until the service shuts down
-        r = load_report(paths, validation_id)
-        r.decision, r.reason = "rolled_back", "stopped: the change was undone before a decision"
-        save_report(paths, r)
-        return r
-
-    monkeypatch.setattr(background, "check_request", fake_check)
-    monkeypatch.setattr(engine, "validated_apply", fake_run)
+    stub_background_validation(monkeypatch, knob=KNOB, old=OLD, new=NEW, seen=seen)
     with TestClient(create_app(paths.ensure(), Settings(api_token=TOKEN)), base_url=LOCAL) as c:
         r = c.post("/tuning/apply", json=_body(window_s=60), headers=AUTH)
         assert r.status_code == 202 and seen["spec"] == "v"

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from experiments.deploy.applications import AppliedKnob
 from experiments.recommend.engine import RecommendationList, Recommendations
 from experiments.service import create_app
 from experiments.settings import Paths, Settings
@@ -75,27 +73,10 @@ def test_accept_needs_the_token(client) -> None:
 
 
 def test_accept_starts_the_validated_apply_of_its_values(paths, monkeypatch) -> None:
-    from experiments.validate import background, engine
-    from experiments.validate.checks import Checked
-    from experiments.validate.store import load_report, save_report
+    from tests.experiments.validation_stubs import stub_background_validation
 
     seen: dict[str, Any] = {}
-
-    def fake_check(req, *, paths, spec):
-        seen["values"], seen["source"], seen["spec"] = req.values, req.source, spec.name
-        return Checked(plan=None, rows=[AppliedKnob(knob=KNOB, old=2000, new=4000, changes=True)],  # type: ignore[arg-type]
-                       writes={}, guards=[], initial_pairs=3, max_pairs=9, window_len_s=5.0,
-                       vetted=SimpleNamespace(plan={}, rows=[]))
-
-    def fake_run(req, *, paths, stop, checked, validation_id):
-        assert stop.wait(30)  # until the service shuts down
-        r = load_report(paths, validation_id)
-        r.decision, r.reason = "rolled_back", "stopped: the change was undone before a decision"
-        save_report(paths, r)
-        return r
-
-    monkeypatch.setattr(background, "check_request", fake_check)
-    monkeypatch.setattr(engine, "validated_apply", fake_run)
+    stub_background_validation(monkeypatch, knob=KNOB, old=2000, new=4000, seen=seen)
     with TestClient(create_app(paths, Settings(api_token=TOKEN)), base_url=LOCAL) as c:
         r = c.post(f"/recommendations/{HOST.id}/accept", json={"spec": SPEC, "window_s": 60}, headers=AUTH)
         assert r.status_code == 202, r.text
