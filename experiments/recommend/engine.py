@@ -88,20 +88,16 @@ class Recommendations:
         bad = [s for s in sources if s not in _SOURCES]
         if bad:
             raise ValueError(f"unknown source(s) {', '.join(bad)}; allowed: {', '.join(_SOURCES)}")
+        ask = {"advisors": lambda: src.advisor_advice(root),
+               "rightsizing": lambda: src.rightsizing_advice(self.paths, self.settings),
+               "studies": lambda: src.study_advice(self.paths)}
         advice: list[Advice] = []
         notes: list[tuple[str, str]] = []
-        if "advisors" in sources:
-            a, n = src.advisor_advice(root)
-            advice += a
-            notes += n
-        if "rightsizing" in sources:
-            a, n = src.rightsizing_advice(self.paths, self.settings)
-            advice += a
-            notes += n
-        if "studies" in sources:
-            a, n = src.study_advice(self.paths)
-            advice += a
-            notes += n
+        for name in _SOURCES:  # in this order, whatever order they were asked in
+            if name in sources:
+                a, n = ask[name]()
+                advice += a
+                notes += n
         current = {c.knob: c.current for a in advice for c in a.changes if c.current is not None}
         out = RecommendationList(rank(advice, current=current), time.time(), str(root),
                                  [{"source": s, "note": why} for s, why in notes])
