@@ -288,7 +288,9 @@ class Autotuner:
         return False
 
     def _guards(self) -> tuple[tuple[str, float], ...]:
-        return tuple((m, self.options.drop_limit) for m in self.spec.objectives)
+        """The primary objective at ``keep_limit`` (a kept step shows a gain), the others at ``drop_limit``."""
+        opts = self.options
+        return tuple((m, opts.keep_limit if k == 0 else opts.drop_limit) for k, m in enumerate(self.spec.objectives))
 
     def _converge(self, kept: bool, drifted: bool) -> None:
         opts = self.options

@@ -49,7 +49,10 @@ class AutotuneOptions:
     ``study_trials``: the budget of each small study (its first trial is the current configuration);
     ``window_s``: one measurement window (default: the spec's ``trial.measure_s``); ``windows``: windows
     per check of the current configuration; ``validation_s``: the validated apply's window;
-    ``converge_after``: quiet cycles (no kept change, no drift) before ``converged``; ``drop_limit``: a
+    ``converge_after``: quiet cycles (no kept change, no drift) before ``converged``; ``keep_limit``: the
+    validated apply keeps a step only when the primary objective's change is shown above this (relative,
+    <= 0; 0, the default: a shown gain, so a step that only does no harm is rolled back instead of churning
+    the configuration; the spec's other objectives are guarded at ``drop_limit``); ``drop_limit``: a
     performance fall (relative, <= 0) since the last kept step that rolls that step back;
     ``drift_limit``: the relative change of a workload characteristic (load, CPU use) or of the
     performance that counts as drift (two-sided, with confidence); ``max_step`` bounds of the trust region
@@ -65,6 +68,7 @@ class AutotuneOptions:
     windows: int = 5
     validation_s: float = 600.0
     converge_after: int = 3
+    keep_limit: float = 0.0
     drop_limit: float = -0.10
     drift_limit: float = 0.20
     min_scale: float = 0.25
@@ -87,6 +91,7 @@ class AutotuneOptions:
         positive("windows", self.windows, 3, 100)
         positive("validation", self.validation_s, 1, 86400)
         positive("converge-after", self.converge_after, 1, 1000)
+        positive("keep limit", self.keep_limit, -0.99, 0)
         positive("drop limit", self.drop_limit, -0.99, 0)
         positive("drift limit", self.drift_limit, 0.01, 0.9)
         positive("min scale", self.min_scale, 0.01, 1)

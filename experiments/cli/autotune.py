@@ -41,6 +41,17 @@ def _progress(kind: str, f: dict[str, Any]) -> None:
                    + (f" -> application {f['application']}" if f.get("application") else ""))
 
 
+def _percent(option: str, text: str) -> float:
+    """``-10%`` (or ``-10``) -> -0.10; the range is checked with the other options."""
+    from experiments.autotune.model import AutotuneError
+
+    try:
+        return float(text.strip().removesuffix("%")) / 100.0
+    except ValueError:
+        raise AutotuneError(f"invalid autotune options: {option} must be a percentage such as -10% or 0%, "
+                            f"got {text!r}") from None
+
+
 def _kept_table(steps: list[dict[str, Any]]) -> Table:
     t = Table(title="kept steps (each an application)")
     for col in ("step", "values", "application", "undo with"):
@@ -61,6 +72,11 @@ def run_cmd(
     windows: Annotated[int, typer.Option("--windows", help="windows per check of the current configuration")] = 5,
     validation: Annotated[float, typer.Option("--validation", help="seconds of each validated apply")] = 600.0,
     converge_after: Annotated[int, typer.Option("--converge-after", help="quiet cycles before converged")] = 3,
+    keep_limit: Annotated[str, typer.Option("--keep-limit", help="keep a step only when the primary objective's "
+                                            "change is shown above this (0%: a shown gain; -5%: at most 5 % worse)")
+                          ] = "0%",
+    drop_limit: Annotated[str, typer.Option("--drop-limit", help="a fall of performance since the last kept step "
+                                            "beyond this rolls it back")] = "-10%",
     restore_at_exit: Annotated[bool, typer.Option("--restore-at-exit", help="roll every kept step back when the "
                                                                             "tuner stops (leave the host as found)")
                                ] = False,
@@ -73,7 +89,8 @@ def run_cmd(
 
     opts = AutotuneOptions(duration_s=duration, cycles=cycles, interval_s=interval, study_trials=study_trials,
                            window_s=window, windows=windows, validation_s=validation,
-                           converge_after=converge_after).check()
+                           converge_after=converge_after, keep_limit=_percent("--keep-limit", keep_limit),
+                           drop_limit=_percent("--drop-limit", drop_limit)).check()
     loaded = load_spec(spec)
     tuner = Autotuner(loaded, paths=_paths(), options=opts, source=str(spec), on_event=None if as_json else _progress)
     _err.print(f"autotune {tuner.id}: {len(loaded.knobs)} knobs of {spec}; Ctrl-C or SIGTERM stop it "

@@ -95,6 +95,7 @@ def test_start_status_history_stop(client: TestClient) -> None:
     {"spec": {"name": "x", "knobs": {}, "objectives": {"throughput_rps": "maximize"}}},  # no knob
     {"spec": SPEC, "options": {"cycles": 0}},
     {"spec": SPEC, "options": {"windows": 1}},
+    {"spec": SPEC, "options": {"keep_limit": 0.1}},
     {"spec": SPEC, "options": {"colour": "blue"}},
     {"spec": "/etc/novatune/spec.yaml"},  # never a server-side path
     {"spec": {**SPEC, "knobs": {"no.such.knob": {"low": 1, "high": 2}}}},
@@ -128,6 +129,8 @@ def test_the_service_shutdown_stops_its_tuners(paths: Paths, scripted: None) -> 
     (["--interval", "-1"], "interval must be in [0, 86400], got -1.0"),
     (["--study-trials", "500"], "study-trials must be in [1, 200], got 500"),
     (["--window", "0"], "window must be in [0.5, 3600], got 0.0"),
+    (["--keep-limit", "5%"], "keep limit must be in [-0.99, 0], got 0.05"),
+    (["--drop-limit", "ten"], "--drop-limit must be a percentage such as -10% or 0%, got 'ten'"),
 ])
 def test_cli_bad_options_exit_2_with_one_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any,
                                               args: list[str], message: str) -> None:

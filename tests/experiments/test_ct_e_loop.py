@@ -137,10 +137,23 @@ def test_a_kept_step_is_an_application_with_before_and_after_snapshots(paths, sc
     (step,) = history(paths, t.id)["steps"]
     assert step["decision"] == "kept" and step["before"] == {KNOB: before} and step["after"] == {KNOB: new}
     assert meta["kept_steps"] == [step["id"]] and meta["trust_scale"] == 1.5  # grows on a kept step
-    assert v.calls[0].guards == (("throughput_rps", -0.10),) and Path(v.calls[0].spec_path).is_file()
+    # kept only when shown better: the primary objective is guarded at keep_limit (default 0 %)
+    assert v.calls[0].guards == (("throughput_rps", 0.0),) and Path(v.calls[0].spec_path).is_file()
     undone = rollback_step(paths, step["id"])  # what `novatune rollback STEP` and the API do
     assert undone is not None and snapshot([KNOB])[KNOB] == before
     assert history(paths, t.id)["steps"][-1]["undoes"] == step["id"]
+
+
+def test_the_primary_objective_is_guarded_at_the_keep_limit_the_others_at_the_drop_limit(paths, script) -> None:
+    script(Script({1: 100.0}, {1: {KNOB: 41}}))
+    v = applying_double(paths, decision="rolled_back")
+    spec = _spec(objectives={"throughput_rps": "maximize", "latency_p95_ms": "minimize"})
+    t = Autotuner(spec, paths=paths, options=_opts(cycles=1, keep_limit=-0.02, drop_limit=-0.15), validate=v,
+                  settings=Settings())
+    t.run()
+    assert v.calls[0].guards == (("throughput_rps", -0.02), ("latency_p95_ms", -0.15))
+    with pytest.raises(AutotuneError, match="keep limit must be in"):
+        AutotuneOptions(keep_limit=0.05).check()
 
 
 def test_a_performance_drop_rolls_the_last_kept_step_back(paths, script) -> None:

@@ -34,6 +34,8 @@ class ContinuousOptions(BaseModel):
     windows: int = Field(default=5, description="windows per check of the current configuration")
     validation_s: float = Field(default=600.0, description="the validated apply's window")
     converge_after: int = Field(default=3, description="quiet cycles before converged")
+    keep_limit: float = Field(default=0.0, description="a step is kept only when the primary objective's change is "
+                                                       "shown above this (0: a shown gain)")
     drop_limit: float = Field(default=-0.10, description="performance fall since a kept step that rolls it back")
     drift_limit: float = Field(default=0.20, description="relative change of load/CPU/performance that is drift")
 
