@@ -25,7 +25,7 @@ def test_quickstart_spec_is_valid():
     assert spec.name == "quickstart"
     assert spec.objectives == {"throughput_rps": "maximize", "cost_usd_per_hour": "minimize"}
     assert spec.constraints["latency_p95_ms"].max == 50
-    assert 15 <= spec.budget.trials <= 20
+    assert 12 <= spec.budget.trials <= 20  # a few minutes on 2 vCPUs, with a Pareto front to choose from
 
 
 def test_unknown_top_level_field_lists_allowed():

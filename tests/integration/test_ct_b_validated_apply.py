@@ -1,12 +1,13 @@
 """The validated apply on a real workload (acceptance of issue 16's first point), through the CLI with --json.
 
-A buffered sequential-read fio job reads a file on an ext4 filesystem on a loop device the test creates
-(backed by a file in the test's tmp dir, detached in a finally). fio invalidates the file's page cache when
-each window's job starts (its default ``invalidate=1``), so every window reads through the loop device and its
-read-ahead: ``read_ahead_kb: 0`` turns 128 KiB+ requests into 4 KiB ones (about 10x fewer reads per second
-here) and must end ``rolled_back`` with the old bytes back; ``rq_affinity`` 1 -> 2 changes nothing measurable
-on a loop device and must end ``kept``. A kill -9 during the validation window, then ``novatune recover``,
-must leave the old value.
+The real degradation (``read_ahead_kb: 0`` on a loop device under a buffered sequential reader: rolled back,
+the old bytes back, the throughput interval below -10 %) is the README's "Keep it tuned" block, run and
+checked by tests/integration/test_readme.py. Here, on an ext4 filesystem on a loop device the test creates
+(backed by a file in the test's tmp dir, detached in a finally): a change that does nothing to the measured workload
+(the loop device's ``rq_affinity`` 1 -> 2 while stress-ng's CPU stressor runs) must end ``kept``: stress-ng's
+bogo-ops/s vary by a few per cent from window to window here, so the first pairs already show it is inside the
+guard (a noisier workload needs more pairs for the same answer: benchmarks/decision_quality.py). A kill -9
+during the validation window, then ``novatune recover``, must leave the old value.
 """
 
 from __future__ import annotations
@@ -55,12 +56,16 @@ def loopfs(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         subprocess.run(["losetup", "-d", dev], check=False, timeout=60)
 
 
-def _setup(tmp_path: Path, mnt: Path, knobs: dict[str, object], *, measure_s: float = 3
+FIO = "{kind: fio, rw: read, bs: 4k, size: 700M, ioengine: psync, filename: %s/f}"
+STRESS_NG = "{kind: stress-ng, stressor: cpu, workers: 1}"
+
+
+def _setup(tmp_path: Path, mnt: Path, knobs: dict[str, object], *, workload: str = FIO
            ) -> tuple[Path, Path, dict[str, str]]:
     spec = tmp_path / "spec.yaml"
-    spec.write_text(f"name: ra-check\nworkload: {{kind: fio, rw: read, bs: 4k, size: 700M, ioengine: psync, "
-                    f"filename: {mnt}/f}}\nknobs: {{vm.dirty_ratio: {{low: 10, high: 40}}}}\n"
-                    f"objectives: {{throughput: maximize}}\ntrial: {{warmup_s: 1, measure_s: {measure_s}}}\n")
+    spec.write_text(f"name: ra-check\nworkload: {workload.replace('%s', str(mnt))}\n"
+                    "knobs: {vm.dirty_ratio: {low: 10, high: 40}}\n"
+                    "objectives: {throughput: maximize}\ntrial: {warmup_s: 1, measure_s: 3}\n")
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps({"format": "novatune.config/v1", "knobs": knobs}))
     env = {"NOVATUNE_WORKLOAD_ALLOWED_PATHS": json.dumps([str(mnt)])}
@@ -88,34 +93,15 @@ def _validate(home: Path, cfg: Path, spec: Path, env: dict[str, str], *, window:
     return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr
 
 
-def test_read_ahead_0_degrades_and_is_rolled_back_byte_exact(tmp_path, loopfs) -> None:
-    dev, mnt = loopfs
-    knob = f"block.{dev}.read_ahead_kb"
-    spec, cfg, env = _setup(tmp_path, mnt, {knob: 0})
-    old = _queue(dev, "read_ahead_kb")
-    assert old != b"0\n"
-    code, report, err = _validate(tmp_path / "home", cfg, spec, env)
-    assert code == 3, err
-    assert report["decision"] == "rolled_back", report["reason"]
-    tp = next(m for m in report["metrics"] if m["metric"] == "throughput")
-    assert tp["verdict"] == "worse" and tp["change_ci"][1] < -0.10
-    assert report["restored"] == report["old"] == {knob: int(old)} and report["application"] is None
-    assert _queue(dev, "read_ahead_kb") == old
-    assert err.count("window") >= 2 * 3  # one progress line per window (3 pairs at least)
-
-
 def test_a_change_that_does_nothing_is_kept_and_rolls_back(tmp_path, loopfs) -> None:
     dev, mnt = loopfs
     knob = f"block.{dev}.rq_affinity"
     old = _queue(dev, "rq_affinity")
     new = 2 if old.strip() != b"2" else 1
-    # longer windows: on this shared 2-vCPU VM (load ~9) a 3 s window of this CPU-bound job varies by +-20 %;
-    # the guard is the spec's objective only: the p95 of a ~2 us page-cache hit varies by +-15 % from window to
-    # window here, so the default second guard (latency_p95_ms) can leave a harmless change inconclusive (rolled
-    # back: the safe side); the rolled-back test above keeps both default guards
-    spec, cfg, env = _setup(tmp_path, mnt, {knob: new}, measure_s=8)
+    # stress-ng reports no latency: the guard is its objective (the default -10 %)
+    spec, cfg, env = _setup(tmp_path, mnt, {knob: new}, workload=STRESS_NG)
     home = tmp_path / "home"
-    code, report, err = _validate(home, cfg, spec, env, window="60", max_window="300", guards=("throughput:-10%",))
+    code, report, err = _validate(home, cfg, spec, env, guards=("throughput:-10%",))
     assert code == 0, f"{report.get('reason')}\n{err}"
     assert report["decision"] == "kept" and report["application"]
     assert all(m["verdict"] == "ok" for m in report["metrics"])
