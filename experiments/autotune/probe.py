@@ -147,7 +147,8 @@ def search(plan: StudyPlan, *, paths: Paths, name: str, min_gain: float,
     from experiments.study.results import load_view
     from experiments.study.runner import StudyRunner
 
-    report = StudyRunner(plan, paths=paths, name=name, on_event=_stopper(stop)).run()
+    # no plots: they cost seconds of CPU on the machine whose workload the validation measures next
+    report = StudyRunner(plan, paths=paths, name=name, on_event=_stopper(stop), plots=False).run()
     baseline = dict(report.baseline)
     view = load_view(paths.optuna_url, name)
     try:

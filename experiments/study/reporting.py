@@ -288,23 +288,30 @@ def _profile_changes(profiler: TrialProfiler | None, report: StudyReport, paths:
 
 
 def finish(paths: Paths, report: StudyReport, tracker: Any, workdir: Path, *,
-           profiler: TrialProfiler | None = None) -> None:
+           profiler: TrialProfiler | None = None, plots: bool = True) -> None:
     """Pareto front, choice, plots and exports of study ``report.name``; all logged to the study run (when
     ``tracker`` is given); with ``profiler``, the hotspots that changed most between the baseline and the
-    chosen trial. Never raises."""
+    chosen trial. ``plots=False`` (the continuous tuner's small studies, on the machine whose workload it
+    measures) skips the plots and the importance analysis: the choice, the exports and the tracking stay.
+    Never raises."""
     try:
         view = load_view(paths.optuna_url, report.name)
         not_plotted: dict[str, str] = {}
-        artifacts: list[Any] = [(f, "plots") for f in _front_plots(view, report.name, workdir, not_plotted)]
+        artifacts: list[Any] = []
+        if plots:
+            artifacts += [(f, "plots") for f in _front_plots(view, report.name, workdir, not_plotted)]
         decision = _choose(view, report, paths, workdir, artifacts)
         _profile_changes(profiler, report, paths, workdir, artifacts)
-        importance = _importance(report.objectives, paths, report.name, workdir)
+        importance = _importance(report.objectives, paths, report.name, workdir) if plots else None
         if importance:
             artifacts += [(f, "plots") for f in importance[1]]
-        else:
+        elif plots:
             not_plotted["importance"] = "fewer than 4 complete trials, or no knob varied"
-        artifacts += [(f, "plots") for f in _parallel_coordinates(report.objectives, paths, report.name, workdir,
-                                                                  not_plotted)]
+        if plots:
+            artifacts += [(f, "plots") for f in _parallel_coordinates(report.objectives, paths, report.name,
+                                                                      workdir, not_plotted)]
+        else:
+            not_plotted["all"] = "plots off for this study (a continuous tuner's cycle)"
         for what, why in not_plotted.items():
             log.info("%s: no %s plot: %s", report.name, what, why)
         units = workdir / "series-units.csv"

@@ -60,11 +60,14 @@ class StudyRunner:
         resume: continue the existing study ``name`` (after a crash or a service restart): a trial left
             RUNNING is marked failed (its knobs were restored by ``recover``), the budget counts the
             trials already run.
+        plots: render the study-end plots and the importance analysis (off for the continuous tuner's
+            cycles: see :func:`experiments.study.reporting.finish`).
     """
 
     def __init__(self, plan: StudyPlan, *, paths: Paths, name: str, on_event: Event | None = None,
-                 tracking_uri: str | None = None, resume: bool = False) -> None:
+                 tracking_uri: str | None = None, resume: bool = False, plots: bool = True) -> None:
         self.plan = plan
+        self.plots = plots
         self.paths = paths.ensure()
         self.name = name
         self.resume = resume
@@ -178,7 +181,8 @@ class StudyRunner:
                 raise
             finally:
                 if self._study is not None:
-                    finish(self.paths, report, self._tracker_used, workdir, profiler=self._profiler)
+                    finish(self.paths, report, self._tracker_used, workdir, profiler=self._profiler,
+                           plots=self.plots)
                     write_status(self.plan, self._study, report, workdir)
                 report.seconds = time.monotonic() - t_start
                 self.on_event("finish", report=report)

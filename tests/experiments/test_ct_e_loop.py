@@ -256,6 +256,12 @@ def test_a_real_cycle_measures_and_runs_a_bounded_study(paths) -> None:
     view = load_view(paths.optuna_url, cycle["study"])
     assert len(view.complete) == 2 and view.complete[0].user_attrs.get("baseline")
     assert view.attrs["spec"]["trust_region"]["max_step"] == 0.2  # the default region around the current value
+    import mlflow  # the cycle's study is tracked, without plots (CPU the measured machine does not spend)
+
+    client = mlflow.MlflowClient(tracking_uri=paths.mlflow_uri)
+    (run,) = [r for r in client.search_runs([client.get_experiment_by_name(f"novatune/{cycle['study']}")
+                                             .experiment_id]) if r.data.tags.get("novatune.kind") == "study"]
+    assert client.list_artifacts(run.info.run_id, "plots") == [] and "plots off" in run.data.tags["plots_skipped"]
     assert meta["state"] == "stopped" and snapshot([KNOB])[KNOB] == before and time.monotonic() - t0 < 300
     assert len(seen) == (1 if cycle["candidate"] else 0)
 
