@@ -287,6 +287,21 @@ def _profile_changes(profiler: TrialProfiler | None, report: StudyReport, paths:
                       if chosen.with_suffix(s).exists()]
 
 
+def _plots(view: StudyView, report: StudyReport, paths: Paths, workdir: Path, artifacts: list[Any],
+           not_plotted: dict[str, str]) -> tuple[dict[str, float], list[Path]] | None:
+    """The Pareto-front, importance and parallel-coordinate plots into ``artifacts`` (what could not be
+    drawn into ``not_plotted``); the importance analysis, or None."""
+    artifacts += [(f, "plots") for f in _front_plots(view, report.name, workdir, not_plotted)]
+    importance = _importance(report.objectives, paths, report.name, workdir)
+    if importance:
+        artifacts += [(f, "plots") for f in importance[1]]
+    else:
+        not_plotted["importance"] = "fewer than 4 complete trials, or no knob varied"
+    artifacts += [(f, "plots") for f in _parallel_coordinates(report.objectives, paths, report.name, workdir,
+                                                              not_plotted)]
+    return importance
+
+
 def finish(paths: Paths, report: StudyReport, tracker: Any, workdir: Path, *,
            profiler: TrialProfiler | None = None, plots: bool = True) -> None:
     """Pareto front, choice, plots and exports of study ``report.name``; all logged to the study run (when
@@ -298,18 +313,11 @@ def finish(paths: Paths, report: StudyReport, tracker: Any, workdir: Path, *,
         view = load_view(paths.optuna_url, report.name)
         not_plotted: dict[str, str] = {}
         artifacts: list[Any] = []
-        if plots:
-            artifacts += [(f, "plots") for f in _front_plots(view, report.name, workdir, not_plotted)]
         decision = _choose(view, report, paths, workdir, artifacts)
         _profile_changes(profiler, report, paths, workdir, artifacts)
-        importance = _importance(report.objectives, paths, report.name, workdir) if plots else None
-        if importance:
-            artifacts += [(f, "plots") for f in importance[1]]
-        elif plots:
-            not_plotted["importance"] = "fewer than 4 complete trials, or no knob varied"
+        importance = None
         if plots:
-            artifacts += [(f, "plots") for f in _parallel_coordinates(report.objectives, paths, report.name,
-                                                                      workdir, not_plotted)]
+            importance = _plots(view, report, paths, workdir, artifacts, not_plotted)
         else:
             not_plotted["all"] = "plots off for this study (a continuous tuner's cycle)"
         for what, why in not_plotted.items():
