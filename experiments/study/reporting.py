@@ -319,7 +319,7 @@ def finish(paths: Paths, report: StudyReport, tracker: Any, workdir: Path, *,
         if plots:
             importance = _plots(view, report, paths, workdir, artifacts, not_plotted)
         else:
-            not_plotted["all"] = "plots off for this study (a continuous tuner's cycle)"
+            not_plotted["all"] = "plots off for this study (a continuous tuner's cycle, or the study_plots setting)"
         for what, why in not_plotted.items():
             log.info("%s: no %s plot: %s", report.name, what, why)
         units = workdir / "series-units.csv"

@@ -61,12 +61,16 @@ class StudyRunner:
             RUNNING is marked failed (its knobs were restored by ``recover``), the budget counts the
             trials already run.
         plots: render the study-end plots and the importance analysis (off for the continuous tuner's
-            cycles: see :func:`experiments.study.reporting.finish`).
+            cycles: see :func:`experiments.study.reporting.finish`); None: the ``study_plots`` setting.
     """
 
     def __init__(self, plan: StudyPlan, *, paths: Paths, name: str, on_event: Event | None = None,
-                 tracking_uri: str | None = None, resume: bool = False, plots: bool = True) -> None:
+                 tracking_uri: str | None = None, resume: bool = False, plots: bool | None = None) -> None:
         self.plan = plan
+        if plots is None:
+            from experiments.settings import Settings
+
+            plots = Settings().study_plots
         self.plots = plots
         self.paths = paths.ensure()
         self.name = name

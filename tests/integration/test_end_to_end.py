@@ -33,7 +33,7 @@ SPEC = {
 
 @needs_root
 @pytest.mark.slow
-def test_study_end_to_end(tmp_path, home):
+def test_study_end_to_end(tmp_path, home, plots_on):
     spec = tmp_path / "e2e.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
     before = snapshot()

@@ -37,7 +37,7 @@ def _mlflow_study_run(home, study):
     return client, next(r for r in runs if r.data.tags.get("novatune.kind") == "study")
 
 
-def test_convergence_stops_early_trust_region_bounds_steps_and_warm_start_reuses_the_best(tmp_path, home):
+def test_convergence_stops_early_trust_region_bounds_steps_and_warm_start_reuses_the_best(tmp_path, home, plots_on):
     spec = {**SPEC, "budget": {"trials": 30},
             "convergence": {"patience": 3, "min_improvement": 0.5},  # 50 %: nothing random beats it for long
             "trust_region": {"max_step": {"vm.swappiness": 5, "vm.dirty_ratio": 3, "vm.dirty_background_ratio": 2,
