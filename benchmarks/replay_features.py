@@ -4,7 +4,8 @@ Scout-like table (instance family x size x nodes; benchmarks/_scoutlike.py).
     python benchmarks/replay_features.py [--seeds 10] [--budget 10] [--combined] [--tpe]
 
 Prints per objective (time_s, cost_usd; each a single-objective replay) and variant -- ``plain`` (today's
-encoding), ``features`` (extra inputs), ``features+derive`` (the default: cost modelled as price x time) --
+encoding), ``features`` (extra inputs; the default), ``features+derive`` (cost modelled as price x time),
+``features+per_vcpu`` (cost as $/vCPU-h x vCPU-hours) --
 p_within_10pct and mean regret beside random search with the same budget and seeds. ``--combined`` names
 instances in one knob (``c4.large``) instead of family + size; ``--tpe`` adds Optuna's TPE for reference.
 The catalog is the packaged AWS us-east-1 one; the table's c4/m4/r4 are not in it (estimated by name).
@@ -19,7 +20,10 @@ from benchmarks._scoutlike import scoutlike_frame
 from collectors.pricing import load_instance_types
 from optimizer.replay import Objective, ReplayTable, encoding, run_replay
 
-VARIANTS = {"plain": (False, False), "features": (True, False), "features+derive": (True, True)}
+VARIANTS: dict[str, tuple[bool, str | bool]] = {
+    "plain": (False, False), "features": (True, False), "features+derive": (True, "price"),
+    "features+per_vcpu": (True, "per_vcpu"),
+}
 
 
 def table(obj: str, combined: bool) -> ReplayTable:
@@ -35,21 +39,23 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=10)
     ap.add_argument("--combined", action="store_true")
     ap.add_argument("--tpe", action="store_true")
+    ap.add_argument("--only", choices=["time_s", "cost_usd"])
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
     a = ap.parse_args()
     print(f"Scout-like replay ({'instance_type' if a.combined else 'family,size'},nodes), budget {a.budget}, "
           f"{a.seeds} seeds, 8 workloads x 78 configurations\n")
     print(f"{'objective':10} {'variant':16} {'p_within_10pct':>14} {'random':>7} {'regret':>7} {'rnd regret':>10} "
           f"{'s':>4}")
-    for obj in ("time_s", "cost_usd"):
+    for obj in [a.only] if a.only else ["time_s", "cost_usd"]:
         tbl = table(obj, a.combined)
-        runs = [(v, "auto") for v in VARIANTS] + ([("tpe", "tpe")] if a.tpe else [])
+        runs = [(v, "auto") for v in a.variants.split(",")] + ([("tpe", "tpe")] if a.tpe else [])
         for variant, sampler in runs:
-            encoding.FEATURES, encoding.DERIVE_COST = VARIANTS.get(variant, (True, True))
+            encoding.FEATURES, encoding.DERIVE_COST = VARIANTS.get(variant, (True, False))
             t0 = time.time()
             o = run_replay(tbl, budget=a.budget, seeds=a.seeds, sampler=sampler).summary["overall"][obj]
             print(f"{obj:10} {variant:16} {o['p_within_10pct']:14.3f} {o['random_p_within_10pct']:7.3f} "
                   f"{o['mean_regret']:7.3f} {o['random_mean_regret']:10.3f} {time.time() - t0:4.0f}", flush=True)
-    encoding.FEATURES, encoding.DERIVE_COST = True, True
+    encoding.FEATURES, encoding.DERIVE_COST = True, False
 
 
 if __name__ == "__main__":
