@@ -1,7 +1,7 @@
 """auto with and without the knowledge features and the price x time derivation, on a self-made
 Scout-like table (instance family x size x nodes; benchmarks/_scoutlike.py).
 
-    python benchmarks/replay_features.py [--seeds 10] [--budget 10] [--combined] [--tpe]
+    python -m benchmarks.replay_features [--seeds 10] [--budget 10] [--combined] [--tpe]
 
 Prints per objective (time_s, cost_usd; each a single-objective replay) and variant -- ``plain`` (today's
 encoding), ``features`` (extra inputs; the default), ``features+derive`` (cost modelled as price x time),
