@@ -152,6 +152,24 @@ def _trend(X: np.ndarray, y: np.ndarray, X_at: np.ndarray) -> np.ndarray:
     return np.column_stack([X_at, np.ones(len(X_at))]) @ coef
 
 
+def _modelled(
+    y_seen: np.ndarray, feasible: np.ndarray, log_y: bool, offset_seen: np.ndarray | None,
+    offset_candidates: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """What the surrogate models of the seen values (log where possible, less the known offsets; infeasible
+    points at the worst feasible value + 25% of the range), and the offsets when they apply."""
+    y = y_seen.copy()
+    off_s = off_c = None
+    if log_y and np.all(y[feasible] > 0):
+        y = np.log(np.where(feasible, y, 1.0))
+        if offset_seen is not None and offset_candidates is not None:
+            off_s, off_c = np.asarray(offset_seen, dtype=float), np.asarray(offset_candidates, dtype=float)
+            y = y - off_s
+    worst = y[feasible].max()
+    spread = max(worst - y[feasible].min(), 1e-3)
+    return np.where(feasible, y, worst + 0.25 * spread), off_s, off_c
+
+
 def propose(
     X_seen: np.ndarray,
     y_seen: np.ndarray,
@@ -166,6 +184,8 @@ def propose(
     prior_weight: float = 1.0,
     xi: float = 0.0,
     groups: np.ndarray | None = None,
+    offset_seen: np.ndarray | None = None,
+    offset_candidates: np.ndarray | None = None,
 ) -> int:
     """Index (into ``X_candidates``) of the next configuration to evaluate; the objective is minimised.
 
@@ -176,6 +196,11 @@ def propose(
     learning) is an extra input column: a per-configuration score learned from
     other tasks, lower is better; with a prior the first points are the
     candidates with the best prior instead of space-filling ones.
+
+    ``offset_*`` (with ``log_y``): a known part of the log-objective per configuration, e.g. the log of
+    its price per hour when the objective is price x time. The model then learns only the unknown part
+    (``log y - offset``, the time) and the candidates' objective is derived back exactly (``mu + offset``),
+    expected improvement on the derived value.
     """
     X_seen = np.asarray(X_seen, dtype=float).reshape(-1, X_candidates.shape[1])
     X_candidates = np.asarray(X_candidates, dtype=float)
@@ -194,12 +219,7 @@ def propose(
             best = np.flatnonzero(prior[1] <= np.nanmin(prior[1]) + 1e-12)
             return int(rng.choice(best))
         return _maximin(X_seen, X_candidates, rng)
-    y = y_seen.copy()
-    if log_y and np.all(y[feasible_seen] > 0):
-        y = np.log(np.where(feasible_seen, y, 1.0))
-    worst = y[feasible_seen].max()
-    spread = max(worst - y[feasible_seen].min(), 1e-3)
-    y = np.where(feasible_seen, y, worst + 0.25 * spread)
+    y, off_s, off_c = _modelled(y_seen, feasible_seen, log_y, offset_seen, offset_candidates)
     Xs, Xc = X_seen, X_candidates
     if prior is not None:
         Xs = np.column_stack([Xs, prior_weight * prior[0]])
@@ -219,6 +239,8 @@ def propose(
         mix = (1 - w) * mu + w * mu2
         sd = np.sqrt((1 - w) * (sd**2 + (mu - mix) ** 2) + w * (sd2**2 + (mu2 - mix) ** 2))
         mu = mix
+    if off_s is not None and off_c is not None:  # derive the objective back from its known part
+        y, mu = y + off_s, mu + off_c
     best_y = y[feasible_seen].min()
     ei = expected_improvement(mu, sd, best_y, xi=xi)
     top = np.flatnonzero(ei >= ei.max() - 1e-15 * max(1.0, abs(ei.max())))

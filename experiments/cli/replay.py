@@ -23,7 +23,7 @@ from experiments.cli._common import print_json as _print_json
 if TYPE_CHECKING:  # the replay (pandas, Optuna) is imported when the command runs, not at CLI start
     from optimizer.replay import ReplayResult, ReplayTable
 
-__all__ = ["load_table", "render_text", "replay_cmd", "write_trace"]
+__all__ = ["instance_catalog", "load_table", "render_text", "replay_cmd", "write_trace"]
 
 
 def replay_cmd(
@@ -73,7 +73,8 @@ def replay_cmd(
 def load_table(path: Path, *, group: str, knobs: str, objectives: list[str], feasible: str | None) -> ReplayTable:
     """The table at ``path`` (CSV, every cell as text; a blank cell is "not applicable").
 
-    ``knobs`` is comma-separated; ``objectives`` are ``COLUMN:min|max``.
+    ``knobs`` is comma-separated; ``objectives`` are ``COLUMN:min|max``. Knobs that name instance types,
+    sizes or families get their figures from the packaged catalog (:func:`instance_catalog`).
 
     Raises:
         ReplayError: no such file, an unreadable CSV, or a table ``ReplayTable.from_frame`` refuses.
@@ -91,7 +92,20 @@ def load_table(path: Path, *, group: str, knobs: str, objectives: list[str], fea
         raise ReplayError(f"{path}: not a readable CSV ({e})") from None
     knob_list = [k.strip() for k in knobs.split(",") if k.strip()]
     objs = [parse_objective(o) for o in objectives]
-    return ReplayTable.from_frame(df, group=group, knobs=knob_list, objectives=objs, feasible=feasible)
+    return ReplayTable.from_frame(df, group=group, knobs=knob_list, objectives=objs, feasible=feasible,
+                                  catalog=instance_catalog())
+
+
+def instance_catalog() -> dict[str, Any] | None:
+    """The packaged AWS instance catalog (vCPU, GiB, $/h by type) for the replay's features; None when it
+    cannot be read (the features then estimate every figure from the names)."""
+    from collectors.errors import CollectorError
+    from collectors.pricing import load_instance_types
+
+    try:
+        return dict(load_instance_types())
+    except CollectorError:
+        return None
 
 
 def write_trace(result: ReplayResult, table: ReplayTable, path: Path) -> None:

@@ -9,6 +9,8 @@ beside random search with the same budget and seeds. See docs/replay.md.
 Pure decision code: takes a pandas frame, returns dataclasses and rows.
 
 * :mod:`optimizer.replay.table` - loading: validation and aggregation of the table;
+* :mod:`optimizer.replay.features`, :mod:`optimizer.replay.encoding` - numeric figures of knobs that
+  name instance types/sizes/families, and what ``auto``'s model sees (incl. cost = price x time);
 * :mod:`optimizer.replay.knobspace`, :mod:`optimizer.replay.proposers` - the searchers
   (Optuna samplers come from ``optimizer.samplers``, the one factory);
 * :mod:`optimizer.replay.search` - the loop over groups and seeds;
@@ -17,6 +19,7 @@ Pure decision code: takes a pandas frame, returns dataclasses and rows.
 
 from __future__ import annotations
 
+from optimizer.replay import encoding, features
 from optimizer.replay.knobspace import KnobSpace
 from optimizer.replay.proposers import (
     AutoProposer,
@@ -45,6 +48,8 @@ __all__ = [
     "NA_TOKEN",
     "SAMPLERS",
     "WITHIN",
+    "encoding",
+    "features",
     "AutoProposer",
     "Group",
     "KnobSpace",

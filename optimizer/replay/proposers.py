@@ -21,6 +21,7 @@ import optuna
 import pandas as pd
 
 from optimizer import bo
+from optimizer.replay.encoding import encode, known_log_price
 from optimizer.replay.knobspace import KnobSpace
 from optimizer.replay.table import Config, Group, ReplayError, ReplayTable
 from optimizer.samplers import SAMPLERS, SamplerSettings, optuna_sampler
@@ -37,7 +38,6 @@ __all__ = [
 ]
 
 ARD = True  # one length scale for numeric columns, one for categorical/n-a columns
-ENCODING = {"onehot": 1.0, "na": 1.0, "num": 1.0}  # feature weights of the auto surrogate
 #: at replay budgets (~10) the stock 10 random start-up trials would make TPE random search;
 #: the replay's GP is Optuna's plain GPSampler
 REPLAY_SETTINGS = SamplerSettings(n_startup_trials=3, population_size=4, cmaes_startup_trials=3, bounded_gp=False)
@@ -143,8 +143,10 @@ class AutoProposer:
 
     def __init__(self, table: ReplayTable, group: Group, seed: int, transfer: bool = False, n_init: int = 3) -> None:
         self.run = _Run(table, group, seed)
-        self.X = table.encoder(**ENCODING)(group.configs)
-        self.groups = table.encoding_groups() if ARD else None
+        self.X, self.groups = encode(table, group.configs, ard=ARD)
+        #: log price per hour of each configuration when the single objective is price x time (else None)
+        self.log_price = None if len(table.objectives) > 1 else known_log_price(table, group.configs,
+                                                                                table.objectives[0])
         self.n_init = n_init
         self.transfer = transfer
         self.multi = len(table.objectives) > 1
@@ -176,6 +178,8 @@ class AutoProposer:
             prior_seen=None if prior is None else prior[seen],
             prior_candidates=None if prior is None else prior[rem],
             groups=self.groups,
+            offset_seen=None if self.log_price is None else self.log_price[seen],
+            offset_candidates=None if self.log_price is None else self.log_price[rem],
         )
         return int(rem[k])
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from optimizer.replay.features import CatalogEntry, ConfigFeatures, derive_features
 
 __all__ = [
     "NA",
@@ -148,6 +150,9 @@ class ReplayTable:
     numeric: dict[str, bool]  # knob -> all non-blank values are numbers
     group_column: str = "group"
     feasible_column: str | None = None
+    #: numeric figures of ``space`` (rows in its order) when knobs name instance types, sizes or families
+    #: (:mod:`optimizer.replay.features`); None otherwise
+    features: ConfigFeatures | None = None
 
     @classmethod
     def from_frame(
@@ -158,6 +163,7 @@ class ReplayTable:
         knobs: list[str],
         objectives: list[Objective],
         feasible: str | None = None,
+        catalog: Mapping[str, CatalogEntry] | None = None,
     ) -> ReplayTable:
         """Validate and aggregate.
 
@@ -166,6 +172,9 @@ class ReplayTable:
         (a tie counts as feasible: it ran at least as often as it failed); its
         objective values are the median of its feasible rows (of all rows when
         none is feasible).
+
+        ``catalog`` (instance type -> vCPU, GiB, $/h; e.g. ``collectors.pricing.load_instance_types()``)
+        feeds :attr:`features`; without it the figures are estimated from the names.
 
         Raises:
             ReplayError: a missing column, a column in two roles, no knob or objective,
@@ -185,7 +194,8 @@ class ReplayTable:
         Y = np.column_stack([vals[o.name] for o in objectives])
         groups = _aggregate(gcol, keys, Y, feas)
         space = sorted({k for g in groups.values() for k in g.configs}, key=lambda t: tuple(value_order(s) for s in t))
-        return cls(knobs, objectives, groups, space, numeric, group, feasible)
+        feats = derive_features(knobs, space, catalog)
+        return cls(knobs, objectives, groups, space, numeric, group, feasible, feats)
 
     # -- encoding for the surrogate: one-hot categoricals (incl. n/a), numeric scaled + n/a flag
     def _encoding_columns(self) -> list[tuple[int, str, Any]]:
