@@ -145,6 +145,19 @@ def render(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class _Serial:
+    """A stand-in for a process pool: maps in this process, one job at a time (``--jobs 1``)."""
+
+    def __enter__(self) -> _Serial:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn: Any, items: list[Any]) -> Any:
+        return map(fn, items)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, run every replay, print the table (and write the JSON)."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -177,11 +190,12 @@ def main(argv: list[str] | None = None) -> int:
             samplers.remove("gp")
     t0 = time.time()
     todo = jobs(fams, samplers, a.budget, a.seeds, a.table_seed)
-    if a.jobs > 1:
-        with ProcessPoolExecutor(a.jobs) as pool:
-            rows = list(pool.map(_one, todo))
-    else:
-        rows = [_one(j) for j in todo]
+    rows = []
+    with ProcessPoolExecutor(a.jobs) if a.jobs > 1 else _Serial() as pool:
+        for r in pool.map(_one, todo):
+            rows.append(r)
+            print(f"[{len(rows)}/{len(todo)} {time.time() - t0:.0f}s] {r['family']} {r['objective']} {r['sampler']}"
+                  f"{' +transfer' if r['transfer'] else ''}: {r['p_within_10pct']:.3f}", file=sys.stderr, flush=True)
     if "random" in samplers:
         rows = with_random(rows)
     wall = time.time() - t0
