@@ -68,9 +68,24 @@ def _quota_from_env() -> float | None:
         raise BenchRefused(f"{QUOTA_ENV}={raw!r} is not a number of CPUs") from None
 
 
+def _usage_reader(cg: Any) -> Callable[[], float | None]:
+    """Seconds of CPU the cgroup's processes used so far (``cpuacct.usage``; None when unreadable)."""
+    acct = cg.dir_for("cpuacct")
+
+    def read() -> float | None:
+        try:
+            return int(cg.root.read(f"{acct}/cpuacct.usage").strip()) / 1e9 if acct else None
+        except (NovatuneError, OSError, ValueError):
+            return None
+
+    return read
+
+
 @contextmanager
-def _owned(paths: Paths, run_id: str, quota: float | None) -> Iterator[tuple[Path, Callable[[], None]]]:
-    """The run's scratch directory and cgroup (journaled, removed on the way out); yields (scratch, preexec)."""
+def _owned(paths: Paths, run_id: str, quota: float | None
+           ) -> Iterator[tuple[Path, Callable[[], None], Callable[[], float | None]]]:
+    """The run's scratch directory and cgroup (journaled, removed on the way out); yields (scratch, preexec,
+    the cgroup's CPU seconds so far)."""
     from actuators.cgroup import WorkloadCgroup
     from actuators.errors import ActuatorError
     from actuators.journal import Journal
@@ -97,7 +112,7 @@ def _owned(paths: Paths, run_id: str, quota: float | None) -> Iterator[tuple[Pat
                     with open(f, "w") as fh:
                         fh.write(str(os.getpid()))
 
-            yield scratch, preexec
+            yield scratch, preexec, _usage_reader(cg)
         finally:
             try:
                 if cg is not None:
@@ -108,7 +123,7 @@ def _owned(paths: Paths, run_id: str, quota: float | None) -> Iterator[tuple[Pat
 
 
 def _document(run_id: str, started: datetime, suite_name: str, groups: tuple[str, ...], quota: float | None,
-              values: dict[str, list[float]], elapsed_s: float) -> dict[str, Any]:
+              values: dict[str, list[float]], elapsed_s: float, cpu_used: dict[str, float]) -> dict[str, Any]:
     s = suite(suite_name)
     benches: dict[str, Any] = {}
     for b in BENCHMARKS:
@@ -123,7 +138,7 @@ def _document(run_id: str, started: datetime, suite_name: str, groups: tuple[str
     return {
         "id": run_id, "time": started.isoformat(timespec="seconds"), "elapsed_s": round(elapsed_s, 1),
         "suite": {"name": s.name, "windows": s.windows, "window_s": s.window_s, "warmup_s": s.warmup_s},
-        "groups": list(groups), "cpu_quota": quota,
+        "groups": list(groups), "cpu_quota": quota, "cpu_used": cpu_used,
         "machine": identity.machine(), "kernel": identity.kernel(), "knobs": identity.knob_snapshot(),
         "benchmarks": benches,
     }
@@ -134,7 +149,8 @@ def run_suite(paths: Paths, *, suite_name: str = "quick", only: str | None = Non
     """Run the suite (``only``: a comma-separated list of groups), store it, log it to MLflow (``track``);
     returns the stored document (see docs/bench.md for its fields).
 
-    ``cpu_quota`` (CPUs; default from ``$NOVATUNE_BENCH_CPU_QUOTA``) caps the benchmark's cgroup.
+    ``cpu_quota`` (CPUs; default from ``$NOVATUNE_BENCH_CPU_QUOTA``) caps the benchmark's cgroup. The document's
+    ``cpu_used`` gives, per group, the CPUs its processes used on average (cgroup CPU time / wall time).
 
     Raises:
         BenchRefused: an unknown suite or group, a quota out of range.
@@ -149,11 +165,16 @@ def run_suite(paths: Paths, *, suite_name: str = "quick", only: str | None = Non
     started = datetime.now(UTC)
     t0 = time.monotonic()
     values: dict[str, list[float]] = {}
-    with _owned(paths, run_id, quota) as (scratch, preexec):
+    cpu_used: dict[str, float] = {}
+    with _owned(paths, run_id, quota) as (scratch, preexec, usage):
         for group in groups:
             env = RunEnv(suite=s, scratch=scratch, preexec=preexec, progress=progress or (lambda n, i, v: None))
+            u0, w0 = usage(), time.monotonic()
             values.update(RUNNERS[group](env))
-    doc = _document(run_id, started, s.name, groups, quota, values, time.monotonic() - t0)
+            u1, w1 = usage(), time.monotonic()
+            if u0 is not None and u1 is not None and w1 > w0:
+                cpu_used[group] = round((u1 - u0) / (w1 - w0), 3)
+    doc = _document(run_id, started, s.name, groups, quota, values, time.monotonic() - t0, cpu_used)
     save_run(paths, doc)
     if track:
         from experiments.bench.tracking import log_run
