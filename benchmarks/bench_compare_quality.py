@@ -2,7 +2,7 @@
 
     python3 benchmarks/bench_compare_quality.py [--reruns 10] [--suite quick] [--only cpu,memory,...]
                                                 [--quota 0.9] [--hog-load 10] [--home DIR] [--json PATH]
-    python3 benchmarks/bench_compare_quality.py --analyse DIR [--min-effect 0.05]
+    python3 benchmarks/bench_compare_quality.py --analyse DIR [--min-effect 0.05] [--noise-factor 2]
 
 Runs as root (the suite makes a cgroup and network namespaces). One base run of the suite, then ``--reruns``
 runs of the same configuration, each compared with the base by ``novatune bench compare``'s own code
@@ -95,7 +95,7 @@ def measure(args: argparse.Namespace) -> Path:
     return home
 
 
-def analyse(home: Path, min_effect: float | None) -> dict[str, Any]:
+def analyse(home: Path, min_effect: float | None, noise_factor: float | None = None) -> dict[str, Any]:
     """The figures from the runs stored in ``home`` (``labels.json`` names them)."""
     from experiments.bench.compare import compare_docs
     from experiments.bench.store import load_run
@@ -104,12 +104,11 @@ def analyse(home: Path, min_effect: float | None) -> dict[str, Any]:
     paths = Paths(home)
     labels = json.loads((home / "labels.json").read_text())
     docs = {k: load_run(paths, v) for k, v in labels.items()}
-    if min_effect is not None:
-        for d in docs.values():
-            for b in d["benchmarks"].values():
-                b["min_effect"] = min_effect
     base = docs["base"]
-    rows = {k: compare_docs(base, d) for k, d in docs.items() if k != "base"}
+    kw: dict[str, Any] = {"min_effect": min_effect}
+    if noise_factor is not None:
+        kw["noise_factor"] = noise_factor
+    rows = {k: compare_docs(base, d, **kw) for k, d in docs.items() if k != "base"}
     reruns = [k for k in rows if k.startswith("rerun")]
     false = [k for k in reruns if rows[k]["regressions"]]
     found = {k: bool(rows[k]["regressions"]) and "cpu" in rows[k]["regressions"] for k in ("quota", "hog")
@@ -127,7 +126,8 @@ def _table(res: dict[str, Any]) -> str:
         for n in names:
             v = rep["benchmarks"].get(n)
             mark = {"regression": "R", "improvement": "I"}.get(v["verdict"], " ") if v else " "
-            cells.append(f"{v['change']:+8.1%} /{v['threshold']:5.1%}{mark:>2}" if v else f"{'-':>18}")
+            chg = f"{v['change']:+8.1%}" if v and v["change"] is not None else f"{'-':>8}"
+            cells.append(f"{chg} /{v['threshold']:5.1%}{mark:>2}" if v else f"{'-':>18}")
         lines.append(f"{label:<10}" + "".join(f"{c:>18}" for c in cells) + f"  {rep['verdict']}")
     lines.append("")
     lines.append("cells: change of the median (+ better) / the bar; R regression, I improvement")
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--home", default=None, help="the data directory the runs go to (default: a new temporary one)")
     p.add_argument("--analyse", default=None, metavar="DIR", help="recompute from the runs stored in DIR")
     p.add_argument("--min-effect", type=float, default=None, help="--analyse: override every benchmark's bar")
+    p.add_argument("--noise-factor", type=float, default=None, help="--analyse: override the spread factor")
     p.add_argument("--json", default=None, metavar="PATH")
     args = p.parse_args(argv)
     if not 1 <= args.reruns <= 50 or not 0 < args.quota <= 1 or not 1 <= args.hog_load <= 100:
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.analyse is None and shutil.which("stress-ng") is None:
         p.error("stress-ng is needed (Debian package stress-ng)")
     home = Path(args.analyse) if args.analyse else measure(args)
-    res = analyse(home, args.min_effect)
+    res = analyse(home, args.min_effect, args.noise_factor)
     print(f"load after: {_uptime()}\nruns in {home}\n")
     print(_table(res))
     if args.json:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.bench import identity
-from experiments.bench.store import load_run, newest_id
+from experiments.bench.store import json_safe, load_run, newest_id
 from experiments.settings import Paths
-from optimizer.benchcompare import DEFAULT_MIN_EFFECT, compare_samples
+from optimizer.benchcompare import DEFAULT_MIN_EFFECT, DEFAULT_NOISE_FACTOR, compare_samples
 
 __all__ = ["EXIT_REGRESSION", "compare_docs", "compare_runs"]
 
@@ -23,8 +23,10 @@ __all__ = ["EXIT_REGRESSION", "compare_docs", "compare_runs"]
 EXIT_REGRESSION = 3
 
 
-def compare_docs(base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    """The comparison of two stored run documents (see the module docstring)."""
+def compare_docs(base: dict[str, Any], run: dict[str, Any], *, min_effect: float | None = None,
+                 noise_factor: float = DEFAULT_NOISE_FACTOR) -> dict[str, Any]:
+    """The comparison of two stored run documents (see the module docstring); strict JSON (None for an unknown
+    figure). ``min_effect`` overrides every benchmark's own bar (the quality benchmark's analysis)."""
     diffs = identity.differences(base, run)
     hardware = [d for d in diffs if not d.startswith("knobs")]
     rows: dict[str, Any] = {}
@@ -32,13 +34,14 @@ def compare_docs(base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         r = run["benchmarks"].get(name)
         if r is None:
             continue
-        min_effect = max(float(b.get("min_effect") or DEFAULT_MIN_EFFECT), float(r.get("min_effect") or 0.0))
+        bar = min_effect if min_effect is not None else max(float(b.get("min_effect") or DEFAULT_MIN_EFFECT),
+                                                            float(r.get("min_effect") or 0.0))
         v = compare_samples([x for x in b.get("values") or [] if x is not None],
                             [x for x in r.get("values") or [] if x is not None],
-                            direction=str(b.get("direction", "maximize")), min_effect=min_effect)
+                            direction=str(b.get("direction", "maximize")), min_effect=bar, noise_factor=noise_factor)
         rows[name] = {"unit": b.get("unit"), "metric": b.get("metric"), **v.as_dict()}
     regressions = [n for n, v in rows.items() if v["verdict"] == "regression"]
-    return {
+    return json_safe({
         "base": base["id"], "run": run["id"], "base_time": base.get("time"), "run_time": run.get("time"),
         "comparable": not hardware, "differences": diffs,
         "only_in_base": sorted(set(base["benchmarks"]) - set(run["benchmarks"])),
@@ -46,7 +49,7 @@ def compare_docs(base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         "benchmarks": rows, "regressions": regressions,
         "improvements": [n for n, v in rows.items() if v["verdict"] == "improvement"],
         "verdict": "regression" if regressions else "no regression",
-    }
+    })
 
 
 def compare_runs(paths: Paths, base_id: str, run_id: str | None = None) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from collectors.errors import NovatuneError
 from experiments.safefs import UnsafeLocation, private_dir, read_trusted, write_file
 from experiments.settings import Paths
 
-__all__ = ["BenchNotFound", "BenchStoreError", "bench_dir", "check_id", "list_runs", "load_run", "new_run_id",
-           "newest_id", "save_run"]
+__all__ = ["BenchNotFound", "BenchStoreError", "bench_dir", "check_id", "json_safe", "latest", "list_runs", "load_run",
+           "new_run_id", "newest_id", "save_run"]
 
 _ID = re.compile(r"^bench-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$")
 
@@ -74,14 +74,14 @@ def check_id(paths: Paths, run_id: object) -> str:
     raise BenchNotFound(f"no benchmark run {shown}; known ids (newest last, see `novatune bench list`): {tail}")
 
 
-def _clean(obj: Any) -> Any:
-    """NaN/inf -> None (strict JSON), recursively."""
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float replaced by None (strict JSON), recursively."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
@@ -97,7 +97,7 @@ def save_run(paths: Paths, run: dict[str, Any]) -> Path:
         raise ValueError(f"not a benchmark run id: {rid!r}")
     try:
         d = private_dir(bench_dir(paths.ensure()), what="the benchmark runs directory", create=True)
-        data = json.dumps(_clean(run), indent=1, sort_keys=True, allow_nan=False).encode()
+        data = json.dumps(json_safe(run), indent=1, sort_keys=True, allow_nan=False).encode()
         return write_file(d / f"{rid}.json", data, mode=0o600)
     except (UnsafeLocation, OSError) as err:
         raise BenchStoreError(f"cannot store benchmark run {rid}: {err}") from err
@@ -149,3 +149,14 @@ def newest_id(paths: Paths, *, other_than: str | None = None) -> str:
         extra = f" other than {other_than}" if other_than else ""
         raise BenchNotFound(f"no benchmark run{extra} is stored: run `novatune bench run` first")
     return str(ids[-1])
+
+
+def latest(paths: Paths) -> dict[str, Any] | None:
+    """The newest readable stored run (ids sort by their UTC time), None when there is none. Never raises on a
+    bad file: it is skipped."""
+    for rid in reversed(_known(paths)):
+        try:
+            return load_run(paths, rid)
+        except NovatuneError:
+            continue
+    return None

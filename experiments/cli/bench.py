@@ -120,7 +120,7 @@ def compare_cmd(
 
 
 def _pct(x: Any) -> str:
-    return "-" if x is None or x != x else f"{x:+.1%}"
+    return "-" if x is None else f"{x:+.1%}"
 
 
 def _show_compare(rep: dict[str, Any]) -> None:
