@@ -113,7 +113,26 @@ def analyse(home: Path, min_effect: float | None, noise_factor: float | None = N
     false = [k for k in reruns if rows[k]["regressions"]]
     found = {k: bool(rows[k]["regressions"]) and "cpu" in rows[k]["regressions"] for k in ("quota", "hog")
              if k in rows}
-    return {"rows": rows, "reruns": len(reruns), "false_regressions": false, "slowdowns_found": found}
+    same = [docs["base"], *(docs[k] for k in reruns)]
+    return {"rows": rows, "reruns": len(reruns), "false_regressions": false, "slowdowns_found": found,
+            "noise": _noise(same)}
+
+
+def _noise(docs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per benchmark over runs of one configuration: the median within-run spread (SD of the log windows) and
+    the between-run spread (SD of the log medians): what the compare's bar must cover."""
+    import statistics
+
+    from optimizer.benchcompare import log_spread
+
+    out = {}
+    for name in docs[0]["benchmarks"]:
+        runs = [[v for v in d["benchmarks"].get(name, {}).get("values") or [] if v is not None] for d in docs]
+        within = [log_spread(r) for r in runs if len(r) >= 2]
+        medians = [statistics.median(r) for r in runs if r]
+        out[name] = {"within": statistics.median(within) if within else float("nan"),
+                     "between": log_spread(medians)}
+    return out
 
 
 def _table(res: dict[str, Any]) -> str:
@@ -130,6 +149,8 @@ def _table(res: dict[str, Any]) -> str:
             cells.append(f"{chg} /{v['threshold']:5.1%}{mark:>2}" if v else f"{'-':>18}")
         lines.append(f"{label:<10}" + "".join(f"{c:>18}" for c in cells) + f"  {rep['verdict']}")
     lines.append("")
+    lines.append("noise over the base and the reruns (SD of log values): " + "; ".join(
+        f"{n} within {v['within']:.1%} between {v['between']:.1%}" for n, v in res["noise"].items()))
     lines.append("cells: change of the median (+ better) / the bar; R regression, I improvement")
     lines.append(f"false regressions: {len(res['false_regressions'])} of {res['reruns']} reruns "
                  f"{res['false_regressions'] or ''}")

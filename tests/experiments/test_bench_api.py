@@ -66,3 +66,23 @@ def test_metrics_show_the_latest_run(client):
     info = fams["novatune_bench_run_info"].samples
     assert [s.labels["id"] for s in info] == [SLOW]
     assert fams["novatune_bench_store_up"].samples[0].value == 1.0
+
+
+@pytest.mark.slow
+def test_mlflow_gets_one_run_per_bench_run(tmp_path, monkeypatch):
+    import mlflow
+
+    from experiments.bench.tracking import EXPERIMENT, log_run
+
+    monkeypatch.setenv("NOVATUNE_HOME", str(tmp_path / "h"))
+    paths = Paths(tmp_path / "h").ensure()
+    doc = {**_run(BASE, "2026-01-01T00:00:00+00:00", [1.0, 2.0, 3.0]), "elapsed_s": 5.0,
+           "suite": {"name": "quick", "windows": 3, "window_s": 2.0}, "groups": ["cpu"]}
+    got = log_run(paths, doc)
+    assert "error" not in got, got
+    client = mlflow.MlflowClient(tracking_uri=got["tracking_uri"])
+    assert client.get_experiment(got["experiment_id"]).name == EXPERIMENT
+    run = client.get_run(got["run_id"])
+    assert run.data.metrics["cpu"] == 2.0
+    assert [m.value for m in client.get_metric_history(got["run_id"], "cpu_window")] == [1.0, 2.0, 3.0]
+    assert run.data.tags["novatune.bench_id"] == BASE and run.info.status == "FINISHED"
