@@ -114,8 +114,9 @@ def analyse(home: Path, min_effect: float | None, noise_factor: float | None = N
     found = {k: bool(rows[k]["regressions"]) and "cpu" in rows[k]["regressions"] for k in ("quota", "hog")
              if k in rows}
     same = [docs["base"], *(docs[k] for k in reruns)]
+    others = {k: d.get("others_cpu") for k, d in docs.items()}  # other processes' CPUs per group, when recorded
     return {"rows": rows, "reruns": len(reruns), "false_regressions": false, "slowdowns_found": found,
-            "noise": _noise(same)}
+            "noise": _noise(same), "others": others}
 
 
 def _noise(docs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -147,7 +148,8 @@ def _table(res: dict[str, Any]) -> str:
             mark = {"regression": "R", "improvement": "I"}.get(v["verdict"], " ") if v else " "
             chg = f"{v['change']:+8.1%}" if v and v["change"] is not None else f"{'-':>8}"
             cells.append(f"{chg} /{v['threshold']:5.1%}{mark:>2}" if v else f"{'-':>18}")
-        lines.append(f"{label:<10}" + "".join(f"{c:>18}" for c in cells) + f"  {rep['verdict']}")
+        lines.append(f"{label:<10}" + "".join(f"{c:>18}" for c in cells) + f"  {rep['verdict']}"
+                     + (f"  others {res['others'].get(label)}" if res.get("others", {}).get(label) else ""))
     lines.append("")
     lines.append("noise over the base and the reruns (SD of log values): " + "; ".join(
         f"{n} within {v['within']:.1%} between {v['between']:.1%}" for n, v in res["noise"].items()))

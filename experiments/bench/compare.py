@@ -28,7 +28,7 @@ def compare_docs(base: dict[str, Any], run: dict[str, Any], *, min_effect: float
     """The comparison of two stored run documents (see the module docstring); strict JSON (None for an unknown
     figure). ``min_effect`` overrides every benchmark's own bar (the quality benchmark's analysis)."""
     diffs = identity.differences(base, run)
-    hardware = [d for d in diffs if not d.startswith("knobs")]
+    hardware = [d for d in diffs if d.startswith(("machine ", "kernel "))]
     rows: dict[str, Any] = {}
     for name, b in base["benchmarks"].items():
         r = run["benchmarks"].get(name)

@@ -12,10 +12,12 @@ import platform
 import socket
 from typing import Any
 
-__all__ = ["SNAPSHOT_SCOPES", "differences", "kernel", "knob_snapshot", "machine"]
+__all__ = ["OTHERS_CPU_NOTE", "SNAPSHOT_SCOPES", "differences", "kernel", "knob_snapshot", "machine"]
 
 #: the knob scopes a run snapshots: the machine's own knobs (not a study's cgroup, process or VM size)
 SNAPSHOT_SCOPES = ("host", "device", "netns")
+#: a difference in other processes' CPU use (CPUs) between two runs' groups that the comparison reports
+OTHERS_CPU_NOTE = 0.25
 #: the fields whose difference makes two runs a comparison across machines or kernels
 _MACHINE_KEYS = ("hostname", "machine_id_sha256", "cpu_model", "cpu_count", "memory_bytes")
 _KERNEL_KEYS = ("release", "version")
@@ -73,7 +75,8 @@ def knob_snapshot() -> dict[str, Any]:
 
 
 def differences(base: dict[str, Any], run: dict[str, Any]) -> list[str]:
-    """What differs between two stored runs' machine and kernel, one phrase each (``[]``: comparable)."""
+    """What differs between two stored runs' machine, kernel, machine load (other processes' CPU use per group,
+    when it differs by :data:`OTHERS_CPU_NOTE` or more) and knobs, one phrase each (``[]``: nothing)."""
     out = []
     bm, rm = base.get("machine") or {}, run.get("machine") or {}
     for k in _MACHINE_KEYS:
@@ -83,6 +86,11 @@ def differences(base: dict[str, Any], run: dict[str, Any]) -> list[str]:
     for k in _KERNEL_KEYS:
         if bk.get(k) != rk.get(k):
             out.append(f"kernel {k}: {bk.get(k)!r} -> {rk.get(k)!r}")
+    bo, ro = base.get("others_cpu") or {}, run.get("others_cpu") or {}
+    busier = {g: (bo[g], ro[g]) for g in set(bo) & set(ro) if abs(float(ro[g]) - float(bo[g])) >= OTHERS_CPU_NOTE}
+    if busier:
+        shown = ", ".join(f"{g} {b:.2f} -> {r:.2f}" for g, (b, r) in sorted(busier.items()))
+        out.append(f"load: other processes used different CPU while measuring (CPUs, base -> run): {shown}")
     bs, rs = base.get("knobs") or {}, run.get("knobs") or {}
     changed = sorted(k for k in set(bs) & set(rs) if bs[k] != rs[k])
     if changed:

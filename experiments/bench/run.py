@@ -68,6 +68,18 @@ def _quota_from_env() -> float | None:
         raise BenchRefused(f"{QUOTA_ENV}={raw!r} is not a number of CPUs") from None
 
 
+def host_busy_s() -> float | None:
+    """Seconds of CPU the whole machine spent busy so far (``/proc/stat``: user, nice, system, irq, softirq,
+    steal); None when unreadable."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _usage_reader(cg: Any) -> Callable[[], float | None]:
     """Seconds of CPU the cgroup's processes used so far (``cpuacct.usage``; None when unreadable)."""
     acct = cg.dir_for("cpuacct")
@@ -123,7 +135,8 @@ def _owned(paths: Paths, run_id: str, quota: float | None
 
 
 def _document(run_id: str, started: datetime, suite_name: str, groups: tuple[str, ...], quota: float | None,
-              values: dict[str, list[float]], elapsed_s: float, cpu_used: dict[str, float]) -> dict[str, Any]:
+              values: dict[str, list[float]], elapsed_s: float, cpu_used: dict[str, float],
+              others: dict[str, float]) -> dict[str, Any]:
     s = suite(suite_name)
     benches: dict[str, Any] = {}
     for b in BENCHMARKS:
@@ -139,6 +152,7 @@ def _document(run_id: str, started: datetime, suite_name: str, groups: tuple[str
         "id": run_id, "time": started.isoformat(timespec="seconds"), "elapsed_s": round(elapsed_s, 1),
         "suite": {"name": s.name, "windows": s.windows, "window_s": s.window_s, "warmup_s": s.warmup_s},
         "groups": list(groups), "cpu_quota": quota, "cpu_used": cpu_used,
+        "others_cpu": others,
         "machine": identity.machine(), "kernel": identity.kernel(), "knobs": identity.knob_snapshot(),
         "benchmarks": benches,
     }
@@ -150,7 +164,9 @@ def run_suite(paths: Paths, *, suite_name: str = "quick", only: str | None = Non
     returns the stored document (see docs/bench.md for its fields).
 
     ``cpu_quota`` (CPUs; default from ``$NOVATUNE_BENCH_CPU_QUOTA``) caps the benchmark's cgroup. The document's
-    ``cpu_used`` gives, per group, the CPUs its processes used on average (cgroup CPU time / wall time).
+    ``cpu_used`` gives, per group, the CPUs its processes used on average (cgroup CPU time / wall time), and
+    ``others_cpu`` the CPUs everything else on the machine used meanwhile (``/proc/stat`` busy time less
+    ``cpu_used``): how busy the machine was with other work while this group measured.
 
     Raises:
         BenchRefused: an unknown suite or group, a quota out of range.
@@ -166,15 +182,18 @@ def run_suite(paths: Paths, *, suite_name: str = "quick", only: str | None = Non
     t0 = time.monotonic()
     values: dict[str, list[float]] = {}
     cpu_used: dict[str, float] = {}
+    others: dict[str, float] = {}
     with _owned(paths, run_id, quota) as (scratch, preexec, usage):
         for group in groups:
             env = RunEnv(suite=s, scratch=scratch, preexec=preexec, progress=progress or (lambda n, i, v: None))
-            u0, w0 = usage(), time.monotonic()
+            u0, h0, w0 = usage(), host_busy_s(), time.monotonic()
             values.update(RUNNERS[group](env))
-            u1, w1 = usage(), time.monotonic()
+            u1, h1, w1 = usage(), host_busy_s(), time.monotonic()
             if u0 is not None and u1 is not None and w1 > w0:
                 cpu_used[group] = round((u1 - u0) / (w1 - w0), 3)
-    doc = _document(run_id, started, s.name, groups, quota, values, time.monotonic() - t0, cpu_used)
+                if h0 is not None and h1 is not None:
+                    others[group] = round(max(0.0, (h1 - h0) / (w1 - w0) - cpu_used[group]), 3)
+    doc = _document(run_id, started, s.name, groups, quota, values, time.monotonic() - t0, cpu_used, others)
     save_run(paths, doc)
     if track:
         from experiments.bench.tracking import log_run

@@ -126,6 +126,8 @@ def _pct(x: Any) -> str:
 def _show_compare(rep: dict[str, Any]) -> None:
     if not rep["comparable"]:
         err.print("[yellow]note:[/] the runs differ in machine or kernel; compared anyway:", highlight=False)
+    elif rep["differences"]:
+        err.print("[yellow]note:[/] the runs differ:", highlight=False)
     for d in rep["differences"]:
         err.print(f"  {escape(d)}", highlight=False)
     t = Table(title=f"{rep['run']} against {rep['base']}")

@@ -130,3 +130,13 @@ def test_compare_docs_same_machine_is_comparable():
     same = {"cpu": [100.0, 101.0, 99.0, 100.0, 100.5]}
     rep = compare_docs(_doc("b", same), _doc("r", same))
     assert rep["comparable"] is True and rep["differences"] == [] and rep["regressions"] == []
+
+
+def test_a_different_machine_load_is_reported_but_keeps_the_runs_comparable():
+    same = {"cpu": [100.0, 101.0, 99.0, 100.0, 100.5]}
+    base, run = _doc("b", same), _doc("r", same)
+    base["others_cpu"], run["others_cpu"] = {"cpu": 0.1, "io": 0.5}, {"cpu": 1.2, "io": 0.6}
+    rep = compare_docs(base, run)
+    assert rep["comparable"] is True
+    assert [d for d in rep["differences"] if d.startswith("load:")] == [
+        "load: other processes used different CPU while measuring (CPUs, base -> run): cpu 0.10 -> 1.20"]
