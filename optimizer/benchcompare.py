@@ -62,8 +62,10 @@ class BenchVerdict:
     """One benchmark's comparison.
 
     ``change`` is the relative change of the run against the base, signed so that positive is better
-    (a latency 10 % higher is -0.10), with its interval ``change_ci``; ``base_median`` / ``run_median``
-    are the medians of the windows; ``threshold`` the practical bar (see the module docstring);
+    (a latency 10 % higher is -0.10), estimated as the shift of the mean log value (what the interval
+    ``change_ci`` is about); ``base_median`` / ``run_median`` are the medians of the windows and
+    ``median_change`` their relative change (same sign convention; it and ``change`` differ when a window
+    is an outlier); ``threshold`` the practical bar (see the module docstring);
     ``base_spread`` and ``run_spread`` the window-to-window spreads; ``p_value`` the Mann-Whitney
     p-value of the two window samples; ``reason`` one sentence.
     """
@@ -71,6 +73,7 @@ class BenchVerdict:
     direction: str
     base_median: float
     run_median: float
+    median_change: float
     n_base: int
     n_run: int
     change: float
@@ -134,10 +137,11 @@ def compare_samples(base: Sequence[float], run: Sequence[float], *, direction: s
     threshold = max(min_effect, noise_factor * b_spread) if math.isfinite(b_spread) else min_effect
     medians = (float(np.median(b)) if b.size else math.nan, float(np.median(r)) if r.size else math.nan)
     common: dict[str, Any] = {"direction": direction, "base_median": medians[0], "run_median": medians[1],
+                              "median_change": _rel(medians, direction),
                               "n_base": int(b.size), "n_run": int(r.size), "base_spread": b_spread,
                               "run_spread": r_spread, "threshold": threshold}
     if b.size < MIN_WINDOWS or r.size < MIN_WINDOWS:
-        return BenchVerdict(**common, change=_rel(medians, direction), change_ci=(math.nan, math.nan),
+        return BenchVerdict(**common, change=common["median_change"], change_ci=(math.nan, math.nan),
                             p_value=math.nan, verdict="no change", conclusive=False,
                             reason=f"too few windows ({b.size} base, {r.size} run; need {MIN_WINDOWS} each)")
     m = decide({"x": b.tolist()}, {"x": r.tolist()}, [Guard("x", direction, 0.0)],  # type: ignore[arg-type]

@@ -131,14 +131,16 @@ def _show_compare(rep: dict[str, Any]) -> None:
     for d in rep["differences"]:
         err.print(f"  {escape(d)}", highlight=False)
     t = Table(title=f"{rep['run']} against {rep['base']}")
-    for c in ("benchmark", "base", "run", "change (+ better)", "interval", "bar", "verdict", "why"):
+    for c in ("benchmark", "base median", "run median", "medians", "change (+ better)", "interval", "bar", "verdict",
+              "why"):
         t.add_column(c)
     colour = {"regression": "red", "improvement": "green"}
     for name, v in rep["benchmarks"].items():
         lo, hi = v["change_ci"]
         tint = colour.get(v["verdict"])
         verdict = f"[{tint}]{v['verdict']}[/]" if tint else v["verdict"]
-        t.add_row(name, f"{fmt(v['base_median'])} {v['unit']}", fmt(v["run_median"]), _pct(v["change"]),
+        t.add_row(name, f"{fmt(v['base_median'])} {v['unit']}", fmt(v["run_median"]), _pct(v["median_change"]),
+                  _pct(v["change"]),
                   f"{_pct(lo)} .. {_pct(hi)}", f"±{v['threshold']:.1%}", verdict, escape(v["reason"]))
     if rep["benchmarks"]:
         out.print(t)

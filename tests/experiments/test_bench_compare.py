@@ -42,6 +42,7 @@ def test_a_ten_percent_slowdown_with_small_noise_is_a_regression(seed):
     v = compare_samples(base, run, direction="maximize")
     assert v.verdict == "regression", v.reason
     assert v.change == pytest.approx(-0.10, abs=0.03)
+    assert v.median_change == pytest.approx(v.run_median / v.base_median - 1.0)
     assert v.change_ci[0] < v.change < v.change_ci[1] < 0
 
 
