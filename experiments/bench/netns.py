@@ -13,9 +13,10 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from collectors.errors import NovatuneError
 from collectors.workloads.process import run_bounded, tail
@@ -77,9 +78,16 @@ def _delete(pair: NetnsPair, created: list[str]) -> None:
             _ip("link", "delete", "dev", link, check=False)
 
 
+def _nothing(name: str) -> None:
+    del name
+
+
 @contextmanager
-def netns_pair() -> Iterator[NetnsPair]:
-    """Make the pair (see the module docstring), yield it, delete it on every way out.
+def netns_pair(*, own: Callable[[str], Any] = _nothing, disown: Callable[[str], Any] = _nothing
+               ) -> Iterator[NetnsPair]:
+    """Make the pair (see the module docstring), yield it, delete it on every way out. ``own(name)`` is
+    called before each namespace is made (the run's journal records it, so ``novatune recover`` deletes it
+    after a kill -9), ``disown(name)`` after it is deleted.
 
     Raises:
         NetnsError: ``ip`` is missing or a step failed (what was made so far is deleted first).
@@ -90,6 +98,7 @@ def netns_pair() -> Iterator[NetnsPair]:
     created: list[str] = []
     try:
         for ns in (pair.a, pair.b):
+            own(ns)
             created.append(ns)  # before the call: a half-made namespace is deleted too
             _ip("netns", "add", ns)
         _ip("link", "add", pair.a, "type", "veth", "peer", "name", pair.b)
@@ -101,3 +110,6 @@ def netns_pair() -> Iterator[NetnsPair]:
         yield pair
     finally:
         _delete(pair, created)
+        for ns in created:
+            if not pair_exists(ns)["netns"]:
+                disown(ns)

@@ -95,9 +95,9 @@ def _usage_reader(cg: Any) -> Callable[[], float | None]:
 
 @contextmanager
 def _owned(paths: Paths, run_id: str, quota: float | None
-           ) -> Iterator[tuple[Path, Callable[[], None], Callable[[], float | None]]]:
+           ) -> Iterator[tuple[Path, Callable[[], None], Callable[[], float | None], Any]]:
     """The run's scratch directory and cgroup (journaled, removed on the way out); yields (scratch, preexec,
-    the cgroup's CPU seconds so far)."""
+    the cgroup's CPU seconds so far, the run's journal)."""
     from actuators.cgroup import WorkloadCgroup
     from actuators.errors import ActuatorError
     from actuators.journal import Journal
@@ -124,7 +124,7 @@ def _owned(paths: Paths, run_id: str, quota: float | None
                     with open(f, "w") as fh:
                         fh.write(str(os.getpid()))
 
-            yield scratch, preexec, _usage_reader(cg)
+            yield scratch, preexec, _usage_reader(cg), journal
         finally:
             try:
                 if cg is not None:
@@ -183,9 +183,11 @@ def run_suite(paths: Paths, *, suite_name: str = "quick", only: str | None = Non
     values: dict[str, list[float]] = {}
     cpu_used: dict[str, float] = {}
     others: dict[str, float] = {}
-    with _owned(paths, run_id, quota) as (scratch, preexec, usage):
+    with _owned(paths, run_id, quota) as (scratch, preexec, usage, journal):
         for group in groups:
-            env = RunEnv(suite=s, scratch=scratch, preexec=preexec, progress=progress or (lambda n, i, v: None))
+            env = RunEnv(suite=s, scratch=scratch, preexec=preexec, progress=progress or (lambda n, i, v: None),
+                         own_netns=lambda name: journal.record_netns(run_id, name),
+                         disown_netns=lambda name: journal.release_netns(run_id, name))
             u0, h0, w0 = usage(), host_busy_s(), time.monotonic()
             values.update(RUNNERS[group](env))
             u1, h1, w1 = usage(), host_busy_s(), time.monotonic()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from collectors.errors import WorkloadError
 from collectors.workloads.process import child_env, run_bounded, stop_process, tail
@@ -48,6 +49,8 @@ class RunEnv:
     scratch: Path
     preexec: Callable[[], None] | None = None
     progress: Progress = field(default=lambda name, i, v: None)
+    own_netns: Callable[[str], Any] = field(default=lambda name: None)  # journal a namespace before it exists
+    disown_netns: Callable[[str], Any] = field(default=lambda name: None)  # ... and after it is gone
 
     def record(self, out: dict[str, list[float]], name: str, value: float) -> None:
         """Append ``value`` to ``out[name]`` and report it."""
@@ -199,7 +202,7 @@ def run_net(env: RunEnv) -> dict[str, list[float]]:
 
     out: dict[str, list[float]] = {}
     s = env.suite
-    with netns_pair() as pair:
+    with netns_pair(own=env.own_netns, disown=env.disown_netns) as pair:
         server = _start_iperf_server(pair.exec_prefix("a"), pair.addr_a, env.preexec)
         try:
             def once(seconds: float) -> AdapterResult:

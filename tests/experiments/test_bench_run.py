@@ -78,3 +78,47 @@ def test_a_failed_set_up_deletes_what_it_made(monkeypatch):
     monkeypatch.setattr(netns, "_ip", real)
     assert len(made) == 2
     assert not any(pair_exists(n)["netns"] for n in made)
+
+
+_HOLDER = """
+import sys, time
+from actuators.journal import Journal
+from experiments.bench.netns import netns_pair
+journal = Journal(sys.argv[1])
+with journal.run("bench-kill9"):
+    with netns_pair(own=lambda n: journal.record_netns("bench-kill9", n),
+                    disown=lambda n: journal.release_netns("bench-kill9", n)) as pair:
+        print(pair.a[:-1], flush=True)
+        time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 not installed")
+def test_kill_9_with_the_pair_up_then_recover_deletes_it(tmp_path):
+    """The namespaces are journaled before they exist: after a kill -9, ``recover`` deletes them (and only
+    names novatune makes: a record naming another namespace is refused, never acted on)."""
+    import subprocess
+    import sys
+
+    from actuators.journal import Journal
+    from actuators.recover import recover
+
+    path = tmp_path / "journal.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert proc.stdout is not None
+        tag = proc.stdout.readline().strip()
+        assert tag.startswith("ntb") and pair_exists(tag)["netns"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert pair_exists(tag)["netns"]  # nobody deleted them: the kill left them
+    report = recover(Journal(path))
+    assert sorted(report.netns_removed) == [f"{tag}a", f"{tag}b"]
+    assert pair_exists(tag) == {"netns": False, "links": False}
+    journal = Journal(path)
+    journal.record_netns("someone-else", "host-ns")  # not a name novatune makes (a live run: forced below)
+    again = recover(journal, force=True)
+    assert again.netns_removed == []  # the pair's records are closed: nothing left to do
+    assert any("host-ns" in r for r in again.refused)
