@@ -333,6 +333,16 @@ class Journal:
         """Record that the run no longer owns process ``pid``."""
         return self.append({"run": run_id, "kind": "process", "event": "released", "target": int(pid), "note": note})
 
+    # ---------------------------------------------------------------- network namespaces
+    def record_netns(self, run_id: str, name: str) -> dict[str, Any]:
+        """Record a network namespace the run is about to create (before ``ip netns add``: a kill in
+        between leaves a record ``recover`` deletes harmlessly)."""
+        return self.append({"run": run_id, "kind": "netns", "event": "created", "target": name})
+
+    def release_netns(self, run_id: str, name: str, *, note: str | None = None) -> dict[str, Any]:
+        """Record that the network namespace ``name`` is gone."""
+        return self.append({"run": run_id, "kind": "netns", "event": "released", "target": name, "note": note})
+
     # ---------------------------------------------------------------- scratch directories
     def record_scratch(self, run_id: str, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Record a scratch directory a workload of the run created outside the data directory

@@ -29,6 +29,8 @@ from typing import Any
 from actuators.errors import UnsafePath
 
 __all__ = [
+    "NETNS_NAME",
+    "novatune_netns",
     "CGROUP_PREFIX",
     "V1_CONTROLLERS",
     "SignalCheck",
@@ -230,3 +232,19 @@ def novatune_cgroup(rel: Any) -> tuple[str | None, str]:
                          f"sys/fs/cgroup/[<controller>/]{CGROUP_PREFIX}<name> with controller one of "
                          f"{', '.join(V1_CONTROLLERS)}")
     return m.group("ctl"), m.group("dir")
+
+
+#: the network namespaces novatune makes (a benchmark's pair: ``ntb`` + 6 hex digits + ``a`` or ``b``)
+NETNS_NAME = re.compile(r"ntb[0-9a-f]{6}[ab]")
+
+
+def novatune_netns(name: Any) -> str:
+    """``name`` when it is a network namespace novatune makes (:data:`NETNS_NAME`).
+
+    Raises:
+        UnsafePath: anything else (another program's namespace is never deleted).
+    """
+    if not isinstance(name, str) or NETNS_NAME.fullmatch(name) is None:
+        raise UnsafePath(f"refused network namespace {name!r}: not one novatune makes; allowed: "
+                         f"{NETNS_NAME.pattern}")
+    return name

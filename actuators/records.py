@@ -36,6 +36,7 @@ __all__ = [
     "Record",
     "ResourceRecord",
     "RunRecord",
+    "NetnsRecord",
     "ScratchRecord",
     "parse_intent",
     "parse_record",
@@ -151,6 +152,11 @@ class ScratchRecord(ResourceRecord):
 
 
 @dataclass(frozen=True)
+class NetnsRecord(ResourceRecord):
+    """``kind: netns``: a network namespace the run created (``target`` its name)."""
+
+
+@dataclass(frozen=True)
 class RunRecord(Record):
     """``kind: run``: ``begin``, ``end`` or ``kept`` (with an application's ``application`` metadata)."""
 
@@ -203,6 +209,8 @@ def parse_record(raw: dict[str, Any]) -> Record:
                             controllers=tuple(str(c) for c in controllers) if isinstance(controllers, list) else None)
     if kind == "scratch":
         return ScratchRecord(**common)
+    if kind == "netns":
+        return NetnsRecord(**common)
     if kind == "run":
         return RunRecord(**base, note=_str(raw.get("note")))
     return Record(**base)

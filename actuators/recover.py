@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,7 @@ from typing import Any
 from actuators.cgroup import kill_cgroup_tasks
 from actuators.errors import ActuatorError, UnsafePath
 from actuators.journal import Journal, same_process
-from actuators.ownership import check_signal, kill_verified, novatune_cgroup, process_starttime
+from actuators.ownership import check_signal, kill_verified, novatune_cgroup, novatune_netns, process_starttime
 from actuators.records import REFUSED_EVENT, CgroupRecord, JournalView, KnobIntent, ProcessRecord, ResourceRecord
 from actuators.restore import Refused, Skipped, check_root, restore_intent
 from actuators.sysroot import SysRoot
@@ -66,6 +67,7 @@ class RecoverReport:
     killed: list[int] = field(default_factory=list)
     cgroups_removed: list[str] = field(default_factory=list)
     scratch_removed: list[str] = field(default_factory=list)
+    netns_removed: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     knobs: list[dict[str, Any]] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
@@ -89,6 +91,7 @@ class _DeadRun:
     procs: list[ProcessRecord]
     cgroups: list[CgroupRecord]
     scratch: list[ResourceRecord]
+    netns: list[ResourceRecord] = field(default_factory=list)
 
 
 def _kill(pid: int, starttime: int, *, timeout_s: float = 5.0) -> bool:
@@ -125,7 +128,8 @@ def _select(view: JournalView, report: RecoverReport, force: bool) -> tuple[list
         procs = [r for r in rv.open_resources("process") if isinstance(r, ProcessRecord)]
         cgroups = [r for r in rv.open_resources("cgroup") if isinstance(r, CgroupRecord)]
         scratch = rv.open_resources("scratch")
-        if not (open_entries or procs or cgroups or scratch):
+        netns = rv.open_resources("netns")
+        if not (open_entries or procs or cgroups or scratch or netns):
             continue
         if run in kept:  # applied to stay: only a rollback undoes it
             report.kept.append(run)
@@ -134,7 +138,7 @@ def _select(view: JournalView, report: RecoverReport, force: bool) -> tuple[list
             report.skipped_live.append(run)
             continue
         report.runs.append(run)
-        runs.append(_DeadRun(run, procs, cgroups, scratch))
+        runs.append(_DeadRun(run, procs, cgroups, scratch, netns))
         entries.extend(open_entries)
     return runs, entries
 
@@ -261,6 +265,33 @@ def _remove_scratch(journal: Journal, runs: list[_DeadRun], report: RecoverRepor
             journal.release_scratch(dead.run, path, note="recover")
 
 
+def _remove_netns(journal: Journal, runs: list[_DeadRun], report: RecoverReport) -> None:
+    """Network namespaces: only the names novatune makes (``ownership.NETNS_NAME``); deleting one deletes the
+    veth end in it and so its peer; a veth end of that name left in the host namespace is deleted too."""
+    ip = shutil.which("ip")
+    for dead in runs:
+        for r in reversed(dead.netns):
+            try:
+                name = novatune_netns(r.target)
+            except UnsafePath as why:
+                _refuse(report, f"{dead.run}: {why}")
+                journal.release_netns(dead.run, str(r.target), note=f"recover: {why}")
+                continue
+            if ip is None:
+                report.failed.append(f"{dead.run}: netns {name}: the `ip` command is missing (iproute2)")
+                continue
+            try:
+                listed = subprocess.run([ip, "netns", "list"], capture_output=True, text=True, timeout=10).stdout
+                if name in {line.split()[0] for line in listed.splitlines() if line.split()}:
+                    subprocess.run([ip, "netns", "delete", name], capture_output=True, timeout=10, check=True)
+                    report.netns_removed.append(name)
+                subprocess.run([ip, "link", "delete", "dev", name], capture_output=True, timeout=10)
+            except (OSError, subprocess.SubprocessError) as err:
+                report.failed.append(f"{dead.run}: netns {name}: {err}")
+                continue
+            journal.release_netns(dead.run, name, note="recover")
+
+
 def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = False) -> RecoverReport:
     """Restore every open entry of every dead run (or of all runs, with ``force``).
 
@@ -270,8 +301,8 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
     of all of them newest first, in global journal order (when two dead runs
     changed the same file, the older run's saved value is written last), each
     isolated, through the one restore path (:func:`actuators.restore.restore_intent`);
-    then removes the cgroups they created, newest first, and their scratch
-    directories. Every step is journaled; a ``restored`` record is written
+    then removes the cgroups they created, newest first, their scratch
+    directories and their network namespaces. Every step is journaled; a ``restored`` record is written
     only after the write succeeded. Entries recorded under another root are
     skipped and reported; records that name anything novatune would not write,
     kill or remove are refused, reported (``report.refused``) and never acted
@@ -287,6 +318,7 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
     _restore_knobs(journal, entries, root, report)
     _remove_cgroups(journal, runs, root, report)
     _remove_scratch(journal, runs, report)
+    _remove_netns(journal, runs, report)
     for dead in runs:
         journal.end(dead.run, note="recovered")
     return report

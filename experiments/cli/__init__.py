@@ -9,6 +9,7 @@
 - :mod:`.system`: ``recover``, ``metrics``, ``topology`` (this machine)
 - :mod:`.replay`: ``replay``
 - :mod:`.profile`: ``profile record|watch|list|show|hotspots``, ``flamegraph diff`` (``/profiling``)
+- :mod:`.bench`: ``bench run|list|show|compare`` (``/bench``)
 - :mod:`.observe`: ``observe`` (a running target's usage history; imports)
 - :mod:`.rightsize`: ``rightsize list|show|approve|apply|reject|rollback|history|plot``, ``cost
   recommendations|savings|predict`` (``/rightsizing``, ``/cost``); :mod:`.rightsize_replay`: ``rightsize replay``
@@ -33,6 +34,7 @@ from rich.markup import escape
 from collectors.errors import NovatuneError
 from experiments.cli import (
     autotune,
+    bench,
     knobs,
     observe,
     profile,
@@ -80,6 +82,7 @@ rightsize.rightsize_app.command("replay")(rightsize_replay.replay_cmd)
 app.add_typer(rightsize.rightsize_app, name="rightsize")
 app.add_typer(rightsize.cost_app, name="cost")
 app.add_typer(recommend.recommend_app, name="recommend")
+app.add_typer(bench.bench_app, name="bench")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,6 +179,9 @@ class ServiceMetrics:
         self.registry.register(HostCollector(self.sampler))
         self.registry.register(StudyStateCollector(paths))
         self.registry.register(BuildInfoCollector(version))
+        from experiments.bench.metrics import BenchCollector
+
+        self.registry.register(BenchCollector(paths))
         if process:
             ProcessCollector(registry=self.registry)
         self._lock = threading.Lock()

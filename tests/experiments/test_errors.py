@@ -53,6 +53,11 @@ TABLE = {
     "ApplyConflict": (2, 409),
     "ApplicationNotFound": (2, 404),
     "UserError": (2, 422),
+    "BenchNotFound": (2, 404),
+    "BenchStoreError": (2, 409),
+    "BenchRefused": (2, 422),
+    "BenchRunError": (2, 409),
+    "NetnsError": (2, 422),
     # the API's guard (tests/security/test_api.py) and how the service is exposed
     "RequestRefused": (2, 400),
     "HostNotAllowed": (2, 400),

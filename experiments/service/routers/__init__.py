@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from experiments.service.routers import (
+    bench,
     knobs,
     operations,
     profiling,
@@ -34,4 +35,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     rightsizing.router,         # /rightsizing
     rightsizing.cost_router,    # /cost
     recommendations.router,     # /recommendations
+    bench.router,               # /bench
 )
