@@ -47,3 +47,27 @@ def test_propose_with_loo_mode_is_deterministic_per_seed(monkeypatch: pytest.Mon
              for _ in range(2)]
     assert picks[0] == picks[1]
     assert 0 <= picks[0] < len(X) - 6
+
+
+def test_gp_loo_residuals_match_the_explicit_leave_one_out_mean() -> None:
+    X = _points(2, 9)
+    y = 1.0 + X[:, 0] ** 2 + np.sin(4.0 * X[:, 1])
+    gp = bo.GP(X, y)
+    yn = (y - gp.m) / gp.s
+    d = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)) / gp.ls[0]
+    K = bo.GP._matern(d) + gp.lam * np.eye(len(y))
+    e = gp.loo_residuals()
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        mean_i = K[i, keep] @ np.linalg.solve(K[np.ix_(keep, keep)], yn[keep])
+        assert e[i] == pytest.approx((yn[i] - mean_i) * gp.s, rel=1e-6, abs=1e-9)
+
+
+def test_trend_loo_residuals_match_refits() -> None:
+    X = _points(3, 7)
+    y = 2.0 * X[:, 0] + np.cos(5.0 * X[:, 1])
+    e = bo._trend_loo_residuals(X, y)
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        pred = bo._trend(X[keep], y[keep], X[i:i + 1])[0]
+        assert e[i] == pytest.approx(y[i] - pred, rel=1e-6, abs=1e-9)
