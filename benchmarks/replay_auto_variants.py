@@ -4,7 +4,7 @@
         --variant alwaystrend [--seeds 5] [--transfer]
 
 Variants: ``default``; ``alwaystrend`` (the trend for every table, as before: TREND_RESOURCES_ONLY off);
-``trend0`` (never the trend); ``loo`` / ``cv`` (bo.TREND_MODE); ``ninitN`` (N space-filling starts);
+``trend0`` (never the trend); ``twW`` (TREND_WEIGHT = W); ``loo`` / ``cv`` (bo.TREND_MODE); ``ninitN`` (N space-filling starts);
 ``randinit`` (random starts instead of maximin). Prints one line per family x objective.
 Run from the worktree as a module (the installed package may be another checkout).
 """
@@ -39,6 +39,8 @@ def apply(variant: str) -> None:
         proposers.TREND_RESOURCES_ONLY = False
     elif variant == "trend0":
         bo.TREND_WEIGHT = 0.0
+    elif variant.startswith("tw"):
+        bo.TREND_WEIGHT = float(variant[2:])
     elif variant in ("loo", "cv"):
         bo.TREND_MODE = variant
         proposers.TREND_RESOURCES_ONLY = False
