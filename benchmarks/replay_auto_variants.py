@@ -5,7 +5,8 @@
 
 Variants: ``default``; ``alwaystrend`` (the trend for every table, as before: TREND_RESOURCES_ONLY off);
 ``trend0`` (never the trend); ``twW`` (TREND_WEIGHT = W); ``loo`` / ``cv`` (bo.TREND_MODE);
-``ninitN`` (N space-filling starts); ``randinit`` (random starts instead of maximin). Prints one line per family x objective.
+``ninitN`` (N space-filling starts); ``randinit`` (random starts instead of maximin).
+Prints one line per family x objective.
 Run from the worktree as a module (the installed package may be another checkout).
 """
 
