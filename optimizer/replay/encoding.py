@@ -19,9 +19,11 @@ import re
 
 import numpy as np
 
-from optimizer.replay.table import Config, Objective, ReplayTable
+from optimizer.replay.features import is_count_knob
+from optimizer.replay.table import NA, Config, Objective, ReplayTable
 
-__all__ = ["COST_NAME", "DERIVE_COST", "FEATURES", "FEATURE_GROUP", "encode", "is_cost_name", "known_log_price"]
+__all__ = ["COST_NAME", "DERIVE_COST", "FEATURES", "FEATURE_GROUP", "encode", "has_resource_knobs", "is_cost_name",
+           "known_log_price"]
 
 #: the knowledge features as extra model inputs (False: today's encoding only)
 FEATURES = True
@@ -82,3 +84,17 @@ def known_log_price(table: ReplayTable, configs: list[Config], objective: Object
     if len(p) == 0 or not np.all(np.isfinite(p) & (p > 0)):
         return None
     return np.log(p)
+
+
+def has_resource_knobs(table: ReplayTable) -> bool:
+    """The table's knobs size resources: some name instance types, sizes or families (the table has knowledge
+    features) or count nodes/workers/instances (:func:`~optimizer.replay.features.is_count_knob`). Such knobs
+    have monotone effects ("more nodes run faster") that a linear trend learns from few points; plain
+    anonymous numbers (e.g. x0, x1 of a test function) need not."""
+    if table.features is not None:
+        return True
+    for j, k in enumerate(table.knobs):
+        vals = sorted({c[j] for c in table.space if c[j] != NA})
+        if is_count_knob(k, vals):
+            return True
+    return False
