@@ -25,12 +25,3 @@ def _no_study_plots() -> Iterator[None]:
 def plots_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """This test checks a study's plots: they are drawn (in-process runs and the processes it starts)."""
     monkeypatch.setenv("NOVATUNE_STUDY_PLOTS", "true")
-
-
-@pytest.fixture(scope="session")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real Prometheus server for the session (it needs about 10 s of its own samples before a test
-    can query it): scraping itself every second on 127.0.0.1; its base URL."""
-    from tests.collectors.usage.conftest import run_prometheus
-
-    yield from run_prometheus(tmp_path_factory.mktemp("prom"))

@@ -24,7 +24,7 @@ from collectors.usage.history import UsageStore
 from collectors.usage.traces import TraceError
 from experiments.cli._common import UserError
 from experiments.cli.observe import observe_cmd, parse_time, target_spec
-from tests.collectors.usage.conftest import BUSY, CPU_Q, MEM_Q, LiveCgroup, make_live_cgroup
+from tests.collectors.usage.conftest import BUSY, CPU_Q, MEM_Q, LiveCgroup, make_live_cgroup, run_prometheus
 
 REPO = Path(__file__).resolve().parents[2]
 app = typer.Typer()
@@ -33,6 +33,11 @@ app = typer.Typer()
 @pytest.fixture
 def live_cgroup() -> Iterator[LiveCgroup]:
     yield from make_live_cgroup()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory) -> Iterator[str]:
+    yield from run_prometheus(tmp_path_factory.mktemp("prom"))
 
 
 app.command()(observe_cmd)

@@ -4,6 +4,7 @@ PROMETHEUS=/path/to/prometheus, else PATH). Outside CI a missing binary skips; u
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -12,9 +13,14 @@ from collectors.usage.errors import PrometheusError, PrometheusUnreachable, Usag
 from collectors.usage.history import UsageStore
 from collectors.usage.promimport import import_prometheus, query_range
 
-from .conftest import CPU_Q, MEM_Q, free_port
+from .conftest import CPU_Q, MEM_Q, free_port, run_prometheus
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory) -> Iterator[str]:
+    yield from run_prometheus(tmp_path_factory.mktemp("prom"))
 
 
 def test_a_cpu_and_a_memory_query_become_one_usage_series_and_are_stored(prometheus, tmp_path):
