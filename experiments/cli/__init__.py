@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
 
 
+#: what an interrupted command says: true of every command (a study restores its trial's knobs, an apply
+#: its writes, bench and the profiler change nothing they do not remove), unlike "the trial's knobs"
+PUT_BACK = "whatever this command changed was put back"
+
+
 def _main(argv: list[str] | None) -> int:
     try:
         rv = app(args=argv, standalone_mode=False)
@@ -115,7 +120,7 @@ def _main(argv: list[str] | None) -> int:
             err.print(f"[red]error:[/] {e}")
         return int(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: the trial's knobs were restored")
+        err.print(f"[yellow]interrupted[/]: {PUT_BACK}")
         return 130
     except SystemExit:
         raise
@@ -123,7 +128,7 @@ def _main(argv: list[str] | None) -> int:
         from experiments.study.outcomes import Interrupted
 
         if isinstance(e, Interrupted):
-            err.print(f"[yellow]interrupted by {e}[/]: the trial's knobs were restored")
+            err.print(f"[yellow]interrupted by {e}[/]: {PUT_BACK}")
             return 130
         if isinstance(e, NovatuneError):
             # one line, whatever the terminal's width
