@@ -28,20 +28,13 @@ from typing import Any
 
 import pandas as pd
 
+from collectors.pricing import load_instance_types
 from optimizer.replay import ReplayTable, parse_objective, run_replay
-from optimizer.replay.families import CatalogEntry, Family, families
+from optimizer.replay.families import Family, families
 
-CATALOG = Path("/work/shared/datasets/pricing/aws-ec2-us-east-1.csv")
 MULTICLOUD = Path("/work/shared/datasets/multicloud/multi-cloud-configuration.csv")
 COLUMNS = ("family", "split", "objective", "sampler", "transfer", "p_within_10pct", "random_p_within_10pct",
            "mean_regret", "target", "met", "seconds")
-
-
-def read_catalog(path: Path = CATALOG) -> dict[str, CatalogEntry]:
-    """instance_type -> catalog figures, from the price catalog CSV."""
-    df = pd.read_csv(path)
-    return {str(r.instance_type): CatalogEntry(int(r.vcpu), float(r.memory_gib), float(r.ondemand_usd_per_hour))
-            for r in df.itertuples()}
 
 
 def all_families() -> list[Family]:
@@ -49,7 +42,7 @@ def all_families() -> list[Family]:
     mc = None
     if MULTICLOUD.exists():
         mc = pd.read_csv(MULTICLOUD, dtype=str, keep_default_na=False, na_values=[""])
-    return families(read_catalog(), multicloud=mc)
+    return families(load_instance_types(), multicloud=mc)
 
 
 def target(p: float, rnd: float, transfer: bool) -> tuple[str, bool]:

@@ -33,10 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from optimizer.replay.features import CatalogEntry
+
 __all__ = [
     "OLD_FAMILIES",
     "SIZES",
-    "CatalogEntry",
+    "InstanceFigures",
     "Family",
     "cloud_runtime",
     "families",
@@ -48,10 +50,11 @@ SIZES: dict[str, int] = {"large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "
 
 
 @dataclass(frozen=True)
-class CatalogEntry:
-    """One instance type's catalog figures."""
+class InstanceFigures:
+    """One instance type's figures where the catalog has none (the older families): the fields of a
+    catalog row that :class:`optimizer.replay.features.CatalogEntry` reads, so both serve alike."""
 
-    vcpu: int
+    vcpus: int
     memory_gib: float
     usd_per_hour: float
 
@@ -99,7 +102,7 @@ def _price(catalog: Mapping[str, CatalogEntry], family: str, size: str) -> Catal
     if family in OLD_FAMILIES:
         per_cpu, per2 = OLD_FAMILIES[family]
         n = SIZES[size]
-        return CatalogEntry(n, per_cpu * n, per2 * n / 2)
+        return InstanceFigures(n, per_cpu * n, per2 * n / 2)
     return catalog[f"{family}.{size}"]
 
 
@@ -166,7 +169,7 @@ def _cloud_frame(
             if not ok:
                 continue
             fam, ent, nodes, disk = spec(c)
-            t, runs = cloud_runtime(w, family=fam, vcpu=ent.vcpu, mem_gib=ent.memory_gib, nodes=nodes, disk=disk)
+            t, runs = cloud_runtime(w, family=fam, vcpu=ent.vcpus, mem_gib=ent.memory_gib, nodes=nodes, disk=disk)
             t *= float(np.exp(rng.normal(0.0, 0.05)))
             runs = runs and rng.uniform() > 0.02  # a few runs fail for no modelled reason
             cost = ent.usd_per_hour * nodes * t / 3600.0
@@ -377,7 +380,8 @@ def multicloud_family(frame: pd.DataFrame) -> Family:
 def families(catalog: Mapping[str, CatalogEntry], *, multicloud: pd.DataFrame | None = None) -> list[Family]:
     """Every family: the dev table (when its frame is given), the cloud tables, the test functions.
 
-    ``catalog`` maps ``instance_type`` (e.g. ``c5.xlarge``) to its :class:`CatalogEntry`; it must
+    ``catalog`` maps ``instance_type`` (e.g. ``c5.xlarge``) to its catalog row
+    (:class:`optimizer.replay.features.CatalogEntry`; ``collectors.pricing``'s instance types serve); it must
     hold c5/m5/r5/c6i/m6i/r6i sizes large..4xlarge.
 
     Raises:

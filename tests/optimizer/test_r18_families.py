@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from optimizer.replay import ReplayTable, parse_objective
-from optimizer.replay.families import OLD_FAMILIES, CatalogEntry, Family, families
+from optimizer.replay.families import OLD_FAMILIES, Family, InstanceFigures, families
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _catalog() -> dict[str, CatalogEntry]:
+def _catalog() -> dict[str, InstanceFigures]:
     """A small catalog: c/m/r generations 5 and 6 at the sizes the families use (AWS list prices)."""
     per2 = {"c": 0.085, "m": 0.096, "r": 0.126}
     gib = {"c": 2, "m": 4, "r": 8}
@@ -23,7 +23,7 @@ def _catalog() -> dict[str, CatalogEntry]:
     for cls in "cmr":
         for gen in ("5", "6i"):
             for size, n in {"large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16}.items():
-                out[f"{cls}{gen}.{size}"] = CatalogEntry(n, gib[cls] * n, per2[cls] * n / 2)
+                out[f"{cls}{gen}.{size}"] = InstanceFigures(n, gib[cls] * n, per2[cls] * n / 2)
     return out
 
 
