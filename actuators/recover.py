@@ -269,6 +269,7 @@ def _remove_netns(journal: Journal, runs: list[_DeadRun], report: RecoverReport)
     """Network namespaces: only the names novatune makes (``ownership.NETNS_NAME``); deleting one deletes the
     veth end in it and so its peer; a veth end of that name left in the host namespace is deleted too."""
     ip = shutil.which("ip")
+    listed: set[str] | None = None  # the namespaces that exist, listed once (when a run has one to delete)
     for dead in runs:
         for r in reversed(dead.netns):
             try:
@@ -281,8 +282,10 @@ def _remove_netns(journal: Journal, runs: list[_DeadRun], report: RecoverReport)
                 report.failed.append(f"{dead.run}: netns {name}: the `ip` command is missing (iproute2)")
                 continue
             try:
-                listed = subprocess.run([ip, "netns", "list"], capture_output=True, text=True, timeout=10).stdout
-                if name in {line.split()[0] for line in listed.splitlines() if line.split()}:
+                if listed is None:
+                    out = subprocess.run([ip, "netns", "list"], capture_output=True, text=True, timeout=10).stdout
+                    listed = {line.split()[0] for line in out.splitlines() if line.split()}
+                if name in listed:
                     subprocess.run([ip, "netns", "delete", name], capture_output=True, timeout=10, check=True)
                     report.netns_removed.append(name)
                 subprocess.run([ip, "link", "delete", "dev", name], capture_output=True, timeout=10)
