@@ -70,6 +70,7 @@ FILENAMES: dict[str, str] = {f.name: f.filename for f in _FORMATS.values()}
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 #: a knob name every format carries as is: the characters of the registry's names and of their ``<field>`` parts
 #: (a device, an interface, an IRQ), no ``..``; a study may hold a sysctl no family declares any more
+_TARGET_BOUND = re.compile(r"nic\.@target\.[a-z_]{1,16}")
 KNOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 #: a sysctl key (``net.ipv4.tcp_fin_timeout``): dotted plain words
 SYSCTL_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
@@ -174,7 +175,8 @@ def check_document(view: StudyView, knobs: dict[str, Any]) -> None:
 
 
 def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
-    knobs = view.knob_values(t)
+    # the study's own target (nic.@target.*: the veth ends of its namespaces) is gone with it: nothing to deploy
+    knobs = {k: v for k, v in view.knob_values(t).items() if not _TARGET_BOUND.fullmatch(k)}
     check_document(view, knobs)
     return {
         "format": "novatune.config/v1",

@@ -73,7 +73,7 @@ def run_trial(run: Run, number: int, params: dict[str, Any]) -> TrialReport:
         profiler.start_trial(number)
     try:
         with session:
-            session.apply_many({resolved.knobs[n]: v for n, v in params.items()})
+            session.apply_many(resolved.values_for(params))
             per_repeat = [run.measurer.window(rep, series, timelines, units) for rep in range(plan.spec.trial.repeats)]
             tr.metrics = run.measurer.reduce(per_repeat, params, throughput_unit=units.get("throughput", ""))
             # per-repeat objective values (derived ones such as cost from the trial's figures)

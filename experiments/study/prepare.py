@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actuators import Catalog, KnobContext
+from actuators import KnobContext
 from collectors.errors import CollectorError, WorkloadError
 from collectors.passive.allowed import PassivePolicy
 from collectors.passive.target import PassiveWorkload
@@ -34,6 +34,7 @@ from experiments.settings import Paths, Settings, config_file
 from experiments.spec import SpecError, StudySpec
 from experiments.study.metric_names import allowed_metrics
 from experiments.study.resolve import Resolved, resolve
+from experiments.study.target_netns import TargetCatalog, check_netns_target
 
 __all__ = ["StudyPlan", "prepare", "run_workload"]
 
@@ -124,7 +125,10 @@ def prepare(
     except (WorkloadError, CollectorError, ValueError, TypeError) as err:
         raise SpecError(source, [f"workload ({spec.workload.kind}): {err}"]) from None
     metric_names = tuple(allowed_metrics(probe.metric_names()))
-    catalog = Catalog(context=KnobContext(protected_interfaces=protected))
+    target_problems = check_netns_target(spec)
+    if target_problems:
+        raise SpecError(source, target_problems)
+    catalog = TargetCatalog(KnobContext(protected_interfaces=protected))  # nic.@target.*: checked, bound later
     resolved = resolve(spec, catalog, check_availability=False, source=source, metrics=metric_names)
     prices = load_unit_prices(profile=spec.cost.profile, model=spec.cost.pricing_model)
     return StudyPlan(spec=spec, source=source, n_trials=n_trials, metric_names=metric_names, resolved=resolved,

@@ -38,13 +38,21 @@ CONDITIONS: tuple[When, ...] = tuple(When(c.knob, c.parent, c.values) for c in R
 class Resolved:
     """The knobs a study will really tune here, its space, and what it skipped and why.
 
-    ``specs`` keeps each knob's range as the spec gave it, for :meth:`bind`.
+    ``specs`` keeps each knob's range as the spec gave it, for :meth:`bind`. ``mirrors``: knobs that take
+    the same value as ``knobs[name]`` in each trial (a netns target's second namespace), each journaled.
     """
 
     knobs: dict[str, Knob]
     space: SearchSpace
     skipped: dict[str, str] = field(default_factory=dict)
     specs: dict[str, KnobSpec] = field(default_factory=dict)
+    mirrors: dict[str, tuple[Knob, ...]] = field(default_factory=dict)
+
+    def values_for(self, params: dict[str, Any]) -> dict[Knob, Any]:
+        """Every knob a trial's ``params`` set (the mirrors with their knob's value)."""
+        out = {self.knobs[n]: v for n, v in params.items()}
+        out.update({m: v for n, v in params.items() for m in self.mirrors.get(n, ())})
+        return out
 
     def bind(self, catalog: Catalog, *, source: str = "<spec>") -> Resolved:
         """The same knobs bound to ``catalog`` (a run's cgroup and pids), without the ones that cannot be used
@@ -178,6 +186,8 @@ def clamp_to_space(values: dict[str, Any], space: SearchSpace) -> dict[str, Any]
     out = {}
     for p in space.params:
         v = values.get(p.name)
+        if isinstance(v, (tuple, list)) and v and not isinstance(p, CategoricalParam):
+            v = v[-1]  # a triplet sysctl (net.ipv4.tcp_rmem: min default max) is searched by its max
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
             continue
         out[p.name] = v

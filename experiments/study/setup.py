@@ -13,6 +13,7 @@ releases the holds. The knobs themselves are restored by each trial's
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from types import TracebackType
@@ -25,11 +26,12 @@ from collectors.errors import CollectorError, WorkloadError
 from collectors.metrics import MetricsSampler, Target, parse_target
 from collectors.workloads.base import Workload
 from experiments.holds import KnobHeld, KnobHolds
-from experiments.settings import Paths
+from experiments.settings import Paths, config_file
 from experiments.spec import PassiveWorkloadSpec
 from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.prepare import StudyPlan
 from experiments.study.resolve import Resolved
+from experiments.study.target_netns import NetnsTarget, mirror_knobs
 
 __all__ = ["RunContext"]
 
@@ -67,10 +69,12 @@ class RunContext:
         self._holds: KnobHolds | None = None
         self._recorded: list[tuple[int, float]] = []  # workload (pid, ctime) in the journal
         self._scratch: list[Path] = []
+        self.target: NetnsTarget | None = None  # target.netns: the namespace pair the run owns
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> RunContext:
         try:
+            self._make_target()
             self._create_cgroup()
             self._start_workload()
             self._bind_knobs()
@@ -104,11 +108,19 @@ class RunContext:
         if self._holds is not None:
             self._holds.release()  # every knob was restored by now (each trial's session)
             self._holds = None
+        if self.target is not None:  # after the workload: its server lives in the namespace
+            self.target.close()
+            self.target = None
 
     # ---------------------------------------------------------------- steps
     @property
     def passive(self) -> bool:
         return self.plan.spec.workload.kind == "passive"
+
+    def _make_target(self) -> None:
+        t = self.plan.spec.target
+        if t is not None and t.netns is not None:
+            self.target = NetnsTarget(t.netns, journal=self.journal, run_id=self.run_id).__enter__()
 
     def _create_cgroup(self) -> None:
         knobs = self.plan.spec.knobs
@@ -128,7 +140,12 @@ class RunContext:
             self.cgroup_reason = f"no workload cgroup: {err}"
 
     def _start_workload(self) -> None:
-        workload = self.plan.build_workload(self.workdir / "work", paths=self.paths)  # policy and roots bound
+        if self.target is not None:  # server in namespace a, client in b
+            workload: Workload = self.target.workload(self.plan.spec, self.workdir / "work",
+                                                      allowed_roots=self.plan.allowed_paths,
+                                                      protected=(self.paths.home, config_file()))
+        else:
+            workload = self.plan.build_workload(self.workdir / "work", paths=self.paths)  # policy and roots bound
         self.workload = workload
         preexec = None
         if self.cgroup is not None:
@@ -181,9 +198,13 @@ class RunContext:
 
     def _bind_knobs(self) -> None:
         assert self.workload is not None
-        catalog = Catalog(context=KnobContext(cgroup=self.cgroup, pids=self.workload.pids,
-                                              protected_interfaces=self.plan.protected_interfaces))
+        context = KnobContext(cgroup=self.cgroup, pids=self.workload.pids,
+                              protected_interfaces=self.plan.protected_interfaces)
+        catalog = Catalog(context=context) if self.target is None else self.target.catalog(context)
         self.resolved = self.plan.resolved.bind(catalog, source=self.plan.source)
+        if self.target is not None and self.target.pair is not None:  # the same values in namespace b
+            mirrors = mirror_knobs(list(self.resolved.knobs), context, self.target.pair)
+            self.resolved = dataclasses.replace(self.resolved, mirrors=mirrors)
         skipped = dict(self.resolved.skipped)
         for k in skipped:
             if k.startswith("sizing.") and self.cgroup_reason:

@@ -179,7 +179,8 @@ class Tracker:
         self.client.log_batch(
             rid,
             metrics=[Metric(k, v, ts, 0) for k, v in _finite(metrics).items()],
-            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            # MLflow keys take no '@': nic.@target.tso (a netns target's veth ends) is logged as nic.target.tso
+            params=[Param(k.replace("@", ""), str(v)[:6000]) for k, v in params.items()],
             tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()],
         )
         self._log_artifacts(rid, artifacts)
