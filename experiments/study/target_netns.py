@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,20 +37,22 @@ from actuators.nic import NIC_LEAVES, Ethtool, NicKnob, nic_knob
 from collectors.errors import WorkloadError
 from collectors.workloads.tools.iperf3 import Iperf3Adapter, Iperf3Workload
 from collectors.workloads.tools.workload import free_port, make_adapter, which_or_error
+from collectors.workloads.tools.wrk import WrkWorkload
+from collectors.workloads.tools.wrk import _interpreter as wrk_interpreter
 from experiments.bench.netns import NetnsError, NetnsPair, _ip, netns_pair
 
 if TYPE_CHECKING:
     from experiments.spec import StudySpec
 
 __all__ = [
-    "NETNS_WORKLOADS", "TARGET_NIC", "NetnsIperf3Workload", "NetnsTarget", "NetnsTargetSpec", "TargetCatalog",
-    "check_netns_target", "mirror_knobs",
+    "NETNS_WORKLOADS", "TARGET_NIC", "NetnsIperf3Workload", "NetnsTarget", "NetnsTargetSpec", "NetnsWrkWorkload",
+    "TargetCatalog", "check_netns_target", "mirror_knobs",
 ]
 
 #: the name prefix of the veth ends' ethtool knobs
 TARGET_NIC = "nic.@target."
 #: workload kinds that run server in namespace a, client in namespace b
-NETNS_WORKLOADS = ("iperf3",)
+NETNS_WORKLOADS = ("iperf3", "wrk")
 _CLONE_NEWNET = 0x40000000
 _MTU_LOW, _MTU_HIGH = 1280, 65535
 
@@ -84,6 +88,9 @@ def check_netns_target(spec: StudySpec) -> list[str]:
     if has and spec.workload.kind not in NETNS_WORKLOADS:
         problems.append(f"target.netns: the {spec.workload.kind} workload cannot run across the namespace pair; "
                         f"workload kinds allowed with target.netns: {', '.join(NETNS_WORKLOADS)}")
+    if has and getattr(spec.workload, "url", None) is not None:
+        problems.append("workload.url: not with target.netns (the study starts the server in its namespace); "
+                        "leave url out")
     return problems
 
 
@@ -132,7 +139,16 @@ def _setns_preexec(nsfile: str, inner: Callable[[], None] | None) -> Callable[[]
     return _pre
 
 
-class NetnsIperf3Workload(Iperf3Workload):
+class _AcrossPair:
+    """What the netns workloads share: the pair, and each client run (the tool) in namespace ``b``."""
+
+    pair: NetnsPair
+
+    def _tool_preexec(self, run_as: Any = None) -> Callable[[], None]:
+        return _setns_preexec(f"/run/netns/{self.pair.b}", super()._tool_preexec(run_as))  # type: ignore[misc]
+
+
+class NetnsIperf3Workload(_AcrossPair, Iperf3Workload):
     """iperf3 across the pair: ``iperf3 -s`` (user ``nobody``) in namespace ``a`` on the veth address there,
     each client run in namespace ``b`` against it. Everything else is :class:`Iperf3Workload`'s."""
 
@@ -165,8 +181,55 @@ class NetnsIperf3Workload(Iperf3Workload):
             rows = [line.split() for line in f.readlines()[1:]]
         return any(len(r) > 3 and r[3] == "0A" and int(r[1].rpartition(":")[2], 16) == port for r in rows)
 
-    def _tool_preexec(self, run_as: Any = None) -> Callable[[], None]:
-        return _setns_preexec(f"/run/netns/{self.pair.b}", super()._tool_preexec(run_as))
+
+def _listen_in(nsfile: str, addr: str) -> socket.socket:
+    """A TCP socket listening on ``addr``:<free port> inside the namespace of ``nsfile``, bound from a
+    short-lived thread that joined it (a socket stays in the namespace it was made in)."""
+    out: dict[str, Any] = {}
+
+    def _bind() -> None:
+        try:
+            _setns_preexec(nsfile, None)()  # this thread only
+            sock = socket.socket()
+            sock.bind((addr, 0))
+            sock.listen(4096)  # capped by the namespace's somaxconn
+            out["sock"] = sock
+        except OSError as err:
+            out["err"] = err
+
+    t = threading.Thread(target=_bind, name="netns-listen", daemon=True)
+    t.start()
+    t.join(timeout=10)
+    if "sock" not in out:
+        raise WorkloadError(f"wrk: cannot listen on {addr} in {nsfile}: {out.get('err', 'timed out')}")
+    return out["sock"]
+
+
+class NetnsWrkWorkload(_AcrossPair, WrkWorkload):
+    """wrk across the pair: the built-in HTTP server (user ``nobody``) in namespace ``a`` on a socket novatune
+    bound to the veth address there, each wrk run in namespace ``b``."""
+
+    def __init__(self, workdir: str | os.PathLike[str], *, pair: NetnsPair, **options: Any) -> None:
+        self.pair = pair
+        super().__init__(workdir, **options)
+
+    def _start_tuned(self, preexec_fn: Callable[[], None] | None) -> None:
+        private = self._server_dir()
+        www = private.top / "www"
+        private.open_to()
+        python = wrk_interpreter(private.account)
+        listener = _listen_in(f"/run/netns/{self.pair.a}", self.pair.addr_a)
+        try:
+            fd = listener.fileno()
+            argv = [python, "-I", str(private.top / "http_server.py"), "http", "--root", str(www), "--fd", str(fd)]
+            proc = self._spawn_tuned(argv, _setns_preexec(f"/run/netns/{self.pair.a}", preexec_fn),
+                                     stdout_pipe=True, private=private, pass_fds=(fd,))
+            port = listener.getsockname()[1]
+        finally:
+            listener.close()
+        if self._read_ready(proc) != port:
+            raise WorkloadError("wrk: the HTTP server reported another port than the one it was given")
+        self.url = f"http://{self.pair.addr_a}:{port}/index.html"
 
 
 class NetnsTarget:
@@ -214,9 +277,11 @@ class NetnsTarget:
         return TargetCatalog(self.context(base), {self.pair.a: self.pair.a, self.pair.b: self.pair.b})
 
     def workload(self, spec: StudySpec, workdir: Path, *, allowed_roots: tuple[str, ...],
-                 protected: tuple[Any, ...]) -> NetnsIperf3Workload:
+                 protected: tuple[Any, ...]) -> NetnsIperf3Workload | NetnsWrkWorkload:
         assert self.pair is not None
         opts = spec.workload.model_dump()
-        opts.pop("kind")
+        if opts.pop("kind") == "wrk":
+            return NetnsWrkWorkload(workdir, pair=self.pair, allowed_roots=allowed_roots, protected=protected,
+                                    **opts)
         return NetnsIperf3Workload(workdir, pair=self.pair, allowed_roots=allowed_roots, protected=protected,
                                    **opts)

@@ -59,7 +59,13 @@ def test_a_workload_that_cannot_cross_the_pair_is_refused(tmp_path):
     with pytest.raises(SpecError) as err:
         _prepare(tmp_path, _spec(workload={"kind": "stress-ng"}))
     assert "target.netns: the stress-ng workload cannot run across the namespace pair" in str(err.value)
-    assert "allowed with target.netns: iperf3" in str(err.value)
+    assert "allowed with target.netns: iperf3, wrk" in str(err.value)
+
+
+def test_a_wrk_url_is_refused_with_a_netns_target(tmp_path):
+    with pytest.raises(SpecError) as err:
+        _prepare(tmp_path, _spec(workload={"kind": "wrk", "url": "http://127.0.0.1:8080/"}))
+    assert "workload.url: not with target.netns" in str(err.value)
 
 
 @pytest.mark.parametrize(("target", "needle"), [

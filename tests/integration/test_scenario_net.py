@@ -158,3 +158,31 @@ def test_kill_9_mid_trial_then_recover_deletes_the_pair_and_the_server(tmp_path,
     assert _host() == before
     again = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
     assert again["netns_removed"] == [] and again["killed"] == []
+
+
+def test_wrk_across_the_pair_skips_host_wide_knobs_with_the_reason(tmp_path, home):
+    """wrk in namespace b against the study's HTTP server in a; busy_poll (host-wide) skipped, never written."""
+    if subprocess.run(["which", "wrk"], capture_output=True).returncode != 0:
+        pytest.skip("wrk not installed (Debian package: wrk)")
+    before = _host()
+    spec = {"name": "net-wrk", "workload": {"kind": "wrk", "threads": 1, "connections": 16},
+            "target": {"netns": {}},
+            "knobs": {"net.ipv4.tcp_congestion_control": {"choices": ["reno", "bbr"]},
+                      "nic.@target.tso": {"choices": ["on", "off"]},
+                      "net.core.busy_poll": {"low": 0, "high": 50}},
+            "objectives": {"throughput": "maximize"},
+            "trial": {"warmup_s": 0, "measure_s": 2}, "budget": {"trials": 2}}
+    path = tmp_path / "net-wrk.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run = novatune("study", "run", str(path), home=home, timeout=240)
+    assert run.returncode == 0, run.stdout + run.stderr
+    show = json.loads(novatune("study", "show", "net-wrk", "--json", home=home, check=True).stdout)
+    assert "host-wide" in show["skipped"]["net.core.busy_poll"], show["skipped"]
+    assert [t["state"] for t in show["trials"]] == ["complete", "complete"]
+    for t in show["trials"]:
+        assert t["values"]["throughput"] > 100, t  # req/s over the veth pair
+    recs = _records(home)
+    assert not any(r.get("knob") == "net.core.busy_poll" for r in recs)
+    made = {r["target"] for r in recs if r.get("kind") == "netns" and r.get("event") == "created"}
+    assert len(made) == 2 and not made & _netns()
+    assert _host() == before
