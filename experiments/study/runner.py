@@ -142,8 +142,9 @@ class StudyRunner:
                   region=opened.region)
         optimize(run, done_before=opened.done_before, remeasured_before=opened.remeasured_before)
         baseline = opened.baseline
-        report.restore_mismatches = [f"{n}: {knob.read()!r} != baseline {baseline[n]!r}"
-                                     for n, knob in ctx.resolved.knobs.items() if knob.read() != baseline[n]]
+        bound = [*ctx.resolved.knobs.items(), *((n, m) for n, ms in ctx.resolved.mirrors.items() for m in ms)]
+        report.restore_mismatches = [f"{knob.name}: {knob.read()!r} != baseline {baseline[n]!r}"
+                                     for n, knob in bound if knob.read() != baseline[n]]  # mirrors: a twin namespace
 
     def run(self) -> StudyReport:
         """Run the study to its end (budget, timeout, convergence); returns its report.
