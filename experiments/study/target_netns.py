@@ -75,6 +75,9 @@ def check_netns_target(spec: StudySpec) -> list[str]:
     has = spec.target is not None and spec.target.netns is not None
     problems = []
     for name in spec.knobs:
+        if has and name.startswith("nic.") and not name.startswith(TARGET_NIC):
+            problems.append(f"knobs.{name}: with target.netns the nic knobs act on the study's veth ends, not "
+                            "a host interface; name them nic.@target.<leaf> (" + ", ".join(NIC_LEAVES) + ")")
         if not name.startswith(TARGET_NIC):
             continue
         leaf = name[len(TARGET_NIC):]

@@ -62,6 +62,13 @@ def test_a_workload_that_cannot_cross_the_pair_is_refused(tmp_path):
     assert "allowed with target.netns: iperf3, wrk" in str(err.value)
 
 
+def test_a_host_interface_is_refused_with_a_netns_target(tmp_path):
+    with pytest.raises(SpecError) as err:
+        _prepare(tmp_path, _spec(knobs={"nic.lo.tso": {"choices": ["on", "off"]}}))
+    assert "knobs.nic.lo.tso: with target.netns the nic knobs act on the study's veth ends" in str(err.value)
+    assert "nic.@target.<leaf> (tso, gso, gro" in str(err.value)
+
+
 def test_a_wrk_url_is_refused_with_a_netns_target(tmp_path):
     with pytest.raises(SpecError) as err:
         _prepare(tmp_path, _spec(workload={"kind": "wrk", "url": "http://127.0.0.1:8080/"}))

@@ -136,9 +136,7 @@ def _start(tmp_path: Path, home: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_kill_9_mid_trial_then_recover_deletes_the_pair_and_the_server(tmp_path, home):
-    before = _host()
-    proc = _start(tmp_path, home)
+def _kill_mid_measurement(proc: subprocess.Popen[str], home: Path) -> None:
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # until the baseline trial measures (iperf3 client running)
@@ -156,21 +154,33 @@ def test_kill_9_mid_trial_then_recover_deletes_the_pair_and_the_server(tmp_path,
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=30)
-    recs = _records(home)
-    made = [r["target"] for r in recs if r.get("kind") == "netns" and r.get("event") == "created"]
-    servers = [r["target"] for r in recs if r.get("kind") == "process" and r.get("event") == "created"]
-    assert len(made) == 2 and set(made) <= _netns(), "the crash left no pair: the test would prove nothing"
-    assert servers  # journaled; it may already have died of its parent-death signal (PR_SET_PDEATHSIG)
 
-    rec = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
-    assert rec["failed"] == [], rec
-    assert sorted(rec["netns_removed"]) == sorted(made)
-    assert _gone(set(made))
-    time.sleep(0.5)
-    assert not any(_running(int(p)) for p in servers), "the killed run's server survived recover"
-    assert _host() == before
-    again = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
-    assert again["netns_removed"] == [] and again["killed"] == []
+
+def test_kill_9_mid_trial_then_recover_deletes_the_pair_and_the_server(tmp_path, home):
+    before = _host()
+    proc = _start(tmp_path, home)
+    recovered = False
+    try:
+        _kill_mid_measurement(proc, home)
+        recs = _records(home)
+        made = [r["target"] for r in recs if r.get("kind") == "netns" and r.get("event") == "created"]
+        servers = [r["target"] for r in recs if r.get("kind") == "process" and r.get("event") == "created"]
+        assert len(made) == 2 and set(made) <= _netns(), "the crash left no pair: the test would prove nothing"
+        assert servers  # journaled; it may already have died of its parent-death signal (PR_SET_PDEATHSIG)
+
+        rec = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
+        recovered = True
+        assert rec["failed"] == [], rec
+        assert sorted(rec["netns_removed"]) == sorted(made)
+        assert _gone(set(made))
+        time.sleep(0.5)
+        assert not any(_running(int(p)) for p in servers), "the killed run's server survived recover"
+        assert _host() == before
+        again = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
+        assert again["netns_removed"] == [] and again["killed"] == []
+    finally:
+        if not recovered:  # a failed test leaves nothing behind either
+            novatune("recover", home=home)
 
 
 def test_wrk_across_the_pair_skips_host_wide_knobs_with_the_reason(tmp_path, home):
