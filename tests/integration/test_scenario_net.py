@@ -109,7 +109,7 @@ def test_scenario_net_veth_tunes_inside_both_namespaces_and_leaves_nothing(tmp_p
     restored = [r for r in recs if r.get("kind") == "knob" and r.get("event") == "restored"]
     assert len(restored) == len(applied)
     # observed from outside, in the namespaces, while the study ran: the sampled trial's tcp_rmem
-    assert set(watcher.seen) == set(pair), watcher.seen
+    assert set(pair) <= set(watcher.seen), watcher.seen  # (another test may make namespaces meanwhile)
     rmem = next(r["new"] for r in applied if r["knob"] == "net.ipv4.tcp_rmem")
     for ns in pair:
         assert " ".join(rmem.split()) in watcher.seen[ns], (ns, watcher.seen[ns])
