@@ -75,8 +75,12 @@ class StudyPlan:
 
     @property
     def target_key(self) -> str:
-        """What "the same target" means for warm starts: the workload as specified, on this host."""
-        return f"{socket.gethostname()}:{json.dumps(self.spec.workload.model_dump(mode='json'), sort_keys=True)}"
+        """What "the same target" means for warm starts: the workload as specified (and the spec's ``target``
+        section when it has one: a veth pair is not loopback), on this host."""
+        what: Any = self.spec.workload.model_dump(mode="json")
+        if self.spec.target is not None:
+            what = {"workload": what, "target": self.spec.target.model_dump(mode="json")}
+        return f"{socket.gethostname()}:{json.dumps(what, sort_keys=True)}"
 
     def spec_attrs(self) -> dict[str, Any]:
         """The spec as the study records it (user attribute ``spec``)."""

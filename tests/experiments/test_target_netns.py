@@ -124,3 +124,13 @@ def test_the_pair_is_journaled_bound_and_deleted(tmp_path):
     assert _netns() == before
     events = [(r["event"], r["target"]) for r in journal.records() if r.get("kind") == "netns"]
     assert events == [("created", pair.a), ("created", pair.b), ("released", pair.a), ("released", pair.b)]
+
+
+def test_warm_starts_do_not_mix_the_pair_with_loopback(tmp_path):
+    paths = Paths(tmp_path / "home").ensure()
+    with_pair = prepare(parse_spec(_spec()), paths=paths, settings=Settings())
+    loopback = _spec()
+    del loopback["target"]
+    plain = prepare(parse_spec(loopback), paths=paths, settings=Settings())
+    assert with_pair.target_key != plain.target_key
+    assert plain.target_key.endswith(':{"kind": "iperf3", "streams": 1}')  # unchanged for specs without target
