@@ -318,6 +318,19 @@ class ChooseSpec(_Strict):
     target: str | None = None
 
 
+class JustifySpec(_Strict):
+    """Before the study exports, keep only the changes whose effect is measured: the chosen configuration
+    and, for each knob it changes, the same configuration with that knob put back, re-measured in
+    ``rounds`` shuffled rounds (see :mod:`optimizer.justify`). A knob is kept when it makes an objective or
+    an SLA metric better by at least ``min_effect_pct`` with an interval that excludes zero (chance
+    ``alpha`` of keeping one without effect); the others stay as found. ``rounds: 0`` ships the choice as
+    it is (also the ``study_justify`` setting, off)."""
+
+    rounds: int = Field(default=3, ge=0, le=10)
+    alpha: float = Field(default=0.05, gt=0, le=0.5)
+    min_effect_pct: float = Field(default=1.0, ge=0, le=100)
+
+
 class ProfileSpec(_Strict):
     """Profile the tuned processes (the workload's Python processes, with their children) with py-spy in
     every trial's measurement window: each trial's flamegraph and its diff against the baseline trial go to
@@ -348,6 +361,7 @@ class StudySpec(_Strict):
     trust_region: TrustRegionSpec | None = None
     warm_start: WarmStartSpec = WarmStartSpec()
     choose: ChooseSpec = ChooseSpec()
+    justify: JustifySpec = JustifySpec()
     profile: ProfileSpec | None = None
 
     @field_validator("knobs")

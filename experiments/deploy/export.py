@@ -76,6 +76,8 @@ SYSCTL_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 #: a knob value as text that every format carries as is: a scheduler, a THP mode, a CPU list or mask, a
 #: governor, an instance type (no space, quote, ``=``, ``[``, ``%``, ``$``, ``#``, newline or other control)
 PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.,:+-]{1,4096}")
+#: a metric name in a justification's evidence
+_METRIC = re.compile(r"[A-Za-z0-9_.]{1,128}")
 
 
 class ExportError(NovatuneError, ValueError):
@@ -173,8 +175,45 @@ def check_document(view: StudyView, knobs: dict[str, Any]) -> None:
                           + "; ".join(problems))
 
 
+def _effect_text(e: Any) -> str | None:
+    """``metric +12.3 % [+8.1, +16.5]`` rebuilt from a stored effect's numbers (never its stored text)."""
+    if not isinstance(e, dict) or not isinstance(e.get("metric"), str) or not _METRIC.fullmatch(e["metric"]):
+        return None
+    try:
+        nums = [float(e[k]) for k in ("change_pct", "low_pct", "high_pct")]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not all(math.isfinite(x) for x in nums):
+        return None
+    return f"{e['metric']} {nums[0]:+.1f} % [{nums[1]:+.1f}, {nums[2]:+.1f}]"
+
+
+def _justification(view: StudyView, t: Any) -> dict[str, dict[str, Any]] | None:
+    """Per changed knob of a justified trial: ``kept`` (bool) and ``evidence`` (the effects that justify it,
+    or why it was put back), from the study's ``justified`` record; None when ``t`` is not the justified trial."""
+    j = view.attrs.get("justified")
+    if not isinstance(j, dict) or j.get("trial") != t.number or not isinstance(j.get("knobs"), dict):
+        return None
+    out = {}
+    for name, k in j["knobs"].items():
+        if not isinstance(k, dict):
+            continue
+        kept = k.get("kept") is True
+        effects = [e for e in k.get("effects") or [] if isinstance(e, dict) and (e.get("better") is True or not kept)]
+        texts = [x for x in map(_effect_text, effects) if x]
+        out[str(name)] = {"kept": kept, "evidence": "; ".join(texts) or "not measured",
+                          "rounds": j.get("rounds")}
+    return out
+
+
 def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
     knobs = view.knob_values(t)
+    why = _justification(view, t)
+    doc: dict[str, Any] = {}
+    if why is not None:  # only the changes with a measured effect ship; the others stay as they are found
+        knobs = {k: v for k, v in knobs.items() if why.get(k, {}).get("kept")}
+        doc["evidence"] = {k: w["evidence"] for k, w in why.items() if w["kept"]}
+        doc["left_as_found"] = {k: w["evidence"] for k, w in why.items() if not w["kept"]}
     check_document(view, knobs)
     return {
         "format": "novatune.config/v1",
@@ -182,6 +221,7 @@ def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
         "trial": t.number,
         "chosen_by": chosen_by,
         "knobs": knobs,
+        **doc,
         "objectives": dict(zip(view.objectives, t.values)),
         "metrics": t.user_attrs.get("metrics", {}),
         "exported_at": _exported_at(),

@@ -161,14 +161,17 @@ class Measurer:
         return out
 
     @staticmethod
-    def save_series(workdir: Path, number: int, series: list[pd.DataFrame], timelines: list[pd.DataFrame]) -> None:
-        """Persist a trial's collector series and workload timeline (CSV; units in ``series-units.csv``)."""
+    def save_series(workdir: Path, number: int, series: list[pd.DataFrame], timelines: list[pd.DataFrame], *,
+                    stem: str | None = None) -> None:
+        """Persist a trial's collector series and workload timeline (CSV; units in ``series-units.csv``) as
+        ``trials/<stem>-series.csv`` and ``-workload.csv`` (``stem`` default ``trial-NNN``)."""
         base = workdir / "trials"
+        stem = stem or f"trial-{number:03d}"
         if series:
             frame = pd.concat(series)
-            frame.to_csv(base / f"trial-{number:03d}-series.csv", index_label="time")
+            frame.to_csv(base / f"{stem}-series.csv", index_label="time")
             units = workdir / "series-units.csv"
             if not units.exists():
                 pd.Series(series[0].attrs.get("units", {}), name="unit").rename_axis("metric").to_csv(units)
         if timelines:
-            pd.concat(timelines).to_csv(base / f"trial-{number:03d}-workload.csv")
+            pd.concat(timelines).to_csv(base / f"{stem}-workload.csv")
