@@ -179,10 +179,15 @@ class RunContext:
             out["c"] = parse_target(w.cgroup)
         return out
 
-    def _bind_knobs(self) -> None:
+    def knob_context(self) -> KnobContext:
+        """What this run's knobs bind to (its cgroup, its workload's processes): the spec's knobs, and any
+        other knob measured against the same workload (``novatune bench gain``)."""
         assert self.workload is not None
-        catalog = Catalog(context=KnobContext(cgroup=self.cgroup, pids=self.workload.pids,
-                                              protected_interfaces=self.plan.protected_interfaces))
+        return KnobContext(cgroup=self.cgroup, pids=self.workload.pids,
+                           protected_interfaces=self.plan.protected_interfaces)
+
+    def _bind_knobs(self) -> None:
+        catalog = Catalog(context=self.knob_context())
         self.resolved = self.plan.resolved.bind(catalog, source=self.plan.source)
         skipped = dict(self.resolved.skipped)
         for k in skipped:
