@@ -32,7 +32,7 @@ import pandas as pd
 from actuators import ActuatorError, Catalog, ChangeSession, Journal, Knob, recover
 from collectors.errors import NovatuneError
 from experiments.deploy.export import ExportError, render
-from experiments.deploy.tuned_stock import DEFAULT_DIRS, STOCK_PROFILES, ProfileError, resolve_profile
+from experiments.deploy.tuned_stock import DEFAULT_DIRS, STOCK_PROFILES, TunedProfileError, resolve_profile
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.safefs import write_file
 from experiments.settings import Paths
@@ -117,7 +117,7 @@ def _profile_arms(profiles: Sequence[str], dirs: Sequence[Path], catalog: Catalo
 
         try:
             resolved = resolve_profile(p, dirs=dirs, devices=devices, current=current)
-        except ProfileError as err:
+        except TunedProfileError as err:
             not_applied[p] = str(err)
             continue
         arm = _bind(p, resolved.values, catalog, "TuneD " + " -> ".join(resolved.chain))

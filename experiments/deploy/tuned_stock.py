@@ -27,7 +27,7 @@ from actuators.registry import REGISTRY
 from collectors.errors import NovatuneError
 from experiments.deploy.deployed import _tuned_inverse
 
-__all__ = ["DEFAULT_DIRS", "STOCK_PROFILES", "ProfileError", "ResolvedProfile", "resolve_profile"]
+__all__ = ["DEFAULT_DIRS", "STOCK_PROFILES", "TunedProfileError", "ResolvedProfile", "resolve_profile"]
 
 #: where TuneD looks for profiles, in its order (a profile in /etc/tuned hides the packaged one)
 DEFAULT_DIRS: tuple[Path, ...] = (Path("/etc/tuned"), Path("/usr/lib/tuned"))
@@ -39,7 +39,7 @@ _VAR = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _MAX_DEPTH = 10
 
 
-class ProfileError(NovatuneError, ValueError):
+class TunedProfileError(NovatuneError, ValueError):
     """A profile that cannot be read (unknown name, not a TuneD profile, an include loop): exit 2, HTTP 422."""
 
     exit_code = 2
@@ -64,7 +64,7 @@ class _CaseKeeping(configparser.ConfigParser):
 
 def _read(name: str, dirs: Sequence[Path]) -> configparser.ConfigParser:
     if not _NAME.fullmatch(name) or ".." in name:
-        raise ProfileError(f"{name!r} is not a TuneD profile name (letters, digits, '_', '.', '-'; no path)")
+        raise TunedProfileError(f"{name!r} is not a TuneD profile name (letters, digits, '_', '.', '-'; no path)")
     for d in dirs:
         conf = d / name / "tuned.conf"
         if conf.is_file():
@@ -72,16 +72,16 @@ def _read(name: str, dirs: Sequence[Path]) -> configparser.ConfigParser:
             try:
                 parser.read_string(conf.read_text(encoding="utf-8"), source=str(conf))
             except (OSError, UnicodeDecodeError, configparser.Error) as err:
-                raise ProfileError(f"{conf}: not a TuneD profile: {err}") from None
+                raise TunedProfileError(f"{conf}: not a TuneD profile: {err}") from None
             return parser
     shown = ", ".join(map(str, dirs)) or "(none)"
-    raise ProfileError(f"no TuneD profile {name!r} in {shown} (Debian package: tuned; or set tuned_profile_dirs)")
+    raise TunedProfileError(f"no TuneD profile {name!r} in {shown} (Debian package: tuned; or set tuned_profile_dirs)")
 
 
 def _merged(name: str, dirs: Sequence[Path], chain: list[str], depth: int = 0) -> dict[str, dict[str, str]]:
     """Section -> options of ``name`` with its includes merged in (included first, then overridden)."""
     if depth > _MAX_DEPTH or name in chain:
-        raise ProfileError(f"TuneD profile {name!r}: include loop or more than {_MAX_DEPTH} levels: "
+        raise TunedProfileError(f"TuneD profile {name!r}: include loop or more than {_MAX_DEPTH} levels: "
                            f"{' -> '.join([*chain, name])}")
     parser = _read(name, dirs)
     out: dict[str, dict[str, str]] = {}
@@ -148,7 +148,7 @@ def resolve_profile(name: str, *, dirs: Sequence[Path] = DEFAULT_DIRS, devices: 
         current: the knob's value now (for ``>``/``<`` values); raising or None: the profile's number.
 
     Raises:
-        ProfileError: unknown profile, bad name, unreadable file, include loop.
+        TunedProfileError: unknown profile, bad name, unreadable file, include loop.
     """
     out = ResolvedProfile(name)
     sections = _merged(name, dirs, out.chain)

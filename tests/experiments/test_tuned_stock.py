@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.deploy.tuned_stock import STOCK_PROFILES, ProfileError, resolve_profile
+from experiments.deploy.tuned_stock import STOCK_PROFILES, TunedProfileError, resolve_profile
 
 
 def _profile(root: Path, name: str, text: str) -> None:
@@ -43,14 +43,14 @@ def test_conditions_variables_functions_and_unknown_options_are_skipped_with_rea
 def test_bad_names_unknown_profiles_and_include_loops_are_refused(tmp_path: Path) -> None:
     _profile(tmp_path, "a", "[main]\ninclude=b\n")
     _profile(tmp_path, "b", "[main]\ninclude=a\n")
-    with pytest.raises(ProfileError, match="include loop"):
+    with pytest.raises(TunedProfileError, match="include loop"):
         resolve_profile("a", dirs=[tmp_path])
-    with pytest.raises(ProfileError, match="not a TuneD profile name"):
+    with pytest.raises(TunedProfileError, match="not a TuneD profile name"):
         resolve_profile("../etc", dirs=[tmp_path])
-    with pytest.raises(ProfileError, match="no TuneD profile 'nope' in"):
+    with pytest.raises(TunedProfileError, match="no TuneD profile 'nope' in"):
         resolve_profile("nope", dirs=[tmp_path])
     _profile(tmp_path, "broken", "no section header\n")
-    with pytest.raises(ProfileError, match="not a TuneD profile"):
+    with pytest.raises(TunedProfileError, match="not a TuneD profile"):
         resolve_profile("broken", dirs=[tmp_path])
 
 
