@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,8 +34,8 @@ from collectors.errors import CollectorError, WorkloadError
 from collectors.workloads.base import Measurement
 from collectors.workloads.tools.stress_ng import StressNgWorkload
 
-__all__ = ["NEIGHBOUR_METRICS", "NEIGHBOUR_WORKLOADS", "Neighbour", "NeighbourSpec", "bind_target", "check_neighbour",
-           "neighbour_metrics"]
+__all__ = ["NEIGHBOUR_METRICS", "NEIGHBOUR_WORKLOADS", "Neighbour", "NeighbourSpec", "acts_on", "bind_target",
+           "check_neighbour", "neighbour_metrics"]
 
 #: workload kinds a neighbour can sit next to: a service whose latency is measured while the batch job runs
 NEIGHBOUR_WORKLOADS: tuple[str, ...] = ("oltp",)
@@ -67,6 +67,17 @@ def check_neighbour(kind: str, knobs: list[str]) -> list[str]:
         problems.append(f"target.neighbour: the {kind} workload cannot have a neighbour; allowed workload kinds: "
                         f"{', '.join(NEIGHBOUR_WORKLOADS)} (a service whose latency is measured next to the batch job)")
     return problems
+
+
+def acts_on(spec: Mapping[str, Any] | None) -> str | None:
+    """What a stored spec's (``spec`` user attribute) process and cgroup knobs act on when it has a target
+    (``study show``), else None."""
+    target = (spec or {}).get("target") or {}
+    nb = target.get("neighbour") if isinstance(target, Mapping) else None
+    if not isinstance(nb, Mapping):
+        return None
+    return (f"the neighbour (stress-ng {nb.get('stressor')} x {nb.get('workers')}, its processes and cgroup), "
+            "not the measured workload")
 
 
 def neighbour_metrics(spec: NeighbourSpec | None) -> tuple[str, ...]:
