@@ -123,8 +123,9 @@ class RunContext:
             self.cgroup_reason = ("passive workload: novatune does not move processes it did not start into "
                                   "a cgroup, so sizing knobs do not apply")
             return
-        if not any(k.startswith("sizing.") for k in knobs) or self.plan.spec.target is not None:
-            return  # with a target, the sizing knobs act on the target's cgroup
+        target = self.plan.spec.target
+        if not any(k.startswith("sizing.") for k in knobs) or (target is not None and target.neighbour is not None):
+            return  # with a neighbour, the sizing knobs act on its cgroup
         controllers = list(_SIZING_CONTROLLERS)
         if any(k.startswith("sizing.cpuset_") for k in knobs):
             controllers.append("cpuset")
