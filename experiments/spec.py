@@ -30,6 +30,7 @@ from pydantic import (
 
 from collectors.errors import NovatuneError
 from experiments.settings import NAME_RE  # the one study-name rule (settings.check_name)
+from experiments.study.target_neighbour import NeighbourSpec
 
 __all__ = [
     "WORKLOAD_SPECS",
@@ -44,6 +45,7 @@ __all__ = [
     "SpecError",
     "SteadySpec",
     "StudySpec",
+    "TargetSpec",
     "TrialSpec",
     "TrustRegionSpec",
     "WarmStartSpec",
@@ -343,12 +345,21 @@ class ProfileSpec(_Strict):
     noise_pct: float = Field(default=0.5, ge=0, le=20)
 
 
+class TargetSpec(_Strict):
+    """What the study makes and owns and what its process- and cgroup-scoped knobs act on (the workload is
+    what is measured). ``neighbour``: a stress-ng batch job next to the service (see
+    :mod:`experiments.study.target_neighbour`)."""
+
+    neighbour: NeighbourSpec | None = None
+
+
 class StudySpec(_Strict):
     """What to tune, how to measure it and what counts as better."""
 
     name: Annotated[str, Field(pattern=NAME_RE)]
     description: str = ""
     workload: AnyWorkloadSpec = WorkloadSpec()
+    target: TargetSpec | None = None
     knobs: dict[str, KnobSpec] = Field(min_length=1)
     objectives: dict[str, Literal["maximize", "minimize"]] = Field(min_length=1, max_length=4)
     constraints: dict[str, ConstraintSpec] = Field(default_factory=dict)

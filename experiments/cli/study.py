@@ -465,7 +465,8 @@ def study_show(
                       ", ".join(f"{k}={v}" for k, v in r["knobs"].items()))
     out.print(table)
     conv = summary["convergence"] or {}
-    for label, text in (("sampler", summary["sampler"]), ("stopped", summary["stop_reason"]),
+    for label, text in (("knobs act on", summary["knobs_act_on"]), ("sampler", summary["sampler"]),
+                        ("stopped", summary["stop_reason"]),
                         ("convergence", conv.get("reason")), ("chosen", (summary["choice"] or {}).get("reason"))):
         if text:
             out.print(f"[bold]{label}:[/] {escape(str(text))}", highlight=False)

@@ -72,16 +72,19 @@ class Measurer:
         profiling: AbstractContextManager[None] = nullcontext()
         if self.profiler is not None:
             profiling = self.profiler.window(ctx.workload.pids(), warmup_s=t.warmup_s, measure_s=t.measure_s)
+        neighbour: AbstractContextManager[dict[str, float]] = nullcontext({})
+        if ctx.neighbour is not None:  # the batch job runs alongside the service's window
+            neighbour = ctx.neighbour.window(warmup_s=t.warmup_s, measure_s=t.measure_s)
         recorder.start()
         try:
-            with profiling:
+            with profiling, neighbour as nb_metrics:
                 res = ctx.workload.measure(warmup_s=t.warmup_s, measure_s=t.measure_s)
         finally:
             frame = recorder.stop()
         after = ctx.reader.read() if ctx.reader is not None else None
         if frame.attrs.get("vanished"):
             raise WorkloadError("target vanished during the window: " + "; ".join(frame.attrs["vanished"].values()))
-        m = {k: float(v) for k, v in res.metrics.items()}
+        m = {k: float(v) for k, v in res.metrics.items()} | nb_metrics
         for key, value in self.series_metrics(frame).items():
             m.setdefault(key, value)  # what the workload measured itself wins
         if before is not None and after is not None:

@@ -34,6 +34,7 @@ from experiments.settings import Paths, Settings, config_file
 from experiments.spec import SpecError, StudySpec
 from experiments.study.metric_names import allowed_metrics
 from experiments.study.resolve import Resolved, resolve
+from experiments.study.target_neighbour import check_neighbour, neighbour_metrics
 
 __all__ = ["StudyPlan", "prepare", "run_workload"]
 
@@ -123,7 +124,10 @@ def prepare(
             probe.check_target()
     except (WorkloadError, CollectorError, ValueError, TypeError) as err:
         raise SpecError(source, [f"workload ({spec.workload.kind}): {err}"]) from None
-    metric_names = tuple(allowed_metrics(probe.metric_names()))
+    neighbour = spec.target.neighbour if spec.target is not None else None
+    if neighbour is not None and (problems := check_neighbour(spec.workload.kind, list(spec.knobs))):
+        raise SpecError(source, problems)
+    metric_names = tuple(allowed_metrics(probe.metric_names())) + neighbour_metrics(neighbour)
     catalog = Catalog(context=KnobContext(protected_interfaces=protected))
     resolved = resolve(spec, catalog, check_availability=False, source=source, metrics=metric_names)
     prices = load_unit_prices(profile=spec.cost.profile, model=spec.cost.pricing_model)

@@ -278,7 +278,10 @@ class StudyView:
 
     def summary(self) -> dict[str, Any]:
         """How the search went: sampler, why it stopped, convergence, the choice, knob importance."""
+        from experiments.study.target_neighbour import acts_on  # the spec's target, when it has one
+
         return {
+            "knobs_act_on": acts_on(self.attrs.get("spec")),
             "sampler": self.attrs.get("sampler_reason") or self.attrs.get("sampler"),
             "stop_reason": self.attrs.get("stop_reason"),
             "convergence": self.attrs.get("convergence"),

@@ -30,6 +30,7 @@ from experiments.spec import PassiveWorkloadSpec
 from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.prepare import StudyPlan
 from experiments.study.resolve import Resolved
+from experiments.study.target_neighbour import Neighbour, bind_target
 
 __all__ = ["RunContext"]
 
@@ -67,11 +68,14 @@ class RunContext:
         self._holds: KnobHolds | None = None
         self._recorded: list[tuple[int, float]] = []  # workload (pid, ctime) in the journal
         self._scratch: list[Path] = []
+        #: the spec's ``target.neighbour`` while it runs: the run's knobs act on it
+        self.neighbour: Neighbour | None = None
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> RunContext:
         try:
             self._create_cgroup()
+            self._start_neighbour()
             self._start_workload()
             self._bind_knobs()
             self._hold_knobs()
@@ -101,6 +105,9 @@ class RunContext:
             self.workload = None
         if self.cgroup is not None and not self.cgroup.removed:
             self.cgroup.remove()
+        if self.neighbour is not None:
+            self.neighbour.close()
+            self.neighbour = None
         if self._holds is not None:
             self._holds.release()  # every knob was restored by now (each trial's session)
             self._holds = None
@@ -116,8 +123,9 @@ class RunContext:
             self.cgroup_reason = ("passive workload: novatune does not move processes it did not start into "
                                   "a cgroup, so sizing knobs do not apply")
             return
-        if not any(k.startswith("sizing.") for k in knobs):
-            return
+        target = self.plan.spec.target
+        if not any(k.startswith("sizing.") for k in knobs) or (target is not None and target.neighbour is not None):
+            return  # with a neighbour, the sizing knobs act on its cgroup
         controllers = list(_SIZING_CONTROLLERS)
         if any(k.startswith("sizing.cpuset_") for k in knobs):
             controllers.append("cpuset")
@@ -155,6 +163,13 @@ class RunContext:
         for d in self._scratch:
             self.journal.record_scratch(self.run_id, d)
 
+    def _start_neighbour(self) -> None:
+        target = self.plan.spec.target
+        if target is not None and target.neighbour is not None:
+            cpuset = any(k.startswith("sizing.cpuset_") for k in self.plan.spec.knobs)
+            self.neighbour = Neighbour.start(target.neighbour, journal=self.journal, run_id=self.run_id,
+                                             workdir=self.workdir / "neighbour", cpuset=cpuset)
+
     def _record_pids(self, workload: Workload) -> None:
         for pid in workload.pids():
             try:
@@ -183,8 +198,8 @@ class RunContext:
         """What this run's knobs bind to (its cgroup, its workload's processes): the spec's knobs, and any
         other knob measured against the same workload (``novatune bench gain``)."""
         assert self.workload is not None
-        return KnobContext(cgroup=self.cgroup, pids=self.workload.pids,
-                           protected_interfaces=self.plan.protected_interfaces)
+        cgroup, pids = bind_target(self.neighbour, self.cgroup, self.workload.pids)  # what the knobs act on
+        return KnobContext(cgroup=cgroup, pids=pids, protected_interfaces=self.plan.protected_interfaces)
 
     def _bind_knobs(self) -> None:
         catalog = Catalog(context=self.knob_context())
