@@ -30,6 +30,7 @@ from pydantic import (
 
 from collectors.errors import NovatuneError
 from experiments.settings import NAME_RE  # the one study-name rule (settings.check_name)
+from experiments.study.target_loop import LoopSpec
 
 __all__ = [
     "WORKLOAD_SPECS",
@@ -44,6 +45,7 @@ __all__ = [
     "SpecError",
     "SteadySpec",
     "StudySpec",
+    "TargetSpec",
     "TrialSpec",
     "TrustRegionSpec",
     "WarmStartSpec",
@@ -343,12 +345,19 @@ class ProfileSpec(_Strict):
     noise_pct: float = Field(default=0.5, ge=0, le=20)
 
 
+class TargetSpec(_Strict):
+    """What the study makes and owns and what its knobs act on (the workload is what is measured)."""
+
+    loop: LoopSpec | None = None
+
+
 class StudySpec(_Strict):
     """What to tune, how to measure it and what counts as better."""
 
     name: Annotated[str, Field(pattern=NAME_RE)]
     description: str = ""
     workload: AnyWorkloadSpec = WorkloadSpec()
+    target: TargetSpec | None = None
     knobs: dict[str, KnobSpec] = Field(min_length=1)
     objectives: dict[str, Literal["maximize", "minimize"]] = Field(min_length=1, max_length=4)
     constraints: dict[str, ConstraintSpec] = Field(default_factory=dict)
@@ -368,7 +377,7 @@ class StudySpec(_Strict):
     @classmethod
     def _knob_names_are_plain(cls, v: dict[str, KnobSpec]) -> dict[str, KnobSpec]:
         for name in v:
-            if not re.fullmatch(r"[A-Za-z0-9_.<>-]{1,128}", name) or ".." in name:
+            if not re.fullmatch(r"[A-Za-z0-9_.<>@-]{1,128}", name) or ".." in name:
                 raise ValueError(f"knob name {name!r} has characters a knob name cannot have")
         return v
 

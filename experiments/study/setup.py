@@ -13,6 +13,7 @@ releases the holds. The knobs themselves are restored by each trial's
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from types import TracebackType
@@ -30,8 +31,11 @@ from experiments.spec import PassiveWorkloadSpec
 from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.prepare import StudyPlan
 from experiments.study.resolve import Resolved
+from experiments.study.target_loop import LoopTarget
 
 __all__ = ["RunContext"]
+
+log = logging.getLogger(__name__)
 
 #: memory, cpuacct and blkio too, for accounting: the collector reads the cgroup's CPU, memory and IO
 #: bytes (cgroup v1 keeps them in separate hierarchies)
@@ -67,11 +71,13 @@ class RunContext:
         self._holds: KnobHolds | None = None
         self._recorded: list[tuple[int, float]] = []  # workload (pid, ctime) in the journal
         self._scratch: list[Path] = []
+        self.loop: LoopTarget | None = None  # the study's own loop device (target.loop)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> RunContext:
         try:
             self._create_cgroup()
+            self._make_target()
             self._start_workload()
             self._bind_knobs()
             self._hold_knobs()
@@ -99,6 +105,12 @@ class RunContext:
                     self.journal.release_scratch(self.run_id, d, note="deleted by the workload")
             self._scratch = []
             self.workload = None
+        if self.loop is not None:  # after the workload: fio has closed the device
+            try:
+                self.loop.close()
+            except ActuatorError as err:  # its journal record stays open: `novatune recover` retries
+                log.error("the study's loop device %s was not removed: %s", self.loop.backing, err)
+            self.loop = None
         if self.cgroup is not None and not self.cgroup.removed:
             self.cgroup.remove()
         if self._holds is not None:
@@ -127,9 +139,18 @@ class RunContext:
         except (ActuatorError, OSError) as err:
             self.cgroup_reason = f"no workload cgroup: {err}"
 
+    def _make_target(self) -> None:
+        target = self.plan.spec.target
+        if target is not None and target.loop is not None:
+            self.loop = LoopTarget(target.loop, workdir=self.workdir, home=self.paths.home, journal=self.journal,
+                                   run_id=self.run_id)
+            self.loop.open()
+
     def _start_workload(self) -> None:
         workload = self.plan.build_workload(self.workdir / "work", paths=self.paths)  # policy and roots bound
         self.workload = workload
+        if self.loop is not None:
+            workload.use_device(self.loop.path)  # type: ignore[attr-defined]  # - only fio takes a target.loop
         preexec = None
         if self.cgroup is not None:
             procs_files = [str(p) for p in self.cgroup.procs_files]
@@ -182,7 +203,8 @@ class RunContext:
     def _bind_knobs(self) -> None:
         assert self.workload is not None
         catalog = Catalog(context=KnobContext(cgroup=self.cgroup, pids=self.workload.pids,
-                                              protected_interfaces=self.plan.protected_interfaces))
+                                              protected_interfaces=self.plan.protected_interfaces,
+                                              block_target=self.loop.device if self.loop is not None else None))
         self.resolved = self.plan.resolved.bind(catalog, source=self.plan.source)
         skipped = dict(self.resolved.skipped)
         for k in skipped:
