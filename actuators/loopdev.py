@@ -15,6 +15,7 @@ import re
 import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from actuators.errors import ActuatorError, UnsafePath
@@ -26,6 +27,8 @@ BACKING_NAME = re.compile(r"novatune-loop-[0-9a-f]{8}\.img")
 #: a loop device name as ``losetup --show`` prints it
 LOOP_DEV = re.compile(r"/dev/(loop[0-9]{1,4})")
 _TIMEOUT_S = 20
+#: how long a release waits for a detached device to go (an open one is detached by the kernel when closed)
+_SETTLE_S = 5.0
 
 
 def _losetup() -> str:
@@ -98,7 +101,9 @@ def attach(backing: Path, size: int) -> str:
 
 def release(backing: str | os.PathLike[str], home: str | os.PathLike[str] | None = None) -> list[str]:
     """Detach every loop device still backed by ``backing`` and delete the file. Returns the detached
-    devices. Idempotent: nothing attached and no file is not an error.
+    devices. A device still open (a killed run's tool finishing its bounded run) is detached by the kernel
+    when its last user closes it (``losetup --detach`` sets autoclear); this waits a few seconds for that.
+    Idempotent: nothing attached and no file is not an error.
 
     Raises:
         UnsafePath: ``backing`` is not a novatune backing file (nothing is touched).
@@ -115,6 +120,9 @@ def release(backing: str | os.PathLike[str], home: str | os.PathLike[str] | None
         if done.returncode != 0 and _backing_of(name) == str(p):
             raise ActuatorError(f"cannot detach /dev/{name}: {done.stderr.strip()[:300]}")
         detached.append(name)
+    deadline = time.monotonic() + _SETTLE_S  # a device still open (a tool run in flight) detaches when closed
+    while detached and devices_of(p) and time.monotonic() < deadline:
+        time.sleep(0.05)
     try:
         st = os.lstat(p)
     except FileNotFoundError:
