@@ -32,7 +32,7 @@ def test_unknown_top_level_field_lists_allowed():
     with pytest.raises(SpecError) as e:
         parse_spec(_base(trails=3))
     assert "trails: unknown field" in str(e.value)
-    assert "allowed here: name, description, workload, knobs" in str(e.value)
+    assert "allowed here: name, description, workload, target, knobs" in str(e.value)
 
 
 def test_unknown_nested_field_lists_allowed():
