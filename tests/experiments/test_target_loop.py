@@ -116,3 +116,28 @@ def test_recover_refuses_a_journaled_loop_file_outside_the_data_directory(tmp_pa
     assert outside.exists()
     assert any("not under novatune's data directory" in r for r in report.refused), report.refused
     assert recover(journal, force=True).refused == []  # closed: refused once
+
+
+@pytest.mark.parametrize("device", ["/dev/vda", "/dev/loop0/../vda", "/dev/loop-control", "loop0", "/tmp/x"])
+def test_fio_takes_only_a_loop_device_from_the_study(tmp_path: Path, device: str) -> None:
+    from collectors.workloads.tools.adapter import AdapterError
+    from collectors.workloads.tools.fio import FioWorkload
+
+    w = FioWorkload(tmp_path / "work")
+    with pytest.raises(AdapterError, match="only a /dev/loopN"):
+        w.use_device(device)
+
+
+def test_fio_device_file_must_be_a_loop_block_device() -> None:
+    from collectors.workloads.tools.adapter import AdapterError
+    from collectors.workloads.tools.fio import LoopDeviceFile
+
+    with pytest.raises(AdapterError, match="not a loop block device"):
+        LoopDeviceFile.open("/dev/null")  # a character device: refused, and its descriptor closed
+
+
+def test_two_studies_on_their_own_loop_devices_do_not_claim_the_same_knob() -> None:
+    from experiments.study.manager import host_wide
+
+    knobs = [Catalog().get("block.@target.nr_requests"), Catalog().get("vm.dirty_ratio")]
+    assert host_wide(knobs) == ["vm.dirty_ratio"]
