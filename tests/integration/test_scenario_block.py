@@ -24,6 +24,12 @@ SPEC = REPO / "experiments" / "specs" / "scenario-block-loop.yaml"
 QUEUE = ("scheduler", "read_ahead_kb", "nr_requests", "wbt_lat_usec")
 
 
+def _kernel() -> dict[str, str]:
+    """The integration snapshot without the cgroup listings (other users' studies add and remove theirs on
+    this shared machine; these studies make none: their specs size nothing)."""
+    return {k: v for k, v in snapshot().items() if not k.startswith("cgroups:")}
+
+
 def _queues() -> dict[str, dict[str, str]]:
     """Every loop device's queue settings (they outlive an attach: a device is reused as it was left)."""
     out = {}
@@ -65,7 +71,7 @@ def _start(spec_path: Path, home: Path, *extra: str) -> subprocess.Popen[str]:
 
 
 def test_block_loop_scenario_tunes_its_own_loop_device_and_removes_it(home: Path) -> None:
-    before, queues = snapshot(), _queues()
+    before, queues = _kernel(), _queues()
     proc = _start(SPEC, home, "--trials", "2")
     seen: set[str] = set()  # nr_requests values read from the study's device while it ran
     dev = None
@@ -100,7 +106,7 @@ def test_block_loop_scenario_tunes_its_own_loop_device_and_removes_it(home: Path
     assert _attached_under(home) == []
     assert list(home.rglob("novatune-loop-*.img")) == []
     assert _queues()[dev] == queues[dev]
-    assert snapshot() == before
+    assert _kernel() == before
     loops = [r for r in _journal(home) if r.get("kind") == "loop"]
     assert [r["event"] for r in loops] == ["created", "created", "released"]
 
@@ -111,7 +117,7 @@ def test_kill_9_mid_trial_then_recover_detaches_the_loop_device(tmp_path: Path, 
                 budget={"trials": 3, "timeout_s": 120})
     path = tmp_path / "block-crash.yaml"
     path.write_text(yaml.safe_dump(spec))
-    before, queues = snapshot(), _queues()
+    before, queues = _kernel(), _queues()
     proc = _start(path, home)
     try:
         deadline = time.monotonic() + 90
@@ -145,6 +151,6 @@ def test_kill_9_mid_trial_then_recover_detaches_the_loop_device(tmp_path: Path, 
     assert _attached_under(home) == []
     assert list(home.rglob("novatune-loop-*.img")) == []
     assert _queues()[dev] == queues[dev]
-    assert snapshot() == before
+    assert _kernel() == before
     again = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
     assert again["loops_removed"] == [] and again["restored"] == []
