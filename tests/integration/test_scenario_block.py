@@ -154,3 +154,24 @@ def test_kill_9_mid_trial_then_recover_detaches_the_loop_device(tmp_path: Path, 
     assert _kernel() == before
     again = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
     assert again["loops_removed"] == [] and again["restored"] == []
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ({"workload": {"kind": "iperf3"}, "target": {"loop": {"size": "64M"}}},
+     "target.loop: the iperf3 workload cannot use a loop device; allowed with target.loop: workload kind fio"),
+    ({"workload": {"kind": "fio"}}, "knobs.block.@target.nr_requests: acts on the study's own loop device"),
+    ({"workload": {"kind": "fio"}, "target": {"loop": {"size": "64G"}}}, "target.loop.size: Value error, size "
+     "must be between 16M and 4G"),
+])
+def test_bad_target_is_exit_2_with_the_reason_and_nothing_is_made(tmp_path: Path, home: Path, spec: dict[str, Any],
+                                                                   says: str) -> None:
+    path = tmp_path / "bad.yaml"
+    knobs = {"block.@target.nr_requests": {"low": 4, "high": 64}}
+    path.write_text(yaml.safe_dump({"name": "bad-target", "knobs": knobs, "objectives": {"throughput": "maximize"},
+                                    **spec}))
+    before = _queues()
+    proc = novatune("study", "run", str(path), home=home, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+    assert _attached_under(home) == [] and _queues() == before
+    assert not (home / "journal.jsonl").exists() or "loop" not in (home / "journal.jsonl").read_text()
