@@ -30,6 +30,7 @@ from pydantic import (
 
 from collectors.errors import NovatuneError
 from experiments.settings import NAME_RE  # the one study-name rule (settings.check_name)
+from experiments.study.target_loop import LoopSpec
 from experiments.study.target_neighbour import NeighbourSpec
 
 __all__ = [
@@ -346,11 +347,13 @@ class ProfileSpec(_Strict):
 
 
 class TargetSpec(_Strict):
-    """What the study makes and owns and what its process- and cgroup-scoped knobs act on (the workload is
-    what is measured). ``neighbour``: a stress-ng batch job next to the service (see
-    :mod:`experiments.study.target_neighbour`)."""
+    """What the study makes and owns and what its knobs act on (the workload is what is measured).
+    ``neighbour``: a stress-ng batch job next to the service, its process- and cgroup-scoped knobs act on it
+    (see :mod:`experiments.study.target_neighbour`); ``loop``: a loop device of the study's own, the
+    ``block.@target.*`` knobs (see :mod:`experiments.study.target_loop`)."""
 
     neighbour: NeighbourSpec | None = None
+    loop: LoopSpec | None = None
 
 
 class StudySpec(_Strict):
@@ -379,7 +382,7 @@ class StudySpec(_Strict):
     @classmethod
     def _knob_names_are_plain(cls, v: dict[str, KnobSpec]) -> dict[str, KnobSpec]:
         for name in v:
-            if not re.fullmatch(r"[A-Za-z0-9_.<>-]{1,128}", name) or ".." in name:
+            if not re.fullmatch(r"[A-Za-z0-9_.<>@-]{1,128}", name) or ".." in name:
                 raise ValueError(f"knob name {name!r} has characters a knob name cannot have")
         return v
 

@@ -207,7 +207,8 @@ def _justification(view: StudyView, t: Any) -> dict[str, dict[str, Any]] | None:
 
 
 def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
-    knobs = view.knob_values(t)
+    # a study's own target (its loop device, ``block.@target.*``) is gone with the study: nothing to deploy
+    knobs = {k: v for k, v in view.knob_values(t).items() if not (isinstance(k, str) and "@target." in k)}
     why = _justification(view, t)
     doc: dict[str, Any] = {}
     if why is not None:  # only the changes with a measured effect ship; the others stay as they are found

@@ -13,6 +13,7 @@ releases the holds. The knobs themselves are restored by each trial's
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from types import TracebackType
@@ -30,9 +31,12 @@ from experiments.spec import PassiveWorkloadSpec
 from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.prepare import StudyPlan
 from experiments.study.resolve import Resolved
+from experiments.study.target_loop import LoopTarget
 from experiments.study.target_neighbour import Neighbour, bind_target
 
 __all__ = ["RunContext"]
+
+log = logging.getLogger(__name__)
 
 #: memory, cpuacct and blkio too, for accounting: the collector reads the cgroup's CPU, memory and IO
 #: bytes (cgroup v1 keeps them in separate hierarchies)
@@ -70,12 +74,14 @@ class RunContext:
         self._scratch: list[Path] = []
         #: the spec's ``target.neighbour`` while it runs: the run's knobs act on it
         self.neighbour: Neighbour | None = None
+        self.loop: LoopTarget | None = None  # the study's own loop device (target.loop)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> RunContext:
         try:
             self._create_cgroup()
             self._start_neighbour()
+            self._make_target()
             self._start_workload()
             self._bind_knobs()
             self._hold_knobs()
@@ -103,6 +109,12 @@ class RunContext:
                     self.journal.release_scratch(self.run_id, d, note="deleted by the workload")
             self._scratch = []
             self.workload = None
+        if self.loop is not None:  # after the workload: fio has closed the device
+            try:
+                self.loop.close()
+            except ActuatorError as err:  # its journal record stays open: `novatune recover` retries
+                log.error("the study's loop device %s was not removed: %s", self.loop.backing, err)
+            self.loop = None
         if self.cgroup is not None and not self.cgroup.removed:
             self.cgroup.remove()
         if self.neighbour is not None:
@@ -135,9 +147,18 @@ class RunContext:
         except (ActuatorError, OSError) as err:
             self.cgroup_reason = f"no workload cgroup: {err}"
 
+    def _make_target(self) -> None:
+        target = self.plan.spec.target
+        if target is not None and target.loop is not None:
+            self.loop = LoopTarget(target.loop, workdir=self.workdir, home=self.paths.home, journal=self.journal,
+                                   run_id=self.run_id)
+            self.loop.open()
+
     def _start_workload(self) -> None:
         workload = self.plan.build_workload(self.workdir / "work", paths=self.paths)  # policy and roots bound
         self.workload = workload
+        if self.loop is not None:
+            workload.use_device(self.loop.path)  # type: ignore[attr-defined]  # - only fio takes a target.loop
         preexec = None
         if self.cgroup is not None:
             procs_files = [str(p) for p in self.cgroup.procs_files]
@@ -199,7 +220,8 @@ class RunContext:
         other knob measured against the same workload (``novatune bench gain``)."""
         assert self.workload is not None
         cgroup, pids = bind_target(self.neighbour, self.cgroup, self.workload.pids)  # what the knobs act on
-        return KnobContext(cgroup=cgroup, pids=pids, protected_interfaces=self.plan.protected_interfaces)
+        return KnobContext(cgroup=cgroup, pids=pids, protected_interfaces=self.plan.protected_interfaces,
+                           block_target=self.loop.device if self.loop is not None else None)
 
     def _bind_knobs(self) -> None:
         catalog = Catalog(context=self.knob_context())
