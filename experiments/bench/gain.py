@@ -31,7 +31,7 @@ import pandas as pd
 
 from actuators import ActuatorError, Catalog, ChangeSession, Journal, Knob, recover
 from collectors.errors import NovatuneError
-from experiments.deploy.export import ExportError, render
+from experiments.deploy.export import ExportError, chosen_configuration
 from experiments.deploy.tuned_stock import DEFAULT_DIRS, STOCK_PROFILES, TunedProfileError, resolve_profile
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.safefs import write_file
@@ -95,10 +95,10 @@ def _bind(name: str, values: dict[str, Any], catalog: Catalog, source: str) -> A
 def _study_doc(paths: Paths, study: str) -> dict[str, Any]:
     """The study's export (its justified choice). Raises GainError when there is none."""
     try:
-        doc: dict[str, Any] = json.loads(render(load_view(paths.optuna_url, study), "json"))
+        doc = chosen_configuration(load_view(paths.optuna_url, study))
     except (ExportError, LookupError) as err:
         raise GainError(f"study {study!r}: {err}; run `novatune study run SPEC` first") from None
-    return doc
+    return {"study": study, **doc}
 
 
 def _study_arm(doc: dict[str, Any], catalog: Catalog) -> Arm:

@@ -58,7 +58,7 @@ from experiments.safefs import write_file
 from experiments.study.results import StudyView
 
 __all__ = ["FILENAMES", "FORMATS", "KNOB_NAME", "PLAIN_VALUE", "SYSCTL_KEY", "ExportError", "ExportRequestError",
-           "check_document", "choose_trial", "render", "write_export"]
+           "check_document", "choose_trial", "chosen_configuration", "render", "write_export"]
 
 #: the format names, in listing order
 FORMATS: tuple[str, ...] = tuple(_FORMATS)
@@ -206,15 +206,35 @@ def _justification(view: StudyView, t: Any) -> dict[str, dict[str, Any]] | None:
     return out
 
 
-def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
-    # a study's own target (its loop device, ``block.@target.*``) is gone with the study: nothing to deploy
-    knobs = {k: v for k, v in view.knob_values(t).items() if not (isinstance(k, str) and "@target." in k)}
+def chosen_configuration(view: StudyView, trial: int | None = None) -> dict[str, Any]:
+    """The configuration a study ships, before any format: ``trial``, ``chosen_by``, ``knobs`` (justified:
+    only the kept changes; the study's own target's knobs included, which no export carries), and for a
+    justified choice ``evidence`` and ``left_as_found`` (knob -> the measured effect). ``novatune bench gain``
+    measures exactly this.
+
+    Raises:
+        ExportError: no usable trial (see :func:`choose_trial`).
+    """
+    t, chosen_by = choose_trial(view, trial)
+    return {"trial": t.number, "chosen_by": chosen_by, **_chosen(view, t)}
+
+
+def _chosen(view: StudyView, t: Any) -> dict[str, Any]:
+    knobs = view.knob_values(t)
     why = _justification(view, t)
-    doc: dict[str, Any] = {}
+    out: dict[str, Any] = {"knobs": knobs}
     if why is not None:  # only the changes with a measured effect ship; the others stay as they are found
-        knobs = {k: v for k, v in knobs.items() if why.get(k, {}).get("kept")}
-        doc["evidence"] = {k: w["evidence"] for k, w in why.items() if w["kept"]}
-        doc["left_as_found"] = {k: w["evidence"] for k, w in why.items() if not w["kept"]}
+        out["knobs"] = {k: v for k, v in knobs.items() if why.get(k, {}).get("kept")}
+        out["evidence"] = {k: w["evidence"] for k, w in why.items() if w["kept"]}
+        out["left_as_found"] = {k: w["evidence"] for k, w in why.items() if not w["kept"]}
+    return out
+
+
+def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
+    chosen = _chosen(view, t)
+    # a study's own target (its loop device, ``block.@target.*``) is gone with the study: nothing to deploy
+    knobs = {k: v for k, v in chosen["knobs"].items() if not (isinstance(k, str) and "@target." in k)}
+    doc: dict[str, Any] = {k: chosen[k] for k in ("evidence", "left_as_found") if k in chosen}
     check_document(view, knobs)
     return {
         "format": "novatune.config/v1",
