@@ -326,7 +326,7 @@ class JustifySpec(_Strict):
     and, for each knob it changes, the same configuration with that knob put back, re-measured in
     ``rounds`` shuffled rounds (see :mod:`optimizer.justify`). A knob is kept when it makes an objective or
     an SLA metric better by at least ``min_effect_pct`` with an interval that excludes zero (chance
-    ``alpha`` of keeping one without effect); the others stay as found. ``rounds: 0`` ships the choice as
+    ``alpha`` of keeping any one without effect); the others stay as found. ``rounds: 0`` ships the choice as
     it is (also the ``study_justify`` setting, off)."""
 
     rounds: int = Field(default=3, ge=0, le=10)

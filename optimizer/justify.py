@@ -10,8 +10,8 @@ metric is the paired difference ``(C - (C - k)) / |C - k|`` in percent, averaged
 
 Its interval: the paired differences of all knobs share one noise level per metric (the same workload,
 the same windows), so their residual variance is pooled, ``df = sum(n_k - 1)`` degrees of freedom;
-a Student-t interval at ``1 - alpha / m`` (Bonferroni over the ``m`` metrics judged, so that a knob
-without effect is kept with probability at most ``alpha``). A metric the knobs set exactly (the cost of
+a Student-t interval at ``1 - alpha / (k m)`` (Bonferroni over the ``k`` knobs and ``m`` metrics judged,
+so that the chance of keeping *any* knob without effect is at most ``alpha``). A metric the knobs set exactly (the cost of
 a CPU quota) has no spread: its interval is the point.
 
 A knob is **kept** when keeping it makes at least one metric better by at least ``min_effect_pct``
@@ -168,7 +168,7 @@ def judge(measurements: Sequence[Measurement], changes: Mapping[str, tuple[Any, 
         measurements: the rounds (see :func:`ablation_order`); each metric a finite number when measured.
         changes: knob -> (chosen value, baseline value), the knobs the chosen configuration changes.
         directions: metric -> ``maximize`` | ``minimize``: the metrics that can justify a knob.
-        alpha: the chance of keeping a knob that has no effect (split over the metrics).
+        alpha: the chance of keeping any knob that has no effect (split over the knobs and metrics).
         min_effect_pct: the smallest improvement that counts, in percent.
     """
     if not 0 < alpha < 1:
@@ -177,8 +177,8 @@ def judge(measurements: Sequence[Measurement], changes: Mapping[str, tuple[Any, 
     if bad:
         raise ValueError(f"directions must be maximize or minimize, got {bad}")
     knobs = list(changes)
-    per_metric = {m: _effects(measurements, knobs, m, d, alpha / max(1, len(directions)))
-                  for m, d in directions.items()}
+    tests = max(1, len(directions) * len(knobs))  # Bonferroni over every (knob, metric): family-wise alpha
+    per_metric = {m: _effects(measurements, knobs, m, d, alpha / tests) for m, d in directions.items()}
     out = []
     for k in knobs:
         effects = [per_metric[m][k] for m in directions if k in per_metric[m]]
