@@ -118,6 +118,34 @@ def block_knob(dev: str, leaf: str, root: SysRoot) -> IntFileKnob | SelectorKnob
     )
 
 
+#: ``block.@target.<leaf>``: the study's own loop device (bound by the run, see :class:`KnobContext`)
+TARGET = "@target"
+#: the schedulers a loop device may offer, for a ``block.@target.scheduler`` not bound yet (the bound
+#: device's own list is checked when the run binds it)
+_KNOWN_SCHEDULERS = ("none", "mq-deadline", "kyber", "bfq")
+
+
+def target_knob(leaf: str, env: Env) -> Knob:
+    """``block.@target.<leaf>``: the knob of the run's loop device (``env.context.block_target``, which must
+    be a ``loopN`` of ``sys/block``); before a run binds one, a stand-in with the catalog's hard bounds that
+    is never available.
+
+    Raises:
+        UnknownKnob: the bound device is not a loop device of ``sys/block``.
+    """
+    dev = env.context.block_target
+    if dev is None:
+        knob = block_knob(TARGET, leaf, env.root)
+        if leaf == "scheduler":
+            knob = SchedulerKnob(root=env.root, rel=knob.rel, name=knob.name, risk="medium", scope="device",
+                                 domain=Domain("categorical", choices=_KNOWN_SCHEDULERS), needs_root=True,
+                                 description="I/O scheduler of the study's loop device.")
+        return knob
+    if not dev.startswith("loop") or dev not in env.root.listdir("sys/block"):
+        raise UnknownKnob(f"the study's block target {dev!r} is not a loop device here")
+    return block_knob(dev, leaf, env.root)
+
+
 #: the order a set of queue files is written in: a new scheduler resets nr_requests, so it goes first
 WRITE_ORDER = ("scheduler", "read_ahead_kb", "nr_requests", "rq_affinity", "nomerges", "wbt_lat_usec")
 #: leaves TuneD's [disk] plugin sets (the others are [sysfs] files)
@@ -144,6 +172,8 @@ class BlockFamily(Family):
         dev, _, leaf = name[len("block."):].rpartition(".")
         if leaf not in BLOCK_LEAVES:
             raise UnknownKnob(f"block knobs are {', '.join(BLOCK_LEAVES)}")
+        if dev == TARGET:
+            return target_knob(leaf, env)
         listed = {d: d for d in env.root.listdir("sys/block")}
         if dev not in listed:
             raise UnknownKnob(f"no block device {dev!r}")

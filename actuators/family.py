@@ -78,6 +78,8 @@ class KnobContext:
     #: ``/proc/PID/cgroup`` shows it (``/system.slice/nginx.service``); whether the operator allows it is
     #: checked by the caller (``experiments``), see :mod:`actuators.rightsize`
     target_cgroup: str | None = None
+    #: the study's own loop device (``loopN``) that ``block.@target.<leaf>`` names; None: not bound yet
+    block_target: str | None = None
 
 
 @dataclass(frozen=True)

@@ -343,6 +343,18 @@ class Journal:
         """Record that the network namespace ``name`` is gone."""
         return self.append({"run": run_id, "kind": "netns", "event": "released", "target": name, "note": note})
 
+    # ---------------------------------------------------------------- loop devices
+    def record_loop(self, run_id: str, backing: str | os.PathLike[str], device: str | None = None) -> dict[str, Any]:
+        """Record a loop backing file the run is about to create and attach (before the file exists), then
+        again with its ``device`` once attached; recover detaches the devices still backed by it and deletes
+        it (:func:`actuators.loopdev.release`)."""
+        return self.append({"run": run_id, "kind": "loop", "event": "created", "target": str(backing),
+                            "device": device})
+
+    def release_loop(self, run_id: str, backing: str | os.PathLike[str], *, note: str | None = None) -> dict[str, Any]:
+        """Record that the loop backing file ``backing`` is detached and deleted."""
+        return self.append({"run": run_id, "kind": "loop", "event": "released", "target": str(backing), "note": note})
+
     # ---------------------------------------------------------------- scratch directories
     def record_scratch(self, run_id: str, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Record a scratch directory a workload of the run created outside the data directory

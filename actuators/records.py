@@ -35,8 +35,9 @@ __all__ = [
     "ProcessRecord",
     "Record",
     "ResourceRecord",
-    "RunRecord",
+    "LoopRecord",
     "NetnsRecord",
+    "RunRecord",
     "ScratchRecord",
     "parse_intent",
     "parse_record",
@@ -157,6 +158,14 @@ class NetnsRecord(ResourceRecord):
 
 
 @dataclass(frozen=True)
+class LoopRecord(ResourceRecord):
+    """``kind: loop``: a loop device's backing file the run created (``target`` its path; ``device`` the
+    ``loopN`` it was attached as, None before the attach)."""
+
+    device: str | None = None
+
+
+@dataclass(frozen=True)
 class RunRecord(Record):
     """``kind: run``: ``begin``, ``end`` or ``kept`` (with an application's ``application`` metadata)."""
 
@@ -211,6 +220,8 @@ def parse_record(raw: dict[str, Any]) -> Record:
         return ScratchRecord(**common)
     if kind == "netns":
         return NetnsRecord(**common)
+    if kind == "loop":
+        return LoopRecord(**common, device=_str(raw.get("device")))
     if kind == "run":
         return RunRecord(**base, note=_str(raw.get("note")))
     return Record(**base)

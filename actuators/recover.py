@@ -31,6 +31,7 @@ from typing import Any
 from actuators.cgroup import kill_cgroup_tasks
 from actuators.errors import ActuatorError, UnsafePath
 from actuators.journal import Journal, same_process
+from actuators.loopdev import release as release_loop
 from actuators.ownership import check_signal, kill_verified, novatune_cgroup, novatune_netns, process_starttime
 from actuators.records import REFUSED_EVENT, CgroupRecord, JournalView, KnobIntent, ProcessRecord, ResourceRecord
 from actuators.restore import Refused, Skipped, check_root, restore_intent
@@ -68,6 +69,7 @@ class RecoverReport:
     cgroups_removed: list[str] = field(default_factory=list)
     scratch_removed: list[str] = field(default_factory=list)
     netns_removed: list[str] = field(default_factory=list)
+    loops_removed: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     knobs: list[dict[str, Any]] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
@@ -92,6 +94,7 @@ class _DeadRun:
     cgroups: list[CgroupRecord]
     scratch: list[ResourceRecord]
     netns: list[ResourceRecord] = field(default_factory=list)
+    loops: list[ResourceRecord] = field(default_factory=list)
 
 
 def _kill(pid: int, starttime: int, *, timeout_s: float = 5.0) -> bool:
@@ -129,7 +132,8 @@ def _select(view: JournalView, report: RecoverReport, force: bool) -> tuple[list
         cgroups = [r for r in rv.open_resources("cgroup") if isinstance(r, CgroupRecord)]
         scratch = rv.open_resources("scratch")
         netns = rv.open_resources("netns")
-        if not (open_entries or procs or cgroups or scratch or netns):
+        loops = rv.open_resources("loop")
+        if not (open_entries or procs or cgroups or scratch or netns or loops):
             continue
         if run in kept:  # applied to stay: only a rollback undoes it
             report.kept.append(run)
@@ -138,7 +142,7 @@ def _select(view: JournalView, report: RecoverReport, force: bool) -> tuple[list
             report.skipped_live.append(run)
             continue
         report.runs.append(run)
-        runs.append(_DeadRun(run, procs, cgroups, scratch, netns))
+        runs.append(_DeadRun(run, procs, cgroups, scratch, netns, loops))
         entries.extend(open_entries)
     return runs, entries
 
@@ -295,6 +299,25 @@ def _remove_netns(journal: Journal, runs: list[_DeadRun], report: RecoverReport)
             journal.release_netns(dead.run, name, note="recover")
 
 
+def _remove_loops(journal: Journal, runs: list[_DeadRun], report: RecoverReport) -> None:
+    """Loop devices: every device still backed by a journaled backing file is detached (never one that
+    another file backs now) and the file deleted, only a ``novatune-loop-*.img`` under the data directory."""
+    for dead in runs:
+        for r in reversed(dead.loops):
+            target = str(r.target)
+            try:
+                detached = release_loop(target, journal.path.parent)
+            except UnsafePath as why:
+                _refuse(report, f"{dead.run}: {why}")
+                journal.release_loop(dead.run, target, note=f"recover: {why}")
+                continue
+            except (ActuatorError, OSError) as err:
+                report.failed.append(f"{dead.run}: loop {target}: {err}")
+                continue
+            report.loops_removed.extend(f"/dev/{d}" for d in detached)
+            journal.release_loop(dead.run, target, note="recover")
+
+
 def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = False) -> RecoverReport:
     """Restore every open entry of every dead run (or of all runs, with ``force``).
 
@@ -305,8 +328,8 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
     changed the same file, the older run's saved value is written last), each
     isolated, through the one restore path (:func:`actuators.restore.restore_intent`);
     then removes the cgroups they created, newest first, their scratch
-    directories and their network namespaces. Every step is journaled; a ``restored`` record is written
-    only after the write succeeded. Entries recorded under another root are
+    directories, their network namespaces and their loop devices. Every step is journaled; a ``restored``
+    record is written only after the write succeeded. Entries recorded under another root are
     skipped and reported; records that name anything novatune would not write,
     kill or remove are refused, reported (``report.refused``) and never acted
     on. ``report.knobs`` gives the outcome per knob entry.
@@ -322,6 +345,7 @@ def recover(journal: Journal, *, root: SysRoot | None = None, force: bool = Fals
     _remove_cgroups(journal, runs, root, report)
     _remove_scratch(journal, runs, report)
     _remove_netns(journal, runs, report)
+    _remove_loops(journal, runs, report)
     for dead in runs:
         journal.end(dead.run, note="recovered")
     return report

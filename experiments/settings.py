@@ -261,6 +261,12 @@ class Settings(BaseSettings):
     study_plots: bool = Field(default=True, description="draw a study's end plots (Pareto front, convergence, "
                               "importance, parallel coordinates) into MLflow; off saves about 4 s of CPU per "
                               "study on hosts where nobody opens them (the choice and the exports stay)")
+    tuned_profile_dirs: list[Path] = Field(
+        default_factory=lambda: [Path("/etc/tuned"), Path("/usr/lib/tuned")],
+        description="where `novatune bench gain` reads the stock TuneD profiles, searched in this order")
+    study_justify: bool = Field(default=True, description="before a study exports, re-measure its choice with "
+                                "each changed knob put back and keep only the knobs with a measured effect "
+                                "(the spec's `justify` section); off ships the choice unchecked")
     # ---- the API's exposure and request limits (experiments.service.guard, experiments.service.serving)
     allowed_hosts: list[str] = Field(
         default_factory=list, description="Host header names the API answers besides 127.0.0.1, localhost, ::1 "

@@ -30,6 +30,8 @@ from pydantic import (
 
 from collectors.errors import NovatuneError
 from experiments.settings import NAME_RE  # the one study-name rule (settings.check_name)
+from experiments.study.target_loop import LoopSpec
+from experiments.study.target_neighbour import NeighbourSpec
 from experiments.study.target_netns import NetnsTargetSpec
 
 __all__ = [
@@ -320,6 +322,19 @@ class ChooseSpec(_Strict):
     target: str | None = None
 
 
+class JustifySpec(_Strict):
+    """Before the study exports, keep only the changes whose effect is measured: the chosen configuration
+    and, for each knob it changes, the same configuration with that knob put back, re-measured in
+    ``rounds`` shuffled rounds (see :mod:`optimizer.justify`). A knob is kept when it makes an objective or
+    an SLA metric better by at least ``min_effect_pct`` with an interval that excludes zero (chance
+    ``alpha`` of keeping any one without effect); the others stay as found. ``rounds: 0`` ships the choice as
+    it is (also the ``study_justify`` setting, off)."""
+
+    rounds: int = Field(default=3, ge=0, le=10)
+    alpha: float = Field(default=0.05, gt=0, le=0.5)
+    min_effect_pct: float = Field(default=1.0, ge=0, le=100)
+
+
 class ProfileSpec(_Strict):
     """Profile the tuned processes (the workload's Python processes, with their children) with py-spy in
     every trial's measurement window: each trial's flamegraph and its diff against the baseline trial go to
@@ -334,10 +349,14 @@ class ProfileSpec(_Strict):
 
 class TargetSpec(_Strict):
     """What the study makes and owns and what its knobs act on (the workload is what is measured).
+    ``neighbour``: a stress-ng batch job next to the service, its process- and cgroup-scoped knobs act on it
+    (see :mod:`experiments.study.target_neighbour`); ``loop``: a loop device of the study's own, the
+    ``block.@target.*`` knobs (see :mod:`experiments.study.target_loop`); ``netns``: two network namespaces
+    joined by a veth pair, the ``net.*`` and ``nic.@target.*`` knobs act inside them (see
+    :mod:`experiments.study.target_netns`)."""
 
-    ``netns``: two network namespaces joined by a veth pair (:mod:`experiments.study.target_netns`).
-    """
-
+    neighbour: NeighbourSpec | None = None
+    loop: LoopSpec | None = None
     netns: NetnsTargetSpec | None = None
 
 
@@ -360,6 +379,7 @@ class StudySpec(_Strict):
     trust_region: TrustRegionSpec | None = None
     warm_start: WarmStartSpec = WarmStartSpec()
     choose: ChooseSpec = ChooseSpec()
+    justify: JustifySpec = JustifySpec()
     profile: ProfileSpec | None = None
 
     @field_validator("knobs")

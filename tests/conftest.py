@@ -1,6 +1,7 @@
 """The whole suite: a study draws no end plots (the ``study_plots`` setting, about 4 s of CPU each) unless
-its test is about the plots and asks for them (``plots_on``); the README walk runs without this, as a
-user would."""
+its test is about the plots and asks for them (``plots_on``), and does not re-measure its choice to
+justify each change (the ``study_justify`` setting: a few measurement windows per changed knob) unless its
+test is about that (``justify_on``); the README walk runs without this, as a user would."""
 
 from __future__ import annotations
 
@@ -12,16 +13,24 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_study_plots() -> Iterator[None]:
-    old = os.environ.get("NOVATUNE_STUDY_PLOTS")
-    os.environ["NOVATUNE_STUDY_PLOTS"] = "false"
+    names = ("NOVATUNE_STUDY_PLOTS", "NOVATUNE_STUDY_JUSTIFY")
+    old = {n: os.environ.get(n) for n in names}
+    os.environ.update(dict.fromkeys(names, "false"))
     yield
-    if old is None:
-        os.environ.pop("NOVATUNE_STUDY_PLOTS", None)
-    else:
-        os.environ["NOVATUNE_STUDY_PLOTS"] = old
+    for n, v in old.items():
+        if v is None:
+            os.environ.pop(n, None)
+        else:
+            os.environ[n] = v
 
 
 @pytest.fixture()
 def plots_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """This test checks a study's plots: they are drawn (in-process runs and the processes it starts)."""
     monkeypatch.setenv("NOVATUNE_STUDY_PLOTS", "true")
+
+
+@pytest.fixture()
+def justify_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test checks a study's justification of its choice: it runs (the ``study_justify`` setting)."""
+    monkeypatch.setenv("NOVATUNE_STUDY_JUSTIFY", "true")

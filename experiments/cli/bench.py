@@ -148,3 +148,9 @@ def _show_compare(rep: dict[str, Any]) -> None:
         out.print("no benchmark was measured in both runs: nothing to compare", highlight=False)
     out.print(f"verdict: {rep['verdict']}" + (f" ({', '.join(rep['regressions'])})" if rep["regressions"] else ""),
               highlight=False)
+
+
+from experiments.cli.gain import gain_cmd, gains_cmd  # noqa: E402 - registered on bench_app, defined apart
+
+bench_app.command("gain")(gain_cmd)
+bench_app.command("gains")(gains_cmd)

@@ -94,6 +94,10 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
             else:
                 last = f"#{tr.number}: failed: {tr.reason[:60]}"
             progress.update(task_id, advance=1, last=last)
+        elif kind == "justify_step" and task_id is not None:
+            progress.update(task_id, last=f"justifying the choice {data['step']}/{data['steps']}: {data['label']}")
+        elif kind == "justified":
+            _print_justified(err, data["record"])
         elif kind == "finish" and task_id is not None:
             progress.stop()
 
@@ -146,6 +150,21 @@ def _print_versus(name: str, vs: dict[str, Any] | None, *, limit: int = 5) -> No
         if dom and ch["trial"] not in [d["trial"] for d in dom]:
             out.print(f"  to ship a configuration better on every objective: "
                       f"`novatune study export {name} --trial {dom[0]['trial']}`", highlight=False)
+
+
+def _print_justified(console: Any, record: dict[str, Any]) -> None:
+    """Per changed knob of the choice: kept with its measured effect, or put back and why."""
+    knobs = record.get("knobs") or {}
+    if not knobs:
+        console.print(f"justified: {escape(str(record.get('note', '')))}")
+        return
+    kept = sum(bool(k.get("kept")) for k in knobs.values())
+    console.print(f"justified by {record.get('measurements', 0)} re-measurements in {record.get('rounds')} rounds: "
+                  f"{kept} of {len(knobs)} changes kept ({escape(str(record.get('note', '')))})")
+    for name, k in knobs.items():
+        mark = "[green]kept[/]" if k.get("kept") else "[yellow]put back[/]"
+        console.print(f"  {mark} {escape(name)}={escape(str(k.get('value')))} (was {escape(str(k.get('baseline')))}):"
+                      f" {escape(str(k.get('reason', '')).split(': ', 1)[-1])}")
 
 
 def _print_profile_changes(changes: dict[str, Any]) -> None:
@@ -446,7 +465,8 @@ def study_show(
                       ", ".join(f"{k}={v}" for k, v in r["knobs"].items()))
     out.print(table)
     conv = summary["convergence"] or {}
-    for label, text in (("sampler", summary["sampler"]), ("stopped", summary["stop_reason"]),
+    for label, text in (("knobs act on", summary["knobs_act_on"]), ("sampler", summary["sampler"]),
+                        ("stopped", summary["stop_reason"]),
                         ("convergence", conv.get("reason")), ("chosen", (summary["choice"] or {}).get("reason"))):
         if text:
             out.print(f"[bold]{label}:[/] {escape(str(text))}", highlight=False)

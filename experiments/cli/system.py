@@ -53,10 +53,10 @@ def recover(
             outcome = f"[{style}]{k['outcome']}[/]" if style else k["outcome"]
             table.add_row(escape(str(k["run"])), str(k["knob"]), str(k["target"]), outcome, escape(k["detail"] or ""))
         out.print(table)
-    for key in ("runs", "skipped_live", "killed", "cgroups_removed", "scratch_removed", "kept"):
+    for key in ("runs", "skipped_live", "killed", "cgroups_removed", "scratch_removed", "loops_removed", "kept"):
         if data.get(key):
             out.print(f"{key.replace('_', ' ')}: {', '.join(map(str, data[key]))}")
-    cg_failed = [f for f in rep.failed if ": cgroup " in f or ": scratch " in f]
+    cg_failed = [f for f in rep.failed if ": cgroup " in f or ": scratch " in f or ": loop " in f]
     for f in cg_failed:
         err.print(f"[red]failed:[/] {f}", highlight=False)
     for why in rep.refused:

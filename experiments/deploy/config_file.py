@@ -22,7 +22,8 @@ __all__ = ["APPLY_SCOPES", "CONFIG_FORMAT", "ConfigError", "ConfigFile", "allowe
 
 CONFIG_FORMAT = "novatune.config/v1"
 #: top-level fields of an export (experiments.deploy.export._document)
-_CONFIG_FIELDS = ("format", "study", "trial", "chosen_by", "knobs", "objectives", "metrics", "exported_at")
+_CONFIG_FIELDS = ("format", "study", "trial", "chosen_by", "knobs", "evidence", "left_as_found", "objectives",
+                  "metrics", "exported_at")
 #: knob scopes a configuration may be applied to stay in; the others are bound to a run's workload
 #: (cgroup, process) or to the VM's size: `apply` leaves them alone and `verify` does not check them
 APPLY_SCOPES = ("host", "device", "netns")
@@ -73,7 +74,10 @@ def _config_values(data: dict[str, Any], src: str) -> dict[str, Any]:
     if unknown:
         problems.append(f"unknown field(s) {unknown}; allowed: {', '.join(_CONFIG_FIELDS)}")
     knobs = data.get("knobs")
-    if not isinstance(knobs, dict) or not knobs:
+    if knobs == {} and data.get("left_as_found"):
+        problems.append("knobs: empty: no change of the study's choice showed a measured effect (see "
+                        "left_as_found), so there is nothing to apply")
+    elif not isinstance(knobs, dict) or not knobs:
         problems.append("knobs: required, a non-empty mapping of knob name -> value")
         knobs = {}
     for name, value in knobs.items():

@@ -58,7 +58,7 @@ from experiments.safefs import write_file
 from experiments.study.results import StudyView
 
 __all__ = ["FILENAMES", "FORMATS", "KNOB_NAME", "PLAIN_VALUE", "SYSCTL_KEY", "ExportError", "ExportRequestError",
-           "check_document", "choose_trial", "render", "write_export"]
+           "check_document", "choose_trial", "chosen_configuration", "render", "write_export"]
 
 #: the format names, in listing order
 FORMATS: tuple[str, ...] = tuple(_FORMATS)
@@ -70,13 +70,14 @@ FILENAMES: dict[str, str] = {f.name: f.filename for f in _FORMATS.values()}
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 #: a knob name every format carries as is: the characters of the registry's names and of their ``<field>`` parts
 #: (a device, an interface, an IRQ), no ``..``; a study may hold a sysctl no family declares any more
-_TARGET_BOUND = re.compile(r"nic\.@target\.[a-z_]{1,16}")
 KNOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 #: a sysctl key (``net.ipv4.tcp_fin_timeout``): dotted plain words
 SYSCTL_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 #: a knob value as text that every format carries as is: a scheduler, a THP mode, a CPU list or mask, a
 #: governor, an instance type (no space, quote, ``=``, ``[``, ``%``, ``$``, ``#``, newline or other control)
 PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.,:+-]{1,4096}")
+#: a metric name in a justification's evidence
+_METRIC = re.compile(r"[A-Za-z0-9_.]{1,128}")
 
 
 class ExportError(NovatuneError, ValueError):
@@ -174,9 +175,66 @@ def check_document(view: StudyView, knobs: dict[str, Any]) -> None:
                           + "; ".join(problems))
 
 
+def _effect_text(e: Any) -> str | None:
+    """``metric +12.3 % [+8.1, +16.5]`` rebuilt from a stored effect's numbers (never its stored text)."""
+    if not isinstance(e, dict) or not isinstance(e.get("metric"), str) or not _METRIC.fullmatch(e["metric"]):
+        return None
+    try:
+        nums = [float(e[k]) for k in ("change_pct", "low_pct", "high_pct")]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not all(math.isfinite(x) for x in nums):
+        return None
+    return f"{e['metric']} {nums[0]:+.1f} % [{nums[1]:+.1f}, {nums[2]:+.1f}]"
+
+
+def _justification(view: StudyView, t: Any) -> dict[str, dict[str, Any]] | None:
+    """Per changed knob of a justified trial: ``kept`` (bool) and ``evidence`` (the effects that justify it,
+    or why it was put back), from the study's ``justified`` record; None when ``t`` is not the justified trial."""
+    j = view.attrs.get("justified")
+    if not isinstance(j, dict) or j.get("trial") != t.number or not isinstance(j.get("knobs"), dict):
+        return None
+    out = {}
+    for name, k in j["knobs"].items():
+        if not isinstance(k, dict):
+            continue
+        kept = k.get("kept") is True
+        effects = [e for e in k.get("effects") or [] if isinstance(e, dict) and (e.get("better") is True or not kept)]
+        texts = [x for x in map(_effect_text, effects) if x]
+        out[str(name)] = {"kept": kept, "evidence": "; ".join(texts) or "not measured",
+                          "rounds": j.get("rounds")}
+    return out
+
+
+def chosen_configuration(view: StudyView, trial: int | None = None) -> dict[str, Any]:
+    """The configuration a study ships, before any format: ``trial``, ``chosen_by``, ``knobs`` (justified:
+    only the kept changes; the study's own target's knobs included, which no export carries), and for a
+    justified choice ``evidence`` and ``left_as_found`` (knob -> the measured effect). ``novatune bench gain``
+    measures exactly this.
+
+    Raises:
+        ExportError: no usable trial (see :func:`choose_trial`).
+    """
+    t, chosen_by = choose_trial(view, trial)
+    return {"trial": t.number, "chosen_by": chosen_by, **_chosen(view, t)}
+
+
+def _chosen(view: StudyView, t: Any) -> dict[str, Any]:
+    knobs = view.knob_values(t)
+    why = _justification(view, t)
+    out: dict[str, Any] = {"knobs": knobs}
+    if why is not None:  # only the changes with a measured effect ship; the others stay as they are found
+        out["knobs"] = {k: v for k, v in knobs.items() if why.get(k, {}).get("kept")}
+        out["evidence"] = {k: w["evidence"] for k, w in why.items() if w["kept"]}
+        out["left_as_found"] = {k: w["evidence"] for k, w in why.items() if not w["kept"]}
+    return out
+
+
 def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
-    # the study's own target (nic.@target.*: the veth ends of its namespaces) is gone with it: nothing to deploy
-    knobs = {k: v for k, v in view.knob_values(t).items() if not _TARGET_BOUND.fullmatch(k)}
+    chosen = _chosen(view, t)
+    # a study's own target (its loop device, ``block.@target.*``) is gone with the study: nothing to deploy
+    knobs = {k: v for k, v in chosen["knobs"].items() if not (isinstance(k, str) and "@target." in k)}
+    doc: dict[str, Any] = {k: chosen[k] for k in ("evidence", "left_as_found") if k in chosen}
     check_document(view, knobs)
     return {
         "format": "novatune.config/v1",
@@ -184,6 +242,7 @@ def _document(view: StudyView, t: Any, chosen_by: str) -> dict[str, Any]:
         "trial": t.number,
         "chosen_by": chosen_by,
         "knobs": knobs,
+        **doc,
         "objectives": dict(zip(view.objectives, t.values)),
         "metrics": t.user_attrs.get("metrics", {}),
         "exported_at": _exported_at(),

@@ -29,7 +29,7 @@ from experiments.study.reporting import log_trial, write_status
 from experiments.study.resolve import Resolved, clamp_to_space
 from optimizer.trust import TrustRegion
 
-__all__ = ["Run", "optimize", "run_trial", "tell"]
+__all__ = ["Run", "one_trial", "optimize", "run_trial", "tell"]
 
 
 @dataclass
@@ -51,8 +51,14 @@ class Run:
 
 
 # --------------------------------------------------------------- one trial
-def run_trial(run: Run, number: int, params: dict[str, Any]) -> TrialReport:
+def run_trial(run: Run, number: int, params: dict[str, Any], *, stem: str | None = None,
+              profile: bool = True, check_space: bool = True) -> TrialReport:
     """Apply ``params`` (journaled), measure every repeat, reduce; the session restores on the way out.
+
+    ``stem``: the name of the measurement's files under ``trials/`` (default ``trial-NNN``); ``profile``:
+    profile it when the spec asks (the justification's re-measurements are not profiled); ``check_space``
+    False: values outside the spec's ranges are allowed (a knob put back to the value found before the
+    study; the catalog's hard bounds still hold, in the actuators).
 
     A failure of the knobs, the workload or the collector is the trial's outcome (state ``fail`` with the
     reason), never the study's; a restore that fails is reported as ``restore failed: ...``.
@@ -64,8 +70,8 @@ def run_trial(run: Run, number: int, params: dict[str, Any]) -> TrialReport:
     units: dict[str, str] = {}  # metric -> unit, as the workload reports them
     resolved, plan = run.resolved, run.plan
     session = ChangeSession(run.journal, run_id=run.run_id, trial=number)
-    profiler = run.measurer.profiler
-    if not resolved.space.is_valid(params):  # e.g. an enqueued point: never reaches an actuator
+    profiler = run.measurer.profiler if profile else None
+    if check_space and not resolved.space.is_valid(params):  # e.g. an enqueued point: never reaches an actuator
         tr.reason = f"invalid combination (outside a range or breaking a knob ordering): {params}"
         tr.seconds = time.monotonic() - t0
         return tr
@@ -83,7 +89,7 @@ def run_trial(run: Run, number: int, params: dict[str, Any]) -> TrialReport:
         tr.state, tr.reason = "fail", f"{type(err).__name__}: {err}"
     if session.failures:
         tr.state, tr.reason = "fail", "restore failed: " + "; ".join(map(str, session.failures))
-    Measurer.save_series(run.workdir, number, series, timelines)
+    Measurer.save_series(run.workdir, number, series, timelines, stem=stem)
     if profiler is not None:
         tr.profile_files, tr.profile_tags = profiler.finish_trial(params)
     tr.seconds = time.monotonic() - t0
@@ -111,14 +117,15 @@ def tell(plan: StudyPlan, study: optuna.Study, trial: optuna.trial.Trial, tr: Tr
     study.tell(trial, values)
 
 
-def _one(run: Run, trial: optuna.trial.Trial, params: dict[str, Any], **attrs: Any) -> TrialReport:
-    """Run, tell, record and report one asked trial."""
+def one_trial(run: Run, trial: optuna.trial.Trial, params: dict[str, Any], *, check_space: bool = True,
+              **attrs: Any) -> TrialReport:
+    """Run, tell, record and report one asked trial (``check_space``: see :func:`run_trial`)."""
     trial.set_user_attr("applied", params)  # the proposal after ordering repair (and trust region)
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
     run.on_event("trial_start", number=trial.number, params=params)
     write_status(run.plan, run.study, run.report, run.workdir)  # shows the trial in progress
-    tr = run_trial(run, trial.number, params)
+    tr = run_trial(run, trial.number, params, check_space=check_space)
     tell(run.plan, run.study, trial, tr)
     run.report.trials.append(tr)
     if run.tracker is not None:
@@ -143,11 +150,11 @@ def _search(run: Run, budget: int) -> str:
             return f"budget timeout of {plan.spec.budget.timeout_s:g} s reached"
         trial = study.ask()
         params = run.resolved.space.suggest(trial)
-        extra = {}
+        extra: dict[str, Any] = {}
         if run.region is not None:
             params = run.resolved.space.active(run.region.clamp(params))
             extra["trust_center"] = run.region.center  # what this trial's steps are measured from
-        tr = _one(run, trial, params, **extra)
+        tr = one_trial(run, trial, params, **extra)
         state = search.converge(plan, study, trial.number, monitor, run.tracker)
         if run.region is not None and tr.feasible and state.improved_at == trial.number:
             run.region = run.region.move({**run.region.center, **params})  # the region follows the improvements
@@ -169,7 +176,7 @@ def _remeasure(run: Run, budget: int) -> None:
         run.study.enqueue_trial(clamp_to_space(params, run.resolved.space), user_attrs={"remeasure_of": target.number})
         trial = run.study.ask()
         run.resolved.space.suggest(trial)  # the enqueued params come back
-        _one(run, trial, params)
+        one_trial(run, trial, params)
 
 
 def optimize(run: Run, *, done_before: int = 0, remeasured_before: int = 0) -> None:

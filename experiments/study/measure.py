@@ -72,16 +72,19 @@ class Measurer:
         profiling: AbstractContextManager[None] = nullcontext()
         if self.profiler is not None:
             profiling = self.profiler.window(ctx.workload.pids(), warmup_s=t.warmup_s, measure_s=t.measure_s)
+        neighbour: AbstractContextManager[dict[str, float]] = nullcontext({})
+        if ctx.neighbour is not None:  # the batch job runs alongside the service's window
+            neighbour = ctx.neighbour.window(warmup_s=t.warmup_s, measure_s=t.measure_s)
         recorder.start()
         try:
-            with profiling:
+            with profiling, neighbour as nb_metrics:
                 res = ctx.workload.measure(warmup_s=t.warmup_s, measure_s=t.measure_s)
         finally:
             frame = recorder.stop()
         after = ctx.reader.read() if ctx.reader is not None else None
         if frame.attrs.get("vanished"):
             raise WorkloadError("target vanished during the window: " + "; ".join(frame.attrs["vanished"].values()))
-        m = {k: float(v) for k, v in res.metrics.items()}
+        m = {k: float(v) for k, v in res.metrics.items()} | nb_metrics
         for key, value in self.series_metrics(frame).items():
             m.setdefault(key, value)  # what the workload measured itself wins
         if before is not None and after is not None:
@@ -161,14 +164,17 @@ class Measurer:
         return out
 
     @staticmethod
-    def save_series(workdir: Path, number: int, series: list[pd.DataFrame], timelines: list[pd.DataFrame]) -> None:
-        """Persist a trial's collector series and workload timeline (CSV; units in ``series-units.csv``)."""
+    def save_series(workdir: Path, number: int, series: list[pd.DataFrame], timelines: list[pd.DataFrame], *,
+                    stem: str | None = None) -> None:
+        """Persist a trial's collector series and workload timeline (CSV; units in ``series-units.csv``) as
+        ``trials/<stem>-series.csv`` and ``-workload.csv`` (``stem`` default ``trial-NNN``)."""
         base = workdir / "trials"
+        stem = stem or f"trial-{number:03d}"
         if series:
             frame = pd.concat(series)
-            frame.to_csv(base / f"trial-{number:03d}-series.csv", index_label="time")
+            frame.to_csv(base / f"{stem}-series.csv", index_label="time")
             units = workdir / "series-units.csv"
             if not units.exists():
                 pd.Series(series[0].attrs.get("units", {}), name="unit").rename_axis("metric").to_csv(units)
         if timelines:
-            pd.concat(timelines).to_csv(base / f"trial-{number:03d}-workload.csv")
+            pd.concat(timelines).to_csv(base / f"{stem}-workload.csv")

@@ -34,6 +34,8 @@ from experiments.settings import Paths, Settings, config_file
 from experiments.spec import SpecError, StudySpec
 from experiments.study.metric_names import allowed_metrics
 from experiments.study.resolve import Resolved, resolve
+from experiments.study.target_loop import loop_problems
+from experiments.study.target_neighbour import check_neighbour, neighbour_metrics
 from experiments.study.target_netns import TargetCatalog, check_netns_target
 
 __all__ = ["StudyPlan", "prepare", "run_workload"]
@@ -118,6 +120,9 @@ def prepare(
     n_trials = trials if trials is not None else spec.budget.trials
     if n_trials < 1:
         raise SpecError(source, [f"--trials must be >= 1, got {n_trials}"])
+    target_problems = loop_problems(spec, paths.runs)
+    if target_problems:
+        raise SpecError(source, target_problems)
     settings = settings if settings is not None else Settings.load()
     policy = PassivePolicy.of(settings.allowed_targets, settings.allowed_probe_hosts)
     protected = tuple(settings.protected_interfaces)
@@ -128,10 +133,12 @@ def prepare(
             probe.check_target()
     except (WorkloadError, CollectorError, ValueError, TypeError) as err:
         raise SpecError(source, [f"workload ({spec.workload.kind}): {err}"]) from None
-    metric_names = tuple(allowed_metrics(probe.metric_names()))
-    target_problems = check_netns_target(spec)
-    if target_problems:
-        raise SpecError(source, target_problems)
+    neighbour = spec.target.neighbour if spec.target is not None else None
+    if neighbour is not None and (problems := check_neighbour(spec.workload.kind, list(spec.knobs))):
+        raise SpecError(source, problems)
+    if problems := check_netns_target(spec):
+        raise SpecError(source, problems)
+    metric_names = tuple(allowed_metrics(probe.metric_names())) + neighbour_metrics(neighbour)
     catalog = TargetCatalog(KnobContext(protected_interfaces=protected))  # nic.@target.*: checked, bound later
     resolved = resolve(spec, catalog, check_availability=False, source=source, metrics=metric_names)
     prices = load_unit_prices(profile=spec.cost.profile, model=spec.cost.pricing_model)

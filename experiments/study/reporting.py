@@ -238,6 +238,17 @@ def _changes_text(changes: dict[str, Any] | None) -> str:
                      for c in changes["changed"])[:5000]
 
 
+def _justified_text(record: Any) -> str:
+    """``kept: a, b; put back: c`` of the study's justification (``not run`` without one)."""
+    if not isinstance(record, dict):
+        return "not run"
+    knobs = record.get("knobs") or {}
+    kept = [k for k, v in knobs.items() if isinstance(v, dict) and v.get("kept")]
+    back = [k for k, v in knobs.items() if isinstance(v, dict) and not v.get("kept")]
+    return (f"trial {record.get('trial')}; kept: {', '.join(kept) or 'none'}; "
+            f"put back: {', '.join(back) or 'none'}")[:5000]
+
+
 def _finish_tracking(tracker: Any, view: StudyView, report: StudyReport, decision: Decision | None,
                      importance: dict[str, float], artifacts: list[Any], not_plotted: dict[str, str]) -> None:
     info, _ = view.pareto()
@@ -263,6 +274,7 @@ def _finish_tracking(tracker: Any, view: StudyView, report: StudyReport, decisio
             "noise_equivalent_trials": ",".join(map(str, decision.equivalent)) if decision else "",
             "noisy_pareto_trials": ",".join(map(str, decision.noisy_front)) if decision else "",
             "profile_changes": _changes_text(report.profile_changes),
+            "justified": _justified_text(view.attrs.get("justified")),
             "plots_skipped": "; ".join(f"{k}: {v}" for k, v in not_plotted.items()) or "none",
         },
         status="FINISHED" if report.state == "completed" else "KILLED",
@@ -322,9 +334,9 @@ def finish(paths: Paths, report: StudyReport, tracker: Any, workdir: Path, *,
             not_plotted["all"] = "plots off for this study (a continuous tuner's cycle, or the study_plots setting)"
         for what, why in not_plotted.items():
             log.info("%s: no %s plot: %s", report.name, what, why)
-        units = workdir / "series-units.csv"
-        if units.exists():
-            artifacts.append(units)
+        for extra in ("series-units.csv", "justify.json", "justify.csv"):  # justify: experiments.study.justify
+            if (workdir / extra).exists():
+                artifacts.append(workdir / extra)
         report.artifacts = [a[0] if isinstance(a, tuple) else a for a in artifacts]
         if tracker is not None:
             _finish_tracking(tracker, view, report, decision, importance[0] if importance else {}, artifacts,

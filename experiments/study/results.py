@@ -139,12 +139,14 @@ class StudyView:
     ) -> Decision:
         """The configuration to ship, by the study's ``choose`` rule (or the one given), judged on
         pooled medians; with the other front configurations that are not significantly different
-        from it (inside each other's confidence intervals) and the noise-aware front.
+        from it (inside each other's confidence intervals) and the noise-aware front. With the study's own
+        rule, a justified study gives the trial its justification measured (:meth:`_justified`).
 
         Raises:
             ValueError: no configuration qualifies (the message names the closest one).
         """
         spec = (self.attrs.get("spec") or {}).get("choose") or {}
+        own_rule = rule is None and budget is None and sla is None and target is None
         rule = rule or spec.get("rule") or "knee"
         budget = budget if budget is not None else spec.get("budget") or {}
         if sla is None:
@@ -174,8 +176,22 @@ class StudyView:
             if not better:
                 equivalent.append(c.trial.number)
         front = [c.trial.number for c, m in zip(configs, mask) if m]
-        return Decision(chosen.trial, picked.reason, rule, equivalent, front,
-                        [t.number for t in chosen.members])
+        decision = Decision(chosen.trial, picked.reason, rule, equivalent, front, [t.number for t in chosen.members])
+        return self._justified(decision) if own_rule else decision
+
+    def _justified(self, decision: Decision) -> Decision:
+        """The study's own choice reduced to the changes with a measured effect (the ``justified`` record
+        of :mod:`experiments.study.justify`), when that trial is complete and feasible."""
+        j = self.attrs.get("justified")
+        if not isinstance(j, dict) or not isinstance(j.get("trial"), int):
+            return decision
+        t = next((x for x in self.complete if x.number == j["trial"]), None)
+        if t is None or not _feasible(t):
+            return decision
+        kept = sum(bool(k.get("kept")) for k in (j.get("knobs") or {}).values() if isinstance(k, dict))
+        why = (f"trial {j.get('of_trial')} chosen ({decision.reason}); {j.get('note', '')}; "
+               f"{kept} of {len(j.get('knobs') or {})} changes kept by re-measurement")
+        return Decision(t, why, decision.rule, [], decision.noisy_front, [t.number])
 
     # ------------------------------------------------------- read models
     def trial_rows(self) -> list[dict[str, Any]]:
@@ -262,13 +278,17 @@ class StudyView:
 
     def summary(self) -> dict[str, Any]:
         """How the search went: sampler, why it stopped, convergence, the choice, knob importance."""
+        from experiments.study.target_neighbour import acts_on  # the spec's target, when it has one
+
         return {
+            "knobs_act_on": acts_on(self.attrs.get("spec")),
             "sampler": self.attrs.get("sampler_reason") or self.attrs.get("sampler"),
             "stop_reason": self.attrs.get("stop_reason"),
             "convergence": self.attrs.get("convergence"),
             "choice": self.attrs.get("choice"),
             "importance": self.attrs.get("importance"),
             "profile_changes": self.attrs.get("profile_changes"),
+            "justified": self.attrs.get("justified"),
         }
 
     def trial(self, number: int) -> FrozenTrial:

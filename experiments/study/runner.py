@@ -62,16 +62,22 @@ class StudyRunner:
             trials already run.
         plots: render the study-end plots and the importance analysis (off for the continuous tuner's
             cycles: see :func:`experiments.study.reporting.finish`); None: the ``study_plots`` setting.
+        justify: re-measure the choice and keep only the changes with a measured effect
+            (:mod:`experiments.study.justify`, the spec's ``justify``); None: the ``study_justify`` setting.
     """
 
     def __init__(self, plan: StudyPlan, *, paths: Paths, name: str, on_event: Event | None = None,
-                 tracking_uri: str | None = None, resume: bool = False, plots: bool | None = None) -> None:
+                 tracking_uri: str | None = None, resume: bool = False, plots: bool | None = None,
+                 justify: bool | None = None) -> None:
         self.plan = plan
-        if plots is None:
+        if plots is None or justify is None:
             from experiments.settings import Settings
 
-            plots = Settings().study_plots
+            settings = Settings()
+            plots = settings.study_plots if plots is None else plots
+            justify = settings.study_justify if justify is None else justify
         self.plots = plots
+        self.justify = justify and plan.spec.justify.rounds > 0
         self.paths = paths.ensure()
         self.name = name
         self.resume = resume
@@ -141,6 +147,10 @@ class StudyRunner:
                   tracker=tracker, on_event=self.on_event, deadline=t_start + timeout if timeout else math.inf,
                   region=opened.region)
         optimize(run, done_before=opened.done_before, remeasured_before=opened.remeasured_before)
+        if self.justify:
+            from experiments.study.justify import justify
+
+            justify(run, opened.baseline)
         baseline = opened.baseline
         bound = [*ctx.resolved.knobs.items(), *((n, m) for n, ms in ctx.resolved.mirrors.items() for m in ms)]
         report.restore_mismatches = [f"{knob.name}: {knob.read()!r} != baseline {baseline[n]!r}"

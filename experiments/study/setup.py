@@ -14,6 +14,7 @@ releases the holds. The knobs themselves are restored by each trial's
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from types import TracebackType
@@ -31,9 +32,13 @@ from experiments.spec import PassiveWorkloadSpec
 from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.prepare import StudyPlan
 from experiments.study.resolve import Resolved
+from experiments.study.target_loop import LoopTarget
+from experiments.study.target_neighbour import Neighbour, bind_target
 from experiments.study.target_netns import NetnsTarget, mirror_knobs
 
 __all__ = ["RunContext"]
+
+log = logging.getLogger(__name__)
 
 #: memory, cpuacct and blkio too, for accounting: the collector reads the cgroup's CPU, memory and IO
 #: bytes (cgroup v1 keeps them in separate hierarchies)
@@ -69,13 +74,18 @@ class RunContext:
         self._holds: KnobHolds | None = None
         self._recorded: list[tuple[int, float]] = []  # workload (pid, ctime) in the journal
         self._scratch: list[Path] = []
-        self.target: NetnsTarget | None = None  # target.netns: the namespace pair the run owns
+        self.netns: NetnsTarget | None = None  # target.netns: the namespace pair the run owns
+        #: the spec's ``target.neighbour`` while it runs: the run's knobs act on it
+        self.neighbour: Neighbour | None = None
+        self.loop: LoopTarget | None = None  # the study's own loop device (target.loop)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> RunContext:
         try:
-            self._make_target()
+            self._make_netns()
             self._create_cgroup()
+            self._start_neighbour()
+            self._make_target()
             self._start_workload()
             self._bind_knobs()
             self._hold_knobs()
@@ -103,24 +113,33 @@ class RunContext:
                     self.journal.release_scratch(self.run_id, d, note="deleted by the workload")
             self._scratch = []
             self.workload = None
+        if self.loop is not None:  # after the workload: fio has closed the device
+            try:
+                self.loop.close()
+            except ActuatorError as err:  # its journal record stays open: `novatune recover` retries
+                log.error("the study's loop device %s was not removed: %s", self.loop.backing, err)
+            self.loop = None
         if self.cgroup is not None and not self.cgroup.removed:
             self.cgroup.remove()
+        if self.neighbour is not None:
+            self.neighbour.close()
+            self.neighbour = None
         if self._holds is not None:
             self._holds.release()  # every knob was restored by now (each trial's session)
             self._holds = None
-        if self.target is not None:  # after the workload: its server lives in the namespace
-            self.target.close()
-            self.target = None
+        if self.netns is not None:  # after the workload: its server lives in the namespace
+            self.netns.close()
+            self.netns = None
 
     # ---------------------------------------------------------------- steps
     @property
     def passive(self) -> bool:
         return self.plan.spec.workload.kind == "passive"
 
-    def _make_target(self) -> None:
+    def _make_netns(self) -> None:
         t = self.plan.spec.target
         if t is not None and t.netns is not None:
-            self.target = NetnsTarget(t.netns, journal=self.journal, run_id=self.run_id).__enter__()
+            self.netns = NetnsTarget(t.netns, journal=self.journal, run_id=self.run_id).__enter__()
 
     def _create_cgroup(self) -> None:
         knobs = self.plan.spec.knobs
@@ -128,8 +147,9 @@ class RunContext:
             self.cgroup_reason = ("passive workload: novatune does not move processes it did not start into "
                                   "a cgroup, so sizing knobs do not apply")
             return
-        if not any(k.startswith("sizing.") for k in knobs):
-            return
+        target = self.plan.spec.target
+        if not any(k.startswith("sizing.") for k in knobs) or (target is not None and target.neighbour is not None):
+            return  # with a neighbour, the sizing knobs act on its cgroup
         controllers = list(_SIZING_CONTROLLERS)
         if any(k.startswith("sizing.cpuset_") for k in knobs):
             controllers.append("cpuset")
@@ -139,14 +159,23 @@ class RunContext:
         except (ActuatorError, OSError) as err:
             self.cgroup_reason = f"no workload cgroup: {err}"
 
+    def _make_target(self) -> None:
+        target = self.plan.spec.target
+        if target is not None and target.loop is not None:
+            self.loop = LoopTarget(target.loop, workdir=self.workdir, home=self.paths.home, journal=self.journal,
+                                   run_id=self.run_id)
+            self.loop.open()
+
     def _start_workload(self) -> None:
-        if self.target is not None:  # server in namespace a, client in b
-            workload: Workload = self.target.workload(self.plan.spec, self.workdir / "work",
+        if self.netns is not None:  # server in namespace a, client in b
+            workload: Workload = self.netns.workload(self.plan.spec, self.workdir / "work",
                                                       allowed_roots=self.plan.allowed_paths,
                                                       protected=(self.paths.home, config_file()))
         else:
             workload = self.plan.build_workload(self.workdir / "work", paths=self.paths)  # policy and roots bound
         self.workload = workload
+        if self.loop is not None:
+            workload.use_device(self.loop.path)  # type: ignore[attr-defined]  # - only fio takes a target.loop
         preexec = None
         if self.cgroup is not None:
             procs_files = [str(p) for p in self.cgroup.procs_files]
@@ -172,6 +201,13 @@ class RunContext:
         for d in self._scratch:
             self.journal.record_scratch(self.run_id, d)
 
+    def _start_neighbour(self) -> None:
+        target = self.plan.spec.target
+        if target is not None and target.neighbour is not None:
+            cpuset = any(k.startswith("sizing.cpuset_") for k in self.plan.spec.knobs)
+            self.neighbour = Neighbour.start(target.neighbour, journal=self.journal, run_id=self.run_id,
+                                             workdir=self.workdir / "neighbour", cpuset=cpuset)
+
     def _record_pids(self, workload: Workload) -> None:
         for pid in workload.pids():
             try:
@@ -196,14 +232,21 @@ class RunContext:
             out["c"] = parse_target(w.cgroup)
         return out
 
-    def _bind_knobs(self) -> None:
+    def knob_context(self) -> KnobContext:
+        """What this run's knobs bind to (its cgroup, its workload's processes): the spec's knobs, and any
+        other knob measured against the same workload (``novatune bench gain``)."""
         assert self.workload is not None
-        context = KnobContext(cgroup=self.cgroup, pids=self.workload.pids,
-                              protected_interfaces=self.plan.protected_interfaces)
-        catalog = Catalog(context=context) if self.target is None else self.target.catalog(context)
+        cgroup, pids = bind_target(self.neighbour, self.cgroup, self.workload.pids)  # what the knobs act on
+        return KnobContext(cgroup=cgroup, pids=pids, protected_interfaces=self.plan.protected_interfaces,
+                           block_target=self.loop.device if self.loop is not None else None,
+                           netns=self.netns.pair.a if self.netns is not None and self.netns.pair else None)
+
+    def _bind_knobs(self) -> None:
+        context = self.knob_context()
+        catalog = Catalog(context=context) if self.netns is None else self.netns.catalog(context)
         self.resolved = self.plan.resolved.bind(catalog, source=self.plan.source)
-        if self.target is not None and self.target.pair is not None:  # the same values in namespace b
-            mirrors = mirror_knobs(list(self.resolved.knobs), context, self.target.pair)
+        if self.netns is not None and self.netns.pair is not None:  # the same values in namespace b
+            mirrors = mirror_knobs(list(self.resolved.knobs), context, self.netns.pair)
             self.resolved = dataclasses.replace(self.resolved, mirrors=mirrors)
         skipped = dict(self.resolved.skipped)
         for k in skipped:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import socket
 import threading
@@ -272,8 +273,7 @@ class NetnsTarget:
     def context(self, base: KnobContext) -> KnobContext:
         """``base`` bound to namespace ``a`` (the mirrors bind ``b``)."""
         assert self.pair is not None
-        return KnobContext(cgroup=base.cgroup, pids=base.pids, netns=self.pair.a,
-                           protected_interfaces=base.protected_interfaces)
+        return dataclasses.replace(base, netns=self.pair.a)
 
     def catalog(self, base: KnobContext) -> TargetCatalog:
         assert self.pair is not None

@@ -34,6 +34,12 @@ _REMOTE_SCHEMES = ("http://", "https://", "databricks")
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
+def _key(name: str) -> str:
+    """An MLflow key for ``name``: MLflow refuses ``@``, which ``block.@target.*`` knobs have
+    (``block.at-target.read_ahead_kb``)."""
+    return name.replace("@", "at-")
+
+
 def is_remote_uri(uri: str) -> bool:
     """True for a tracking server (``http(s)://``, Databricks): it chooses where artifacts go."""
     return uri.strip().lower().startswith(_REMOTE_SCHEMES)
@@ -125,7 +131,7 @@ class Tracker:
         resumed = int(run.data.tags.get("novatune.resumed", "0") or 0) + 1
         self.client.update_run(rid, status="RUNNING")
         batch = {**tags, "novatune.resumed": str(resumed)}
-        self.client.log_batch(rid, tags=[RunTag(k, str(v)[:5000]) for k, v in batch.items()])
+        self.client.log_batch(rid, tags=[RunTag(_key(k), str(v)[:5000]) for k, v in batch.items()])
         self.experiment_id = exp.experiment_id
         self._set_kind(exp)
         self.parent_run_id = rid
@@ -178,10 +184,9 @@ class Tracker:
         ts = int(run.info.start_time)
         self.client.log_batch(
             rid,
-            metrics=[Metric(k, v, ts, 0) for k, v in _finite(metrics).items()],
-            # MLflow keys take no '@': nic.@target.tso (a netns target's veth ends) is logged as nic.target.tso
-            params=[Param(k.replace("@", ""), str(v)[:6000]) for k, v in params.items()],
-            tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()],
+            metrics=[Metric(_key(k), v, ts, 0) for k, v in _finite(metrics).items()],
+            params=[Param(_key(k), str(v)[:6000]) for k, v in params.items()],
+            tags=[RunTag(_key(k), str(v)[:5000]) for k, v in tags.items()],
         )
         self._log_artifacts(rid, artifacts)
         status = "FAILED" if tags.get("state") == "fail" else "FINISHED"
@@ -195,7 +200,7 @@ class Tracker:
         if self.parent_run_id is None:
             return
         ts = int(time.time() * 1000)
-        batch = [Metric(k, v, ts, step) for k, v in _finite(metrics).items()]
+        batch = [Metric(_key(k), v, ts, step) for k, v in _finite(metrics).items()]
         if batch:
             self.client.log_batch(self.parent_run_id, metrics=batch)
 
@@ -203,7 +208,7 @@ class Tracker:
         from mlflow.entities import RunTag
 
         if self.parent_run_id is not None and tags:
-            self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+            self.client.log_batch(self.parent_run_id, tags=[RunTag(_key(k), str(v)[:5000]) for k, v in tags.items()])
 
     def finish_study(
         self,
@@ -222,13 +227,13 @@ class Tracker:
         rid = self.parent_run_id
         if rid is None:
             return
-        batch = [Metric(k, v, 0, 0) for k, v in _finite(metrics).items()]
+        batch = [Metric(_key(k), v, 0, 0) for k, v in _finite(metrics).items()]
         for key, series in step_metrics.items():
-            batch += [Metric(key, float(v), 0, i) for i, v in enumerate(series) if math.isfinite(float(v))]
+            batch += [Metric(_key(key), float(v), 0, i) for i, v in enumerate(series) if math.isfinite(float(v))]
         try:
             for i in range(0, len(batch), 900):
                 self.client.log_batch(rid, metrics=batch[i : i + 900])
-            self.client.log_batch(rid, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+            self.client.log_batch(rid, tags=[RunTag(_key(k), str(v)[:5000]) for k, v in tags.items()])
             self._log_artifacts(rid, artifacts)
         finally:
             self.client.set_terminated(rid, status=status)

@@ -58,6 +58,8 @@ TABLE = {
     "BenchRefused": (2, 422),
     "BenchRunError": (2, 409),
     "NetnsError": (2, 422),
+    "GainError": (2, 422),
+    "TunedProfileError": (2, 422),
     # the API's guard (tests/security/test_api.py) and how the service is exposed
     "RequestRefused": (2, 400),
     "HostNotAllowed": (2, 400),

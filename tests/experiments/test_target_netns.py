@@ -79,7 +79,7 @@ def test_a_wrk_url_is_refused_with_a_netns_target(tmp_path):
     ({"netns": {"mtu": 70000}}, "target.netns.mtu"),
     ({"netns": {"mtu": 100}}, "greater than or equal to 1280"),
     ({"netns": {"devices": 2}}, "unknown field; allowed here: mtu"),
-    ({"nets": {}}, "target.nets: unknown field; allowed here: netns"),
+    ({"nets": {}}, "target.nets: unknown field; allowed here: neighbour, loop, netns"),
 ])
 def test_bad_target_section_is_located(target, needle):
     with pytest.raises(SpecError) as err:

@@ -200,12 +200,15 @@ def _leftovers(home: Path, before: set[Path]) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("example", ["fio", "pgbench", "redis-benchmark", "wrk", "iperf3", "stress-ng"])
+@pytest.mark.parametrize("example", ["fio", "pgbench", "redis-benchmark", "wrk", "iperf3", "stress-ng",
+                                     "scenario-pgbench", "scenario-redis"])
 def test_example_spec_runs_as_a_real_study(example: str, home: Path) -> None:
-    """Every example spec in experiments/specs/ is a study that runs: the tool and its server for real."""
-    tool = "redis-benchmark" if example == "redis-benchmark" else example
+    """Every example spec in experiments/specs/ is a study that runs: the tool and its server for real (the
+    database scenario specs of the gain report too)."""
+    tool = example.removeprefix("scenario-").replace("redis", "redis-benchmark").replace(
+        "redis-benchmark-benchmark", "redis-benchmark")
     for binary in {"redis-benchmark": ["redis-server", "redis-benchmark"], "pgbench": ["pgbench", "initdb"]}.get(
-            example, [tool]):
+            tool, [tool]):
         if shutil.which(binary) is None and not list(Path("/usr/lib/postgresql").glob(f"*/bin/{binary}")):
             pytest.skip(f"{binary} not installed (Debian package: {DEBIAN_PACKAGES.get(binary, '?')})")
     spec = REPO / "experiments" / "specs" / f"{example}.yaml"

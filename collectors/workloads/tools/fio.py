@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ _MAX_BS = 64 << 20
 _LAYOUT_CHUNK = 1 << 20
 _SIZE = re.compile(r"([0-9]+)([kmgt]?)(i?b?)", re.IGNORECASE)
 _SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_LOOP_DEV = re.compile(r"/dev/loop[0-9]{1,4}")
+_LOOP_MAJOR = 7
 _PCT = {"latency_p50_ms": "50.000000", "latency_p95_ms": "95.000000", "latency_p99_ms": "99.000000"}
 
 
@@ -194,7 +197,7 @@ def check_fio_filename(filename: str | os.PathLike[str] | None, roots: WriteRoot
         raise AdapterError("fio", f"filename {text[:200]!r} refused: {err}") from None
 
 
-def lay_out(target: SafeFile, size: int) -> None:
+def lay_out(target: SafeFile | LoopDeviceFile, size: int) -> None:
     """Write ``target`` up to ``size`` bytes (what fio's own layout does; fio is given the open file and
     cannot unlink and recreate it). Existing bytes are kept. Raises: AdapterError."""
     try:
@@ -208,6 +211,52 @@ def lay_out(target: SafeFile, size: int) -> None:
         os.fsync(target.fd)
     except OSError as err:
         raise AdapterError("fio", f"cannot lay out {target.path} to {size} bytes: {err}") from err
+
+
+@dataclass
+class LoopDeviceFile:
+    """A loop block device opened for fio (what :class:`SafeFile` is for a file): ``verify`` checks it is
+    still the same loop device; the device is never deleted (``created`` is False)."""
+
+    path: Path
+    fd: int
+    rdev: int
+    created: bool = False
+
+    @classmethod
+    def open(cls, device: str) -> LoopDeviceFile:
+        """Raises: AdapterError: not a loop block device (major 7)."""
+        try:
+            fd = os.open(device, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as err:
+            raise AdapterError("fio", f"cannot open {device}: {err.strerror or err}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISBLK(st.st_mode) or os.major(st.st_rdev) != _LOOP_MAJOR:
+            os.close(fd)
+            raise AdapterError("fio", f"{device} is not a loop block device")
+        return cls(Path(device), fd, st.st_rdev)
+
+    @property
+    def proc_path(self) -> str:
+        return f"/proc/self/fd/{self.fd}"
+
+    def verify(self) -> None:
+        """Raises: PathRefused: the descriptor is closed or no longer this loop device."""
+        try:
+            st = os.fstat(self.fd)
+        except OSError as err:
+            raise PathRefused(f"{self.path}: cannot check the open device: {err.strerror or err}") from None
+        if not stat.S_ISBLK(st.st_mode) or st.st_rdev != self.rdev:
+            raise PathRefused(f"{self.path}: no longer the loop device it was")
+
+    def unlink(self) -> None:
+        raise PathRefused(f"{self.path}: a device is never deleted")
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
 
 
 class FioWorkload(HolderWorkload):
@@ -246,8 +295,22 @@ class FioWorkload(HolderWorkload):
     BINARIES = ("fio",)
 
     def __init__(self, workdir: str | os.PathLike[str], **kw: Any) -> None:
-        self._target: SafeFile | None = None
+        self._target: SafeFile | LoopDeviceFile | None = None
+        self._device: str | None = None
         super().__init__(workdir, **kw)
+
+    def use_device(self, device: str) -> None:
+        """Run on ``device`` (``/dev/loopN``, the study's own loop device) instead of a file: the caller
+        made it; no spec option can name a device. Call before :meth:`start`.
+
+        Raises:
+            AdapterError: not a ``/dev/loopN`` loop block device, or the workload has started.
+        """
+        if self._target is not None:
+            raise AdapterError("fio", "the device must be given before the workload starts")
+        if _LOOP_DEV.fullmatch(device) is None:
+            raise AdapterError("fio", f"only a /dev/loopN device may be given, got {device!r}")
+        self._device = device
 
     def _validate(self) -> None:
         o = self.options
@@ -266,6 +329,8 @@ class FioWorkload(HolderWorkload):
 
     def _prepare_own_paths(self) -> None:
         """Open (or create) fio's file safely and keep it open until :meth:`stop`."""
+        if self._target is None and self._device is not None:
+            self._target = LoopDeviceFile.open(self._device)
         if self._target is None:
             name = check_fio_filename(self.options["filename"], self.roots)
             self._target = self.roots.open_file(name)

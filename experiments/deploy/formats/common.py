@@ -39,13 +39,17 @@ def _objective_text(doc: dict[str, Any]) -> str:
 
 def header(fmt: str, install: str | None, doc: dict[str, Any]) -> list[str]:
     """The comment every text format starts with: study, trial, how it was chosen, objectives, install."""
-    return [
+    lines = [
         f"# novatune export ({fmt}) of study {doc['study']!r}, trial {doc['trial']}",
         f"# chosen by: {one_line(doc['chosen_by'])}",
         f"# objectives: {_objective_text(doc)}",
-        f"# exported at {doc['exported_at']}",
-        f"# install: {install}",
     ]
+    for k, why in (doc.get("evidence") or {}).items():  # a justified choice: what earns each change its place
+        lines.append(f"# measured effect of {one_line(k)}: {one_line(why)}")
+    left = doc.get("left_as_found") or {}
+    if left:
+        lines.append(f"# left as found (no measured effect): {one_line(', '.join(left))}")
+    return [*lines, f"# exported at {doc['exported_at']}", f"# install: {install}"]
 
 
 def value_text(value: Any) -> str:

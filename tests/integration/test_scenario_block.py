@@ -1,0 +1,177 @@
+"""The block scenario for real: experiments/specs/scenario-block-loop.yaml makes a loop device, fio runs on
+it, block.@target.* change that device during the trials, and every object and knob is back afterwards,
+also after a kill -9 and `novatune recover`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.conftest import REPO, needs_root, novatune, snapshot
+
+pytestmark = [needs_root, pytest.mark.slow]
+
+SPEC = REPO / "experiments" / "specs" / "scenario-block-loop.yaml"
+QUEUE = ("scheduler", "read_ahead_kb", "nr_requests", "wbt_lat_usec")
+
+
+def _kernel() -> dict[str, str]:
+    """The integration snapshot without the cgroup listings (other users' studies add and remove theirs on
+    this shared machine; these studies make none: their specs size nothing)."""
+    return {k: v for k, v in snapshot().items() if not k.startswith("cgroups:")}
+
+
+def _queues() -> dict[str, dict[str, str]]:
+    """Every loop device's queue settings (they outlive an attach: a device is reused as it was left)."""
+    out = {}
+    for dev in sorted(os.listdir("/sys/block")):
+        if dev.startswith("loop"):
+            out[dev] = {q: Path(f"/sys/block/{dev}/queue/{q}").read_text().strip() for q in QUEUE}
+    return out
+
+
+def _attached_under(home: Path) -> list[str]:
+    """Loop devices whose backing file is under ``home``."""
+    out = []
+    for dev in os.listdir("/sys/block"):
+        try:
+            backing = Path(f"/sys/block/{dev}/loop/backing_file").read_text().strip()
+        except OSError:
+            continue
+        if backing.startswith(str(home)):
+            out.append(dev)
+    return out
+
+
+def _journal(home: Path) -> list[dict[str, Any]]:
+    path = home / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
+
+
+def _device(home: Path) -> str | None:
+    devs = [r["device"] for r in _journal(home) if r.get("kind") == "loop" and r.get("device")]
+    return devs[-1] if devs else None
+
+
+def _start(spec_path: Path, home: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "NOVATUNE_HOME": str(home)}
+    return subprocess.Popen([sys.executable, "-m", "experiments", "study", "run", str(spec_path), *extra],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_block_loop_scenario_tunes_its_own_loop_device_and_removes_it(home: Path) -> None:
+    before, queues = _kernel(), _queues()
+    proc = _start(SPEC, home, "--trials", "2")
+    seen: set[str] = set()  # nr_requests values read from the study's device while it ran
+    dev = None
+    deadline = time.monotonic() + 120
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            dev = dev or _device(home)
+            if dev is not None:
+                try:
+                    seen.add(Path(f"/sys/block/{dev}/queue/nr_requests").read_text().strip())
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    assert dev is not None and dev.startswith("loop")
+    shown = json.loads(novatune("study", "show", "scenario-block-loop", "--json", home=home, check=True).stdout)
+    trials = shown["trials"]
+    assert [t["state"] for t in trials] == ["complete", "complete"], trials
+    for t in trials:
+        m = t["metrics"]
+        assert t["values"]["throughput"] > 100 and m["errors"] == 0
+        assert m["bytes_per_s"] == pytest.approx(m["throughput"] * 4096, rel=0.05)  # 4k I/Os: fio's own sum
+    tuned = str(trials[1]["knobs"]["block.@target.nr_requests"])
+    assert tuned != queues[dev]["nr_requests"], "trial 1 kept the default: the test would prove nothing"
+    assert tuned in seen, f"the device never read {tuned} during the study: saw {sorted(seen)}"
+    # everything it made is gone, every knob back
+    assert _attached_under(home) == []
+    assert list(home.rglob("novatune-loop-*.img")) == []
+    assert _queues()[dev] == queues[dev]
+    assert _kernel() == before
+    loops = [r for r in _journal(home) if r.get("kind") == "loop"]
+    assert [r["event"] for r in loops] == ["created", "created", "released"]
+
+
+def test_kill_9_mid_trial_then_recover_detaches_the_loop_device(tmp_path: Path, home: Path) -> None:
+    spec = yaml.safe_load(SPEC.read_text())
+    spec.update(name="block-crash", trial={"warmup_s": 0, "measure_s": 20, "repeats": 1},
+                budget={"trials": 3, "timeout_s": 120})
+    path = tmp_path / "block-crash.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    before, queues = _kernel(), _queues()
+    proc = _start(path, home)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            applied = [r for r in _journal(home) if r.get("event") == "applied" and r.get("trial") == 1]
+            if len(applied) >= len(spec["knobs"]):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the study never reached trial 1")
+        time.sleep(1.0)  # fio is on the device
+        dev = _device(home)
+        assert dev is not None and _attached_under(home) == [dev]
+        assert _queues()[dev] != queues[dev], "trial 1 changed nothing on the device"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert _attached_under(home) == [dev]  # the kill left it attached
+    report = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
+    assert report["failed"] == [] and report["refused"] == [], report
+    assert report["loops_removed"] == [f"/dev/{dev}"], report
+    # an fio run the killed study started may still have the device open: the kernel detaches it (autoclear)
+    # when that bounded run (measure_s 20) ends
+    deadline = time.monotonic() + 40
+    while _attached_under(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _attached_under(home) == []
+    assert list(home.rglob("novatune-loop-*.img")) == []
+    assert _queues()[dev] == queues[dev]
+    assert _kernel() == before
+    again = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
+    assert again["loops_removed"] == [] and again["restored"] == []
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ({"workload": {"kind": "iperf3"}, "target": {"loop": {"size": "64M"}}},
+     "target.loop: the iperf3 workload cannot use a loop device; allowed with target.loop: workload kind fio"),
+    ({"workload": {"kind": "fio"}}, "knobs.block.@target.nr_requests: acts on the study's own loop device"),
+    ({"workload": {"kind": "fio"}, "target": {"loop": {"size": "64G"}}}, "target.loop.size: Value error, size "
+     "must be between 16M and 4G"),
+])
+def test_bad_target_is_exit_2_with_the_reason_and_nothing_is_made(tmp_path: Path, home: Path, spec: dict[str, Any],
+                                                                   says: str) -> None:
+    path = tmp_path / "bad.yaml"
+    knobs = {"block.@target.nr_requests": {"low": 4, "high": 64}}
+    path.write_text(yaml.safe_dump({"name": "bad-target", "knobs": knobs, "objectives": {"throughput": "maximize"},
+                                    **spec}))
+    before = _queues()
+    proc = novatune("study", "run", str(path), home=home, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+    assert _attached_under(home) == [] and _queues() == before
+    assert not (home / "journal.jsonl").exists() or "loop" not in (home / "journal.jsonl").read_text()
