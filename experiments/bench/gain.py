@@ -215,12 +215,15 @@ def _run_arms(plan: Any, paths: Paths, gid: str, journal: Journal, *, study: dic
     """The run itself: the spec's workload (and target) up, the arms bound, held and measured."""
     with _GainContext(plan, paths=paths, name=gid, run_id=gid, journal=journal,
                       workdir=_gain_dir(paths) / gid) as ctx:
-        catalog = Catalog(context=ctx.knob_context())
+        catalog = ctx.catalog()
         arms = [Arm("defaults", "the machine as found: nothing applied")]
         devices = [k.name.split(".")[1] for k in ctx.resolved.knobs.values()  # type: ignore[union-attr]
                    if k.name.startswith("block.")]
         found, not_applied = _profile_arms(profiles, dirs, catalog, sorted(set(devices)))
         arms += [*found, _study_arm(study, catalog)]
+        for arm in arms:  # a namespace pair: every net.* value in both namespaces
+            for name, twins in ctx.mirrors(list(arm.values)).items():
+                arm.knobs.update(dict.fromkeys(twins, arm.values[name]))
         holds = KnobHolds(host_wide(k for a in arms for k in a.knobs), owner=f"gain run {gid} in {paths.home}")
         try:
             holds.acquire()

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from actuators import ActuatorError, Catalog, Journal, KnobContext, WorkloadCgroup
+from actuators import ActuatorError, Catalog, Journal, Knob, KnobContext, WorkloadCgroup
 from actuators.journal import process_ctime, same_process
 from collectors.cgroupstats import CgroupCpuReader
 from collectors.errors import CollectorError, WorkloadError
@@ -241,12 +241,21 @@ class RunContext:
                            block_target=self.loop.device if self.loop is not None else None,
                            netns=self.netns.pair.a if self.netns is not None and self.netns.pair else None)
 
-    def _bind_knobs(self) -> None:
+    def catalog(self) -> Catalog:
+        """The catalog bound to this run (:meth:`knob_context`; a namespace pair's ``nic.@target.*`` too)."""
         context = self.knob_context()
-        catalog = Catalog(context=context) if self.netns is None else self.netns.catalog(context)
-        self.resolved = self.plan.resolved.bind(catalog, source=self.plan.source)
-        if self.netns is not None and self.netns.pair is not None:  # the same values in namespace b
-            mirrors = mirror_knobs(list(self.resolved.knobs), context, self.netns.pair)
+        return Catalog(context=context) if self.netns is None else self.netns.catalog(context)
+
+    def mirrors(self, names: list[str]) -> dict[str, tuple[Knob, ...]]:
+        """Per knob name, the knobs that take the same value (a namespace pair's twins in ``b``)."""
+        if self.netns is None or self.netns.pair is None:
+            return {}
+        return mirror_knobs(names, self.knob_context(), self.netns.pair)
+
+    def _bind_knobs(self) -> None:
+        self.resolved = self.plan.resolved.bind(self.catalog(), source=self.plan.source)
+        mirrors = self.mirrors(list(self.resolved.knobs))
+        if mirrors:  # the same values in namespace b
             self.resolved = dataclasses.replace(self.resolved, mirrors=mirrors)
         skipped = dict(self.resolved.skipped)
         for k in skipped:
