@@ -83,7 +83,7 @@ def _bind(name: str, values: dict[str, Any], catalog: Catalog, source: str) -> A
             why = knob.available()
             if why:
                 raise ActuatorError(why)
-            value = knob.validate(raw)
+            value = knob.validate(raw, assume=values)  # an ordering (dirty_background < dirty) within the set
         except (ActuatorError, NovatuneError, ValueError) as err:
             arm.skipped.append(f"{knob_name}={raw}: {err}")
             continue
