@@ -170,7 +170,18 @@ def _measure(ctx: RunContext, plan: Any, journal: Journal, run_id: str, arms: li
     return windows
 
 
-def _report(windows: list[dict[str, Any]], arms: list[Arm], metric: str, direction: str) -> dict[str, Any]:
+def _medians(windows: list[dict[str, Any]], arm: str, names: Sequence[str]) -> dict[str, float]:
+    """The arm's median of each of ``names`` over its windows (the trade-offs behind the primary metric)."""
+    out = {}
+    for n in names:
+        vals = [w["metrics"][n] for w in windows if w["arm"] == arm and n in (w.get("metrics") or {})]
+        if vals:
+            out[n] = statistics.median(vals)
+    return out
+
+
+def _report(windows: list[dict[str, Any]], arms: list[Arm], metric: str, direction: str,
+            others: Sequence[str] = ()) -> dict[str, Any]:
     values: dict[str, dict[int, float]] = {a.name: {} for a in arms}
     for w in windows:
         v = (w.get("metrics") or {}).get(metric)
@@ -193,7 +204,8 @@ def _report(windows: list[dict[str, Any]], arms: list[Arm], metric: str, directi
         c = vs_defaults.get(a.name)
         return {"source": a.source, "knobs": a.values, "skipped": a.skipped,
                 "median": statistics.median(values[a.name].values()) if values[a.name] else None,
-                "rounds": len(values[a.name]), "vs_defaults": c.as_dict() if c else None}
+                "rounds": len(values[a.name]), "vs_defaults": c.as_dict() if c else None,
+                "medians": _medians(windows, a.name, others)}
 
     return {
         "metric": metric, "direction": direction,
@@ -263,7 +275,8 @@ def gain_run(spec: StudySpec, *, paths: Paths, source: str = "<spec>", study: st
                                                dirs=dirs, rounds=rounds, progress=progress)
     doc = {"id": gid, "spec": spec.name, "study": study, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            "rounds": rounds, "seconds": round(time.monotonic() - t0, 1), "not_applied": not_applied,
-           **_report(windows, arms, metric_name, direction), "windows": windows}
+           **_report(windows, arms, metric_name, direction, [*spec.objectives, *spec.constraints]),
+           "windows": windows}
     write_file(_gain_dir(paths) / f"{gid}.json", (json.dumps(doc, indent=2, default=str) + "\n").encode())
     progress("done", {"id": gid, "verdict": doc["verdict"]})
     return doc
