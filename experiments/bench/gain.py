@@ -37,6 +37,7 @@ from experiments.holds import KnobHeld, KnobHolds
 from experiments.safefs import write_file
 from experiments.settings import Paths
 from experiments.spec import StudySpec
+from experiments.study.justify import metric_directions
 from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.measure import Measurer
 from experiments.study.outcomes import signals_raise
@@ -111,10 +112,11 @@ def _study_arm(doc: dict[str, Any], catalog: Catalog) -> Arm:
 def _profile_arms(profiles: Sequence[str], dirs: Sequence[Path], catalog: Catalog,
                   devices: Sequence[str]) -> tuple[list[Arm], dict[str, str]]:
     arms, not_applied = [], {}
-    for p in profiles:
-        def current(knob: str) -> Any:
-            return catalog.get(knob).read()
 
+    def current(knob: str) -> Any:
+        return catalog.get(knob).read()
+
+    for p in profiles:
         try:
             resolved = resolve_profile(p, dirs=dirs, devices=devices, current=current)
         except TunedProfileError as err:
@@ -130,14 +132,11 @@ def _profile_arms(profiles: Sequence[str], dirs: Sequence[Path], catalog: Catalo
 
 
 def _metric(spec: StudySpec, metric: str | None) -> tuple[str, str]:
-    if metric is None:
-        name, direction = next(iter(spec.objectives.items()))
-        return name, direction
-    if metric in spec.objectives:
-        return metric, spec.objectives[metric]
-    if metric in spec.constraints:
-        return metric, "minimize" if spec.constraints[metric].max is not None else "maximize"
-    allowed = ", ".join([*spec.objectives, *spec.constraints])
+    directions = metric_directions(spec)
+    name = metric if metric is not None else next(iter(directions))  # default: the first objective
+    if name in directions:
+        return name, directions[name]
+    allowed = ", ".join(directions)
     raise GainError(f"metric {metric!r} is not an objective or SLA metric of spec {spec.name!r}; allowed: {allowed}")
 
 
@@ -153,18 +152,17 @@ def _measure(ctx: RunContext, plan: Any, journal: Journal, run_id: str, arms: li
     for i, (r, name) in enumerate(arm_order(list(by_name), rounds, seed=seed)):
         arm = by_name[name]
         entry: dict[str, Any] = {"round": r, "arm": name, "started": time.time()}
+        session = ChangeSession(journal, run_id=run_id, trial=i)
         try:
-            with ChangeSession(journal, run_id=run_id, trial=i) as session:
+            with session:
                 session.apply_many(arm.knobs)
                 raw = measurer.window(i, series, timelines, units)
-            if session.failures:
-                raise ActuatorError("restore failed: " + "; ".join(map(str, session.failures)))
             full = measurer.reduce([raw], arm.values, throughput_unit=units.get("throughput", ""))
             entry["metrics"] = {k: float(v) for k, v in full.items() if isinstance(v, int | float) and math.isfinite(v)}
         except (ActuatorError, NovatuneError, OSError, ValueError) as err:
             entry["error"] = f"{type(err).__name__}: {err}"
-            if "restore failed" in str(err):
-                raise
+        if session.failures:  # a window's failure is its own; a restore that failed ends the run
+            raise ActuatorError("restore failed: " + "; ".join(map(str, session.failures)))
         windows.append(entry)
         progress("window", {"step": i + 1, "steps": rounds * len(arms), **entry})
     return windows

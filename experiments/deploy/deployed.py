@@ -8,6 +8,7 @@ families' export mappings (:mod:`actuators.family`).
 
 from __future__ import annotations
 
+import configparser
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,13 @@ from actuators.registry import REGISTRY
 from experiments.deploy.export import ExportError
 
 __all__ = ["read_deployed"]
+
+
+class CaseKeepingParser(configparser.ConfigParser):
+    """An INI parser that keeps option case, as TuneD reads ``tuned.conf``."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
 
 
 @dataclass(frozen=True)
@@ -93,13 +101,7 @@ class _Deployed:
         Raises:
             ExportError: not an INI file.
         """
-        import configparser
-
-        class _CaseKeeping(configparser.ConfigParser):
-            def optionxform(self, optionstr: str) -> str:  # keep option case, as TuneD does
-                return optionstr
-
-        parser = _CaseKeeping(interpolation=None, strict=False)
+        parser = CaseKeepingParser(interpolation=None, strict=False)
         try:
             parser.read_string(text, source=str(self.path))
         except configparser.Error as err:

@@ -25,7 +25,7 @@ from typing import Any
 from actuators.family import fill
 from actuators.registry import REGISTRY
 from collectors.errors import NovatuneError
-from experiments.deploy.deployed import _tuned_inverse
+from experiments.deploy.deployed import CaseKeepingParser, _tuned_inverse
 
 __all__ = ["DEFAULT_DIRS", "STOCK_PROFILES", "TunedProfileError", "ResolvedProfile", "resolve_profile"]
 
@@ -57,18 +57,13 @@ class ResolvedProfile:
     chain: list[str] = field(default_factory=list)
 
 
-class _CaseKeeping(configparser.ConfigParser):
-    def optionxform(self, optionstr: str) -> str:  # TuneD keeps option case
-        return optionstr
-
-
 def _read(name: str, dirs: Sequence[Path]) -> configparser.ConfigParser:
     if not _NAME.fullmatch(name) or ".." in name:
         raise TunedProfileError(f"{name!r} is not a TuneD profile name (letters, digits, '_', '.', '-'; no path)")
     for d in dirs:
         conf = d / name / "tuned.conf"
         if conf.is_file():
-            parser = _CaseKeeping(interpolation=None, strict=False)
+            parser = CaseKeepingParser(interpolation=None, strict=False)
             try:
                 parser.read_string(conf.read_text(encoding="utf-8"), source=str(conf))
             except (OSError, UnicodeDecodeError, configparser.Error) as err:

@@ -16,12 +16,12 @@ then carry only the kept knobs and, per knob, the effect that justifies it), ``j
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
 import pandas as pd
 
+from experiments.spec import StudySpec
 from experiments.study.loop import Run, one_trial, run_trial
 from experiments.study.outcomes import write_json_atomic
 from experiments.study.resolve import clamp_to_space
@@ -31,19 +31,19 @@ from optimizer.justify import FULL, KnobEvidence, Measurement, ablation_order, j
 __all__ = ["justify", "metric_directions"]
 
 
-def metric_directions(run: Run) -> dict[str, str]:
-    """The metrics that can justify a knob: the objectives, and the SLA metrics (a ``max`` is minimized)."""
-    spec = run.plan.spec
-    out = dict(zip(run.plan.objectives, run.plan.directions))
+def metric_directions(spec: StudySpec) -> dict[str, str]:
+    """The spec's objectives, then its SLA metrics (a ``max`` is minimized), each with its direction: what
+    can justify a knob, and what a gain run may take as its primary metric."""
+    out: dict[str, str] = dict(spec.objectives)
     for m, c in spec.constraints.items():
         out.setdefault(m, "minimize" if c.max is not None else "maximize")
     return out
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-    return bool(a == b)
+def _same(run: Run, name: str, a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are one value of knob ``name`` (the knob's own comparison)."""
+    knob = run.resolved.knobs.get(name)
+    return knob.same(a, b) if knob is not None else bool(a == b)
 
 
 def _view(run: Run) -> StudyView:
@@ -80,7 +80,7 @@ def _reduced_trial(run: Run, reduced: dict[str, Any], of_trial: int, view: Study
     """The trial that measured the reduced configuration (the baseline trial when every knob went back)."""
     base = view.baseline_trial()
     if base is not None and view.is_feasible(base) and all(
-            _same(v, view.knob_values(base).get(k)) for k, v in reduced.items()):
+            _same(run, k, v, view.knob_values(base).get(k)) for k, v in reduced.items()):
         return base.number, "every change was put back: the values found before the study stay"
     space = run.resolved.space
     run.study.enqueue_trial(clamp_to_space(reduced, space), user_attrs={"justified_of": of_trial})
@@ -106,7 +106,7 @@ def justify(run: Run, baseline: dict[str, Any]) -> dict[str, Any] | None:
     c = decision.trial.number
     chosen = view.knob_values(decision.trial)
     base = clamp_to_space(baseline, run.resolved.space)
-    changes = [k for k, v in chosen.items() if k in base and not _same(v, base[k])]
+    changes = [k for k, v in chosen.items() if k in base and not _same(run, k, v, base[k])]
     record: dict[str, Any] = {"of_trial": c, "trial": c, "rounds": spec.rounds, "alpha": spec.alpha,
                               "min_effect_pct": spec.min_effect_pct, "knobs": {}, "measurements": 0}
     # a knob without a readable value before the study cannot be put back: it stays, and says so
@@ -118,7 +118,7 @@ def justify(run: Run, baseline: dict[str, Any]) -> dict[str, Any] | None:
         _save(run, record, [])
         return record
     measurements = _measure(run, chosen, base, changes, spec.rounds)
-    evidence = judge(measurements, {k: (chosen[k], base[k]) for k in changes}, metric_directions(run),
+    evidence = judge(measurements, {k: (chosen[k], base[k]) for k in changes}, metric_directions(run.plan.spec),
                      alpha=spec.alpha, min_effect_pct=spec.min_effect_pct)
     record["knobs"].update({e.knob: e.as_dict() for e in evidence})
     record["measurements"] = len(measurements)
