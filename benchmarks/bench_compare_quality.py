@@ -95,8 +95,11 @@ def measure(args: argparse.Namespace) -> Path:
     return home
 
 
-def analyse(home: Path, min_effect: float | None, noise_factor: float | None = None) -> dict[str, Any]:
-    """The figures from the runs stored in ``home`` (``labels.json`` names them)."""
+def analyse(home: Path, min_effect: float | None, noise_factor: float | None = None,
+            share_min_effect: float | None = None, current_bars: bool = False) -> dict[str, Any]:
+    """The figures from the runs stored in ``home`` (``labels.json`` names them); ``current_bars``: judge them
+    with today's per-benchmark bars (:data:`experiments.bench.suite.BENCHMARKS`) instead of the ones they were
+    stored with."""
     from experiments.bench.compare import compare_docs
     from experiments.bench.store import load_run
     from experiments.settings import Paths
@@ -104,10 +107,19 @@ def analyse(home: Path, min_effect: float | None, noise_factor: float | None = N
     paths = Paths(home)
     labels = json.loads((home / "labels.json").read_text())
     docs = {k: load_run(paths, v) for k, v in labels.items()}
+    if current_bars:
+        from experiments.bench.suite import BENCHMARKS
+
+        bars = {b.name: b.min_effect for b in BENCHMARKS}
+        for d in docs.values():
+            for name, b in d["benchmarks"].items():
+                b["min_effect"] = bars.get(name, b.get("min_effect"))
     base = docs["base"]
     kw: dict[str, Any] = {"min_effect": min_effect}
     if noise_factor is not None:
         kw["noise_factor"] = noise_factor
+    if share_min_effect is not None:
+        kw["share_min_effect"] = share_min_effect
     rows = {k: compare_docs(base, d, **kw) for k, d in docs.items() if k != "base"}
     reruns = [k for k in rows if k.startswith("rerun")]
     false = [k for k in reruns if rows[k]["regressions"]]
@@ -128,11 +140,13 @@ def _noise(docs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
     out = {}
     for name in docs[0]["benchmarks"]:
-        runs = [[v for v in d["benchmarks"].get(name, {}).get("values") or [] if v is not None] for d in docs]
-        within = [log_spread(r) for r in runs if len(r) >= 2]
-        medians = [statistics.median(r) for r in runs if r]
-        out[name] = {"within": statistics.median(within) if within else float("nan"),
-                     "between": log_spread(medians)}
+        for key, label in (("values", name), ("cpu_share", f"{name} cpu_share")):
+            runs = [[v for v in d["benchmarks"].get(name, {}).get(key) or [] if v is not None] for d in docs]
+            within = [log_spread(r) for r in runs if len(r) >= 2]
+            medians = [statistics.median(r) for r in runs if r]
+            if medians:
+                out[label] = {"within": statistics.median(within) if within else float("nan"),
+                              "between": log_spread(medians)}
     return out
 
 
@@ -172,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--analyse", default=None, metavar="DIR", help="recompute from the runs stored in DIR")
     p.add_argument("--min-effect", type=float, default=None, help="--analyse: override every benchmark's bar")
     p.add_argument("--noise-factor", type=float, default=None, help="--analyse: override the spread factor")
+    p.add_argument("--current-bars", action="store_true",
+                   help="--analyse: judge stored runs with today's per-benchmark bars, not the ones stored with them")
+    p.add_argument("--share-min-effect", type=float, default=None, help="--analyse: override the CPU share's bar")
     p.add_argument("--json", default=None, metavar="PATH")
     args = p.parse_args(argv)
     if not 1 <= args.reruns <= 50 or not 0 < args.quota <= 1 or not 1 <= args.hog_load <= 100:
@@ -181,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.analyse is None and shutil.which("stress-ng") is None:
         p.error("stress-ng is needed (Debian package stress-ng)")
     home = Path(args.analyse) if args.analyse else measure(args)
-    res = analyse(home, args.min_effect, args.noise_factor)
+    res = analyse(home, args.min_effect, args.noise_factor, args.share_min_effect, args.current_bars)
     print(f"load after: {_uptime()}\nruns in {home}\n")
     print(_table(res))
     if args.json:

@@ -22,6 +22,15 @@ So a benchmark is a **regression** only when both hold:
    variation). ``min_effect`` (5 % by default; a benchmark may ask for more) stands for the between-run
    noise the windows cannot show; the spread term raises the bar for a benchmark that is noisy by nature.
 
+A CPU-bound benchmark also records the CPUs it got in each window (its ``cpu_share``). On a VM the two
+factors of its throughput behave very differently between runs: the speed of a CPU second drifts with
+the host's load (invisible inside the VM: 10-15 % between reruns of one configuration here), while the
+CPUs the benchmark gets are steady to about 1 %. A quota or a competing load takes CPUs away. So
+:func:`with_cpu_share` also calls a **regression** when the share itself is a regression by the same rule
+(interval below 0, drop beyond ``max(share_min_effect, noise_factor * base share spread)``) and the
+benchmark ran worse; the throughput's own bar can then be set above the host's drift without missing
+the slowdowns that take CPU away (docs/bench.md).
+
 An **improvement** is the mirror image; everything else is **no change**, with ``conclusive`` False when
 the interval is so wide that it also holds changes beyond the threshold, when the base's spread raised the
 bar above twice ``min_effect`` (too noisy to tell), or with too few windows.
@@ -33,15 +42,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from optimizer.decision import Guard, decide
 
-__all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_MIN_EFFECT", "DEFAULT_NOISE_FACTOR", "MIN_WINDOWS", "VERDICTS",
-           "BenchVerdict", "compare_samples", "log_spread", "summary_exit"]
+__all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_MIN_EFFECT", "DEFAULT_NOISE_FACTOR", "DEFAULT_SHARE_MIN_EFFECT",
+           "MIN_WINDOWS", "VERDICTS", "BenchVerdict", "compare_samples", "log_spread", "summary_exit",
+           "with_cpu_share"]
 
 #: what :func:`compare_samples` may answer
 VERDICTS = ("regression", "improvement", "no change")
@@ -49,6 +59,8 @@ VERDICTS = ("regression", "improvement", "no change")
 DEFAULT_MIN_EFFECT = 0.05
 #: the threshold is at least this many times the base's window-to-window spread
 DEFAULT_NOISE_FACTOR = 2.0
+#: the smallest relative drop in the CPUs a benchmark got that counts as CPU taken away from it
+DEFAULT_SHARE_MIN_EFFECT = 0.05
 #: the two-sided level of the change's interval
 DEFAULT_CONFIDENCE = 0.95
 #: fewer finite windows than this on either side: no verdict (no change, not conclusive)
@@ -154,6 +166,29 @@ def compare_samples(base: Sequence[float], run: Sequence[float], *, direction: s
                   f"change {m.change:+.1%} (interval {lo:+.1%} .. {hi:+.1%})")
     return BenchVerdict(**common, change=m.change, change_ci=(lo, hi), p_value=m.p_value, verdict=verdict,
                         conclusive=conclusive, reason=reason)
+
+
+def with_cpu_share(verdict: BenchVerdict, base_share: Sequence[float], run_share: Sequence[float], *,
+                   min_effect: float = DEFAULT_SHARE_MIN_EFFECT, noise_factor: float = DEFAULT_NOISE_FACTOR,
+                   confidence: float = DEFAULT_CONFIDENCE) -> tuple[BenchVerdict, BenchVerdict]:
+    """``(final verdict, the share's verdict)`` for a benchmark whose per-window CPU shares are known.
+
+    The share (CPUs the benchmark got per window; more is better) is compared by :func:`compare_samples`.
+    When it is a regression and the benchmark ran worse (``verdict.change`` below 0) the final verdict is a
+    regression, whatever the benchmark's own bar said; otherwise ``verdict`` is returned unchanged.
+
+    Raises:
+        ValueError: as :func:`compare_samples`.
+    """
+    share = compare_samples(base_share, run_share, direction="maximize", min_effect=min_effect,
+                            noise_factor=noise_factor, confidence=confidence)
+    if verdict.verdict == "regression" or share.verdict != "regression" or not verdict.change < 0:
+        return verdict, share
+    lo, hi = share.change_ci
+    reason = (f"got {-share.change:.1%} less CPU ({share.base_median:.2f} -> {share.run_median:.2f} CPUs, interval "
+              f"{lo:+.1%} .. {hi:+.1%}, beyond the {share.threshold:.1%} bar) and ran {-verdict.change:.1%} worse: "
+              f"CPU taken away from it (a quota, a competing load), which the host's drift in speed does not do")
+    return replace(verdict, verdict="regression", conclusive=True, reason=reason), share
 
 
 def _rel(medians: tuple[float, float], direction: str) -> float:

@@ -14,7 +14,13 @@ from typing import Any
 from experiments.bench import identity
 from experiments.bench.store import json_safe, load_run, newest_id
 from experiments.settings import Paths
-from optimizer.benchcompare import DEFAULT_MIN_EFFECT, DEFAULT_NOISE_FACTOR, compare_samples
+from optimizer.benchcompare import (
+    DEFAULT_MIN_EFFECT,
+    DEFAULT_NOISE_FACTOR,
+    DEFAULT_SHARE_MIN_EFFECT,
+    compare_samples,
+    with_cpu_share,
+)
 
 __all__ = ["EXIT_REGRESSION", "compare_docs", "compare_runs"]
 
@@ -23,10 +29,16 @@ __all__ = ["EXIT_REGRESSION", "compare_docs", "compare_runs"]
 EXIT_REGRESSION = 3
 
 
+def _finite(values: Any) -> list[float]:
+    return [x for x in values or [] if x is not None]
+
+
 def compare_docs(base: dict[str, Any], run: dict[str, Any], *, min_effect: float | None = None,
-                 noise_factor: float = DEFAULT_NOISE_FACTOR) -> dict[str, Any]:
+                 noise_factor: float = DEFAULT_NOISE_FACTOR,
+                 share_min_effect: float = DEFAULT_SHARE_MIN_EFFECT) -> dict[str, Any]:
     """The comparison of two stored run documents (see the module docstring); strict JSON (None for an unknown
-    figure). ``min_effect`` overrides every benchmark's own bar (the quality benchmark's analysis)."""
+    figure). ``min_effect`` overrides every benchmark's own bar, ``share_min_effect`` the bar of the CPU share
+    (the quality benchmark's analysis)."""
     diffs = identity.differences(base, run)
     hardware = [d for d in diffs if d.startswith(("machine ", "kernel "))]
     rows: dict[str, Any] = {}
@@ -36,10 +48,15 @@ def compare_docs(base: dict[str, Any], run: dict[str, Any], *, min_effect: float
             continue
         bar = min_effect if min_effect is not None else max(float(b.get("min_effect") or DEFAULT_MIN_EFFECT),
                                                             float(r.get("min_effect") or 0.0))
-        v = compare_samples([x for x in b.get("values") or [] if x is not None],
-                            [x for x in r.get("values") or [] if x is not None],
+        v = compare_samples(_finite(b.get("values")), _finite(r.get("values")),
                             direction=str(b.get("direction", "maximize")), min_effect=bar, noise_factor=noise_factor)
-        rows[name] = {"unit": b.get("unit"), "metric": b.get("metric"), **v.as_dict()}
+        share = None
+        if b.get("cpu_share") and r.get("cpu_share"):  # runs stored before shares were recorded have none
+            v, s = with_cpu_share(v, _finite(b["cpu_share"]), _finite(r["cpu_share"]), min_effect=share_min_effect,
+                                  noise_factor=noise_factor)
+            share = {k: getattr(s, k) for k in ("base_median", "run_median", "change", "change_ci", "threshold",
+                                                 "verdict", "reason")}
+        rows[name] = {"unit": b.get("unit"), "metric": b.get("metric"), **v.as_dict(), "cpu_share": share}
     regressions = [n for n, v in rows.items() if v["verdict"] == "regression"]
     return json_safe({
         "base": base["id"], "run": run["id"], "base_time": base.get("time"), "run_time": run.get("time"),

@@ -136,7 +136,7 @@ def _owned(paths: Paths, run_id: str, quota: float | None
 
 def _document(run_id: str, started: datetime, suite_name: str, groups: tuple[str, ...], quota: float | None,
               values: dict[str, list[float]], elapsed_s: float, cpu_used: dict[str, float],
-              others: dict[str, float]) -> dict[str, Any]:
+              others: dict[str, float], shares: dict[str, list[float]]) -> dict[str, Any]:
     s = suite(suite_name)
     benches: dict[str, Any] = {}
     for b in BENCHMARKS:
@@ -148,6 +148,8 @@ def _document(run_id: str, started: datetime, suite_name: str, groups: tuple[str
             "min_effect": b.min_effect, "values": vals,
             "median": statistics.median(vals) if vals else None,
         }
+        if shares.get(b.name):
+            benches[b.name]["cpu_share"] = shares[b.name]
     return {
         "id": run_id, "time": started.isoformat(timespec="seconds"), "elapsed_s": round(elapsed_s, 1),
         "suite": {"name": s.name, "windows": s.windows, "window_s": s.window_s, "warmup_s": s.warmup_s},
@@ -183,19 +185,22 @@ def run_suite(paths: Paths, *, suite_name: str = "quick", only: str | None = Non
     values: dict[str, list[float]] = {}
     cpu_used: dict[str, float] = {}
     others: dict[str, float] = {}
+    shares: dict[str, list[float]] = {}
     with _owned(paths, run_id, quota) as (scratch, preexec, usage, journal):
         for group in groups:
             env = RunEnv(suite=s, scratch=scratch, preexec=preexec, progress=progress or (lambda n, i, v: None),
                          own_netns=lambda name: journal.record_netns(run_id, name),
-                         disown_netns=lambda name: journal.release_netns(run_id, name))
+                         disown_netns=lambda name: journal.release_netns(run_id, name), usage=usage)
             u0, h0, w0 = usage(), host_busy_s(), time.monotonic()
             values.update(RUNNERS[group](env))
+            shares.update(env.shares)
             u1, h1, w1 = usage(), host_busy_s(), time.monotonic()
             if u0 is not None and u1 is not None and w1 > w0:
                 cpu_used[group] = round((u1 - u0) / (w1 - w0), 3)
                 if h0 is not None and h1 is not None:
                     others[group] = round(max(0.0, (h1 - h0) / (w1 - w0) - cpu_used[group]), 3)
-    doc = _document(run_id, started, s.name, groups, quota, values, time.monotonic() - t0, cpu_used, others)
+    doc = _document(run_id, started, s.name, groups, quota, values, time.monotonic() - t0, cpu_used, others,
+                    shares)
     save_run(paths, doc)
     if track:
         from experiments.bench.tracking import log_run

@@ -16,7 +16,8 @@ import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,13 @@ Progress = Callable[[str, int, float], None]
 @dataclass
 class RunEnv:
     """What a runner gets: the ``suite``, the private ``scratch`` directory, the ``preexec`` every child
-    runs (joins the cgroup; None: no cgroup), and ``progress(benchmark, window, value)``."""
+    runs (joins the cgroup; None: no cgroup), ``progress(benchmark, window, value)`` and ``usage()``, the CPU
+    seconds the benchmark's cgroup used so far (None when unknown).
+
+    ``shares`` collects, per CPU-bound benchmark, the CPUs it got in each window (:meth:`cpu_window`): what
+    ``bench compare`` uses to tell CPU taken away from the benchmark (a quota, a competing load) from the
+    host's own drift in speed (docs/bench.md).
+    """
 
     suite: Suite
     scratch: Path
@@ -51,6 +58,19 @@ class RunEnv:
     progress: Progress = field(default=lambda name, i, v: None)
     own_netns: Callable[[str], Any] = field(default=lambda name: None)  # journal a namespace before it exists
     disown_netns: Callable[[str], Any] = field(default=lambda name: None)  # ... and after it is gone
+    usage: Callable[[], float | None] = field(default=lambda: None)
+    shares: dict[str, list[float]] = field(default_factory=dict)
+
+    @contextmanager
+    def cpu_window(self, *names: str) -> Iterator[None]:
+        """Measure the CPUs the cgroup's processes used during the block (CPU seconds / wall seconds) and
+        record it as one window's share of each of ``names``; nothing when the cgroup cannot be read."""
+        u0, w0 = self.usage(), time.monotonic()
+        yield
+        u1, w1 = self.usage(), time.monotonic()
+        if u0 is not None and u1 is not None and w1 > w0:
+            for name in names:
+                self.shares.setdefault(name, []).append(round((u1 - u0) / (w1 - w0), 4))
 
     def record(self, out: dict[str, list[float]], name: str, value: float) -> None:
         """Append ``value`` to ``out[name]`` and report it."""
@@ -76,23 +96,26 @@ def run_cpu(env: RunEnv) -> dict[str, list[float]]:
 
     once(max(1.0, env.suite.warmup_s))
     for _ in range(env.suite.windows):
-        env.record(out, "cpu", once(env.suite.window_s).throughput)
+        with env.cpu_window("cpu"):
+            res = once(env.suite.window_s)
+        env.record(out, "cpu", res.throughput)
     return out
 
 
 #: the memory kernel, run as ``python -c``: argv = elements, windows, seconds, warm-up seconds; prints a JSON list
+#: of [GB/s, CPUs the kernel got] per window (its own CPU time / wall time)
 _TRIAD = r"""
 import json, sys, time
 import numpy as np
 n, windows, secs, warm = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 a = np.zeros(n); b = np.full(n, 1.0); c = np.full(n, 2.0); s = 3.0
 def window(limit):
-    t0 = time.perf_counter(); k = 0
+    t0 = time.perf_counter(); c0 = time.process_time(); k = 0
     while True:
         np.multiply(c, s, out=a); np.add(a, b, out=a); k += 1
         el = time.perf_counter() - t0
         if el >= limit or k >= 100000:
-            return 24.0 * n * k / el / 1e9
+            return [24.0 * n * k / el / 1e9, (time.process_time() - c0) / el]
 window(warm)
 print(json.dumps([window(secs) for _ in range(windows)]))
 """
@@ -115,12 +138,13 @@ def run_memory(env: RunEnv) -> dict[str, list[float]]:
     if proc.returncode != 0:
         raise WorkloadError(f"memory benchmark: the numpy kernel exited with {proc.returncode}: {tail(proc.stderr)}")
     try:
-        values = [float(v) for v in json.loads(proc.stdout)]
+        pairs = [(float(v), float(share)) for v, share in json.loads(proc.stdout)]
     except (ValueError, TypeError) as err:
         raise WorkloadError(f"memory benchmark: unexpected output {tail(proc.stdout, 200)!r}") from err
     out: dict[str, list[float]] = {}
-    for v in values:
+    for v, share in pairs:
         env.record(out, "memory_triad", v)
+        env.shares.setdefault("memory_triad", []).append(round(share, 4))
     return out
 
 
@@ -234,7 +258,8 @@ def run_oltp(env: RunEnv) -> dict[str, list[float]]:
         svc.start(preexec_fn=env.preexec)
         svc.measure(warmup_s=0.0, measure_s=max(1.0, s.warmup_s))
         for _ in range(s.windows):
-            res = svc.measure(warmup_s=0.0, measure_s=s.window_s)
+            with env.cpu_window("oltp_throughput", "oltp_p95"):  # the server's share (it runs in the cgroup)
+                res = svc.measure(warmup_s=0.0, measure_s=s.window_s)
             env.record(out, "oltp_throughput", res.throughput_rps)
             env.record(out, "oltp_p95", res.latency_p95_ms)
     finally:

@@ -47,16 +47,22 @@ class Suite:
     warmup_s: float
 
 
+#: the bars (``min_effect``) follow one rule: 4 x the largest between-run spread (SD of the log medians of reruns
+#: of one configuration) over the recordings of ``benchmarks/bench_compare_quality.py`` on this kind of VM
+#: (benchmarks/data/bench_quality/, docs/bench.md), rounded up to 5 %: on a VM the speed of a CPU second
+#: drifts with the host's load. CPU taken away from a benchmark (a quota, a competing load) is found from 5 %
+#: by its CPU share (``cpu_share``, :func:`optimizer.benchcompare.with_cpu_share`), not by these bars.
 #: every benchmark, in the order a run measures them
 BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark("cpu", "cpu", "stress-ng cpu stressor, one worker per CPU", "bogo-ops/s", "maximize"),
-    Benchmark("memory_triad", "memory", "STREAM-like triad a = b + s*c (numpy, 3 x 128 MiB)", "GB/s", "maximize"),
-    Benchmark("io_randread", "io", "fio 4 KiB random reads, O_DIRECT, queue depth 1", "IOPS", "maximize"),
-    Benchmark("io_seqread", "io", "fio 1 MiB sequential reads, O_DIRECT", "MB/s", "maximize"),
+    Benchmark("cpu", "cpu", "stress-ng cpu stressor, one worker per CPU", "bogo-ops/s", "maximize", 0.30),
+    Benchmark("memory_triad", "memory", "STREAM-like triad a = b + s*c (numpy, 3 x 128 MiB)", "GB/s", "maximize",
+              0.35),
+    Benchmark("io_randread", "io", "fio 4 KiB random reads, O_DIRECT, queue depth 1", "IOPS", "maximize", 0.40),
+    Benchmark("io_seqread", "io", "fio 1 MiB sequential reads, O_DIRECT", "MB/s", "maximize", 0.40),
     Benchmark("net_tcp", "net", "iperf3 TCP over a veth pair between two network namespaces", "Gbit/s",
-              "maximize"),
-    Benchmark("oltp_throughput", "oltp", "the built-in OLTP service: requests per second", "req/s", "maximize"),
-    Benchmark("oltp_p95", "oltp", "the built-in OLTP service: 95th percentile latency", "ms", "minimize"),
+              "maximize", 0.25),
+    Benchmark("oltp_throughput", "oltp", "the built-in OLTP service: requests per second", "req/s", "maximize", 0.30),
+    Benchmark("oltp_p95", "oltp", "the built-in OLTP service: 95th percentile latency", "ms", "minimize", 0.65),
 )
 #: the groups, in run order
 GROUPS: tuple[str, ...] = tuple(dict.fromkeys(b.group for b in BENCHMARKS))

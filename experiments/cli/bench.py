@@ -123,6 +123,13 @@ def _pct(x: Any) -> str:
     return "-" if x is None else f"{x:+.1%}"
 
 
+def _cpus(share: dict[str, Any] | None) -> str:
+    """The CPU share column: base -> run CPUs and the change, or '-' for a benchmark without one."""
+    if not share:
+        return "-"
+    return f"{fmt(share['base_median'])} -> {fmt(share['run_median'])} ({_pct(share['change'])})"
+
+
 def _show_compare(rep: dict[str, Any]) -> None:
     if not rep["comparable"]:
         err.print("[yellow]note:[/] the runs differ in machine or kernel; compared anyway:", highlight=False)
@@ -131,8 +138,8 @@ def _show_compare(rep: dict[str, Any]) -> None:
     for d in rep["differences"]:
         err.print(f"  {escape(d)}", highlight=False)
     t = Table(title=f"{rep['run']} against {rep['base']}")
-    for c in ("benchmark", "base median", "run median", "medians", "change (+ better)", "interval", "bar", "verdict",
-              "why"):
+    for c in ("benchmark", "base median", "run median", "medians", "change (+ better)", "interval", "bar",
+              "CPUs it got", "verdict", "why"):
         t.add_column(c)
     colour = {"regression": "red", "improvement": "green"}
     for name, v in rep["benchmarks"].items():
@@ -141,7 +148,8 @@ def _show_compare(rep: dict[str, Any]) -> None:
         verdict = f"[{tint}]{v['verdict']}[/]" if tint else v["verdict"]
         t.add_row(name, f"{fmt(v['base_median'])} {v['unit']}", fmt(v["run_median"]), _pct(v["median_change"]),
                   _pct(v["change"]),
-                  f"{_pct(lo)} .. {_pct(hi)}", f"±{v['threshold']:.1%}", verdict, escape(v["reason"]))
+                  f"{_pct(lo)} .. {_pct(hi)}", f"±{v['threshold']:.1%}", _cpus(v.get("cpu_share")), verdict,
+                  escape(v["reason"]))
     if rep["benchmarks"]:
         out.print(t)
     else:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from experiments.bench.compare import compare_docs
-from optimizer.benchcompare import MIN_WINDOWS, compare_samples, log_spread, summary_exit
+from optimizer.benchcompare import MIN_WINDOWS, compare_samples, log_spread, summary_exit, with_cpu_share
 
 
 def _windows(level: float, noise: float, n: int, seed: int) -> list[float]:
@@ -141,3 +141,57 @@ def test_a_different_machine_load_is_reported_but_keeps_the_runs_comparable():
     assert rep["comparable"] is True
     assert [d for d in rep["differences"] if d.startswith("load:")] == [
         "load: other processes used different CPU while measuring (CPUs, base -> run): cpu 0.10 -> 1.20"]
+
+
+# --- the CPU share: CPU taken away against the host's drift in speed -------------------------------------------------
+
+STEADY = [1.94, 1.95, 1.94, 1.96, 1.95]  # CPUs a 2-worker benchmark got per window, as measured here
+
+
+def test_a_drift_in_speed_with_a_steady_share_stays_below_a_wide_bar():
+    """A rerun 9 % slower with the same CPUs: the host's drift, below a bar set above it (15 %)."""
+    base = _windows(1000.0, 0.02, 5, 3)
+    v = compare_samples(base, [x * 0.91 for x in base], direction="maximize", min_effect=0.15)
+    final, share = with_cpu_share(v, STEADY, [x * 0.995 for x in STEADY])
+    assert v.change_ci[1] < 0 and share.verdict == "no change"
+    assert final == v and final.verdict == "no change"
+
+
+def test_cpu_taken_away_is_a_regression_even_below_the_throughput_bar():
+    base = _windows(1000.0, 0.02, 5, 4)
+    v = compare_samples(base, [x * 0.92 for x in base], direction="maximize", min_effect=0.15)
+    assert v.verdict == "no change"
+    final, share = with_cpu_share(v, STEADY, [x * 0.9 for x in STEADY])
+    assert share.verdict == "regression" and share.change == pytest.approx(-0.10, abs=0.005)
+    assert final.verdict == "regression" and final.conclusive
+    assert final.reason.startswith("got 10.0% less CPU (1.95 -> 1.75 CPUs")
+    assert final.change == v.change and final.change_ci == v.change_ci  # the figures stay the benchmark's
+
+
+def test_less_cpu_without_running_worse_is_not_a_regression():
+    base = _windows(1000.0, 0.02, 5, 5)
+    v = compare_samples(base, [x * 1.03 for x in base], direction="maximize", min_effect=0.15)
+    final, share = with_cpu_share(v, STEADY, [x * 0.9 for x in STEADY])
+    assert share.verdict == "regression" and final.verdict == "no change"
+
+
+def test_a_latency_with_less_cpu_is_a_regression_of_a_minimized_metric():
+    base = _windows(40.0, 0.02, 5, 6)
+    v = compare_samples(base, [x * 1.06 for x in base], direction="minimize", min_effect=0.15)
+    final, _ = with_cpu_share(v, STEADY, [x * 0.85 for x in STEADY])
+    assert v.verdict == "no change" and final.verdict == "regression"
+
+
+def test_compare_docs_uses_the_share_when_both_runs_have_it():
+    base = _doc("b", {"cpu": [100.0, 101.0, 99.0, 100.0, 100.5]})
+    run = _doc("r", {"cpu": [96.0, 96.5, 95.5, 96.2, 96.1]})  # -4 %: below the 5 % bar
+    assert compare_docs(base, run)["regressions"] == []
+    base["benchmarks"]["cpu"]["cpu_share"] = STEADY
+    run["benchmarks"]["cpu"]["cpu_share"] = [x * 0.88 for x in STEADY]
+    rep = compare_docs(base, run)
+    assert rep["regressions"] == ["cpu"]
+    share = rep["benchmarks"]["cpu"]["cpu_share"]
+    assert share["verdict"] == "regression" and share["base_median"] == pytest.approx(1.95)
+    assert compare_docs(base, run, share_min_effect=0.2)["regressions"] == []  # the analysis' override
+    del run["benchmarks"]["cpu"]["cpu_share"]  # a run stored before shares were recorded
+    assert compare_docs(base, run)["benchmarks"]["cpu"]["cpu_share"] is None

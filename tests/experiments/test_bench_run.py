@@ -36,6 +36,11 @@ def test_quick_cpu_and_memory_run_end_to_end(tmp_path, monkeypatch, capsys):
         assert all(v > 0 for v in b["values"])
         assert b["median"] == sorted(b["values"])[2]
     assert doc["benchmarks"]["cpu"]["unit"] == "bogo-ops/s"
+    ncpu = os.cpu_count() or 1
+    shares = {n: b["cpu_share"] for n, b in doc["benchmarks"].items()}
+    assert all(len(v) == 5 for v in shares.values())
+    assert all(0.5 < x <= ncpu * 1.05 for x in shares["cpu"])  # one stress-ng worker per CPU, in the cgroup
+    assert all(0.5 < x <= 1.05 for x in shares["memory_triad"])  # one single-threaded numpy kernel
     assert doc["machine"]["cpu_count"] == os.cpu_count()
     assert doc["kernel"]["release"] == os.uname().release
     assert "vm.swappiness" in doc["knobs"]
@@ -122,3 +127,19 @@ def test_kill_9_with_the_pair_up_then_recover_deletes_it(tmp_path):
     again = recover(journal, force=True)
     assert again.netns_removed == []  # the pair's records are closed: nothing left to do
     assert any("host-ns" in r for r in again.refused)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("stress-ng") is None, reason="stress-ng not installed")
+def test_a_cpu_quota_is_found_as_cpu_taken_away(tmp_path, monkeypatch, capsys):
+    """Two real runs of the cpu benchmark, the second under a quota of 1 CPU: bench compare exits 3 and says the
+    benchmark got less CPU (what a quota or a competing load does, and the host's drift does not)."""
+    monkeypatch.setenv("NOVATUNE_HOME", str(tmp_path / "home"))
+    assert main(["bench", "run", "--only", "cpu", "--no-track", "--json"]) == 0
+    base = json.loads(capsys.readouterr().out)
+    assert main(["bench", "run", "--only", "cpu", "--no-track", "--json", "--cpu-quota", "1"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert max(run["benchmarks"]["cpu"]["cpu_share"]) <= 1.05
+    assert main(["bench", "compare", base["id"], "--json"]) == 3
+    row = json.loads(capsys.readouterr().out)["benchmarks"]["cpu"]
+    assert row["verdict"] == "regression" and row["cpu_share"]["verdict"] == "regression"
