@@ -1,14 +1,23 @@
 """The whole suite: a study draws no end plots (the ``study_plots`` setting, about 4 s of CPU each) unless
 its test is about the plots and asks for them (``plots_on``), and does not re-measure its choice to
 justify each change (the ``study_justify`` setting: a few measurement windows per changed knob) unless its
-test is about that (``justify_on``); the README walk runs without this, as a user would."""
+test is about that (``justify_on``); the README walk runs without this, as a user would.
+
+The suite's own Ctrl-C tests send SIGINT to the processes they start. A shell that starts a job in the
+background without job control (``nohup ... &`` in a script) makes it ignore SIGINT, and an ignored signal
+stays ignored across exec: those children would never see the Ctrl-C. So pytest takes Python's own
+handler back, and what it starts gets SIGINT as from a terminal, however the suite was launched."""
 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True, scope="session")
