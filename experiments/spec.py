@@ -31,6 +31,7 @@ from pydantic import (
 from collectors.errors import NovatuneError
 from experiments.settings import NAME_RE  # the one study-name rule (settings.check_name)
 from experiments.study.target_loop import LoopSpec
+from experiments.study.target_memory import MemoryTargetSpec
 from experiments.study.target_neighbour import NeighbourSpec
 from experiments.study.target_netns import NetnsTargetSpec
 
@@ -163,6 +164,7 @@ class FioWorkloadSpec(_Strict):
     direct: bool = False
     numjobs: int = Field(default=1, ge=1, le=64)
     ioengine: str = "psync"
+    fadvise_hint: bool = True
     filename: str | None = Field(default=None, min_length=1, max_length=4096)
 
 
@@ -353,11 +355,13 @@ class TargetSpec(_Strict):
     (see :mod:`experiments.study.target_neighbour`); ``loop``: a loop device of the study's own, the
     ``block.@target.*`` knobs (see :mod:`experiments.study.target_loop`); ``netns``: two network namespaces
     joined by a veth pair, the ``net.*`` and ``nic.@target.*`` knobs act inside them (see
-    :mod:`experiments.study.target_netns`)."""
+    :mod:`experiments.study.target_netns`); ``memory``: the workload's cgroup with its memory (page cache
+    included) limited for the whole study (see :mod:`experiments.study.target_memory`)."""
 
     neighbour: NeighbourSpec | None = None
     loop: LoopSpec | None = None
     netns: NetnsTargetSpec | None = None
+    memory: MemoryTargetSpec | None = None
 
 
 class StudySpec(_Strict):

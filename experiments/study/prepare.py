@@ -35,6 +35,7 @@ from experiments.spec import SpecError, StudySpec
 from experiments.study.metric_names import allowed_metrics
 from experiments.study.resolve import Resolved, resolve
 from experiments.study.target_loop import loop_problems
+from experiments.study.target_memory import memory_problems
 from experiments.study.target_neighbour import check_neighbour, neighbour_metrics
 from experiments.study.target_netns import TargetCatalog, check_netns_target
 
@@ -120,7 +121,7 @@ def prepare(
     n_trials = trials if trials is not None else spec.budget.trials
     if n_trials < 1:
         raise SpecError(source, [f"--trials must be >= 1, got {n_trials}"])
-    target_problems = loop_problems(spec, paths.runs)
+    target_problems = loop_problems(spec, paths.runs) + memory_problems(spec)
     if target_problems:
         raise SpecError(source, target_problems)
     settings = settings if settings is not None else Settings.load()

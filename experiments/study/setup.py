@@ -33,6 +33,7 @@ from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.prepare import StudyPlan
 from experiments.study.resolve import Resolved
 from experiments.study.target_loop import LoopTarget
+from experiments.study.target_memory import limit_file
 from experiments.study.target_neighbour import Neighbour, bind_target
 from experiments.study.target_netns import NetnsTarget, mirror_knobs
 
@@ -148,7 +149,9 @@ class RunContext:
                                   "a cgroup, so sizing knobs do not apply")
             return
         target = self.plan.spec.target
-        if not any(k.startswith("sizing.") for k in knobs) or (target is not None and target.neighbour is not None):
+        memory = target.memory if target is not None else None
+        if memory is None and (not any(k.startswith("sizing.") for k in knobs)
+                               or (target is not None and target.neighbour is not None)):
             return  # with a neighbour, the sizing knobs act on its cgroup
         controllers = list(_SIZING_CONTROLLERS)
         if any(k.startswith("sizing.cpuset_") for k in knobs):
@@ -157,7 +160,15 @@ class RunContext:
             self.cgroup = WorkloadCgroup.create(self.run_id, journal=self.journal, run_id=self.run_id,
                                                 controllers=tuple(controllers))
         except (ActuatorError, OSError) as err:
+            if memory is not None:  # the limit is part of what is measured: no study without it
+                raise WorkloadError(f"target.memory: cannot make the workload's cgroup: {err}") from err
             self.cgroup_reason = f"no workload cgroup: {err}"
+            return
+        if memory is not None:
+            mem = self.cgroup.dir_for("memory")
+            if mem is None:
+                raise WorkloadError("target.memory: the workload's cgroup has no memory controller")
+            self.cgroup.root.write(f"{mem}/{limit_file(self.cgroup.version)}", str(memory.bytes))
 
     def _make_target(self) -> None:
         target = self.plan.spec.target

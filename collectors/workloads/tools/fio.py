@@ -61,6 +61,7 @@ class FioAdapter(AdapterBase):
     iodepth: int = 1
     ioengine: str = "psync"
     direct: bool = False
+    fadvise_hint: bool = True
     tool: str = TOOL
 
     def max_runtime_s(self) -> float:
@@ -90,6 +91,7 @@ class FioAdapter(AdapterBase):
             f"--iodepth={self.iodepth}",
             f"--numjobs={self.numjobs}",
             f"--direct={int(self.direct)}",
+            f"--fadvise_hint={int(self.fadvise_hint)}",
             "--time_based",
             f"--runtime={runtime:g}",
             "--group_reporting",
@@ -277,6 +279,9 @@ class FioWorkload(HolderWorkload):
     * ``iodepth`` (1): 1..1024. ``numjobs`` (1): 1..64.
     * ``direct`` (False): O_DIRECT (not supported on tmpfs).
     * ``ioengine`` ("psync"): psync, sync, pvsync, pvsync2, libaio, io_uring, posixaio, mmap.
+    * ``fadvise_hint`` (True): fio tells the kernel the access pattern (``posix_fadvise``; with mmap,
+      ``madvise`` random or sequential). False runs like a program that gives no hint: with mmap, each page
+      fault then reads the device's read-ahead window around the page (an mmap'd index without madvise).
 
     One run per window: ``--ramp_time`` = warm-up (not counted), then
     ``measure_s`` rounded to whole seconds (at least 1; fio reads "1.5" as 1).
@@ -289,7 +294,7 @@ class FioWorkload(HolderWorkload):
     kind = "fio"
     OPTIONS: ClassVar[Mapping[str, Any]] = {
         "filename": None, "rw": "randread", "bs": "4k", "size": "32M", "iodepth": 1,
-        "direct": False, "numjobs": 1, "ioengine": "psync",
+        "direct": False, "numjobs": 1, "ioengine": "psync", "fadvise_hint": True,
     }
     METRICS = ("throughput", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "errors", "bytes_per_s")
     BINARIES = ("fio",)
@@ -320,8 +325,9 @@ class FioWorkload(HolderWorkload):
         _size_bytes("fio", "size", o["size"], _MAX_SIZE)
         check_int("fio", "iodepth", o["iodepth"], 1, 1024)
         check_int("fio", "numjobs", o["numjobs"], 1, 64)
-        if not isinstance(o["direct"], bool):
-            raise AdapterError("fio", f"direct must be true or false, got {o['direct']!r}")
+        for flag in ("direct", "fadvise_hint"):
+            if not isinstance(o[flag], bool):
+                raise AdapterError("fio", f"{flag} must be true or false, got {o[flag]!r}")
         if o["ioengine"] not in _ENGINES:
             raise AdapterError("fio", f"ioengine must be one of {list(_ENGINES)}, got {o['ioengine']!r}")
         path = check_fio_filename(o["filename"], self.roots)
@@ -361,7 +367,7 @@ class FioWorkload(HolderWorkload):
         return make_adapter(
             "fio", FioAdapter, filename=filename, rw=o["rw"], size=str(o["size"]), bs=str(o["bs"]),
             runtime_s=runtime_s, numjobs=o["numjobs"], iodepth=o["iodepth"], ioengine=o["ioengine"],
-            direct=o["direct"],
+            direct=o["direct"], fadvise_hint=o["fadvise_hint"],
         )
 
     def _measure(self, warmup_s: float, measure_s: float) -> tuple[AdapterResult, pd.DataFrame | None, list[str]]:
