@@ -21,6 +21,7 @@ from tests.integration.conftest import REPO, needs_root, novatune, snapshot
 pytestmark = [needs_root, pytest.mark.slow]
 
 SPEC = REPO / "experiments" / "specs" / "scenario-block-loop.yaml"
+MMAP = REPO / "experiments" / "specs" / "scenario-block-mmap.yaml"
 QUEUE = ("scheduler", "read_ahead_kb", "nr_requests", "wbt_lat_usec")
 
 
@@ -109,6 +110,55 @@ def test_block_loop_scenario_tunes_its_own_loop_device_and_removes_it(home: Path
     assert _kernel() == before
     loops = [r for r in _journal(home) if r.get("kind") == "loop"]
     assert [r["event"] for r in loops] == ["created", "created", "released"]
+
+
+def _memory_limits(home: Path) -> set[str]:
+    """The memory limits of the study's own workload cgroups (named in its journal), as they read now."""
+    out = set()
+    for r in _journal(home):
+        if r.get("kind") == "cgroup" and r.get("event") == "created" and "/memory/" in str(r.get("target")):
+            limit = Path(str(r.get("root", "/"))) / str(r["target"]) / "memory.limit_in_bytes"
+            try:
+                out.add(limit.read_text().strip())
+            except OSError:
+                pass
+    return out
+
+
+def test_mmap_scenario_a_small_read_ahead_beats_the_default_in_a_memory_limited_reader(tmp_path: Path,
+                                                                                       home: Path) -> None:
+    """experiments/specs/scenario-block-mmap.yaml with its read-ahead narrowed to two values: the device's
+    default (trial 0) and 16 KiB. Under the 1 GiB limit every fault at the default reads 2560 KiB the cgroup
+    cannot keep; at 16 KiB the reader runs several times faster. The limit holds while it runs; afterwards the
+    cgroup, the device and its settings are gone or back."""
+    spec = yaml.safe_load(MMAP.read_text())
+    queues = _queues()
+    spec.update(name="block-mmap", budget={"trials": 2}, sampler={"name": "grid"},
+                knobs={"block.@target.read_ahead_kb": {"low": 16, "high": 2560, "step": 2544}})
+    path = tmp_path / "mmap.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    before = _kernel()
+    proc = _start(path, home)
+    limits: set[str] = set()
+    deadline = time.monotonic() + 240
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            limits |= _memory_limits(home)
+            time.sleep(0.2)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    assert limits == {str(1 << 30)}, limits
+    trials = json.loads(novatune("study", "show", "block-mmap", "--json", home=home, check=True).stdout)["trials"]
+    ra = {t["knobs"]["block.@target.read_ahead_kb"]: t["values"]["throughput"] for t in trials}
+    dev = _device(home)
+    assert dev is not None and set(ra) == {int(queues[dev]["read_ahead_kb"]), 16}, ra
+    assert ra[16] > 3 * ra[2560], ra
+    assert _attached_under(home) == [] and _queues()[dev] == queues[dev]
+    assert _memory_limits(home) == set() and _kernel() == before
 
 
 def test_kill_9_mid_trial_then_recover_detaches_the_loop_device(tmp_path: Path, home: Path) -> None:
