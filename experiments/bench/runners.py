@@ -70,7 +70,11 @@ class RunEnv:
         u1, w1 = self.usage(), time.monotonic()
         if u0 is not None and u1 is not None and w1 > w0:
             for name in names:
-                self.shares.setdefault(name, []).append(round((u1 - u0) / (w1 - w0), 4))
+                self.record_share(name, (u1 - u0) / (w1 - w0))
+
+    def record_share(self, name: str, cpus: float) -> None:
+        """Append one window's share (CPUs) of ``name``."""
+        self.shares.setdefault(name, []).append(round(cpus, 4))
 
     def record(self, out: dict[str, list[float]], name: str, value: float) -> None:
         """Append ``value`` to ``out[name]`` and report it."""
@@ -144,7 +148,7 @@ def run_memory(env: RunEnv) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for v, share in pairs:
         env.record(out, "memory_triad", v)
-        env.shares.setdefault("memory_triad", []).append(round(share, 4))
+        env.record_share("memory_triad", share)
     return out
 
 

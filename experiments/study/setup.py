@@ -22,6 +22,7 @@ from typing import Any
 
 from actuators import ActuatorError, Catalog, Journal, Knob, KnobContext, WorkloadCgroup
 from actuators.journal import process_ctime, same_process
+from actuators.sizing import GIB, MemoryKnob
 from collectors.cgroupstats import CgroupCpuReader
 from collectors.errors import CollectorError, WorkloadError
 from collectors.metrics import MetricsSampler, Target, parse_target
@@ -33,7 +34,6 @@ from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.prepare import StudyPlan
 from experiments.study.resolve import Resolved
 from experiments.study.target_loop import LoopTarget
-from experiments.study.target_memory import limit_file
 from experiments.study.target_neighbour import Neighbour, bind_target
 from experiments.study.target_netns import NetnsTarget, mirror_knobs
 
@@ -164,11 +164,11 @@ class RunContext:
                 raise WorkloadError(f"target.memory: cannot make the workload's cgroup: {err}") from err
             self.cgroup_reason = f"no workload cgroup: {err}"
             return
-        if memory is not None:
-            mem = self.cgroup.dir_for("memory")
-            if mem is None:
+        if memory is not None:  # the sizing knob's own file and format, written once (the cgroup is the run's)
+            limit = MemoryKnob(cgroup=self.cgroup)
+            if not limit.rel:
                 raise WorkloadError("target.memory: the workload's cgroup has no memory controller")
-            self.cgroup.root.write(f"{mem}/{limit_file(self.cgroup.version)}", str(memory.bytes))
+            self.cgroup.root.write(limit.rel, limit.format(memory.bytes / GIB))
 
     def _make_target(self) -> None:
         target = self.plan.spec.target

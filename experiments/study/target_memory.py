@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from experiments.study.target_loop import size_bytes
 
-__all__ = ["MEMORY_MIN", "MemoryTargetSpec", "limit_file", "memory_problems"]
+__all__ = ["MEMORY_MIN", "MemoryTargetSpec", "memory_problems"]
 
 MEMORY_MIN = 64 << 20
 
@@ -65,7 +65,3 @@ def memory_problems(spec: Any) -> list[str]:
         out.append("knobs.sizing.memory_gib: target.memory fixes the workload's memory limit; tune one or the other")
     return out
 
-
-def limit_file(version: int) -> str:
-    """The cgroup file that holds the memory limit (v1 ``memory.limit_in_bytes``, v2 ``memory.max``)."""
-    return "memory.limit_in_bytes" if version == 1 else "memory.max"

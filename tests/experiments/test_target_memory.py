@@ -5,7 +5,7 @@ import pytest
 from experiments.settings import Paths
 from experiments.spec import SpecError, load_spec, parse_spec
 from experiments.study.prepare import prepare
-from experiments.study.target_memory import limit_file, memory_problems
+from experiments.study.target_memory import memory_problems
 from tests.experiments.test_target_neighbour import REPO
 
 EXAMPLE = REPO / "experiments" / "specs" / "scenario-block-mmap.yaml"
@@ -53,6 +53,3 @@ def test_a_limit_that_cannot_hold_is_refused_before_anything_starts(tmp_path, ov
     assert message in str(err.value)
     assert not (tmp_path / "home" / "journal.jsonl").exists()
 
-
-def test_the_limit_file_of_each_cgroup_version():
-    assert limit_file(1) == "memory.limit_in_bytes" and limit_file(2) == "memory.max"

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,26 +72,39 @@ def _start(spec_path: Path, home: Path, *extra: str) -> subprocess.Popen[str]:
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_block_loop_scenario_tunes_its_own_loop_device_and_removes_it(home: Path) -> None:
-    before, queues = _kernel(), _queues()
-    proc = _start(SPEC, home, "--trials", "2")
-    seen: set[str] = set()  # nr_requests values read from the study's device while it ran
-    dev = None
-    deadline = time.monotonic() + 120
+def _watch_until_done(proc: subprocess.Popen[str], watch: Callable[[], None], *, timeout_s: float,
+                      every_s: float) -> tuple[str, str]:
+    """Call ``watch()`` every ``every_s`` while the study runs (at most ``timeout_s``); its (stdout, stderr).
+    The study is killed if it is still running when this returns or raises."""
+    deadline = time.monotonic() + timeout_s
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            dev = dev or _device(home)
-            if dev is not None:
-                try:
-                    seen.add(Path(f"/sys/block/{dev}/queue/nr_requests").read_text().strip())
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        out, err = proc.communicate(timeout=30)
+            watch()
+            time.sleep(every_s)
+        return proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_block_loop_scenario_tunes_its_own_loop_device_and_removes_it(home: Path) -> None:
+    before, queues = _kernel(), _queues()
+    proc = _start(SPEC, home, "--trials", "2")
+    seen: set[str] = set()  # nr_requests values read from the study's device while it ran
+    devs: list[str] = []
+
+    def watch() -> None:
+        if not devs and (found := _device(home)) is not None:
+            devs.append(found)
+        if devs:
+            try:
+                seen.add(Path(f"/sys/block/{devs[0]}/queue/nr_requests").read_text().strip())
+            except OSError:
+                pass
+
+    out, err = _watch_until_done(proc, watch, timeout_s=120, every_s=0.05)
+    dev = devs[0] if devs else None
     assert proc.returncode == 0, out + err
     assert dev is not None and dev.startswith("loop")
     shown = json.loads(novatune("study", "show", "scenario-block-loop", "--json", home=home, check=True).stdout)
@@ -140,16 +154,7 @@ def test_mmap_scenario_a_small_read_ahead_beats_the_default_in_a_memory_limited_
     before = _kernel()
     proc = _start(path, home)
     limits: set[str] = set()
-    deadline = time.monotonic() + 240
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            limits |= _memory_limits(home)
-            time.sleep(0.2)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out, err = _watch_until_done(proc, lambda: limits.update(_memory_limits(home)), timeout_s=240, every_s=0.2)
     assert proc.returncode == 0, out + err
     assert limits == {str(1 << 30)}, limits
     trials = json.loads(novatune("study", "show", "block-mmap", "--json", home=home, check=True).stdout)["trials"]
