@@ -147,7 +147,8 @@ def test_mmap_scenario_a_small_read_ahead_beats_the_default_in_a_memory_limited_
     cgroup, the device and its settings are gone or back."""
     spec = yaml.safe_load(MMAP.read_text())
     queues = _queues()
-    spec.update(name="block-mmap", budget={"trials": 2}, sampler={"name": "grid"},
+    # 3 trials: the baseline, then both grid points (in a random order: one of them repeats the baseline)
+    spec.update(name="block-mmap", budget={"trials": 3}, sampler={"name": "grid"},
                 knobs={"block.@target.read_ahead_kb": {"low": 16, "high": 2560, "step": 2544}})
     path = tmp_path / "mmap.yaml"
     path.write_text(yaml.safe_dump(spec))
