@@ -6,7 +6,8 @@ profiles, measured in one interleaved run (``novatune bench gain``).
 
 Each scenario runs ``novatune study run SPEC`` (a fresh study, named ``<spec>-gain-<time>``) and then
 ``novatune bench gain SPEC --study THAT --json`` in the data directory ``--home`` (default: a new temporary
-one, so nothing of an earlier run counts). Prints one row per scenario: the primary metric, the defaults'
+one, so nothing of an earlier run counts). ``--rounds`` screening rounds, then ``--confirm`` confirmation
+rounds (default: as many). Prints one row per scenario: the primary metric, the defaults'
 median, the best stock profile and its gain, novatune's gain over the defaults with its interval and p-value,
 novatune against the best profile, and the verdict; writes each report to
 ``benchmarks/data/gain/<spec>.json``. TuneD profiles are read from ``$TUNED_ROOT/usr/lib/tuned`` when
@@ -43,7 +44,7 @@ def _row(name: str, doc: dict[str, Any]) -> str:
     arms = doc["arms"]
     nt = arms.get("novatune", {}).get("vs_defaults") or {}
     best = doc.get("best_profile")
-    best_gain = (arms.get(best, {}).get("vs_defaults") or {}).get("gain_pct") if best else None
+    best_gain = (doc.get("best_profile_vs_defaults") or {}).get("gain_pct")  # on the confirmation rounds
     vs_best = doc.get("novatune_vs_best_profile") or {}
     cells = [name, doc["metric"], f"{arms['defaults']['median']:.4g}" if arms["defaults"]["median"] else "-",
              f"{best} {best_gain:+.1f} %" if best and best_gain is not None else "none applies",
@@ -54,7 +55,7 @@ def _row(name: str, doc: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def run_one(spec: Path, home: Path, rounds: int, trials: int | None) -> dict[str, Any]:
+def run_one(spec: Path, home: Path, rounds: int, trials: int | None, confirm: int | None = None) -> dict[str, Any]:
     """The study, then the gain run, of one scenario spec; the gain report."""
     study = f"{spec.stem}-gain-{time.strftime('%H%M%S')}"
     args = ["study", "run", str(spec), "--name", study] + (["--trials", str(trials)] if trials else [])
@@ -62,7 +63,7 @@ def run_one(spec: Path, home: Path, rounds: int, trials: int | None) -> dict[str
     if proc.returncode != 0:
         raise SystemExit(f"{spec.name}: the study failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     proc = _novatune(home, "bench", "gain", str(spec), "--study", study, "--rounds", str(rounds), "--json",
-                     timeout=3600)
+                     *(["--confirm", str(confirm)] if confirm is not None else []), timeout=3600)
     if proc.returncode != 0:
         raise SystemExit(f"{spec.name}: the gain run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     doc: dict[str, Any] = json.loads(proc.stdout)
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--specs", help="comma-separated spec names in experiments/specs (default: scenario-*)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--confirm", type=int, default=None, help="confirmation rounds (default: --rounds)")
     ap.add_argument("--trials", type=int, default=None, help="override each spec's budget.trials")
     ap.add_argument("--home", type=Path, default=None, help="data directory (default: a new temporary one)")
     args = ap.parse_args(argv)
@@ -87,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         if not spec.is_file():
             print(f"no spec {spec}", file=sys.stderr)
             return 2
-        doc = run_one(spec, home, args.rounds, args.trials)
+        doc = run_one(spec, home, args.rounds, args.trials, args.confirm)
         (OUT / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
         rows.append(_row(name, doc))
         print(f"{name}: {doc['verdict']}", file=sys.stderr)
-    print("| scenario | metric | defaults (median) | best stock profile vs defaults | novatune vs defaults "
-          "[95 % interval] | novatune vs best profile |")
+    print("| scenario | metric | defaults (median) | best stock profile vs defaults (confirmation rounds) | "
+          "novatune vs defaults [95 % interval] | novatune vs best profile (confirmation rounds) |")
     print("| --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
     return 0

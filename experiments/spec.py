@@ -307,10 +307,13 @@ class TrustRegionSpec(_Strict):
 
 class WarmStartSpec(_Strict):
     """Enqueue the best configurations (the knee first, then the feasible front) of up to ``top``
-    trials from earlier studies of the same target (same workload, same host), after the baseline."""
+    trials from earlier studies of the same target (same workload, same host), after the baseline.
+    ``stock_profiles``: first try what each stock TuneD profile sets on the study's knobs, on top of the
+    values found (:mod:`experiments.study.stock_start`; read from the ``tuned_profile_dirs`` setting)."""
 
     enabled: bool = True
     top: int = Field(default=3, ge=0, le=50)
+    stock_profiles: bool = False
 
 
 class ChooseSpec(_Strict):

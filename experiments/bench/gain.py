@@ -5,13 +5,16 @@ the spec's ``target`` makes), exactly as a study run does (:class:`~experiments.
 then measures the *arms* -- ``defaults`` (the machine as found), every stock TuneD profile that sets a
 knob usable here (:mod:`experiments.deploy.tuned_stock`, applied through novatune's own journaled
 actuators, bound to the run as the study's knobs are) and ``novatune`` (the study's export: its justified
-choice) -- in ``rounds`` rounds, each arm once per round in a shuffled order
-(:func:`optimizer.gain.arm_order`). Every window is a journaled apply, measure, restore; the knobs every
-arm touches are held machine-wide for the whole run.
+choice) -- in ``rounds`` *screening* rounds, each arm once per round in a shuffled order
+(:func:`optimizer.gain.arm_order`), then ``confirm`` *confirmation* rounds of the defaults, the profile
+that did best in the screening rounds and novatune. Every window is a journaled apply, measure, restore;
+the knobs every arm touches are held machine-wide for the whole run.
 
 The report (:func:`optimizer.gain.compare`): per arm the median of the primary metric (the spec's first
-objective, or ``metric``), its gain over the defaults with the interval and p-value, and novatune's
-difference with the best profile; a null result is said as one. Stored as JSON under ``gain/`` in the
+objective, or ``metric``), its gain over the defaults with the interval and p-value; the best profile
+against the defaults and novatune against the best profile on the confirmation rounds only (the best of
+six noisy profiles, judged on the rounds that picked it, looks better than it is); a null result is said
+as one. Stored as JSON under ``gain/`` in the
 data directory (:func:`list_gains`).
 """
 
@@ -140,16 +143,18 @@ def _metric(spec: StudySpec, metric: str | None) -> tuple[str, str]:
     raise GainError(f"metric {metric!r} is not an objective or SLA metric of spec {spec.name!r}; allowed: {allowed}")
 
 
-def _measure(ctx: RunContext, plan: Any, journal: Journal, run_id: str, arms: list[Arm], rounds: int,
-             seed: int | None, progress: Progress) -> list[dict[str, Any]]:
-    """Every (round, arm) window: a journaled apply, one measurement window, restore."""
+def _measure(ctx: RunContext, plan: Any, journal: Journal, run_id: str, arms: list[Arm],
+             order: Sequence[tuple[int, str]], progress: Progress, *, first: int = 0,
+             steps: int = 0) -> list[dict[str, Any]]:
+    """Every ``(round, arm)`` window of ``order``: a journaled apply, one measurement window, restore.
+    ``first`` numbers the windows on from an earlier stage; ``steps`` is the run's total for progress."""
     measurer = Measurer(plan, ctx)
     series: list[pd.DataFrame] = []
     timelines: list[pd.DataFrame] = []
     units: dict[str, str] = {}
     by_name = {a.name: a for a in arms}
     windows = []
-    for i, (r, name) in enumerate(arm_order(list(by_name), rounds, seed=seed)):
+    for i, (r, name) in enumerate(order, start=first):
         arm = by_name[name]
         entry: dict[str, Any] = {"round": r, "arm": name, "started": time.time()}
         session = ChangeSession(journal, run_id=run_id, trial=i)
@@ -164,7 +169,7 @@ def _measure(ctx: RunContext, plan: Any, journal: Journal, run_id: str, arms: li
         if session.failures:  # a window's failure is its own; a restore that failed ends the run
             raise ActuatorError("restore failed: " + "; ".join(map(str, session.failures)))
         windows.append(entry)
-        progress("window", {"step": i + 1, "steps": rounds * len(arms), **entry})
+        progress("window", {"step": i + 1, "steps": steps or first + len(order), **entry})
     return windows
 
 
@@ -178,24 +183,50 @@ def _medians(windows: list[dict[str, Any]], arm: str, names: Sequence[str]) -> d
     return out
 
 
-def _report(windows: list[dict[str, Any]], arms: list[Arm], metric: str, direction: str,
-            others: Sequence[str] = ()) -> dict[str, Any]:
+def _values(windows: list[dict[str, Any]], arms: list[Arm], metric: str,
+            keep: Callable[[int], bool] = lambda r: True) -> dict[str, dict[int, float]]:
+    """``values[arm][round]``: each arm's primary metric in the rounds ``keep`` lets through."""
     values: dict[str, dict[int, float]] = {a.name: {} for a in arms}
     for w in windows:
         v = (w.get("metrics") or {}).get(metric)
-        if v is not None:
+        if v is not None and keep(w["round"]):
             values[w["arm"]][w["round"]] = v
+    return values
 
-    def cmp(a: str, b: str) -> Comparison | None:
-        try:
-            return compare(values, a, b, metric=metric, direction=direction)
-        except ValueError:
-            return None
 
-    vs_defaults = {a.name: c for a in arms if a.name != "defaults" and (c := cmp(a.name, "defaults")) is not None}
-    profiles = [a.name for a in arms if a.name not in ("defaults", "novatune") and a.name in vs_defaults]
-    best = max(profiles, key=lambda p: vs_defaults[p].gain_pct, default=None)
-    vs_best = cmp("novatune", best) if best else None
+def _cmp(values: dict[str, dict[int, float]], a: str, b: str | None, metric: str,
+         direction: str) -> Comparison | None:
+    if b is None:
+        return None
+    try:
+        return compare(values, a, b, metric=metric, direction=direction)
+    except ValueError:  # fewer than two paired rounds
+        return None
+
+
+def best_profile(windows: list[dict[str, Any]], arms: list[Arm], metric: str, direction: str,
+                 screening: int) -> str | None:
+    """The stock profile with the largest gain over the defaults in the screening rounds ``0..screening-1``
+    (None when no profile was measured in two of them)."""
+    values = _values(windows, arms, metric, lambda r: r < screening)
+    gains = {a.name: c.gain_pct for a in arms if a.name not in ("defaults", "novatune")
+             and (c := _cmp(values, a.name, "defaults", metric, direction)) is not None}
+    return max(gains, key=lambda p: gains[p], default=None)
+
+
+def _report(windows: list[dict[str, Any]], arms: list[Arm], metric: str, direction: str,
+            others: Sequence[str] = (), *, screening: int) -> dict[str, Any]:
+    """Every arm against the defaults over all its rounds; the best profile, picked on the screening rounds,
+    against the defaults and against novatune on the confirmation rounds only (rounds ``screening`` on), so
+    that picking the luckiest of several profiles does not flatter it. Without confirmation rounds the pick
+    and the comparison share their rounds, which favours the profile."""
+    values = _values(windows, arms, metric)
+    vs_defaults = {a.name: c for a in arms if (c := _cmp(values, a.name, "defaults", metric, direction)) is not None}
+    best = best_profile(windows, arms, metric, direction, screening)
+    confirmed = any(w["round"] >= screening for w in windows)
+    later = _values(windows, arms, metric, lambda r: r >= screening) if confirmed else values
+    vs_best = _cmp(later, "novatune", best, metric, direction)
+    best_vs_defaults = _cmp(later, best, "defaults", metric, direction) if best else None
     nt = vs_defaults.get("novatune")
 
     def arm_doc(a: Arm) -> dict[str, Any]:
@@ -205,10 +236,15 @@ def _report(windows: list[dict[str, Any]], arms: list[Arm], metric: str, directi
                 "rounds": len(values[a.name]), "vs_defaults": c.as_dict() if c else None,
                 "medians": _medians(windows, a.name, others)}
 
+    last = max((w["round"] for w in windows), default=screening - 1) + 1
     return {
         "metric": metric, "direction": direction,
         "arms": {a.name: arm_doc(a) for a in arms},
         "best_profile": best,
+        "best_profile_picked_on": f"rounds 1-{screening}",
+        "compared_on": f"rounds {screening + 1}-{last} (confirmation)" if confirmed else
+                       f"rounds 1-{screening}, the rounds it was picked on (no confirmation: favours the profile)",
+        "best_profile_vs_defaults": best_vs_defaults.as_dict() if best_vs_defaults else None,
         "novatune_vs_best_profile": vs_best.as_dict() if vs_best else None,
         "verdict": verdict(nt, vs_best) if nt else "novatune's arm was not measured in two rounds: no verdict",
     }
@@ -221,8 +257,10 @@ def _gain_dir(paths: Paths) -> Path:
 
 
 def _run_arms(plan: Any, paths: Paths, gid: str, journal: Journal, *, study: dict[str, Any], profiles: Sequence[str],
-              dirs: Sequence[Path], rounds: int, progress: Progress) -> tuple[list[Arm], dict[str, str], list[Any]]:
-    """The run itself: the spec's workload (and target) up, the arms bound, held and measured."""
+              dirs: Sequence[Path], rounds: int, confirm: int, metric: tuple[str, str],
+              progress: Progress) -> tuple[list[Arm], dict[str, str], list[Any]]:
+    """The run itself: the spec's workload (and target) up, the arms bound, held and measured: ``rounds``
+    screening rounds of every arm, then ``confirm`` rounds of the defaults, the best profile and novatune."""
     with _GainContext(plan, paths=paths, name=gid, run_id=gid, journal=journal,
                       workdir=_gain_dir(paths) / gid) as ctx:
         catalog = ctx.catalog()
@@ -239,9 +277,20 @@ def _run_arms(plan: Any, paths: Paths, gid: str, journal: Journal, *, study: dic
             holds.acquire()
         except KnobHeld as err:
             raise StudyConflict(str(err)) from None
+        seed = plan.spec.sampler.seed
         try:
-            progress("start", {"id": gid, "arms": [a.name for a in arms], "rounds": rounds, "not_applied": not_applied})
-            windows = _measure(ctx, plan, journal, gid, arms, rounds, plan.spec.sampler.seed, progress)
+            steps = rounds * len(arms) + confirm * min(3, len(arms))
+            progress("start", {"id": gid, "arms": [a.name for a in arms], "rounds": rounds, "confirm": confirm,
+                               "not_applied": not_applied})
+            windows = _measure(ctx, plan, journal, gid, arms, arm_order([a.name for a in arms], rounds, seed=seed),
+                               progress, steps=steps)
+            best = best_profile(windows, arms, *metric, screening=rounds)
+            if confirm:
+                finalists = ["defaults", *([best] if best else []), "novatune"]
+                progress("confirm", {"best_profile": best, "rounds": confirm})
+                order = [(rounds + r, a) for r, a in arm_order(finalists, confirm, seed=None if seed is None
+                                                                                    else seed + 1)]
+                windows += _measure(ctx, plan, journal, gid, arms, order, progress, first=len(windows), steps=steps)
         finally:
             holds.release()
     return arms, not_applied, windows
@@ -249,16 +298,22 @@ def _run_arms(plan: Any, paths: Paths, gid: str, journal: Journal, *, study: dic
 
 def gain_run(spec: StudySpec, *, paths: Paths, source: str = "<spec>", study: str | None = None,
              profiles: Sequence[str] = STOCK_PROFILES, dirs: Sequence[Path] = DEFAULT_DIRS, rounds: int = 5,
-             metric: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+             confirm: int | None = None, metric: str | None = None,
+             progress: Progress | None = None) -> dict[str, Any]:
     """Measure the defaults, the stock profiles and novatune's choice of ``study`` (default: the spec's
-    name) on the spec's workload in ``rounds`` interleaved rounds; store and return the report.
+    name) on the spec's workload in ``rounds`` interleaved rounds, then the defaults, the best profile of
+    those rounds and novatune in ``confirm`` more (default: ``rounds``; 0: none); store and return the report.
 
     Raises:
-        GainError: fewer than 2 rounds, an unknown metric or study; SpecError: the spec does not run here;
+        GainError: fewer than 2 rounds, a bad confirm, an unknown metric or study; SpecError: the spec does not
+            run here;
         StudyConflict: another novatune process holds one of the knobs; Interrupted: SIGTERM (all restored).
     """
     if not 2 <= rounds <= 50:
         raise GainError(f"rounds must be 2..50 (a paired interval needs two), got {rounds}")
+    confirm = rounds if confirm is None else confirm
+    if confirm != 0 and not 2 <= confirm <= 50:
+        raise GainError(f"confirm must be 0 (none) or 2..50 (a paired interval needs two), got {confirm}")
     metric_name, direction = _metric(spec, metric)
     progress = progress or (lambda kind, fields: None)
     plan = prepare(spec, paths=paths.ensure(), source=source)
@@ -270,10 +325,11 @@ def gain_run(spec: StudySpec, *, paths: Paths, source: str = "<spec>", study: st
     t0 = time.monotonic()
     with signals_raise(), journal.run(gid):
         arms, not_applied, windows = _run_arms(plan, paths, gid, journal, study=chosen, profiles=profiles,
-                                               dirs=dirs, rounds=rounds, progress=progress)
+                                               dirs=dirs, rounds=rounds, confirm=confirm,
+                                               metric=(metric_name, direction), progress=progress)
     doc = {"id": gid, "spec": spec.name, "study": study, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-           "rounds": rounds, "seconds": round(time.monotonic() - t0, 1), "not_applied": not_applied,
-           **_report(windows, arms, metric_name, direction, [*spec.objectives, *spec.constraints]),
+           "rounds": rounds, "confirm": confirm, "seconds": round(time.monotonic() - t0, 1), "not_applied": not_applied,
+           **_report(windows, arms, metric_name, direction, [*spec.objectives, *spec.constraints], screening=rounds),
            "windows": windows}
     write_file(_gain_dir(paths) / f"{gid}.json", (json.dumps(doc, indent=2, default=str) + "\n").encode())
     progress("done", {"id": gid, "verdict": doc["verdict"]})

@@ -18,10 +18,13 @@ __all__ = ["gain_cmd", "gains_cmd"]
 
 def _progress(kind: str, fields: dict[str, Any]) -> None:
     if kind == "start":
-        err.print(f"gain run {fields['id']}: arms {', '.join(fields['arms'])}; {fields['rounds']} rounds",
-                  highlight=False)
+        err.print(f"gain run {fields['id']}: arms {', '.join(fields['arms'])}; {fields['rounds']} rounds, then "
+                  f"{fields['confirm']} confirmation rounds", highlight=False)
         for p, why in fields["not_applied"].items():
             err.print(f"  [yellow]not measured[/] {escape(p)}: {escape(why)}")
+    elif kind == "confirm":
+        err.print(f"  confirmation: defaults, {escape(str(fields['best_profile'] or 'no profile'))} (the best "
+                  f"profile so far) and novatune, {fields['rounds']} rounds", highlight=False)
     elif kind == "window":
         figure = "failed: " + fields["error"] if "error" in fields else ", ".join(
             f"{k} {fmt(v)}" for k, v in (fields.get("metrics") or {}).items() if k in ("throughput", "throughput_rps",
@@ -34,7 +37,7 @@ def show_gain(doc: dict[str, Any]) -> None:
     """The report as a table, then its verdict."""
     better = "higher" if doc["direction"] == "maximize" else "lower"
     t = Table(title=f"gain {doc['id']}: {doc['spec']} (study {doc['study']}), {doc['metric']} ({better} is "
-                    f"better), {doc['rounds']} rounds")
+                    f"better), {doc['rounds']} rounds + {doc.get('confirm', 0)} confirmation rounds")
     for col in ("arm", "median", "vs defaults (+ better)", "interval", "p", "knobs set"):
         t.add_column(col)
     for name, a in doc["arms"].items():
@@ -44,6 +47,12 @@ def show_gain(doc: dict[str, Any]) -> None:
                   "-" if not c else f"{c['p_value']:.3g}",
                   escape(", ".join(f"{k}={v}" for k, v in a["knobs"].items()))[:80] or "-")
     out.print(t)
+    best, vs_best = doc.get("best_profile"), doc.get("novatune_vs_best_profile")
+    if best and vs_best:
+        out.print(f"best profile {escape(best)} (picked on {doc.get('best_profile_picked_on', 'all rounds')}); "
+                  f"novatune against it on {escape(str(doc.get('compared_on', 'the same rounds')))}: "
+                  f"{vs_best['gain_pct']:+.1f} % [{vs_best['low_pct']:+.1f}, {vs_best['high_pct']:+.1f}] "
+                  f"p={vs_best['p_value']:.3g}", highlight=False)
     out.print(escape(doc["verdict"]), highlight=False)
 
 
@@ -56,7 +65,11 @@ def gain_cmd(
                                                                     "throughput-performance, latency-performance, "
                                                                     "network-latency, network-throughput, "
                                                                     "virtual-guest, balanced)")] = None,
-    rounds: Annotated[int, typer.Option("--rounds", help="rounds; each measures every arm once (2..50)")] = 5,
+    rounds: Annotated[int, typer.Option("--rounds", help="screening rounds; each measures every arm once "
+                                                         "(2..50)")] = 5,
+    confirm: Annotated[int | None, typer.Option("--confirm", help="confirmation rounds of the defaults, the best "
+                                                                  "profile of the screening rounds and novatune "
+                                                                  "(0 or 2..50; default: --rounds)")] = None,
     metric: Annotated[str | None, typer.Option("--metric", help="the primary metric (default: the spec's first "
                                                                 "objective)")] = None,
     as_json: JsonOpt = False,
@@ -69,7 +82,8 @@ def gain_cmd(
     spec = load_spec(spec_file)
     chosen = tuple(p.strip() for p in profiles.split(",") if p.strip()) if profiles else STOCK_PROFILES
     doc = gain_run(spec, paths=paths(), source=str(spec_file), study=study, profiles=chosen,
-                   dirs=settings().tuned_profile_dirs, rounds=rounds, metric=metric, progress=_progress)
+                   dirs=settings().tuned_profile_dirs, rounds=rounds, confirm=confirm, metric=metric,
+                   progress=_progress)
     if as_json:
         print_json({k: v for k, v in doc.items() if k != "windows"})
         return

@@ -83,6 +83,11 @@ def _run_spec(spec, *, source: str, name: str | None, trials: int | None, quick:
                 err.print(f"sampler: {data['sampler']}")
             for knob, reason in data["skipped"].items():
                 err.print(f"[yellow]skipped[/] {knob}: {reason}")
+            stock = data.get("stock_profiles")
+            if stock:
+                err.print(f"stock TuneD profiles tried first: {', '.join(stock['tried']) or 'none'}", highlight=False)
+                for name, why in stock["not_tried"].items():
+                    err.print(f"  not tried {escape(name)}: {escape(why)}", highlight=False)
             progress.start()
             task_id = progress.add_task("trials", total=data["total"], last="baseline first")
         elif kind == "trial_end":

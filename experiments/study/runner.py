@@ -139,7 +139,8 @@ class StudyRunner:
         tracker = self._tracker_used = self._start_tracking(run_id, opened, ctx.skipped)
         report.mlflow_experiment_id = tracker.experiment_id
         self.on_event("start", name=self.name, total=self.plan.n_trials, skipped=ctx.skipped,
-                      baseline=opened.baseline, sampler=opened.sampler.reason)
+                      baseline=opened.baseline, sampler=opened.sampler.reason,
+                      stock_profiles=opened.study.user_attrs.get("stock_profiles"))
         timeout = self.plan.spec.budget.timeout_s
         self._profiler = self._new_profiler(ctx.workdir)
         run = Run(plan=self.plan, run_id=run_id, journal=journal, workdir=ctx.workdir, resolved=ctx.resolved,

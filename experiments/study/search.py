@@ -12,11 +12,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from experiments.settings import Settings
 from experiments.spec import SpecError
 from experiments.study.outcomes import INTERRUPTED_BY_CRASH
 from experiments.study.prepare import StudyPlan
 from experiments.study.resolve import Resolved, clamp_to_space
 from experiments.study.results import load_view
+from experiments.study.stock_start import stock_points
 from optimizer.convergence import ConvergenceMonitor, ConvergenceState, terminator_says_stop
 from optimizer.noise import TrialEstimate, remeasure_candidates
 from optimizer.samplers import SamplerChoice, build_sampler
@@ -158,8 +160,17 @@ def _create(plan: StudyPlan, url: str, storage: Any, name: str, run_id: str, res
     }.items():
         study.set_user_attr(key, value)
     study.enqueue_trial(clamp_to_space(baseline, resolved.space), user_attrs={"baseline": True})
+    room = max(0, plan.n_trials - 1)
+    stock: list[tuple[str, dict[str, Any]]] = []
+    if plan.spec.warm_start.stock_profiles and not sampler.enqueue:  # a grid tries every point anyway
+        stock, not_tried = stock_points(resolved, baseline, Settings().tuned_profile_dirs)
+        study.set_user_attr("stock_profiles", {"tried": [n for n, _ in stock[:room]], "not_tried": not_tried,
+                                               "no_room": [n for n, _ in stock[room:]]})
+    for profile, point in stock[:room]:
+        study.enqueue_trial(point, user_attrs={"stock_profile": profile})
+    room -= min(room, len(stock))
     warm = warm_start(plan, url, storage, name, resolved, baseline) if not sampler.enqueue else []
-    for point in (sampler.enqueue or warm)[: max(0, plan.n_trials - 1)]:
+    for point in (sampler.enqueue or warm)[:room]:
         study.enqueue_trial(point, user_attrs={"warm_start": True} if warm else None)
     study.set_user_attr("warm_start", warm)
     return study
@@ -167,7 +178,8 @@ def _create(plan: StudyPlan, url: str, storage: Any, name: str, run_id: str, res
 
 def open_study(plan: StudyPlan, *, url: str, storage: Any, name: str, run_id: str, resolved: Resolved,
                skipped: dict[str, str], baseline: dict[str, Any], resume: bool) -> OpenedStudy:
-    """Create the run's Optuna study (baseline first, then warm-start points), or resume it: a trial left
+    """Create the run's Optuna study (baseline first, then the stock profiles' points when the spec asks,
+    then warm-start points), or resume it: a trial left
     RUNNING by a crash is failed, the baseline is the study's first, the trust region where it was."""
     region = trust_region(plan, resolved, baseline)  # checked before the study exists
     sampler = sampler_for(plan, resolved.space)

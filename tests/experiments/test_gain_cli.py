@@ -21,6 +21,7 @@ def _gain(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(("args", "message"), [
     ([FIO, "--rounds", "1"], "rounds must be 2..50 (a paired interval needs two), got 1"),
+    ([FIO, "--confirm", "1"], "confirm must be 0 (none) or 2..50 (a paired interval needs two), got 1"),
     ([FIO, "--metric", "nope"], "metric 'nope' is not an objective or SLA metric of spec 'fio-example'; allowed: "
                                 "throughput, cost_usd_per_hour, latency_p99_ms"),
     ([FIO, "--study", "never-ran"], "study 'never-ran': no study named 'never-ran'"),

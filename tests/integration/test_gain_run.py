@@ -61,8 +61,15 @@ def test_every_arm_in_every_round_and_the_machine_as_found(home: Path, tmp_path:
     assert lp["knobs"]["vm.swappiness"] == 10 and lp["knobs"]["vm.dirty_ratio"] == 10
     assert any(s.startswith("cpufreq.governor=performance") for s in lp["skipped"])  # no cpufreq in this VM
     assert doc["arms"]["virtual-guest"]["knobs"]["vm.dirty_ratio"] == 30  # its own value over the included one
-    assert all(a["rounds"] == 2 and a["median"] > 0 for a in doc["arms"].values())
-    assert doc["arms"]["novatune"]["vs_defaults"]["rounds"] == 2
+    best = doc["best_profile"]
+    assert best in ("latency-performance", "virtual-guest")
+    # 2 screening rounds of every arm, then 2 confirmation rounds of the defaults, the best profile, novatune
+    assert {n: a["rounds"] for n, a in doc["arms"].items()} == {
+        "defaults": 4, "latency-performance": 4 if best == "latency-performance" else 2,
+        "virtual-guest": 4 if best == "virtual-guest" else 2, "novatune": 4}
+    assert all(a["median"] > 0 for a in doc["arms"].values())
+    assert doc["arms"]["novatune"]["vs_defaults"]["rounds"] == 4
+    assert doc["novatune_vs_best_profile"]["rounds"] == 2 and doc["compared_on"] == "rounds 3-4 (confirmation)"
     assert doc["metric"] == "throughput" and doc["verdict"]
     listed = json.loads(novatune("bench", "gains", "--json", home=home, check=True).stdout)
     assert [g["id"] for g in listed] == [doc["id"]]
@@ -89,3 +96,30 @@ def test_a_kill_mid_run_is_put_back_by_recover(home: Path, tmp_path: Path, tuned
     assert snapshot() != before  # killed with latency-performance's values in place
     novatune("recover", home=home, check=True)
     assert snapshot() == before
+
+
+def test_a_study_tries_what_each_stock_profile_sets_first(home: Path, tmp_path: Path, tuned_dirs: None) -> None:
+    import optuna
+
+    spec = {**SPEC, "name": "stock-first", "objectives": {"throughput": "maximize"}, "budget": {"trials": 5},
+            "knobs": {"vm.swappiness": {"low": 1, "high": 100}, "vm.dirty_ratio": {"low": 5, "high": 60},
+                      "vm.dirty_background_ratio": {"low": 1, "high": 30}},
+            "warm_start": {"stock_profiles": True}}
+    path = tmp_path / "stock-first.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    before = snapshot()
+    proc = novatune("study", "run", str(path), home=home, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert snapshot() == before
+    study = optuna.load_study(study_name="stock-first", storage=f"sqlite:///{home / 'optuna.db'}")
+    stock = study.user_attrs["stock_profiles"]
+    # Debian's profiles on these three knobs: network-latency repeats latency-performance, network-throughput
+    # repeats throughput-performance, balanced sets none of them
+    assert stock["tried"] == ["throughput-performance", "latency-performance", "virtual-guest"]
+    assert stock["not_tried"]["network-latency"] == "the same point as the values found or an earlier profile"
+    assert stock["not_tried"]["balanced"] == "sets none of the study's knobs"
+    trials = study.trials
+    assert trials[0].user_attrs.get("baseline") is True
+    assert [t.user_attrs.get("stock_profile") for t in trials[1:4]] == stock["tried"]
+    assert [(t.params["vm.swappiness"], t.params["vm.dirty_ratio"], t.params["vm.dirty_background_ratio"])
+            for t in trials[1:4]] == [(10, 40, 10), (10, 10, 3), (30, 30, 10)]
