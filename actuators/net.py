@@ -31,7 +31,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -370,7 +370,19 @@ class TcpMemKnob(_NetnsBound):
         return (nums[0], nums[1], nums[2])
 
     def same(self, a: Any, b: Any) -> bool:
-        return a is not None and b is not None and tuple(a) == tuple(b)
+        """One value: two triplets element by element; a single number (a study searches a triplet by its
+        max) against anything by the max alone."""
+        if a is None or b is None:
+            return False
+        a, b = (v.split() if isinstance(v, str) else v for v in (a, b))
+        if isinstance(a, Real) or isinstance(b, Real):
+            return _top(a) == _top(b)
+        return tuple(map(int, a)) == tuple(map(int, b))
+
+
+def _top(value: Any) -> int:
+    """The max of a triplet, or the number itself."""
+    return int(value) if isinstance(value, Real) else int(list(value)[-1])  # type: ignore[call-overload]
 
 
 def _cc_choices(root: SysRoot) -> tuple[str, ...]:

@@ -48,6 +48,7 @@ def _row(name: str, doc: dict[str, Any]) -> str:
     vs_best = doc.get("novatune_vs_best_profile") or {}
     cells = [name, doc["metric"], f"{arms['defaults']['median']:.4g}" if arms["defaults"]["median"] else "-",
              f"{best} {best_gain:+.1f} %" if best and best_gain is not None else "none applies",
+             ("keeps the defaults; A/A " if doc.get("novatune_keeps_defaults") else "") +
              f"{nt['gain_pct']:+.1f} % [{nt['low_pct']:+.1f}, {nt['high_pct']:+.1f}] p={nt['p_value']:.3g}" if nt
              else "-",
              f"{vs_best['gain_pct']:+.1f} % [{vs_best['low_pct']:+.1f}, {vs_best['high_pct']:+.1f}]" if vs_best

@@ -124,10 +124,22 @@ def compare(values: Mapping[str, Mapping[int, float]], arm: str, reference: str,
                       _sign_flip_p(x))
 
 
-def verdict(vs_defaults: Comparison, vs_best_profile: Comparison | None) -> str:
+def verdict(vs_defaults: Comparison, vs_best_profile: Comparison | None, *, identical: bool = False) -> str:
     """One sentence for a report: the gain over the defaults, or that there is none, and how the choice
-    stands against the best stock profile."""
-    if vs_defaults.better:
+    stands against the best stock profile.
+
+    ``identical``: the arm sets nothing the defaults do not (a study that kept the values it found). It is
+    the defaults, so it can be neither better nor worse; their measured difference is an A/A check of the
+    run, and one whose interval excludes zero says the run's measurement is biased (a window's state
+    carrying into the next, say), which the sentence says too."""
+    if identical:
+        g, lo, hi = vs_defaults.gain_pct, vs_defaults.low_pct, vs_defaults.high_pct
+        text = (f"{vs_defaults.arm} keeps the defaults (its choice changes nothing): no gain and no loss; measured "
+                f"side by side, the two identical configurations came out {g:+.1f} % [{lo:+.1f}, {hi:+.1f}] apart")
+        if vs_defaults.significant:
+            text += (" -- a significant difference between identical configurations: this run's measurement is "
+                     "biased beyond its intervals, and its other comparisons are not to be trusted either")
+    elif vs_defaults.better:
         text = f"{vs_defaults.arm} is {vs_defaults.gain_pct:+.1f} % better than the defaults on {vs_defaults.metric}"
     elif vs_defaults.worse:
         text = f"{vs_defaults.arm} is worse than the defaults on {vs_defaults.metric} ({vs_defaults.gain_pct:+.1f} %)"

@@ -228,6 +228,7 @@ def _report(windows: list[dict[str, Any]], arms: list[Arm], metric: str, directi
     vs_best = _cmp(later, "novatune", best, metric, direction)
     best_vs_defaults = _cmp(later, best, "defaults", metric, direction) if best else None
     nt = vs_defaults.get("novatune")
+    keeps = not next((a.knobs for a in arms if a.name == "novatune"), {})  # the same configuration as the defaults
 
     def arm_doc(a: Arm) -> dict[str, Any]:
         c = vs_defaults.get(a.name)
@@ -246,7 +247,9 @@ def _report(windows: list[dict[str, Any]], arms: list[Arm], metric: str, directi
                        f"rounds 1-{screening}, the rounds it was picked on (no confirmation: favours the profile)",
         "best_profile_vs_defaults": best_vs_defaults.as_dict() if best_vs_defaults else None,
         "novatune_vs_best_profile": vs_best.as_dict() if vs_best else None,
-        "verdict": verdict(nt, vs_best) if nt else "novatune's arm was not measured in two rounds: no verdict",
+        "novatune_keeps_defaults": keeps,
+        "verdict": verdict(nt, vs_best, identical=keeps) if nt else "novatune's arm was not measured in two rounds: "
+                                                                    "no verdict",
     }
 
 

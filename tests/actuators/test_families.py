@@ -167,3 +167,14 @@ def test_congestion_choices_are_allowed_plus_current(fake_root: SysRoot) -> None
     assert knob.domain.choices == ("reno", "bbr", "cubic")
     with pytest.raises(OutOfBounds):
         knob.apply("vegas")
+
+
+def test_a_triplet_is_the_same_as_its_max_searched_alone(fake_root: SysRoot) -> None:
+    """A study searches tcp_rmem by its max: the chosen number and the triplet found before the study are
+    compared by their max (the justification step compares them), triplets element by element."""
+    knob = Catalog(fake_root).get("net.ipv4.tcp_rmem")
+    assert knob.same(33554432, (4096, 131072, 33554432)) and knob.same([4096, 131072, 33554432], 33554432)
+    assert not knob.same(16777216, (4096, 131072, 33554432))
+    assert knob.same("4096 131072 33554432", (4096, 131072, 33554432))
+    assert not knob.same((4096, 87380, 33554432), (4096, 131072, 33554432))
+    assert not knob.same(None, 33554432)

@@ -75,3 +75,16 @@ def test_missing_rounds_are_skipped_and_too_few_refused() -> None:
         compare(v, "a", "b", metric="t", direction="maximize")
     with pytest.raises(ValueError, match="maximize or minimize"):
         compare(v, "a", "b", metric="t", direction="up")
+
+
+def test_a_choice_that_keeps_the_defaults_is_neither_better_nor_worse_and_an_a_a_gap_is_flagged() -> None:
+    same = {"defaults": {r: 100.0 + r for r in range(6)}, "novatune": {r: 100.0 + r + (r % 2) for r in range(6)}}
+    c = compare(same, "novatune", "defaults", metric="throughput", direction="maximize")
+    text = verdict(c, None, identical=True)
+    assert text.startswith("novatune keeps the defaults (its choice changes nothing): no gain and no loss")
+    assert "biased" not in text
+    apart = {"defaults": {r: 100.0 for r in range(6)}, "novatune": {r: 80.0 + r % 2 for r in range(6)}}
+    c = compare(apart, "novatune", "defaults", metric="throughput", direction="maximize")
+    assert c.worse
+    text = verdict(c, None, identical=True)
+    assert "worse" not in text and "this run's measurement is biased beyond its intervals" in text
