@@ -221,7 +221,8 @@ def _report(windows: list[dict[str, Any]], arms: list[Arm], metric: str, directi
     that picking the luckiest of several profiles does not flatter it. Without confirmation rounds the pick
     and the comparison share their rounds, which favours the profile."""
     values = _values(windows, arms, metric)
-    vs_defaults = {a.name: c for a in arms if (c := _cmp(values, a.name, "defaults", metric, direction)) is not None}
+    vs_defaults = {a.name: c for a in arms if a.name != "defaults"
+                   and (c := _cmp(values, a.name, "defaults", metric, direction)) is not None}
     best = best_profile(windows, arms, metric, direction, screening)
     confirmed = any(w["round"] >= screening for w in windows)
     later = _values(windows, arms, metric, lambda r: r >= screening) if confirmed else values

@@ -43,6 +43,7 @@ def test_the_best_profile_is_judged_on_rounds_it_was_not_picked_on() -> None:
     # every arm against the defaults over all of its rounds
     assert doc["arms"]["p3"]["rounds"] == 11 and doc["arms"]["p1"]["rounds"] == 5
     assert doc["arms"]["novatune"]["vs_defaults"]["rounds"] == 11
+    assert doc["arms"]["defaults"]["vs_defaults"] is None  # not compared with itself
 
 
 def test_without_confirmation_the_pick_keeps_its_luck_and_the_report_says_so() -> None:
