@@ -269,9 +269,8 @@ def _run_arms(plan: Any, paths: Paths, gid: str, journal: Journal, *, study: dic
                       workdir=_gain_dir(paths) / gid) as ctx:
         catalog = ctx.catalog()
         arms = [Arm("defaults", "the machine as found: nothing applied")]
-        devices = [k.name.split(".")[1] for k in ctx.resolved.knobs.values()  # type: ignore[union-attr]
-                   if k.name.startswith("block.")]
-        found, not_applied = _profile_arms(profiles, dirs, catalog, sorted(set(devices)))
+        found, not_applied = _profile_arms(profiles, dirs, catalog,
+                                           ctx.resolved.block_devices())  # type: ignore[union-attr]
         arms += [*found, _study_arm(study, catalog)]
         for arm in arms:  # a namespace pair: every net.* value in both namespaces
             for name, twins in ctx.mirrors(list(arm.values)).items():

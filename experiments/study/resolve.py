@@ -48,6 +48,10 @@ class Resolved:
     specs: dict[str, KnobSpec] = field(default_factory=dict)
     mirrors: dict[str, tuple[Knob, ...]] = field(default_factory=dict)
 
+    def block_devices(self) -> list[str]:
+        """The devices of the ``block.<dev>.*`` knobs, sorted (where a TuneD ``[disk]`` section acts)."""
+        return sorted({k.name.split(".")[1] for k in self.knobs.values() if k.name.startswith("block.")})
+
     def values_for(self, params: dict[str, Any]) -> dict[Knob, Any]:
         """Every knob a trial's ``params`` set (the mirrors with their knob's value)."""
         out = {self.knobs[n]: v for n, v in params.items()}

@@ -25,13 +25,6 @@ from experiments.study.resolve import Resolved, clamp_to_space
 __all__ = ["stock_points"]
 
 
-def _read(resolved: Resolved, knob_name: str) -> Any:
-    for knob in resolved.knobs.values():
-        if knob.name == knob_name:
-            return knob.read()
-    return None
-
-
 def stock_points(resolved: Resolved, baseline: dict[str, Any], dirs: Sequence[Path],
                  profiles: Sequence[str] = STOCK_PROFILES) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, str]]:
     """``([(profile, point), ...], {profile: why it is not tried})``: each profile's point (the baseline with
@@ -42,7 +35,6 @@ def stock_points(resolved: Resolved, baseline: dict[str, Any], dirs: Sequence[Pa
     (``vm.dirty_background_ratio`` below ``vm.dirty_ratio``), is not tried, with the reason.
     """
     by_knob = {knob.name: param for param, knob in resolved.knobs.items()}
-    devices = sorted({k.name.split(".")[1] for k in resolved.knobs.values() if k.name.startswith("block.")})
     start = clamp_to_space(baseline, resolved.space)
     seen = {json.dumps(start, sort_keys=True, default=str)}
     params = {p.name: p for p in resolved.space.params}
@@ -50,7 +42,8 @@ def stock_points(resolved: Resolved, baseline: dict[str, Any], dirs: Sequence[Pa
     not_tried: dict[str, str] = {}
     for name in profiles:
         try:
-            profile = resolve_profile(name, dirs=dirs, devices=devices, current=lambda k: _read(resolved, k))
+            profile = resolve_profile(name, dirs=dirs, devices=resolved.block_devices(),
+                                      current=lambda k: resolved.knobs[by_knob[k]].read() if k in by_knob else None)
         except (TunedProfileError, ActuatorError, NovatuneError, OSError) as err:
             not_tried[name] = str(err)
             continue
