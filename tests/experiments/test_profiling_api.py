@@ -152,6 +152,9 @@ def test_malformed_ids_are_422_and_unknown_ones_404(client, method, path, status
     assert r.status_code == status, (path, r.text)
     if status == 404:
         assert "no stored profile" in r.text or "no profiling session" in r.text
+    if "label=" in path:  # the shape the schema declares for a 422 (detail: [{loc, msg, type}])
+        (err,) = r.json()["detail"]
+        assert err["loc"] == ["query", "label"] and "KEY=VALUE" in err["msg"] and "'session'" in err["msg"]
 
 
 def test_status_and_overhead_before_any_session(client):

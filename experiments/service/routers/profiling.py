@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from experiments.profiling.sessions import ProfilingSessions
@@ -92,13 +93,12 @@ def list_profiles(
     until: Annotated[float | None, Query(description="epoch seconds")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[dict[str, Any]]:
-    from collectors.profiler.model import ProfileError
-
     labels: dict[str, str] = {}
     for item in label or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ProfileError(f"label {item!r}: give KEY=VALUE")
+        if not sep or not key:  # a 422 of the shape the schema declares for a bad query (loc, msg, type)
+            raise RequestValidationError([{"type": "value_error", "loc": ("query", "label"), "input": item,
+                                           "msg": f"label {item!r}: give KEY=VALUE"}])
         labels[key] = value
     for key, val in (("study", study), ("trial", trial), ("pid", pid), ("mode", mode)):
         if val is not None:
