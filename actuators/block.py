@@ -118,7 +118,8 @@ def block_knob(dev: str, leaf: str, root: SysRoot) -> IntFileKnob | SelectorKnob
     )
 
 
-#: ``block.@target.<leaf>``: the study's own loop device (bound by the run, see :class:`KnobContext`)
+#: ``block.@target.<leaf>``: the study's block target, its own loop device or the disk under its fio file
+#: (bound by the run, see :class:`KnobContext`)
 TARGET = "@target"
 #: the schedulers a loop device may offer, for a ``block.@target.scheduler`` not bound yet (the bound
 #: device's own list is checked when the run binds it)
@@ -126,12 +127,12 @@ _KNOWN_SCHEDULERS = ("none", "mq-deadline", "kyber", "bfq")
 
 
 def target_knob(leaf: str, env: Env) -> Knob:
-    """``block.@target.<leaf>``: the knob of the run's loop device (``env.context.block_target``, which must
-    be a ``loopN`` of ``sys/block``); before a run binds one, a stand-in with the catalog's hard bounds that
-    is never available.
+    """``block.@target.<leaf>``: the knob of the run's block target (``env.context.block_target``, a device
+    of ``sys/block`` the run chose: its loop device or the disk under its fio file, never a spec's text);
+    before a run binds one, a stand-in with the catalog's hard bounds that is never available.
 
     Raises:
-        UnknownKnob: the bound device is not a loop device of ``sys/block``.
+        UnknownKnob: the bound device is not a device of ``sys/block``.
     """
     dev = env.context.block_target
     if dev is None:
@@ -139,10 +140,10 @@ def target_knob(leaf: str, env: Env) -> Knob:
         if leaf == "scheduler":
             knob = SchedulerKnob(root=env.root, rel=knob.rel, name=knob.name, risk="medium", scope="device",
                                  domain=Domain("categorical", choices=_KNOWN_SCHEDULERS), needs_root=True,
-                                 description="I/O scheduler of the study's loop device.")
+                                 description="I/O scheduler of the study's block target.")
         return knob
-    if not dev.startswith("loop") or dev not in env.root.listdir("sys/block"):
-        raise UnknownKnob(f"the study's block target {dev!r} is not a loop device here")
+    if dev not in env.root.listdir("sys/block"):
+        raise UnknownKnob(f"the study's block target {dev!r} is not a device of /sys/block here")
     return block_knob(dev, leaf, env.root)
 
 

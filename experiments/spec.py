@@ -30,6 +30,7 @@ from pydantic import (
 
 from collectors.errors import NovatuneError
 from experiments.settings import NAME_RE  # the one study-name rule (settings.check_name)
+from experiments.study.target_disk import DiskSpec
 from experiments.study.target_loop import LoopSpec
 from experiments.study.target_memory import MemoryTargetSpec
 from experiments.study.target_neighbour import NeighbourSpec
@@ -359,12 +360,14 @@ class TargetSpec(_Strict):
     ``block.@target.*`` knobs (see :mod:`experiments.study.target_loop`); ``netns``: two network namespaces
     joined by a veth pair, the ``net.*`` and ``nic.@target.*`` knobs act inside them (see
     :mod:`experiments.study.target_netns`); ``memory``: the workload's cgroup with its memory (page cache
-    included) limited for the whole study (see :mod:`experiments.study.target_memory`)."""
+    included) limited for the whole study (see :mod:`experiments.study.target_memory`); ``disk``: the disk
+    under fio's file, the ``block.@target.*`` knobs (see :mod:`experiments.study.target_disk`)."""
 
     neighbour: NeighbourSpec | None = None
     loop: LoopSpec | None = None
     netns: NetnsTargetSpec | None = None
     memory: MemoryTargetSpec | None = None
+    disk: DiskSpec | None = None
 
 
 class StudySpec(_Strict):
@@ -423,7 +426,7 @@ def _format_errors(err: ValidationError) -> list[str]:
                     continue
                 models = [a for a in (ann, *get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)]
                 model = models[0] if models else KnobSpec
-            allowed = ", ".join(model.model_fields)
+            allowed = ", ".join(model.model_fields) or "no field (an empty mapping: {})"
             msg = f"unknown field; allowed here: {allowed}"
         elif e["type"] == "union_tag_invalid":
             got = e["input"].get("kind") if isinstance(e["input"], dict) else e["input"]

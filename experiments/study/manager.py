@@ -122,7 +122,7 @@ class StudyRecord:
 def host_wide(knobs: Iterable[Knob]) -> list[str]:
     """The names of the host-wide knobs among ``knobs`` (sysctls, /sys files, IRQs, NIC features): two
     studies may tune their own workloads' cgroup and process knobs side by side, never the same host knob."""
-    # block.@target.* (before a run binds them): each study's own loop device, never another study's
+    # block.@target.* (before a run binds them): the study's own loop device, or its disk (held once bound)
     return sorted(k.name for k in knobs if k.scope not in PRIVATE_SCOPES and "@target." not in k.name)
 
 

@@ -34,6 +34,7 @@ from experiments.settings import Paths, Settings, config_file
 from experiments.spec import SpecError, StudySpec
 from experiments.study.metric_names import allowed_metrics
 from experiments.study.resolve import Resolved, resolve
+from experiments.study.target_disk import disk_problems
 from experiments.study.target_loop import loop_problems
 from experiments.study.target_memory import memory_problems
 from experiments.study.target_neighbour import check_neighbour, neighbour_metrics
@@ -121,7 +122,7 @@ def prepare(
     n_trials = trials if trials is not None else spec.budget.trials
     if n_trials < 1:
         raise SpecError(source, [f"--trials must be >= 1, got {n_trials}"])
-    target_problems = loop_problems(spec, paths.runs) + memory_problems(spec)
+    target_problems = loop_problems(spec, paths.runs) + memory_problems(spec) + disk_problems(spec, paths.runs)
     if target_problems:
         raise SpecError(source, target_problems)
     settings = settings if settings is not None else Settings.load()

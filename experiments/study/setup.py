@@ -33,6 +33,7 @@ from experiments.spec import PassiveWorkloadSpec
 from experiments.study.manager import StudyConflict, host_wide
 from experiments.study.prepare import StudyPlan
 from experiments.study.resolve import Resolved
+from experiments.study.target_disk import DiskError, disk_of, fio_dir
 from experiments.study.target_loop import LoopTarget
 from experiments.study.target_neighbour import Neighbour, bind_target
 from experiments.study.target_netns import NetnsTarget, mirror_knobs
@@ -79,6 +80,7 @@ class RunContext:
         #: the spec's ``target.neighbour`` while it runs: the run's knobs act on it
         self.neighbour: Neighbour | None = None
         self.loop: LoopTarget | None = None  # the study's own loop device (target.loop)
+        self.disk: str | None = None  # target.disk: the disk under fio's file (in /sys/block)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> RunContext:
@@ -176,6 +178,11 @@ class RunContext:
             self.loop = LoopTarget(target.loop, workdir=self.workdir, home=self.paths.home, journal=self.journal,
                                    run_id=self.run_id)
             self.loop.open()
+        if target is not None and target.disk is not None:
+            try:
+                self.disk = disk_of(fio_dir(self.plan.spec, self.workdir / "work"))
+            except (DiskError, OSError) as err:
+                raise WorkloadError(f"target.disk: {err}") from err
 
     def _start_workload(self) -> None:
         if self.netns is not None:  # server in namespace a, client in b
@@ -249,7 +256,7 @@ class RunContext:
         assert self.workload is not None
         cgroup, pids = bind_target(self.neighbour, self.cgroup, self.workload.pids)  # what the knobs act on
         return KnobContext(cgroup=cgroup, pids=pids, protected_interfaces=self.plan.protected_interfaces,
-                           block_target=self.loop.device if self.loop is not None else None,
+                           block_target=self.loop.device if self.loop is not None else self.disk,
                            netns=self.netns.pair.a if self.netns is not None and self.netns.pair else None)
 
     def catalog(self) -> Catalog:

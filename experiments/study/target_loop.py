@@ -83,9 +83,14 @@ def loop_problems(spec: StudySpec, data_dir: Path) -> list[str]:
     out: list[str] = []
     leaves = ", ".join(f"{_PREFIX}{leaf}" for leaf in BLOCK_LEAVES)
     if loop is None:
-        out += [f"knobs.{k}: acts on the study's own loop device; it needs a `target: {{loop: {{size: 256M}}}}` "
-                "section (allowed without it: block.<dev>.<leaf> of a device of /sys/block)"
-                for k in target_knobs(spec)]
+        if spec.target is None or spec.target.disk is None:
+            out += [f"knobs.{k}: acts on the study's block target; it needs a `target: {{loop: {{size: 256M}}}}` "
+                    "(a loop device of the study's own) or `target: {disk: {}}` (the disk under fio's file) "
+                    "section (allowed without them: block.<dev>.<leaf> of a device of /sys/block)"
+                    for k in target_knobs(spec)]
+        else:
+            out += [f"knobs.{k}: unknown block leaf; allowed: {leaves}"
+                    for k in target_knobs(spec) if k[len(_PREFIX):] not in BLOCK_LEAVES]
         return out
     out += [f"knobs.{k}: unknown block leaf; allowed: {leaves}"
             for k in target_knobs(spec) if k[len(_PREFIX):] not in BLOCK_LEAVES]

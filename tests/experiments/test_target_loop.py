@@ -89,14 +89,15 @@ def test_a_loop_larger_than_the_free_space_is_refused(tmp_path: Path) -> None:
     assert any("does not fit" in p for p in problems) == (free < 4 << 30), problems
 
 
-def test_catalog_binds_target_only_to_a_loop_device() -> None:
+def test_catalog_binds_target_only_to_a_device_of_sys_block() -> None:
     knob = Catalog().get("block.@target.scheduler")  # not bound: a stand-in that is never available
     assert knob.available() is not None
     assert "mq-deadline" in knob.domain.choices
-    real = [d for d in os.listdir("/sys/block") if not d.startswith("loop")]
-    if real:
-        with pytest.raises(UnknownKnob, match="not a loop device"):
-            Catalog(context=KnobContext(block_target=real[0])).get("block.@target.read_ahead_kb")
+    with pytest.raises(UnknownKnob, match="'nodisk0' is not a device of /sys/block"):
+        Catalog(context=KnobContext(block_target="nodisk0")).get("block.@target.read_ahead_kb")
+    dev = sorted(os.listdir("/sys/block"))[0]  # a loop device or the disk under fio's file (target.disk)
+    bound = Catalog(context=KnobContext(block_target=dev)).get("block.@target.read_ahead_kb")
+    assert bound.name == f"block.{dev}.read_ahead_kb"
 
 
 @pytest.mark.parametrize("bad", ["/etc/passwd", "relative/novatune-loop-0011aabb.img", "/tmp/novatune-loop-xyz.img"])

@@ -215,7 +215,7 @@ def test_kill_9_mid_trial_then_recover_detaches_the_loop_device(tmp_path: Path, 
 @pytest.mark.parametrize(("spec", "says"), [
     ({"workload": {"kind": "iperf3"}, "target": {"loop": {"size": "64M"}}},
      "target.loop: the iperf3 workload cannot use a loop device; allowed with target.loop: workload kind fio"),
-    ({"workload": {"kind": "fio"}}, "knobs.block.@target.nr_requests: acts on the study's own loop device"),
+    ({"workload": {"kind": "fio"}}, "knobs.block.@target.nr_requests: acts on the study's block target"),
     ({"workload": {"kind": "fio"}, "target": {"loop": {"size": "64G"}}}, "target.loop.size: Value error, size "
      "must be between 16M and 4G"),
 ])

@@ -1,0 +1,122 @@
+"""The block scenario on the machine's own disk for real: experiments/specs/scenario-block-rootfile.yaml runs
+fio on a file in the study's run directory, block.@target.* change the queue settings of the disk that holds
+it, and the disk's settings are back afterwards, also after a kill -9 and `novatune recover`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from experiments.study.target_disk import disk_of
+from tests.integration.conftest import REPO, needs_root, novatune
+from tests.integration.test_scenario_block import QUEUE, _journal, _kernel, _memory_limits, _start, _watch_until_done
+
+pytestmark = [needs_root, pytest.mark.slow]
+
+SPEC = REPO / "experiments" / "specs" / "scenario-block-rootfile.yaml"
+
+
+def _queue(disk: str) -> dict[str, str]:
+    return {q: Path(f"/sys/block/{disk}/queue/{q}").read_text().strip() for q in QUEUE}
+
+
+def _spec(tmp_path: Path, **changes: Any) -> Path:
+    spec = yaml.safe_load(SPEC.read_text())
+    spec.update(changes)
+    path = tmp_path / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_rootfile_scenario_tunes_the_disk_under_the_file_and_puts_it_back(tmp_path: Path, home: Path) -> None:
+    """The spec with its read-ahead narrowed to a grid of 16 and 8192 KiB (this machine's default for its
+    disk): under the 512 MiB limit each fault at 8192 KiB reads 2048 pages the cgroup cannot keep; at 16 KiB
+    the reader runs many times faster. The disk is the one that holds the study's home (fio's file is there);
+    its settings change while the study runs and are back afterwards, with the limit's cgroup and the file
+    gone."""
+    disk = disk_of(home)
+    path = _spec(tmp_path, name="rootfile", budget={"trials": 3}, sampler={"name": "grid"},
+                 knobs={"block.@target.read_ahead_kb": {"low": 16, "high": 8192, "step": 8176}})
+    queue, before = _queue(disk), _kernel()
+    seen: set[str] = set()
+    limits: set[str] = set()
+
+    def watch() -> None:
+        seen.add(Path(f"/sys/block/{disk}/queue/read_ahead_kb").read_text().strip())
+        limits.update(_memory_limits(home))
+
+    proc = _start(path, home)
+    out, err = _watch_until_done(proc, watch, timeout_s=300, every_s=0.2)
+    assert proc.returncode == 0, out + err
+    assert "16" in seen and limits == {str(512 << 20)}, (seen, limits)
+    shown = json.loads(novatune("study", "show", "rootfile", "--json", home=home, check=True).stdout)
+    ra = {t["knobs"]["block.@target.read_ahead_kb"]: t["values"]["throughput"] for t in shown["trials"]}
+    assert set(ra) >= {16, 8192} and ra[16] > 3 * ra[8192], ra
+    writes = [r for r in _journal(home) if r.get("event") == "applied"]
+    assert writes and {r["knob"] for r in writes} == {f"block.{disk}.read_ahead_kb"}, writes[:3]
+    assert _queue(disk) == queue and _kernel() == before
+    assert _memory_limits(home) == set() and list(home.rglob("fio.dat")) == []
+
+
+def test_kill_9_mid_trial_then_recover_puts_the_disk_back(tmp_path: Path, home: Path) -> None:
+    disk = disk_of(home)
+    path = _spec(tmp_path, name="rootfile-crash", trial={"warmup_s": 0, "measure_s": 20, "repeats": 1},
+                 budget={"trials": 3, "timeout_s": 120}, sampler={"name": "grid"},
+                 knobs={"block.@target.read_ahead_kb": {"low": 16, "high": 32, "step": 16}})
+    queue, before = _queue(disk), _kernel()
+    proc = _start(path, home)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            if any(r.get("event") == "applied" and r.get("trial") == 1 for r in _journal(home)):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the study never reached trial 1")
+        time.sleep(1.0)
+        assert _queue(disk)["read_ahead_kb"] in {"16", "32"}, "trial 1 changed nothing on the disk"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert _queue(disk) != queue  # the kill left the trial's value
+    report = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
+    assert report["failed"] == [] and report["refused"] == [], report
+    assert f"block.{disk}.read_ahead_kb" in json.dumps(report["restored"]), report
+    assert _queue(disk) == queue and _kernel() == before
+    again = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
+    assert again["restored"] == []
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ({"workload": {"kind": "fio"}, "target": {"disk": {}, "loop": {"size": "64M"}}},
+     "target.disk: with target.loop the block.@target.* knobs act on the loop device; use one of them"),
+    ({"workload": {"kind": "iperf3"}, "target": {"disk": {}}},
+     "target.disk: the iperf3 workload runs on no file; allowed with target.disk: workload kind fio"),
+    ({"workload": {"kind": "fio", "filename": "/dev/shm/novatune-test/fio.dat"}, "target": {"disk": {}}},
+     "is not on a block device"),
+    ({"workload": {"kind": "fio"}, "target": {"disk": {"device": "sda"}}},
+     "target.disk.device: unknown field; allowed here: no field (an empty mapping: {})"),
+    ({"workload": {"kind": "fio"}}, "knobs.block.@target.nr_requests: acts on the study's block target"),
+])
+def test_bad_disk_target_is_exit_2_with_the_reason_and_nothing_changes(tmp_path: Path, home: Path,
+                                                                       spec: dict[str, Any], says: str) -> None:
+    path = tmp_path / "bad.yaml"
+    knobs = {"block.@target.nr_requests": {"low": 4, "high": 64}}
+    path.write_text(yaml.safe_dump({"name": "bad-disk", "knobs": knobs, "objectives": {"throughput": "maximize"},
+                                    **spec}))
+    disk = disk_of(home)
+    queue = _queue(disk)
+    proc = novatune("study", "run", str(path), home=home, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+    assert _queue(disk) == queue and not (home / "journal.jsonl").exists()
