@@ -166,6 +166,7 @@ class FioWorkloadSpec(_Strict):
     numjobs: int = Field(default=1, ge=1, le=64)
     ioengine: str = "psync"
     fadvise_hint: bool = True
+    fsync: int = Field(default=0, ge=0, le=1_000_000)
     filename: str | None = Field(default=None, min_length=1, max_length=4096)
 
 

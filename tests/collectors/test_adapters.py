@@ -181,6 +181,8 @@ def test_commands_bounded_and_loopback(tmp_path: Path) -> None:
     assert fio[0] == "fio" and "--time_based" in fio and "--runtime=2" in fio and "--size=32M" in fio
     assert "--output-format=json" in fio and "--fadvise_hint=1" in fio  # fio's own default, said
     assert "--fadvise_hint=0" in FioAdapter(filename="/tmp/x", ioengine="mmap", fadvise_hint=False).command()
+    assert not [a for a in fio if a.startswith("--fsync")]  # never unless asked
+    assert "--fsync=32" in FioAdapter(filename="/tmp/x", rw="randwrite", fsync=32).command()
     pg = PgbenchAdapter(port=5433, run_as="postgres").command()
     assert pg[:4] == ["runuser", "-u", "postgres", "--"] and pg[pg.index("-T") + 1] == "3"
     assert pg[pg.index("-h") + 1] == "127.0.0.1" and "-n" in pg

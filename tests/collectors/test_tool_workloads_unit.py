@@ -79,6 +79,8 @@ def test_error_rate_from_counts(tmp_path: Path) -> None:
         (FioWorkload, {"numjobs": 65}, "numjobs must be an integer in [1, 64]"),
         (FioWorkload, {"direct": "yes"}, "direct must be true or false"),
         (FioWorkload, {"fadvise_hint": "no"}, "fadvise_hint must be true or false"),
+        (FioWorkload, {"fsync": -1}, "fsync must be an integer in [0, 1000000]"),
+        (FioWorkload, {"fsync": "often"}, "fsync must be an integer"),
         (FioWorkload, {"ioengine": "spdk"}, "ioengine must be one of"),
         (FioWorkload, {"filename": "a:b"}, "filename must be a plain path"),
         (FioWorkload, {"blocksize": "4k"}, "unknown option(s) ['blocksize']; allowed:"),

@@ -62,6 +62,7 @@ class FioAdapter(AdapterBase):
     ioengine: str = "psync"
     direct: bool = False
     fadvise_hint: bool = True
+    fsync: int = 0
     tool: str = TOOL
 
     def max_runtime_s(self) -> float:
@@ -76,6 +77,7 @@ class FioAdapter(AdapterBase):
         runtime = check_duration(TOOL, "runtime_s", self.runtime_s)
         check_count(TOOL, "numjobs", self.numjobs, high=64)
         check_count(TOOL, "iodepth", self.iodepth, high=1024)
+        check_int(TOOL, "fsync", self.fsync, 0, 1_000_000)
         if self.rw not in _RW:
             raise AdapterError(TOOL, f"rw must be one of {list(_RW)}, got {self.rw!r}")
         if not self.filename or ":" in self.filename:
@@ -92,6 +94,7 @@ class FioAdapter(AdapterBase):
             f"--numjobs={self.numjobs}",
             f"--direct={int(self.direct)}",
             f"--fadvise_hint={int(self.fadvise_hint)}",
+            *([f"--fsync={self.fsync}"] if self.fsync else []),
             "--time_based",
             f"--runtime={runtime:g}",
             "--group_reporting",
@@ -282,6 +285,9 @@ class FioWorkload(HolderWorkload):
     * ``fadvise_hint`` (True): fio tells the kernel the access pattern (``posix_fadvise``; with mmap,
       ``madvise`` random or sequential). False runs like a program that gives no hint: with mmap, each page
       fault then reads the device's read-ahead window around the page (an mmap'd index without madvise).
+    * ``fsync`` (0): fsync the file after every ``fsync`` writes (0: never), as a database or a log writer
+      does: buffered writes then wait for the disk, so writeback (the dirty ratios, the device's queue and
+      its writeback throttling) is part of what is measured. 0..1000000.
 
     One run per window: ``--ramp_time`` = warm-up (not counted), then
     ``measure_s`` rounded to whole seconds (at least 1; fio reads "1.5" as 1).
@@ -294,7 +300,7 @@ class FioWorkload(HolderWorkload):
     kind = "fio"
     OPTIONS: ClassVar[Mapping[str, Any]] = {
         "filename": None, "rw": "randread", "bs": "4k", "size": "32M", "iodepth": 1,
-        "direct": False, "numjobs": 1, "ioengine": "psync", "fadvise_hint": True,
+        "direct": False, "numjobs": 1, "ioengine": "psync", "fadvise_hint": True, "fsync": 0,
     }
     METRICS = ("throughput", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "errors", "bytes_per_s")
     BINARIES = ("fio",)
@@ -325,6 +331,7 @@ class FioWorkload(HolderWorkload):
         _size_bytes("fio", "size", o["size"], _MAX_SIZE)
         check_int("fio", "iodepth", o["iodepth"], 1, 1024)
         check_int("fio", "numjobs", o["numjobs"], 1, 64)
+        check_int("fio", "fsync", o["fsync"], 0, 1_000_000)
         for flag in ("direct", "fadvise_hint"):
             if not isinstance(o[flag], bool):
                 raise AdapterError("fio", f"{flag} must be true or false, got {o[flag]!r}")
@@ -367,7 +374,7 @@ class FioWorkload(HolderWorkload):
         return make_adapter(
             "fio", FioAdapter, filename=filename, rw=o["rw"], size=str(o["size"]), bs=str(o["bs"]),
             runtime_s=runtime_s, numjobs=o["numjobs"], iodepth=o["iodepth"], ioengine=o["ioengine"],
-            direct=o["direct"], fadvise_hint=o["fadvise_hint"],
+            direct=o["direct"], fadvise_hint=o["fadvise_hint"], fsync=o["fsync"],
         )
 
     def _measure(self, warmup_s: float, measure_s: float) -> tuple[AdapterResult, pd.DataFrame | None, list[str]]:
