@@ -1,6 +1,7 @@
-"""The block scenario on the machine's own disk for real: experiments/specs/scenario-block-rootfile.yaml runs
-fio on a file in the study's run directory, block.@target.* change the queue settings of the disk that holds
-it, and the disk's settings are back afterwards, also after a kill -9 and `novatune recover`."""
+"""The block scenarios on the machine's own disk for real: experiments/specs/scenario-block-rootfile.yaml (an
+mmap reader) and scenario-block-write.yaml (a buffered writer) run fio on a file in the study's run directory,
+block.@target.* change the queue settings of the disk that holds it, and the disk's settings (and the dirty
+ratios) are back afterwards, also after a kill -9 and `novatune recover`."""
 
 from __future__ import annotations
 
@@ -20,14 +21,19 @@ from tests.integration.test_scenario_block import QUEUE, _journal, _kernel, _mem
 pytestmark = [needs_root, pytest.mark.slow]
 
 SPEC = REPO / "experiments" / "specs" / "scenario-block-rootfile.yaml"
+WRITE = REPO / "experiments" / "specs" / "scenario-block-write.yaml"
 
 
 def _queue(disk: str) -> dict[str, str]:
     return {q: Path(f"/sys/block/{disk}/queue/{q}").read_text().strip() for q in QUEUE}
 
 
-def _spec(tmp_path: Path, **changes: Any) -> Path:
-    spec = yaml.safe_load(SPEC.read_text())
+def _spec(tmp_path: Path, source: Path = SPEC, size: str = "1G", limit: str = "256M", **changes: Any) -> Path:
+    """The spec with ``changes``, on a ``size`` file in ``limit`` of memory (half the shipped ones: the same
+    ratio, half the time to lay the file out)."""
+    spec = yaml.safe_load(source.read_text())
+    spec["workload"]["size"] = size
+    spec["target"]["memory"] = {"limit": limit}
     spec.update(changes)
     path = tmp_path / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -36,7 +42,7 @@ def _spec(tmp_path: Path, **changes: Any) -> Path:
 
 def test_rootfile_scenario_tunes_the_disk_under_the_file_and_puts_it_back(tmp_path: Path, home: Path) -> None:
     """The spec with its read-ahead narrowed to a grid of 16 and 8192 KiB (this machine's default for its
-    disk): under the 512 MiB limit each fault at 8192 KiB reads 2048 pages the cgroup cannot keep; at 16 KiB
+    disk): under the memory limit each fault at 8192 KiB reads 2048 pages the cgroup cannot keep; at 16 KiB
     the reader runs many times faster. The disk is the one that holds the study's home (fio's file is there);
     its settings change while the study runs and are back afterwards, with the limit's cgroup and the file
     gone."""
@@ -54,7 +60,7 @@ def test_rootfile_scenario_tunes_the_disk_under_the_file_and_puts_it_back(tmp_pa
     proc = _start(path, home)
     out, err = _watch_until_done(proc, watch, timeout_s=300, every_s=0.2)
     assert proc.returncode == 0, out + err
-    assert "16" in seen and limits == {str(512 << 20)}, (seen, limits)
+    assert "16" in seen and limits == {str(256 << 20)}, (seen, limits)
     shown = json.loads(novatune("study", "show", "rootfile", "--json", home=home, check=True).stdout)
     ra = {t["knobs"]["block.@target.read_ahead_kb"]: t["values"]["throughput"] for t in shown["trials"]}
     assert set(ra) >= {16, 8192} and ra[16] > 3 * ra[8192], ra
@@ -64,9 +70,31 @@ def test_rootfile_scenario_tunes_the_disk_under_the_file_and_puts_it_back(tmp_pa
     assert _memory_limits(home) == set() and list(home.rglob("fio.dat")) == []
 
 
+def test_write_scenario_tunes_writeback_and_the_disk_and_puts_both_back(tmp_path: Path, home: Path) -> None:
+    """The write-heavy spec, 3 trials: fio writes (4k, buffered) in the memory-limited cgroup, the trials
+    write the dirty ratios and the disk's writeback throttling, and all of it reads as before afterwards."""
+    disk = disk_of(home)
+    path = _spec(tmp_path, WRITE, name="rootwrite", budget={"trials": 3})
+    queue, before = _queue(disk), _kernel()
+    limits: set[str] = set()
+    proc = _start(path, home)
+    out, err = _watch_until_done(proc, lambda: limits.update(_memory_limits(home)), timeout_s=300, every_s=0.5)
+    assert proc.returncode == 0, out + err
+    assert limits == {str(256 << 20)}, limits
+    shown = json.loads(novatune("study", "show", "rootwrite", "--json", home=home, check=True).stdout)
+    done = [t for t in shown["trials"] if t["state"] == "complete"]
+    assert len(done) >= 2, shown["trials"]
+    for t in done:  # 4k writes: the bytes are the operations'
+        assert t["metrics"]["bytes_per_s"] == pytest.approx(4096 * t["values"]["throughput"], rel=0.01), t
+    written = {r["knob"] for r in _journal(home) if r.get("event") == "applied"}
+    assert {"vm.dirty_ratio", f"block.{disk}.wbt_lat_usec"} <= written, written
+    assert _queue(disk) == queue and _kernel() == before
+    assert _memory_limits(home) == set() and list(home.rglob("fio.dat")) == []
+
+
 def test_kill_9_mid_trial_then_recover_puts_the_disk_back(tmp_path: Path, home: Path) -> None:
     disk = disk_of(home)
-    path = _spec(tmp_path, name="rootfile-crash", trial={"warmup_s": 0, "measure_s": 20, "repeats": 1},
+    path = _spec(tmp_path, size="256M", name="rootfile-crash", trial={"warmup_s": 0, "measure_s": 10, "repeats": 1},
                  budget={"trials": 3, "timeout_s": 120}, sampler={"name": "grid"},
                  knobs={"block.@target.read_ahead_kb": {"low": 16, "high": 32, "step": 16}})
     queue, before = _queue(disk), _kernel()
