@@ -127,6 +127,30 @@ def test_block_loop_scenario_tunes_its_own_loop_device_and_removes_it(home: Path
     assert [r["event"] for r in loops] == ["created", "created", "released"]
 
 
+def _kill_9_in_trial_1(proc: subprocess.Popen[str], home: Path, knobs: int, check: Callable[[], None], *,
+                       timeout_s: float) -> None:
+    """Wait (at most ``timeout_s``) until the study's journal shows trial 1's writes of ``knobs`` knobs, give
+    fio a second, run ``check`` (what trial 1 changed), then kill -9 the study; killed on any failure too."""
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            applied = [r for r in _journal(home) if r.get("event") == "applied" and r.get("trial") == 1]
+            if len(applied) >= knobs:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the study never reached trial 1")
+        time.sleep(1.0)  # fio is on its device or file
+        check()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _memory_limits(home: Path) -> set[str]:
     """The memory limits of the study's own workload cgroups (named in its journal), as they read now."""
     out = set()
@@ -198,26 +222,15 @@ def test_kill_9_mid_trial_then_recover_detaches_the_loop_device(tmp_path: Path, 
     path.write_text(yaml.safe_dump(spec))
     before, queues = _kernel(), _queues()
     proc = _start(path, home)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            applied = [r for r in _journal(home) if r.get("event") == "applied" and r.get("trial") == 1]
-            if len(applied) >= len(spec["knobs"]):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the study never reached trial 1")
-        time.sleep(1.0)  # fio is on the device
+
+    def changed() -> None:
         dev = _device(home)
         assert dev is not None and _attached_under(home) == [dev]
         assert _queues()[dev] != queues[dev], "trial 1 changed nothing on the device"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+    _kill_9_in_trial_1(proc, home, len(spec["knobs"]), changed, timeout_s=90)
+    dev = _device(home)
+    assert dev is not None
     assert _attached_under(home) == [dev]  # the kill left it attached
     report = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
     assert report["failed"] == [] and report["refused"] == [], report

@@ -6,8 +6,6 @@ ratios) are back afterwards, also after a kill -9 and `novatune recover`."""
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,15 @@ import yaml
 
 from experiments.study.target_disk import disk_of
 from tests.integration.conftest import REPO, needs_root, novatune
-from tests.integration.test_scenario_block import QUEUE, _journal, _kernel, _memory_limits, _start, _watch_until_done
+from tests.integration.test_scenario_block import (
+    QUEUE,
+    _journal,
+    _kernel,
+    _kill_9_in_trial_1,
+    _memory_limits,
+    _start,
+    _watch_until_done,
+)
 
 pytestmark = [needs_root, pytest.mark.slow]
 
@@ -99,23 +105,11 @@ def test_kill_9_mid_trial_then_recover_puts_the_disk_back(tmp_path: Path, home: 
                  knobs={"block.@target.read_ahead_kb": {"low": 16, "high": 32, "step": 16}})
     queue, before = _queue(disk), _kernel()
     proc = _start(path, home)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            if any(r.get("event") == "applied" and r.get("trial") == 1 for r in _journal(home)):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the study never reached trial 1")
-        time.sleep(1.0)
+
+    def changed() -> None:
         assert _queue(disk)["read_ahead_kb"] in {"16", "32"}, "trial 1 changed nothing on the disk"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+    _kill_9_in_trial_1(proc, home, 1, changed, timeout_s=120)
     assert _queue(disk) != queue  # the kill left the trial's value
     report = json.loads(novatune("recover", "--json", home=home, check=True).stdout)
     assert report["failed"] == [] and report["refused"] == [], report
