@@ -137,6 +137,22 @@ def test_noisy_neighbour_study_tunes_the_neighbour_not_the_service_and_leaves_no
     assert again["killed"] == [] and again["restored"] == [] and again["cgroups_removed"] == [], again
 
 
+def _processes(cgroups: list[Path]) -> list[psutil.Process]:
+    """The processes in ``cgroups`` now (a task that exits or a cgroup removed meanwhile is skipped)."""
+    found = []
+    for cg in cgroups:
+        try:
+            pids = (cg / "tasks").read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                found.append(psutil.Process(int(pid)))
+            except psutil.NoSuchProcess:
+                pass
+    return found
+
+
 def test_noisy_neighbour_kill_9_mid_trial_then_recover(home):
     name = f"nbcrash{os.getpid()}"
     before = _state(name)
@@ -145,10 +161,13 @@ def test_noisy_neighbour_kill_9_mid_trial_then_recover(home):
     try:
         _wait_mid_trial(home, proc, trial=1, knobs=3)  # seed 7's trial 1 keeps affinity.cpus at 2
         deadline = time.monotonic() + 10  # the window's stress-ng run (warm-up, then measure) is on its way
-        while not (running := [p for p in _ours(home) if p.name() == "stress-ng"]) and time.monotonic() < deadline:
+        while True:  # tasks come and go between the two reads: look again until both are seen at once
+            running = [p for p in _ours(home) if p.name() == "stress-ng"]
+            made = _processes(_neighbour_cgroups(name))
+            if (running and len(made) > len(running)) or time.monotonic() > deadline:
+                break
             time.sleep(0.05)
         assert running, "no stress-ng neighbour ran mid-trial: the test would prove nothing"
-        made = [psutil.Process(int(t)) for cg in _neighbour_cgroups(name) for t in (cg / "tasks").read_text().split()]
         assert len(made) > len(running), made  # the holder and the window's stress-ng tasks
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
