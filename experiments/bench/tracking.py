@@ -46,13 +46,12 @@ def log_run(paths: Paths, doc: dict[str, Any]) -> dict[str, str]:
 
 
 def _log(paths: Paths, doc: dict[str, Any]) -> dict[str, str]:
-    import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
-    from experiments.study.tracking import EXPERIMENT_KIND
+    from experiments.study.tracking import EXPERIMENT_KIND, open_client
 
     uri = _uri(paths)
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    client = open_client(uri)
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         location = None if uri.startswith(("http://", "https://")) else (paths.artifacts / "bench").as_uri()

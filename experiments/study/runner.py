@@ -99,8 +99,7 @@ class StudyRunner:
 
         return Tracker(self.tracking_uri, artifact_root=self.paths.artifacts)
 
-    def _start_tracking(self, run_id: str, opened: search.OpenedStudy, skipped: dict[str, str]) -> Any:
-        tracker = self._tracker()
+    def _start_tracking(self, tracker: Any, run_id: str, opened: search.OpenedStudy, skipped: dict[str, str]) -> Any:
         if self.resume and tracker.resume_study(self.name, tags={"run_id": run_id}):
             return tracker
         choice = opened.sampler
@@ -127,7 +126,8 @@ class StudyRunner:
                              max_bytes=settings.profiling_max_bytes)
         return TrialProfiler(spec, study=self.name, workdir=workdir, store=store)
 
-    def _trials(self, ctx: RunContext, run_id: str, journal: Journal, report: StudyReport, t_start: float) -> None:
+    def _trials(self, ctx: RunContext, tracker: Any, run_id: str, journal: Journal, report: StudyReport,
+                t_start: float) -> None:
         """Open the study, then run its trials (the study and the tracker are kept for the report)."""
         assert ctx.resolved is not None
         opened = search.open_study(self.plan, url=self.paths.optuna_url,
@@ -136,7 +136,7 @@ class StudyRunner:
                                    baseline=ctx.baseline, resume=self.resume)
         self._study = opened.study
         report.baseline = opened.baseline
-        tracker = self._tracker_used = self._start_tracking(run_id, opened, ctx.skipped)
+        tracker = self._tracker_used = self._start_tracking(tracker, run_id, opened, ctx.skipped)
         report.mlflow_experiment_id = tracker.experiment_id
         self.on_event("start", name=self.name, total=self.plan.n_trials, skipped=ctx.skipped,
                       baseline=opened.baseline, sampler=opened.sampler.reason,
@@ -169,6 +169,7 @@ class StudyRunner:
         journal = Journal(self.paths.journal)
         stale = recover(journal)  # what a killed earlier run left open
         self._check_name(optuna.storages.RDBStorage(self.paths.optuna_url))
+        tracker = self._tracker()  # a store this MLflow cannot open is refused here, before the study exists
         run_id = f"{self.name}-{uuid.uuid4().hex[:8]}"
         workdir = self.paths.study_dir(self.name)
         (workdir / "trials").mkdir(parents=True, exist_ok=True)
@@ -182,7 +183,7 @@ class StudyRunner:
                                 workdir=workdir) as ctx:
                     report.skipped, report.baseline = ctx.skipped, ctx.baseline
                     try:
-                        self._trials(ctx, run_id, journal, report, t_start)
+                        self._trials(ctx, tracker, run_id, journal, report, t_start)
                         report.state = "completed"
                     except BaseException as err:
                         _ended(report, err)

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Artifact", "Tracker", "is_remote_uri"]
+from collectors.errors import NovatuneError
+
+__all__ = ["Artifact", "Tracker", "TrackingStoreError", "is_remote_uri", "open_client"]
 
 #: a file or directory logged at the run's root, or ``(path, artifact_dir)`` logged under ``artifact_dir``
 Artifact = Path | tuple[Path, str]
@@ -45,6 +48,36 @@ def is_remote_uri(uri: str) -> bool:
     return uri.strip().lower().startswith(_REMOTE_SCHEMES)
 
 log = logging.getLogger(__name__)
+
+
+class TrackingStoreError(NovatuneError):
+    """The MLflow store cannot be opened by this MLflow (a database schema it does not know)."""
+
+
+def open_client(uri: str) -> Any:
+    """An :class:`mlflow.MlflowClient` on ``uri``, its store opened now rather than at the first record.
+
+    MLflow upgrades a store an older MLflow wrote, but refuses one a newer MLflow wrote (after a downgrade,
+    or two environments sharing one data directory) with "out-of-date database schema": that becomes a
+    :class:`TrackingStoreError` that says which side is newer and what to do, before anything is changed.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    except MlflowException as err:
+        text = str(err)
+        if "database schema" not in text:
+            raise
+        found = re.search(r"found version (\w+), but expected (\w+)", text)
+        revs = f" (its schema {found[1]}; this MLflow's is {found[2]})" if found else ""
+        raise TrackingStoreError(
+            f"the MLflow store {uri} was written by a newer MLflow than the one installed here "
+            f"({mlflow.__version__}){revs}: upgrade MLflow in this environment (pip install -U 'mlflow>=3.1,<4') "
+            "or set NOVATUNE_MLFLOW_TRACKING_URI to another store; nothing was changed") from None
+    return client
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
@@ -71,7 +104,7 @@ class Tracker:
         import mlflow  # heavy: imported only when a study is tracked
 
         self._mlflow = mlflow
-        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        self.client = open_client(tracking_uri)
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.experiment_id: str | None = None
