@@ -51,7 +51,10 @@ log = logging.getLogger(__name__)
 
 
 class TrackingStoreError(NovatuneError):
-    """The MLflow store cannot be opened by this MLflow (a database schema it does not know)."""
+    """The MLflow store cannot be opened by this MLflow (a database schema it does not know): exit 2, and 409
+    from the API (the host's store, not the request, is what must change)."""
+
+    http_status = 409
 
 
 def open_client(uri: str) -> Any:

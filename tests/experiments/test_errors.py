@@ -36,6 +36,7 @@ TABLE = {
     "SpecError": (2, 422),
     "ConfigError": (2, 422),
     "SettingsError": (2, 422),
+    "TrackingStoreError": (2, 409),
     "StudyNotFound": (2, 404),
     "StudyConflict": (2, 409),
     "AutotuneError": (2, 422),
