@@ -18,7 +18,7 @@ import os
 import re
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -91,12 +91,20 @@ def data_dir() -> Path:
 _HOME_HINT = "or set NOVATUNE_HOME to a directory of your own"
 
 
+def _storage() -> str | None:
+    from experiments.storage import storage_from_env
+
+    return storage_from_env()
+
+
 @dataclass(frozen=True)
 class Paths:
     """Every file novatune writes, under one home directory, which must be the running user's and not
-    writable by others (:func:`experiments.safefs.private_dir`)."""
+    writable by others (:func:`experiments.safefs.private_dir`); the studies there too, or in ``storage``
+    (``$NOVATUNE_STORAGE``: a shared database, :mod:`experiments.storage`)."""
 
     home: Path
+    storage: str | None = field(default_factory=_storage)
 
     @classmethod
     def default(cls) -> Paths:
@@ -118,7 +126,7 @@ class Paths:
         home = private_dir(self.home, what="the data directory", hint=_HOME_HINT, create=True)
         for sub in (home / self.artifacts.name, home / self.runs.name):
             private_dir(sub, what="a directory of the data directory", hint=_HOME_HINT, create=True)
-        return self if home == self.home else Paths(home)
+        return self if home == self.home else Paths(home, self.storage)
 
     @property
     def journal(self) -> Path:
@@ -130,7 +138,14 @@ class Paths:
 
     @property
     def optuna_url(self) -> str:
-        return f"sqlite:///{self.optuna_db}"
+        """Optuna's storage: ``storage`` when set, else ``optuna.db`` of the data directory."""
+        return self.storage or f"sqlite:///{self.optuna_db}"
+
+    @property
+    def has_studies(self) -> bool:
+        """Whether the study store may hold a study: a shared storage always may; the data directory's
+        file once a study made it (reading a missing file would create it)."""
+        return self.storage is not None or self.optuna_db.exists()
 
     @property
     def mlflow_db(self) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["PACKAGE_ROOT", "child_env", "kill_group", "run_bounded", "stop_process", "tail"]
+__all__ = ["PACKAGE_ROOT", "SECRET_ENV", "child_env", "kill_group", "run_bounded", "stop_process", "tail"]
 
 #: the directory holding the ``collectors`` package (put on a child's ``PYTHONPATH``)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -37,11 +37,17 @@ def tail(text: str | bytes | None, n: int = TAIL_CHARS) -> str:
     return text if len(text) <= n else "..." + text[-n:]
 
 
-def child_env() -> dict[str, str]:
+#: variables that may carry a credential (the API token, a database or tracking URL with its password)
+SECRET_ENV = frozenset({"NOVATUNE_API_TOKEN", "NOVATUNE_STORAGE", "NOVATUNE_MLFLOW_TRACKING_URI"})
+
+
+def child_env(*, secrets: bool = False) -> dict[str, str]:
     """This process's environment with :data:`PACKAGE_ROOT` first on ``PYTHONPATH`` (``python -m collectors...``)
     and ``PYTHONSAFEPATH=1``: a child's working directory (a run's workdir, the directory novatune was started
-    in) is never on its ``sys.path``, so nothing planted there is imported (as root)."""
-    env = dict(os.environ)
+    in) is never on its ``sys.path``, so nothing planted there is imported (as root). Without ``secrets``,
+    none of :data:`SECRET_ENV`: a workload's server may run as a shared system account (``postgres``,
+    ``redis``) whose other processes can read its ``/proc/PID/environ``; only novatune's own workers get them."""
+    env = {k: v for k, v in os.environ.items() if secrets or k not in SECRET_ENV}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONSAFEPATH"] = "1"
     return env

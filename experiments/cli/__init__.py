@@ -27,6 +27,7 @@ journal, the databases, the runs, the artifacts, the token) is its user's alone.
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -54,6 +55,19 @@ from experiments.safefs import private_umask
 __all__ = ["UserError", "app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find, apply and prove better Linux settings.")
+
+
+@app.callback()
+def _options(storage: Annotated[str | None, typer.Option(
+        "--storage", metavar="URL", show_default=False,
+        help="where studies live: postgresql://USER:PASSWORD@HOST:PORT/DB (a fleet's shared storage) or "
+             "sqlite:////PATH.db (default: optuna.db in the data directory; env NOVATUNE_STORAGE)")] = None) -> None:
+    """Find, apply and prove better Linux settings."""
+    if storage is not None:  # checked now (exit 2 on a bad URL), then seen by every process the command starts
+        from experiments.storage import ENV, check_storage
+
+        os.environ[ENV] = check_storage(storage)
+
 
 app.command()(study.quickstart)
 app.command("convergence")(study.convergence_cmd)

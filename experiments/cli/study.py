@@ -51,7 +51,7 @@ def _view(name: str) -> StudyView:
     from experiments.study.results import StudyNotFound, load_view
 
     paths = _paths()
-    if not paths.optuna_db.exists():
+    if not paths.has_studies:
         raise StudyNotFound(f"no study named {name!r}; no studies yet in {paths.home}")
     return load_view(paths.optuna_url, name)
 

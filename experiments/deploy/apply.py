@@ -385,7 +385,7 @@ def apply_trial(
     from experiments.deploy.export import render
     from experiments.study.results import StudyNotFound, load_view
 
-    if not paths.optuna_db.exists():
+    if not paths.has_studies:
         raise StudyNotFound(f"no study named {study_name!r}; no studies yet in {paths.home}")
     doc = json.loads(render(load_view(paths.optuna_url, study_name), "json", trial=trial))
     cfg = ConfigFile(source=f"study {study_name} trial {doc['trial']}", kind="config", values=dict(doc["knobs"]),

@@ -97,7 +97,7 @@ def study_advice(paths: Paths) -> tuple[list[Advice], list[Note]]:
     """The configuration every finished study chose, where it improved on the study's baseline."""
     from experiments.study.results import list_studies, load_view
 
-    if not paths.optuna_db.exists():
+    if not paths.has_studies:
         return [], []
     out: list[Advice] = []
     notes: list[Note] = []

@@ -79,7 +79,7 @@ class StudyStateCollector:
         self._last_error: str | None = None
 
     def _views(self) -> list[StudyView]:
-        if not self.paths.optuna_db.exists():
+        if not self.paths.has_studies:
             self._storage = None  # never create the store from a scrape
             return []
         if self._storage is None:

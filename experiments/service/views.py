@@ -119,7 +119,10 @@ class StudyIndex:
 
     def _optuna_names(self) -> tuple[str, ...]:
         """The study names in the Optuna store, read with one SELECT when the file changed (listing
-        the studies through Optuna takes 40-130 ms: done only when a study without a status file appears)."""
+        the studies through Optuna takes 40-130 ms: done only when a study without a status file appears).
+        A shared storage has no file to watch: listed through Optuna each time."""
+        if self.paths.storage is not None:
+            return tuple(sorted(self._list_legacy()))
         stamp = self._mtime(self.paths.optuna_db)
         if stamp != self._names_stamp:
             names: tuple[str, ...] = ()
@@ -175,7 +178,7 @@ class StudyIndex:
         self._key = key if complete else None
 
     def _list_legacy(self) -> dict[str, dict[str, Any]]:
-        if not self.paths.optuna_db.exists():
+        if not self.paths.has_studies:
             return {}
         from experiments.study.results import list_studies
 

@@ -46,6 +46,7 @@ from collectors.workloads.process import child_env
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths, check_name
 from experiments.spec import StudySpec
+from experiments.storage import ENV as STORAGE_ENV
 from experiments.study.results import StudyNotFound
 
 __all__ = ["ACTIVE", "StudyConflict", "StudyManager", "StudyRecord", "StudyStateError", "shared_knobs"]
@@ -210,7 +211,7 @@ class StudyManager:
         names = {r["name"] for r in c.execute("SELECT name FROM studies")}
         if self.paths.runs.is_dir():
             names |= {p.name for p in self.paths.runs.iterdir()}
-        if self.paths.optuna_db.exists():
+        if self.paths.has_studies:
             from experiments.study.results import list_studies
 
             names |= {s["name"] for s in list_studies(self.paths.optuna_url)}
@@ -286,9 +287,12 @@ class StudyManager:
         log_dir = self.paths.study_dir(name)
         log_dir.mkdir(parents=True, exist_ok=True)
         # novatune's own packages first on the path; -P: no working directory (nor the script's) on it
-        env = {**child_env(), "NOVATUNE_HOME": str(self.paths.home)}
+        env = {**child_env(secrets=True), "NOVATUNE_HOME": str(self.paths.home)}
         if self.tracking_uri:
             env["NOVATUNE_MLFLOW_TRACKING_URI"] = self.tracking_uri
+        env.pop(STORAGE_ENV, None)  # the worker uses this manager's study store, whatever the environment says
+        if self.paths.storage:
+            env[STORAGE_ENV] = self.paths.storage
         with open(log_dir / "worker.log", "ab") as logf:
             proc = subprocess.Popen(
                 [sys.executable, "-P", "-m", "experiments.study.worker", name],
@@ -354,7 +358,7 @@ class StudyManager:
                 raise StudyStateError(f"study {name!r} runs in the foreground (pid {rec.pid}); stop it there first")
             self.stop(name)
         found = rec is not None
-        if self.paths.optuna_db.exists():
+        if self.paths.has_studies:
             try:
                 optuna.delete_study(study_name=name, storage=self.paths.optuna_url)
                 found = True

@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     try:
         spec = parse_spec(rec.spec, source=f"study {name}")
         plan = prepare(spec, paths=paths, trials=rec.trials, source=f"study {name}")
-        resume = paths.optuna_db.exists() and _exists(paths, name)
+        resume = paths.has_studies and _exists(paths, name)
         runner = StudyRunner(plan, paths=paths, name=name, resume=resume,
                              tracking_uri=os.environ.get("NOVATUNE_MLFLOW_TRACKING_URI") or None)
         mgr.update(name, state="running")

@@ -36,6 +36,7 @@ TABLE = {
     "SpecError": (2, 422),
     "ConfigError": (2, 422),
     "SettingsError": (2, 422),
+    "StorageError": (2, 422),
     "TrackingStoreError": (2, 409),
     "StudyNotFound": (2, 404),
     "StudyConflict": (2, 409),
@@ -105,7 +106,7 @@ TABLE = {
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
 BUILTIN_BASES = {
     "UnknownKnob": LookupError, "OutOfBounds": ValueError, "SpecError": ValueError, "ConfigError": ValueError,
-    "SettingsError": ValueError, "StudyNotFound": LookupError, "ExportError": ValueError,
+    "SettingsError": ValueError, "StorageError": ValueError, "StudyNotFound": LookupError, "ExportError": ValueError,
     "ExportRequestError": ValueError, "ApplyError": ValueError, "ApplyConflict": ValueError,
     "ApplicationNotFound": LookupError, "InvalidName": ValueError, "ProtectedInterface": LookupError,
     "UnknownProfile": LookupError, "UnknownTarget": LookupError,

@@ -355,7 +355,8 @@ class ToolWorkload(Workload):
     # ---- shared machinery
 
     def _env(self) -> dict[str, str]:
-        """A child's environment: ``PYTHONPATH`` set, ``TMPDIR`` in the workdir, C locale unless set."""
+        """A child's environment: ``PYTHONPATH`` set, ``TMPDIR`` in the workdir, C locale unless set (and none of
+        novatune's secrets: :func:`~collectors.workloads.process.child_env`)."""
         env = child_env()
         env["TMPDIR"] = str(self.workdir / "tmp")
         env.setdefault("LC_ALL", "C")

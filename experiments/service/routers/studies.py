@@ -48,7 +48,7 @@ def _summary(index: StudyIndex, name: str, *, changed: bool = False) -> bytes:
 
 def _view(paths: Paths, index: StudyIndex, name: str) -> StudyView:
     """The study's trials as stored. Raises: StudyNotFound: no such study, or none of its trials yet."""
-    if not paths.optuna_db.exists():
+    if not paths.has_studies:
         raise StudyNotFound(f"no study named {name!r} has trials yet")
     try:
         return load_view(paths.optuna_url, name)
