@@ -120,9 +120,11 @@ class StudyIndex:
     def _optuna_names(self) -> tuple[str, ...]:
         """The study names in the Optuna store, read with one SELECT when the file changed (listing
         the studies through Optuna takes 40-130 ms: done only when a study without a status file appears).
-        A shared storage has no file to watch: listed through Optuna each time."""
+        A shared storage has no file to watch: its names are read each time (the summaries only when they change)."""
         if self.paths.storage is not None:
-            return tuple(sorted(self._list_legacy()))
+            import optuna
+
+            return tuple(sorted(optuna.get_all_study_names(self.paths.storage)))
         stamp = self._mtime(self.paths.optuna_db)
         if stamp != self._names_stamp:
             names: tuple[str, ...] = ()

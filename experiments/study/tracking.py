@@ -58,7 +58,7 @@ class TrackingStoreError(NovatuneError):
 
 
 def open_client(uri: str) -> Any:
-    """An :class:`mlflow.MlflowClient` on ``uri``, its store opened now rather than at the first record.
+    """An :class:`mlflow.MlflowClient` on ``uri`` (constructing it opens the store and checks its schema).
 
     MLflow upgrades a store an older MLflow wrote, but refuses one a newer MLflow wrote (after a downgrade,
     or two environments sharing one data directory) with "out-of-date database schema": that becomes a
@@ -69,7 +69,6 @@ def open_client(uri: str) -> Any:
 
     try:
         client = mlflow.MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)
     except MlflowException as err:
         text = str(err)
         if "database schema" not in text:
