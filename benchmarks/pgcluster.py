@@ -118,16 +118,11 @@ class PgCluster:
         helpers; a backend that exited is not counted: read it while the clients are connected)."""
         import psutil
 
+        from collectors.usage.sampler import cpu_seconds
+
         if self._proc is None:
             return 0.0
-        total = 0.0
-        for proc in psutil.Process(self._proc.pid).children(recursive=True):
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return cpu_seconds(psutil.Process(self._proc.pid).children(recursive=True))
 
     def log_tail(self, n: int = 2000) -> str:
         path = self.dir / "server.log" if self.dir else None

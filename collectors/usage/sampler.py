@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -39,12 +40,24 @@ from collectors.topology import online_cpus
 from collectors.usage.errors import TargetVanished
 from collectors.usage.target import ResolvedTarget
 
-__all__ = ["GIB", "PSI_RESOURCES", "UsageSample", "UsageSampler"]
+__all__ = ["GIB", "PSI_RESOURCES", "UsageSample", "UsageSampler", "cpu_seconds"]
 
 log = logging.getLogger(__name__)
 GIB = float(1 << 30)
 PSI_RESOURCES = ("cpu", "memory", "io")
 _NAN = math.nan
+
+
+def cpu_seconds(procs: Iterable[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs`` (a process that exited meanwhile counts 0)."""
+    total = 0.0
+    for p in procs:
+        try:
+            ct = p.cpu_times()
+            total += ct.user + ct.system
+        except psutil.Error:
+            continue
+    return total
 
 
 @dataclass(frozen=True)
@@ -143,14 +156,7 @@ class UsageSampler:
             raise TargetVanished(f"{self.target.name}: the process exited") from err
 
     def _tree_cpu_s(self) -> float:
-        total = 0.0
-        for p in self._tree():
-            try:
-                ct = p.cpu_times()
-                total += ct.user + ct.system
-            except psutil.Error:
-                continue
-        return total
+        return cpu_seconds(self._tree())
 
     def _tree_rss(self) -> float:
         total = 0
