@@ -7,7 +7,14 @@ fits on at most ``max_trials`` completed trials — the best ones (non-dominated
 rank, feasible first) and the most recent ones, half each — and runs a lighter
 acquisition search. ``benchmarks/optimizer_overhead.py`` measures the result.
 
-It overrides two extension points of Optuna's GPSampler
+Both samplers here leave out of the GP's data the trials with a value outside the
+search space: the study's trial 0 is the machine as found, which may lie outside
+the spec's range, and Optuna's GP acquisition search asserts that its starting
+points (the best trials) sit on the space's grid (Optuna 5.1, ``optim_mixed``).
+A GP cannot model a point outside its box anyway; those trials still count in
+the study, its Pareto front and its comparison with the baseline.
+
+:class:`BoundedGPSampler` overrides two extension points of Optuna's GPSampler
 (``_sample_relative_impl`` and the ``_n_local_search`` /
 ``_n_preliminary_samples`` settings its ``_optimize_acqf`` reads); when the
 installed Optuna lacks them, it behaves exactly as ``GPSampler``
@@ -25,7 +32,7 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-__all__ = ["BOUNDED", "BoundedGPSampler", "select_training_trials"]
+__all__ = ["BOUNDED", "BoundedGPSampler", "InRangeGPSampler", "in_space", "select_training_trials"]
 
 BOUNDED = hasattr(optuna.samplers.GPSampler, "_sample_relative_impl")
 
@@ -80,7 +87,36 @@ def select_training_trials(
     return [trials[i] for i in sorted(keep)]
 
 
-class BoundedGPSampler(optuna.samplers.GPSampler):
+def in_space(trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> bool:
+    """Every value ``trial`` has for a knob of ``search_space`` lies inside that knob's distribution."""
+    for name, dist in search_space.items():
+        if name in trial.params:
+            try:
+                if not dist._contains(dist.to_internal_repr(trial.params[name])):
+                    return False
+            except (ValueError, TypeError):  # a categorical value that is not one of the choices
+                return False
+    return True
+
+
+class InRangeGPSampler(optuna.samplers.GPSampler):
+    """Optuna's ``GPSampler`` fitted only on trials whose values lie inside the search space."""
+
+    def _sample_relative_impl(
+        self,
+        study: optuna.Study,
+        completed_trials: list[FrozenTrial],
+        running_trials: list[FrozenTrial],
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        inside = [t for t in completed_trials if in_space(t, search_space)]
+        if not inside:  # nothing the GP can use yet: this trial is sampled independently
+            return {}
+        running = [t for t in running_trials if in_space(t, search_space)]
+        return super()._sample_relative_impl(study, inside, running, search_space)
+
+
+class BoundedGPSampler(InRangeGPSampler):
     """``GPSampler`` fitted on at most ``max_trials`` trials, with a lighter acquisition search.
 
     Args:

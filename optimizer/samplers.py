@@ -61,7 +61,8 @@ class SamplerSettings:
         population_size: NSGA-II's population.
         cmaes_startup_trials: CMA-ES's random start-up trials.
         bounded_gp: ``gp`` is :class:`optimizer.gp.BoundedGPSampler` (at most 200 training
-            trials, a lighter acquisition search) when true, Optuna's plain GPSampler when false.
+            trials, a lighter acquisition search) when true, Optuna's plain GPSampler when false
+            (both fitted on the trials inside the search space only: :mod:`optimizer.gp`).
     """
 
     n_startup_trials: int
@@ -115,10 +116,10 @@ def optuna_sampler(
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=settings.population_size)
     if name == "gp":
-        if not settings.bounded_gp:
-            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=settings.n_startup_trials)
-        from optimizer.gp import BoundedGPSampler  # imported when used: it reads Optuna's GP internals
+        from optimizer.gp import BoundedGPSampler, InRangeGPSampler  # imported when used: Optuna's GP internals
 
+        if not settings.bounded_gp:
+            return InRangeGPSampler(seed=seed, n_startup_trials=settings.n_startup_trials)
         return BoundedGPSampler(seed=seed, n_startup_trials=settings.n_startup_trials)
     if name in ("surrogate", "bo"):
         from optimizer.bo import SurrogateSampler

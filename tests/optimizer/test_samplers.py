@@ -106,7 +106,7 @@ def test_study_settings_scale_with_the_budget(budget, startup, population):
 def test_optuna_sampler_takes_the_settings_it_is_given():
     s = samplers.SamplerSettings(n_startup_trials=3, population_size=4, cmaes_startup_trials=3, bounded_gp=False)
     gp = samplers.optuna_sampler("gp", seed=0, settings=s)
-    assert type(gp) is optuna.samplers.GPSampler
+    assert type(gp).__name__ == "InRangeGPSampler"  # Optuna's GPSampler, without trials outside the space
     bounded = samplers.optuna_sampler("gp", seed=0, settings=samplers.study_settings(30))
     assert type(bounded).__name__ == "BoundedGPSampler"
     grid = samplers.optuna_sampler("grid", seed=0, settings=s, grid={"a": [1, 2]})
