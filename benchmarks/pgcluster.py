@@ -2,8 +2,10 @@
 
 ``with PgCluster() as pg: pg.url`` gives ``postgresql+psycopg://novatune:PASSWORD@127.0.0.1:PORT/novatune``.
 The cluster lives in a private temporary directory (0700, owned by ``postgres``), is initialised as user
-``postgres`` with SCRAM authentication for a random password (no trust, no Unix socket: other local users
-cannot connect), listens on 127.0.0.1 only, and is stopped (fast shutdown) and deleted on exit. Durable by
+``postgres`` with SCRAM authentication for a random password (no trust: other local users cannot connect),
+listens on 127.0.0.1 only (and, with ``socket=True``, on a Unix socket in its private directory, which a
+process in another network namespace reaches: ``pg.socket_url``), and is stopped (fast shutdown) and
+deleted on exit; ``restart()`` cuts every connection and brings the same cluster back. Durable by
 default (``fsync`` on, as a deployment would run it); ``durable=False`` turns fsync and synchronous commit
 off. Needs root and the ``postgres`` user.
 """
@@ -42,8 +44,9 @@ def _free_port() -> int:
 class PgCluster:
     """A private PostgreSQL server for one benchmark or test (see the module's docstring)."""
 
-    def __init__(self, *, durable: bool = True, max_connections: int = 200) -> None:
+    def __init__(self, *, durable: bool = True, max_connections: int = 200, socket: bool = False) -> None:
         self.durable = durable
+        self.socket = socket  # also a Unix socket (in the cluster's own directory): reachable from a netns
         self.max_connections = max_connections
         self.port = 0
         self.password = secrets.token_urlsafe(24)
@@ -54,6 +57,14 @@ class PgCluster:
     def url(self) -> str:
         """The SQLAlchemy URL of database ``novatune`` (role ``novatune``, its owner)."""
         return f"postgresql+psycopg://novatune:{self.password}@127.0.0.1:{self.port}/novatune"
+
+    @property
+    def socket_url(self) -> str:
+        """The same database through the Unix socket (``socket=True``): what a process in another network
+        namespace reaches, since 127.0.0.1 there is its own."""
+        assert self.socket and self.dir is not None, "PgCluster(socket=True) and started"
+        return (f"postgresql+psycopg://novatune:{self.password}@/novatune"
+                f"?host={self.dir / 'sock'}&port={self.port}")
 
     def _as_postgres(self, argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True,
@@ -77,18 +88,33 @@ class PgCluster:
         finally:
             pwfile.unlink(missing_ok=True)
         self.port = _free_port()
-        argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", "",
+        if self.socket:
+            (self.dir / "sock").mkdir(mode=0o700)
+            os.chown(self.dir / "sock", acct.pw_uid, acct.pw_gid)
+        self._launch(bindir)
+        self._sql("CREATE ROLE novatune LOGIN PASSWORD %s", self.password)
+        self._sql("CREATE DATABASE novatune OWNER novatune")
+        return self
+
+    def _launch(self, bindir: Path) -> None:
+        assert self.dir is not None
+        sock = str(self.dir / "sock") if self.socket else ""
+        argv = [str(bindir / "postgres"), "-D", str(self.dir / "data"), "-p", str(self.port), "-k", sock,
                 "-c", "listen_addresses=127.0.0.1", "-c", f"max_connections={self.max_connections}"]
         if not self.durable:
             argv += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
-        log = open(self.dir / "server.log", "wb")  # noqa: SIM115 - the server's log, closed in stop()
+        log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - the server's log, closed in stop()
         self._proc = subprocess.Popen(["runuser", "-u", "postgres", "--", *argv], stdout=log, stderr=log,
                                       cwd=self.dir, start_new_session=True)
         log.close()
         self._wait_ready(bindir)
-        self._sql("CREATE ROLE novatune LOGIN PASSWORD %s", self.password)
-        self._sql("CREATE DATABASE novatune OWNER novatune")
-        return self
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Fast shutdown (every client's connection is cut), ``down_s`` seconds down, then the same cluster
+        on the same port again."""
+        self._shutdown()
+        time.sleep(down_s)
+        self._launch(pg_bindir())
 
     def _wait_ready(self, bindir: Path) -> None:
         deadline = time.monotonic() + 60
@@ -130,6 +156,12 @@ class PgCluster:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT to the server's session), then delete the cluster. Idempotent."""
+        self._shutdown()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def _shutdown(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             try:
@@ -138,9 +170,6 @@ class PgCluster:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(proc.pid, 9)
                 proc.wait(timeout=30)
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
 
     def __enter__(self) -> PgCluster:
         return self.start()

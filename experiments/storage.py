@@ -48,7 +48,7 @@ def check_storage(url: str) -> str:
 
     Raises:
         StorageError: not a URL, a scheme other than ``postgresql://`` or ``sqlite:///``, PostgreSQL without a
-            host or a database, SQLite in memory or at a relative path.
+            host (or ``?host=/SOCKET/DIR``) or a database, SQLite in memory or at a relative path.
     """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -66,9 +66,15 @@ def check_storage(url: str) -> str:
         if not parsed.database or parsed.database == ":memory:" or not os.path.isabs(parsed.database):
             raise StorageError(f"storage {redact(url)} needs an absolute file path (a study must outlive the "
                                f"process); {allowed}")
-    elif not parsed.host or not parsed.database:
-        raise StorageError(f"storage {redact(url)} names no host or no database; {allowed}")
+    elif not (parsed.host or _socket_dir(parsed.query.get("host"))) or not parsed.database:
+        raise StorageError(f"storage {redact(url)} names no host or no database; {allowed} (a local server's "
+                           f"socket: postgresql://USER:PASSWORD@/DATABASE?host=/ABSOLUTE/SOCKET/DIR)")
     return parsed.render_as_string(hide_password=False)
+
+
+def _socket_dir(host: object) -> bool:
+    """``?host=/run/postgresql``: libpq's way to name a Unix socket's directory (an absolute path)."""
+    return isinstance(host, str) and os.path.isabs(host)
 
 
 def storage_from_env() -> str | None:

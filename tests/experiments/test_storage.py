@@ -22,6 +22,7 @@ SECRET = "s3cr3t-pa55"
     ("postgres://u:p@10.0.0.5/nt", "postgresql+psycopg://u:p@10.0.0.5/nt"),
     ("postgresql+psycopg://u@h/nt", "postgresql+psycopg://u@h/nt"),
     ("sqlite:////var/lib/novatune/studies.db", "sqlite:////var/lib/novatune/studies.db"),
+    ("postgresql://u:p@/nt?host=/run/postgresql", "postgresql+psycopg://u:p@/nt?host=%2Frun%2Fpostgresql"),
 ])
 def test_accepted_urls_get_the_shipped_driver(url: str, expected: str) -> None:
     assert check_storage(url) == expected
@@ -31,6 +32,7 @@ def test_accepted_urls_get_the_shipped_driver(url: str, expected: str) -> None:
     (f"mysql://u:{SECRET}@h/db", "scheme 'mysql' is not supported"),
     (f"postgresql://u:{SECRET}@/db", "names no host or no database"),
     (f"postgresql://u:{SECRET}@h", "names no host or no database"),
+    (f"postgresql://u:{SECRET}@/db?host=run/pg", "socket: postgresql://USER:PASSWORD@/DATABASE?host=/ABSOLUTE"),
     ("sqlite:///relative.db", "needs an absolute file path"),
     ("sqlite://", "needs an absolute file path"),
     (f"not a url {SECRET}", "is not a database URL"),
