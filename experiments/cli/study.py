@@ -457,18 +457,23 @@ def study_show(
     if as_json:
         _print_json({"study": name, "objectives": view.objectives, "directions": view.directions,
                      "state": view.attrs.get("state"), "skipped": view.attrs.get("skipped", {}), **summary,
-                     "versus_baseline": view.versus_baseline(), "trials": rows})
+                     "versus_baseline": view.versus_baseline(), "host_baselines": view.host_baselines(),
+                     "trials": rows})
         return
+    fleet = any(r["host"] for r in rows)
     table = Table(title=f"{name} ({view.attrs.get('state', '?')})")
-    for col in ("trial", "state", *view.objectives, "flags", "knobs"):
+    for col in ("trial", "state", *(("host",) if fleet else ()), *view.objectives, "flags", "knobs"):
         table.add_column(col)
     for r in rows:
         flags = (("knee " if r["knee"] else "") + ("pareto " if r["pareto"] else "")
                  + ("" if r["feasible"] else "infeasible"))
         vals = [f"{r['values'][o]:.6g}" if r["values"] else "-" for o in view.objectives]
-        table.add_row(str(r["trial"]), r["state"], *vals, flags.strip(),
+        table.add_row(str(r["trial"]), r["state"], *((r["host"] or "-",) if fleet else ()), *vals, flags.strip(),
                       ", ".join(f"{k}={v}" for k, v in r["knobs"].items()))
     out.print(table)
+    for host, b in view.host_baselines().items():
+        shown = ", ".join(f"{o} {v:.4g}" for o, v in b["values"].items() if isinstance(v, (int, float)))
+        out.print(f"[bold]host {escape(host)} as found:[/] {escape(shown or str(b['state']))}", highlight=False)
     conv = summary["convergence"] or {}
     for label, text in (("knobs act on", summary["knobs_act_on"]), ("sampler", summary["sampler"]),
                         ("stopped", summary["stop_reason"]),
@@ -477,7 +482,7 @@ def study_show(
             out.print(f"[bold]{label}:[/] {escape(str(text))}", highlight=False)
     if (summary["choice"] or {}).get("equivalent"):
         out.print(f"[bold]within the noise of the chosen trial:[/] {summary['choice']['equivalent']}")
-    if view.complete:
+    if view.complete and not view.host_baselines():  # a fleet study compares per host, above
         _print_versus(name, view.versus_baseline())
 
 

@@ -52,6 +52,13 @@ def list_studies(url: str) -> list[dict[str, Any]]:
     return out
 
 
+def _stale_reason(t: FrozenTrial) -> str | None:
+    """Why a fleet trial failed without saying so: Optuna's heartbeat check failed it (its agent died)."""
+    if t.state == TrialState.FAIL and t.user_attrs.get("host"):
+        return f"no heartbeat from the agent of host {t.user_attrs['host']} within the grace period"
+    return None
+
+
 def _feasible(t: FrozenTrial) -> bool:
     return t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
 
@@ -210,11 +217,23 @@ class StudyView:
                 "values": dict(zip(self.objectives, t.values)) if t.values else None,
                 "knobs": self.knob_values(t),
                 "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
-                "reason": t.user_attrs.get("reason"),
+                "reason": t.user_attrs.get("reason") or _stale_reason(t),
+                "host": t.user_attrs.get("host"),  # a fleet study's trial: the host whose agent ran it
                 "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
                 "finished": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
             })
         return rows
+
+    def host_baselines(self) -> dict[str, dict[str, Any]]:
+        """A fleet study's hosts as found (each agent measures its host once, before its first trial):
+        host -> objective values, state and knob values."""
+        out = {}
+        for key, rec in sorted(self.attrs.items()):
+            if key.startswith("baseline@") and isinstance(rec, dict):
+                metrics = rec.get("metrics") or {}
+                out[key.split("@", 1)[1]] = {"state": rec.get("state"), "knobs": rec.get("knobs") or {},
+                                             "values": {o: metrics.get(o) for o in self.objectives}}
+        return out
 
     def baseline_trial(self) -> FrozenTrial | None:
         """The complete trial that measured the values found before the study (its first trial)."""
