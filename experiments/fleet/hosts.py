@@ -240,7 +240,9 @@ class HostRegistry:
         self.url = check_storage(url)
         self._sqlite_file = self._sqlite_path(self.url)
         self._migrate = migrate
-        self._engine: Engine = sa.create_engine(self.url, pool_pre_ping=True)
+        # a PostgreSQL that does not answer fails a call in seconds (a scrape, a listing), never hangs it
+        connect_args = {"connect_timeout": 5} if self._sqlite_file is None else {}
+        self._engine: Engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
         self._table_seen = migrate
         #: the revisions applied when this registry opened (``[]``: the schema was already at head)
         self.applied: list[str] = []
