@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ __all__ = [
     "HOST_ID_RE",
     "HOST_STATES",
     "MIGRATIONS",
+    "MIGRATION_LOCK",
     "TABLE",
     "VERSION_TABLE",
     "Host",
@@ -75,6 +77,11 @@ TABLE = "novatune_hosts"
 VERSION_TABLE = "novatune_alembic_version"
 #: alembic's script directory (env.py, versions/), shipped as package data
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: alembic's ``context`` and ``op`` are process-wide proxies: one migration at a time in a process (between
+#: processes, PostgreSQL's advisory lock in env.py serialises them)
+_MIGRATING = threading.Lock()
+#: the PostgreSQL advisory lock key novatune's migrations take (any constant: ``novatune`` in ASCII)
+MIGRATION_LOCK = 0x6E6F7661_74756E65
 
 _METADATA = sa.MetaData()
 #: what the queries address; the schema itself is made by the revisions in migrations/versions/
@@ -420,7 +427,7 @@ def migrate_schema(engine: Engine, url: str) -> list[str]:
     known = {s.revision for s in script.walk_revisions()}
     for attempt in range(2):
         try:
-            with engine.begin() as conn:
+            with _MIGRATING, engine.begin() as conn:
                 found = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
                 if found is not None and found not in known:
                     raise HostStoreError(

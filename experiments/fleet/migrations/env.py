@@ -13,10 +13,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-#: novatune's own alembic version table (Optuna's is ``alembic_version``)
-VERSION_TABLE = "novatune_alembic_version"
-#: the advisory lock key of novatune's migrations (any constant; ``novatune`` as ASCII)
-LOCK_KEY = 0x6E6F7661_74756E65
+from experiments.fleet.hosts import MIGRATION_LOCK, VERSION_TABLE
 
 
 def _run() -> None:
@@ -26,7 +23,7 @@ def _run() -> None:
     context.configure(connection=connection, version_table=VERSION_TABLE, target_metadata=None)
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         # what was there before (under the lock): the caller reports the revisions this run applied
         context.config.attributes["revision_before"] = context.get_context().get_current_revision()
         context.run_migrations()
