@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -106,6 +109,17 @@ def test_metrics_have_the_agent_families(fleet: Paths) -> None:
     assert time.time() - 600 - 5 < seen["web-1"] < time.time() - 600 + 5 < seen["db-1"]
     info = {(s.labels["host"], s.labels["state"], s.labels["kernel"]) for s in fams["novatune_agent_info"].samples}
     assert info == {("db-1", "trial", "6.1.0-test"), ("web-1", "idle", "6.8.0-test")}
+
+
+def test_promtool_accepts_the_agent_families(fleet: Paths) -> None:
+    promtool = os.environ.get("PROMTOOL") or shutil.which("promtool")
+    if not promtool or not os.access(promtool, os.X_OK):
+        pytest.skip("promtool not installed (.ci/run unpacks it from the Debian prometheus package)")
+    with TestClient(create_app(fleet), base_url=LOCAL) as client:
+        body = client.get("/metrics").content
+    assert b'novatune_agent_up{host="db-1"} 1.0' in body
+    proc = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), proc.stdout + proc.stderr
 
 
 def test_an_unreachable_registry_leaves_the_families_out_and_warns_once(paths: Paths, caplog) -> None:
