@@ -68,6 +68,16 @@ def test_get_hosts_lists_them_with_alive(fleet: Paths) -> None:
         assert one.status_code == 200 and one.json()["facts"] == {"kernel": "6.1.0-test", "cpus": 8}
 
 
+def test_reads_need_the_token_when_require_token_for_reads(fleet: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOVATUNE_REQUIRE_TOKEN_FOR_READS", "true")
+    app = create_app(fleet)
+    with TestClient(app, base_url=LOCAL) as client:
+        assert client.get("/hosts").status_code == 401
+        assert client.get("/hosts/db-1").status_code == 401
+        auth = {"Authorization": f"Bearer {app.state.token}"}
+        assert [h["id"] for h in client.get("/hosts", headers=auth).json()] == ["db-1", "web-1"]
+
+
 def test_dead_after_is_the_setting(fleet: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOVATUNE_FLEET_DEAD_AFTER_S", "3600")
     with TestClient(create_app(fleet), base_url=LOCAL) as client:
