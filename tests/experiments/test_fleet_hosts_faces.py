@@ -38,7 +38,8 @@ def _age(paths: Paths, host_id: str, seconds: float) -> None:
 @pytest.fixture()
 def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     monkeypatch.setenv("NOVATUNE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("NOVATUNE_STORAGE", raising=False)
+    # set (empty: no storage) so that monkeypatch removes what `novatune --storage URL` puts in os.environ
+    monkeypatch.setenv("NOVATUNE_STORAGE", "")
     monkeypatch.delenv("NOVATUNE_FLEET_DEAD_AFTER_S", raising=False)
     return Paths(tmp_path / "home", None).ensure()
 
