@@ -327,6 +327,9 @@ class Settings(BaseSettings):
                                             "back if the target degrades (throttling, OOM kills, memory pressure)")
     trace_max_bytes: int = Field(default=1 << 30, ge=1 << 20, le=1 << 40, description="largest usage trace "
                                  "(CSV) `rightsize replay` and `observe --import` read")
+    # ---- the fleet (experiments.fleet; `novatune fleet hosts`, /hosts, the novatune_agent_* metrics)
+    fleet_dead_after_s: float = Field(default=60.0, ge=1, le=86400, description="an agent whose last heartbeat "
+                                      "is older than this is shown dead (alive false, novatune_agent_up 0)")
 
     @field_validator("api_token")
     @classmethod

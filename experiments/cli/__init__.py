@@ -10,6 +10,7 @@
 - :mod:`.replay`: ``replay``
 - :mod:`.profile`: ``profile record|watch|list|show|hotspots``, ``flamegraph diff`` (``/profiling``)
 - :mod:`.bench`: ``bench run|list|show|compare`` (``/bench``)
+- :mod:`.fleet`: ``fleet hosts`` (``/hosts``)
 - :mod:`.observe`: ``observe`` (a running target's usage history; imports)
 - :mod:`.rightsize`: ``rightsize list|show|approve|apply|reject|rollback|history|plot``, ``cost
   recommendations|savings|predict`` (``/rightsizing``, ``/cost``); :mod:`.rightsize_replay`: ``rightsize replay``
@@ -36,6 +37,7 @@ from collectors.errors import NovatuneError
 from experiments.cli import (
     autotune,
     bench,
+    fleet,
     knobs,
     observe,
     profile,
@@ -97,6 +99,7 @@ app.add_typer(rightsize.rightsize_app, name="rightsize")
 app.add_typer(rightsize.cost_app, name="cost")
 app.add_typer(recommend.recommend_app, name="recommend")
 app.add_typer(bench.bench_app, name="bench")
+app.add_typer(fleet.fleet_app, name="fleet")
 
 
 def main(argv: list[str] | None = None) -> int:

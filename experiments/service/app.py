@@ -13,7 +13,7 @@ thread started and stopped with the app (``app.state.observing``,
 :class:`~experiments.rightsizing.observing.ObservingService`).
 
 Endpoints: one router per resource (:mod:`experiments.service.routers`): ``/healthz``, ``/metrics``,
-``/studies...``, ``/tuning/...``, ``/knobs``, ``/settings``; and ``/openapi.json``, ``/docs`` and
+``/studies...``, ``/tuning/...``, ``/knobs``, ``/settings``, ``/hosts``; and ``/openapi.json``, ``/docs`` and
 ``/redoc`` with local assets (:mod:`experiments.service.docs`).
 Every request first passes the guard (:mod:`experiments.service.guard`, the outermost middleware:
 Host allow-list, body size, the token from the headers, the body read with a limit and a deadline)
@@ -34,6 +34,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from experiments.autotune.service import ContinuousTuners
+from experiments.fleet.hosts import HostRegistry
 from experiments.profiling.sessions import ProfilingSessions
 from experiments.rightsizing.background import Validations
 from experiments.rightsizing.observing import ObservingService
@@ -92,6 +93,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.continuous.shutdown()
         app.state.validated.shutdown()
         manager.shutdown()
+        app.state.hosts.close()
 
 
 #: what the guard may answer to any request, in the OpenAPI schema
@@ -148,7 +150,9 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None, *,
     app.state.validations = Validations(paths, settings)
     app.state.continuous = ContinuousTuners(paths, settings)
     app.state.validated = ValidationRunner(paths)
-    app.state.exposition = ServiceMetrics(paths, version=ver)
+    app.state.hosts = HostRegistry(paths.optuna_url, migrate=False)  # read-only: connects at the first read
+    app.state.exposition = ServiceMetrics(paths, version=ver, hosts=app.state.hosts,
+                                          dead_after_s=lambda: app.state.settings.fleet_dead_after_s)
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)

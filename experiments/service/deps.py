@@ -19,6 +19,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from experiments.fleet.hosts import HostRegistry
 from experiments.service.auth import read_access, write_access
 from experiments.service.exposition import ServiceMetrics
 from experiments.service.views import StudyIndex
@@ -29,12 +30,14 @@ __all__ = [
     "AppSettings",
     "DataDir",
     "Exposition",
+    "Hosts",
     "Index",
     "Manager",
     "ReadAccess",
     "WriteAccess",
     "get_app_settings",
     "get_exposition",
+    "get_hosts",
     "get_index",
     "get_manager",
     "get_paths",
@@ -71,11 +74,18 @@ async def get_exposition(request: Request) -> ServiceMetrics:
     return exposition
 
 
+async def get_hosts(request: Request) -> HostRegistry:
+    """The fleet's host registry in the study database, read-only (``migrate=False``: creates nothing)."""
+    hosts: HostRegistry = request.app.state.hosts
+    return hosts
+
+
 DataDir = Annotated[Paths, Depends(get_paths)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 Manager = Annotated[StudyManager, Depends(get_manager)]
 Index = Annotated[StudyIndex, Depends(get_index)]
 Exposition = Annotated[ServiceMetrics, Depends(get_exposition)]
+Hosts = Annotated[HostRegistry, Depends(get_hosts)]
 #: the request needs the API token when ``require_token_for_reads`` is set (401 otherwise)
 ReadAccess = Annotated[None, Depends(read_access)]
 #: the request changes something: it needs the API token (401 otherwise)

@@ -31,6 +31,10 @@ One :class:`ServiceMetrics` per app owns a private :class:`CollectorRegistry`
   ``novatune_study_store_up``                   1 when the store was read on
                                                 this scrape (or does not exist
                                                 yet), 0 when reading it failed
+- the fleet's agents (:class:`~experiments.fleet.metrics.AgentCollector`, from the host registry
+  in the study database, read-only): ``novatune_agent_last_seen_timestamp_seconds{host}``,
+  ``novatune_agent_up{host}``, ``novatune_agent_info{host,state,kernel}``; left out (one warning
+  logged) when the registry cannot be read.
 - ``novatune_build_info{version}`` 1.
 - the standard ``process_*`` metrics of the serving process.
 
@@ -43,7 +47,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import optuna
 from optuna.trial import TrialState
@@ -52,6 +56,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from collectors.metrics import MetricsSampler
 from collectors.prometheus import PREFIX, HostCollector, render
+from experiments.fleet.hosts import HostRegistry
 from experiments.settings import Paths
 from experiments.study.results import StudyView
 
@@ -169,10 +174,13 @@ class ServiceMetrics:
         version: the package version for ``novatune_build_info``.
         sampler: host sampler (default: a new ``MetricsSampler()`` on ``/``); primed here.
         process: also expose the standard ``process_*`` metrics of this process.
+        hosts: the fleet's host registry (default: the study database's, opened read-only).
+        dead_after_s: the setting ``fleet_dead_after_s``, or a function giving it at each scrape.
     """
 
     def __init__(self, paths: Paths, *, version: str, sampler: MetricsSampler | None = None,
-                 process: bool = True) -> None:
+                 process: bool = True, hosts: HostRegistry | None = None,
+                 dead_after_s: float | Callable[[], float] = 60.0) -> None:
         self.sampler = sampler if sampler is not None else MetricsSampler()
         self.sampler.sample()  # prime the counters: the first scrape already has rates
         self.registry = CollectorRegistry(auto_describe=False)
@@ -182,6 +190,11 @@ class ServiceMetrics:
         from experiments.bench.metrics import BenchCollector
 
         self.registry.register(BenchCollector(paths))
+        from experiments.fleet.metrics import AgentCollector
+
+        registry = hosts if hosts is not None else HostRegistry(paths.optuna_url, migrate=False)
+        limit = dead_after_s
+        self.registry.register(AgentCollector(registry, limit if callable(limit) else lambda: float(limit)))
         if process:
             ProcessCollector(registry=self.registry)
         self._lock = threading.Lock()

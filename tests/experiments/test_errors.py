@@ -101,6 +101,10 @@ TABLE = {
     "PrometheusUnreachable": (2, 409),
     "ValidationRefused": (2, 422),
     "ValidationNotFound": (2, 404),
+    # the fleet's host registry (issue 19)
+    "InvalidHost": (2, 422),
+    "UnknownHost": (2, 404),
+    "HostStoreError": (2, 503),
 }
 
 #: the builtin bases kept, so that ``except ValueError`` / ``except LookupError`` sites still catch them
@@ -111,6 +115,7 @@ BUILTIN_BASES = {
     "ApplicationNotFound": LookupError, "InvalidName": ValueError, "ProtectedInterface": LookupError,
     "UnknownProfile": LookupError, "UnknownTarget": LookupError,
     "ValidationRefused": ValueError, "ValidationNotFound": LookupError,
+    "InvalidHost": ValueError, "UnknownHost": LookupError,
 }
 
 

@@ -145,7 +145,7 @@ def test_the_schema_has_every_endpoint(client):
     assert {"/studies", "/studies/{study_id}", "/studies/{study_id}/stop", "/studies/{study_id}/trials",
             "/studies/{study_id}/pareto", "/studies/{study_id}/export", "/tuning/status", "/tuning/history",
             "/tuning/convergence", "/tuning/rollback/{application_id}", "/knobs", "/healthz", "/metrics",
-            "/settings"} <= paths
+            "/settings", "/hosts", "/hosts/{host_id}"} <= paths
     assert client.get("/docs").status_code == 200
 
 

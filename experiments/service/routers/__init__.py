@@ -12,6 +12,7 @@ from fastapi import APIRouter
 
 from experiments.service.routers import (
     bench,
+    hosts,
     knobs,
     operations,
     profiling,
@@ -36,4 +37,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     rightsizing.cost_router,    # /cost
     recommendations.router,     # /recommendations
     bench.router,               # /bench
+    hosts.router,               # /hosts
 )
