@@ -32,6 +32,9 @@ One :class:`ServiceMetrics` per app owns a private :class:`CollectorRegistry`
                                                 this scrape (or does not exist
                                                 yet), 0 when reading it failed
 - ``novatune_build_info{version}`` 1.
+- the latest benchmark run (:mod:`experiments.bench.metrics`), the applied changes, their rollbacks and
+  drift (:mod:`experiments.deploy.metrics`), the profiler's measured overhead
+  (:mod:`experiments.profiling.metrics`).
 - the standard ``process_*`` metrics of the serving process.
 
 A study store that cannot be read never fails the scrape: host metrics are
@@ -182,6 +185,12 @@ class ServiceMetrics:
         from experiments.bench.metrics import BenchCollector
 
         self.registry.register(BenchCollector(paths))
+        # applied changes, rollbacks and drift; the profiler's overhead (what deploy/prometheus alerts on)
+        from experiments.deploy.metrics import ChangesCollector
+        from experiments.profiling.metrics import ProfilerOverheadCollector
+
+        self.registry.register(ChangesCollector(paths))
+        self.registry.register(ProfilerOverheadCollector(paths))
         if process:
             ProcessCollector(registry=self.registry)
         self._lock = threading.Lock()
