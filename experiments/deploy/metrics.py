@@ -30,10 +30,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from experiments.settings import Paths
+
+if TYPE_CHECKING:
+    from actuators import Catalog
 
 __all__ = ["APPLICATION_STATES", "ROLLBACK_REASONS", "ChangesCollector", "rolled_back_counts"]
 
@@ -77,10 +81,12 @@ def rolled_back_counts(paths: Paths) -> tuple[Counter[str], Counter[str]]:
 
 
 class ChangesCollector:
-    """A prometheus_client custom collector of the changes recorded under ``paths`` (see the module doc)."""
+    """A prometheus_client custom collector of the changes recorded under ``paths`` (see the module doc);
+    ``catalog``: where the live values are read (default: this machine's, as ``novatune status``)."""
 
-    def __init__(self, paths: Paths) -> None:
+    def __init__(self, paths: Paths, *, catalog: Catalog | None = None) -> None:
         self.paths = paths
+        self.catalog = catalog
         self._last_error: str | None = None
 
     def _drift(self) -> int:
@@ -88,7 +94,7 @@ class ChangesCollector:
 
         if not self.paths.journal.exists():
             return 0
-        return len(status(self.paths)["drift"])
+        return len(status(self.paths, catalog=self.catalog)["drift"])
 
     def collect(self) -> Iterator[Metric]:
         rolled = CounterMetricFamily("novatune_changes_rolled_back", "changes novatune put back after applying "

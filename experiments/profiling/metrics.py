@@ -34,8 +34,8 @@ class ProfilerOverheadCollector:
         self.paths = paths
 
     def _latest(self) -> tuple[dict[str, float], float] | None:
-        from collectors.profiler.storedb import DB_NAME
         from collectors.profiler.store import ProfileStore
+        from collectors.profiler.storedb import DB_NAME
 
         if not (self.paths.profiles / DB_NAME).exists():
             return None

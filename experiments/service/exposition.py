@@ -28,6 +28,8 @@ One :class:`ServiceMetrics` per app owns a private :class:`CollectorRegistry`
                                                 over COMPLETE feasible trials
                                                 (absent while there is none),
                                                 in the objective's own unit
+  ``novatune_study_pareto_front_trials{study}`` feasible trials on the Pareto front (1 for a
+                                                single objective; absent while none is feasible)
   ``novatune_study_store_up``                   1 when the store was read on
                                                 this scrape (or does not exist
                                                 yet), 0 when reading it failed
@@ -118,6 +120,8 @@ class StudyStateCollector:
             "best value of each objective over the study's complete feasible trials (the objective's own unit)",
             labels=["study", "objective", "direction"],
         )
+        front = GaugeMetricFamily(f"{PREFIX}_study_pareto_front_trials",
+                                  "feasible complete trials on the novatune study's Pareto front", labels=["study"])
         up = GaugeMetricFamily(f"{PREFIX}_study_store_up",
                                "1 if the study store could be read on this scrape (or does not exist yet), else 0")
         try:
@@ -129,7 +133,7 @@ class StudyStateCollector:
                 log.warning("metrics: cannot read the study store %s: %s", self.paths.optuna_url, text)
             self._last_error = text
             up.add_metric([], 0.0)
-            yield from (up, info, running, trials, best)
+            yield from (up, info, running, trials, best, front)
             return
         self._last_error = None
         up.add_metric([], 1.0)
@@ -148,7 +152,19 @@ class StudyStateCollector:
                 vals = [t.values[i] for t in feasible if i < len(t.values) and math.isfinite(t.values[i])]
                 if vals:
                     best.add_metric([v.name, objective, direction], max(vals) if direction == "maximize" else min(vals))
-        yield from (up, info, running, trials, best)
+            size = _front_size(v)
+            if size:
+                front.add_metric([v.name], float(size))
+        yield from (up, info, running, trials, best, front)
+
+
+def _front_size(view: StudyView) -> int:
+    """How many feasible trials are on the study's Pareto front (0 when it cannot be computed: logged)."""
+    try:
+        return len(view.pareto()[0].front)
+    except (ValueError, TypeError) as err:
+        log.warning("metrics: no Pareto front for study %s: %s", view.name, err)
+        return 0
 
 
 class BuildInfoCollector:
