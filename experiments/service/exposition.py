@@ -28,6 +28,8 @@ One :class:`ServiceMetrics` per app owns a private :class:`CollectorRegistry`
                                                 over COMPLETE feasible trials
                                                 (absent while there is none),
                                                 in the objective's own unit
+  ``novatune_study_pareto_front_trials{study}`` feasible trials on the Pareto front (1 for a
+                                                single objective; absent while none is feasible)
   ``novatune_study_store_up``                   1 when the store was read on
                                                 this scrape (or does not exist
                                                 yet), 0 when reading it failed
@@ -36,6 +38,9 @@ One :class:`ServiceMetrics` per app owns a private :class:`CollectorRegistry`
   ``novatune_agent_up{host}``, ``novatune_agent_info{host,state,kernel}``; left out (one warning
   logged) when the registry cannot be read.
 - ``novatune_build_info{version}`` 1.
+- the latest benchmark run (:mod:`experiments.bench.metrics`), the applied changes, their rollbacks and
+  drift (:mod:`experiments.deploy.metrics`), the profiler's measured overhead
+  (:mod:`experiments.profiling.metrics`).
 - the standard ``process_*`` metrics of the serving process.
 
 A study store that cannot be read never fails the scrape: host metrics are
@@ -120,6 +125,8 @@ class StudyStateCollector:
             "best value of each objective over the study's complete feasible trials (the objective's own unit)",
             labels=["study", "objective", "direction"],
         )
+        front = GaugeMetricFamily(f"{PREFIX}_study_pareto_front_trials",
+                                  "feasible complete trials on the novatune study's Pareto front", labels=["study"])
         up = GaugeMetricFamily(f"{PREFIX}_study_store_up",
                                "1 if the study store could be read on this scrape (or does not exist yet), else 0")
         try:
@@ -131,7 +138,7 @@ class StudyStateCollector:
                 log.warning("metrics: cannot read the study store %s: %s", self.paths.optuna_url, text)
             self._last_error = text
             up.add_metric([], 0.0)
-            yield from (up, info, running, trials, best)
+            yield from (up, info, running, trials, best, front)
             return
         self._last_error = None
         up.add_metric([], 1.0)
@@ -150,7 +157,19 @@ class StudyStateCollector:
                 vals = [t.values[i] for t in feasible if i < len(t.values) and math.isfinite(t.values[i])]
                 if vals:
                     best.add_metric([v.name, objective, direction], max(vals) if direction == "maximize" else min(vals))
-        yield from (up, info, running, trials, best)
+            size = _front_size(v)
+            if size:
+                front.add_metric([v.name], float(size))
+        yield from (up, info, running, trials, best, front)
+
+
+def _front_size(view: StudyView) -> int:
+    """How many feasible trials are on the study's Pareto front (0 when it cannot be computed: logged)."""
+    try:
+        return len(view.pareto()[0].front)
+    except (ValueError, TypeError) as err:
+        log.warning("metrics: no Pareto front for study %s: %s", view.name, err)
+        return 0
 
 
 class BuildInfoCollector:
@@ -195,6 +214,12 @@ class ServiceMetrics:
         registry = hosts if hosts is not None else HostRegistry(paths.optuna_url, migrate=False)
         limit = dead_after_s
         self.registry.register(AgentCollector(registry, limit if callable(limit) else lambda: float(limit)))
+        # applied changes, rollbacks and drift; the profiler's overhead (what deploy/prometheus alerts on)
+        from experiments.deploy.metrics import ChangesCollector
+        from experiments.profiling.metrics import ProfilerOverheadCollector
+
+        self.registry.register(ChangesCollector(paths))
+        self.registry.register(ProfilerOverheadCollector(paths))
         if process:
             ProcessCollector(registry=self.registry)
         self._lock = threading.Lock()

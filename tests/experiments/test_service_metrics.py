@@ -31,7 +31,7 @@ LOCAL = "http://127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
 STUDY_FAMILIES = {
     "novatune_study_info", "novatune_study_running", "novatune_study_trials",
-    "novatune_study_best_value", "novatune_study_store_up",
+    "novatune_study_best_value", "novatune_study_store_up", "novatune_study_pareto_front_trials",
 }
 # (throughput_rps, cost_usd_per_hour) of the three complete trials; trial 2 breaks the SLA constraint
 TRIALS = [((800.0, 0.05), -1.0), ((950.0, 0.07), -2.0), ((1200.0, 0.02), 5.0)]
@@ -132,6 +132,8 @@ def test_metrics_study_state(paths):
             for s in _samples(fams, "novatune_study_best_value")}
     # trial 2 (1200 rps, 0.02 $/h) is infeasible: the best values come from the feasible two
     assert best == {("throughput_rps", "maximize"): 950.0, ("cost_usd_per_hour", "minimize"): 0.05}
+    # neither feasible trial dominates the other (more rps costs more): both are on the front
+    assert [s.value for s in _samples(fams, "novatune_study_pareto_front_trials")] == [2.0]
     (info,) = _samples(fams, "novatune_study_info")
     assert info.labels == {"study": "oltp-1", "state": "completed"} and info.value == 1.0
     assert [s.value for s in _samples(fams, "novatune_study_running")] == [0.0]
