@@ -35,6 +35,7 @@ from rich.markup import escape
 
 from collectors.errors import NovatuneError
 from experiments.cli import (
+    agent,
     autotune,
     bench,
     fleet,
@@ -82,6 +83,7 @@ app.command("topology")(system.topology_cmd)
 app.command("replay")(replay.replay_cmd)
 app.command("observe")(observe.observe_cmd)
 app.command()(service.serve)
+app.command("agent")(agent.agent_cmd)
 app.command("health")(service.health_cmd)
 app.command("apply")(tuning.apply_cmd)
 app.command("rollback")(tuning.rollback_cmd)
@@ -99,6 +101,7 @@ app.add_typer(rightsize.rightsize_app, name="rightsize")
 app.add_typer(rightsize.cost_app, name="cost")
 app.add_typer(recommend.recommend_app, name="recommend")
 app.add_typer(bench.bench_app, name="bench")
+fleet.fleet_app.command("submit")(agent.submit_cmd)
 app.add_typer(fleet.fleet_app, name="fleet")
 
 

@@ -5,9 +5,14 @@ creates the study with the attributes a local study has, plus ``fleet``: the lab
 budget and the mode. Nothing is applied anywhere: agents (:mod:`experiments.fleet.agent`) whose labels
 match take its trials, one at a time each, until the budget is used.
 
-Mode ``shared`` (the one built): one search over the hosts' trials. Each trial is one configuration measured
-on the one host whose agent asked for it (the trial's ``host`` attribute says which); each host also
-measures the machine as found once, recorded as the study attribute ``baseline@HOST``, not as a trial.
+Modes: ``shared``, one search over the hosts' trials, each trial one configuration measured on the one host
+whose agent asked for it (the trial's ``host`` attribute says which); ``fleet-wide``, each configuration
+measured on several hosts, its objective their mean (:mod:`experiments.fleet.fleetwide`). In these two, each
+host also measures the machine as found once, recorded as the study attribute ``baseline@HOST``, not as a
+trial. ``per-host``: each matching host runs a whole study of its own, ``NAME.HOST`` in the same storage
+(its baseline trial 0, its own budget of ``trials``), and the hosts share knowledge through warm starts: a
+host's study starts from the best configurations of the others' (the spec's ``warm_start``); the fleet
+study records each host's study and its state (``host@HOST``).
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from experiments.study.search import sampler_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-__all__ = ["FLEET_ATTR", "FleetStudy", "fleet_studies", "room", "running_anywhere", "submit"]
+__all__ = ["FLEET_ATTR", "MODES", "FleetStudy", "fleet_studies", "room", "running_anywhere", "submit"]
 
 #: the study attribute that makes a study a fleet study
 FLEET_ATTR = "fleet"
+#: shared: each trial measured on one host; fleet-wide: on several, aggregated; per-host: each host its own
+#: study (``NAME.HOST``), warm-started from the others'
+MODES = ("shared", "fleet-wide", "per-host")
 #: the trial states that use the budget
 _USED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.PRUNED)
 
@@ -44,16 +52,27 @@ class FleetStudy:
     trials: int
     state: str
     spec: dict[str, Any]
+    mode: str = "shared"
+    hosts_per_trial: int = 1
 
 
 def submit(plan: StudyPlan, storage: optuna.storages.BaseStorage, *, name: str | None,
-           selector: dict[str, str]) -> str:
+           selector: dict[str, str], mode: str = "shared", hosts_per_trial: int = 1) -> str:
     """Create the fleet study ``name`` (default: the spec's name and a short id) for hosts matching
-    ``selector``; returns its name.
+    ``selector``; returns its name. ``mode``: ``shared`` (each trial on one host) or ``fleet-wide`` (each
+    trial on ``hosts_per_trial`` hosts, its objective their mean: :mod:`experiments.fleet.fleetwide`).
 
     Raises:
-        SpecError: the name is taken, or the spec's sampler cannot run its space.
+        SpecError: the name is taken, an unknown mode, a host count below 1 (or above 1 in shared mode),
+            or the spec's sampler cannot run its space.
     """
+    if mode not in MODES:
+        raise SpecError(plan.source, [f"fleet mode {mode!r} is unknown; allowed: {', '.join(MODES)}"])
+    if hosts_per_trial < 1 or (mode == "shared" and hosts_per_trial != 1):
+        raise SpecError(plan.source, [f"--hosts-per-trial {hosts_per_trial}: allowed 1 in shared mode, "
+                                      f">= 1 in fleet-wide mode"])
+    if mode == "per-host" and hosts_per_trial != 1:
+        raise SpecError(plan.source, [f"--hosts-per-trial {hosts_per_trial}: a per-host study runs on its host only"])
     with warnings.catch_warnings():  # Optuna's "experimental" notes on the sampler's options: not the user's
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = sampler_for(plan, plan.resolved.space)  # checked here: an agent would fail on it later
@@ -74,7 +93,8 @@ def submit(plan: StudyPlan, storage: optuna.storages.BaseStorage, *, name: str |
         "workload": plan.spec.workload.kind,
         "sampler": sampler.name,
         "sampler_reason": sampler.reason,
-        FLEET_ATTR: {"selector": selector, "trials": plan.n_trials, "mode": "shared", "submitted_at": time.time()},
+        FLEET_ATTR: {"selector": selector, "trials": plan.n_trials, "mode": mode, "hosts_per_trial": hosts_per_trial,
+                     "submitted_at": time.time()},
         "state": "running",  # last: an agent takes the study once it is whole
     }
     for key, value in attrs.items():
@@ -91,7 +111,8 @@ def fleet_studies(storage: optuna.storages.BaseStorage) -> list[FleetStudy]:
             continue
         out.append(FleetStudy(name=s.study_name, selector=dict(fleet.get("selector") or {}),
                               trials=int(fleet.get("trials", 0)), state=str(s.user_attrs.get("state", "unknown")),
-                              spec=dict(s.user_attrs.get("spec") or {})))
+                              spec=dict(s.user_attrs.get("spec") or {}), mode=str(fleet.get("mode", "shared")),
+                              hosts_per_trial=int(fleet.get("hosts_per_trial", 1))))
     return out
 
 

@@ -64,6 +64,9 @@ class StudyPlan:
 
     #: the operator's ``workload_allowed_paths`` when the spec was checked (where the workload may write)
     allowed_paths: tuple[str, ...] = ()
+    #: a per-host fleet study's hosts warm-start from each other: their target is the fleet study's, not
+    #: the host's (:attr:`target_key`)
+    fleet: str | None = None
 
     def build_workload(self, workdir: Path, *, paths: Paths) -> Workload:
         """The spec's workload (not started), bound to the plan's :attr:`policy` and :attr:`allowed_paths`."""
@@ -80,11 +83,13 @@ class StudyPlan:
     @property
     def target_key(self) -> str:
         """What "the same target" means for warm starts: the workload as specified (and the spec's ``target``
-        section when it has one: a veth pair is not loopback), on this host."""
+        section when it has one: a veth pair is not loopback), on this host (or, for a per-host fleet study,
+        on any host of that fleet study)."""
         what: Any = self.spec.workload.model_dump(mode="json")
         if self.spec.target is not None:
             what = {"workload": what, "target": self.spec.target.model_dump(mode="json")}
-        return f"{socket.gethostname()}:{json.dumps(what, sort_keys=True)}"
+        where = f"fleet/{self.fleet}" if self.fleet else socket.gethostname()
+        return f"{where}:{json.dumps(what, sort_keys=True)}"
 
     def spec_attrs(self) -> dict[str, Any]:
         """The spec as the study records it (user attribute ``spec``)."""
