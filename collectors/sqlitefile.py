@@ -67,6 +67,10 @@ class SqliteFile:
                 st = os.lstat(p)
             except FileNotFoundError:
                 continue
+            if st.st_nlink == 0 and stat.S_ISREG(st.st_mode):
+                # being removed as we looked (SQLite deletes -wal/-shm when its last connection closes, and
+                # lstat can see the inode after the unlink): gone, like a missing file
+                continue
             if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
                 why = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file of this user with one link"
                 raise self.unsafe(f"{self.what} file {p} is {why}; it must be a regular file owned by uid "
