@@ -353,16 +353,9 @@ class Agent:
 
     def _one(self, run: Run, fs: FleetStudy) -> bool:
         """Ask, run and tell one trial, its heartbeats beating from the ask on; False when over the budget."""
-        study = run.study
-        trial = study.ask()
-
-        def host_beat() -> None:
-            self._beat(state="trial", study=fs.name, trial=trial.number)
-
-        with _Beat(self.storage, trial._trial_id, self.heartbeat_s, host_beat):
-            trial.set_user_attr("host", self.host)
-            if trial.number >= fs.trials:  # another agent took the last trial in the same instant
-                self._fail(trial._trial_id, "over the fleet budget: another host took the last trial; not run")
+        trial = run.study.ask()
+        with _Beat(self.storage, trial._trial_id, self.heartbeat_s, self._host_beat(fs, trial.number)):
+            if not self._claim(trial, fs):
                 return False
             params = run.resolved.space.suggest(trial)
             try:
@@ -372,16 +365,31 @@ class Agent:
                             "within the grace period); its knobs were restored", fs.name, trial.number)
                 return True
             except BaseException as err:  # Ctrl-C, SIGTERM, a restore that failed: the session restored the knobs
-                self._fail(trial._trial_id, f"the agent stopped during the trial ({type(err).__name__}); "
-                                            "its knobs were restored")
+                self._stopped_during(trial, err)
                 raise
         self.report.trials.append((fs.name, trial.number, tr.state))
         self.on_event("trial_end", study=fs.name, report=tr)
         return True
 
-    # ---------------------------------------------------- fleet-wide mode
     def _host_beat(self, fs: FleetStudy, number: int) -> Callable[[], None]:
-        return lambda: self.registry.heartbeat(self.host, state="trial", study=fs.name, trial=number)  # in _Beat
+        """What :class:`_Beat` calls for the host while it measures trial ``number`` of ``fs``."""
+        return lambda: self._beat(state="trial", study=fs.name, trial=number)
+
+    def _claim(self, trial: optuna.trial.Trial, fs: FleetStudy) -> bool:
+        """Put this host on an asked trial; False, the trial failed and never applied, when it is over the
+        budget (another agent took the last trial in the same instant)."""
+        trial.set_user_attr("host", self.host)
+        if trial.number < fs.trials:
+            return True
+        self._fail(trial._trial_id, "over the fleet budget: another host took the last trial; not run")
+        return False
+
+    def _stopped_during(self, trial: optuna.trial.Trial, err: BaseException) -> None:
+        """The agent stops (Ctrl-C, SIGTERM, a restore that failed) while it owns ``trial``: FAIL, with why."""
+        self._fail(trial._trial_id, f"the agent stopped during the trial ({type(err).__name__}); its knobs were "
+                                    "restored")
+
+    # ---------------------------------------------------- fleet-wide mode
 
     def _wanted(self, fs: FleetStudy) -> int:
         """Hosts to measure a trial: the study's count, at most the matching hosts alive now (at least 1)."""
@@ -395,9 +403,7 @@ class Agent:
         study, objectives = run.study, run.plan.objectives
         trial = study.ask()
         with _Beat(self.storage, trial._trial_id, self.heartbeat_s, self._host_beat(fs, trial.number)):
-            trial.set_user_attr("host", self.host)
-            if trial.number >= fs.trials:
-                self._fail(trial._trial_id, "over the fleet budget: another host took the last trial; not run")
+            if not self._claim(trial, fs):
                 return False
             params = run.resolved.space.suggest(trial)
             wanted = self._wanted(fs)
@@ -417,8 +423,7 @@ class Agent:
                 log.warning("%s #%d was ended elsewhere while it ran here", fs.name, trial.number)
                 return True
             except BaseException as err:
-                self._fail(trial._trial_id, f"the agent stopped during the trial ({type(err).__name__}); "
-                                            "its knobs were restored")
+                self._stopped_during(trial, err)
                 raise
         if run.tracker is not None:
             log_trial(run.tracker, tr, run.workdir, baseline=False)
