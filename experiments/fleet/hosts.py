@@ -275,24 +275,40 @@ class HostRegistry:
         return f"HostRegistry({redact(self.url)!r}, migrate={self._migrate})"
 
     @contextmanager
-    def _begin(self, what: str) -> Iterator[Connection]:
+    def begin(self, what: str, *, of: str = "the host registry") -> Iterator[Connection]:
+        """A connection in a transaction of the study database (committed at the end of the block).
+
+        Raises:
+            HostStoreError: the database cannot be reached, read or written (``cannot {what} {of} in URL:
+                reason``, the password hidden). An ``IntegrityError`` passes through as it is.
+        """
         try:
             with self._engine.begin() as conn:
                 yield conn
         except IntegrityError:
             raise
         except SQLAlchemyError as err:
-            raise HostStoreError(f"cannot {what} the host registry in {redact(self.url)}: "
-                                 f"{_reason(err, self.url)}") from None
+            raise HostStoreError(f"cannot {what} {of} in {redact(self.url)}: {_reason(err, self.url)}") from None
 
-    def _readable(self) -> bool:
-        """Whether the table exists (a reader never creates it, nor the SQLite file)."""
-        if self._table_seen:
+    def has_table(self, name: str, *, of: str = "the host registry") -> bool:
+        """Whether the database has table ``name`` (always, once this registry migrated it); a missing SQLite
+        file has none and is not created."""
+        if self._migrate:
             return True
         if self._sqlite_file is not None and not self._sqlite_file.exists():
             return False
-        with self._begin("read") as conn:
-            self._table_seen = sa.inspect(conn).has_table(TABLE)
+        with self.begin("read", of=of) as conn:
+            return bool(sa.inspect(conn).has_table(name))
+
+    @property
+    def writable(self) -> bool:
+        """Whether this registry was opened to write (``migrate=True``)."""
+        return self._migrate
+
+    def _readable(self) -> bool:
+        """Whether the table exists (a reader never creates it, nor the SQLite file)."""
+        if not self._table_seen:
+            self._table_seen = self.has_table(TABLE)
         return self._table_seen
 
     # ---- writes (the agent)
@@ -311,11 +327,11 @@ class HostRegistry:
         row: dict[str, Any] = {"labels": checked_labels, "facts": checked_facts, "registered_at": now,
                                "last_seen": now, "state": "idle", "study": None, "trial": None}
         for _attempt in range(3):
-            with self._begin("write") as conn:
+            with self.begin("write") as conn:
                 if conn.execute(sa.update(HOSTS).where(HOSTS.c.id == hid).values(**row)).rowcount:
                     break
             try:
-                with self._begin("write") as conn:
+                with self.begin("write") as conn:
                     conn.execute(sa.insert(HOSTS).values(id=hid, **row))
                 break
             except IntegrityError:  # another process registered the same id in between: update it
@@ -347,7 +363,7 @@ class HostRegistry:
                               f"{trial!r})")
         self._writable()
         values = {"last_seen": time.time(), "state": state, "study": study, "trial": trial}
-        with self._begin("write") as conn:
+        with self.begin("write") as conn:
             done = conn.execute(sa.update(HOSTS).where(HOSTS.c.id == hid).values(**values)).rowcount
         if not done:
             raise UnknownHost(f"host {hid!r} is not registered: an agent registers before it heartbeats")
@@ -368,7 +384,7 @@ class HostRegistry:
         hid = check_host_id(host_id)
         if not self._readable():
             return None
-        with self._begin("read") as conn:
+        with self.begin("read") as conn:
             row = conn.execute(sa.select(HOSTS).where(HOSTS.c.id == hid)).first()
         return None if row is None else _host(row)
 
@@ -380,7 +396,7 @@ class HostRegistry:
         """
         if not self._readable():
             return []
-        with self._begin("read") as conn:
+        with self.begin("read") as conn:
             rows = conn.execute(sa.select(HOSTS).order_by(HOSTS.c.id)).all()
         return [_host(r) for r in rows]
 

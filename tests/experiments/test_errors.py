@@ -104,6 +104,7 @@ TABLE = {
     # the fleet's host registry (issue 19)
     "InvalidHost": (2, 422),
     "UnknownHost": (2, 404),
+    "InvalidCommand": (2, 422),
     "HostStoreError": (2, 503),
 }
 
@@ -115,7 +116,7 @@ BUILTIN_BASES = {
     "ApplicationNotFound": LookupError, "InvalidName": ValueError, "ProtectedInterface": LookupError,
     "UnknownProfile": LookupError, "UnknownTarget": LookupError,
     "ValidationRefused": ValueError, "ValidationNotFound": LookupError,
-    "InvalidHost": ValueError, "UnknownHost": LookupError,
+    "InvalidHost": ValueError, "UnknownHost": LookupError, "InvalidCommand": ValueError,
 }
 
 

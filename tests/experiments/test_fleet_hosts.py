@@ -33,7 +33,8 @@ from experiments.fleet.hosts import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-HEAD = "0001_novatune_hosts"
+HEAD = "0002_novatune_fleet_state"
+ALL = ["0001_novatune_hosts", HEAD]  # every revision, oldest first
 
 
 def _url(path: Path) -> str:
@@ -235,7 +236,7 @@ def test_alive_means_a_recent_heartbeat_and_not_stopped() -> None:
 
 # ------------------------------------------------------------------ schema: alembic, beside Optuna
 def test_the_migration_makes_the_table_the_queries_address(registry: HostRegistry, db: Path) -> None:
-    assert registry.applied == [HEAD]
+    assert registry.applied == ALL
     columns = {c["name"] for c in sa.inspect(sa.create_engine(_url(db))).get_columns(TABLE)}
     assert columns == set(HOSTS.c.keys())
     assert _scalar_rows(db, f"SELECT version_num FROM {VERSION_TABLE}") == [(HEAD,)]
@@ -252,7 +253,7 @@ def test_the_migration_leaves_optunas_schema_and_studies_alone(db: Path) -> None
     optuna_version = _scalar_rows(db, "SELECT version_num FROM alembic_version")
     values = [t.value for t in study.trials]
     with HostRegistry(_url(db)) as registry:
-        assert registry.applied == [HEAD]
+        assert registry.applied == ALL
         registry.register("db-1", labels={}, facts={})
     assert _scalar_rows(db, "SELECT version_num FROM alembic_version") == optuna_version
     loaded = optuna.load_study(study_name="before", storage=_url(db))

@@ -25,7 +25,8 @@ from experiments.service import create_app
 from experiments.settings import Paths
 from tests.integration.conftest import REPO, needs_root, novatune
 
-HEAD = "0001_novatune_hosts"
+HEAD = "0002_novatune_fleet_state"
+ALL = ["0001_novatune_hosts", HEAD]  # every revision, oldest first
 LOCAL = "http://127.0.0.1"
 needs_postgres = pytest.mark.skipif(not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")),
                                     reason="PostgreSQL not installed (.ci/run installs it)")
@@ -129,12 +130,12 @@ def test_the_registry_in_postgresql_is_shared_and_listed_by_every_face(pg, tmp_p
 
     # registries opening at the same moment in one process (alembic's proxies are process-wide): one migrates
     opened = _open_in_threads(pg.url, 4)
-    assert sorted(r.applied for r in opened) == [[], [], [], [HEAD]]
+    assert sorted(r.applied for r in opened) == [[], [], [], ALL]
     assert _rows(pg.url, f"SELECT version_num FROM {VERSION_TABLE}") == [(HEAD,)]
     # agents starting at the same moment on other hosts (processes): PostgreSQL's advisory lock lets one migrate,
     # the others wait and find the schema at head
     _drop_registry(pg.url)
-    assert sorted(_open_in_processes_behind_the_lock(pg.url, 4)) == [[], [], [], [HEAD]]
+    assert sorted(_open_in_processes_behind_the_lock(pg.url, 4)) == [[], [], [], ALL]
     assert _rows(pg.url, f"SELECT version_num FROM {VERSION_TABLE}") == [(HEAD,)]
     assert HostRegistry(pg.url).applied == []  # a later open is a no-op migration
     assert _rows(pg.url, "SELECT version_num FROM alembic_version") == optuna_version
@@ -188,10 +189,10 @@ def test_todays_sqlite_data_directory_gets_the_table_and_keeps_its_studies(tmp_p
     assert set(sa.inspect(sa.create_engine(paths.optuna_url)).get_table_names()) == tables
 
     with HostRegistry(paths.optuna_url) as registry:  # what the agent does when it opens the data directory
-        assert registry.applied == [HEAD]
+        assert registry.applied == ALL
         registry.register("vm", labels={}, facts={"kernel": "6.1", "cpus": 2})
     after = set(sa.inspect(sa.create_engine(paths.optuna_url)).get_table_names())
-    assert after == tables | {TABLE, VERSION_TABLE}
+    assert after == tables | {TABLE, VERSION_TABLE, "novatune_host_state", "novatune_commands"}
     assert [t.value for t in optuna.load_study(study_name="before-fleet", storage=paths.optuna_url).trials] == values
     assert novatune("study", "list", "--json", home=home, check=True).stdout == listed
     shown = json.loads(novatune("fleet", "hosts", "--json", home=home, check=True).stdout)
