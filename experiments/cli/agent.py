@@ -37,8 +37,11 @@ def agent_cmd(
     poll_s: Annotated[float, typer.Option(min=0.1, help="seconds between looks for work when idle")] = 5.0,
     exit_when_idle: Annotated[bool, typer.Option("--exit-when-idle",
                                                  help="exit once no fleet study for these labels runs")] = False,
+    publish_s: Annotated[float, typer.Option(min=1.0, help="seconds between publications of this host's state "
+                                                           "(studies, applications, recommendations, ...)")] = 30.0,
 ) -> None:
-    """Run this host's agent: take the trials of the fleet studies that target its labels."""
+    """Run this host's agent: take the trials of the fleet studies that target its labels, run the apply and
+    rollback commands routed to this host, publish its state."""
     from experiments.fleet.agent import Agent
     from experiments.fleet.hosts import default_host_id
 
@@ -60,10 +63,13 @@ def agent_cmd(
             err.print(f"  {escape(str(data['study']))} #{tr.number}: {escape(what)}", highlight=False)  # type: ignore[attr-defined]
         elif kind == "refused":
             err.print(f"[yellow]not taking[/] {escape(str(data['name']))}: {escape(str(data['reason']))}")
+        elif kind == "command":
+            why = f": {str(data['error'])[:200]}" if data.get("error") else ""
+            err.print(f"command {data['id']} ({data['action']}): {data['state']}{escape(why)}", highlight=False)
 
     try:
         agent = Agent(paths, host_id=host, labels=parsed, heartbeat_s=heartbeat_s, grace_s=grace_s, poll_s=poll_s,
-                      exit_when_idle=exit_when_idle, on_event=on_event)
+                      exit_when_idle=exit_when_idle, publish_s=publish_s, on_event=on_event)
     except ValueError as e:
         raise UserError(str(e)) from None
     report = agent.run()

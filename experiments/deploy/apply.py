@@ -62,7 +62,7 @@ from experiments.deploy.config_file import (
 )
 from experiments.settings import Paths
 
-__all__ = ["apply_config", "apply_to_target", "apply_trial", "check_config", "held_knobs"]
+__all__ = ["apply_config", "apply_to_target", "apply_trial", "check_config", "config_values", "held_knobs"]
 
 
 def _deploy_hint(knob: Knob, value: Any, study: str | None, unit_options: dict[str, str]) -> str:
@@ -78,6 +78,16 @@ def _deploy_hint(knob: Knob, value: Any, study: str | None, unit_options: dict[s
                 "set it on your service by hand")
     return (f"bound to a run's workload (scope {knob.scope}); set `{option}` in your service's unit: {export}, "
             "then `systemctl daemon-reload && systemctl restart UNIT`")
+
+
+def config_values(cfg_or_values: ConfigFile | Mapping[str, Any]) -> dict[str, Any]:
+    """knob -> value of a loaded export, an export document or a mapping (what :func:`apply_config` would apply).
+
+    Raises:
+        ConfigError: an export document of another format or with bad fields.
+        ApplyError: a study spec instead of an export, or no knob at all.
+    """
+    return _values(cfg_or_values)
 
 
 def _values(cfg_or_values: ConfigFile | Mapping[str, Any]) -> dict[str, Any]:

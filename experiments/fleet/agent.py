@@ -13,6 +13,9 @@ trial's heartbeat (and the host's); every agent calls ``fail_stale_trials`` befo
 agent stopped beating for ``grace_s`` becomes FAIL and the others carry on. A killed agent's knobs are
 restored by its journal when it (or ``novatune recover``) starts again on that host.
 
+Beside the trials, a thread (:class:`~experiments.fleet.commands.HostDuties`) runs the apply and rollback
+commands the fleet routes to this host and publishes the host's state for the central service.
+
 The budget: the study's trials are numbered in the order agents ask; a trial numbered at or above the budget
 (two agents asked for the last one at once) is failed at once, never applied.
 """
@@ -37,9 +40,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from actuators import ActuatorError, Journal, recover
 from collectors.errors import CollectorError, WorkloadError
+from experiments.fleet.commands import HostDuties
 from experiments.fleet.fleetwide import aggregate, evaluation, evaluations, wanting_help
 from experiments.fleet.hosts import HostRegistry, HostStoreError, host_facts, matches
 from experiments.fleet.patient import UNREACHABLE, PatientStorage, unreachable
+from experiments.fleet.state import FleetState
 from experiments.fleet.studies import FleetStudy, fleet_studies, room, running_anywhere
 from experiments.settings import Paths
 from experiments.spec import SpecError, StudySpec
@@ -112,12 +117,14 @@ class Agent:
         grace_s: a trial without a heartbeat for this long is failed by the other agents.
         poll_s: how long the agent waits when there is nothing to do.
         exit_when_idle: exit once no fleet study for these labels is running (default: wait for new ones).
-        on_event: ``on_event(kind, **data)``; kinds ``registered``, ``study``, ``trial_end``, ``refused``.
+        publish_s: how often the host's state is published (:class:`~experiments.fleet.commands.HostDuties`).
+        on_event: ``on_event(kind, **data)``; kinds ``registered``, ``study``, ``trial_end``, ``refused``, and
+            the duties' ``command`` and ``published``.
     """
 
     def __init__(self, paths: Paths, *, host_id: str, labels: dict[str, str], heartbeat_s: float = 10.0,
                  grace_s: float = 30.0, poll_s: float = 5.0, exit_when_idle: bool = False,
-                 on_event: Callable[..., None] | None = None) -> None:
+                 publish_s: float = 30.0, on_event: Callable[..., None] | None = None) -> None:
         if not (0 < heartbeat_s < grace_s):
             raise ValueError(f"the heartbeat ({heartbeat_s:g} s) must be > 0 and shorter than the grace period "
                              f"({grace_s:g} s)")
@@ -129,6 +136,8 @@ class Agent:
         self.storage = PatientStorage(paths.optuna_url, heartbeat_interval=max(1, round(heartbeat_s)),
                                       grace_period=max(2, round(grace_s)))
         self.registry = HostRegistry(paths.optuna_url)
+        self.duties = HostDuties(FleetState(self.registry), host_id, self.paths, poll_s=min(poll_s, 2.0),
+                                 publish_s=publish_s, on_event=self.on_event)
         self.report = AgentReport(host_id)
 
     # ------------------------------------------------------------------ loop
@@ -140,6 +149,7 @@ class Agent:
         self.on_event("registered", host=self.host, recovered=self.report.recovered)
         self._fail_left_running()
         with signals_raise():
+            self.duties.start()
             try:
                 while True:
                     try:
@@ -154,6 +164,7 @@ class Agent:
                     if not worked:
                         time.sleep(self.poll_s)
             finally:
+                self.duties.stop()
                 self._beat(state="stopped")
 
     def _beat(self, **state: Any) -> None:

@@ -35,6 +35,7 @@ from fastapi import FastAPI
 
 from experiments.autotune.service import ContinuousTuners
 from experiments.fleet.hosts import HostRegistry
+from experiments.fleet.state import FleetState
 from experiments.profiling.sessions import ProfilingSessions
 from experiments.rightsizing.background import Validations
 from experiments.rightsizing.observing import ObservingService
@@ -151,6 +152,7 @@ def create_app(paths: Paths | None = None, settings: Settings | None = None, *,
     app.state.continuous = ContinuousTuners(paths, settings)
     app.state.validated = ValidationRunner(paths)
     app.state.hosts = HostRegistry(paths.optuna_url, migrate=False)  # read-only: connects at the first read
+    app.state.fleet = FleetState(app.state.hosts)  # the hosts' published state, the commands for their agents
     app.state.exposition = ServiceMetrics(paths, version=ver, hosts=app.state.hosts,
                                           dead_after_s=lambda: app.state.settings.fleet_dead_after_s)
     errors.install(app)

@@ -20,6 +20,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from experiments.fleet.hosts import HostRegistry
+from experiments.fleet.state import FleetState
 from experiments.service.auth import read_access, write_access
 from experiments.service.exposition import ServiceMetrics
 from experiments.service.views import StudyIndex
@@ -30,6 +31,7 @@ __all__ = [
     "AppSettings",
     "DataDir",
     "Exposition",
+    "Fleet",
     "Hosts",
     "Index",
     "Manager",
@@ -37,6 +39,7 @@ __all__ = [
     "WriteAccess",
     "get_app_settings",
     "get_exposition",
+    "get_fleet",
     "get_hosts",
     "get_index",
     "get_manager",
@@ -80,12 +83,19 @@ async def get_hosts(request: Request) -> HostRegistry:
     return hosts
 
 
+async def get_fleet(request: Request) -> FleetState:
+    """The fleet's copy of every host's state and the commands routed to the hosts' agents."""
+    fleet: FleetState = request.app.state.fleet
+    return fleet
+
+
 DataDir = Annotated[Paths, Depends(get_paths)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 Manager = Annotated[StudyManager, Depends(get_manager)]
 Index = Annotated[StudyIndex, Depends(get_index)]
 Exposition = Annotated[ServiceMetrics, Depends(get_exposition)]
 Hosts = Annotated[HostRegistry, Depends(get_hosts)]
+Fleet = Annotated[FleetState, Depends(get_fleet)]
 #: the request needs the API token when ``require_token_for_reads`` is set (401 otherwise)
 ReadAccess = Annotated[None, Depends(read_access)]
 #: the request changes something: it needs the API token (401 otherwise)

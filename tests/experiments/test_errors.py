@@ -105,6 +105,7 @@ TABLE = {
     "InvalidHost": (2, 422),
     "UnknownHost": (2, 404),
     "InvalidCommand": (2, 422),
+    "HostAway": (2, 409),
     "HostStoreError": (2, 503),
 }
 

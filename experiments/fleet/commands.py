@@ -1,0 +1,244 @@
+"""What an agent does for its host beside the trials: the apply and rollback commands routed to it, and the
+publication of the host's state (:mod:`experiments.fleet.state`).
+
+:class:`HostDuties` runs in a thread of the agent, so a command does not wait for a study to end: every
+``poll_s`` it takes this host's pending commands, one at a time, and runs each through this host's own data
+directory exactly as ``novatune apply`` / ``novatune rollback`` would (:func:`run_command`): the same checks
+(unknown knob, hard bounds, availability here, a knob held by a run or another application: refused with
+nothing changed), the old values journaled and fsynced before each write, the application kept. Every
+``publish_s``, and right after a command, it publishes the host's state (:func:`experiments.fleet.snapshot.publish`).
+A database that cannot be reached only delays both: the next tick tries again.
+
+Arguments a command carries (checked again here: the database is not trusted more than a user):
+
+* ``apply``: ``{"config": {...}}`` (an export document ``novatune.config/v1`` or a mapping knob -> value) or
+  ``{"study": NAME, "trial": N | null}`` (a trial of a study in the fleet's storage), and ``dry_run``.
+* ``rollback``: ``{"application": ID, "force": false}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from collectors.errors import NovatuneError
+from experiments.fleet.hosts import HostRegistry, HostStoreError, UnknownHost
+from experiments.fleet.patient import UNREACHABLE
+from experiments.fleet.state import Command, FleetState, InvalidCommand
+from experiments.settings import Paths
+
+__all__ = ["APPLICATION_ID_RE", "HostAway", "HostDuties", "check_args", "route", "run_command", "wait"]
+
+log = logging.getLogger(__name__)
+
+#: an application id as ``/tuning/history`` shows it (or a continuous tuner's step id)
+APPLICATION_ID_RE = r"^[A-Za-z0-9_.:-]{1,80}$"
+_APPLICATION_ID = re.compile(APPLICATION_ID_RE)
+_APPLY_KEYS, _ROLLBACK_KEYS = {"config", "study", "trial", "dry_run"}, {"application", "force"}
+
+
+def check_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` when they are what ``action`` takes (see the module's docstring).
+
+    Raises:
+        InvalidCommand: an unknown action, an unknown or missing argument, a value of the wrong type.
+    """
+    if action == "apply":
+        extra = set(args) - _APPLY_KEYS
+        if extra:
+            raise InvalidCommand(f"apply takes {', '.join(sorted(_APPLY_KEYS))}; not {', '.join(sorted(extra))}")
+        has_config, has_study = args.get("config") is not None, args.get("study") is not None
+        if has_config == has_study:
+            raise InvalidCommand("apply needs either 'config' (an exported configuration or knob -> value) or "
+                                 "'study' (and optionally 'trial'), not both and not neither")
+        if has_config and not isinstance(args["config"], dict):
+            raise InvalidCommand("apply's 'config' must be a JSON object (an export document or knob -> value)")
+        if has_study and not isinstance(args["study"], str):
+            raise InvalidCommand("apply's 'study' must be a study name")
+        trial = args.get("trial")
+        if trial is not None and (not isinstance(trial, int) or isinstance(trial, bool) or trial < 0):
+            raise InvalidCommand(f"apply's 'trial' must be a trial number >= 0 or null, not {trial!r}")
+        if not isinstance(args.get("dry_run", False), bool):
+            raise InvalidCommand("apply's 'dry_run' must be true or false")
+    elif action == "rollback":
+        extra = set(args) - _ROLLBACK_KEYS
+        if extra:
+            raise InvalidCommand(f"rollback takes {', '.join(sorted(_ROLLBACK_KEYS))}; not "
+                                 f"{', '.join(sorted(extra))}")
+        app = args.get("application")
+        if not isinstance(app, str) or not _APPLICATION_ID.fullmatch(app):
+            raise InvalidCommand(f"rollback's 'application' must be an application id (1 to 80 of A-Z, a-z, 0-9, "
+                                 f"'_', '.', ':', '-'), not {app!r}")
+        if not isinstance(args.get("force", False), bool):
+            raise InvalidCommand("rollback's 'force' must be true or false")
+    else:
+        raise InvalidCommand(f"action {action!r} is not allowed; allowed: apply, rollback")
+    return args
+
+
+class HostAway(NovatuneError):
+    """A command for a host whose agent is not alive: nothing was queued (exit 2, HTTP 409)."""
+
+    exit_code = 2
+    http_status = 409
+
+
+def route(registry: HostRegistry, state: FleetState, host_id: str, action: str, args: dict[str, Any], *, by: str,
+          ttl_s: float, dead_after_s: float) -> Command:
+    """Queue ``action`` for the agent of ``host_id`` (``POST /hosts/{id}/apply|rollback``, ``novatune fleet
+    apply|rollback``), after the checks that can be made here.
+
+    Raises:
+        InvalidCommand: arguments that are not allowed; a knob the host's facts say it does not have.
+        UnknownHost: no host of that id is registered.
+        HostAway: its agent is not alive (stopped, or no heartbeat for ``dead_after_s``).
+        HostStoreError: the database cannot be used.
+    """
+    from experiments.deploy.apply import config_values
+
+    checked = check_args(action, args)
+    host = registry.get(host_id)
+    if host is None:
+        raise UnknownHost(f"no host {host_id!r} is registered; `novatune fleet hosts` (GET /hosts) lists them")
+    now = time.time()
+    if not host.alive(now, dead_after_s):
+        why = "it stopped" if host.state == "stopped" else f"last heartbeat {now - host.last_seen:.0f} s ago"
+        raise HostAway(f"host {host_id!r}: its agent is not alive ({why}; alive means a heartbeat within "
+                       f"fleet_dead_after_s = {dead_after_s:g} s): nothing was queued")
+    if checked.get("config") is not None:
+        unavailable = (host.facts.get("knobs") or {}).get("unavailable") or {}
+        missing = {k: unavailable[k] for k in config_values(checked["config"]) if k in unavailable}
+        if missing:
+            raise InvalidCommand(f"not available on host {host_id!r} (nothing was queued): "
+                                 + "; ".join(f"{k}: {why}" for k, why in sorted(missing.items())))
+    return state.submit(host_id, action, checked, by=by, ttl_s=ttl_s)
+
+
+def wait(state: FleetState, command_id: int, timeout_s: float, *, poll_s: float = 0.5) -> Command:
+    """The command once it is no longer pending or running, or as it is after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        cmd = state.command(command_id)
+        if cmd is None:
+            raise InvalidCommand(f"no command {command_id}")
+        if cmd.state not in ("pending", "running") or time.monotonic() >= deadline:
+            return cmd
+        time.sleep(poll_s)
+
+
+def run_command(cmd: Command, paths: Paths) -> dict[str, Any]:
+    """Run ``cmd`` on this host's data directory ``paths``; returns what ``novatune apply|rollback --json``
+    would print.
+
+    Raises:
+        InvalidCommand: its arguments are not allowed.
+        NovatuneError: what apply or rollback refused (nothing changed) or failed on (what was written restored).
+    """
+    from experiments.deploy.apply import apply_config, apply_trial
+    from experiments.deploy.rollback import rollback
+
+    args = check_args(cmd.action, cmd.args)
+    source = f"fleet command {cmd.id} from {cmd.requested_by}"
+    if cmd.action == "rollback":
+        from experiments.autotune.service import rollback_step
+
+        step = rollback_step(paths, args["application"], force=bool(args.get("force")))
+        if step is not None:
+            return dict(step["rollback"].as_dict()) | {"step": step["step"]}
+        return rollback(args["application"], paths=paths, force=bool(args.get("force"))).as_dict()
+    if args.get("study") is not None:
+        return apply_trial(args["study"], args.get("trial"), paths=paths, dry_run=bool(args.get("dry_run"))).as_dict()
+    return apply_config(args["config"], paths=paths, dry_run=bool(args.get("dry_run")), source=source).as_dict()
+
+
+class HostDuties:
+    """The thread of an agent that runs its host's commands and publishes its state.
+
+    Args:
+        state: the fleet state (opened on a registry that migrated: the agent's).
+        host_id: this host.
+        paths: this host's data directory.
+        poll_s: how often pending commands are looked for.
+        publish_s: how often the host's state is published (and after every command).
+        on_event: ``on_event(kind, **data)``; kinds ``command`` (id, action, state), ``published``.
+    """
+
+    def __init__(self, state: FleetState, host_id: str, paths: Paths, *, poll_s: float = 2.0,
+                 publish_s: float = 30.0, on_event: Callable[..., None] | None = None) -> None:
+        self.state, self.host, self.paths = state, host_id, paths
+        self.poll_s, self.publish_s = poll_s, publish_s
+        self.on_event = on_event or (lambda kind, **data: None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"novatune-duties-{host_id}", daemon=True)
+        self._published_at = 0.0
+
+    def start(self) -> HostDuties:
+        """Mark what an earlier agent of this host left running ``interrupted``, publish, start the thread."""
+        try:
+            n = self.state.interrupt_running(self.host)
+            if n:
+                log.warning("%d command(s) of host %s were running when its earlier agent stopped: interrupted",
+                            n, self.host)
+        except HostStoreError as err:
+            log.warning("cannot look at the commands left running: %s", err)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop after the command running now (if any) ends."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self.tick()
+            except (HostStoreError, *UNREACHABLE) as err:
+                log.warning("host duties: the fleet database is unreachable now (%s); trying again", err)
+                ran = False
+            except Exception:  # never let the thread die silently: log, and go on at the next tick
+                log.exception("host duties: unexpected error; trying again at the next tick")
+                ran = False
+            if not ran:
+                self._stop.wait(self.poll_s)
+
+    def tick(self) -> bool:
+        """Run every pending command of this host, then publish if due; whether a command ran."""
+        ran = False
+        while not self._stop.is_set() and (cmd := self.state.take(self.host)) is not None:
+            self._run(cmd)
+            ran = True
+        if ran or time.monotonic() - self._published_at >= self.publish_s:
+            self.publish()
+        return ran
+
+    def _run(self, cmd: Command) -> None:
+        log.info("command %d: %s %s (from %s)", cmd.id, cmd.action, cmd.args, cmd.requested_by)
+        try:
+            result = run_command(cmd, self.paths)
+        except NovatuneError as err:
+            self.state.finish(cmd.id, error=str(err))
+            self.on_event("command", id=cmd.id, action=cmd.action, state="failed", error=str(err))
+            return
+        except Exception as err:  # an internal error: recorded for the requester, logged in full here
+            log.exception("command %d failed", cmd.id)
+            self.state.finish(cmd.id, error=f"internal error on host {self.host}: {type(err).__name__}: {err}")
+            self.on_event("command", id=cmd.id, action=cmd.action, state="failed", error=str(err))
+            return
+        self.state.finish(cmd.id, result=result)
+        self.on_event("command", id=cmd.id, action=cmd.action, state="done")
+
+    def publish(self) -> None:
+        """Publish this host's state now (a kind that cannot be read keeps its last copy; logged)."""
+        from experiments.fleet.snapshot import publish
+
+        snap = publish(self.state, self.host, self.paths)
+        for kind, reason in snap.skipped.items():
+            log.warning("host state %s not published: %s", kind, reason)
+        self._published_at = time.monotonic()
+        self.on_event("published", kinds=sorted(snap.kinds))
