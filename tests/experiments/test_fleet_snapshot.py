@@ -184,3 +184,23 @@ def test_publish_carries_the_data_directory_into_the_fleet_database(home, tmp_pa
         assert "proposals" in again.skipped and got["proposals"] == list(snap.kinds["proposals"].values())
     finally:
         registry.close()
+
+
+def test_an_immutable_read_the_writer_checkpointed_under_is_read_again(home) -> None:
+    from experiments.fleet.snapshot import _read_db, _ReadOnlyFile
+    from experiments.rightsizing.proposals import UnsafeProposalStore
+
+    paths = home["paths"]
+    db = _ReadOnlyFile(paths.rightsizing_db, what="right-sizing store", unsafe=UnsafeProposalStore, failed=None)
+    seen: list[int] = []
+
+    def read(conn) -> int:
+        n = conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0]
+        if not seen:  # a writer opens, commits and closes (its checkpoint writes the main file) meanwhile
+            ProposalStore(paths.rightsizing_db).create(target="cgroup:/b", profile="balanced",
+                                                       recommendation={}, values=VALUES)
+        seen.append(n)
+        return int(n)
+
+    assert _read_db(db, 1, read, 0) == 2
+    assert seen == [1, 2] and db.immutable
