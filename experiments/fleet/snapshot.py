@@ -178,19 +178,31 @@ def _transaction(db: _ReadOnlyFile, version: int, reader: Callable[[sqlite3.Conn
 
 
 # ------------------------------------------------------------------ the kinds
+def _study(row: sqlite3.Row) -> dict[str, Any]:
+    """One registry row as ``GET /studies`` shows its state: a background study whose worker is gone is
+    ``interrupted`` until a service reconciles it (the registry is not changed by a read)."""
+    from experiments.study.manager import ACTIVE, StudyRecord
+
+    item = {c: row[c] for c in _STUDY_COLUMNS}
+    item["managed"], item["knobs"] = bool(item["managed"]), json.loads(item["knobs"])
+    rec = StudyRecord(name=row["name"], state=row["state"], managed=item["managed"], pid=row["pid"], knobs=[],
+                      shared=[], trials=row["trials"], created=row["created"], updated=row["updated"],
+                      pid_ctime=row["pid_ctime"])
+    if rec.managed and rec.state in ACTIVE and rec.pid is not None and not rec.alive():
+        item["state"] = "interrupted"
+        item["reason"] = (f"its worker (pid {rec.pid}) is gone; `novatune serve` resumes the study, "
+                          "`novatune study stop` ends it")
+    return item
+
+
 def _studies(paths: Paths) -> dict[str, Any]:
     db = _ReadOnlyFile(paths.home / "service.db", what="study registry", unsafe=NovatuneError, failed=None)
 
     def read(conn: sqlite3.Connection) -> dict[str, Any]:
         if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'").fetchone() is None:
             return {}  # made by a manager that stopped before it wrote its schema
-        rows = conn.execute(f"SELECT {', '.join(_STUDY_COLUMNS)} FROM studies ORDER BY created").fetchall()
-        out = {}
-        for r in rows:
-            item = dict(r)
-            item["managed"], item["knobs"] = bool(item["managed"]), json.loads(item["knobs"])
-            out[str(item["name"])] = item
-        return out
+        rows = conn.execute(f"SELECT {', '.join(_STUDY_COLUMNS)}, pid, pid_ctime FROM studies ORDER BY created")
+        return {str(r["name"]): _study(r) for r in rows.fetchall()}
 
     return _read_db(db, 0, read, {})
 

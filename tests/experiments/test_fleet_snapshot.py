@@ -5,6 +5,7 @@ publication into a fleet database (SQLite) equal to what was read: the upgrade f
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +88,11 @@ def home(tmp_path: Path) -> Iterator[dict[str, Any]]:
     spec = parse_spec({"name": "s", "workload": {"kind": "oltp"}, "knobs": {"vm.swappiness": {"low": 1, "high": 9}},
                        "objectives": {"throughput_rps": "maximize"}})
     StudyManager(paths).claim(spec, name="web-1", trials=7, managed=False, pid=os.getpid())
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    spec2 = parse_spec({"name": "s", "workload": {"kind": "oltp"}, "knobs": {"sizing.vcpus": {"low": 0.5, "high": 1}},
+                        "objectives": {"throughput_rps": "maximize"}})
+    StudyManager(paths).claim(spec2, name="bg-1", trials=3, managed=True, pid=gone.pid)
     profile = _profile_id(paths)
     tuner = TunerStore(paths, new_tuner_id(), create=True)
     tuner.write_meta({"id": tuner.id, "state": "stopped", "cycle": 3, "knobs": ["vm.swappiness"],
@@ -107,6 +113,8 @@ def test_every_kind_is_read_with_its_keys_and_fields_and_nothing_is_created_or_c
     assert listing(paths.home) == before
     assert snap.skipped == {} and set(snap.kinds) == set(KINDS)
     k = snap.kinds
+    bg = k["studies"].pop("bg-1")
+    assert bg["state"] == "interrupted" and "is gone" in bg["reason"] and bg["managed"] is True
     assert k["studies"] == {"web-1": {
         "name": "web-1", "state": "running", "managed": False, "knobs": ["vm.swappiness"], "trials": 7,
         "created": pytest.approx(time.time(), abs=60), "updated": pytest.approx(time.time(), abs=60),
@@ -141,17 +149,21 @@ def test_an_empty_data_directory_gives_empty_kinds_and_creates_nothing(tmp_path:
 def test_an_unsafe_store_is_skipped_with_the_reason_and_the_others_are_read(home, tmp_path: Path) -> None:
     paths = home["paths"]
     os.link(paths.rightsizing_db, tmp_path / "second-name.db")  # a hard link: someone else may write it
+    os.link(paths.journal, tmp_path / "journal-too.jsonl")
     elsewhere = tmp_path / "elsewhere.db"
     os.rename(paths.home / "service.db", elsewhere)
     (paths.home / "service.db").symlink_to(elsewhere)
     before = listing(paths.home)
-    snap = snapshot(paths)
+    try:
+        snap = snapshot(paths)
+    finally:
+        os.remove(tmp_path / "journal-too.jsonl")  # the fixture's rollback reads the journal
     assert listing(paths.home) == before
-    assert set(snap.skipped) == {"proposals", "studies"}
+    assert set(snap.skipped) == {"proposals", "studies", "applications"}
     assert "UnsafeProposalStore" in snap.skipped["proposals"] and "one link" in snap.skipped["proposals"]
-    assert "symbolic link" in snap.skipped["studies"]
-    assert set(snap.kinds) == set(KINDS) - {"proposals", "studies"}
-    assert list(snap.kinds["applications"]) == [home["app"]] and list(snap.kinds["profiles"]) == [home["profile"]]
+    assert "symbolic link" in snap.skipped["studies"] and "hard link" in snap.skipped["applications"]
+    assert set(snap.kinds) == {"recommendations", "profiles", "tuners"}
+    assert list(snap.kinds["profiles"]) == [home["profile"]] and list(snap.kinds["tuners"]) == [home["tuner"]]
 
 
 def test_a_store_held_open_by_a_writer_is_read_without_new_files(home) -> None:
