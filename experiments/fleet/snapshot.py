@@ -120,21 +120,16 @@ def _stamp(path: Path) -> tuple[int, ...]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _choose_mode(db: _ReadOnlyFile) -> None:
+def _choose_mode(db: _ReadOnlyFile) -> bool:
     """Immutable for a WAL database nobody has open (no ``-wal``, no ``-shm``); a plain read-only connection
-    when both exist (nothing to create) or the database is not in WAL mode.
-
-    Raises:
-        db.failed: a WAL database with only one of its two files (a connection opening or closing).
-    """
+    when both exist (nothing to create) or the database is not in WAL mode. False: a WAL database with only
+    one of its two files (a connection opening or closing it just now), to be looked at again."""
     if not db.wal_mode():
         db.immutable = False
-        return
+        return True
     wal, shm = (os.path.lexists(f"{db.path}{s}") for s in ("-wal", "-shm"))
-    if wal != shm:
-        raise db.failed(f"{db.what} {db.path} is being opened or closed by another process (one of its -wal and "
-                        "-shm files exists without the other); it is read at the next publication")
     db.immutable = not wal
+    return wal == shm
 
 
 def _read_db(db: _ReadOnlyFile, version: int, reader: Callable[[sqlite3.Connection], _T], empty: _T) -> _T:
@@ -148,18 +143,19 @@ def _read_db(db: _ReadOnlyFile, version: int, reader: Callable[[sqlite3.Connecti
         if not os.path.lexists(db.path):
             return empty
         db.check_files()
-        _choose_mode(db)
-        before = _stamp(db.path)
-        try:
-            out = _transaction(db, version, reader, empty)
-        except db.failed:
-            if not db.immutable or _stamp(db.path) == before:
-                raise
-        else:
-            if not db.immutable or _stamp(db.path) == before:
-                return out
-        time.sleep(0.05 * (attempt + 1))  # a writer checkpointed under the immutable read: read again
-    raise db.failed(f"{db.what} {db.path} kept changing while it was read; it is read at the next publication")
+        if _choose_mode(db):
+            before = _stamp(db.path)
+            try:
+                out = _transaction(db, version, reader, empty)
+            except db.failed:
+                if not db.immutable or _stamp(db.path) == before:
+                    raise
+            else:
+                if not db.immutable or _stamp(db.path) == before:
+                    return out
+        time.sleep(0.05 * (attempt + 1))  # a writer opened, closed or checkpointed it meanwhile: look again
+    raise db.failed(f"{db.what} {db.path} kept changing while it was read (a writer opening, closing or "
+                    "checkpointing it); it is read at the next publication")
 
 
 def _transaction(db: _ReadOnlyFile, version: int, reader: Callable[[sqlite3.Connection], _T], empty: _T) -> _T:

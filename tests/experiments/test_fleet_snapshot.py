@@ -216,3 +216,15 @@ def test_an_immutable_read_the_writer_checkpointed_under_is_read_again(home) -> 
 
     assert _read_db(db, 1, read, 0) == 2
     assert seen == [1, 2] and db.immutable
+
+
+def test_a_wal_database_with_only_one_of_its_files_is_skipped_and_nothing_is_created(home) -> None:
+    paths = home["paths"]
+    wal = Path(f"{paths.rightsizing_db}-wal")
+    wal.write_bytes(b"")  # -wal without -shm: a writer opening or closing it, and it stays so here
+    before = listing(paths.home)
+    snap = snapshot(paths)
+    assert listing(paths.home) == before
+    assert set(snap.skipped) == {"proposals"} and "kept changing" in snap.skipped["proposals"]
+    wal.unlink()
+    assert list(snapshot(paths).kinds["proposals"]) == [home["proposal"]]
