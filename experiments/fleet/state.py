@@ -6,8 +6,9 @@ registry (:mod:`experiments.fleet.hosts`: same engine, same version table, same 
 * ``novatune_host_state``: what each agent published of its host (:mod:`experiments.fleet.snapshot`): the
   service registry of background studies, the configurations applied to stay, the recommendations, the
   right-sizing proposals, the profiles and the continuous tuners. One row per (host, kind, key), the
-  payload JSON. A host's own files stay the record it acts on (its journal is fsynced on its own disk
-  before any write, and recovery must work while the database is away); this is the fleet's copy of them,
+  payload JSON, and one row of key ``""`` per kind: when it was published, how many items. A host's own
+  files stay the record it acts on (its journal is fsynced on its own disk before any write, and recovery
+  must work while the database is away); this is the fleet's copy of them,
   replaced whole, kind by kind, in one transaction, so a reader never sees half of a publication.
 * ``novatune_commands``: ``apply`` and ``rollback`` requests for one host (``POST /hosts/{id}/apply``,
   ``novatune fleet apply --host``). Only that host's agent takes them (:meth:`FleetState.take`: one
@@ -42,6 +43,8 @@ ACTIONS = ("apply", "rollback")
 COMMAND_STATES = ("pending", "running", "done", "failed", "expired", "interrupted")
 STATE_TABLE, COMMAND_TABLE = "novatune_host_state", "novatune_commands"
 _OF = "the fleet state"
+#: the key of the row that records when a kind was published (also when it holds no item); never a real key
+_MARK = ""
 _MAX_ARGS = 256 * 1024
 
 _METADATA = sa.MetaData()
@@ -155,11 +158,11 @@ class FleetState:
                 raise InvalidCommand(f"{kind} key {key!r} must be 1 to 256 characters")
             rows.append({"host_id": hid, "kind": kind, "key": key, "payload": _json(payload, f"{kind} {key!r}"),
                          "updated": now})
+        rows.append({"host_id": hid, "kind": kind, "key": _MARK, "payload": {"items": len(rows)}, "updated": now})
         self._writable("publish a host's state")
         with self.registry.begin("write", of=_OF) as conn:
             conn.execute(sa.delete(HOST_STATE).where(HOST_STATE.c.host_id == hid, HOST_STATE.c.kind == kind))
-            if rows:
-                conn.execute(sa.insert(HOST_STATE), rows)
+            conn.execute(sa.insert(HOST_STATE), rows)
 
     def state(self, host_id: str) -> dict[str, Any]:
         """What ``host_id`` published: ``{kind: [payload, ...] (by key)}`` for every kind, and ``updated``:
@@ -173,9 +176,12 @@ class FleetState:
                                     .order_by(HOST_STATE.c.kind, HOST_STATE.c.key)).all()
             for row in rows:
                 m = row._mapping
-                if m["kind"] in out:
+                if m["kind"] not in out:
+                    continue
+                if m["key"] == _MARK:
+                    updated[m["kind"]] = float(m["updated"])
+                else:
                     out[m["kind"]].append(m["payload"])
-                    updated[m["kind"]] = max(updated.get(m["kind"], 0.0), float(m["updated"]))
         out["updated"] = {k: updated[k] for k in KINDS if k in updated}
         return out
 
@@ -185,6 +191,7 @@ class FleetState:
             return {}
         with self.registry.begin("read", of=_OF) as conn:
             rows = conn.execute(sa.select(HOST_STATE.c.host_id, HOST_STATE.c.kind, sa.func.count())
+                                .where(HOST_STATE.c.key != _MARK)
                                 .group_by(HOST_STATE.c.host_id, HOST_STATE.c.kind)).all()
         out: dict[str, dict[str, int]] = {}
         for host, kind, n in rows:

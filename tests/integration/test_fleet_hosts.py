@@ -106,9 +106,9 @@ def _open_in_processes_behind_the_lock(url: str, n: int) -> list[list[str]]:
 
 def _drop_registry(url: str) -> None:
     engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE {TABLE}"))
-        conn.execute(sa.text(f"DROP TABLE {VERSION_TABLE}"))
+    with engine.begin() as conn:  # every table of novatune's revisions, and their version table
+        for table in ("novatune_commands", "novatune_host_state", TABLE, VERSION_TABLE):
+            conn.execute(sa.text(f"DROP TABLE {table}"))
     engine.dispose()
 
 

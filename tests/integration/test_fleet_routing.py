@@ -116,8 +116,8 @@ def test_apply_and_rollback_reach_only_the_owning_hosts_agent(pg, tmp_path: Path
             r = api.post("/hosts/web-b/apply", {"config": {KNOB: target}})
             assert r.status_code == 409 and "not alive" in r.json()["detail"], r.text
             assert api.get("/hosts/web-b/commands").json() == []
-            conf = tmp_path / "b.json"
-            conf.write_text(json.dumps({KNOB: target}))
+            conf = tmp_path / "b.conf"  # a sysctl.d file, as `novatune apply` reads it
+            conf.write_text(f"{KNOB} = {target}\n")
             cli = novatune("--storage", url, "fleet", "apply", str(conf), "--host", "web-b", home=central)
             assert cli.returncode == 2 and "not alive" in cli.stderr and "Traceback" not in cli.stderr
         finally:
@@ -146,8 +146,8 @@ def test_todays_sqlite_data_directory_is_carried_into_the_fleets_postgresql(pg, 
             return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "experiments", *args], cwd=REPO,
                                   env=env, capture_output=True, text=True, timeout=120)
 
-        conf = tmp_path / "c.json"
-        conf.write_text(json.dumps({KNOB: 1000 if found != 1000 else 1001}))
+        conf = tmp_path / "c.conf"
+        conf.write_text(f"{KNOB} = {1000 if found != 1000 else 1001}\n")
         applied = local("apply", str(conf), "--json")
         assert applied.returncode == 0, applied.stderr
         app_id = json.loads(applied.stdout)["id"]
