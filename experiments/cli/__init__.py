@@ -10,8 +10,8 @@
 - :mod:`.replay`: ``replay``
 - :mod:`.profile`: ``profile record|watch|list|show|hotspots``, ``flamegraph diff`` (``/profiling``)
 - :mod:`.bench`: ``bench run|list|show|compare`` (``/bench``)
-- :mod:`.fleet`: ``fleet hosts`` (``/hosts``); :mod:`.fleet_ops`: ``fleet show|apply|rollback|commands|publish``
-  (``/hosts/{id}/...``); :mod:`.agent`: ``agent``, ``fleet submit``
+- :mod:`.fleet`: ``fleet hosts`` (``/hosts``); :mod:`.fleet_ops`: ``fleet
+  show|apply|rollback|rightsize|commands|publish`` (``/hosts/{id}/...``); :mod:`.agent`: ``agent``, ``fleet submit``
 - :mod:`.observe`: ``observe`` (a running target's usage history; imports)
 - :mod:`.rightsize`: ``rightsize list|show|approve|apply|reject|rollback|history|plot``, ``cost
   recommendations|savings|predict`` (``/rightsizing``, ``/cost``); :mod:`.rightsize_replay`: ``rightsize replay``
@@ -104,7 +104,8 @@ app.add_typer(rightsize.cost_app, name="cost")
 app.add_typer(recommend.recommend_app, name="recommend")
 app.add_typer(bench.bench_app, name="bench")
 fleet.fleet_app.command("submit")(agent.submit_cmd)
-for _name, _cmd in (("show", fleet_ops.show_cmd), ("apply", fleet_ops.apply_cmd), ("rollback", fleet_ops.rollback_cmd),
+for _name, _cmd in (("show", fleet_ops.show_cmd), ("apply", fleet_ops.apply_cmd),
+                    ("rollback", fleet_ops.rollback_cmd), ("rightsize", fleet_ops.rightsize_cmd),
                     ("commands", fleet_ops.commands_cmd), ("publish", fleet_ops.publish_cmd)):
     fleet.fleet_app.command(_name)(_cmd)
 app.add_typer(fleet.fleet_app, name="fleet")

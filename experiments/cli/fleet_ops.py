@@ -1,4 +1,4 @@
-"""``novatune fleet show|apply|rollback|commands|publish``: one host's published state, and apply / rollback
+"""``novatune fleet show|apply|rollback|rightsize|commands|publish``: one host's published state, and apply / rollback
 routed to that host's agent (CLI twins of ``GET /hosts/{id}/state``, ``POST /hosts/{id}/apply``,
 ``POST /hosts/{id}/rollback/{app}``, ``GET /hosts/{id}/commands``); ``publish`` carries this data directory's
 state into the fleet's storage once, as an agent does every ``--publish-s``.
@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from experiments.cli._common import JsonOpt, UserError, err, out, paths, print_json, settings
 
-__all__ = ["apply_cmd", "commands_cmd", "publish_cmd", "rollback_cmd", "show_cmd"]
+__all__ = ["apply_cmd", "commands_cmd", "publish_cmd", "rightsize_cmd", "rollback_cmd", "show_cmd"]
 
 HostOpt = Annotated[str, typer.Option("--host", help="the host's id (`novatune fleet hosts` lists them)")]
 WaitOpt = Annotated[float, typer.Option(min=0, max=3600, help="seconds to wait for the agent's answer (0: do not "
@@ -107,6 +107,26 @@ def rollback_cmd(
     if not host:
         raise UserError("--host is required: the host whose agent rolls it back (`novatune fleet hosts` lists them)")
     _routed(host, "rollback", {"application": application, "force": force}, wait_s, ttl_s, as_json)
+
+
+def rightsize_cmd(
+    move: Annotated[str, typer.Argument(metavar="MOVE", help="approve | reject | apply | rollback")],
+    proposal: Annotated[str, typer.Argument(metavar="ID", help="the proposal's id (`fleet show HOST`)")],
+    host: HostOpt = "",
+    note: Annotated[str | None, typer.Option(help="why (kept in the proposal's history)")] = None,
+    validate_s: Annotated[float | None, typer.Option(min=1, max=7 * 86400, help="apply: the validation period "
+                                                                                 "(default: the host's setting)")
+                          ] = None,
+    wait_s: WaitOpt = 60.0,
+    ttl_s: TtlOpt = 300.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """A step of a right-sizing proposal of HOST, taken by its agent (an apply is validated there in the
+    background and rolled back on degradation)."""
+    if not host:
+        raise UserError("--host is required: the host whose proposal it is (`novatune fleet hosts` lists them)")
+    _routed(host, "rightsize", {"proposal": proposal, "move": move, "note": note, "validate_s": validate_s}, wait_s,
+            ttl_s, as_json)
 
 
 def commands_cmd(host: HostOpt = "", as_json: JsonOpt = False) -> None:

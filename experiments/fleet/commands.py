@@ -14,6 +14,9 @@ Arguments a command carries (checked again here: the database is not trusted mor
 * ``apply``: ``{"config": {...}}`` (an export document ``novatune.config/v1`` or a mapping knob -> value) or
   ``{"study": NAME, "trial": N | null}`` (a trial of a study in the fleet's storage), and ``dry_run``.
 * ``rollback``: ``{"application": ID, "force": false}``.
+* ``rightsize``: ``{"proposal": ID, "move": "approve" | "reject" | "apply" | "rollback", "note": TEXT | null,
+  "validate_s": SECONDS | null}``: a step of the host's right-sizing workflow, as ``POST /rightsizing/MOVE/ID`` on
+  that host (an applied proposal is validated in the background there, and rolled back on degradation).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collectors.errors import NovatuneError
 from experiments.fleet.hosts import HostRegistry, HostStoreError, UnknownHost
@@ -31,7 +34,11 @@ from experiments.fleet.patient import UNREACHABLE
 from experiments.fleet.state import Command, FleetState, InvalidCommand
 from experiments.settings import Paths
 
-__all__ = ["APPLICATION_ID_RE", "HostAway", "HostDuties", "check_args", "route", "run_command", "wait"]
+if TYPE_CHECKING:
+    from experiments.rightsizing.background import Validations
+
+__all__ = ["APPLICATION_ID_RE", "MOVES", "PROPOSAL_ID_RE", "HostAway", "HostDuties", "check_args", "route",
+           "run_command", "wait"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,11 @@ log = logging.getLogger(__name__)
 APPLICATION_ID_RE = r"^[A-Za-z0-9_.:-]{1,80}$"
 _APPLICATION_ID = re.compile(APPLICATION_ID_RE)
 _APPLY_KEYS, _ROLLBACK_KEYS = {"config", "study", "trial", "dry_run"}, {"application", "force"}
+_RIGHTSIZE_KEYS = {"proposal", "move", "note", "validate_s"}
+#: the steps of a right-sizing proposal a ``rightsize`` command can take
+MOVES = ("approve", "reject", "apply", "rollback")
+PROPOSAL_ID_RE = r"^rs-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$"
+_PROPOSAL_ID = re.compile(PROPOSAL_ID_RE)
 
 
 def check_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -75,9 +87,28 @@ def check_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
                                  f"'_', '.', ':', '-'), not {app!r}")
         if not isinstance(args.get("force", False), bool):
             raise InvalidCommand("rollback's 'force' must be true or false")
+    elif action == "rightsize":
+        _check_rightsize(args)
     else:
-        raise InvalidCommand(f"action {action!r} is not allowed; allowed: apply, rollback")
+        raise InvalidCommand(f"action {action!r} is not allowed; allowed: apply, rollback, rightsize")
     return args
+
+
+def _check_rightsize(args: dict[str, Any]) -> None:
+    extra = set(args) - _RIGHTSIZE_KEYS
+    if extra:
+        raise InvalidCommand(f"rightsize takes {', '.join(sorted(_RIGHTSIZE_KEYS))}; not {', '.join(sorted(extra))}")
+    if not isinstance(args.get("proposal"), str) or not _PROPOSAL_ID.fullmatch(args["proposal"]):
+        raise InvalidCommand(f"rightsize's 'proposal' must be a proposal id (rs-YYYYmmdd-HHMMSS-xxxxxx), not "
+                             f"{args.get('proposal')!r}")
+    if args.get("move") not in MOVES:
+        raise InvalidCommand(f"rightsize's 'move' {args.get('move')!r} is not allowed; allowed: {', '.join(MOVES)}")
+    note = args.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > 500):
+        raise InvalidCommand("rightsize's 'note' must be text of at most 500 characters")
+    secs = args.get("validate_s")
+    if secs is not None and (not isinstance(secs, int | float) or isinstance(secs, bool) or not 1 <= secs <= 7 * 86400):
+        raise InvalidCommand(f"rightsize's 'validate_s' must be 1 to 604800 seconds, not {secs!r}")
 
 
 class HostAway(NovatuneError):
@@ -130,9 +161,12 @@ def wait(state: FleetState, command_id: int, timeout_s: float, *, poll_s: float 
         time.sleep(poll_s)
 
 
-def run_command(cmd: Command, paths: Paths) -> dict[str, Any]:
+def run_command(cmd: Command, paths: Paths, *, validations: Validations | None = None) -> dict[str, Any]:
     """Run ``cmd`` on this host's data directory ``paths``; returns what ``novatune apply|rollback --json``
     would print.
+
+    ``validations`` watches a right-sizing proposal the command applied (``None``: a ``rightsize apply`` is
+    refused).
 
     Raises:
         InvalidCommand: its arguments are not allowed.
@@ -143,6 +177,8 @@ def run_command(cmd: Command, paths: Paths) -> dict[str, Any]:
 
     args = check_args(cmd.action, cmd.args)
     source = f"fleet command {cmd.id} from {cmd.requested_by}"
+    if cmd.action == "rightsize":
+        return _rightsize(args, paths, who=source, validations=validations)
     if cmd.action == "rollback":
         from experiments.autotune.service import rollback_step
 
@@ -153,6 +189,28 @@ def run_command(cmd: Command, paths: Paths) -> dict[str, Any]:
     if args.get("study") is not None:
         return apply_trial(args["study"], args.get("trial"), paths=paths, dry_run=bool(args.get("dry_run"))).as_dict()
     return apply_config(args["config"], paths=paths, dry_run=bool(args.get("dry_run")), source=source).as_dict()
+
+
+def _rightsize(args: dict[str, Any], paths: Paths, *, who: str, validations: Validations | None) -> dict[str, Any]:
+    """A step of this host's right-sizing workflow, as its ``POST /rightsizing/MOVE/ID`` takes it."""
+    from experiments.rightsizing import workflow
+    from experiments.rightsizing.engine import Rightsizing
+    from experiments.settings import Settings
+
+    eng = Rightsizing(paths, Settings.load())
+    pid, move, note = args["proposal"], args["move"], args.get("note")
+    if move == "approve":
+        return workflow.approve(eng.proposals, pid, who=who, note=note).to_dict()
+    if move == "reject":
+        return workflow.reject(eng.proposals, pid, who=who, note=note).to_dict()
+    if move == "rollback":
+        return workflow.rollback(eng.proposals, pid, paths=paths, who=who, note=note).to_dict()
+    if validations is None:
+        raise InvalidCommand("a right-sizing apply needs the agent's validation watch; none runs here")
+    watch = eng.before_change(eng.proposals.check_transition(pid, "applied"))
+    p = workflow.apply(eng.proposals, pid, paths=paths, settings=eng.settings, who=who, note=note)
+    validations.start(p.id, watch, duration_s=args.get("validate_s"), who=who)
+    return p.to_dict()
 
 
 class HostDuties:
@@ -173,6 +231,7 @@ class HostDuties:
         self.poll_s, self.publish_s = poll_s, publish_s
         self.on_event = on_event or (lambda kind, **data: None)
         self._stop = threading.Event()
+        self._validations: Validations | None = None
         self._thread = threading.Thread(target=self._loop, name=f"novatune-duties-{host_id}", daemon=True)
         self._published_at = 0.0
 
@@ -189,10 +248,13 @@ class HostDuties:
         return self
 
     def stop(self) -> None:
-        """Stop after the command running now (if any) ends."""
+        """Stop after the command running now (if any) ends; a right-sizing change still in its validation
+        period is rolled back (as the service does at shutdown: never an unvalidated change left behind)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        if self._validations is not None:
+            self._validations.shutdown()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -220,7 +282,7 @@ class HostDuties:
     def _run(self, cmd: Command) -> None:
         log.info("command %d: %s %s (from %s)", cmd.id, cmd.action, cmd.args, cmd.requested_by)
         try:
-            result = run_command(cmd, self.paths)
+            result = run_command(cmd, self.paths, validations=self._watches())
         except NovatuneError as err:
             self.state.finish(cmd.id, error=str(err))
             self.on_event("command", id=cmd.id, action=cmd.action, state="failed", error=str(err))
@@ -232,6 +294,14 @@ class HostDuties:
             return
         self.state.finish(cmd.id, result=result)
         self.on_event("command", id=cmd.id, action=cmd.action, state="done")
+
+    def _watches(self) -> Validations:
+        from experiments.rightsizing.background import Validations
+        from experiments.settings import Settings
+
+        if self._validations is None:
+            self._validations = Validations(self.paths, Settings.load())
+        return self._validations
 
     def publish(self) -> None:
         """Publish this host's state now (a kind that cannot be read keeps its last copy; logged)."""

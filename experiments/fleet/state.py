@@ -10,7 +10,8 @@ registry (:mod:`experiments.fleet.hosts`: same engine, same version table, same 
   files stay the record it acts on (its journal is fsynced on its own disk before any write, and recovery
   must work while the database is away); this is the fleet's copy of them,
   replaced whole, kind by kind, in one transaction, so a reader never sees half of a publication.
-* ``novatune_commands``: ``apply`` and ``rollback`` requests for one host (``POST /hosts/{id}/apply``,
+* ``novatune_commands``: ``apply``, ``rollback`` and ``rightsize`` (a right-sizing proposal's next step) requests
+  for one host (``POST /hosts/{id}/apply``,
   ``novatune fleet apply --host``). Only that host's agent takes them (:meth:`FleetState.take`: one
   conditional update from ``pending`` to ``running``, so two agents of one host id can never both run
   one), runs them through its own journal, and answers (:meth:`FleetState.finish`). A command not taken
@@ -38,7 +39,7 @@ __all__ = ["ACTIONS", "COMMAND_STATES", "KINDS", "Command", "FleetState", "Inval
 #: what a host publishes, in the order ``GET /hosts/{id}/state`` shows it
 KINDS = ("studies", "applications", "recommendations", "proposals", "profiles", "tuners")
 #: what a host's agent can be asked to do
-ACTIONS = ("apply", "rollback")
+ACTIONS = ("apply", "rollback", "rightsize")
 #: ``pending`` -> ``running`` -> ``done`` | ``failed``; ``pending`` -> ``expired``; ``running`` -> ``interrupted``
 COMMAND_STATES = ("pending", "running", "done", "failed", "expired", "interrupted")
 STATE_TABLE, COMMAND_TABLE = "novatune_host_state", "novatune_commands"

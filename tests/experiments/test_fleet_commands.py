@@ -44,7 +44,7 @@ def test_a_routed_command_is_queued_for_that_host_only(fleet) -> None:
     ("db-1", "apply", {"study": "s", "trial": -1}, InvalidCommand, "trial number >= 0"),
     ("db-1", "rollback", {"application": "../../etc"}, InvalidCommand, "application id"),
     ("db-1", "rollback", {"application": "a", "force": "yes"}, InvalidCommand, "'force' must be true or false"),
-    ("db-1", "reboot", {}, InvalidCommand, "allowed: apply, rollback"),
+    ("db-1", "reboot", {}, InvalidCommand, "allowed: apply, rollback, rightsize"),
 ])
 def test_what_cannot_be_run_is_refused_and_nothing_is_queued(fleet, host: str, action: str, args: dict,
                                                              error: type[Exception], names: str) -> None:
@@ -85,3 +85,42 @@ def test_the_agent_answers_a_rollback_it_cannot_do_with_the_reason(fleet, tmp_pa
     assert duties.tick() is False  # nothing left
     published = state.state("db-1")
     assert published["applications"] == [] and "applications" in published["updated"]
+
+
+def test_a_routed_right_sizing_step_moves_the_hosts_proposal_and_a_wrong_one_says_why(fleet, tmp_path: Path) -> None:
+    from experiments.rightsizing.proposals import ProposalStore
+
+    registry, state = fleet
+    paths = Paths(tmp_path / "home").ensure()
+    store = ProposalStore(paths.rightsizing_db)
+    p = store.create(target="cgroup:/svc", profile="balanced", recommendation={"finding": "over-provisioned"},
+                     values={"rightsize.memory_gib": 1.0})
+    approve = route(registry, state, "db-1", "rightsize", {"proposal": p.id, "move": "approve", "note": "ok"}, by="t",
+                    ttl_s=60, dead_after_s=60)
+    again = route(registry, state, "db-1", "rightsize", {"proposal": p.id, "move": "approve"}, by="t", ttl_s=60,
+                  dead_after_s=60)
+    duties = HostDuties(state, "db-1", paths, poll_s=0.1, publish_s=3600)
+    try:
+        assert duties.tick() is True
+    finally:
+        duties.stop()
+    done, refused = state.command(approve.id), state.command(again.id)
+    assert done is not None and done.state == "done" and done.result is not None
+    assert done.result["state"] == "approved" and done.result["history"][-1]["who"].startswith("fleet command")
+    assert store.get(p.id).state == "approved"
+    assert refused is not None and refused.state == "failed" and "approved" in (refused.error or "")
+    published = state.state("db-1")["proposals"]
+    assert [(x["id"], x["state"]) for x in published] == [(p.id, "approved")]
+
+
+@pytest.mark.parametrize(("args", "names"), [
+    ({"proposal": "rs-1", "move": "approve"}, "proposal id"),
+    ({"proposal": "rs-20261207-101010-abcdef", "move": "delete"}, "'delete' is not allowed; allowed: approve"),
+    ({"proposal": "rs-20261207-101010-abcdef", "move": "apply", "validate_s": 0}, "1 to 604800"),
+    ({"proposal": "rs-20261207-101010-abcdef", "move": "apply", "note": "x" * 501}, "at most 500"),
+])
+def test_a_bad_right_sizing_step_is_refused_here(fleet, args: dict, names: str) -> None:
+    registry, state = fleet
+    with pytest.raises(InvalidCommand, match=names):
+        route(registry, state, "db-1", "rightsize", args, by="t", ttl_s=60, dead_after_s=60)
+    assert state.commands("db-1") == []

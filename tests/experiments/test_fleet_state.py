@@ -111,7 +111,7 @@ def test_a_restarted_agent_marks_its_running_commands_interrupted(state: FleetSt
 
 
 @pytest.mark.parametrize(("action", "args", "ttl", "names"), [
-    ("reboot", {}, 60, "'reboot' is not allowed; allowed: apply, rollback"),
+    ("reboot", {}, 60, "'reboot' is not allowed; allowed: apply, rollback, rightsize"),
     ("apply", [], 60, "must be a JSON object"),
     ("apply", {}, 0, "time to live"),
     ("apply", {"x": "y" * 300_000}, 60, "at most"),

@@ -170,3 +170,58 @@ def test_todays_sqlite_data_directory_is_carried_into_the_fleets_postgresql(pg, 
         rb = local("rollback", app_id)
         assert rb.returncode == 0, rb.stderr
         assert somaxconn(ns) == found
+
+
+def test_a_right_sizing_proposal_is_approved_applied_validated_and_rolled_back_through_its_hosts_agent(
+        pg, tmp_path: Path) -> None:
+    """The host's agent takes each step of its proposal on a cgroup of this test's own: the apply writes the cgroup
+    (journaled), the validation runs in the agent, the rollback restores the files byte for byte."""
+    from experiments.rightsizing.proposals import ProposalStore
+    from experiments.settings import Paths
+    from tests.actuators.rightsize_target import real_target
+
+    url, central = pg.socket_url, tmp_path / "central"
+    central.mkdir(mode=0o700)
+    with real_target("idle") as t:
+        target = f"cgroup:{t.cgroup}"
+        quota, limit = t.file("cpu", "cpu.cfs_quota_us"), t.file("memory", "memory.limit_in_bytes")
+        before = quota.read_bytes(), limit.read_bytes()
+        home = tmp_path / "db-host"
+        home.mkdir(mode=0o700)
+        proposal = ProposalStore(Paths(home, None).ensure().rightsizing_db).create(
+            target=target, profile="balanced", recommendation={"finding": "over-provisioned"},
+            values={"rightsize.cpu_cores": 1.0})
+        env = {**os.environ, "NOVATUNE_HOME": str(home), "NOVATUNE_LOCK_DIR": str(home / "locks"),
+               "NOVATUNE_ALLOWED_TARGETS": json.dumps([target]), "NOVATUNE_RIGHTSIZING_VALIDATION_S": "10"}
+        log = (home / "agent.log").open("wb")
+        agent = subprocess.Popen([sys.executable, "-m", "experiments", "--storage", url, "agent", "--host-id", "db-1",
+                                  "--poll-s", "0.3", "--publish-s", "1"], cwd=REPO, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        try:
+            wait_for("the agent registered", lambda: "db-1" in {h["id"] for h in json.loads(novatune(
+                "--storage", url, "fleet", "hosts", "--json", home=central, check=True).stdout) if h["alive"]})
+
+            def step(move: str) -> dict[str, Any]:
+                got = novatune("--storage", url, "fleet", "rightsize", move, proposal.id, "--host", "db-1", "--json",
+                               home=central)
+                assert got.returncode == 0, got.stdout + got.stderr
+                cmd = json.loads(got.stdout)
+                assert cmd["state"] == "done", cmd
+                return dict(cmd["result"])
+
+            assert step("approve")["state"] == "approved"
+            applied = step("apply")
+            assert applied["state"] == "applied" and int(quota.read_text()) == 100_000
+            shown = wait_for("the validation published", lambda: [
+                p for p in json.loads(novatune("--storage", url, "fleet", "show", "db-1", "--json", home=central,
+                                               check=True).stdout)["proposals"] if p["state"] == "validated"], 60)
+            assert shown[0]["id"] == proposal.id
+            assert step("rollback")["state"] == "rolled_back"
+            assert (quota.read_bytes(), limit.read_bytes()) == before
+        finally:
+            agent.terminate()
+            agent.wait(timeout=60)
+            log.close()
+        text = (home / "agent.log").read_text()
+        assert "Traceback" not in text, text
+        assert (quota.read_bytes(), limit.read_bytes()) == before

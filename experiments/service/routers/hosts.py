@@ -1,5 +1,5 @@
-"""``/hosts``: the fleet's hosts, what each published, and apply / rollback routed to the agent of a host
-(CLI twins: ``novatune fleet hosts|show|apply|rollback|command``).
+"""``/hosts``: the fleet's hosts, what each published, and apply / rollback / right-sizing steps routed to the
+agent of a host (CLI twins: ``novatune fleet hosts|show|apply|rollback|rightsize|commands``).
 
 Agents (``novatune agent``) register, heartbeat and publish into the study database; the service reads it
 (:class:`~experiments.fleet.hosts.HostRegistry` opened with ``migrate=False``: it never creates a table, and a
@@ -20,7 +20,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from experiments.fleet.commands import APPLICATION_ID_RE, route
+from experiments.fleet.commands import APPLICATION_ID_RE, MOVES, PROPOSAL_ID_RE, route
 from experiments.fleet.hosts import HOST_ID_RE, Host, HostRegistry, UnknownHost
 from experiments.fleet.state import Command
 from experiments.service.deps import AppSettings, Fleet, Hosts, ReadAccess, WriteAccess
@@ -110,6 +110,21 @@ def host_rollback(host_id: HostId, application_id: AppId, hosts: Hosts, fleet: F
                   ttl_s: Ttl = 300.0) -> JSONResponse:
     return _queued(route(hosts, fleet, host_id, "rollback", {"application": application_id, "force": force},
                          by=_by(request), ttl_s=ttl_s, dead_after_s=settings.fleet_dead_after_s))
+
+
+@router.post("/{host_id}/rightsizing/{move}/{proposal_id}", status_code=202, responses=_ROUTED,
+             summary="A step of a right-sizing proposal of that host (approve, reject, apply with its validation "
+                     "period, rollback): its agent takes it as POST /rightsizing/MOVE/ID would there")
+def host_rightsize(host_id: HostId, move: Annotated[str, Path(pattern="^(" + "|".join(MOVES) + ")$")],
+                   proposal_id: Annotated[str, Path(pattern=PROPOSAL_ID_RE)], hosts: Hosts, fleet: Fleet,
+                   settings: AppSettings, request: Request, _: WriteAccess,
+                   note: Annotated[str | None, Query(max_length=500, description="why (kept in the history)")] = None,
+                   validate_s: Annotated[float | None, Query(ge=1, le=7 * 86400, description="apply: the validation "
+                                                                                            "period")] = None,
+                   ttl_s: Ttl = 300.0) -> JSONResponse:
+    args: dict[str, Any] = {"proposal": proposal_id, "move": move, "note": note, "validate_s": validate_s}
+    return _queued(route(hosts, fleet, host_id, "rightsize", args, by=_by(request), ttl_s=ttl_s,
+                         dead_after_s=settings.fleet_dead_after_s))
 
 
 @router.get("/{host_id}/commands", responses={**_UNKNOWN, **_ERRORS},
