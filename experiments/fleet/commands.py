@@ -37,8 +37,8 @@ from experiments.settings import Paths
 if TYPE_CHECKING:
     from experiments.rightsizing.background import Validations
 
-__all__ = ["APPLICATION_ID_RE", "MOVES", "PROPOSAL_ID_RE", "HostAway", "HostDuties", "check_args", "route",
-           "run_command", "wait"]
+__all__ = ["APPLICATION_ID_RE", "MOVES", "PROPOSAL_ID_RE", "HostAway", "HostDuties", "check_args",
+           "roll_back_unvalidated", "route", "run_command", "wait"]
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,34 @@ def _rightsize(args: dict[str, Any], paths: Paths, *, who: str, validations: Val
     return p.to_dict()
 
 
+def roll_back_unvalidated(paths: Paths) -> list[str]:
+    """Roll back the right-sizing proposals a fleet command applied and no validation finished (the agent that
+    watched them was killed): no change stays unvalidated. Returns their ids; one that cannot be rolled back
+    is logged and left applied (``novatune rightsize rollback ID`` says why)."""
+    from experiments.rightsizing import workflow
+    from experiments.rightsizing.proposals import ProposalStore
+
+    if not paths.rightsizing_db.exists():
+        return []
+    try:
+        store = ProposalStore(paths.rightsizing_db)
+        applied = store.list(state="applied")
+    except NovatuneError as err:
+        log.error("cannot look for right-sizing changes left unvalidated: %s", err)
+        return []
+    done = []
+    for p in applied:
+        if not p.history or not p.history[-1].who.startswith("fleet command"):
+            continue
+        try:
+            workflow.rollback(store, p.id, paths=paths, who="novatune agent",
+                              note="its agent stopped during the validation period: rolled back when it started again")
+            done.append(p.id)
+        except NovatuneError as err:
+            log.error("right-sizing proposal %s was left unvalidated and cannot be rolled back: %s", p.id, err)
+    return done
+
+
 class HostDuties:
     """The thread of an agent that runs its host's commands and publishes its state.
 
@@ -232,11 +260,15 @@ class HostDuties:
         self.on_event = on_event or (lambda kind, **data: None)
         self._stop = threading.Event()
         self._validations: Validations | None = None
+        #: the proposals :meth:`start` rolled back (left unvalidated by an earlier agent)
+        self.unvalidated_rolled_back: list[str] = []
         self._thread = threading.Thread(target=self._loop, name=f"novatune-duties-{host_id}", daemon=True)
         self._published_at = 0.0
 
     def start(self) -> HostDuties:
-        """Mark what an earlier agent of this host left running ``interrupted``, publish, start the thread."""
+        """Mark what an earlier agent of this host left running ``interrupted``, roll back the right-sizing
+        changes it applied and left unvalidated (:func:`roll_back_unvalidated`), start the thread (which
+        publishes at once)."""
         try:
             n = self.state.interrupt_running(self.host)
             if n:
@@ -244,6 +276,7 @@ class HostDuties:
                             n, self.host)
         except HostStoreError as err:
             log.warning("cannot look at the commands left running: %s", err)
+        self.unvalidated_rolled_back = roll_back_unvalidated(self.paths)
         self._thread.start()
         return self
 

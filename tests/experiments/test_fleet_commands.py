@@ -124,3 +124,22 @@ def test_a_bad_right_sizing_step_is_refused_here(fleet, args: dict, names: str) 
     with pytest.raises(InvalidCommand, match=names):
         route(registry, state, "db-1", "rightsize", args, by="t", ttl_s=60, dead_after_s=60)
     assert state.commands("db-1") == []
+
+
+def test_a_restarted_agent_rolls_back_what_a_fleet_command_applied_and_no_validation_finished(tmp_path: Path) -> None:
+    from experiments.fleet.commands import roll_back_unvalidated
+    from experiments.rightsizing.proposals import ProposalStore
+
+    paths = Paths(tmp_path / "home").ensure()
+    assert roll_back_unvalidated(paths) == [] and not paths.rightsizing_db.exists()  # nothing made
+    store = ProposalStore(paths.rightsizing_db)
+    ids = []
+    for who in ("fleet command 3 from api:10.0.0.1", "api:127.0.0.1"):
+        p = store.create(target="cgroup:/svc", profile="balanced", recommendation={}, values={"rightsize.cpu_cores": 1})
+        store.transition(p.id, "approved", who="alice")
+        store.transition(p.id, "applied", who=who)  # (no application: the rollback only records it)
+        ids.append(p.id)
+    assert roll_back_unvalidated(paths) == [ids[0]]
+    assert store.get(ids[0]).state == "rolled_back" and "stopped during the validation" in (
+        store.get(ids[0]).history[-1].note or "")
+    assert store.get(ids[1]).state == "applied"  # the service's own: its validation is not the agent's
