@@ -40,8 +40,11 @@ from experiments.deploy.plan import instance_types
 from experiments.holds import KnobHeld, KnobHolds
 from experiments.settings import Paths, Settings
 
-__all__ = ["Application", "ApplicationNotFound", "AppliedKnob", "ApplyConflict", "ApplyError", "NotApplied",
-           "bound_knob", "default_catalog", "history", "status"]
+__all__ = ["APPLICATION_ID_RE", "Application", "ApplicationNotFound", "AppliedKnob", "ApplyConflict", "ApplyError",
+           "NotApplied", "bound_knob", "default_catalog", "history", "status"]
+
+#: an id ``rollback`` takes: an application's (``apply-...``) or a continuous tuner's step (``at-...-sN``)
+APPLICATION_ID_RE = r"^[A-Za-z0-9_.:-]{1,80}$"
 
 State = Literal["applied", "rolled_back", "failed", "applying", "dry_run", "unchanged"]
 

@@ -29,27 +29,26 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from collectors.errors import NovatuneError
+from experiments.deploy.applications import APPLICATION_ID_RE
 from experiments.fleet.hosts import HostRegistry, HostStoreError, UnknownHost
 from experiments.fleet.patient import UNREACHABLE
 from experiments.fleet.state import Command, FleetState, InvalidCommand
+from experiments.rightsizing.proposals import PROPOSAL_ID_RE
 from experiments.settings import Paths
 
 if TYPE_CHECKING:
     from experiments.rightsizing.background import Validations
 
-__all__ = ["APPLICATION_ID_RE", "MOVES", "PROPOSAL_ID_RE", "HostAway", "HostDuties", "check_args",
+__all__ = ["MOVES", "HostAway", "HostDuties", "check_args",
            "roll_back_unvalidated", "route", "run_command", "wait"]
 
 log = logging.getLogger(__name__)
 
-#: an application id as ``/tuning/history`` shows it (or a continuous tuner's step id)
-APPLICATION_ID_RE = r"^[A-Za-z0-9_.:-]{1,80}$"
 _APPLICATION_ID = re.compile(APPLICATION_ID_RE)
 _APPLY_KEYS, _ROLLBACK_KEYS = {"config", "study", "trial", "dry_run"}, {"application", "force"}
 _RIGHTSIZE_KEYS = {"proposal", "move", "note", "validate_s"}
 #: the steps of a right-sizing proposal a ``rightsize`` command can take
 MOVES = ("approve", "reject", "apply", "rollback")
-PROPOSAL_ID_RE = r"^rs-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$"
 _PROPOSAL_ID = re.compile(PROPOSAL_ID_RE)
 
 

@@ -41,6 +41,7 @@ from experiments.safefs import private_dir
 
 __all__ = [
     "KNOBS",
+    "PROPOSAL_ID_RE",
     "STATES",
     "TRANSITIONS",
     "HistoryStep",
@@ -64,6 +65,8 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "rolled_back": (),
     "rejected": (),
 }
+#: a proposal's id, as :meth:`ProposalStore.create` makes it (``rs-YYYYmmdd-HHMMSS-xxxxxx``)
+PROPOSAL_ID_RE = r"^rs-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$"
 #: the knobs a proposal may carry
 KNOBS = ("rightsize.cpu_cores", "rightsize.memory_gib", "rightsize.cpuset_cpus")
 SCHEMA_VERSION = 1

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pytest
 
 from actuators import Catalog, SysRoot
@@ -31,6 +30,7 @@ from experiments.settings import Paths, Settings
 from experiments.spec import parse_spec
 from experiments.study.manager import StudyManager
 from tests.actuators.conftest import build_fake_tree, tree_bytes
+from tests.experiments.test_recommend_sources import _study as recommend_study
 
 VALUES = {"rightsize.cpu_cores": 1.5, "rightsize.memory_gib": 2.0}
 
@@ -43,23 +43,6 @@ def listing(home: Path) -> dict[str, tuple[int, int, int]]:
             st = os.lstat(Path(dirpath, name))
             out[os.path.relpath(Path(dirpath, name), home)] = (st.st_mode, st.st_size, st.st_mtime_ns)
     return out
-
-
-def _study(paths: Paths) -> None:
-    """A finished study that beat its baseline: the recommendation engine's "studies" source turns it into one."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="better", storage=paths.optuna_url, directions=["maximize"])
-    study.set_user_attr("objectives", ["throughput_rps"])
-    study.set_user_attr("knobs", ["vm.swappiness"])
-    study.set_user_attr("state", "completed")
-    for i, (sw, thr) in enumerate([(60, 100.0), (10, 130.0)]):
-        t = study.ask()
-        t.suggest_int("vm.swappiness", 0, 200)
-        t.set_user_attr("applied", {"vm.swappiness": sw})
-        t.set_user_attr("samples", [[thr * 0.99], [thr], [thr * 1.01]])
-        if i == 0:
-            t.set_user_attr("baseline", True)
-        study.tell(t, [thr])
 
 
 def _profile_id(paths: Paths) -> str:
@@ -83,7 +66,7 @@ def home(tmp_path: Path) -> Iterator[dict[str, Any]]:
         target="cgroup:/svc", profile="balanced", recommendation={"finding": "over-provisioned"}, values=VALUES)
     ProposalStore(paths.rightsizing_db).transition(proposal.id, "approved", who="alice", note="ok")
     app = apply_config({"vm.swappiness": 10}, paths=paths, source="unit", catalog=cat)
-    _study(paths)
+    recommend_study(paths, "better", [(60, 100.0), (10, 130.0)])  # beat its baseline: one recommendation
     rl = Recommendations(paths, Settings()).collect(sources=("studies",))
     spec = parse_spec({"name": "s", "workload": {"kind": "oltp"}, "knobs": {"vm.swappiness": {"low": 1, "high": 9}},
                        "objectives": {"throughput_rps": "maximize"}})

@@ -13,12 +13,13 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from experiments.deploy.applications import APPLICATION_ID_RE
 from experiments.service.deps import DataDir, ReadAccess, WriteAccess
 
 __all__ = ["ContinuousOptions", "ContinuousRequest", "register"]
 
 _TUNER_ID = Annotated[str, Path(description="a continuous tuner id (see /tuning/status)",
-                                pattern=r"^[A-Za-z0-9_.:-]{1,80}$")]
+                                pattern=APPLICATION_ID_RE)]
 
 
 class ContinuousOptions(BaseModel):

@@ -20,9 +20,11 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from experiments.fleet.commands import APPLICATION_ID_RE, MOVES, PROPOSAL_ID_RE, route
+from experiments.deploy.applications import APPLICATION_ID_RE
+from experiments.fleet.commands import MOVES, route
 from experiments.fleet.hosts import HOST_ID_RE, Host, HostRegistry, UnknownHost
 from experiments.fleet.state import Command
+from experiments.rightsizing.proposals import PROPOSAL_ID_RE
 from experiments.service.deps import AppSettings, Fleet, Hosts, ReadAccess, WriteAccess
 
 __all__ = ["HostApply", "router"]

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 
 from experiments.rightsizing.engine import Rightsizing
+from experiments.rightsizing.proposals import PROPOSAL_ID_RE
 from experiments.service.deps import ReadAccess, WriteAccess
 
 __all__ = ["cost_router", "router"]
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/rightsizing", tags=["rightsizing"])
 cost_router = APIRouter(prefix="/cost", tags=["cost"])
 
 ProposalId = Annotated[str, Path(description="a proposal's id (GET /rightsizing/recommendations)",
-                                 pattern=r"^rs-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")]
+                                 pattern=PROPOSAL_ID_RE)]
 Profile = Annotated[str | None, Query(pattern=r"^(savings|balanced|reliability)$",
                                       description="savings | balanced | reliability (default: the setting)")]
 TargetQ = Annotated[str | None, Query(max_length=300, description="one target (cgroup:/PATH, unit:NAME.service, "

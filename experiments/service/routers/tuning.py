@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from experiments.deploy.applications import APPLICATION_ID_RE
 from experiments.service.deps import DataDir, Index, ReadAccess, WriteAccess
 from experiments.service.routers.continuous import register as _register_continuous
 
@@ -18,7 +19,7 @@ __all__ = ["ApplyRequest", "ValidateOptions", "router"]
 router = APIRouter(prefix="/tuning", tags=["tuning"])
 
 _APPLY_ID = Annotated[str, Path(description="an application id (see /tuning/history)",
-                                pattern=r"^[A-Za-z0-9_.:-]{1,80}$")]
+                                pattern=APPLICATION_ID_RE)]
 
 
 def _as_dict(obj: Any) -> Any:
@@ -145,7 +146,7 @@ def _start_validation(body: ApplyRequest, opts: ValidateOptions, request: Reques
 
 
 _VALIDATION_ID = Annotated[str, Path(description="a validation id (see /tuning/validations)",
-                                     pattern=r"^[A-Za-z0-9_.:-]{1,80}$")]
+                                     pattern=APPLICATION_ID_RE)]
 
 
 @router.get("/validations", summary="Validated applies (newest first): decision, reason, before/after per guard")
