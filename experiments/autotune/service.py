@@ -16,7 +16,7 @@ from experiments.autotune.store import TunerStore, find_step, list_tuners
 from experiments.settings import Paths, Settings
 from experiments.spec import StudySpec
 
-__all__ = ["ContinuousTuners", "history", "rollback_step", "summaries"]
+__all__ = ["ContinuousTuners", "history", "rollback_by_id", "rollback_step", "summaries"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,22 @@ def rollback_step(paths: Paths, step_id: str, *, force: bool = False) -> dict[st
                      undoes=step_id)
     store.append(rec.as_dict())
     return {"step": rec.as_dict(), "rollback": rb}
+
+
+def rollback_by_id(paths: Paths, rollback_id: str, *, force: bool = False) -> dict[str, Any]:
+    """Roll back a continuous tuner's step (:func:`rollback_step`) or, when ``rollback_id`` is no step's id, the
+    application of that id: what ``POST /tuning/rollback/{id}`` answers (a step's rollback with ``step``).
+
+    Raises:
+        AutotuneConflict, ApplicationNotFound, ApplyConflict, ApplyError: as :func:`rollback_step` and
+            :func:`experiments.deploy.rollback.rollback`.
+    """
+    from experiments.deploy.rollback import rollback
+
+    step = rollback_step(paths, rollback_id, force=force)
+    if step is not None:
+        return dict(step["rollback"].as_dict()) | {"step": step["step"]}
+    return rollback(rollback_id, paths=paths, force=force).as_dict()
 
 
 class ContinuousTuners:

@@ -13,11 +13,24 @@ from rich.markup import escape
 
 from experiments.cli._common import UserError, err, out, valid_name
 from experiments.cli._common import paths as _paths
+from experiments.settings import Paths
 
-__all__ = ["agent_cmd", "submit_cmd"]
+__all__ = ["agent_cmd", "shared_paths", "submit_cmd"]
 
 _NEEDS_STORAGE = ("needs the fleet's shared storage: novatune --storage postgresql://USER:PASSWORD@HOST:PORT/DB "
                   "{cmd} ... (or set NOVATUNE_STORAGE)")
+
+
+def shared_paths(cmd: str) -> Paths:
+    """The data directory's paths, when a shared storage is set (``novatune CMD`` needs it).
+
+    Raises:
+        UserError: no ``--storage`` / ``NOVATUNE_STORAGE`` (the message says how to give one).
+    """
+    paths = _paths()
+    if paths.storage is None:
+        raise UserError(f"novatune {cmd} " + _NEEDS_STORAGE.format(cmd=cmd))
+    return paths
 
 
 def _labels(text: str, what: str) -> dict[str, str]:
@@ -45,9 +58,7 @@ def agent_cmd(
     from experiments.fleet.agent import Agent
     from experiments.fleet.hosts import default_host_id
 
-    paths = _paths()
-    if paths.storage is None:
-        raise UserError("novatune agent " + _NEEDS_STORAGE.format(cmd="agent"))
+    paths = shared_paths("agent")
     parsed = _labels(labels, "--labels")
     host = host_id or default_host_id()
 
@@ -97,9 +108,7 @@ def submit_cmd(
     from experiments.spec import load_spec
     from experiments.study.prepare import prepare
 
-    paths = _paths()
-    if paths.storage is None:
-        raise UserError("novatune fleet submit " + _NEEDS_STORAGE.format(cmd="fleet submit"))
+    paths = shared_paths("fleet submit")
     wanted = _labels(selector, "--selector")
     spec = load_spec(spec_file)
     plan = prepare(spec, paths=paths, trials=trials, source=str(spec_file))

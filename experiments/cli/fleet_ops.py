@@ -16,7 +16,8 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from experiments.cli._common import JsonOpt, UserError, err, out, paths, print_json, settings
+from experiments.cli._common import JsonOpt, UserError, err, out, print_json, settings
+from experiments.cli.agent import shared_paths
 
 __all__ = ["apply_cmd", "commands_cmd", "publish_cmd", "rightsize_cmd", "rollback_cmd", "show_cmd"]
 
@@ -27,15 +28,11 @@ TtlOpt = Annotated[float, typer.Option("--ttl-s", min=1, max=86400, help="second
                                                                            "after that it is never run")]
 
 
-def _fleet() -> tuple[Any, Any]:
+def _fleet(cmd: str) -> tuple[Any, Any]:
     from experiments.fleet.hosts import HostRegistry
     from experiments.fleet.state import FleetState
 
-    p = paths()
-    if p.storage is None:
-        raise UserError("this needs the fleet's shared storage: novatune --storage postgresql://USER:PASSWORD@HOST:"
-                        "PORT/DB fleet ... (or set NOVATUNE_STORAGE)")
-    registry = HostRegistry(p.optuna_url, migrate=False)
+    registry = HostRegistry(shared_paths(cmd).optuna_url, migrate=False)
     return registry, FleetState(registry)
 
 
@@ -45,7 +42,7 @@ def _routed(host: str, action: str, args: dict[str, Any], wait_s: float, ttl_s: 
 
     from experiments.fleet.commands import route, wait
 
-    registry, state = _fleet()
+    registry, state = _fleet(f"fleet {action}")
     with registry:
         cmd = route(registry, state, host, action, args, by=f"cli:{getpass.getuser()}@{socket.gethostname()}",
                     ttl_s=ttl_s, dead_after_s=settings().fleet_dead_after_s)
@@ -133,7 +130,7 @@ def commands_cmd(host: HostOpt = "", as_json: JsonOpt = False) -> None:
     """The commands routed to HOST, newest first, with their answers."""
     if not host:
         raise UserError("--host is required (`novatune fleet hosts` lists them)")
-    registry, state = _fleet()
+    registry, state = _fleet("fleet commands")
     with registry:
         found = state.commands(host)
     if as_json:
@@ -154,7 +151,7 @@ def show_cmd(host: Annotated[str, typer.Argument(metavar="HOST", help="the host'
     from experiments.fleet.hosts import UnknownHost, check_host_id
     from experiments.fleet.state import KINDS
 
-    registry, state = _fleet()
+    registry, state = _fleet("fleet show")
     with registry:
         if registry.get(check_host_id(host)) is None:
             raise UnknownHost(f"no host {host!r} is registered; `novatune fleet hosts` lists them")
@@ -184,10 +181,7 @@ def publish_cmd(
     from experiments.fleet.snapshot import publish
     from experiments.fleet.state import FleetState
 
-    p = paths()
-    if p.storage is None:
-        raise UserError("novatune fleet publish needs the fleet's shared storage: novatune --storage URL fleet "
-                        "publish (or set NOVATUNE_STORAGE)")
+    p = shared_paths("fleet publish")
     host = check_host_id(host_id or default_host_id())
     wanted = parse_labels(labels)
     with HostRegistry(p.optuna_url) as registry:

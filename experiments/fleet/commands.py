@@ -172,19 +172,15 @@ def run_command(cmd: Command, paths: Paths, *, validations: Validations | None =
         NovatuneError: what apply or rollback refused (nothing changed) or failed on (what was written restored).
     """
     from experiments.deploy.apply import apply_config, apply_trial
-    from experiments.deploy.rollback import rollback
 
     args = check_args(cmd.action, cmd.args)
     source = f"fleet command {cmd.id} from {cmd.requested_by}"
     if cmd.action == "rightsize":
         return _rightsize(args, paths, who=source, validations=validations)
     if cmd.action == "rollback":
-        from experiments.autotune.service import rollback_step
+        from experiments.autotune.service import rollback_by_id
 
-        step = rollback_step(paths, args["application"], force=bool(args.get("force")))
-        if step is not None:
-            return dict(step["rollback"].as_dict()) | {"step": step["step"]}
-        return rollback(args["application"], paths=paths, force=bool(args.get("force"))).as_dict()
+        return rollback_by_id(paths, args["application"], force=bool(args.get("force")))
     if args.get("study") is not None:
         return apply_trial(args["study"], args.get("trial"), paths=paths, dry_run=bool(args.get("dry_run"))).as_dict()
     return apply_config(args["config"], paths=paths, dry_run=bool(args.get("dry_run")), source=source).as_dict()
@@ -206,10 +202,7 @@ def _rightsize(args: dict[str, Any], paths: Paths, *, who: str, validations: Val
         return workflow.rollback(eng.proposals, pid, paths=paths, who=who, note=note).to_dict()
     if validations is None:
         raise InvalidCommand("a right-sizing apply needs the agent's validation watch; none runs here")
-    watch = eng.before_change(eng.proposals.check_transition(pid, "applied"))
-    p = workflow.apply(eng.proposals, pid, paths=paths, settings=eng.settings, who=who, note=note)
-    validations.start(p.id, watch, duration_s=args.get("validate_s"), who=who)
-    return p.to_dict()
+    return validations.apply(eng, pid, who=who, note=note, duration_s=args.get("validate_s")).to_dict()
 
 
 def roll_back_unvalidated(paths: Paths) -> list[str]:
@@ -259,8 +252,6 @@ class HostDuties:
         self.on_event = on_event or (lambda kind, **data: None)
         self._stop = threading.Event()
         self._validations: Validations | None = None
-        #: the proposals :meth:`start` rolled back (left unvalidated by an earlier agent)
-        self.unvalidated_rolled_back: list[str] = []
         self._thread = threading.Thread(target=self._loop, name=f"novatune-duties-{host_id}", daemon=True)
         self._published_at = 0.0
 
@@ -275,7 +266,10 @@ class HostDuties:
                             n, self.host)
         except HostStoreError as err:
             log.warning("cannot look at the commands left running: %s", err)
-        self.unvalidated_rolled_back = roll_back_unvalidated(self.paths)
+        rolled_back = roll_back_unvalidated(self.paths)
+        if rolled_back:
+            log.warning("right-sizing change(s) left unvalidated by the earlier agent rolled back: %s",
+                        ", ".join(rolled_back))
         self._thread.start()
         return self
 
@@ -316,16 +310,16 @@ class HostDuties:
         try:
             result = run_command(cmd, self.paths, validations=self._watches())
         except NovatuneError as err:
-            self.state.finish(cmd.id, error=str(err))
-            self.on_event("command", id=cmd.id, action=cmd.action, state="failed", error=str(err))
-            return
+            error, shown = str(err), str(err)
         except Exception as err:  # an internal error: recorded for the requester, logged in full here
             log.exception("command %d failed", cmd.id)
-            self.state.finish(cmd.id, error=f"internal error on host {self.host}: {type(err).__name__}: {err}")
-            self.on_event("command", id=cmd.id, action=cmd.action, state="failed", error=str(err))
+            error, shown = f"internal error on host {self.host}: {type(err).__name__}: {err}", str(err)
+        else:
+            self.state.finish(cmd.id, result=result)
+            self.on_event("command", id=cmd.id, action=cmd.action, state="done")
             return
-        self.state.finish(cmd.id, result=result)
-        self.on_event("command", id=cmd.id, action=cmd.action, state="done")
+        self.state.finish(cmd.id, error=error)
+        self.on_event("command", id=cmd.id, action=cmd.action, state="failed", error=shown)
 
     def _watches(self) -> Validations:
         from experiments.rightsizing.background import Validations

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from experiments.settings import Paths, Settings
 
 if TYPE_CHECKING:
-    from experiments.rightsizing.engine import Watch
+    from experiments.rightsizing.engine import Rightsizing, Watch
+    from experiments.rightsizing.proposals import Proposal
 
 __all__ = ["Validations"]
 
@@ -41,6 +42,22 @@ class Validations:
             self._threads = {k: v for k, v in self._threads.items() if v.is_alive()}
             self._threads[proposal_id] = t
         t.start()
+
+    def apply(self, eng: Rightsizing, proposal_id: str, *, who: str, note: str | None,
+              duration_s: float | None) -> Proposal:
+        """``approved -> applied`` through ``eng`` (:func:`experiments.rightsizing.workflow.apply`), with what
+        the validation compares against taken first, then the validation started here in the background.
+
+        Raises:
+            what :meth:`Rightsizing.before_change` and :func:`~experiments.rightsizing.workflow.apply` raise
+            (nothing written, no watch started).
+        """
+        from experiments.rightsizing import workflow
+
+        watch = eng.before_change(eng.proposals.check_transition(proposal_id, "applied"))
+        p = workflow.apply(eng.proposals, proposal_id, paths=eng.paths, settings=eng.settings, who=who, note=note)
+        self.start(p.id, watch, duration_s=duration_s, who=who)
+        return p
 
     def _run(self, proposal_id: str, watch: Watch, duration_s: float | None, who: str) -> None:
         from experiments.rightsizing.engine import Rightsizing

@@ -77,13 +77,9 @@ def apply(proposal_id: ProposalId, request: Request, _: WriteAccess, note: Note 
           validate_s: Annotated[float | None, Query(ge=1, le=7 * 86400, description="validation period (default "
                                                                                      "rightsizing_validation_s)")
                                 ] = None) -> dict[str, Any]:
-    from experiments.rightsizing import workflow
-
-    eng, who = _engine(request), _who(request)
-    watch = eng.before_change(eng.proposals.check_transition(proposal_id, "applied"))
-    p = workflow.apply(eng.proposals, proposal_id, paths=eng.paths, settings=eng.settings, who=who, note=note)
-    request.app.state.validations.start(p.id, watch, duration_s=validate_s, who=who)
-    return p.to_dict()
+    validations = request.app.state.validations
+    return validations.apply(_engine(request), proposal_id, who=_who(request), note=note,
+                             duration_s=validate_s).to_dict()
 
 
 @router.post("/rollback/{proposal_id}", responses=_MOVE, summary="applied | validated -> rolled_back")

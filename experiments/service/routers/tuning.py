@@ -113,13 +113,9 @@ def tuning_apply(body: ApplyRequest, paths: DataDir, request: Request, _: WriteA
 def tuning_rollback(application_id: _APPLY_ID, paths: DataDir, _: WriteAccess,
                     force: Annotated[bool, Query(description="restore even knobs changed since")] = False
                     ) -> dict[str, Any]:
-    from experiments.autotune.service import rollback_step
-    from experiments.deploy.rollback import rollback
+    from experiments.autotune.service import rollback_by_id
 
-    step = rollback_step(paths, application_id, force=force)
-    if step is not None:
-        return _as_dict(step["rollback"]) | {"step": step["step"]}
-    return _as_dict(rollback(application_id, paths=paths, force=force))
+    return rollback_by_id(paths, application_id, force=force)
 
 
 def _start_validation(body: ApplyRequest, opts: ValidateOptions, request: Request, *, dry_run: bool) -> JSONResponse:
