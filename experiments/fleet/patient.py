@@ -41,13 +41,16 @@ def unreachable(err: BaseException) -> bool:
         err = err.__cause__ or err
     return isinstance(err, UNREACHABLE)
 
-#: every storage call an agent makes, directly or through Optuna's study and heartbeat code
+#: every storage method that opens a session, as an agent reaches it: directly, or through Optuna's study and
+#: heartbeat code and its ``_CachedStorage``, which calls ``_create_new_trial``, ``_set_trial_param`` and
+#: ``_get_best_trial_id`` itself (``create_new_trial``, ``set_trial_param`` and ``get_best_trial`` only call
+#: those, so they are patient through them, not wrapped twice)
 _CALLS = ("create_new_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
           "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
-          "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
+          "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies", "_create_new_trial", "_set_trial_param",
           "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
           "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
-          "get_best_trial", "record_heartbeat", "_get_stale_trial_ids", "_get_trials")
+          "_get_best_trial_id", "record_heartbeat", "_get_stale_trial_ids", "_get_trials")
 
 
 def _patient(method: F) -> F:
